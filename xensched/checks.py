@@ -1,0 +1,177 @@
+"""Checks that run all the time, and the :class:`Violation` records they produce.
+
+Mirrors: Xen's ``ASSERT()`` and ``BUG_ON()`` (xen/include/xen/lib.h), plus checks Xen
+has no code for but whose breach is what the patch under study is about:
+
+- ``lock-mismatch``: scheduling code on a pCPU runs holding a lock that is not the one
+  its current scheduler uses for that pCPU (the patch's problem 1);
+- ``assert``: an emulated ASSERT/BUG_ON failed, named after the Xen function
+  (problem 2 is ``ASSERT(sd->schedule_lock == &prv->lock)`` in ``rt_free_pdata``);
+- ``lock-clobbered``: after a switch, a pCPU's lock pointer is not its scheduler's
+  (problem 3);
+- ``mutual-exclusion``: two pCPUs inside one runqueue's critical section at once;
+- ``deadlock``: a bounded wait ran out.
+
+A failed ASSERT is recorded and execution goes on, as in a non-debug Xen build, so that
+what follows (problem 3 follows problem 2) is observed too. Model code that cannot go
+on after a ``BUG_ON`` returns early where Xen would have crashed.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from xensched.smp import current, current_or_none
+
+if TYPE_CHECKING:
+    from xensched.schedulers.base import Scheduler
+    from xensched.smp import Event
+    from xensched.spinlock import SpinLock
+
+
+class ViolationKind(enum.StrEnum):
+    """Stable names of the checks; the value is what reports and JSON show."""
+
+    LOCK_MISMATCH = "lock-mismatch"
+    ASSERT = "assert"
+    LOCK_CLOBBERED = "lock-clobbered"
+    MUTUAL_EXCLUSION = "mutual-exclusion"
+    DEADLOCK = "deadlock"
+    CRASH = "crash"
+
+    def describe(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    ViolationKind.LOCK_MISMATCH: "scheduler code ran under a lock its scheduler does "
+    "not use for that pCPU",
+    ViolationKind.ASSERT: "an emulated Xen ASSERT/BUG_ON failed",
+    ViolationKind.LOCK_CLOBBERED: "after a switch the pCPU's schedule_lock is not its "
+    "scheduler's",
+    ViolationKind.MUTUAL_EXCLUSION: "two pCPUs were inside one runqueue's critical "
+    "section at once",
+    ViolationKind.DEADLOCK: "a bounded wait for a lock or a turn ran out",
+    ViolationKind.CRASH: "emulated code raised an unexpected exception",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One failed check: what, on which pCPU, in which Xen function, and what led to it.
+
+    ``events`` holds ``(ns, context, kind, label, xen_function)`` tuples, oldest first.
+    """
+
+    kind: ViolationKind
+    cpu: int | None
+    where: str
+    message: str
+    context: str
+    events: tuple[Event, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind.value,
+            "cpu": self.cpu,
+            "where": self.where,
+            "message": self.message,
+            "context": self.context,
+            "events": [
+                {"context": e[1], "point": e[2], "what": e[3], "in": e[4]}
+                for e in self.events
+            ],
+        }
+
+    def describe(self) -> str:
+        cpu = "-" if self.cpu is None else f"cpu{self.cpu}"
+        return f"{self.kind.value} on {cpu} in {self.where}(): {self.message}"
+
+
+def ASSERT(cond: bool, where: str, what: str) -> bool:  # noqa: N802 - Xen's name
+    """Emulated ``ASSERT(cond)``; records a violation when false. Returns ``cond``."""
+    if not cond:
+        current().bus.violation(ViolationKind.ASSERT, where, f"ASSERT({what}) failed")
+    return cond
+
+
+def BUG_ON(cond: bool, where: str, what: str) -> bool:  # noqa: N802 - Xen's name
+    """Emulated ``BUG_ON(cond)``; records a violation when true. Returns ``cond``.
+
+    Callers return early when it fires: Xen would have crashed there.
+    """
+    if cond:
+        current().bus.violation(ViolationKind.ASSERT, where, f"BUG_ON({what})")
+    return cond
+
+
+class CriticalSection:
+    """Occupancy of one runqueue's critical section, to check mutual exclusion.
+
+    Xen has no such object: it relies on the runqueue lock. Scheduler code wraps each
+    access to a runqueue in ``with rq.section("csched2_schedule"):``; a second context
+    entering while another is inside is a ``mutual-exclusion`` violation.
+    """
+
+    __slots__ = ("_inside", "_meta", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._meta = threading.Lock()  # emulator bookkeeping, not a Xen lock
+        self._inside: list[str] = []
+
+    def section(self, where: str) -> _Occupancy:
+        return _Occupancy(self, where)
+
+    def occupants(self) -> list[str]:
+        with self._meta:
+            return list(self._inside)
+
+
+class _Occupancy:
+    __slots__ = ("_cs", "_name", "_where")
+
+    def __init__(self, cs: CriticalSection, where: str) -> None:
+        self._cs = cs
+        self._where = where
+        self._name = ""
+
+    def __enter__(self) -> None:
+        ctx = current_or_none()
+        self._name = ctx.name if ctx is not None else "-"
+        with self._cs._meta:
+            others = [n for n in self._cs._inside if n != self._name]
+            self._cs._inside.append(self._name)
+        if others and ctx is not None:
+            ctx.bus.violation(
+                ViolationKind.MUTUAL_EXCLUSION,
+                self._where,
+                f"{self._name} entered {self._cs.name} while {', '.join(others)} "
+                "was inside",
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cs._meta:
+            self._cs._inside.remove(self._name)
+
+
+def check_held(held: SpinLock, cpu: int, sched: Scheduler, where: str) -> bool:
+    """``lock-mismatch``: is ``held`` the lock ``sched`` designates for ``cpu``?
+
+    Called where scheduling code has taken a pCPU's lock and is about to run
+    ``sched``'s code for that pCPU. Returns True when they match.
+    """
+    expected = sched.lock_for(cpu)
+    if expected is held:
+        return True
+    current().bus.violation(
+        ViolationKind.LOCK_MISMATCH,
+        where,
+        f"{sched.label} code for cpu{cpu} runs under {held.name}, but its lock for "
+        f"cpu{cpu} is {expected.name if expected is not None else 'none'}",
+        cpu=cpu,
+    )
+    return False

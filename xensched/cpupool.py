@@ -1,0 +1,184 @@
+"""cpupools: create, destroy, cpu-add, cpu-remove, migrate a domain.
+
+Mirrors: xen/common/cpupool.c of Xen 4.7 (``cpupool_create``, ``cpupool_destroy``,
+``cpupool_assign_cpu_locked``, ``cpupool_unassign_cpu`` with its helper,
+``cpupool_move_domain_locked``) and the ``xl cpupool-*`` commands that drive them.
+Global state (``cpupool_lock``, ``cpupool_free_cpus``, ``cpupool_moving_cpu``) lives on
+the :class:`~xensched.host.Host`.
+
+A pCPU moves pool -> free -> pool, never pool -> pool: a free pCPU runs the boot
+scheduler ``&ops`` (Pool-0's instance). Refusals raise :class:`XenError` with Xen's
+errno and leave the host unchanged:
+
+- ``EEXIST``: a pool id or name already exists;
+- ``EBUSY``: destroying a pool that still has pCPUs or domains; adding a pCPU that is
+  not free; removing the last pCPU of a pool with live domains; another pCPU is moving;
+- ``ENOENT``: no such pool or domain;
+- ``EINVAL``: unknown scheduler, pCPU out of range or not in that pool, moving a domain
+  to a pool without pCPUs, moving Domain-0;
+- ``EAGAIN``: a vCPU still runs on the pCPU being removed (xl retries).
+
+Left out: hotplug (``cpupool_cpu_add``/``remove`` notifiers, ``cpupool_locked_cpus``),
+suspend/resume, NUMA ``nodes=``, ``cpupool-rename``, the sysctl continuation.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from xensched.errors import XenError
+from xensched.schedule import (
+    cpu_disable_scheduler,
+    sched_move_domain,
+    schedule_cpu_switch,
+)
+from xensched.spinlock import spin_lock, spin_unlock
+
+if TYPE_CHECKING:
+    from xensched.domain import Domain
+    from xensched.host import Host
+    from xensched.schedulers.base import Scheduler
+
+
+class Cpupool:
+    """``struct cpupool``."""
+
+    __slots__ = ("cpu_valid", "cpupool_id", "domains", "name", "sched")
+
+    def __init__(self, cpupool_id: int, name: str, sched: Scheduler) -> None:
+        self.cpupool_id = cpupool_id
+        self.name = name
+        self.sched = sched
+        # Replaced, never mutated in place, so readers without cpupool_lock see a
+        # consistent mask.
+        self.cpu_valid: frozenset[int] = frozenset()
+        self.domains: list[Domain] = []
+
+    @property
+    def n_dom(self) -> int:
+        return len(self.domains)
+
+    def __repr__(self) -> str:
+        return f"<cpupool {self.cpupool_id} {self.name!r} {self.sched.opt_name}>"
+
+
+def cpupool_create(h: Host, poolid: int, name: str, sched: Scheduler) -> Cpupool:
+    """``cpupool_create()``: a new empty pool with its own scheduler instance."""
+    spin_lock(h.cpupool_lock)
+    try:
+        for c in h.cpupool_list:
+            if c.cpupool_id == poolid:
+                raise XenError(errno.EEXIST, f"cpupool id {poolid} already exists")
+            if c.name == name:
+                raise XenError(errno.EEXIST, f"cpupool {name!r} already exists")
+        c = Cpupool(poolid, name, sched)
+        sched.init()
+        h.cpupool_list.append(c)
+        h.cpupool_list.sort(key=lambda p: p.cpupool_id)
+        return c
+    finally:
+        spin_unlock(h.cpupool_lock)
+
+
+def cpupool_destroy(h: Host, c: Cpupool) -> None:
+    """``cpupool_destroy()``: only an empty pool (no pCPUs, no domains) goes."""
+    spin_lock(h.cpupool_lock)
+    try:
+        if c.n_dom or c.cpu_valid:
+            raise XenError(
+                errno.EBUSY,
+                f"cpupool {c.name!r} still has "
+                + (
+                    f"{c.n_dom} domain(s)"
+                    if c.n_dom
+                    else f"pCPUs {sorted(c.cpu_valid)}"
+                ),
+            )
+        h.cpupool_list.remove(c)
+        if c.sched is not h.ops:
+            c.sched.deinit()
+    finally:
+        spin_unlock(h.cpupool_lock)
+
+
+def cpupool_assign_cpu(h: Host, c: Cpupool, cpu: int) -> None:
+    """ADDCPU (``xl cpupool-cpu-add``): a free pCPU joins pool ``c``."""
+    _check_cpu(h, cpu)
+    spin_lock(h.cpupool_lock)
+    try:
+        if cpu not in h.cpupool_free_cpus:
+            owner = h.percpu[cpu].cpupool.peek()
+            raise XenError(
+                errno.EBUSY,
+                f"cpu{cpu} is not free (it is in cpupool "
+                f"{owner.name if owner else '?'!r}); cpupool-cpu-remove it first",
+            )
+        if h.cpupool_moving_cpu == cpu:
+            raise XenError(errno.EBUSY, f"cpu{cpu} is being moved")
+        schedule_cpu_switch(h, cpu, c)
+        h.cpupool_free_cpus = h.cpupool_free_cpus - {cpu}
+        c.cpu_valid = c.cpu_valid | {cpu}
+    finally:
+        spin_unlock(h.cpupool_lock)
+
+
+def cpupool_unassign_cpu(h: Host, c: Cpupool, cpu: int) -> None:
+    """RMCPU (``xl cpupool-cpu-remove``): the pCPU leaves ``c`` and becomes free."""
+    _check_cpu(h, cpu)
+    spin_lock(h.cpupool_lock)
+    try:
+        if h.cpupool_moving_cpu != -1:
+            raise XenError(errno.EBUSY, f"cpu{h.cpupool_moving_cpu} is being moved")
+        if cpu not in c.cpu_valid:
+            raise XenError(errno.EINVAL, f"cpu{cpu} is not in cpupool {c.name!r}")
+        if len(c.cpu_valid) == 1 and c.n_dom:
+            raise XenError(
+                errno.EBUSY,
+                f"cpu{cpu} is the last pCPU of cpupool {c.name!r}, which has "
+                f"{c.n_dom} domain(s)",
+            )
+        h.cpupool_moving_cpu = cpu
+        c.cpu_valid = c.cpu_valid - {cpu}
+    finally:
+        spin_unlock(h.cpupool_lock)
+    # continue_hypercall_on_cpu(): run on this thread (a pCPU other than `cpu`).
+    _unassign_cpu_helper(h, c, cpu)
+
+
+def _unassign_cpu_helper(h: Host, c: Cpupool, cpu: int) -> None:
+    spin_lock(h.cpupool_lock)
+    try:
+        ret = cpu_disable_scheduler(h, cpu, c)
+        if ret:
+            c.cpu_valid = c.cpu_valid | {cpu}  # leave the host as it was
+            raise XenError(ret, f"a vCPU still runs on cpu{cpu}; try again")
+        h.cpupool_free_cpus = h.cpupool_free_cpus | {cpu}
+        schedule_cpu_switch(h, cpu, None)
+    finally:
+        h.cpupool_moving_cpu = -1
+        spin_unlock(h.cpupool_lock)
+
+
+def cpupool_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
+    """MOVEDOMAIN (``xl cpupool-migrate``)."""
+    if d.domain_id == 0:
+        raise XenError(errno.EINVAL, "Domain-0 cannot be moved to another cpupool")
+    spin_lock(h.cpupool_lock)
+    try:
+        old = d.cpupool.peek()
+        if old is c:
+            return
+        if not c.cpu_valid:
+            raise XenError(errno.EINVAL, f"cpupool {c.name!r} has no pCPUs")
+        sched_move_domain(h, d, c)
+        if old is not None:
+            old.domains.remove(d)
+        c.domains.append(d)
+    finally:
+        spin_unlock(h.cpupool_lock)
+
+
+def _check_cpu(h: Host, cpu: int) -> None:
+    if not 0 <= cpu < h.nr_cpus:
+        raise XenError(errno.EINVAL, f"cpu{cpu} does not exist (host has {h.nr_cpus})")

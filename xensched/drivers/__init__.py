@@ -1,0 +1,18 @@
+"""Drivers: how the threads of an emulated host interleave.
+
+- :mod:`xensched.drivers.controlled`: one participant thread at a time, a strategy picks
+  who runs at each interaction point (reproduce, explore, replay).
+
+A driver is anything with the :class:`xensched.interaction.Driver` method ``point``;
+install one with ``host.bus.driver = drv`` (the controlled driver does so in ``run``).
+"""
+
+from __future__ import annotations
+
+from xensched.drivers.controlled import (
+    ControlledDriver as ControlledDriver,
+    RoundRobin as RoundRobin,
+    Strategy as Strategy,
+)
+
+__all__ = ["ControlledDriver", "RoundRobin", "Strategy"]

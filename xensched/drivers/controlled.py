@@ -1,0 +1,289 @@
+"""The controlled driver: real threads, one at a time, a strategy picks who runs.
+
+Mirrors nothing in Xen. This is the serializing driver of ``architecture.md``: every
+participating thread is a real OS thread bound to an emulated CPU and takes real locks,
+but it only runs between two interaction points when it holds the *turn*. At each point
+the running thread hands the turn back and a :class:`Strategy` picks the next thread
+among the runnable ones. A thread about to spin on a lock that another participant holds
+is not runnable, so no real lock wait ever blocks, and the same strategy on the same
+program gives the same interleaving: seed -> schedule is exact.
+
+Every wait for the turn is bounded (``turn_timeout``). When no participant is runnable
+but some are unfinished, that is a deadlock of the emulated host: every waiting thread
+gets :class:`~xensched.errors.DeadlockError` with the wanted locks and their owners.
+
+The driver keeps the list of steps it scheduled (:attr:`ControlledDriver.steps`), one
+``(context, point, label)`` per turn, so that a failing interleaving can be printed as a
+step list.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from xensched.checks import ViolationKind
+from xensched.errors import DeadlockError
+from xensched.interaction import PointKind
+from xensched.smp import bind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from xensched.interaction import Bus
+    from xensched.smp import ExecContext
+    from xensched.spinlock import SpinLock
+
+
+class Strategy(Protocol):
+    """Picks the next thread to run; must be deterministic for exact replay."""
+
+    def pick(
+        self,
+        ready: Sequence[ExecContext],
+        last: ExecContext | None,
+        driver: ControlledDriver,
+    ) -> ExecContext:
+        """One of ``ready`` (never empty); ``last`` is who just yielded, if anyone."""
+        ...
+
+
+class _State(enum.Enum):
+    READY = "ready"
+    DONE = "done"
+
+
+class _Participant:
+    __slots__ = ("ctx", "error", "points", "state", "thread", "until", "wants")
+
+    def __init__(self, ctx: ExecContext) -> None:
+        self.ctx = ctx
+        self.state = _State.READY
+        self.wants: SpinLock | None = None
+        self.until: Callable[[], bool] | None = None
+        self.points = 0
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+
+class ControlledDriver:
+    """Run participant threads one at a time under ``strategy``.
+
+    Usage::
+
+        drv = ControlledDriver(bus, strategy)
+        drv.spawn(ctx_a, fn_a)
+        drv.spawn(ctx_b, fn_b)
+        errors = drv.run()      # installs itself on the bus, starts, joins
+    """
+
+    def __init__(
+        self, bus: Bus, strategy: Strategy, *, turn_timeout: float = 10.0
+    ) -> None:
+        self.bus = bus
+        self.strategy = strategy
+        self.turn_timeout = turn_timeout
+        self._cv = threading.Condition(threading.Lock())
+        self._parts: dict[ExecContext, _Participant] = {}
+        self._order: list[_Participant] = []
+        self._running: ExecContext | None = None
+        self._started = False
+        self.deadlock: str | None = None
+        self._deadlock_reported = False
+        self.steps: list[tuple[str, str, str]] = []
+
+    # -- setup -----------------------------------------------------------------------------
+    def spawn(self, ctx: ExecContext, fn: Callable[[], object]) -> None:
+        """Add a participant running ``fn`` bound to ``ctx``; runnable at once."""
+        part = _Participant(ctx)
+
+        def body() -> None:
+            with bind(ctx):
+                try:
+                    self._wait_turn(part)
+                    fn()
+                except BaseException as exc:  # a pCPU thread never dies silently
+                    part.error = exc
+                finally:
+                    self._finish(part)
+
+        part.thread = threading.Thread(target=body, name=ctx.name, daemon=True)
+        with self._cv:
+            self._parts[ctx] = part
+            self._order.append(part)
+            started = self._started
+        if started:
+            part.thread.start()
+
+    def done(self, ctx: ExecContext) -> bool:
+        """Has participant ``ctx`` finished?"""
+        part = self._parts.get(ctx)
+        return part is not None and part.state is _State.DONE
+
+    def wait_for(self, ctx: ExecContext, pred: Callable[[], bool]) -> None:
+        """Park ``ctx`` (the caller) until ``pred()`` holds, as an idle pCPU waits
+        for a softirq. ``pred`` is evaluated by the scheduler with its lock held: it
+        must only read state.
+        """
+        part = self._parts[ctx]
+        with self._cv:
+            part.until = pred
+            self.steps.append((ctx.name, "wait", getattr(pred, "__name__", "?")))
+            self._schedule_next(ctx)
+        try:
+            self._wait_turn(part)
+        finally:
+            part.until = None
+
+    def points_of(self, ctx: ExecContext) -> int:
+        """Interaction points ``ctx`` has passed under this driver."""
+        part = self._parts.get(ctx)
+        return part.points if part is not None else 0
+
+    def run(self) -> list[tuple[ExecContext, BaseException]]:
+        """Run every participant to the end; returns the errors they raised."""
+        prev = self.bus.driver
+        self.bus.driver = self
+        try:
+            with self._cv:
+                self._started = True
+                parts = list(self._order)
+            for p in parts:
+                assert p.thread is not None
+                p.thread.start()
+            with self._cv:
+                self._schedule_next(None)
+            deadline = time.monotonic() + self.turn_timeout * 4
+            while True:
+                with self._cv:
+                    pending = [p for p in self._order if p.thread is not None]
+                for p in pending:
+                    assert p.thread is not None
+                    p.thread.join(max(0.0, deadline - time.monotonic()))
+                with self._cv:
+                    if all(p.state is _State.DONE for p in self._order):
+                        break
+                if time.monotonic() > deadline:
+                    with self._cv:
+                        self.deadlock = self.deadlock or self._describe(
+                            "run() timed out"
+                        )
+                        self._cv.notify_all()
+                    for p in pending:
+                        assert p.thread is not None
+                        p.thread.join(self.turn_timeout)
+                    break
+        finally:
+            self.bus.driver = prev
+        return [(p.ctx, p.error) for p in self._order if p.error is not None]
+
+    # -- the Driver protocol ------------------------------------------------------------------
+    def point(
+        self, ctx: ExecContext, kind: PointKind, label: str, lock: SpinLock | None
+    ) -> None:
+        part = self._parts.get(ctx)
+        if part is None:
+            return  # not a participant: runs freely
+        with self._cv:
+            part.points += 1
+            part.wants = lock if kind is PointKind.LOCK else None
+            self.steps.append((ctx.name, kind.value, label))
+            self._schedule_next(ctx)
+        self._wait_turn(part)
+        part.wants = None
+
+    # -- internals ---------------------------------------------------------------------------
+    def _runnable(self, p: _Participant) -> bool:
+        if p.state is not _State.READY:
+            return False
+        if p.until is not None and not p.until():
+            return False
+        w = p.wants
+        return w is None or w.owner is None
+
+    def _schedule_next(self, last: ExecContext | None) -> None:
+        """With ``_cv`` held: give the turn to the strategy's pick."""
+        ready = [p.ctx for p in self._order if self._runnable(p)]
+        if ready:
+            self._running = self.strategy.pick(ready, last, self)
+        else:
+            self._running = None
+            if any(p.state is _State.READY for p in self._order):
+                self.deadlock = self._describe("no participant can run")
+        self._cv.notify_all()
+
+    def _describe(self, why: str) -> str:
+        lines = [f"controlled run deadlocked: {why}"]
+        for p in self._order:
+            if p.state is _State.DONE:
+                continue
+            w = p.wants
+            if w is not None:
+                what = f"spins on {w.name} held by {w.owner}"
+            elif p.until is not None:
+                what = "is parked until an event that did not come"
+            else:
+                what = "waits for its turn"
+            lines.append(f"  {p.ctx.name}: {what}")
+        held = [lk for lk in self.bus.locks if lk.owner is not None]
+        for lk in held:
+            lines.append(f"  lock {lk.name} held by {lk.owner}")
+        return "\n".join(lines)
+
+    def _wait_turn(self, part: _Participant) -> None:
+        deadline = time.monotonic() + self.turn_timeout
+        with self._cv:
+            while self._running is not part.ctx:
+                if self.deadlock is not None:
+                    raise DeadlockError(self.deadlock)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.deadlock = self._describe(
+                        f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn"
+                    )
+                    self._cv.notify_all()
+                    raise DeadlockError(self.deadlock)
+                self._cv.wait(remaining)
+
+    def _finish(self, part: _Participant) -> None:
+        with self._cv:
+            part.state = _State.DONE
+            if self._running is part.ctx or self._running is None:
+                self._schedule_next(part.ctx)
+            report = (
+                isinstance(part.error, DeadlockError) and not self._deadlock_reported
+            )
+            if report:
+                self._deadlock_reported = True
+        if report:
+            with bind(part.ctx):
+                self.bus.violation(
+                    ViolationKind.DEADLOCK, "controlled", str(part.error)
+                )
+
+
+class RoundRobin:
+    """Switch to the next runnable participant (in spawn order) at every point."""
+
+    def pick(
+        self,
+        ready: Sequence[ExecContext],
+        last: ExecContext | None,
+        driver: ControlledDriver,
+    ) -> ExecContext:
+        return _next_after(ready, last, driver)
+
+
+def _next_after(
+    ready: Sequence[ExecContext], last: ExecContext | None, driver: ControlledDriver
+) -> ExecContext:
+    order = [p.ctx for p in driver._order]
+    if last is None or last not in order:
+        return ready[0]
+    i = order.index(last)
+    for ctx in order[i + 1 :] + order[: i + 1]:
+        if ctx in ready:
+            return ctx
+    return ready[0]

@@ -1,0 +1,40 @@
+"""Exceptions raised by xensched.
+
+Glossary: Xen reports a refused hypercall as a negative errno (``-EBUSY``); here that
+becomes :class:`XenError` carrying the positive errno, so that a caller can test
+``err.errno == errno.EBUSY`` exactly as a libxc user would.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+
+class XenschedError(Exception):
+    """Root of every exception raised by xensched itself."""
+
+
+class ConfigError(XenschedError, ValueError):
+    """An invalid host or scenario configuration (bad cpu count, unknown scheduler)."""
+
+
+class XenError(XenschedError):
+    """A refusal that Xen itself would return as ``-errno`` (cpupool and domain ops).
+
+    The host is left exactly as it was before the refused operation.
+    """
+
+    def __init__(self, errno: int, message: str) -> None:
+        name = _errno.errorcode.get(errno, str(errno))
+        super().__init__(f"{name}: {message}")
+        self.errno = errno
+        self.errname = name
+        self.message = message
+
+
+class DeadlockError(XenschedError):
+    """A bounded wait ran out: a lock was held, or a turn not given, for too long."""
+
+
+class AssertFailedError(XenschedError, AssertionError):
+    """An emulated Xen ``ASSERT()``/``BUG_ON()`` failed on a host in strict mode."""

@@ -1,0 +1,406 @@
+"""An emulated Xen host: pCPUs, the boot scheduler, Pool-0, domains, and xl's verbs.
+
+Mirrors: the boot path of xen/common/schedule.c (``scheduler_init()``,
+``cpu_schedule_up()``, ``init_pdata`` at CPU_STARTING), the creation of Pool-0 in
+xen/common/cpupool.c, and the ``xl cpupool-*`` and ``xl create/destroy`` commands as a
+Python API. Everything the emulator adds lives here: execution contexts per pCPU and
+per toolstack thread, the audit of lock pointers, lock statistics.
+
+A toolstack call (``host.cpupool_cpu_add(...)``) made by a thread that is not bound to
+one of this host's contexts runs bound to a toolstack context of that thread's own.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from xensched import cpupool as _cp
+from xensched.domain import DOMID_IDLE, Domain, Vcpu
+from xensched.errors import ConfigError, XenError
+from xensched.interaction import Bus
+from xensched.percpu import PerCpu
+from xensched.protocol import SwitchProtocol
+from xensched.schedule import (
+    VCPU2OP,
+    check_switched,
+    domain_pause,
+    schedule,
+    vcpu_block,
+    vcpu_request_migrate,
+    vcpu_unblock,
+)
+from xensched.schedulers import SCHEDULERS
+from xensched.smp import ExecContext, bind, current_or_none
+from xensched.spinlock import SpinLock, spin_lock, spin_unlock
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from contextlib import AbstractContextManager
+
+    from xensched.checks import Violation
+    from xensched.cpupool import Cpupool
+    from xensched.schedulers.base import Scheduler
+    from xensched.spinlock import SpinLockStats
+
+MAX_CPUS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Sockets x cores; pCPU ``n`` is on socket ``n // cores``."""
+
+    sockets: int = 1
+    cores: int = 4
+
+    def __post_init__(self) -> None:
+        if self.sockets < 1 or self.cores < 1:
+            raise ConfigError(
+                f"topology {self.sockets}x{self.cores}: both must be >= 1"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Topology:
+        """``"2x4"`` -> two sockets of four cores."""
+        try:
+            s, c = text.lower().split("x")
+            return cls(int(s), int(c))
+        except ValueError:
+            raise ConfigError(
+                f"topology {text!r}: expected SOCKETSxCORES, e.g. 2x4"
+            ) from None
+
+    @property
+    def nr_cpus(self) -> int:
+        return self.sockets * self.cores
+
+    def cpu_to_socket(self, cpu: int) -> int:
+        return cpu // self.cores
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInfo:
+    """One line of ``xl cpupool-list``."""
+
+    name: str
+    cpupool_id: int
+    sched: str
+    cpus: tuple[int, ...]
+    domains: tuple[str, ...]
+
+
+def _scheduler_class(name: str) -> type[Scheduler]:
+    try:
+        return SCHEDULERS[name]
+    except KeyError:
+        raise XenError(
+            errno.EINVAL,
+            f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}",
+        ) from None
+
+
+class Host:
+    """An emulated Xen host.
+
+    Args:
+        cpus: number of pCPUs (1..256); default: the topology's count.
+        sched: the boot scheduler (``sched=`` on Xen's command line), used by Pool-0
+            and by free pCPUs.
+        protocol: which ``schedule_cpu_switch()`` runs: ``"legacy"`` (before Xen
+            commit 94734ab7c3) or ``"fixed"``.
+        topology: sockets x cores (``Topology`` or ``"2x4"``); Credit2 makes one
+            runqueue per socket. Default: one socket of ``cpus`` cores.
+        dom0_vcpus: vCPUs of Domain-0, created in Pool-0 (0 for none).
+        lock_timeout: the watchdog bound of every lock wait, in seconds.
+        strict: raise on a failed ASSERT instead of recording it and going on.
+
+    Raises:
+        ConfigError: an invalid configuration.
+    """
+
+    def __init__(
+        self,
+        cpus: int | None = None,
+        *,
+        sched: str = "credit",
+        protocol: SwitchProtocol | str = SwitchProtocol.FIXED,
+        topology: Topology | str | None = None,
+        dom0_vcpus: int = 1,
+        lock_timeout: float = 10.0,
+        strict: bool = False,
+    ) -> None:
+        topo = Topology.parse(topology) if isinstance(topology, str) else topology
+        if topo is None:
+            if cpus is None:
+                cpus = 4
+            topo = Topology(1, cpus) if cpus >= 1 else None
+        if cpus is None and topo is not None:
+            cpus = topo.nr_cpus
+        if cpus is None or not 1 <= cpus <= MAX_CPUS:
+            raise ConfigError(f"cpus={cpus}: a host has 1 to {MAX_CPUS} pCPUs")
+        assert topo is not None
+        if topo.nr_cpus != cpus:
+            raise ConfigError(
+                f"topology {topo.sockets}x{topo.cores} has {topo.nr_cpus} pCPUs, "
+                f"not {cpus}"
+            )
+        if sched not in SCHEDULERS:
+            raise ConfigError(f"sched={sched!r}: choose one of {', '.join(SCHEDULERS)}")
+        try:
+            self.protocol = SwitchProtocol(protocol)
+        except ValueError:
+            raise ConfigError(
+                f"protocol={protocol!r}: choose 'legacy' or 'fixed'"
+            ) from None
+        if dom0_vcpus < 0:
+            raise ConfigError(f"dom0_vcpus={dom0_vcpus}: must be >= 0")
+        if lock_timeout <= 0:
+            raise ConfigError(f"lock_timeout={lock_timeout}: must be > 0")
+        self.nr_cpus = cpus
+        self.topology = topo
+        self.bus = Bus(lock_timeout=lock_timeout, strict=strict)
+        self.cpu_contexts = [self.bus.new_context(f"pcpu{n}", n) for n in range(cpus)]
+        self._callers: dict[int, ExecContext] = {}
+        self._callers_lock = threading.Lock()
+        self._next_domid = 1
+        self.domains: dict[str, Domain] = {}
+
+        # cpupool.c globals.
+        self.cpupool_lock = SpinLock(self.bus, "cpupool_lock")
+        self.cpupool_list: list[Cpupool] = []
+        self.cpupool_free_cpus: frozenset[int] = frozenset(range(cpus))
+        self.cpupool_moving_cpu = -1
+
+        with bind(self.cpu_contexts[0]):
+            self._boot(sched, dom0_vcpus)
+
+    # -- boot -------------------------------------------------------------------------
+    def _boot(self, sched: str, dom0_vcpus: int) -> None:
+        self.ops: Scheduler = SCHEDULERS[sched](self, "Pool-0")
+        self.ops.init()
+        self.idle_domain = Domain(self.bus, DOMID_IDLE, "idle")
+        self.percpu: list[PerCpu] = []
+        for cpu in range(self.nr_cpus):  # cpu_schedule_up()
+            idle = Vcpu(self.bus, self.idle_domain, cpu, cpu)
+            self.idle_domain.vcpus.append(idle)
+            pc = PerCpu(self.bus, cpu, idle, self.ops)
+            self.percpu.append(pc)
+            pc.schedule_data.sched_priv.store(self.ops.alloc_pdata(cpu))
+            idle.sched_priv.store(self.ops.alloc_vdata(idle, None))
+            idle.is_running = True
+        for cpu in range(self.nr_cpus):  # CPU_STARTING
+            self.ops.init_pdata(self.percpu[cpu].schedule_data.sched_priv.load(), cpu)
+        self.cpupool0 = _cp.cpupool_create(self, 0, "Pool-0", self.ops)
+        for cpu in range(self.nr_cpus):
+            _cp.cpupool_assign_cpu(self, self.cpupool0, cpu)
+        if dom0_vcpus:
+            self._create_domain(0, "Domain-0", self.cpupool0, dom0_vcpus)
+
+    # -- contexts ----------------------------------------------------------------------
+    def on_cpu(self, cpu: int) -> bind:
+        """``with host.on_cpu(n):`` runs the block as pCPU ``n``."""
+        if not 0 <= cpu < self.nr_cpus:
+            raise ConfigError(f"cpu{cpu} does not exist (host has {self.nr_cpus})")
+        return bind(self.cpu_contexts[cpu])
+
+    def _caller(self) -> AbstractContextManager[ExecContext]:
+        ctx = current_or_none()
+        if ctx is not None and ctx.bus is self.bus:
+            return _Same(ctx)
+        ident = threading.get_ident()
+        with self._callers_lock:
+            ctx = self._callers.get(ident)
+            if ctx is None:
+                n = len(self._callers)
+                ctx = self.bus.new_context("xl" if n == 0 else f"xl{n}", None)
+                self._callers[ident] = ctx
+        return bind(ctx)
+
+    def toolstack_context(self, name: str) -> ExecContext:
+        """A new context for a toolstack thread (bind it with ``smp.bind``)."""
+        return self.bus.new_context(name, None)
+
+    # -- lookups -------------------------------------------------------------------------
+    def pool(self, name: str) -> Cpupool:
+        for c in self.cpupool_list:
+            if c.name == name:
+                return c
+        raise XenError(errno.ENOENT, f"no cpupool named {name!r}")
+
+    def domain(self, name: str) -> Domain:
+        try:
+            return self.domains[name]
+        except KeyError:
+            raise XenError(errno.ENOENT, f"no domain named {name!r}") from None
+
+    def _as_pool(self, pool: Cpupool | str) -> Cpupool:
+        return self.pool(pool) if isinstance(pool, str) else pool
+
+    def _as_domain(self, d: Domain | str) -> Domain:
+        return self.domain(d) if isinstance(d, str) else d
+
+    # -- xl cpupool-* ----------------------------------------------------------------------
+    def cpupool_create(self, name: str, sched: str | None = None) -> Cpupool:
+        """``xl cpupool-create name=NAME sched=SCHED``: its own scheduler instance."""
+        cls = _scheduler_class(sched) if sched is not None else type(self.ops)
+        with self._caller():
+            poolid = max(c.cpupool_id for c in self.cpupool_list) + 1
+            return _cp.cpupool_create(self, poolid, name, cls(self, name))
+
+    def cpupool_destroy(self, pool: Cpupool | str) -> None:
+        """``xl cpupool-destroy``."""
+        with self._caller():
+            _cp.cpupool_destroy(self, self._as_pool(pool))
+
+    def cpupool_cpu_add(self, pool: Cpupool | str, cpu: int) -> None:
+        """``xl cpupool-cpu-add POOL CPU``: the pCPU must be free."""
+        with self._caller():
+            _cp.cpupool_assign_cpu(self, self._as_pool(pool), cpu)
+
+    def cpupool_cpu_remove(self, pool: Cpupool | str, cpu: int) -> None:
+        """``xl cpupool-cpu-remove POOL CPU``: the pCPU becomes free."""
+        with self._caller():
+            _cp.cpupool_unassign_cpu(self, self._as_pool(pool), cpu)
+
+    def cpupool_migrate(self, domain: Domain | str, pool: Cpupool | str) -> None:
+        """``xl cpupool-migrate DOMAIN POOL``."""
+        with self._caller():
+            _cp.cpupool_move_domain(self, self._as_domain(domain), self._as_pool(pool))
+
+    def list_cpupools(self) -> list[PoolInfo]:
+        """``xl cpupool-list``."""
+        return [
+            PoolInfo(
+                c.name,
+                c.cpupool_id,
+                c.sched.opt_name,
+                tuple(sorted(c.cpu_valid)),
+                tuple(d.name for d in c.domains),
+            )
+            for c in self.cpupool_list
+        ]
+
+    # -- domains -----------------------------------------------------------------------------
+    def create_domain(
+        self, name: str, pool: Cpupool | str = "Pool-0", vcpus: int = 1
+    ) -> Domain:
+        """``xl create``: a domain of ``vcpus`` vCPUs in ``pool``, all awake."""
+        if vcpus < 1:
+            raise XenError(errno.EINVAL, f"domain {name!r}: vcpus={vcpus} must be >= 1")
+        with self._caller():
+            c = self._as_pool(pool)
+            if name in self.domains:
+                raise XenError(errno.EEXIST, f"domain {name!r} already exists")
+            if not c.cpu_valid:
+                raise XenError(errno.EINVAL, f"cpupool {c.name!r} has no pCPUs")
+            domid = self._next_domid
+            self._next_domid += 1
+            return self._create_domain(domid, name, c, vcpus)
+
+    def _create_domain(self, domid: int, name: str, c: Cpupool, nvcpus: int) -> Domain:
+        d = Domain(self.bus, domid, name)
+        d.cpupool.store(c)
+        d.sched_priv = c.sched.alloc_domdata(d)
+        cpus = sorted(c.cpu_valid)
+        for i in range(nvcpus):
+            v = Vcpu(self.bus, d, i, cpus[i % len(cpus)])
+            v.sched_priv.store(c.sched.alloc_vdata(v, d.sched_priv))
+            d.vcpus.append(v)
+            c.sched.insert_vcpu(v)
+        spin_lock(self.cpupool_lock)
+        c.domains.append(d)
+        spin_unlock(self.cpupool_lock)
+        self.domains[name] = d
+        for v in d.vcpus:
+            vcpu_unblock(self, v)
+        return d
+
+    def destroy_domain(self, domain: Domain | str) -> None:
+        """``xl destroy``."""
+        with self._caller():
+            d = self._as_domain(domain)
+            if d.domain_id == 0:
+                raise XenError(errno.EINVAL, "Domain-0 cannot be destroyed")
+            domain_pause(self, d)
+            ops = VCPU2OP(self, d.vcpus[0])
+            for v in d.vcpus:
+                ops.remove_vcpu(v)
+                ops.free_vdata(v.sched_priv.load())
+            ops.free_domdata(d.sched_priv)
+            spin_lock(self.cpupool_lock)
+            c = d.cpupool.peek()
+            if c is not None:
+                c.domains.remove(d)
+            spin_unlock(self.cpupool_lock)
+            del self.domains[d.name]
+
+    def vcpu(self, name: str) -> Vcpu:
+        """A vCPU by name, ``"d1v0"`` style."""
+        for d in self.domains.values():
+            for v in d.vcpus:
+                if v.name == name:
+                    return v
+        raise XenError(errno.ENOENT, f"no vCPU named {name!r}")
+
+    def wake(self, v: Vcpu) -> None:
+        """Unblock a vCPU (``vcpu_unblock()``)."""
+        with self._caller():
+            vcpu_unblock(self, v)
+
+    def sleep(self, v: Vcpu) -> None:
+        """Block a vCPU (``vcpu_block()``)."""
+        with self._caller():
+            vcpu_block(self, v)
+
+    def migrate(self, v: Vcpu, cpu: int | None = None) -> None:
+        """Move a vCPU, to ``cpu`` if given and in its pool (``vcpu_migrate()``)."""
+        with self._caller():
+            vcpu_request_migrate(self, v, cpu)
+
+    def schedule(self, cpu: int) -> Vcpu:
+        """Run ``schedule()`` on pCPU ``cpu`` from the calling thread."""
+        with self.on_cpu(cpu):
+            return schedule(self)
+
+    # -- results ------------------------------------------------------------------------------
+    @property
+    def violations(self) -> list[Violation]:
+        return self.bus.violations
+
+    def audit(self) -> list[Violation]:
+        """Check every pCPU's lock pointer against its scheduler (``lock-clobbered``)."""
+        before = len(self.bus.violations)
+        with self._caller():
+            for cpu in range(self.nr_cpus):
+                check_switched(self, cpu, "audit")
+        return self.bus.violations[before:]
+
+    def lock_stats(self) -> list[SpinLockStats]:
+        return [lock.stats() for lock in self.bus.locks]
+
+    def scheduler_of(self, cpu: int) -> Scheduler:
+        return self.percpu[cpu].scheduler.peek()
+
+    def lock_of(self, cpu: int) -> SpinLock:
+        return self.percpu[cpu].schedule_data.schedule_lock.peek()
+
+    def iter_vcpus(self) -> Iterator[Vcpu]:
+        for d in list(self.domains.values()):
+            yield from d.vcpus
+
+
+class _Same:
+    """A no-op context manager for a thread already bound to this host."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: ExecContext) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> ExecContext:
+        return self._ctx
+
+    def __exit__(self, *exc: object) -> None:
+        return None

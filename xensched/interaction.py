@@ -1,0 +1,237 @@
+"""The interaction layer: the one place where Xen model code meets threads.
+
+Mirrors nothing in Xen; it is the seam that ``architecture.md`` calls the one rule.
+Every *interaction point* of the emulated host (a lock acquire, trylock or release, a
+load or store of a shared field, a barrier, an explicit preemption point) calls
+:meth:`Bus.point`. The bus records the point in the calling context's recent events and
+hands it to the active :class:`Driver` (free-running delay injection, the controlled
+one-thread-at-a-time scheduler, ...) and to the :class:`Instrument` objects. Loads and
+stores go through :meth:`Bus.load`/:meth:`Bus.store`, so that a memory model (store
+buffers) can later replace the plain access without touching the Xen model.
+
+The bus also collects :class:`~xensched.checks.Violation` records: a failed check is
+data, never a crash of the harness.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from xensched.checks import Violation, ViolationKind
+from xensched.errors import AssertFailedError
+from xensched.smp import ExecContext, current_or_none
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from xensched.memory import Cell
+    from xensched.smp import Event
+    from xensched.spinlock import SpinLock
+
+T = TypeVar("T")
+
+
+class PointKind(enum.Enum):
+    """What an interaction point does; the value is what traces print."""
+
+    LOCK = "lock"  # about to spin on a lock (the driver may hold us back)
+    TRYLOCK = "trylock"
+    UNLOCK = "unlock"
+    LOAD = "load"
+    STORE = "store"
+    BARRIER = "barrier"
+    PREEMPT = "preempt"  # an explicit point where Xen could be interrupted
+
+
+class Driver(Protocol):
+    """Decides how threads interleave; called at every interaction point."""
+
+    def point(
+        self, ctx: ExecContext, kind: PointKind, label: str, lock: SpinLock | None
+    ) -> None:
+        """Called by ``ctx``'s own thread *before* the access it describes."""
+
+
+class Instrument:
+    """No-op hooks; subclass and override what you need (trio-style).
+
+    An instrument that raises is removed from the bus and the error is kept in
+    :attr:`Bus.instrument_errors`; it never breaks the emulation.
+    """
+
+    def on_point(self, ctx: ExecContext, kind: PointKind, label: str) -> None:
+        """Every interaction point, after the driver let it proceed."""
+
+    def on_violation(self, violation: Violation) -> None:
+        """Every recorded violation."""
+
+
+# Frames of these modules are plumbing; the Xen function of an event is the nearest
+# frame outside them.
+_PLUMBING = frozenset(
+    {
+        "xensched.interaction",
+        "xensched.memory",
+        "xensched.spinlock",
+        "xensched.sched_if",
+        "xensched.checks",
+        "xensched.smp",
+    }
+)
+
+
+def xen_function(depth: int = 2) -> str:
+    """Name of the innermost Xen model function on the calling thread's stack."""
+    f: FrameType | None = sys._getframe(depth)
+    while f is not None:
+        if f.f_globals.get("__name__") not in _PLUMBING:
+            return f.f_code.co_name
+        f = f.f_back
+    return "?"
+
+
+class Bus:
+    """Per-host dispatcher of interaction points, violations and instruments.
+
+    Args:
+        lock_timeout: bound, in seconds, of every wait for a lock (the watchdog).
+        strict: raise :class:`AssertFailedError` on a failed ``ASSERT``/``BUG_ON``
+            instead of recording it and going on (as a non-debug Xen build would).
+    """
+
+    def __init__(self, *, lock_timeout: float = 10.0, strict: bool = False) -> None:
+        self.driver: Driver | None = None
+        self.lock_timeout = lock_timeout
+        self.strict = strict
+        self._instruments: list[Instrument] = []
+        self.instrument_errors: list[BaseException] = []
+        self._meta = threading.Lock()  # guards the lists below, never held long
+        self._violations: list[Violation] = []
+        self.locks: list[SpinLock] = []
+        self.contexts: list[ExecContext] = []
+
+    # -- registration -------------------------------------------------------------
+
+    def add_instrument(self, inst: Instrument) -> None:
+        with self._meta:
+            self._instruments = [*self._instruments, inst]
+
+    def remove_instrument(self, inst: Instrument) -> None:
+        with self._meta:
+            self._instruments = [i for i in self._instruments if i is not inst]
+
+    def register_lock(self, lock: SpinLock) -> int:
+        """Keep ``lock`` for deadlock reports; returns its creation rank."""
+        with self._meta:
+            self.locks.append(lock)
+            return len(self.locks) - 1
+
+    def new_context(self, name: str, cpu: int | None) -> ExecContext:
+        ctx = ExecContext(self, name, cpu)
+        with self._meta:
+            self.contexts.append(ctx)
+        return ctx
+
+    # -- interaction points -------------------------------------------------------
+
+    def point(self, kind: PointKind, label: str, lock: SpinLock | None = None) -> None:
+        ctx = current_or_none()
+        if ctx is None or ctx.bus is not self:
+            # Setup code outside any emulated CPU (tests poking at state): no event.
+            return
+        ctx.seq += 1
+        ctx.events.append(
+            (time.perf_counter_ns(), ctx.name, kind.value, label, xen_function(2))
+        )
+        drv = self.driver
+        if drv is not None:
+            drv.point(ctx, kind, label, lock)
+        insts = self._instruments
+        if insts:
+            self._dispatch_point(insts, ctx, kind, label)
+
+    def _dispatch_point(
+        self,
+        insts: list[Instrument],
+        ctx: ExecContext,
+        kind: PointKind,
+        label: str,
+    ) -> None:
+        for inst in insts:
+            try:
+                inst.on_point(ctx, kind, label)
+            except Exception as exc:  # an instrument never breaks the emulation
+                self.instrument_errors.append(exc)
+                self.remove_instrument(inst)
+
+    def load(self, cell: Cell[T]) -> T:
+        self.point(PointKind.LOAD, cell.label)
+        return cell.value
+
+    def store(self, cell: Cell[T], value: T) -> None:
+        self.point(PointKind.STORE, cell.label)
+        cell.value = value
+
+    # -- violations ---------------------------------------------------------------
+
+    def violation(
+        self,
+        kind: ViolationKind,
+        where: str,
+        message: str,
+        cpu: int | None = None,
+    ) -> Violation:
+        """Record a failed check with the recent events of every context."""
+        ctx = current_or_none()
+        if cpu is None and ctx is not None:
+            cpu = ctx.cpu
+        v = Violation(
+            kind=kind,
+            cpu=cpu,
+            where=where,
+            message=message,
+            context=ctx.name if ctx is not None else "-",
+            events=self.recent_events(),
+        )
+        with self._meta:
+            self._violations.append(v)
+            insts = self._instruments
+        for inst in insts:
+            try:
+                inst.on_violation(v)
+            except Exception as exc:
+                self.instrument_errors.append(exc)
+                self.remove_instrument(inst)
+        if self.strict and kind is ViolationKind.ASSERT:
+            raise AssertFailedError(f"{where}: {message}")
+        return v
+
+    def recent_events(self, limit: int = 24) -> tuple[Event, ...]:
+        """The last ``limit`` events across all contexts, oldest first."""
+        merged: list[Event] = []
+        with self._meta:
+            ctxs = list(self.contexts)
+        for c in ctxs:
+            # Copying a deque another thread appends to can raise RuntimeError
+            # ("mutated during iteration"); retry a few times, then go without.
+            for _ in range(5):
+                try:
+                    merged.extend(tuple(c.events))
+                    break
+                except RuntimeError:
+                    continue
+        merged.sort()
+        return tuple(merged[-limit:])
+
+    @property
+    def violations(self) -> list[Violation]:
+        with self._meta:
+            return list(self._violations)
+
+    def clear_violations(self) -> None:
+        with self._meta:
+            self._violations.clear()

@@ -1,0 +1,412 @@
+"""Generic scheduling: schedule(), wake/sleep/migrate, and schedule_cpu_switch().
+
+Mirrors: xen/common/schedule.c of Xen 4.7 (fixed protocol) and of 94734ab7c3^
+(legacy): ``schedule()``, ``context_saved()``, ``vcpu_wake()``,
+``vcpu_sleep_nosync()``/``vcpu_sleep_sync()``, ``vcpu_migrate()`` with
+``sched_spin_lock_double()``, ``cpu_disable_scheduler()``, ``sched_move_domain()`` and
+both versions of ``schedule_cpu_switch()``.
+
+Checks made here: ``lock-mismatch`` wherever generic code, holding a pCPU's lock, is
+about to run a scheduler's hook for that pCPU (``schedule``, ``vcpu_wake``,
+``vcpu_sleep_nosync``, ``vcpu_migrate``); ``lock-clobbered`` when a switch completes.
+
+Simplified (documented, not Xen): ``schedule()`` runs on the calling thread's pCPU and
+does the context-switch bookkeeping (``curr``, ``is_running``) without a real switch;
+time is a per-pCPU tick count; a migration target stands in for hard affinity;
+``continue_hypercall_on_cpu()`` runs its helper on the calling thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import TYPE_CHECKING, Any
+
+from xensched.checks import ASSERT, ViolationKind, check_held
+from xensched.errors import DeadlockError, XenError
+from xensched.interaction import PointKind
+from xensched.protocol import SwitchProtocol
+from xensched.sched_if import (
+    pcpu_schedule_lock_irq,
+    pcpu_schedule_unlock_irq,
+    vcpu_schedule_lock_irq,
+    vcpu_schedule_lock_irqsave,
+    vcpu_schedule_unlock_irq,
+    vcpu_schedule_unlock_irqrestore,
+)
+from xensched.smp import current, smp_processor_id
+from xensched.spinlock import (
+    SpinLock,
+    spin_is_locked,
+    spin_lock,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_irq,
+    spin_unlock_irqrestore,
+)
+
+if TYPE_CHECKING:
+    from xensched.cpupool import Cpupool
+    from xensched.domain import Domain, Vcpu
+    from xensched.host import Host
+    from xensched.schedulers.base import Scheduler
+
+_MIGRATE_RETRIES = 10_000
+
+
+def VCPU2OP(h: Host, v: Vcpu) -> Scheduler:  # noqa: N802 - Xen's macro name
+    """The scheduler of the vCPU's domain: its pool's, or the boot one (``&ops``)."""
+    pool = v.domain.cpupool.load()
+    return pool.sched if pool is not None else h.ops
+
+
+# -- schedule() -----------------------------------------------------------------------
+
+
+def schedule(h: Host) -> Vcpu:
+    """``schedule()``: the SCHEDULE_SOFTIRQ handler of the calling pCPU.
+
+    Returns the vCPU that runs next on this pCPU.
+    """
+    cpu = smp_processor_id()
+    pc = h.percpu[cpu]
+    sd = pc.schedule_data
+    pc.softirq.store(False)
+    lock = pcpu_schedule_lock_irq(h, cpu)
+    # The scheduler is read under the lock: the (lock, scheduler) pair of a pCPU
+    # must change atomically with respect to that lock.
+    sched = pc.scheduler.load()
+    check_held(lock, cpu, sched, "schedule")
+    sd.now += 1
+    prev = sd.curr.load()
+    nxt = sched.do_schedule(cpu, sd.now)
+    if nxt is not prev:
+        for v in (prev, nxt):
+            if not v.is_idle:
+                vcpu_lock = h.percpu[v.processor.load()].schedule_data.schedule_lock
+                ASSERT(
+                    spin_is_locked(vcpu_lock.load()),
+                    "vcpu_runstate_change",
+                    "spin_is_locked(per_cpu(schedule_data,v->processor).schedule_lock)",
+                )
+        nxt.is_running = True
+        sd.curr.store(nxt)
+    pcpu_schedule_unlock_irq(h, lock, cpu)
+    if nxt is not prev:
+        context_saved(h, prev)
+    return nxt
+
+
+def context_saved(h: Host, prev: Vcpu) -> None:
+    """``context_saved()``: prev is off the pCPU; finish a deferred migration."""
+    prev.is_running = False
+    current().bus.point(PointKind.STORE, f"{prev.name}->is_running")
+    if not prev.is_idle:
+        VCPU2OP(h, prev).context_saved(prev)
+        if prev.migrating:
+            vcpu_migrate(h, prev)
+
+
+# -- wake / sleep -----------------------------------------------------------------------
+
+
+def vcpu_wake(h: Host, v: Vcpu) -> None:
+    """``vcpu_wake()``."""
+    lock, flags = vcpu_schedule_lock_irqsave(h, v)
+    if v.runnable():
+        ops = VCPU2OP(h, v)
+        check_held(lock, v.processor.load(), ops, "vcpu_wake")
+        ops.wake(v)
+    vcpu_schedule_unlock_irqrestore(h, lock, flags, v)
+
+
+def vcpu_sleep_nosync(h: Host, v: Vcpu) -> None:
+    """``vcpu_sleep_nosync()``: take a vCPU that can't run off its runqueue."""
+    lock, flags = vcpu_schedule_lock_irqsave(h, v)
+    if not v.runnable():
+        ops = VCPU2OP(h, v)
+        cpu = v.processor.load()
+        check_held(lock, cpu, ops, "vcpu_sleep_nosync")
+        if v.is_running:
+            cpu_raise_softirq(h, cpu)
+        ops.sleep(v)
+    vcpu_schedule_unlock_irqrestore(h, lock, flags, v)
+
+
+def cpu_raise_softirq(h: Host, cpu: int) -> None:
+    """``cpu_raise_softirq(cpu, SCHEDULE_SOFTIRQ)``: ask ``cpu`` to reschedule."""
+    h.percpu[cpu].softirq.store(True)
+
+
+def vcpu_sleep_sync(h: Host, v: Vcpu) -> None:
+    """``vcpu_sleep_sync()``: sleep, then wait (bounded) until it is off its pCPU."""
+    vcpu_sleep_nosync(h, v)
+    deadline = time.monotonic() + h.bus.lock_timeout
+    while v.is_running:
+        current().bus.point(PointKind.PREEMPT, f"{v.name}->is_running")
+        if time.monotonic() > deadline:
+            msg = (
+                f"{v.name} still running on cpu{v.processor.peek()} after "
+                f"{h.bus.lock_timeout:g}s: no thread runs schedule() there"
+            )
+            h.bus.violation(ViolationKind.DEADLOCK, "vcpu_sleep_sync", msg)
+            raise DeadlockError(msg)
+        time.sleep(0.0005)
+
+
+def vcpu_unblock(h: Host, v: Vcpu) -> None:
+    """``vcpu_unblock()``: clear the blocked flag and wake."""
+    v.awake = True
+    vcpu_wake(h, v)
+
+
+def vcpu_block(h: Host, v: Vcpu) -> None:
+    """``vcpu_block()``, as seen from the scheduler: set blocked, sleep."""
+    v.awake = False
+    vcpu_sleep_nosync(h, v)
+
+
+# -- migration --------------------------------------------------------------------------
+
+
+def _lock_double(a: SpinLock, b: SpinLock) -> bool:
+    """``sched_spin_lock_double()``: one lock if equal, else lower 'address' first."""
+    if a is b:
+        return spin_lock_irqsave(a)
+    lo, hi = (a, b) if a.order < b.order else (b, a)
+    flags = spin_lock_irqsave(lo)
+    spin_lock(hi)
+    return flags
+
+
+def _unlock_double(a: SpinLock, b: SpinLock, flags: bool) -> None:
+    if a is not b:
+        spin_unlock(b)
+    spin_unlock_irqrestore(a, flags)
+
+
+def _pick(h: Host, v: Vcpu) -> int:
+    pool = v.domain.cpupool.load()
+    if pool is not None and v.affinity is not None and v.affinity in pool.cpu_valid:
+        return v.affinity
+    return VCPU2OP(h, v).pick_cpu(v)
+
+
+def vcpu_migrate(h: Host, v: Vcpu) -> None:
+    """``vcpu_migrate()``: move a vCPU flagged ``migrating`` to a pCPU of its pool."""
+    for _ in range(_MIGRATE_RETRIES):
+        old_cpu = v.processor.load()
+        new_cpu = _pick(h, v)
+        old_lock = h.percpu[old_cpu].schedule_data.schedule_lock.load()
+        new_lock = h.percpu[new_cpu].schedule_data.schedule_lock.load()
+        flags = _lock_double(old_lock, new_lock)
+        old_cpu = v.processor.load()
+        if old_lock is h.percpu[old_cpu].schedule_data.schedule_lock.load():
+            new_cpu = _pick(h, v)
+            pool = v.domain.cpupool.load()
+            if (
+                new_lock is h.percpu[new_cpu].schedule_data.schedule_lock.load()
+                and pool is not None
+                and new_cpu in pool.cpu_valid
+            ):
+                break
+        _unlock_double(old_lock, new_lock, flags)
+    else:
+        msg = f"vcpu_migrate({v.name}) retried {_MIGRATE_RETRIES} times"
+        h.bus.violation(ViolationKind.DEADLOCK, "vcpu_migrate", msg)
+        raise DeadlockError(msg)
+    # Still running somewhere: context_saved() will call us again.
+    if v.is_running or not v.migrating:
+        _unlock_double(old_lock, new_lock, flags)
+        return
+    v.migrating = False
+    ops = VCPU2OP(h, v)
+    check_held(old_lock, old_cpu, ops, "vcpu_migrate")
+    check_held(new_lock, new_cpu, ops, "vcpu_migrate")
+    ops.migrate(v, new_cpu)
+    _unlock_double(old_lock, new_lock, flags)
+    vcpu_wake(h, v)
+
+
+def vcpu_request_migrate(h: Host, v: Vcpu, target: int | None = None) -> None:
+    """Ask for ``v`` to move (to ``target`` if given), as ``vcpu_set_affinity()`` does."""
+    v.affinity = target
+    lock = vcpu_schedule_lock_irq(h, v)
+    v.migrating = True
+    vcpu_schedule_unlock_irq(h, lock, v)
+    vcpu_sleep_nosync(h, v)
+    vcpu_migrate(h, v)
+
+
+def cpu_disable_scheduler(h: Host, cpu: int, pool: Cpupool) -> int:
+    """``cpu_disable_scheduler()``: migrate every vCPU of ``pool`` off ``cpu``.
+
+    Returns 0, or ``EAGAIN`` when a vCPU is still running there.
+    """
+    ret = 0
+    for d in list(pool.domains):
+        for v in d.vcpus:
+            lock, flags = vcpu_schedule_lock_irqsave(h, v)
+            on_cpu = v.processor.load() == cpu
+            if on_cpu:
+                if v.affinity == cpu:
+                    v.affinity = None  # "breaking affinity"
+                v.migrating = True
+            vcpu_schedule_unlock_irqrestore(h, lock, flags, v)
+            if on_cpu:
+                vcpu_sleep_nosync(h, v)
+                vcpu_migrate(h, v)
+            if v.processor.load() == cpu:
+                ret = errno.EAGAIN
+    return ret
+
+
+# -- domains between pools ----------------------------------------------------------------
+
+
+def domain_pause(h: Host, d: Domain) -> None:
+    d.paused = True
+    for v in d.vcpus:
+        vcpu_sleep_sync(h, v)
+
+
+def domain_unpause(h: Host, d: Domain) -> None:
+    d.paused = False
+    for v in d.vcpus:
+        vcpu_wake(h, v)
+
+
+def sched_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
+    """``sched_move_domain()``: the scheduling half of ``xl cpupool-migrate``."""
+    old_ops = VCPU2OP(h, d.vcpus[0]) if d.vcpus else h.ops
+    domdata = c.sched.alloc_domdata(d)
+    vcpu_priv = [c.sched.alloc_vdata(v, domdata) for v in d.vcpus]
+    domain_pause(h, d)
+    for v in d.vcpus:
+        old_ops.remove_vcpu(v)
+    old_domdata = d.sched_priv
+    d.cpupool.store(c)
+    d.sched_priv = domdata
+    cpus = sorted(c.cpu_valid)
+    for i, v in enumerate(d.vcpus):
+        vcpudata = v.sched_priv.load()
+        lock = vcpu_schedule_lock_irq(h, v)
+        v.processor.store(cpus[i % len(cpus)])
+        # With v->processor modified we must not assume we hold the lock.
+        spin_unlock_irq(lock)
+        v.sched_priv.store(vcpu_priv[i])
+        v.affinity = None
+        c.sched.insert_vcpu(v)
+        old_ops.free_vdata(vcpudata)
+    domain_unpause(h, d)
+    old_ops.free_domdata(old_domdata)
+
+
+# -- schedule_cpu_switch() ------------------------------------------------------------------
+
+
+def schedule_cpu_switch(h: Host, cpu: int, c: Cpupool | None) -> None:
+    """Move ``cpu`` between a pool and the free pCPUs, by the host's protocol.
+
+    Raises:
+        XenError: an ``alloc_*`` hook failed (the host is unchanged).
+    """
+    pc = h.percpu[cpu]
+    old_ops = pc.scheduler.load()
+    new_ops = c.sched if c is not None else h.ops
+    old_pool = pc.cpupool.load()
+    where = "schedule_cpu_switch"
+    ASSERT(
+        c is not old_pool and (c is not None or old_pool is not None),
+        where,
+        "c != old_pool && (c != NULL || old_pool != NULL)",
+    )
+    ASSERT(
+        cpu in h.cpupool_free_cpus, where, "cpumask_test_cpu(cpu, &cpupool_free_cpus)"
+    )
+    ASSERT(
+        (c is None and old_pool is not None and cpu not in old_pool.cpu_valid)
+        or (c is not None and cpu not in c.cpu_valid),
+        where,
+        "(c == NULL && !cpumask_test_cpu(cpu, old_pool->cpu_valid)) || "
+        "(c != NULL && !cpumask_test_cpu(cpu, c->cpu_valid))",
+    )
+    if old_ops is not new_ops:
+        if h.protocol is SwitchProtocol.LEGACY:
+            _switch_legacy(h, cpu, old_ops, new_ops)
+        else:
+            _switch_fixed(h, cpu, old_ops, new_ops)
+    pc.cpupool.store(c)
+    check_switched(h, cpu, where)
+
+
+def check_switched(h: Host, cpu: int, where: str) -> bool:
+    """``lock-clobbered``: does ``cpu``'s lock pointer match its scheduler's scheme?"""
+    pc = h.percpu[cpu]
+    sched = pc.scheduler.peek()
+    actual = pc.schedule_data.schedule_lock.peek()
+    expected = sched.lock_for(cpu)
+    if actual is expected:
+        return True
+    h.bus.violation(
+        ViolationKind.LOCK_CLOBBERED,
+        where,
+        f"cpu{cpu} now runs {sched.label} but its schedule_lock points to "
+        f"{actual.name}, not {expected.name if expected is not None else 'its lock'}",
+        cpu=cpu,
+    )
+    return False
+
+
+def _alloc(h: Host, cpu: int, new_ops: Scheduler) -> tuple[Any, Any]:
+    idle = h.percpu[cpu].idle
+    ppriv = new_ops.alloc_pdata(cpu)
+    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv)
+    if vpriv is None:
+        new_ops.free_pdata(ppriv, cpu)
+        raise XenError(errno.ENOMEM, f"{new_ops.label}: alloc_vdata for idle{cpu}")
+    return ppriv, vpriv
+
+
+def _switch_legacy(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) -> None:
+    """94734ab7c3^: init_pdata remaps first; the swap runs under the *new* lock."""
+    pc = h.percpu[cpu]
+    sd = pc.schedule_data
+    idle = pc.idle
+    ppriv = new_ops.alloc_pdata(cpu)
+    new_ops.init_pdata(ppriv, cpu)  # Credit2/RTDS remap the lock here: window [2]
+    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv)
+    lock = pcpu_schedule_lock_irq(h, cpu)
+    old_ops.tick_suspend(cpu)
+    vpriv_old = idle.sched_priv.load()
+    idle.sched_priv.store(vpriv)
+    pc.scheduler.store(new_ops)
+    ppriv_old = sd.sched_priv.load()
+    sd.sched_priv.store(ppriv)
+    new_ops.tick_resume(cpu)
+    pcpu_schedule_unlock_irq(h, lock, cpu)
+    # Window [1]: the scheduler is new, the lock may still be the old one's.
+    old_ops.free_vdata(vpriv_old)
+    old_ops.free_pdata(ppriv_old, cpu)  # Credit2/RTDS put _lock back here: [3], [4]
+
+
+def _switch_fixed(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) -> None:
+    """94734ab7c3 with 8b27d2b8af and fb0c3a8a30 (RELEASE-4.7.0)."""
+    pc = h.percpu[cpu]
+    sd = pc.schedule_data
+    idle = pc.idle
+    # Allocate, but don't initialise: switch_sched does that, in order, under lock.
+    ppriv, vpriv = _alloc(h, cpu, new_ops)
+    old_ops.tick_suspend(cpu)
+    # The old scheduler's lock: whoever spins on it will, once we drop it, see the
+    # pointer changed and retry on the new one.
+    old_lock = pcpu_schedule_lock_irq(h, cpu)
+    vpriv_old = idle.sched_priv.load()
+    ppriv_old = sd.sched_priv.load()
+    new_ops.switch_sched(cpu, ppriv, vpriv)
+    # _Not_ pcpu_schedule_unlock(): schedule_lock may have changed!
+    spin_unlock_irq(old_lock)
+    new_ops.tick_resume(cpu)
+    old_ops.deinit_pdata(ppriv_old, cpu)
+    old_ops.free_vdata(vpriv_old)
+    old_ops.free_pdata(ppriv_old, cpu)

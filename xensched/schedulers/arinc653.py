@@ -1,0 +1,133 @@
+"""ARINC 653, the static time-partitioning scheduler.
+
+Mirrors: xen/common/sched_arinc653.c at RELEASE-4.7.0 (fixed protocol) and at
+94734ab7c3^ (legacy): ``a653sched_alloc_vdata``/``free_vdata`` (under the private
+lock), ``a653sched_vcpu_wake``/``sleep``, ``a653sched_do_schedule`` (which takes the
+private lock itself, irqsave), ``a653sched_pick_cpu``, ``a653_switch_sched``.
+
+Lock scheme: each pCPU's ``schedule_lock`` stays its default ``_lock``; ARINC653 never
+remaps it (it has no ``init_pdata`` or ``free_pdata`` since 05ea4efc22), and after the
+patch its ``switch_sched`` routes the lock back to ``_lock``, with no barrier in that
+version (harmless while the emulated memory is sequentially consistent).
+
+Simplified (documented, not Xen): the major frame is one minor frame of
+``A653_DEFAULT_RUNTIME`` ticks per vCPU, in creation order (Xen's default schedule puts
+dom0's vCPUs in it); time is a per-instance tick count advanced under the private lock.
+A pCPU runs the frame's vCPU only if that vCPU's ``processor`` is this pCPU.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xensched.checks import ASSERT, CriticalSection
+from xensched.schedulers.base import Scheduler
+from xensched.spinlock import SpinLock, spin_lock_irqsave, spin_unlock_irqrestore
+
+if TYPE_CHECKING:
+    from xensched.domain import Vcpu
+    from xensched.host import Host
+
+A653_DEFAULT_RUNTIME = 2
+
+
+class A653Vcpu:
+    """``arinc653_vcpu_t``."""
+
+    __slots__ = ("awake", "vc")
+
+    def __init__(self, vc: Vcpu) -> None:
+        self.vc = vc
+        self.awake = False
+
+
+class Arinc653(Scheduler):
+    name = "ARINC 653 Scheduler"
+    opt_name = "arinc653"
+    sched_id = 7  # XEN_SCHEDULER_ARINC653
+
+    def __init__(self, h: Host, instance: str) -> None:
+        super().__init__(h, instance)
+        self.lock = SpinLock(h.bus, f"arinc653@{instance}.sched_priv->lock")
+        self.vcpus: list[A653Vcpu] = []
+        self.cs = CriticalSection(f"arinc653@{instance}.schedule")
+        self.ticks = 0
+
+    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+        sd = self.h.percpu[cpu].schedule_data
+        ASSERT(
+            pdata is None and isinstance(vdata, A653Vcpu) and vdata.vc.is_idle,
+            "a653_switch_sched",
+            "!pdata && svc && is_idle_vcpu(svc->vc)",
+        )
+        self.h.percpu[cpu].idle.sched_priv.store(vdata)
+        self.h.percpu[cpu].scheduler.store(self)
+        sd.sched_priv.store(None)
+        # Back to the default lock, to avoid needless contention on a shared one.
+        sd.schedule_lock.store(sd._lock)
+
+    def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:
+        svc = A653Vcpu(v)
+        flags = spin_lock_irqsave(self.lock)
+        if not v.is_idle:
+            with self.cs.section("a653sched_alloc_vdata"):
+                self.vcpus.append(svc)
+        spin_unlock_irqrestore(self.lock, flags)
+        return svc
+
+    def free_vdata(self, vdata: Any) -> None:
+        if not isinstance(vdata, A653Vcpu):
+            return
+        flags = spin_lock_irqsave(self.lock)
+        with self.cs.section("a653sched_free_vdata"):
+            if vdata in self.vcpus:
+                self.vcpus.remove(vdata)
+        spin_unlock_irqrestore(self.lock, flags)
+
+    def wake(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        if isinstance(svc, A653Vcpu):
+            svc.awake = True
+
+    def sleep(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        if isinstance(svc, A653Vcpu):
+            svc.awake = False
+
+    def insert_vcpu(self, v: Vcpu) -> None:
+        v.processor.store(self.pick_cpu(v))
+
+    def pick_cpu(self, v: Vcpu) -> int:
+        pool = v.domain.cpupool.load()
+        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
+        here = v.processor.load()
+        if not cpus or here in cpus:
+            return here
+        return cpus[0]
+
+    def do_schedule(self, cpu: int, now: int) -> Vcpu:
+        pc = self.h.percpu[cpu]
+        curr = pc.schedule_data.curr.load()
+        snext = pc.idle
+        flags = spin_lock_irqsave(self.lock)
+        with self.cs.section("a653sched_do_schedule"):
+            self.ticks += 1
+            if self.vcpus:
+                frame = (self.ticks // A653_DEFAULT_RUNTIME) % len(self.vcpus)
+                vc = self.vcpus[frame].vc
+                if (
+                    self.vcpus[frame].awake
+                    and vc.runnable()
+                    and vc.processor.load() == cpu
+                    and self.may_run(vc, cpu)
+                    and (vc is curr or not vc.is_running)
+                ):
+                    snext = vc
+        spin_unlock_irqrestore(self.lock, flags)
+        return snext
+
+    def lock_for(self, cpu: int) -> SpinLock | None:
+        return self.h.percpu[cpu].schedule_data._lock
+
+    def runqueues(self) -> list[CriticalSection]:
+        return [self.cs]

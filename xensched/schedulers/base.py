@@ -1,0 +1,144 @@
+"""The scheduler interface: ``struct scheduler`` of Xen 4.7.
+
+Mirrors: xen/include/xen/sched-if.h ``struct scheduler`` and the ``SCHED_OP()``
+convention that a missing hook is a no-op. A Python instance is one scheduler
+*instance* (``ops`` plus its ``sched_data``): the boot scheduler ``&ops`` used by Pool-0
+and by free pCPUs, or a pool's ``scheduler_alloc()``ed copy. Hooks are methods; ``self``
+is Xen's ``ops`` argument.
+
+Emulator-only, not Xen: :meth:`Scheduler.lock_for` says which lock this instance's
+locking scheme designates for a pCPU, so that checks can compare it with the lock a
+pCPU really holds; :meth:`Scheduler.runqueues` lists the runqueue critical sections.
+
+Legacy versus fixed behaviour of a hook (the patch changed ``init_pdata``,
+``free_pdata`` and added ``switch_sched``) is chosen by ``self.h.protocol``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from xensched.checks import CriticalSection
+    from xensched.domain import Domain, Vcpu
+    from xensched.host import Host
+    from xensched.spinlock import SpinLock
+
+
+class Scheduler:
+    """Base of the four schedulers; every hook defaults to Xen's "not implemented"."""
+
+    #: ``struct scheduler.name``
+    name: ClassVar[str] = ""
+    #: ``struct scheduler.opt_name``, the ``sched=`` boot parameter
+    opt_name: ClassVar[str] = ""
+    #: ``XEN_SCHEDULER_*``
+    sched_id: ClassVar[int] = 0
+
+    def __init__(self, h: Host, instance: str) -> None:
+        self.h = h
+        self.instance = instance
+
+    def __repr__(self) -> str:
+        return f"<{self.opt_name} {self.instance}>"
+
+    @property
+    def label(self) -> str:
+        return f"{self.opt_name}@{self.instance}"
+
+    # -- instance -------------------------------------------------------------------
+    def init(self) -> None:
+        """``init``: allocate ``sched_data`` (private data and locks)."""
+
+    def deinit(self) -> None:
+        """``deinit``."""
+
+    # -- per-pCPU -------------------------------------------------------------------
+    def alloc_pdata(self, cpu: int) -> Any:
+        return None
+
+    def init_pdata(self, pdata: Any, cpu: int) -> None:
+        """Boot and hotplug only after the patch; legacy switches call it too."""
+
+    def deinit_pdata(self, pdata: Any, cpu: int) -> None:
+        """Undo ``init_pdata`` (f45666afdb; fixed protocol only)."""
+
+    def free_pdata(self, pdata: Any, cpu: int) -> None:
+        """Free per-pCPU data (legacy Credit2/RTDS also reset the lock here)."""
+
+    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+        """Take ``cpu`` over: the patch's hook, called with the old lock held."""
+        raise NotImplementedError(f"{self.opt_name} has no switch_sched")
+
+    def tick_suspend(self, cpu: int) -> None:
+        """``tick_suspend``."""
+
+    def tick_resume(self, cpu: int) -> None:
+        """``tick_resume``."""
+
+    # -- per-vCPU and per-domain ----------------------------------------------------
+    def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:
+        return object()
+
+    def free_vdata(self, vdata: Any) -> None:
+        """``free_vdata``."""
+
+    def alloc_domdata(self, d: Domain) -> Any:
+        return None
+
+    def free_domdata(self, dd: Any) -> None:
+        """``free_domdata``."""
+
+    def insert_vcpu(self, v: Vcpu) -> None:
+        """``insert_vcpu``: the vCPU joins this scheduler (takes its own locks)."""
+
+    def remove_vcpu(self, v: Vcpu) -> None:
+        """``remove_vcpu``."""
+
+    def sleep(self, v: Vcpu) -> None:
+        """``sleep``: called with the vCPU's schedule lock held."""
+
+    def wake(self, v: Vcpu) -> None:
+        """``wake``: called with the vCPU's schedule lock held."""
+
+    def context_saved(self, v: Vcpu) -> None:
+        """``context_saved``."""
+
+    def migrate(self, v: Vcpu, new_cpu: int) -> None:
+        """``migrate``: both pCPUs' locks held; default just moves ``v->processor``."""
+        v.processor.store(new_cpu)
+
+    def do_schedule(self, cpu: int, now: int) -> Vcpu:
+        """``do_schedule``: pick what runs next on ``cpu`` (its lock is held)."""
+        raise NotImplementedError
+
+    def pick_cpu(self, v: Vcpu) -> int:
+        """``pick_cpu``: a pCPU of the vCPU's pool to run it on."""
+        raise NotImplementedError
+
+    # -- emulator-only ----------------------------------------------------------------
+    def lock_for(self, cpu: int) -> SpinLock | None:
+        """The lock this instance's scheme designates for ``cpu`` (None: not ours)."""
+        raise NotImplementedError
+
+    def runqueues(self) -> list[CriticalSection]:
+        """The runqueue critical sections of this instance."""
+        return []
+
+    # -- helpers shared by the schedulers --------------------------------------------
+    @staticmethod
+    def may_run(v: Vcpu, cpu: int) -> bool:
+        """Is ``cpu`` a pCPU of ``v``'s pool? (``cpupool_domain_cpumask()``)
+
+        Xen 4.7's Credit2 forgot this for free pCPUs, which ran Pool-0's scheduler
+        (fixed in 4.9 by e719192026); that bug is not the subject here, so every
+        scheduler applies the rule.
+        """
+        pool = v.domain.cpupool.load()
+        return pool is not None and cpu in pool.cpu_valid
+
+    def pool_cpus(self) -> list[int]:
+        """The pCPUs this instance schedules: its pool's, or Pool-0's plus free ones."""
+        return sorted(
+            cpu for cpu, pc in enumerate(self.h.percpu) if pc.scheduler.peek() is self
+        )

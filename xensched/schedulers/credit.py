@@ -1,0 +1,375 @@
+"""Credit1, the SMP credit scheduler.
+
+Mirrors: xen/common/sched_credit.c at RELEASE-4.7.0 (fixed protocol) and at
+94734ab7c3^ (legacy): ``csched_alloc_pdata``, ``init_pdata``/``csched_init_pdata``,
+``csched_deinit_pdata``, ``csched_free_pdata``, ``csched_switch_sched``,
+``csched_tick_suspend``/``resume``, ``csched_vcpu_insert``/``remove``/``wake``/``sleep``,
+``csched_schedule`` with ``csched_load_balance`` and ``csched_runq_steal``,
+``csched_cpu_pick``.
+
+Lock scheme: each pCPU's ``schedule_lock`` is its default ``_lock`` (one runqueue per
+pCPU, never remapped). The private lock ``prv->lock`` comes first: it is never taken
+while a runqueue lock is held, except in ``switch_sched``, where the held lock belongs
+to another scheduler. Load balancing steals from peers with ``pcpu_schedule_trylock``
+and never spins on a peer.
+
+Simplified (documented, not Xen): priorities are UNDER/OVER/IDLE only (no BOOST);
+``schedule()`` burns a fixed ``CSCHED_CREDITS_PER_TICK`` from the running vCPU; the
+periodic ``csched_acct`` is replaced by a local refill of the vCPUs on a runqueue when
+everything it could run is OVER; the master ticker is a flag; no affinity steps.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xensched.checks import ASSERT, BUG_ON, CriticalSection, check_held
+from xensched.memory import smp_mb
+from xensched.protocol import SwitchProtocol
+from xensched.sched_if import (
+    pcpu_schedule_trylock,
+    pcpu_schedule_unlock,
+    vcpu_schedule_lock_irq,
+    vcpu_schedule_unlock_irq,
+)
+from xensched.schedulers.base import Scheduler
+from xensched.spinlock import (
+    SpinLock,
+    local_irq_is_enabled,
+    spin_is_locked,
+    spin_lock,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_irqrestore,
+)
+
+if TYPE_CHECKING:
+    from xensched.domain import Domain, Vcpu
+    from xensched.host import Host
+
+CSCHED_PRI_TS_UNDER = -1
+CSCHED_PRI_TS_OVER = -2
+CSCHED_PRI_IDLE = -64
+CSCHED_CREDITS_PER_TICK = 100
+CSCHED_CREDITS_PER_TSLICE = 300
+CSCHED_DEFAULT_WEIGHT = 256
+
+
+class CschedVcpu:
+    """``struct csched_vcpu``."""
+
+    __slots__ = ("credit", "on_runq", "pri", "sdom", "vcpu")
+
+    def __init__(self, vcpu: Vcpu, sdom: CschedDom | None) -> None:
+        self.vcpu = vcpu
+        self.sdom = sdom
+        self.pri = CSCHED_PRI_IDLE if vcpu.is_idle else CSCHED_PRI_TS_UNDER
+        self.credit = 0
+        self.on_runq = False
+
+
+class CschedDom:
+    """``struct csched_dom``."""
+
+    __slots__ = ("dom", "weight")
+
+    def __init__(self, dom: Domain) -> None:
+        self.dom = dom
+        self.weight = CSCHED_DEFAULT_WEIGHT
+
+
+class CschedPcpu:
+    """``struct csched_pcpu``: the per-pCPU runqueue."""
+
+    __slots__ = ("cpu", "cs", "runq", "ticker_active")
+
+    def __init__(self, cpu: int, instance: str) -> None:
+        self.cpu = cpu
+        self.runq: list[CschedVcpu] = []
+        self.cs = CriticalSection(f"credit@{instance}.runq[{cpu}]")
+        self.ticker_active = False
+
+
+class Credit(Scheduler):
+    name = "SMP Credit Scheduler"
+    opt_name = "credit"
+    sched_id = 5  # XEN_SCHEDULER_CREDIT
+
+    def __init__(self, h: Host, instance: str) -> None:
+        super().__init__(h, instance)
+        self.lock = SpinLock(h.bus, f"credit@{instance}.prv->lock")
+        self.ncpus = 0
+        self.cpus: set[int] = set()
+        self.credit = 0
+        self.master: int | None = None
+        self._pcpus: dict[int, CschedPcpu] = {}
+
+    # -- helpers ----------------------------------------------------------------------
+    def _pcpu(self, cpu: int) -> CschedPcpu | None:
+        """``CSCHED_PCPU(cpu)``: through ``per_cpu(schedule_data, cpu).sched_priv``."""
+        spc = self.h.percpu[cpu].schedule_data.sched_priv.load()
+        return spc if isinstance(spc, CschedPcpu) else None
+
+    def _init_pdata(self, spc: CschedPcpu, cpu: int) -> None:
+        """The static ``init_pdata()`` helper (7760ff0d35)."""
+        ASSERT(spin_is_locked(self.lock), "init_pdata", "spin_is_locked(&prv->lock)")
+        self.credit += CSCHED_CREDITS_PER_TSLICE
+        self.ncpus += 1
+        self.cpus.add(cpu)
+        if self.ncpus == 1:
+            self.master = cpu
+        spc.runq.clear()
+        spc.ticker_active = True
+        curr = self.h.percpu[cpu].schedule_data.curr.load()
+        BUG_ON(not curr.is_idle, "init_pdata", "!is_idle_vcpu(curr_on_cpu(cpu))")
+
+    def _deinit(self, spc: CschedPcpu, cpu: int) -> None:
+        flags = spin_lock_irqsave(self.lock)
+        self.credit -= CSCHED_CREDITS_PER_TSLICE
+        self.ncpus -= 1
+        self.cpus.discard(cpu)
+        if self.master == cpu:
+            self.master = min(self.cpus) if self.cpus else None
+        spc.ticker_active = False
+        spin_unlock_irqrestore(self.lock, flags)
+
+    # -- per-pCPU hooks ---------------------------------------------------------------
+    def alloc_pdata(self, cpu: int) -> Any:
+        spc = CschedPcpu(cpu, self.instance)
+        self._pcpus[cpu] = spc
+        return spc
+
+    def init_pdata(self, pdata: Any, cpu: int) -> None:
+        sd = self.h.percpu[cpu].schedule_data
+        if self.h.protocol is SwitchProtocol.FIXED:
+            # Only boot and hotplug reach here after the patch: nothing to remap.
+            ASSERT(
+                sd.schedule_lock.load() is sd._lock and not spin_is_locked(sd._lock),
+                "csched_init_pdata",
+                "sd->schedule_lock == &sd->_lock && !spin_is_locked(&sd->_lock)",
+            )
+        flags = spin_lock_irqsave(self.lock)
+        self._init_pdata(pdata, cpu)
+        spin_unlock_irqrestore(self.lock, flags)
+
+    def deinit_pdata(self, pdata: Any, cpu: int) -> None:
+        if isinstance(pdata, CschedPcpu):
+            self._deinit(pdata, cpu)
+
+    def free_pdata(self, pdata: Any, cpu: int) -> None:
+        # Before f45666afdb, free_pdata did the deinit work itself.
+        if self.h.protocol is SwitchProtocol.LEGACY and isinstance(pdata, CschedPcpu):
+            self._deinit(pdata, cpu)
+        self._pcpus.pop(cpu, None)
+
+    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+        sd = self.h.percpu[cpu].schedule_data
+        ASSERT(
+            isinstance(vdata, CschedVcpu) and vdata.vcpu.is_idle,
+            "csched_switch_sched",
+            "svc && is_idle_vcpu(svc->vcpu)",
+        )
+        self.h.percpu[cpu].idle.sched_priv.store(vdata)
+        ASSERT(
+            not local_irq_is_enabled(), "csched_switch_sched", "!local_irq_is_enabled()"
+        )
+        # We hold the old scheduler's lock for cpu: it may or may not be the 'right'
+        # one, but holding exactly it is what prevents the races.
+        spin_lock(self.lock)
+        self._init_pdata(pdata, cpu)
+        spin_unlock(self.lock)
+        self.h.percpu[cpu].scheduler.store(self)
+        sd.sched_priv.store(pdata)
+        # Reroute the lock as the last thing: whoever takes it must find all of the
+        # above in place.
+        smp_mb()
+        sd.schedule_lock.store(sd._lock)
+
+    def tick_suspend(self, cpu: int) -> None:
+        spc = self._pcpu(cpu)
+        if spc is not None:
+            spc.ticker_active = False
+
+    def tick_resume(self, cpu: int) -> None:
+        spc = self._pcpu(cpu)
+        if spc is not None:
+            spc.ticker_active = True
+
+    # -- per-vCPU hooks ---------------------------------------------------------------
+    def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:
+        return CschedVcpu(v, dd if isinstance(dd, CschedDom) else None)
+
+    def free_vdata(self, vdata: Any) -> None:
+        if isinstance(vdata, CschedVcpu):
+            BUG_ON(vdata.on_runq, "csched_free_vdata", "!list_empty(&svc->runq_elem)")
+
+    def alloc_domdata(self, d: Domain) -> Any:
+        return CschedDom(d)
+
+    def _runq_insert(self, cpu: int, svc: CschedVcpu, where: str) -> None:
+        spc = self._pcpu(cpu)
+        if BUG_ON(spc is None, where, f"CSCHED_PCPU({cpu}) == NULL"):
+            return
+        assert spc is not None
+        with spc.cs.section(where):
+            # Sorted by priority, FIFO among equals (__runq_insert).
+            pos = len(spc.runq)
+            for i, other in enumerate(spc.runq):
+                if svc.pri > other.pri:
+                    pos = i
+                    break
+            spc.runq.insert(pos, svc)
+            svc.on_runq = True
+
+    def _runq_remove(self, cpu: int, svc: CschedVcpu, where: str) -> None:
+        spc = self._pcpu(cpu)
+        if spc is None:
+            return
+        with spc.cs.section(where):
+            if svc in spc.runq:
+                spc.runq.remove(svc)
+            svc.on_runq = False
+
+    def insert_vcpu(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        v.processor.store(self.pick_cpu(v))
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        if not svc.on_runq and v.runnable() and not v.is_running:
+            self._runq_insert(v.processor.load(), svc, "csched_vcpu_insert")
+        vcpu_schedule_unlock_irq(self.h, lock, v)
+
+    def remove_vcpu(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        if svc.on_runq:
+            self._runq_remove(v.processor.load(), svc, "csched_vcpu_remove")
+        vcpu_schedule_unlock_irq(self.h, lock, v)
+
+    def wake(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        cpu = v.processor.load()
+        if self.h.percpu[cpu].schedule_data.curr.load() is v or svc.on_runq:
+            return
+        if svc.credit >= 0:
+            svc.pri = CSCHED_PRI_TS_UNDER
+        self._runq_insert(cpu, svc, "csched_vcpu_wake")
+
+    def sleep(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        if svc.on_runq:
+            self._runq_remove(v.processor.load(), svc, "csched_vcpu_sleep")
+
+    def pick_cpu(self, v: Vcpu) -> int:
+        pool = v.domain.cpupool.load()
+        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
+        if not cpus:
+            return v.processor.load()
+        here = v.processor.load()
+
+        def load(cpu: int) -> tuple[int, bool, int]:
+            spc = self._pcpus.get(cpu)
+            return (len(spc.runq) if spc else 0, cpu != here, cpu)
+
+        return min(cpus, key=load)
+
+    # -- do_schedule --------------------------------------------------------------------
+    def do_schedule(self, cpu: int, now: int) -> Vcpu:
+        pc = self.h.percpu[cpu]
+        idle = pc.idle
+        spc = self._pcpu(cpu)
+        if BUG_ON(spc is None, "csched_schedule", f"CSCHED_PCPU({cpu}) == NULL"):
+            return idle
+        assert spc is not None
+        curr = pc.schedule_data.curr.load()
+        scurr = curr.sched_priv.load()
+        with spc.cs.section("csched_schedule"):
+            if not curr.is_idle and isinstance(scurr, CschedVcpu):
+                scurr.credit -= CSCHED_CREDITS_PER_TICK
+                if scurr.credit < 0:
+                    scurr.pri = CSCHED_PRI_TS_OVER
+                if curr.runnable() and curr.processor.load() == cpu:
+                    self._runq_insert_locked(spc, scurr)
+            snext = next((s for s in spc.runq if self.may_run(s.vcpu, cpu)), None)
+        if snext is None or snext.pri < CSCHED_PRI_TS_UNDER:
+            stolen = self._load_balance(cpu, snext)
+            if stolen is not None:
+                return stolen.vcpu
+        if snext is None:
+            return idle
+        with spc.cs.section("csched_schedule"):
+            if snext.pri == CSCHED_PRI_TS_OVER:
+                self._refill(spc)
+            if snext in spc.runq:
+                spc.runq.remove(snext)
+            snext.on_runq = False
+        return snext.vcpu
+
+    @staticmethod
+    def _runq_insert_locked(spc: CschedPcpu, svc: CschedVcpu) -> None:
+        pos = len(spc.runq)
+        for i, other in enumerate(spc.runq):
+            if svc.pri > other.pri:
+                pos = i
+                break
+        spc.runq.insert(pos, svc)
+        svc.on_runq = True
+
+    @staticmethod
+    def _refill(spc: CschedPcpu) -> None:
+        # Stands in for csched_acct: everything here is OVER, so hand out a slice.
+        for svc in spc.runq:
+            svc.credit += CSCHED_CREDITS_PER_TSLICE
+            if svc.credit >= 0:
+                svc.pri = CSCHED_PRI_TS_UNDER
+        spc.runq.sort(key=lambda s: -s.pri)
+
+    def _load_balance(self, cpu: int, snext: CschedVcpu | None) -> CschedVcpu | None:
+        """``csched_load_balance``: trylock each peer, steal a better vCPU."""
+        pool = self.h.percpu[cpu].cpupool.load()
+        if pool is None:
+            return None
+        peers = sorted(pool.cpu_valid)
+        if cpu in peers:
+            i = peers.index(cpu)
+            peers = peers[i + 1 :] + peers[:i]
+        floor = snext.pri if snext is not None else CSCHED_PRI_IDLE
+        for peer in peers:
+            lock = pcpu_schedule_trylock(self.h, peer)
+            if lock is None:
+                continue
+            try:
+                if self.h.percpu[peer].scheduler.load() is not self:
+                    continue
+                check_held(lock, peer, self, "csched_load_balance")
+                stolen = self._runq_steal(peer, cpu, floor)
+            finally:
+                pcpu_schedule_unlock(self.h, lock, peer)
+            if stolen is not None:
+                return stolen
+        return None
+
+    def _runq_steal(self, peer: int, cpu: int, floor: int) -> CschedVcpu | None:
+        speer = self._pcpu(peer)
+        if speer is None:
+            return None
+        with speer.cs.section("csched_runq_steal"):
+            for svc in speer.runq:
+                vc = svc.vcpu
+                if (
+                    svc.pri > floor
+                    and not vc.is_running
+                    and not vc.migrating
+                    and self.may_run(vc, cpu)
+                ):
+                    speer.runq.remove(svc)
+                    svc.on_runq = False
+                    vc.processor.store(cpu)
+                    return svc
+        return None
+
+    # -- emulator-only ------------------------------------------------------------------
+    def lock_for(self, cpu: int) -> SpinLock | None:
+        return self.h.percpu[cpu].schedule_data._lock
+
+    def runqueues(self) -> list[CriticalSection]:
+        return [spc.cs for spc in self._pcpus.values()]

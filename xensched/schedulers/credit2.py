@@ -1,0 +1,389 @@
+"""Credit2, the credit scheduler with shared runqueues.
+
+Mirrors: xen/common/sched_credit2.c at RELEASE-4.7.0 (fixed protocol) and at
+94734ab7c3^ (legacy): ``init_pdata`` (the static helper), ``csched2_init_pdata``,
+``csched2_switch_sched`` (with fb0c3a8a30's ``spin_lock``), ``csched2_deinit_pdata``
+(f45666afdb), ``csched2_free_pdata`` (legacy: with the remap back to ``_lock`` and its
+ASSERTs), ``csched2_vcpu_insert``/``remove``/``wake``/``sleep``/``migrate``,
+``csched2_cpu_pick`` and ``csched2_schedule`` with its three BUG_ONs.
+
+Lock scheme: one runqueue per socket (the PRE rule ``rqi = cpu ? cpu_to_socket(cpu) :
+0``), each with a lock that the ``schedule_lock`` of every pCPU of that runqueue points
+to. ``prv->lock`` is taken before any runqueue lock, except in ``switch_sched`` where
+the lock already held is another scheduler's.
+
+Simplified (documented, not Xen): credit burns a fixed amount per ``schedule()``;
+``reset_credit`` gives every vCPU of the runqueue ``CSCHED2_CREDIT_INIT`` when the best
+candidate has none left; no load balancing between runqueues, no weights, no
+``runq_tickle``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from xensched.checks import ASSERT, BUG_ON, CriticalSection
+from xensched.memory import Cell, CpuMask, smp_mb
+from xensched.protocol import SwitchProtocol
+from xensched.sched_if import (
+    pcpu_schedule_lock,
+    vcpu_schedule_lock_irq,
+    vcpu_schedule_unlock_irq,
+)
+from xensched.schedulers.base import Scheduler
+from xensched.spinlock import (
+    SpinLock,
+    local_irq_is_enabled,
+    spin_is_locked,
+    spin_lock,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_irqrestore,
+)
+
+if TYPE_CHECKING:
+    from xensched.domain import Domain, Vcpu
+    from xensched.host import Host
+
+CSCHED2_CREDIT_INIT = 1000
+CSCHED2_CREDIT_BURN = 250
+CSCHED2_IDLE_CREDIT = -(1 << 30)
+
+
+class Csched2Vcpu:
+    """``struct csched2_vcpu``."""
+
+    __slots__ = ("credit", "on_runq", "rqd", "sdom", "vcpu")
+
+    def __init__(self, vcpu: Vcpu, sdom: Any) -> None:
+        self.vcpu = vcpu
+        self.sdom = sdom
+        self.credit = CSCHED2_IDLE_CREDIT if vcpu.is_idle else CSCHED2_CREDIT_INIT
+        self.rqd: Csched2RunqueueData | None = None
+        self.on_runq = False
+
+
+class Csched2RunqueueData:
+    """``struct csched2_runqueue_data``."""
+
+    __slots__ = ("active", "cs", "id", "idle", "lock", "runq", "svc")
+
+    def __init__(self, h: Host, instance: str, rqi: int) -> None:
+        self.id = rqi
+        self.lock = SpinLock(h.bus, f"credit2@{instance}.rqd[{rqi}].lock")
+        self.runq: list[Csched2Vcpu] = []
+        self.svc: list[Csched2Vcpu] = []  # every vCPU assigned here
+        self.active = CpuMask(h.bus, f"credit2@{instance}.rqd[{rqi}].active")
+        self.idle = CpuMask(h.bus, f"credit2@{instance}.rqd[{rqi}].idle")
+        self.cs = CriticalSection(f"credit2@{instance}.rqd[{rqi}]")
+
+
+class Credit2(Scheduler):
+    name = "SMP Credit Scheduler rev2"
+    opt_name = "credit2"
+    sched_id = 6  # XEN_SCHEDULER_CREDIT2
+
+    def __init__(self, h: Host, instance: str) -> None:
+        super().__init__(h, instance)
+        self.lock = SpinLock(h.bus, f"credit2@{instance}.prv->lock")
+        self.rqd = [
+            Csched2RunqueueData(h, instance, i) for i in range(h.topology.sockets)
+        ]
+        self.runq_map: list[Cell[int]] = [
+            Cell(h.bus, f"credit2@{instance}.runq_map[{cpu}]", -1)
+            for cpu in range(h.nr_cpus)
+        ]
+        self.initialized = CpuMask(h.bus, f"credit2@{instance}.initialized")
+        self.active_queues: set[int] = set()
+
+    def _rqi_of(self, cpu: int) -> int:
+        # 94734ab7c3^ rule: cpu 0 always on runqueue 0, others by socket.
+        return 0 if cpu == 0 else self.h.topology.cpu_to_socket(cpu)
+
+    def _rqd_of(self, cpu: int) -> Csched2RunqueueData | None:
+        """``RQD(ops, cpu)``."""
+        rqi = self.runq_map[cpu].load()
+        return self.rqd[rqi] if rqi >= 0 else None
+
+    # -- per-pCPU -----------------------------------------------------------------------
+    def _init_pdata(self, cpu: int, remap: bool) -> int:
+        """The static ``init_pdata()``; with ``remap`` it is the 94734ab7c3^ version."""
+        ASSERT(spin_is_locked(self.lock), "init_pdata", "spin_is_locked(&prv->lock)")
+        ASSERT(
+            not self.initialized.test(cpu),
+            "init_pdata",
+            "!cpumask_test_cpu(cpu, &prv->initialized)",
+        )
+        rqi = self._rqi_of(cpu)
+        rqd = self.rqd[rqi]
+        if rqi not in self.active_queues:
+            self.active_queues.add(rqi)  # activate_runqueue()
+        old_lock = None
+        if remap:
+            # IRQs already disabled.
+            old_lock = pcpu_schedule_lock(self.h, cpu)
+            self.h.percpu[cpu].schedule_data.schedule_lock.store(rqd.lock)
+        self.runq_map[cpu].store(rqi)
+        rqd.idle.set(cpu)
+        rqd.active.set(cpu)
+        if old_lock is not None:
+            # _Not_ pcpu_schedule_unlock(): per_cpu().schedule_lock changed!
+            spin_unlock(old_lock)
+        self.initialized.set(cpu)
+        return rqi
+
+    def init_pdata(self, pdata: Any, cpu: int) -> None:
+        flags = spin_lock_irqsave(self.lock)
+        if self.h.protocol is SwitchProtocol.LEGACY:
+            self._init_pdata(cpu, remap=True)
+        else:
+            old_lock = pcpu_schedule_lock(self.h, cpu)
+            rqi = self._init_pdata(cpu, remap=False)
+            self.h.percpu[cpu].schedule_data.schedule_lock.store(self.rqd[rqi].lock)
+            spin_unlock(old_lock)
+        spin_unlock_irqrestore(self.lock, flags)
+
+    def _deinit(self, cpu: int, remap_back: bool) -> None:
+        sd = self.h.percpu[cpu].schedule_data
+        flags = spin_lock_irqsave(self.lock)
+        if not ASSERT(
+            self.initialized.test(cpu),
+            "csched2_free_pdata" if remap_back else "csched2_deinit_pdata",
+            "cpumask_test_cpu(cpu, &prv->initialized)",
+        ):
+            spin_unlock_irqrestore(self.lock, flags)
+            return
+        rqi = self.runq_map[cpu].load()
+        rqd = self.rqd[rqi]
+        spin_lock(rqd.lock)  # IRQs are already off
+        where = "csched2_free_pdata" if remap_back else "csched2_deinit_pdata"
+        BUG_ON(not rqd.idle.test(cpu), where, "!cpumask_test_cpu(cpu, &rqd->idle)")
+        rqd.idle.clear(cpu)
+        rqd.active.clear(cpu)
+        if not rqd.active.load():
+            self.active_queues.discard(rqi)  # deactivate_runqueue()
+        if remap_back:
+            # The code the patch removed: it clobbers whatever the new scheduler set.
+            ASSERT(
+                sd.schedule_lock.load() is rqd.lock,
+                "csched2_free_pdata",
+                "sd->schedule_lock == &rqd->lock",
+            )
+            ASSERT(
+                not spin_is_locked(sd._lock),
+                "csched2_free_pdata",
+                "!spin_is_locked(&sd->_lock)",
+            )
+            sd.schedule_lock.store(sd._lock)
+        spin_unlock(rqd.lock)
+        self.runq_map[cpu].store(-1)
+        self.initialized.clear(cpu)
+        spin_unlock_irqrestore(self.lock, flags)
+
+    def deinit_pdata(self, pdata: Any, cpu: int) -> None:
+        self._deinit(cpu, remap_back=False)
+
+    def free_pdata(self, pdata: Any, cpu: int) -> None:
+        if self.h.protocol is SwitchProtocol.LEGACY:
+            self._deinit(cpu, remap_back=True)
+
+    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+        sd = self.h.percpu[cpu].schedule_data
+        ASSERT(
+            pdata is None and isinstance(vdata, Csched2Vcpu) and vdata.vcpu.is_idle,
+            "csched2_switch_sched",
+            "!pdata && svc && is_idle_vcpu(svc->vcpu)",
+        )
+        ASSERT(
+            not local_irq_is_enabled(),
+            "csched2_switch_sched",
+            "!local_irq_is_enabled()",
+        )
+        # We own a runqueue lock already, but it is another scheduler's: taking our
+        # private lock after it does not break our ordering rule.
+        spin_lock(self.lock)
+        self.h.percpu[cpu].idle.sched_priv.store(vdata)
+        rqi = self._init_pdata(cpu, remap=False)
+        ASSERT(
+            sd.schedule_lock.load() is not self.rqd[rqi].lock,
+            "csched2_switch_sched",
+            "per_cpu(schedule_data, cpu).schedule_lock != &prv->rqd[rqi].lock",
+        )
+        self.h.percpu[cpu].scheduler.store(self)
+        sd.sched_priv.store(None)
+        smp_mb()
+        sd.schedule_lock.store(self.rqd[rqi].lock)
+        spin_unlock(self.lock)
+
+    # -- per-vCPU -----------------------------------------------------------------------
+    def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:
+        return Csched2Vcpu(v, dd)
+
+    def free_vdata(self, vdata: Any) -> None:
+        if isinstance(vdata, Csched2Vcpu):
+            BUG_ON(vdata.on_runq, "csched2_free_vdata", "__vcpu_on_runq(svc)")
+
+    def alloc_domdata(self, d: Domain) -> Any:
+        return {"weight": 256}
+
+    def _runq_insert(self, svc: Csched2Vcpu, where: str) -> None:
+        cpu = svc.vcpu.processor.load()
+        ASSERT(
+            spin_is_locked(self.h.percpu[cpu].schedule_data.schedule_lock.load()),
+            "runq_insert",
+            "spin_is_locked(per_cpu(schedule_data, cpu).schedule_lock)",
+        )
+        rqd = svc.rqd
+        if rqd is None:
+            return
+        with rqd.cs.section(where):
+            self._runq_insert_locked(rqd, svc)
+
+    @staticmethod
+    def _runq_insert_locked(rqd: Csched2RunqueueData, svc: Csched2Vcpu) -> None:
+        pos = len(rqd.runq)
+        for i, other in enumerate(rqd.runq):
+            if svc.credit > other.credit:
+                pos = i
+                break
+        rqd.runq.insert(pos, svc)
+        svc.on_runq = True
+
+    def _runq_remove(self, svc: Csched2Vcpu, where: str) -> None:
+        rqd = svc.rqd
+        if rqd is None:
+            return
+        with rqd.cs.section(where):
+            if svc in rqd.runq:
+                rqd.runq.remove(svc)
+            svc.on_runq = False
+
+    def insert_vcpu(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        v.processor.store(self.pick_cpu(v))
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        rqd = self._rqd_of(v.processor.load())
+        if rqd is not None:  # runq_assign()
+            with rqd.cs.section("runq_assign"):
+                svc.rqd = rqd
+                rqd.svc.append(svc)
+        vcpu_schedule_unlock_irq(self.h, lock, v)
+
+    def remove_vcpu(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        if svc.on_runq:
+            self._runq_remove(svc, "csched2_vcpu_remove")
+        rqd = svc.rqd
+        if rqd is not None:  # runq_deassign()
+            with rqd.cs.section("runq_deassign"):
+                rqd.svc.remove(svc)
+                svc.rqd = None
+        vcpu_schedule_unlock_irq(self.h, lock, v)
+
+    def wake(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        cpu = v.processor.load()
+        if self.h.percpu[cpu].schedule_data.curr.load() is v or svc.on_runq:
+            return
+        self._runq_insert(svc, "csched2_vcpu_wake")
+
+    def sleep(self, v: Vcpu) -> None:
+        svc = v.sched_priv.load()
+        if svc.on_runq:
+            self._runq_remove(svc, "csched2_vcpu_sleep")
+
+    def migrate(self, v: Vcpu, new_cpu: int) -> None:
+        svc = v.sched_priv.load()
+        trqd = self._rqd_of(new_cpu)
+        if trqd is None or trqd is svc.rqd:
+            v.processor.store(new_cpu)
+            return
+        was_queued = svc.on_runq
+        if was_queued:
+            self._runq_remove(svc, "csched2_vcpu_migrate")
+        if svc.rqd is not None:
+            with svc.rqd.cs.section("runq_deassign"):
+                svc.rqd.svc.remove(svc)
+        v.processor.store(new_cpu)
+        with trqd.cs.section("runq_assign"):
+            svc.rqd = trqd
+            trqd.svc.append(svc)
+        if was_queued:
+            self._runq_insert(svc, "csched2_vcpu_migrate")
+
+    def pick_cpu(self, v: Vcpu) -> int:
+        pool = v.domain.cpupool.load()
+        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
+        if not cpus:
+            return v.processor.load()
+        here = v.processor.load()
+        idle: set[int] = set()
+        for rqd in self.rqd:
+            idle |= rqd.idle.peek()
+        return min(cpus, key=lambda c: (c not in idle, c != here, c))
+
+    # -- do_schedule ---------------------------------------------------------------------
+    def do_schedule(self, cpu: int, now: int) -> Vcpu:
+        pc = self.h.percpu[cpu]
+        idle = pc.idle
+        if BUG_ON(
+            not self.initialized.test(cpu),
+            "csched2_schedule",
+            "!cpumask_test_cpu(cpu, &prv->initialized)",
+        ):
+            return idle
+        rqd = self._rqd_of(cpu)
+        if rqd is None or BUG_ON(
+            not rqd.active.test(cpu),
+            "csched2_schedule",
+            "!cpumask_test_cpu(cpu, &rqd->active)",
+        ):
+            return idle
+        curr = pc.schedule_data.curr.load()
+        scurr = curr.sched_priv.load()
+        if BUG_ON(
+            not curr.is_idle
+            and not (isinstance(scurr, Csched2Vcpu) and scurr.rqd is rqd),
+            "csched2_schedule",
+            "!is_idle_vcpu(scurr->vcpu) && scurr->rqd != rqd",
+        ):
+            return idle
+        with rqd.cs.section("csched2_schedule"):
+            if not curr.is_idle:
+                scurr.credit -= CSCHED2_CREDIT_BURN
+                if curr.runnable() and curr.processor.load() == cpu:
+                    self._runq_insert_locked(rqd, scurr)
+            snext = None
+            for svc in rqd.runq:
+                vc = svc.vcpu
+                if (
+                    (vc is curr or not vc.is_running)
+                    and not vc.migrating
+                    and self.may_run(vc, cpu)
+                ):
+                    snext = svc
+                    break
+            if snext is not None and snext.credit <= 0:
+                # reset_credit(): everyone on this runqueue gets a fresh allowance.
+                for svc in rqd.svc:
+                    svc.credit = min(svc.credit, 0) + CSCHED2_CREDIT_INIT
+                rqd.runq.sort(key=lambda s: -s.credit)
+            if snext is not None:
+                rqd.runq.remove(snext)
+                snext.on_runq = False
+        if snext is None:
+            rqd.idle.set(cpu)
+            return idle
+        rqd.idle.clear(cpu)
+        if snext.vcpu.processor.load() != cpu:
+            snext.vcpu.processor.store(cpu)
+        return snext.vcpu
+
+    # -- emulator-only --------------------------------------------------------------------
+    def lock_for(self, cpu: int) -> SpinLock | None:
+        rqi = self.runq_map[cpu].peek()
+        return self.rqd[rqi].lock if rqi >= 0 else None
+
+    def runqueues(self) -> list[CriticalSection]:
+        return [rqd.cs for rqd in self.rqd]
