@@ -1,0 +1,101 @@
+"""Rendering of results as text and JSON; the library returns data, this formats it.
+
+Nothing here prints: the CLI and the pytest plugin decide where text goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from xensched.checks import ViolationKind
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from xensched.checks import Violation
+    from xensched.reproduce import Result
+
+# How each violation kind maps to the problems named in the patch's commit message.
+PATCH_PROBLEMS = {
+    ViolationKind.LOCK_MISMATCH.value: "problem 1: lock already new, scheduler still "
+    "old (or the reverse)",
+    ViolationKind.ASSERT.value: "problem 2: an ASSERT fires (e.g. rt_free_pdata's)",
+    ViolationKind.LOCK_CLOBBERED.value: "problem 3: free_pdata clobbers the new lock "
+    "mapping",
+    ViolationKind.MUTUAL_EXCLUSION.value: "consequence of 3: two pCPUs in one runqueue "
+    "at once",
+}
+
+
+def render_reproduce_table(results: Sequence[Result]) -> str:
+    """A table: one row per move, one column per protocol, the problems found."""
+    rows: dict[tuple[str, str, str], dict[str, str]] = {}
+    for r in results:
+        t = r.transition
+        cell = ", ".join(r.problems) if r.problems else "-"
+        rows.setdefault((t.boot, t.pool, t.direction), {})[t.protocol.value] = cell
+    protocols = sorted({r.transition.protocol.value for r in results}, reverse=True)
+    head = ["boot", "pool", "move", *protocols]
+    body = []
+    for (boot, pool, direction), cells in rows.items():
+        move = (
+            f"cpu-{direction} ({boot}->{pool})"
+            if direction == "add"
+            else (f"cpu-{direction} ({pool}->{boot})")
+        )
+        body.append([boot, pool, move, *(cells.get(p, "") for p in protocols)])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    line = "  ".join("-" * w for w in widths)
+    out = [
+        "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+        line,
+    ]
+    out += [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in body
+    ]
+    return "\n".join(out)
+
+
+def render_summary(results: Sequence[Result]) -> str:
+    """Counts per protocol and what each kind means."""
+    lines = []
+    for proto in sorted({r.transition.protocol.value for r in results}, reverse=True):
+        rs = [r for r in results if r.transition.protocol.value == proto]
+        bad = [r for r in rs if r.problems]
+        kinds = sorted({k for r in bad for k in r.problems})
+        lines.append(
+            f"{proto}: problems in {len(bad)} of {len(rs)} moves"
+            + (f" ({', '.join(kinds)})" if kinds else "")
+        )
+    seen = sorted({k for r in results for k in r.problems})
+    if seen:
+        lines.append("")
+        lines.extend(f"  {k}: {PATCH_PROBLEMS.get(k, k)}" for k in seen)
+    return "\n".join(lines)
+
+
+def render_violation(v: Violation, events: int = 12) -> str:
+    """One violation with the events that led to it, oldest first."""
+    lines = [f"{v.describe()}  [seen by {v.context}]"]
+    for _, ctx, kind, label, fn in v.events[-events:]:
+        lines.append(f"    {ctx:>7}: {kind:<8} {label}  in {fn}()")
+    return "\n".join(lines)
+
+
+def write_json_atomic(path: str, data: object) -> None:
+    """Write JSON to ``path`` through a temporary file, so a reader never sees half."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".xensched-", suffix=".json.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
