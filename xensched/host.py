@@ -165,7 +165,10 @@ class Host:
         self._callers: dict[int, ExecContext] = {}
         self._callers_lock = threading.Lock()
         self._next_domid = 1
+        # Replaced, never mutated in place (under domctl_lock), so that readers on
+        # other threads iterate a consistent snapshot without a lock.
         self.domains: dict[str, Domain] = {}
+        self.domctl_lock = SpinLock(self.bus, "domctl_lock")
 
         # cpupool.c globals.
         self.cpupool_lock = SpinLock(self.bus, "cpupool_lock")
@@ -291,13 +294,17 @@ class Host:
             raise XenError(errno.EINVAL, f"domain {name!r}: vcpus={vcpus} must be >= 1")
         with self._caller():
             c = self._as_pool(pool)
-            if name in self.domains:
-                raise XenError(errno.EEXIST, f"domain {name!r} already exists")
-            if not c.cpu_valid:
-                raise XenError(errno.EINVAL, f"cpupool {c.name!r} has no pCPUs")
-            domid = self._next_domid
-            self._next_domid += 1
-            return self._create_domain(domid, name, c, vcpus)
+            spin_lock(self.domctl_lock)
+            try:
+                if name in self.domains:
+                    raise XenError(errno.EEXIST, f"domain {name!r} already exists")
+                if not c.cpu_valid:
+                    raise XenError(errno.EINVAL, f"cpupool {c.name!r} has no pCPUs")
+                domid = self._next_domid
+                self._next_domid += 1
+                return self._create_domain(domid, name, c, vcpus)
+            finally:
+                spin_unlock(self.domctl_lock)
 
     def _create_domain(self, domid: int, name: str, c: Cpupool, nvcpus: int) -> Domain:
         d = Domain(self.bus, domid, name)
@@ -312,7 +319,7 @@ class Host:
         spin_lock(self.cpupool_lock)
         c.domains.append(d)
         spin_unlock(self.cpupool_lock)
-        self.domains[name] = d
+        self.domains = {**self.domains, name: d}
         for v in d.vcpus:
             vcpu_unblock(self, v)
         return d
@@ -320,21 +327,27 @@ class Host:
     def destroy_domain(self, domain: Domain | str) -> None:
         """``xl destroy``."""
         with self._caller():
-            d = self._as_domain(domain)
-            if d.domain_id == 0:
-                raise XenError(errno.EINVAL, "Domain-0 cannot be destroyed")
-            domain_pause(self, d)
-            ops = VCPU2OP(self, d.vcpus[0])
-            for v in d.vcpus:
-                ops.remove_vcpu(v)
-                ops.free_vdata(v.sched_priv.load())
-            ops.free_domdata(d.sched_priv)
-            spin_lock(self.cpupool_lock)
-            c = d.cpupool.peek()
-            if c is not None:
-                c.domains.remove(d)
-            spin_unlock(self.cpupool_lock)
-            del self.domains[d.name]
+            spin_lock(self.domctl_lock)
+            try:
+                self._destroy_domain(self._as_domain(domain))
+            finally:
+                spin_unlock(self.domctl_lock)
+
+    def _destroy_domain(self, d: Domain) -> None:
+        if d.domain_id == 0:
+            raise XenError(errno.EINVAL, "Domain-0 cannot be destroyed")
+        domain_pause(self, d)
+        ops = VCPU2OP(self, d.vcpus[0])
+        for v in d.vcpus:
+            ops.remove_vcpu(v)
+            ops.free_vdata(v.sched_priv.load())
+        ops.free_domdata(d.sched_priv)
+        spin_lock(self.cpupool_lock)
+        c = d.cpupool.peek()
+        if c is not None:
+            c.domains.remove(d)
+        spin_unlock(self.cpupool_lock)
+        self.domains = {n: x for n, x in self.domains.items() if x is not d}
 
     def vcpu(self, name: str) -> Vcpu:
         """A vCPU by name, ``"d1v0"`` style."""
