@@ -12,7 +12,6 @@ per-CPU ``schedule_lock`` pointer. Start with :class:`Host`::
 
 from __future__ import annotations
 
-from xensched.checks import Violation as Violation, ViolationKind as ViolationKind
 from xensched.cpupool import Cpupool as Cpupool
 from xensched.domain import Domain as Domain, Vcpu as Vcpu
 from xensched.errors import (
@@ -26,6 +25,7 @@ from xensched.host import Host as Host, PoolInfo as PoolInfo, Topology as Topolo
 from xensched.protocol import SwitchProtocol as SwitchProtocol
 from xensched.schedulers import SCHEDULERS as SCHEDULERS
 from xensched.spinlock import SpinLock as SpinLock, SpinLockStats as SpinLockStats
+from xensched.violation import Violation as Violation, ViolationKind as ViolationKind
 
 __version__ = "0.1.0"
 

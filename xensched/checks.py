@@ -19,76 +19,16 @@ on after a ``BUG_ON`` returns early where Xen would have crashed.
 
 from __future__ import annotations
 
-import enum
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from xensched.interaction import PointKind
 from xensched.smp import current, current_or_none
+from xensched.violation import Violation as Violation, ViolationKind as ViolationKind
 
 if TYPE_CHECKING:
     from xensched.schedulers.base import Scheduler
-    from xensched.smp import Event
     from xensched.spinlock import SpinLock
-
-
-class ViolationKind(enum.StrEnum):
-    """Stable names of the checks; the value is what reports and JSON show."""
-
-    LOCK_MISMATCH = "lock-mismatch"
-    ASSERT = "assert"
-    LOCK_CLOBBERED = "lock-clobbered"
-    MUTUAL_EXCLUSION = "mutual-exclusion"
-    DEADLOCK = "deadlock"
-    CRASH = "crash"
-
-    def describe(self) -> str:
-        return _DESCRIPTIONS[self]
-
-
-_DESCRIPTIONS = {
-    ViolationKind.LOCK_MISMATCH: "scheduler code ran under a lock its scheduler does "
-    "not use for that pCPU",
-    ViolationKind.ASSERT: "an emulated Xen ASSERT/BUG_ON failed",
-    ViolationKind.LOCK_CLOBBERED: "after a switch the pCPU's schedule_lock is not its "
-    "scheduler's",
-    ViolationKind.MUTUAL_EXCLUSION: "two pCPUs were inside one runqueue's critical "
-    "section at once",
-    ViolationKind.DEADLOCK: "a bounded wait for a lock or a turn ran out",
-    ViolationKind.CRASH: "emulated code raised an unexpected exception",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One failed check: what, on which pCPU, in which Xen function, and what led to it.
-
-    ``events`` holds ``(ns, context, kind, label, xen_function)`` tuples, oldest first.
-    """
-
-    kind: ViolationKind
-    cpu: int | None
-    where: str
-    message: str
-    context: str
-    events: tuple[Event, ...] = ()
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind.value,
-            "cpu": self.cpu,
-            "where": self.where,
-            "message": self.message,
-            "context": self.context,
-            "events": [
-                {"context": e[1], "point": e[2], "what": e[3], "in": e[4]}
-                for e in self.events
-            ],
-        }
-
-    def describe(self) -> str:
-        cpu = "-" if self.cpu is None else f"cpu{self.cpu}"
-        return f"{self.kind.value} on {cpu} in {self.where}(): {self.message}"
 
 
 def ASSERT(cond: bool, where: str, what: str) -> bool:  # noqa: N802 - Xen's name
@@ -145,13 +85,18 @@ class _Occupancy:
         with self._cs._meta:
             others = [n for n in self._cs._inside if n != self._name]
             self._cs._inside.append(self._name)
-        if others and ctx is not None:
+        if ctx is None:
+            return
+        if others:
             ctx.bus.violation(
                 ViolationKind.MUTUAL_EXCLUSION,
                 self._where,
                 f"{self._name} entered {self._cs.name} while {', '.join(others)} "
                 "was inside",
             )
+        # A preemption point inside every critical section, so that a driver can let
+        # another pCPU try to enter it while this one is inside.
+        ctx.bus.point(PointKind.PREEMPT, self._cs.name)
 
     def __exit__(self, *exc: object) -> None:
         with self._cs._meta:

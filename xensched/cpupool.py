@@ -36,6 +36,8 @@ from xensched.schedule import (
 from xensched.spinlock import spin_lock, spin_unlock
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from xensched.domain import Domain
     from xensched.host import Host
     from xensched.schedulers.base import Scheduler
@@ -63,8 +65,19 @@ class Cpupool:
         return f"<cpupool {self.cpupool_id} {self.name!r} {self.sched.opt_name}>"
 
 
-def cpupool_create(h: Host, poolid: int, name: str, sched: Scheduler) -> Cpupool:
-    """``cpupool_create()``: a new empty pool with its own scheduler instance."""
+def cpupool_create(
+    h: Host,
+    poolid: int | None,
+    name: str,
+    sched: Callable[[], Scheduler],
+) -> Cpupool:
+    """``cpupool_create()``: a new empty pool with its own scheduler instance.
+
+    ``poolid=None`` takes the next free id, chosen under ``cpupool_lock`` as Xen does
+    for ``XEN_SYSCTL_CPUPOOL_PAR_ANY``. ``sched`` builds the instance
+    (``scheduler_alloc()``) only once the pool is known to be new, so a refused
+    create leaves nothing behind.
+    """
     spin_lock(h.cpupool_lock)
     try:
         for c in h.cpupool_list:
@@ -72,8 +85,12 @@ def cpupool_create(h: Host, poolid: int, name: str, sched: Scheduler) -> Cpupool
                 raise XenError(errno.EEXIST, f"cpupool id {poolid} already exists")
             if c.name == name:
                 raise XenError(errno.EEXIST, f"cpupool {name!r} already exists")
-        c = Cpupool(poolid, name, sched)
-        sched.init()
+        if poolid is None:
+            poolid = max((c.cpupool_id for c in h.cpupool_list), default=-1) + 1
+        instance = sched()
+        c = Cpupool(poolid, name, instance)
+        if instance is not h.ops:  # Pool-0 uses the boot instance, already set up
+            instance.init()
         h.cpupool_list.append(c)
         h.cpupool_list.sort(key=lambda p: p.cpupool_id)
         return c

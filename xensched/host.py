@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from contextlib import AbstractContextManager
 
-    from xensched.checks import Violation
     from xensched.cpupool import Cpupool
     from xensched.schedulers.base import Scheduler
     from xensched.spinlock import SpinLockStats
+    from xensched.violation import Violation
 
 MAX_CPUS = 256
 
@@ -195,7 +195,7 @@ class Host:
             idle.is_running = True
         for cpu in range(self.nr_cpus):  # CPU_STARTING
             self.ops.init_pdata(self.percpu[cpu].schedule_data.sched_priv.load(), cpu)
-        self.cpupool0 = _cp.cpupool_create(self, 0, "Pool-0", self.ops)
+        self.cpupool0 = _cp.cpupool_create(self, 0, "Pool-0", lambda: self.ops)
         for cpu in range(self.nr_cpus):
             _cp.cpupool_assign_cpu(self, self.cpupool0, cpu)
         if dom0_vcpus:
@@ -249,8 +249,7 @@ class Host:
         """``xl cpupool-create name=NAME sched=SCHED``: its own scheduler instance."""
         cls = _scheduler_class(sched) if sched is not None else type(self.ops)
         with self._caller():
-            poolid = max(c.cpupool_id for c in self.cpupool_list) + 1
-            return _cp.cpupool_create(self, poolid, name, cls(self, name))
+            return _cp.cpupool_create(self, None, name, lambda: cls(self, name))
 
     def cpupool_destroy(self, pool: Cpupool | str) -> None:
         """``xl cpupool-destroy``."""

@@ -10,13 +10,13 @@ import os
 import tempfile
 from typing import TYPE_CHECKING
 
-from xensched.checks import ViolationKind
+from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from xensched.checks import Violation
     from xensched.reproduce import Result
+    from xensched.violation import Violation
 
 # How each violation kind maps to the problems named in the patch's commit message.
 PATCH_PROBLEMS = {

@@ -29,19 +29,19 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from xensched.checks import ViolationKind
 from xensched.drivers.controlled import ControlledDriver, _next_after
 from xensched.errors import XenError
 from xensched.host import Host
 from xensched.protocol import SwitchProtocol
 from xensched.schedule import schedule, vcpu_block, vcpu_unblock
 from xensched.schedulers import SCHEDULERS
+from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from xensched.checks import Violation
     from xensched.smp import ExecContext
+    from xensched.violation import Violation
 
 Direction = Literal["add", "remove"]
 DIRECTIONS: tuple[Direction, ...] = ("add", "remove")
@@ -141,7 +141,7 @@ def _run_once(
     boot: str, pool: str, direction: Direction, protocol: SwitchProtocol, k: int | None
 ) -> tuple[Host, ControlledDriver]:
     h = build_host(boot, pool, direction, protocol)
-    mover = h.toolstack_context("xl")
+    mover = h.toolstack_context("xl-mover")
     drv = ControlledDriver(h.bus, ObserveAt(mover, k if k is not None else 1 << 62))
 
     def move() -> None:

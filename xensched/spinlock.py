@@ -24,10 +24,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xensched.checks import ViolationKind
 from xensched.errors import DeadlockError, XenschedError
 from xensched.interaction import PointKind
 from xensched.smp import current
+from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from xensched.interaction import Bus

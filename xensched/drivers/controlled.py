@@ -24,10 +24,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from xensched.checks import ViolationKind
 from xensched.errors import DeadlockError
 from xensched.interaction import PointKind
 from xensched.smp import bind
+from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -210,7 +210,10 @@ class ControlledDriver:
             self._running = self.strategy.pick(ready, last, self)
         else:
             self._running = None
-            if any(p.state is _State.READY for p in self._order):
+            if self.deadlock is None and any(
+                p.state is _State.READY for p in self._order
+            ):
+                # Described once, while every side of the cycle is still there.
                 self.deadlock = self._describe("no participant can run")
         self._cv.notify_all()
 

@@ -1,0 +1,234 @@
+"""The controlled driver: one participant at a time, exact replay, deadlock found."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+
+from xensched import DeadlockError, Host, SpinLock, ViolationKind
+from xensched.drivers import ControlledDriver, RoundRobin
+from xensched.schedule import schedule, vcpu_block, vcpu_unblock
+from xensched.smp import ExecContext
+from xensched.spinlock import spin_lock, spin_lock_irq, spin_unlock, spin_unlock_irq
+
+TURN = 2.0  # turn_timeout: a bound only; no test here waits for it
+
+
+class FirstReady:
+    """Run the first ready participant (in spawn order) to completion."""
+
+    def pick(
+        self,
+        ready: Sequence[ExecContext],
+        last: ExecContext | None,
+        driver: ControlledDriver,
+    ) -> ExecContext:
+        return ready[0]
+
+
+def _workload(h: Host, drv: ControlledDriver) -> None:
+    """pcpu0 and pcpu1 schedule and wake on a shared Credit2 runqueue."""
+    d = h.domain("d1")
+
+    def on_cpu0() -> None:
+        for _ in range(3):
+            schedule(h)
+
+    def on_cpu1() -> None:
+        vcpu_block(h, d.vcpus[0])
+        schedule(h)
+        vcpu_unblock(h, d.vcpus[0])
+        schedule(h)
+
+    drv.spawn(h.cpu_contexts[0], on_cpu0)
+    drv.spawn(h.cpu_contexts[1], on_cpu1)
+
+
+def _run(strategy: RoundRobin | FirstReady) -> tuple[list[tuple[str, str, str]], Host]:
+    h = Host(2, sched="credit2", dom0_vcpus=0)
+    h.create_domain("d1", vcpus=2)
+    drv = ControlledDriver(h.bus, strategy, turn_timeout=TURN)
+    _workload(h, drv)
+    assert drv.run() == []
+    assert h.bus.driver is None  # uninstalled after the run
+    return drv.steps, h
+
+
+def test_same_strategy_same_steps() -> None:
+    steps_a, ha = _run(RoundRobin())
+    steps_b, hb = _run(RoundRobin())
+    assert steps_a == steps_b
+    assert len(steps_a) > 20
+    assert {s[0] for s in steps_a} == {"pcpu0", "pcpu1"}
+    assert ha.violations == hb.violations == []
+    # Same interleaving, same end state.
+    for cpu in range(2):
+        assert ha.percpu[cpu].schedule_data.curr.peek().name == (
+            hb.percpu[cpu].schedule_data.curr.peek().name
+        )
+
+
+def test_round_robin_alternates_participants() -> None:
+    steps, _ = _run(RoundRobin())
+    who = [s[0] for s in steps]
+    # While both run, turns alternate at every point.
+    both = who[: who.index("pcpu1") + 6]
+    alternations = sum(1 for x, y in itertools.pairwise(both) if x != y)
+    assert alternations >= 4
+
+
+def test_other_strategy_other_steps() -> None:
+    rr, _ = _run(RoundRobin())
+    first, _ = _run(FirstReady())
+    assert rr != first
+    # FirstReady runs pcpu0 to the end before pcpu1 starts.
+    who = [s[0] for s in first]
+    assert who == sorted(who)
+
+
+def test_opposite_lock_order_is_a_deadlock_not_a_hang() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    a_lock = SpinLock(h.bus, "lock.A")
+    b_lock = SpinLock(h.bus, "lock.B")
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=TURN)
+
+    def ab() -> None:
+        spin_lock_irq(a_lock)
+        spin_lock(b_lock)
+
+    def ba() -> None:
+        spin_lock_irq(b_lock)
+        spin_lock(a_lock)
+
+    drv.spawn(h.cpu_contexts[0], ab)
+    drv.spawn(h.cpu_contexts[1], ba)
+    errors = drv.run()
+    assert {ctx.name for ctx, _ in errors} == {"pcpu0", "pcpu1"}
+    assert all(isinstance(exc, DeadlockError) for _, exc in errors)
+    assert drv.deadlock is not None
+    assert "no participant can run" in drv.deadlock
+    assert "lock lock.A held by pcpu0" in drv.deadlock
+    assert "lock lock.B held by pcpu1" in drv.deadlock
+    deadlocks = [v for v in h.violations if v.kind is ViolationKind.DEADLOCK]
+    assert len(deadlocks) == 1  # reported once, not once per participant
+    assert deadlocks == h.violations
+    assert deadlocks[0].where == "controlled"
+    # The report names both sides of the cycle.
+    assert "pcpu0: spins on lock.B held by pcpu1" in deadlocks[0].message
+    assert "pcpu1: spins on lock.A held by pcpu0" in deadlocks[0].message
+    assert a_lock.owner == "pcpu0"
+    assert b_lock.owner == "pcpu1"
+    assert drv.done(h.cpu_contexts[0])
+    assert drv.done(h.cpu_contexts[1])
+
+
+def test_same_lock_order_completes() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    a_lock = SpinLock(h.bus, "lock.A")
+    b_lock = SpinLock(h.bus, "lock.B")
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=TURN)
+
+    def ab() -> None:
+        spin_lock_irq(a_lock)
+        spin_lock(b_lock)
+        spin_unlock(b_lock)
+        spin_unlock_irq(a_lock)
+
+    drv.spawn(h.cpu_contexts[0], ab)
+    drv.spawn(h.cpu_contexts[1], ab)
+    assert drv.run() == []
+    assert drv.deadlock is None
+    assert a_lock.stats().acquisitions == b_lock.stats().acquisitions == 2
+    # Never a real wait: a participant is only let run when its lock is free.
+    assert a_lock.stats().contended == b_lock.stats().contended == 0
+    assert h.violations == []
+
+
+def test_exception_in_a_participant_is_returned() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=TURN)
+    boom = ValueError("planted")
+
+    def bad() -> None:
+        schedule(h)
+        raise boom
+
+    def good() -> None:
+        schedule(h)
+        schedule(h)
+
+    drv.spawn(h.cpu_contexts[0], bad)
+    drv.spawn(h.cpu_contexts[1], good)
+    errors = drv.run()
+    assert errors == [(h.cpu_contexts[0], boom)]
+    assert drv.done(h.cpu_contexts[1])
+    assert drv.points_of(h.cpu_contexts[1]) > drv.points_of(h.cpu_contexts[0]) > 0
+    assert drv.deadlock is None
+
+
+def test_non_participants_run_freely() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=TURN)
+    outside: list[str] = []
+
+    def part() -> None:
+        schedule(h)
+        # The test's own context is not a participant: it is never held back.
+        with h.on_cpu(1):
+            outside.append(schedule(h).name)
+
+    drv.spawn(h.cpu_contexts[0], part)
+    assert drv.run() == []
+    assert outside == ["idle1"]
+    assert drv.points_of(h.cpu_contexts[1]) == 0
+    assert not drv.done(h.cpu_contexts[1])
+
+
+def test_wait_for_parks_until_the_predicate_holds() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=TURN)
+    flag = h.percpu[1].softirq
+    order: list[str] = []
+
+    def waiter() -> None:
+        drv.wait_for(h.cpu_contexts[1], lambda: flag.peek())
+        order.append("woken")
+
+    def raiser() -> None:
+        for _ in range(3):
+            schedule(h)
+        order.append("raising")
+        flag.store(True)
+
+    drv.spawn(h.cpu_contexts[1], waiter)
+    drv.spawn(h.cpu_contexts[0], raiser)
+    assert drv.run() == []
+    assert order == ["raising", "woken"]
+    assert ("pcpu1", "wait", "<lambda>") in drv.steps
+
+
+def test_wait_for_an_event_that_never_comes_is_a_deadlock() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=TURN)
+
+    def never() -> bool:
+        return False
+
+    drv.spawn(h.cpu_contexts[1], lambda: drv.wait_for(h.cpu_contexts[1], never))
+    [(ctx, exc)] = drv.run()
+    assert ctx is h.cpu_contexts[1]
+    assert isinstance(exc, DeadlockError)
+    assert "parked until an event that did not come" in str(exc)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_steps_name_every_turn(n: int) -> None:
+    h = Host(4, sched="credit", dom0_vcpus=0)
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=TURN)
+    for cpu in range(n):
+        drv.spawn(h.cpu_contexts[cpu], lambda: schedule(h))
+    assert drv.run() == []
+    assert {s[0] for s in drv.steps} == {f"pcpu{c}" for c in range(n)}
+    assert sum(drv.points_of(h.cpu_contexts[c]) for c in range(n)) == len(drv.steps)

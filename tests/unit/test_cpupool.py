@@ -1,0 +1,288 @@
+"""cpupools with xl's semantics: refusals carry Xen's errno and change nothing."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+import pytest
+
+from xensched import ConfigError, Cpupool, Host, PoolInfo, Topology, XenError
+from xensched.schedulers import Credit, Credit2
+
+
+@pytest.fixture
+def host() -> Host:
+    """Pool-0 = cpus 0-2 (Domain-0), ``p1`` (credit2) = cpu 3 (d1), ``empty`` (rtds)
+    without pCPUs, and no free pCPUs."""
+    h = Host(4, sched="credit", dom0_vcpus=1)
+    h.cpupool_cpu_remove("Pool-0", 3)
+    h.cpupool_create("p1", sched="credit2")
+    h.cpupool_cpu_add("p1", 3)
+    h.create_domain("d1", "p1", vcpus=2)
+    h.cpupool_create("empty", sched="rtds")
+    assert h.violations == []
+    return h
+
+
+def _snapshot(h: Host) -> tuple[list[PoolInfo], frozenset[int], list[object]]:
+    return (
+        h.list_cpupools(),
+        h.cpupool_free_cpus,
+        [(h.scheduler_of(c), h.lock_of(c)) for c in range(h.nr_cpus)],
+    )
+
+
+REFUSALS: dict[str, tuple[Callable[[Host], object], int]] = {
+    "create-duplicate-name": (lambda h: h.cpupool_create("p1"), errno.EEXIST),
+    "create-duplicate-pool-0": (lambda h: h.cpupool_create("Pool-0"), errno.EEXIST),
+    "create-unknown-scheduler": (
+        lambda h: h.cpupool_create("p2", sched="bvt"),
+        errno.EINVAL,
+    ),
+    "destroy-with-cpus-and-domains": (lambda h: h.cpupool_destroy("p1"), errno.EBUSY),
+    "destroy-pool-0": (lambda h: h.cpupool_destroy("Pool-0"), errno.EBUSY),
+    "destroy-unknown": (lambda h: h.cpupool_destroy("nope"), errno.ENOENT),
+    "cpu-add-not-free": (lambda h: h.cpupool_cpu_add("empty", 0), errno.EBUSY),
+    "cpu-add-own-cpu": (lambda h: h.cpupool_cpu_add("p1", 3), errno.EBUSY),
+    "cpu-add-unknown-pool": (lambda h: h.cpupool_cpu_add("nope", 0), errno.ENOENT),
+    "cpu-add-out-of-range": (lambda h: h.cpupool_cpu_add("empty", 4), errno.EINVAL),
+    "cpu-add-negative": (lambda h: h.cpupool_cpu_add("empty", -1), errno.EINVAL),
+    "cpu-remove-not-in-pool": (
+        lambda h: h.cpupool_cpu_remove("p1", 0),
+        errno.EINVAL,
+    ),
+    "cpu-remove-from-empty": (
+        lambda h: h.cpupool_cpu_remove("empty", 0),
+        errno.EINVAL,
+    ),
+    "cpu-remove-unknown-pool": (
+        lambda h: h.cpupool_cpu_remove("nope", 0),
+        errno.ENOENT,
+    ),
+    "cpu-remove-out-of-range": (
+        lambda h: h.cpupool_cpu_remove("Pool-0", 99),
+        errno.EINVAL,
+    ),
+    "cpu-remove-last-with-domain": (
+        lambda h: h.cpupool_cpu_remove("p1", 3),
+        errno.EBUSY,
+    ),
+    "migrate-to-pool-without-cpus": (
+        lambda h: h.cpupool_migrate("d1", "empty"),
+        errno.EINVAL,
+    ),
+    "migrate-domain-0": (lambda h: h.cpupool_migrate("Domain-0", "p1"), errno.EINVAL),
+    "migrate-unknown-domain": (lambda h: h.cpupool_migrate("d9", "p1"), errno.ENOENT),
+    "migrate-unknown-pool": (lambda h: h.cpupool_migrate("d1", "nope"), errno.ENOENT),
+    "create-domain-in-pool-without-cpus": (
+        lambda h: h.create_domain("d2", "empty"),
+        errno.EINVAL,
+    ),
+    "create-domain-duplicate": (lambda h: h.create_domain("d1", "p1"), errno.EEXIST),
+    "create-domain-no-vcpus": (lambda h: h.create_domain("d2", vcpus=0), errno.EINVAL),
+    "destroy-domain-0": (lambda h: h.destroy_domain("Domain-0"), errno.EINVAL),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusal_has_xen_errno_and_leaves_host_unchanged(host: Host, case: str) -> None:
+    op, want = REFUSALS[case]
+    before = _snapshot(host)
+    domains = dict(host.domains)
+    with pytest.raises(XenError) as info:
+        op(host)
+    assert info.value.errno == want, str(info.value)
+    assert info.value.errname == errno.errorcode[want]
+    assert str(info.value).startswith(errno.errorcode[want] + ": ")
+    assert _snapshot(host) == before
+    assert host.domains == domains
+    assert host.cpupool_moving_cpu == -1
+    assert host.violations == []
+
+
+def test_destroy_refused_for_pool_with_domains_only_by_its_domains() -> None:
+    h = Host(4, sched="credit", dom0_vcpus=1)
+    h.cpupool_cpu_remove("Pool-0", 3)
+    h.cpupool_create("p1")
+    h.cpupool_cpu_add("p1", 3)
+    h.create_domain("d1", "p1")
+    with pytest.raises(XenError, match="domain") as info:
+        h.cpupool_destroy("p1")
+    assert info.value.errno == errno.EBUSY
+
+
+def test_destroy_refused_for_pool_with_cpus_only() -> None:
+    h = Host(4, sched="credit", dom0_vcpus=1)
+    h.cpupool_cpu_remove("Pool-0", 3)
+    h.cpupool_create("p1")
+    h.cpupool_cpu_add("p1", 3)
+    with pytest.raises(XenError, match=r"pCPUs \[3\]") as info:
+        h.cpupool_destroy("p1")
+    assert info.value.errno == errno.EBUSY
+
+
+def test_cpu_goes_pool_free_pool(host: Host) -> None:
+    pool0 = host.pool("Pool-0")
+    p1 = host.pool("p1")
+    assert host.percpu[2].cpupool.peek() is pool0
+
+    host.cpupool_cpu_remove("Pool-0", 2)
+    assert host.cpupool_free_cpus == {2}
+    assert host.percpu[2].cpupool.peek() is None
+    # A free pCPU runs the boot scheduler &ops (Pool-0's instance).
+    assert host.scheduler_of(2) is host.ops
+    assert host.lock_of(2) is host.percpu[2].schedule_data._lock
+    assert 2 not in pool0.cpu_valid
+
+    host.cpupool_cpu_add("p1", 2)
+    assert host.cpupool_free_cpus == frozenset()
+    assert host.percpu[2].cpupool.peek() is p1
+    assert p1.cpu_valid == {2, 3}
+    sched = p1.sched
+    assert isinstance(sched, Credit2)
+    assert host.scheduler_of(2) is sched
+    assert host.lock_of(2) is sched.rqd[0].lock
+    assert host.lock_of(2) is host.lock_of(3)
+    assert [pi.cpus for pi in host.list_cpupools()] == [(0, 1), (2, 3), ()]
+
+    host.cpupool_cpu_remove("p1", 2)
+    host.cpupool_cpu_add("Pool-0", 2)
+    assert host.scheduler_of(2) is host.ops
+    assert host.lock_of(2) is host.percpu[2].schedule_data._lock
+    assert host.audit() == []
+    assert host.violations == []
+
+
+def test_list_cpupools(host: Host) -> None:
+    assert host.list_cpupools() == [
+        PoolInfo("Pool-0", 0, "credit", (0, 1, 2), ("Domain-0",)),
+        PoolInfo("p1", 1, "credit2", (3,), ("d1",)),
+        PoolInfo("empty", 2, "rtds", (), ()),
+    ]
+
+
+def test_create_defaults_to_boot_scheduler_and_destroy(host: Host) -> None:
+    c = host.cpupool_create("p2")
+    assert isinstance(c, Cpupool)
+    assert isinstance(c.sched, Credit)
+    assert c.sched is not host.ops  # its own instance
+    assert c.cpupool_id == 3
+    host.cpupool_destroy(c)
+    host.cpupool_destroy("empty")
+    assert [pi.name for pi in host.list_cpupools()] == ["Pool-0", "p1"]
+    with pytest.raises(XenError) as info:
+        host.pool("empty")
+    assert info.value.errno == errno.ENOENT
+
+
+def test_migrate_domain_then_its_vcpus_run_on_the_new_pool(host: Host) -> None:
+    host.cpupool_cpu_remove("Pool-0", 2)
+    host.cpupool_cpu_add("empty", 2)
+    d1 = host.domain("d1")
+    host.cpupool_migrate(d1, "empty")
+    empty = host.pool("empty")
+    assert d1.cpupool.peek() is empty
+    assert [d.name for d in empty.domains] == ["d1"]
+    assert host.pool("p1").domains == []
+    assert all(v.processor.peek() == 2 for v in d1.vcpus)
+    assert not d1.paused
+    ran = {host.schedule(2).name for _ in range(8)}
+    assert ran >= {"d1v0", "d1v1"}
+    assert not any(host.schedule(3).name.startswith("d1") for _ in range(4))
+    # Now p1 has no domain: its last pCPU may go.
+    host.cpupool_cpu_remove("p1", 3)
+    assert host.cpupool_free_cpus == {3}
+    assert host.violations == []
+
+
+def test_migrate_to_own_pool_is_a_no_op(host: Host) -> None:
+    before = _snapshot(host)
+    host.cpupool_migrate("d1", "p1")
+    assert _snapshot(host) == before
+
+
+def test_cpu_remove_moves_vcpus_off_the_pcpu() -> None:
+    h = Host(4, sched="credit", dom0_vcpus=0)
+    d = h.create_domain("d1", vcpus=4)
+    assert sorted(v.processor.peek() for v in d.vcpus) == [0, 1, 2, 3]
+    h.cpupool_cpu_remove("Pool-0", 3)
+    assert all(v.processor.peek() in {0, 1, 2} for v in d.vcpus)
+    picks = {h.schedule(c).name for _ in range(6) for c in range(3)}
+    assert picks >= {v.name for v in d.vcpus}
+    assert h.violations == []
+
+
+def test_cpu_remove_while_a_vcpu_runs_there_is_eagain() -> None:
+    h = Host(4, sched="credit", dom0_vcpus=0)
+    v = h.create_domain("d1", vcpus=1).vcpus[0]
+    h.migrate(v, 3)
+    assert h.schedule(3) is v
+    before = _snapshot(h)
+    with pytest.raises(XenError) as info:
+        h.cpupool_cpu_remove("Pool-0", 3)
+    assert info.value.errno == errno.EAGAIN
+    assert _snapshot(h) == before
+    assert h.cpupool_moving_cpu == -1
+    # cpu3 deschedules it (the migration completes in context_saved); xl retries.
+    assert h.schedule(3).is_idle
+    assert not v.is_running
+    h.cpupool_cpu_remove("Pool-0", 3)
+    assert h.cpupool_free_cpus == {3}
+    assert v.processor.peek() in {0, 1, 2}
+    assert h.schedule(v.processor.peek()) is v
+    assert h.violations == []
+
+
+def test_destroy_domain(host: Host) -> None:
+    host.destroy_domain("d1")
+    assert "d1" not in host.domains
+    assert host.pool("p1").domains == []
+    assert all(host.schedule(3).is_idle for _ in range(3))
+    with pytest.raises(XenError) as info:
+        host.domain("d1")
+    assert info.value.errno == errno.ENOENT
+    host.cpupool_cpu_remove("p1", 3)
+    host.cpupool_destroy("p1")
+    assert host.violations == []
+
+
+# -- host configuration --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cpus": 0},
+        {"cpus": 257},
+        {"cpus": 4, "sched": "bvt"},
+        {"cpus": 4, "protocol": "newer"},
+        {"cpus": 4, "dom0_vcpus": -1},
+        {"cpus": 3, "topology": "2x2"},
+        {"topology": "2x"},
+        {"topology": "two"},
+    ],
+)
+def test_bad_host_config_is_a_config_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        Host(**kwargs)  # type: ignore[arg-type]
+
+
+def test_topology() -> None:
+    assert Topology.parse("2X4") == Topology(2, 4)
+    assert Topology(2, 4).nr_cpus == 8
+    assert [Topology(2, 4).cpu_to_socket(c) for c in (0, 3, 4, 7)] == [0, 0, 1, 1]
+    with pytest.raises(ConfigError):
+        Topology(0, 4)
+    h = Host(topology="2x3")
+    assert h.nr_cpus == 6
+
+
+def test_pool_0_owns_all_cpus_at_boot() -> None:
+    h = Host(4, sched="rtds", dom0_vcpus=2)
+    assert h.list_cpupools() == [
+        PoolInfo("Pool-0", 0, "rtds", (0, 1, 2, 3), ("Domain-0",))
+    ]
+    assert h.cpupool_free_cpus == frozenset()
+    assert all(h.scheduler_of(c) is h.ops for c in range(4))
+    assert h.audit() == []

@@ -1,0 +1,275 @@
+"""The four schedulers: what do_schedule picks, their lock schemes, their BUG_ONs."""
+
+from __future__ import annotations
+
+import pytest
+
+from xensched import SCHEDULERS, Host, Topology
+from xensched.checks import ViolationKind
+from xensched.schedule import domain_pause, domain_unpause
+from xensched.schedulers import Arinc653, Credit, Credit2, Rtds
+
+ALL = ["credit", "credit2", "rtds", "arinc653"]
+ROUNDS = 12
+
+
+def _host_with_pool(sched: str) -> Host:
+    """Pool-0 = cpus 0-1 (Domain-0, 2 vCPUs); pool ``p`` = cpus 2-3 (d1, 2 vCPUs)."""
+    h = Host(4, sched=sched, dom0_vcpus=2)
+    h.cpupool_cpu_remove("Pool-0", 2)
+    h.cpupool_cpu_remove("Pool-0", 3)
+    h.cpupool_create("p", sched=sched)
+    h.cpupool_cpu_add("p", 2)
+    h.cpupool_cpu_add("p", 3)
+    h.create_domain("d1", "p", vcpus=2)
+    assert h.violations == []
+    return h
+
+
+def _picks(h: Host, cpus: list[int], rounds: int = ROUNDS) -> dict[int, list[str]]:
+    picks: dict[int, list[str]] = {c: [] for c in cpus}
+    for _ in range(rounds):
+        for c in cpus:
+            picks[c].append(h.schedule(c).name)
+    return picks
+
+
+def test_registry_names_the_four_schedulers() -> None:
+    assert {
+        "credit": Credit,
+        "credit2": Credit2,
+        "rtds": Rtds,
+        "arinc653": Arinc653,
+    } == SCHEDULERS
+    assert {cls.opt_name for cls in SCHEDULERS.values()} == set(ALL)
+    assert len({cls.sched_id for cls in SCHEDULERS.values()}) == 4
+
+
+@pytest.mark.parametrize("sched", ALL)
+def test_do_schedule_runs_guests_of_the_pcpu_pool_only(sched: str) -> None:
+    h = _host_with_pool(sched)
+    picks = _picks(h, [0, 1, 2, 3])
+    dom0 = {"Domain-0v0", "Domain-0v1"}
+    d1 = {"d1v0", "d1v1"}
+    for cpu in range(4):
+        guests = {p for p in picks[cpu] if not p.startswith("idle")}
+        assert guests, f"cpu{cpu} only ran idle: {picks[cpu]}"
+        assert guests <= (dom0 if cpu < 2 else d1), f"cpu{cpu} ran {guests}"
+        assert {p for p in picks[cpu] if p.startswith("idle")} <= {f"idle{cpu}"}
+    # Every guest vCPU got to run somewhere in its pool.
+    assert {p for c in (0, 1) for p in picks[c]} >= dom0
+    assert {p for c in (2, 3) for p in picks[c]} >= d1
+    for cpu in range(4):
+        curr = h.percpu[cpu].schedule_data.curr.peek()
+        assert curr.name == picks[cpu][-1]
+        if not curr.is_idle:
+            assert curr.is_running
+            assert curr.processor.peek() == cpu
+    assert h.violations == []
+
+
+@pytest.mark.parametrize("sched", ALL)
+def test_sleep_and_wake_change_what_runs(sched: str) -> None:
+    h = _host_with_pool(sched)
+    d1 = h.domain("d1")
+    _picks(h, [2, 3], rounds=4)
+    for v in d1.vcpus:
+        h.sleep(v)
+    after_sleep = _picks(h, [2, 3], rounds=4)
+    assert after_sleep == {2: ["idle2"] * 4, 3: ["idle3"] * 4}
+    assert not any(v.is_running for v in d1.vcpus)
+
+    v0 = d1.vcpus[0]
+    h.wake(v0)
+    after_wake = _picks(h, [2, 3], rounds=ROUNDS)
+    ran = {p for c in (2, 3) for p in after_wake[c]}
+    assert "d1v0" in ran
+    assert "d1v1" not in ran  # still asleep
+    # Pool-0 was never affected.
+    assert not any(p.startswith("d1") for p in _picks(h, [0, 1], rounds=2)[0])
+    assert h.violations == []
+
+
+@pytest.mark.parametrize("sched", ALL)
+def test_paused_domain_does_not_run(sched: str) -> None:
+    h = _host_with_pool(sched)
+    d1 = h.domain("d1")
+    with h.on_cpu(0):
+        domain_pause(h, d1)  # nothing of d1 runs yet: no wait
+    picks = _picks(h, [2, 3], rounds=6)
+    assert all(p.startswith("idle") for c in (2, 3) for p in picks[c])
+    with h.on_cpu(0):
+        domain_unpause(h, d1)
+    picks = _picks(h, [2, 3], rounds=6)
+    assert {p for c in (2, 3) for p in picks[c]} >= {"d1v0", "d1v1"}
+    assert h.violations == []
+
+
+# -- lock schemes ----------------------------------------------------------------------
+
+
+def test_credit2_runqueue_per_socket() -> None:
+    h = Host(sched="credit2", topology=Topology(2, 2), dom0_vcpus=0)
+    ops = h.ops
+    assert isinstance(ops, Credit2)
+    assert len(ops.rqd) == 2
+    assert h.lock_of(0) is ops.rqd[0].lock
+    assert h.lock_of(1) is ops.rqd[0].lock
+    assert h.lock_of(2) is ops.rqd[1].lock
+    assert h.lock_of(3) is ops.rqd[1].lock
+    assert ops.rqd[0].active.peek() == {0, 1}
+    assert ops.rqd[1].active.peek() == {2, 3}
+    assert [ops.runq_map[c].peek() for c in range(4)] == [0, 0, 1, 1]
+    for cpu in range(4):
+        assert h.lock_of(cpu) is not h.percpu[cpu].schedule_data._lock
+        assert ops.lock_for(cpu) is h.lock_of(cpu)
+
+
+def test_credit2_topology_string_and_cpu0_on_runqueue_0() -> None:
+    h = Host(sched="credit2", topology="3x1", dom0_vcpus=0)
+    ops = h.ops
+    assert isinstance(ops, Credit2)
+    # One pCPU per socket: cpu n is on socket n, and cpu 0 is always runqueue 0.
+    assert [ops.runq_map[c].peek() for c in range(3)] == [0, 1, 2]
+    assert len({id(h.lock_of(c)) for c in range(3)}) == 3
+
+
+def test_credit2_shared_runqueue_vcpu_moves_between_its_pcpus() -> None:
+    h = Host(sched="credit2", topology=Topology(2, 2), dom0_vcpus=0)
+    d = h.create_domain("d1", vcpus=1)
+    v = d.vcpus[0]
+    assert h.schedule(v.processor.peek()) is v
+    h.sleep(v)
+    assert h.schedule(v.processor.peek()).is_idle
+    h.wake(v)
+    # Any pCPU of the vCPU's runqueue may pick it up.
+    peer = v.processor.peek() ^ 1
+    assert h.lock_of(peer) is h.lock_of(v.processor.peek())
+    assert h.schedule(peer) is v
+    assert v.processor.peek() == peer
+    assert h.violations == []
+
+
+def test_rtds_every_pcpu_uses_the_one_global_lock() -> None:
+    h = Host(4, sched="rtds", dom0_vcpus=0)
+    ops = h.ops
+    assert isinstance(ops, Rtds)
+    for cpu in range(4):
+        assert h.lock_of(cpu) is ops.lock
+        assert ops.lock_for(cpu) is ops.lock
+    assert ops.cpus == {0, 1, 2, 3}
+
+
+def test_rtds_pools_have_their_own_global_lock() -> None:
+    h = _host_with_pool("rtds")
+    pool_sched, boot_sched = h.pool("p").sched, h.ops
+    assert isinstance(pool_sched, Rtds)
+    assert isinstance(boot_sched, Rtds)
+    assert pool_sched.lock is not boot_sched.lock
+    locks = [h.lock_of(c) for c in range(4)]
+    assert locks == [boot_sched.lock] * 2 + [pool_sched.lock] * 2
+
+
+@pytest.mark.parametrize("sched", ["credit", "arinc653"])
+def test_default_per_pcpu_lock(sched: str) -> None:
+    h = _host_with_pool(sched)
+    locks = [h.lock_of(c) for c in range(4)]
+    for cpu in range(4):
+        assert locks[cpu] is h.percpu[cpu].schedule_data._lock
+        assert h.scheduler_of(cpu).lock_for(cpu) is locks[cpu]
+    assert len({id(lk) for lk in locks}) == 4
+
+
+# -- Credit1 load balancing -----------------------------------------------------------
+
+
+def test_credit_load_balance_steals_from_a_peer() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    d = h.create_domain("d1", vcpus=2)
+    v0, v1 = d.vcpus
+    assert (v0.processor.peek(), v1.processor.peek()) == (0, 1)
+    assert h.schedule(0) is v0
+    # Queue v1 on cpu0, behind the running v0.
+    h.migrate(v1, 0)
+    assert v1.processor.peek() == 0
+    ops = h.ops
+    assert isinstance(ops, Credit)
+    runq0 = ops._pcpus[0].runq
+    assert [s.vcpu for s in runq0] == [v1]
+    peer_lock = h.lock_of(0)
+    before = peer_lock.stats().acquisitions
+    # cpu1 has nothing: csched_load_balance trylocks cpu0 and steals v1.
+    assert h.schedule(1) is v1
+    assert v1.processor.peek() == 1
+    assert v1.is_running
+    assert ops._pcpus[0].runq == []
+    assert peer_lock.stats().acquisitions > before
+    assert h.violations == []
+
+
+def test_credit_load_balance_skips_a_busy_peer() -> None:
+    """The peer's lock is taken with trylock: a held lock means no stealing."""
+    from xensched.smp import bind
+    from xensched.spinlock import spin_lock_irq, spin_unlock_irq
+
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    d = h.create_domain("d1", vcpus=2)
+    v0, v1 = d.vcpus
+    assert h.schedule(0) is v0
+    h.migrate(v1, 0)
+    peer_lock = h.lock_of(0)
+    other = h.toolstack_context("holder")
+    with bind(other):
+        spin_lock_irq(peer_lock)
+    try:
+        assert h.schedule(1).is_idle
+    finally:
+        with bind(other):
+            spin_unlock_irq(peer_lock)
+    assert peer_lock.stats().trylock_failures >= 1
+    assert v1.processor.peek() == 0
+    assert h.schedule(1) is v1  # free now: stolen
+    assert h.violations == []
+
+
+# -- BUG_ONs -------------------------------------------------------------------------------
+
+
+def test_credit2_bug_on_uninitialized_cpu() -> None:
+    h = Host(4, sched="credit2", dom0_vcpus=0)
+    ops = h.ops
+    assert isinstance(ops, Credit2)
+    with h.on_cpu(0):
+        ops.initialized.clear(1)
+    assert h.schedule(1).is_idle
+    [v] = h.violations
+    assert v.kind is ViolationKind.ASSERT
+    assert v.where == "csched2_schedule"
+    assert "prv->initialized" in v.message
+    assert v.cpu == 1
+
+
+def test_credit2_bug_on_inactive_cpu() -> None:
+    h = Host(4, sched="credit2", dom0_vcpus=0)
+    ops = h.ops
+    assert isinstance(ops, Credit2)
+    with h.on_cpu(0):
+        ops.rqd[0].active.clear(2)
+    h.schedule(2)
+    [v] = h.violations
+    assert v.where == "csched2_schedule"
+    assert "rqd->active" in v.message
+
+
+def test_credit2_healthy_schedule_has_no_bug_on() -> None:
+    h = Host(4, sched="credit2", dom0_vcpus=2)
+    _picks(h, [0, 1, 2, 3], rounds=4)
+    assert h.violations == []
+
+
+def test_credit_bug_on_missing_pcpu_data() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    h.percpu[1].schedule_data.sched_priv.store(None)
+    assert h.schedule(1).is_idle
+    [v] = h.violations
+    assert v.where == "csched_schedule"

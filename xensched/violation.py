@@ -1,0 +1,74 @@
+"""Violations: a failed check, as data.
+
+A :class:`Violation` has a stable kind (its value is what reports and JSON show), the
+pCPU, the Xen function where it was seen, a message and the recent events that led to
+it. The checks that produce them are in :mod:`xensched.checks`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xensched.smp import Event
+
+
+class ViolationKind(enum.StrEnum):
+    """Stable names of the checks; the value is what reports and JSON show."""
+
+    LOCK_MISMATCH = "lock-mismatch"
+    ASSERT = "assert"
+    LOCK_CLOBBERED = "lock-clobbered"
+    MUTUAL_EXCLUSION = "mutual-exclusion"
+    DEADLOCK = "deadlock"
+    CRASH = "crash"
+
+    def describe(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    ViolationKind.LOCK_MISMATCH: "scheduler code ran under a lock its scheduler does "
+    "not use for that pCPU",
+    ViolationKind.ASSERT: "an emulated Xen ASSERT/BUG_ON failed",
+    ViolationKind.LOCK_CLOBBERED: "after a switch the pCPU's schedule_lock is not its "
+    "scheduler's",
+    ViolationKind.MUTUAL_EXCLUSION: "two pCPUs were inside one runqueue's critical "
+    "section at once",
+    ViolationKind.DEADLOCK: "a bounded wait for a lock or a turn ran out",
+    ViolationKind.CRASH: "emulated code raised an unexpected exception",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One failed check: what, on which pCPU, in which Xen function, and what led to it.
+
+    ``events`` holds ``(ns, context, kind, label, xen_function)`` tuples, oldest first.
+    """
+
+    kind: ViolationKind
+    cpu: int | None
+    where: str
+    message: str
+    context: str
+    events: tuple[Event, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind.value,
+            "cpu": self.cpu,
+            "where": self.where,
+            "message": self.message,
+            "context": self.context,
+            "events": [
+                {"context": e[1], "point": e[2], "what": e[3], "in": e[4]}
+                for e in self.events
+            ],
+        }
+
+    def describe(self) -> str:
+        cpu = "-" if self.cpu is None else f"cpu{self.cpu}"
+        return f"{self.kind.value} on {cpu} in {self.where}(): {self.message}"
