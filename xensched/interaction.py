@@ -21,9 +21,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from xensched.checks import Violation, ViolationKind
 from xensched.errors import AssertFailedError
-from xensched.smp import ExecContext, current_or_none
+from xensched.smp import ExecContext, _tls, current_or_none
+from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -45,6 +45,11 @@ class PointKind(enum.Enum):
     STORE = "store"
     BARRIER = "barrier"
     PREEMPT = "preempt"  # an explicit point where Xen could be interrupted
+
+
+# Module constants: a global is cheaper to reach than an enum member (hot path).
+_LOAD = PointKind.LOAD
+_STORE = PointKind.STORE
 
 
 class Driver(Protocol):
@@ -86,12 +91,21 @@ _PLUMBING = frozenset(
 
 def xen_function(depth: int = 2) -> str:
     """Name of the innermost Xen model function on the calling thread's stack."""
-    f: FrameType | None = sys._getframe(depth)
-    while f is not None:
-        if f.f_globals.get("__name__") not in _PLUMBING:
-            return f.f_code.co_name
-        f = f.f_back
-    return "?"
+    # Hot path: it runs at every interaction point. ``sys._getframe(d)`` creates a
+    # frame object only for the frame it returns, where walking ``f_back`` creates
+    # one for every plumbing frame on the way (an allocation each, at every point);
+    # the Xen function's own frame outlives many points, so its frame object is
+    # usually there already.
+    getframe = sys._getframe
+    d = depth
+    try:
+        while True:
+            f: FrameType = getframe(d)
+            if f.f_globals.get("__name__") not in _PLUMBING:
+                return f.f_code.co_name
+            d += 1
+    except ValueError:  # ran off the bottom of the stack
+        return "?"
 
 
 class Bus:
@@ -108,6 +122,8 @@ class Bus:
         self.lock_timeout = lock_timeout
         self.strict = strict
         self._instruments: list[Instrument] = []
+        # The instruments that override on_point: the only ones point() calls.
+        self._point_instruments: list[Instrument] = []
         self.instrument_errors: list[BaseException] = []
         self._meta = threading.Lock()  # guards the lists below, never held long
         self._violations: list[Violation] = []
@@ -118,11 +134,18 @@ class Bus:
 
     def add_instrument(self, inst: Instrument) -> None:
         with self._meta:
-            self._instruments = [*self._instruments, inst]
+            self._set_instruments([*self._instruments, inst])
 
     def remove_instrument(self, inst: Instrument) -> None:
         with self._meta:
-            self._instruments = [i for i in self._instruments if i is not inst]
+            self._set_instruments([i for i in self._instruments if i is not inst])
+
+    def _set_instruments(self, insts: list[Instrument]) -> None:
+        """With ``_meta`` held: replace both lists (never mutated in place)."""
+        self._instruments = insts
+        self._point_instruments = [
+            i for i in insts if type(i).on_point is not Instrument.on_point
+        ]
 
     def register_lock(self, lock: SpinLock) -> int:
         """Keep ``lock`` for deadlock reports; returns its creation rank."""
@@ -131,26 +154,53 @@ class Bus:
             return len(self.locks) - 1
 
     def new_context(self, name: str, cpu: int | None) -> ExecContext:
-        ctx = ExecContext(self, name, cpu)
+        """A new execution context; its name is made unique on this bus.
+
+        Lock ownership and reports go by name, so two contexts never share one: a
+        taken name gets a ``#2``, ``#3``... suffix.
+        """
         with self._meta:
+            taken = {c.name for c in self.contexts}
+            unique, n = name, 1
+            while unique in taken:
+                n += 1
+                unique = f"{name}#{n}"
+            ctx = ExecContext(self, unique, cpu)
             self.contexts.append(ctx)
         return ctx
 
     # -- interaction points -------------------------------------------------------
 
     def point(self, kind: PointKind, label: str, lock: SpinLock | None = None) -> None:
-        ctx = current_or_none()
+        self._point(kind, label, lock, 3)
+
+    def _point(
+        self, kind: PointKind, label: str, lock: SpinLock | None, depth: int
+    ) -> None:
+        """``point()`` for callers ``depth - 2`` plumbing frames above it.
+
+        The hot path of the emulator (every lock, load, store): kept flat on purpose,
+        ``kind._value_`` instead of the slower ``kind.value`` property.
+        """
+        # current_or_none(), inlined: one call less at every point.
+        ctx: ExecContext | None = getattr(_tls, "ctx", None)
         if ctx is None or ctx.bus is not self:
             # Setup code outside any emulated CPU (tests poking at state): no event.
             return
         ctx.seq += 1
         ctx.events.append(
-            (time.perf_counter_ns(), ctx.name, kind.value, label, xen_function(2))
+            (
+                time.perf_counter_ns(),
+                ctx.name,
+                kind._value_,
+                label,
+                xen_function(depth),
+            )
         )
         drv = self.driver
         if drv is not None:
             drv.point(ctx, kind, label, lock)
-        insts = self._instruments
+        insts = self._point_instruments
         if insts:
             self._dispatch_point(insts, ctx, kind, label)
 
@@ -169,11 +219,12 @@ class Bus:
                 self.remove_instrument(inst)
 
     def load(self, cell: Cell[T]) -> T:
-        self.point(PointKind.LOAD, cell.label)
+        # Depth 4: skip _point, load and Cell.load, all plumbing, in one step.
+        self._point(_LOAD, cell.label, None, 4)
         return cell.value
 
     def store(self, cell: Cell[T], value: T) -> None:
-        self.point(PointKind.STORE, cell.label)
+        self._point(_STORE, cell.label, None, 4)
         cell.value = value
 
     # -- violations ---------------------------------------------------------------

@@ -123,6 +123,12 @@ def vcpu_wake(h: Host, v: Vcpu) -> None:
 def vcpu_sleep_nosync(h: Host, v: Vcpu) -> None:
     """``vcpu_sleep_nosync()``: take a vCPU that can't run off its runqueue."""
     lock, flags = vcpu_schedule_lock_irqsave(h, v)
+    _vcpu_sleep_nosync_locked(h, v, lock)
+    vcpu_schedule_unlock_irqrestore(h, lock, flags, v)
+
+
+def _vcpu_sleep_nosync_locked(h: Host, v: Vcpu, lock: SpinLock) -> None:
+    """``vcpu_sleep_nosync_locked()`` (9a36de177c): the caller holds ``v``'s lock."""
     if not v.runnable():
         ops = VCPU2OP(h, v)
         cpu = v.processor.load()
@@ -130,7 +136,6 @@ def vcpu_sleep_nosync(h: Host, v: Vcpu) -> None:
         if v.is_running:
             cpu_raise_softirq(h, cpu)
         ops.sleep(v)
-    vcpu_schedule_unlock_irqrestore(h, lock, flags, v)
 
 
 def cpu_raise_softirq(h: Host, cpu: int) -> None:
@@ -139,7 +144,13 @@ def cpu_raise_softirq(h: Host, cpu: int) -> None:
 
 
 def vcpu_sleep_sync(h: Host, v: Vcpu) -> None:
-    """``vcpu_sleep_sync()``: sleep, then wait (bounded) until it is off its pCPU."""
+    """``vcpu_sleep_sync()``: sleep, then wait (bounded) until it is off its pCPU.
+
+    Some thread must run ``schedule()`` on that pCPU for the vCPU to leave it: a
+    single-threaded user who ran ``host.schedule(cpu)`` and got a guest vCPU must call
+    it again once the vCPU sleeps, or this raises ``DeadlockError`` after the
+    host's ``lock_timeout``.
+    """
     vcpu_sleep_nosync(h, v)
     deadline = time.monotonic() + h.bus.lock_timeout
     while v.is_running:
@@ -187,8 +198,13 @@ def _unlock_double(a: SpinLock, b: SpinLock, flags: bool) -> None:
 
 def _pick(h: Host, v: Vcpu) -> int:
     pool = v.domain.cpupool.load()
-    if pool is not None and v.affinity is not None and v.affinity in pool.cpu_valid:
-        return v.affinity
+    # Read v->affinity once: other threads reset it without v's lock (a requested
+    # migration, cpu_disable_scheduler() breaking affinity), and reading it three
+    # times let a free-running stress run see "not None", "in the pool", then None,
+    # and return None as a pCPU.
+    affinity = v.affinity
+    if pool is not None and affinity is not None and affinity in pool.cpu_valid:
+        return affinity
     return VCPU2OP(h, v).pick_cpu(v)
 
 
@@ -228,13 +244,29 @@ def vcpu_migrate(h: Host, v: Vcpu) -> None:
     vcpu_wake(h, v)
 
 
+def _vcpu_migrate_start(h: Host, v: Vcpu, lock: SpinLock) -> None:
+    """``vcpu_migrate_start()``, backported from Xen 9a36de177c (4.11).
+
+    Xen 4.7 set ``_VPF_migrating`` under the lock, dropped it, then called
+    ``vcpu_sleep_nosync()``. In that gap ``context_saved()`` on the pCPU the vCPU just
+    left could run the whole ``vcpu_migrate()`` while the vCPU still sat on that
+    pCPU's runqueue (put back by the ``schedule()`` that descheduled it): its
+    ``v->processor`` changed, the runqueue entry stayed, and ``vcpu_sleep_nosync()``
+    then saw a runnable vCPU and did nothing. Free-running stress runs hit this in
+    seconds (Credit1: ``ASSERT`` in ``vcpu_runstate_change()``), under either switch
+    protocol, as George Dunlap's commit says of Xen. Setting the flag and taking the
+    vCPU off its runqueue in one critical section closes the gap.
+    """
+    v.migrating = True
+    _vcpu_sleep_nosync_locked(h, v, lock)
+
+
 def vcpu_request_migrate(h: Host, v: Vcpu, target: int | None = None) -> None:
     """Ask for ``v`` to move (to ``target`` if given), as ``vcpu_set_affinity()`` does."""
     v.affinity = target
     lock = vcpu_schedule_lock_irq(h, v)
-    v.migrating = True
+    _vcpu_migrate_start(h, v, lock)
     vcpu_schedule_unlock_irq(h, lock, v)
-    vcpu_sleep_nosync(h, v)
     vcpu_migrate(h, v)
 
 
@@ -251,10 +283,9 @@ def cpu_disable_scheduler(h: Host, cpu: int, pool: Cpupool) -> int:
             if on_cpu:
                 if v.affinity == cpu:
                     v.affinity = None  # "breaking affinity"
-                v.migrating = True
+                _vcpu_migrate_start(h, v, lock)  # 9a36de177c, see there
             vcpu_schedule_unlock_irqrestore(h, lock, flags, v)
             if on_cpu:
-                vcpu_sleep_nosync(h, v)
                 vcpu_migrate(h, v)
             if v.processor.load() == cpu:
                 ret = errno.EAGAIN
@@ -281,7 +312,15 @@ def sched_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
     old_ops = VCPU2OP(h, d.vcpus[0]) if d.vcpus else h.ops
     domdata = c.sched.alloc_domdata(d)
     vcpu_priv = [c.sched.alloc_vdata(v, domdata) for v in d.vcpus]
-    domain_pause(h, d)
+    try:
+        domain_pause(h, d)
+    except DeadlockError:
+        # A vCPU never left its pCPU: undo, so the host is as it was.
+        for vdata in vcpu_priv:
+            c.sched.free_vdata(vdata)
+        c.sched.free_domdata(domdata)
+        domain_unpause(h, d)
+        raise
     for v in d.vcpus:
         old_ops.remove_vcpu(v)
     old_domdata = d.sched_priv

@@ -2,6 +2,8 @@
 
 - :mod:`xensched.drivers.controlled`: one participant thread at a time, a strategy picks
   who runs at each interaction point (reproduce, explore, replay).
+- :mod:`xensched.drivers.free`: real threads run freely (stress); optional seeded delay
+  injection at interaction points widens race windows, KCSAN style.
 
 A driver is anything with the :class:`xensched.interaction.Driver` method ``point``;
 install one with ``host.bus.driver = drv`` (the controlled driver does so in ``run``).
@@ -14,5 +16,15 @@ from xensched.drivers.controlled import (
     RoundRobin as RoundRobin,
     Strategy as Strategy,
 )
+from xensched.drivers.free import (
+    DelayInjector as DelayInjector,
+    free_running as free_running,
+)
 
-__all__ = ["ControlledDriver", "RoundRobin", "Strategy"]
+__all__ = [
+    "ControlledDriver",
+    "DelayInjector",
+    "RoundRobin",
+    "Strategy",
+    "free_running",
+]
