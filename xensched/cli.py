@@ -171,34 +171,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
-def _stress_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "stress",
-        help="hammer schedule() on every pCPU while cpupools move",
-        add_help=False,
-    )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_stress)
-
-
-def _cmd_stress(args: argparse.Namespace) -> int:
+def _stress_main(argv: Sequence[str]) -> int:
     from xensched_stress.cli import main as stress_main
 
-    return stress_main(args.rest, prog="xensched stress")
+    return stress_main(argv, prog="xensched stress")
 
 
-def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "bench", help="print the harness's performance figures", add_help=False
-    )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_bench)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _bench_main(argv: Sequence[str]) -> int:
     from xensched_stress.bench import main as bench_main
 
-    return bench_main(args.rest, prog="xensched bench")
+    return bench_main(argv, prog="xensched bench")
+
+
+# Subcommands whose options their own parser owns (argparse.REMAINDER would not
+# take a leading option such as `xensched stress --duration 1`).
+_DELEGATED = {"stress": _stress_main, "bench": _bench_main}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,15 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _reproduce_parser(sub)
-    _stress_parser(sub)
-    _bench_parser(sub)
+    # Listed for --help; `main` hands their arguments to their own parsers.
+    sub.add_parser("stress", help="hammer schedule() on every pCPU while cpupools move")
+    sub.add_parser("bench", help="print the harness's performance figures")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in _DELEGATED:
+        return _DELEGATED[args_list[0]](args_list[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     try:

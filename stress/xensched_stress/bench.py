@@ -1,0 +1,568 @@
+"""``xensched bench``: the stress harness's figures, measured side by side in one run.
+
+Four parts (``--only a,c`` to pick):
+
+a. the legacy protocol's race (Credit <-> Credit2 pCPU moves): in how many of N seeds
+   a stress run finds a violation within 2 s, and the median time to the first one;
+b. the fixed protocol: no violation across all 16 boot x pool scheduler pairings, for
+   a total stress time split evenly between them;
+c. throughput: ``schedule()`` calls per second with every check on, as a ratio against
+   a bare retry-on-change acquire/release loop (``pcpu_schedule_lock_irq`` then
+   ``pcpu_schedule_unlock_irq``) on a host of the same shape, in the same process;
+d. scale: 2, 8, 32 and 128 pCPUs, ops/s and RSS per pCPU (each size in a fresh
+   interpreter, so that RSS figures do not inherit the previous run's heap), for the
+   default workload and for one without Credit1, whose idle pCPUs trylock every peer
+   of their pool at each ``schedule()`` (``csched_load_balance``), O(N) per call.
+
+Figures are printed, never asserted: they depend on the machine and the interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from xensched import SCHEDULERS, Host
+from xensched.drivers.free import free_running
+from xensched.report import write_json_atomic
+from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
+from xensched.schedule import schedule
+from xensched.smp import bind
+
+from .config import POOL0, PoolSpec, StressConfig
+from .report import EXIT_OK, EXIT_USAGE
+from .runner import python_description, run_stress
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+PARTS = ("a", "b", "c", "d")
+RACE_BOUND = 2.0
+#: (a) runs free-running threads alone, then with delay injection widening the race
+#: windows: without it the free-threaded build misses the 2 s bound in some seeds.
+RACE_DELAYS = (0.0, 0.02)
+SCALE_SIZES = (2, 8, 32, 128)
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _fmt(x: float | None, unit: str = "s", digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}{unit}"
+
+
+# -- (a) the legacy race --------------------------------------------------------------
+
+
+def bench_race(seeds: int, base_seed: int, delay: float) -> dict[str, object]:
+    print(
+        f"(a) legacy Credit <-> Credit2 moves: {seeds} seeds, each run at most "
+        f"{RACE_BOUND:g}s (4 pCPUs, Pool-0=credit[0,1], p1=credit2[2,3]); "
+        + (
+            "free-running threads, no delay injection"
+            if delay == 0
+            else f"delay injection P={delay:g} (<= 100us) widens the race windows"
+        )
+    )
+    times: list[float] = []
+    kinds: dict[str, int] = {}
+    rows = []
+    for i in range(seeds):
+        cfg = StressConfig(
+            cpus=4,
+            boot="credit",
+            pools=(PoolSpec("p1", "credit2", (2, 3)),),
+            protocol="legacy",
+            duration=RACE_BOUND,
+            seed=base_seed + i,
+            delay_injection=delay,
+        )
+        r = run_stress(cfg)
+        t = r.first_violation_after
+        found = bool(r.violations) and t is not None and t <= RACE_BOUND
+        if found and t is not None:
+            times.append(t)
+            k = r.violations[0].kind.value
+            kinds[k] = kinds.get(k, 0) + 1
+        where = (
+            f"{r.violations[0].kind.value} in {r.violations[0].where}()"
+            if r.violations
+            else "none"
+        )
+        print(
+            f"    seed {cfg.seed:>6d}: {'found' if found else 'NOT found':9s} "
+            f"after {_fmt(t)}  ({where}; {r.switches} switches, "
+            f"{r.total_ops} schedule())",
+            flush=True,
+        )
+        rows.append({"seed": cfg.seed, "found": found, "first_violation_after": t})
+    med = _median(times)
+    print(
+        f"    => race found in {len(times)} of {seeds} seeds within {RACE_BOUND:g}s "
+        f"({'no delay injection' if delay == 0 else f'delay injection P={delay:g}'}); "
+        f"median time to first violation {_fmt(med)} "
+        f"(min {_fmt(min(times) if times else None)}, "
+        f"max {_fmt(max(times) if times else None)}); first kinds: "
+        + (", ".join(f"{k} {n}" for k, n in kinds.items()) or "-")
+    )
+    return {
+        "seeds": seeds,
+        "found": len(times),
+        "median_s": med,
+        "delay_injection": delay,
+        "first_kinds": kinds,
+        "runs": rows,
+    }
+
+
+# -- (b) the fixed protocol, every pairing ------------------------------------------------
+
+
+def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
+    pairs = list(itertools.product(SCHEDULERS, SCHEDULERS))
+    each = total / len(pairs)
+    upper = tuple(range(cpus // 2, cpus))
+    print(
+        f"(b) fixed protocol: {len(pairs)} boot x pool pairings, {each:.2f}s each "
+        f"({total:g}s in total), {cpus} pCPUs, pool p1 = pCPUs "
+        f"{','.join(map(str, upper))}"
+    )
+    rows = []
+    bad = 0
+    for i, (boot, pool) in enumerate(pairs):
+        cfg = StressConfig(
+            cpus=cpus,
+            boot=boot,
+            pools=(PoolSpec("p1", pool, upper),),
+            protocol="fixed",
+            duration=each,
+            seed=base_seed + i,
+            keep_going=True,
+        )
+        r = run_stress(cfg)
+        n = len(r.violations)
+        bad += n
+        kinds = ", ".join(f"{k} {c}" for k, c in r.violations_by_kind.items())
+        print(
+            f"    {boot:>8s} / {pool:<8s}: {n} violations{' (' + kinds + ')' if n else ''}"
+            f"{'; deadlock' if r.deadlock else ''}; {r.total_ops} schedule() "
+            f"({r.ops_per_s:,.0f}/s), {r.switches} pCPU switches, "
+            f"{r.domain_moves} domain moves, seed {cfg.seed}",
+            flush=True,
+        )
+        if n or r.deadlock:
+            print("      reproduce: " + r.reproduce)
+        rows.append(
+            {
+                "boot": boot,
+                "pool": pool,
+                "violations": n,
+                "deadlock": r.deadlock is not None,
+                "ops": r.total_ops,
+                "switches": r.switches,
+                "domain_moves": r.domain_moves,
+                "seed": cfg.seed,
+            }
+        )
+    switches = sum(int(str(row["switches"])) for row in rows)
+    print(
+        f"    => {bad} violations across {len(pairs)} pairings in {total:g}s of "
+        f"stress ({switches} pCPU switches in all)"
+    )
+    return {"total_s": total, "violations": bad, "pairings": rows}
+
+
+# -- (c) throughput -----------------------------------------------------------------------
+
+
+def _shaped_host(cpus: int, domains: int, vcpus: int) -> Host:
+    """A host shaped like the default stress run: Pool-0 + p1 (credit2), domains."""
+    h = Host(cpus, sched="credit")
+    h.cpupool_create("p1", "credit2")
+    for cpu in range(cpus // 2, cpus):
+        h.cpupool_cpu_remove(POOL0, cpu)
+        h.cpupool_cpu_add("p1", cpu)
+    pools = [POOL0, "p1"]
+    for i in range(domains):
+        h.create_domain(f"d{i + 1}", pools[i % 2], vcpus=vcpus)
+    return h
+
+
+def _loop_rate(
+    h: Host,
+    step: Callable[[Host, int], None],
+    duration: float,
+    interval: float,
+    threads_wanted: int | None = None,
+) -> float:
+    """Calls of ``step`` per second, one thread per pCPU (or on the first
+    ``threads_wanted`` pCPUs), all for ``duration``."""
+    nthreads = h.nr_cpus if threads_wanted is None else threads_wanted
+    stop = threading.Event()
+    counts = [0] * nthreads
+    barrier = threading.Barrier(nthreads + 1)
+
+    def body(n: int) -> None:
+        with bind(h.cpu_contexts[n]):
+            barrier.wait()
+            c = 0
+            while not stop.is_set():
+                step(h, n)
+                c += 1
+            counts[n] = c
+
+    threads = [
+        threading.Thread(target=body, args=(n,), name=f"pcpu{n}", daemon=True)
+        for n in range(nthreads)
+    ]
+    with free_running(interval):
+        for t in threads:
+            t.start()
+        barrier.wait()
+        t0 = time.monotonic()
+        time.sleep(duration)
+        stop.set()
+        for t in threads:
+            t.join(30.0)
+        elapsed = time.monotonic() - t0
+    return sum(counts) / elapsed
+
+
+def _bare(h: Host, n: int) -> None:
+    lock = pcpu_schedule_lock_irq(h, n)
+    pcpu_schedule_unlock_irq(h, lock, n)
+
+
+def _raw_schedule(h: Host, n: int) -> None:
+    schedule(h)
+
+
+def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, object]:
+    cfg = StressConfig(cpus=cpus, duration=duration / rounds, seed=1)
+    print(
+        f"(c) throughput: {cpus} pCPU threads, switch interval "
+        f"{cfg.gil_switch_interval:g}s, default stress shape (credit + p1=credit2, "
+        f"{cfg.domains} domains x {cfg.vcpus} vCPUs); the figures are measured in "
+        f"turn, {rounds} rounds of {duration / rounds:g}s each, best round kept (the "
+        "machine may be shared)"
+    )
+    bare = raw = full = bare1 = raw1 = 0.0
+    violations = 0
+    for _ in range(rounds):
+        # One thread alone first: no GIL hand-offs, no lock contention.
+        bare1 = max(
+            bare1,
+            _loop_rate(
+                _shaped_host(cpus, cfg.domains, cfg.vcpus),
+                _bare,
+                duration / rounds,
+                cfg.gil_switch_interval,
+                1,
+            ),
+        )
+        raw1 = max(
+            raw1,
+            _loop_rate(
+                _shaped_host(cpus, cfg.domains, cfg.vcpus),
+                _raw_schedule,
+                duration / rounds,
+                cfg.gil_switch_interval,
+                1,
+            ),
+        )
+        bare = max(
+            bare,
+            _loop_rate(
+                _shaped_host(cpus, cfg.domains, cfg.vcpus),
+                _bare,
+                duration / rounds,
+                cfg.gil_switch_interval,
+            ),
+        )
+        raw = max(
+            raw,
+            _loop_rate(
+                _shaped_host(cpus, cfg.domains, cfg.vcpus),
+                _raw_schedule,
+                duration / rounds,
+                cfg.gil_switch_interval,
+            ),
+        )
+        r = run_stress(cfg)
+        violations += len(r.violations)
+        full = max(full, r.ops_per_s)
+
+    def verdict(ratio: float) -> str:
+        return f"ratio {ratio:.3f}; target >= 0.25: {'met' if ratio >= 0.25 else 'NOT met'}"
+
+    print("    one thread on pCPU 0:")
+    print(f"      bare pcpu_schedule_lock_irq/unlock loop: {bare1:>10,.0f}/s")
+    print(
+        f"      schedule() loop, every check on:         {raw1:>10,.0f}/s  "
+        f"({verdict(raw1 / bare1)})"
+    )
+    print(f"    {cpus} threads, one per pCPU:")
+    print(f"      bare pcpu_schedule_lock_irq/unlock loop: {bare:>10,.0f}/s")
+    print(
+        f"      schedule() loop, every check on:         {raw:>10,.0f}/s  "
+        f"({verdict(raw / bare)})"
+    )
+    print(
+        f"      full stress run (+ vCPU traffic, moves): {full:>10,.0f}/s  "
+        f"({verdict(full / bare)})"
+        + ("" if not violations else f"  [{violations} violations!]")
+    )
+    return {
+        "single_bare_per_s": bare1,
+        "single_schedule_loop_per_s": raw1,
+        "ratio_single": raw1 / bare1,
+        "bare_per_s": bare,
+        "schedule_loop_per_s": raw,
+        "stress_per_s": full,
+        "ratio_schedule_loop": raw / bare,
+        "ratio_stress": full / bare,
+    }
+
+
+# -- (d) scale ------------------------------------------------------------------------------
+
+
+def _scale_one(
+    cpus: int, duration: float, seed: int, extra: Sequence[str] = ()
+) -> dict[str, object]:
+    fd, path = tempfile.mkstemp(prefix=".xensched-bench-", suffix=".json")
+    os.close(fd)
+    try:
+        cmd = [
+            sys.executable,
+            "-m",
+            "xensched_stress",
+            "--cpus",
+            str(cpus),
+            "--duration",
+            repr(duration),
+            "--seed",
+            str(seed),
+            "--no-progress",
+            "--watchdog",
+            "30",
+            "--json",
+            path,
+            *extra,
+        ]
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=300, check=False
+        )
+        wall = time.monotonic() - t0
+        if proc.returncode not in (0, 1, 3):
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        with open(path, encoding="utf-8") as f:
+            data: dict[str, object] = json.load(f)
+        data["wall_s"] = wall
+        return data
+    finally:
+        os.unlink(path)
+
+
+#: (d) measures the default workload, whose Credit1 pCPUs scan every peer when idle
+#: (csched_load_balance, O(N) per schedule()), and one without Credit1.
+SCALE_WORKLOADS: tuple[tuple[str, str, str], ...] = (
+    ("default (Pool-0 credit, p1 credit2)", "credit", "credit2"),
+    ("no Credit1 (Pool-0 credit2, p1 rtds)", "credit2", "rtds"),
+)
+
+
+def bench_scale(duration: float, sizes: Sequence[int]) -> dict[str, object]:
+    print(
+        f"(d) scale: {', '.join(map(str, sizes))} pCPUs, {duration:g}s each, each in a "
+        "fresh interpreter (fixed protocol, p1 = the upper half of the pCPUs); RSS "
+        "is the peak of the whole process"
+    )
+    out: dict[str, object] = {}
+    for title, boot, pool in SCALE_WORKLOADS:
+        print(f"  {title}:")
+        rows = []
+        base_rss: int | None = None
+        base_cpus = 0
+        for n in sizes:
+            upper = ",".join(map(str, range(n // 2, n)))
+            d = _scale_one(
+                n,
+                duration,
+                seed=1,
+                extra=["--boot", boot, "--pool", f"p1:{pool}:{upper}"],
+            )
+            sched = d["schedule"]
+            proc = d["process"]
+            assert isinstance(sched, dict)
+            assert isinstance(proc, dict)
+            per_s = float(sched["per_s"])
+            rss = proc.get("peak_rss_bytes") or proc.get("rss_bytes")
+            rss_i = int(rss) if rss is not None else None
+            marginal = None
+            if base_rss is None:
+                base_rss, base_cpus = rss_i, n
+            elif rss_i is not None:
+                marginal = (rss_i - base_rss) / (n - base_cpus)
+            per_cpu = rss_i / n if rss_i is not None else None
+            viol = d["violations"]
+            print(
+                f"    {n:>4d} pCPUs: {per_s:>10,.0f} schedule()/s ({per_s / n:>8,.0f} "
+                f"per pCPU), RSS {_mib(rss_i)} = {_kib(per_cpu)} per pCPU"
+                + (
+                    f", +{_kib(marginal)} per extra pCPU"
+                    if marginal is not None
+                    else ""
+                )
+                + f"; exit {d['exit_code']}"
+                + (
+                    f" ({len(viol)} violations)"
+                    if isinstance(viol, list) and viol
+                    else ""
+                ),
+                flush=True,
+            )
+            rows.append(
+                {
+                    "cpus": n,
+                    "per_s": per_s,
+                    "rss_bytes": rss_i,
+                    "rss_per_cpu": per_cpu,
+                    "marginal_rss_per_cpu": marginal,
+                    "exit_code": d["exit_code"],
+                }
+            )
+        out[f"{boot}+{pool}"] = rows
+    return out
+
+
+def _mib(n: float | None) -> str:
+    return "-" if n is None else f"{n / (1 << 20):.1f} MiB"
+
+
+def _kib(n: float | None) -> str:
+    return "-" if n is None else f"{n / 1024:.0f} KiB"
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        epilog=(
+            "Parts: (a) legacy race found per seed and median time to it, without "
+            "and with delay injection; (b) fixed "
+            "protocol over the 16 pairings; (c) schedule() throughput against a bare "
+            "acquire/release loop; (d) ops/s and RSS at 2, 8, 32 and 128 pCPUs."
+        ),
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short smoke run: 5 seeds, 8 s of fixed stress, 1 s figures",
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        metavar="PARTS",
+        help="comma-separated parts to run, of a,b,c,d (default: all)",
+    )
+    p.add_argument(
+        "--seeds", type=int, metavar="N", help="seeds for (a) (default: 20; quick: 5)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=1, metavar="S", help="first seed (default: 1)"
+    )
+    p.add_argument(
+        "--race-delay",
+        type=float,
+        action="append",
+        metavar="P",
+        help="delay injection probability for (a), 0 for none; repeatable, each is "
+        "measured on the same seeds (default: 0 and 0.02, side by side)",
+    )
+    p.add_argument(
+        "--fixed-total",
+        type=float,
+        metavar="S",
+        help="seconds of fixed-protocol stress in (b), split over the 16 pairings "
+        "(default: 60; quick: 8)",
+    )
+    p.add_argument(
+        "--figure-duration",
+        type=float,
+        metavar="S",
+        help="seconds per throughput and scale figure in (c) and (d) (default: 3; "
+        "quick: 1)",
+    )
+    p.add_argument(
+        "--cpus",
+        type=int,
+        default=4,
+        metavar="N",
+        help="pCPUs for (b) and (c) (default: %(default)s)",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> int:
+    """Run the benchmark; prints the figures. Exit 0, or 2 on a usage error."""
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    parts = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = [x for x in parts if x not in PARTS]
+    if unknown or not parts:
+        print(f"{prog}: error: --only: unknown part(s) {unknown}", file=sys.stderr)
+        return EXIT_USAGE
+    delays = tuple(args.race_delay or RACE_DELAYS)
+    if args.cpus < 2 or not all(0 <= p <= 1 for p in delays):
+        print(f"{prog}: error: --cpus >= 2 and 0 <= --race-delay <= 1", file=sys.stderr)
+        return EXIT_USAGE
+    seeds = args.seeds if args.seeds is not None else (5 if args.quick else 20)
+    total = (
+        args.fixed_total
+        if args.fixed_total is not None
+        else (8.0 if args.quick else 60.0)
+    )
+    fig = (
+        args.figure_duration
+        if args.figure_duration is not None
+        else (1.0 if args.quick else 3.0)
+    )
+    print(f"xensched bench: {python_description()}, {os.cpu_count()} CPUs", flush=True)
+    t0 = time.monotonic()
+    out: dict[str, object] = {"python": python_description(), "cpus": os.cpu_count()}
+    if "a" in parts:
+        out["race"] = [bench_race(seeds, args.seed, p) for p in delays]
+    if "b" in parts:
+        out["fixed"] = bench_fixed(total, args.seed, args.cpus)
+    if "c" in parts:
+        out["throughput"] = bench_throughput(fig, args.cpus)
+    if "d" in parts:
+        out["scale"] = bench_scale(fig, SCALE_SIZES)
+    out["wall_s"] = time.monotonic() - t0
+    print(f"bench done in {out['wall_s']:.1f}s")
+    if args.json:
+        write_json_atomic(args.json, out)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(prog="python -m xensched_stress.bench"))

@@ -1,0 +1,357 @@
+"""``xensched stress``: hammer ``schedule()`` on every pCPU while cpupools move.
+
+Prints ``seed=...`` first (flushed), live progress on stderr when it is a terminal,
+then the report. Exit codes: 0 no violation, 1 violations, 2 usage error, 3 deadlock.
+``--json FILE`` is written (atomically) whatever the outcome, Ctrl-C and deadlock
+included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from typing import TYPE_CHECKING
+
+from xensched import SCHEDULERS, ConfigError, SwitchProtocol, Topology
+from xensched.report import write_json_atomic
+
+from .config import PoolSpec, StressConfig
+from .report import EXIT_USAGE
+from .runner import run_stress
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable, Sequence
+    from typing import TextIO
+
+    from .runner import ProgressSnapshot
+
+_DEFAULTS = StressConfig()
+
+_EPILOG = """\
+exit codes: 0 no violation, 1 violations found, 2 usage error, 3 deadlock.
+
+The seed fixes every choice each thread makes (which vCPU, which pool, which delay);
+the OS still interleaves the threads, so a rerun with the same seed is a new sample of
+the same workload, not a replay. Example, the race of Xen commit 94734ab7c3:
+
+  xensched stress --protocol legacy --boot credit --pool p1:credit2:2,3 --duration 5
+"""
+
+
+def _pool(text: str) -> PoolSpec:
+    try:
+        return PoolSpec.parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _topology(text: str) -> str:
+    try:
+        Topology.parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _probability(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: must be in [0, 1]")
+    return p
+
+
+def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Run one thread per emulated pCPU calling schedule() in a loop, with vCPU "
+            "wake/sleep/migrate traffic, while control threads move pCPUs between "
+            "cpupools (cpu-remove then cpu-add, as xl does) and migrate domains. "
+            "Stops at the first violation (unless --keep-going), on a deadlock, or "
+            "when the duration or op count is reached."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    host = p.add_argument_group("host")
+    host.add_argument(
+        "--cpus",
+        type=int,
+        metavar="N",
+        help=f"number of pCPUs, 2 to 256 (default: {_DEFAULTS.cpus}, or the "
+        "topology's count)",
+    )
+    host.add_argument(
+        "--topology",
+        type=_topology,
+        metavar="SxC",
+        help="sockets x cores, e.g. 2x4; Credit2 makes one runqueue per socket "
+        "(default: one socket)",
+    )
+    host.add_argument(
+        "--boot",
+        choices=list(SCHEDULERS),
+        default=_DEFAULTS.boot,
+        help="boot scheduler, used by Pool-0 and by free pCPUs (default: %(default)s)",
+    )
+    host.add_argument(
+        "--pool",
+        type=_pool,
+        action="append",
+        metavar="NAME:SCHED[:CPUS]",
+        help="create a cpupool with its own scheduler instance and move CPUS (e.g. "
+        "2,3 or 2-3) into it from Pool-0; repeatable (default: one pool p1 holding "
+        "the upper half of the pCPUs, credit2 when booting credit, credit otherwise)",
+    )
+    host.add_argument(
+        "--protocol",
+        choices=[x.value for x in SwitchProtocol],
+        default=_DEFAULTS.protocol,
+        help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy) or after "
+        "it (fixed) (default: %(default)s)",
+    )
+    host.add_argument(
+        "--domains",
+        type=int,
+        default=_DEFAULTS.domains,
+        metavar="N",
+        help="guest domains, created in the pools round-robin (default: %(default)s)",
+    )
+    host.add_argument(
+        "--vcpus",
+        type=int,
+        default=_DEFAULTS.vcpus,
+        metavar="N",
+        help="vCPUs per guest domain (default: %(default)s)",
+    )
+
+    run = p.add_argument_group("run")
+    bound = run.add_mutually_exclusive_group()
+    bound.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help=f"stop after S seconds (default: {_DEFAULTS.duration:g})",
+    )
+    bound.add_argument(
+        "--ops",
+        type=int,
+        metavar="N",
+        help="stop after N schedule() calls in total, however long it takes",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="base seed of every thread's choices (default: a fresh random one, "
+        "printed first)",
+    )
+    run.add_argument(
+        "--switch-interval",
+        type=float,
+        default=_DEFAULTS.switch_interval,
+        metavar="S",
+        help="seconds between two operations of a control thread (default: "
+        "%(default)g)",
+    )
+    run.add_argument(
+        "--controllers",
+        type=int,
+        default=_DEFAULTS.controllers,
+        metavar="N",
+        help="control threads moving pCPUs and domains, each an xl of its own "
+        "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--domain-moves",
+        type=_probability,
+        default=_DEFAULTS.domain_moves,
+        metavar="P",
+        help="fraction of control operations that are cpupool-migrate of a domain "
+        "rather than a pCPU move (default: %(default)g)",
+    )
+    run.add_argument(
+        "--traffic",
+        type=_probability,
+        default=_DEFAULTS.traffic,
+        metavar="P",
+        help="after each schedule(), probability of a vCPU wake, sleep or migrate "
+        "(default: %(default)g)",
+    )
+    run.add_argument(
+        "--delay-injection",
+        type=_probability,
+        default=_DEFAULTS.delay_injection,
+        metavar="P",
+        help="with probability P, a short seeded random delay at each interaction "
+        "point, KCSAN style, to widen race windows (default: %(default)g, off)",
+    )
+    run.add_argument(
+        "--max-delay",
+        type=float,
+        default=_DEFAULTS.max_delay,
+        metavar="S",
+        help="upper bound of one injected delay in seconds (default: %(default)g)",
+    )
+    run.add_argument(
+        "--gil-switch-interval",
+        type=float,
+        default=_DEFAULTS.gil_switch_interval,
+        metavar="S",
+        help="sys.setswitchinterval() for the run, restored afterwards; lower means "
+        "finer interleaving on a GIL build (default: %(default)g)",
+    )
+    run.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="count every violation instead of stopping at the first",
+    )
+    run.add_argument(
+        "--watchdog",
+        type=float,
+        default=_DEFAULTS.watchdog,
+        metavar="S",
+        help="declare a deadlock (exit 3) when no pCPU makes progress for S seconds "
+        "(default: %(default)g)",
+    )
+    run.add_argument(
+        "--lock-timeout",
+        type=float,
+        metavar="S",
+        help="bound of every emulated lock wait; one that runs out is a deadlock "
+        "(exit 3) (default: the --watchdog bound)",
+    )
+
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the report as JSON to FILE (written even on Ctrl-C or "
+        "deadlock)",
+    )
+    out.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="live progress on stderr (default: only when stderr is a terminal)",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
+    """The :class:`StressConfig` that parsed options describe."""
+    cpus = args.cpus
+    if cpus is None:
+        cpus = (
+            Topology.parse(args.topology).nr_cpus
+            if args.topology is not None
+            else _DEFAULTS.cpus
+        )
+    duration = args.duration
+    if args.ops is None and duration is None:
+        duration = _DEFAULTS.duration
+    return StressConfig(
+        cpus=cpus,
+        topology=args.topology,
+        boot=args.boot,
+        pools=tuple(args.pool or ()),
+        protocol=args.protocol,
+        domains=args.domains,
+        vcpus=args.vcpus,
+        duration=None if args.ops is not None else duration,
+        ops=args.ops,
+        seed=seed,
+        switch_interval=args.switch_interval,
+        delay_injection=args.delay_injection,
+        keep_going=args.keep_going,
+        watchdog=args.watchdog,
+        controllers=args.controllers,
+        traffic=args.traffic,
+        domain_moves=args.domain_moves,
+        max_delay=args.max_delay,
+        gil_switch_interval=args.gil_switch_interval,
+        lock_timeout=args.lock_timeout,
+    )
+
+
+class _Progress:
+    """The live progress line: refreshed in place on a terminal, else one a second."""
+
+    def __init__(self, stream: TextIO, in_place: bool) -> None:
+        self._stream = stream
+        self._in_place = in_place
+        self._last = -1.0
+        self._shown = False
+
+    def __call__(self, snap: ProgressSnapshot) -> None:
+        if not self._in_place and snap.elapsed - self._last < 1.0:
+            return
+        self._last = snap.elapsed
+        line = (
+            f"[{snap.elapsed:7.1f}s] {snap.ops} schedule() ({snap.ops_per_s:,.0f}/s), "
+            f"{snap.switches} pCPU switches, {snap.domain_moves} domain moves, "
+            f"{snap.violations} violation{'s' if snap.violations != 1 else ''}"
+        )
+        if self._in_place:
+            print(f"\r{line}\x1b[K", end="", file=self._stream, flush=True)
+        else:
+            print(line, file=self._stream, flush=True)
+        self._shown = True
+
+    def close(self) -> None:
+        if self._in_place and self._shown:
+            print(file=self._stream, flush=True)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "xensched stress",
+    stop: threading.Event | None = None,
+) -> int:
+    """Run ``xensched stress``; returns the exit code (0, 1, 2 or 3)."""
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: 2 on usage errors, 0 on --help
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    try:
+        cfg = config_from_args(args, seed)
+        cfg.validate()
+    except ConfigError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json is not None:
+        directory = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(directory):
+            print(f"{prog}: error: --json: no directory {directory!r}", file=sys.stderr)
+            return EXIT_USAGE
+    print(f"seed={seed}", flush=True)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress: Callable[[ProgressSnapshot], None] | None = None
+    bar: _Progress | None = None
+    if show:
+        bar = _Progress(sys.stderr, in_place=sys.stderr.isatty())
+        progress = bar
+    try:
+        report = run_stress(cfg, progress=progress, stop=stop)
+    except ConfigError as e:
+        if bar is not None:
+            bar.close()
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if bar is not None:
+        bar.close()
+    if args.json is not None:
+        write_json_atomic(args.json, report.to_json())
+    print(report.render(), flush=True)
+    if args.json is not None:
+        print(f"report written to {args.json}", flush=True)
+    return report.exit_code

@@ -1,0 +1,273 @@
+"""What a stress run does: the host, its pools and domains, the workload, the bounds.
+
+A :class:`StressConfig` is a plain frozen value: the CLI builds one from its options,
+the pytest plugin from a marker, and :func:`xensched_stress.runner.run_stress` runs it.
+:func:`reproduce_command` turns one back into the ``xensched stress ...`` command line
+that reruns it, so every report can say how to get here again.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+
+from xensched import SCHEDULERS, ConfigError, SwitchProtocol, Topology
+from xensched.host import MAX_CPUS
+
+POOL0 = "Pool-0"
+
+
+def _parse_cpus(text: str, spec: str) -> tuple[int, ...]:
+    """``"2,3"`` or ``"4-7"`` or ``"1,4-5"`` -> sorted unique pCPU numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo_s, hi_s = part.split("-", 1)
+                lo, hi = int(lo_s), int(hi_s)
+                if lo > hi:
+                    raise ValueError
+                cpus.update(range(lo, hi + 1))
+            else:
+                cpus.add(int(part))
+        except ValueError:
+            raise ConfigError(
+                f"pool {spec!r}: bad pCPU list {text!r} (expected e.g. 2,3 or 4-7)"
+            ) from None
+    if any(c < 0 for c in cpus):
+        raise ConfigError(f"pool {spec!r}: pCPU numbers must be >= 0")
+    return tuple(sorted(cpus))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """One cpupool to create before the run: ``NAME:SCHED[:CPUS]``.
+
+    ``cpus`` are the pCPUs moved into it from Pool-0 at setup; a pool without pCPUs
+    starts empty and only gets some from the control threads.
+    """
+
+    name: str
+    sched: str
+    cpus: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> PoolSpec:
+        """``"p1:credit2:2,3"`` -> ``PoolSpec("p1", "credit2", (2, 3))``.
+
+        Raises:
+            ConfigError: the text is not ``NAME:SCHED[:CPUS]`` or names an unknown
+                scheduler.
+        """
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ConfigError(
+                f"pool {text!r}: expected NAME:SCHED[:CPUS], e.g. p1:credit2:2,3"
+            )
+        cpus = _parse_cpus(parts[2], text) if len(parts) == 3 and parts[2] else ()
+        spec = cls(parts[0], parts[1], cpus)
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Checks that need no host: the name and the scheduler."""
+        if not self.name or ":" in self.name or self.name.strip() != self.name:
+            raise ConfigError(f"pool name {self.name!r}: must be non-empty, no ':'")
+        if self.name == POOL0:
+            raise ConfigError(f"pool name {POOL0!r} is taken by the boot pool")
+        if self.sched not in SCHEDULERS:
+            raise ConfigError(
+                f"pool {self.name!r}: unknown scheduler {self.sched!r}; choose one "
+                f"of {', '.join(SCHEDULERS)}"
+            )
+
+    def spec(self) -> str:
+        """Back to ``NAME:SCHED[:CPUS]``."""
+        if not self.cpus:
+            return f"{self.name}:{self.sched}"
+        return f"{self.name}:{self.sched}:{','.join(map(str, self.cpus))}"
+
+
+@dataclass(frozen=True, slots=True)
+class StressConfig:
+    """One stress run.
+
+    Bounds: the run ends after ``duration`` seconds, or, when ``ops`` is set, after
+    ``ops`` ``schedule()`` calls in total (``duration`` is then ignored), or at the
+    first violation unless ``keep_going``, or on a deadlock, or when stopped.
+
+    Workload knobs beyond the CLI's basics: ``controllers`` control threads (each a
+    toolstack context of its own) move pCPUs and domains every ``switch_interval``
+    seconds, a fraction ``domain_moves`` of their operations being ``cpupool-migrate``
+    of a domain; after each ``schedule()`` a pCPU thread does a vCPU wake, sleep or
+    migrate with probability ``traffic``. ``gil_switch_interval`` is what
+    ``sys.setswitchinterval`` is set to for the run; ``max_delay`` bounds one injected
+    delay. ``lock_timeout`` bounds every emulated lock wait (``Host(lock_timeout=)``,
+    a ``DeadlockError`` when it runs out); by default it is ``watchdog``.
+    """
+
+    cpus: int = 4
+    topology: str | None = None
+    boot: str = "credit"
+    pools: tuple[PoolSpec, ...] = ()
+    protocol: str = "fixed"
+    domains: int = 2
+    vcpus: int = 2
+    duration: float | None = 2.0
+    ops: int | None = None
+    seed: int = 0
+    switch_interval: float = 0.005
+    delay_injection: float = 0.0
+    keep_going: bool = False
+    watchdog: float = 5.0
+    controllers: int = 1
+    traffic: float = 0.1
+    domain_moves: float = 0.1
+    max_delay: float = 1e-4
+    gil_switch_interval: float = 1e-5
+    lock_timeout: float | None = None
+
+    def validate(self) -> None:
+        """Check everything that can be checked before building a host.
+
+        Raises:
+            ConfigError: naming the first problem found.
+        """
+        if not 2 <= self.cpus <= MAX_CPUS:
+            raise ConfigError(
+                f"cpus={self.cpus}: a stress run needs 2 to {MAX_CPUS} pCPUs "
+                "(one stays in Pool-0, the others move)"
+            )
+        if self.topology is not None:
+            topo = Topology.parse(self.topology)
+            if topo.nr_cpus != self.cpus:
+                raise ConfigError(
+                    f"topology {self.topology} has {topo.nr_cpus} pCPUs, "
+                    f"not cpus={self.cpus}"
+                )
+        if self.boot not in SCHEDULERS:
+            raise ConfigError(
+                f"boot scheduler {self.boot!r}: choose one of {', '.join(SCHEDULERS)}"
+            )
+        if self.protocol not in tuple(SwitchProtocol):
+            raise ConfigError(f"protocol {self.protocol!r}: choose 'legacy' or 'fixed'")
+        seen_names: set[str] = set()
+        seen_cpus: dict[int, str] = {}
+        for p in self.pools:
+            p.check()
+            if p.name in seen_names:
+                raise ConfigError(f"pool {p.name!r} is given twice")
+            seen_names.add(p.name)
+            for c in p.cpus:
+                if c >= self.cpus:
+                    raise ConfigError(
+                        f"pool {p.name!r}: cpu{c} does not exist (cpus={self.cpus})"
+                    )
+                if c in seen_cpus:
+                    raise ConfigError(
+                        f"cpu{c} is in two pools ({seen_cpus[c]!r} and {p.name!r})"
+                    )
+                seen_cpus[c] = p.name
+        if len(seen_cpus) >= self.cpus:
+            raise ConfigError(
+                "the pools take every pCPU: Pool-0 (Domain-0's pool) needs at least one"
+            )
+        if self.domains < 0:
+            raise ConfigError(f"domains={self.domains}: must be >= 0")
+        if self.vcpus < 1:
+            raise ConfigError(f"vcpus={self.vcpus}: must be >= 1")
+        if self.ops is not None:
+            if self.ops < 1:
+                raise ConfigError(f"ops={self.ops}: must be >= 1")
+        elif self.duration is None:
+            raise ConfigError("give a duration or a number of ops")
+        elif not (math.isfinite(self.duration) and self.duration > 0):
+            raise ConfigError(f"duration={self.duration}: must be > 0 seconds")
+        if self.seed < 0:
+            raise ConfigError(f"seed={self.seed}: must be >= 0")
+        _positive("switch_interval", self.switch_interval)
+        _positive("watchdog", self.watchdog)
+        _positive("max_delay", self.max_delay)
+        _positive("gil_switch_interval", self.gil_switch_interval)
+        if self.lock_timeout is not None:
+            _positive("lock_timeout", self.lock_timeout)
+        _probability("delay_injection", self.delay_injection)
+        _probability("traffic", self.traffic)
+        _probability("domain_moves", self.domain_moves)
+        if self.controllers < 0:
+            raise ConfigError(f"controllers={self.controllers}: must be >= 0")
+
+    @property
+    def lock_bound(self) -> float:
+        """The bound of every emulated lock wait: ``lock_timeout`` or ``watchdog``."""
+        return self.lock_timeout if self.lock_timeout is not None else self.watchdog
+
+    def pool_layout(self) -> tuple[PoolSpec, ...]:
+        """The pools to create: ``pools``, or the default when none are given.
+
+        The default is one pool ``p1`` holding the upper half of the pCPUs, whose
+        scheduler is the boot scheduler's counterpart that makes a switch interesting:
+        Credit2 when booting Credit, Credit otherwise.
+        """
+        if self.pools:
+            return self.pools
+        sched = "credit2" if self.boot == "credit" else "credit"
+        return (PoolSpec("p1", sched, tuple(range(self.cpus // 2, self.cpus))),)
+
+
+def _positive(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={value}: must be > 0")
+
+
+def _probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={value}: must be a probability in [0, 1]")
+
+
+_DEFAULTS = StressConfig()
+
+
+def reproduce_command(cfg: StressConfig) -> str:
+    """The exact ``xensched stress ...`` command line that reruns ``cfg``.
+
+    The seed fixes every choice the threads make; with real threads the OS
+    interleaving still varies from run to run.
+    """
+    args = ["xensched", "stress", "--cpus", str(cfg.cpus)]
+    if cfg.topology is not None:
+        args += ["--topology", cfg.topology]
+    args += ["--boot", cfg.boot]
+    for p in cfg.pools:
+        args += ["--pool", p.spec()]
+    args += ["--protocol", cfg.protocol]
+    args += ["--domains", str(cfg.domains), "--vcpus", str(cfg.vcpus)]
+    if cfg.ops is not None:
+        args += ["--ops", str(cfg.ops)]
+    else:
+        args += ["--duration", repr(cfg.duration)]
+    args += ["--seed", str(cfg.seed)]
+    optional: list[tuple[str, object, object]] = [
+        ("--switch-interval", cfg.switch_interval, _DEFAULTS.switch_interval),
+        ("--delay-injection", cfg.delay_injection, _DEFAULTS.delay_injection),
+        ("--max-delay", cfg.max_delay, _DEFAULTS.max_delay),
+        ("--watchdog", cfg.watchdog, _DEFAULTS.watchdog),
+        ("--controllers", cfg.controllers, _DEFAULTS.controllers),
+        ("--traffic", cfg.traffic, _DEFAULTS.traffic),
+        ("--domain-moves", cfg.domain_moves, _DEFAULTS.domain_moves),
+        (
+            "--gil-switch-interval",
+            cfg.gil_switch_interval,
+            _DEFAULTS.gil_switch_interval,
+        ),
+    ]
+    if cfg.lock_timeout is not None:
+        optional.append(("--lock-timeout", cfg.lock_timeout, None))
+    for flag, value, default in optional:
+        if value != default:
+            args += [flag, repr(value)]
+    if cfg.keep_going:
+        args.append("--keep-going")
+    return shlex.join(args)

@@ -1,0 +1,232 @@
+"""``xensched stress`` (stress/cli.py) and ``xensched bench`` argument handling."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+import pytest
+
+from xensched.spinlock import spin_lock
+from xensched_stress import bench, runner
+from xensched_stress.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from xensched import Host, Vcpu
+
+
+def _json(path: Path) -> dict[str, object]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_run_prints_the_seed_first_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "r.json"
+    argv = [
+        "--duration",
+        "0.3",
+        "--seed",
+        "77",
+        "--no-progress",
+        "--json",
+        str(out_file),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "seed=77"
+    assert "result: no violation (exit 0)" in out
+    assert "reproduce: xensched stress --cpus 4" in out
+    assert f"report written to {out_file}" in out
+    data = _json(out_file)
+    assert data["seed"] == 77
+    assert data["violations"] == []
+    assert data["exit_code"] == 0
+    assert data["interrupted"] is False
+    assert not list(tmp_path.glob(".xensched-*"))  # the temp file was renamed
+
+
+def test_without_seed_a_fresh_one_is_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--duration", "0.2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    m = re.fullmatch(r"seed=(\d+)", out.splitlines()[0])
+    assert m is not None
+    assert f"--seed {m.group(1)}" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--protocol", "nope"], "invalid choice: 'nope'"),
+        (["--pool", "bad"], "expected NAME:SCHED[:CPUS]"),
+        (["--pool", "p1:nope"], "unknown scheduler 'nope'"),
+        (["--duration", "1", "--ops", "5"], "not allowed with argument"),
+        (["--boot", "bvt"], "invalid choice: 'bvt'"),
+        (["--delay-injection", "2"], "must be in [0, 1]"),
+        (["--cpus", "x"], "invalid int value"),
+        (["--topology", "2by2"], "SOCKETSxCORES"),
+        (["--cpus", "1"], "cpus=1"),
+        (["--pool", "p1:credit2:9"], "cpu9 does not exist"),
+        (["--duration", "-1"], "duration=-1.0"),
+        (["--json", "/nonexistent/dir/r.json"], "no directory"),
+    ],
+)
+def test_usage_errors_exit_2(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert needle in captured.err
+    assert "seed=" not in captured.out
+
+
+def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for opt in (
+        "--cpus",
+        "--topology",
+        "--boot",
+        "--pool",
+        "--protocol",
+        "--domains",
+        "--vcpus",
+        "--duration",
+        "--ops",
+        "--seed",
+        "--switch-interval",
+        "--delay-injection",
+        "--keep-going",
+        "--json",
+        "--progress",
+        "--no-progress",
+        "--watchdog",
+    ):
+        assert opt in out
+    assert "exit codes: 0 no violation, 1 violations found" in out
+
+
+def test_violations_exit_1_and_land_in_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "r.json"
+    argv = [
+        "--boot=rtds",
+        "--pool=p1:credit2:2,3",
+        "--protocol=legacy",
+        "--domain-moves=0",
+        "--switch-interval=0.001",
+        "--duration=2",
+        "--seed=5",
+        "--no-progress",
+        f"--json={out_file}",
+    ]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "result: violations found (exit 1)" in out
+    data = _json(out_file)
+    violations = data["violations"]
+    assert isinstance(violations, list)
+    assert violations
+    for v in violations:
+        assert {"kind", "cpu", "where"} <= set(v)
+    assert "assert" in {v["kind"] for v in violations}
+
+
+def test_stopped_run_still_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "r.json"
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    try:
+        code = main(
+            [
+                "--duration",
+                "30",
+                "--seed",
+                "3",
+                "--no-progress",
+                "--json",
+                str(out_file),
+            ],
+            stop=stop,
+        )
+    finally:
+        timer.cancel()
+        timer.join()
+    assert code == 0
+    data = _json(out_file)
+    assert data["interrupted"] is True
+    assert data["stop_reason"] == "interrupted"
+    assert "stopped: interrupted" in capsys.readouterr().out
+
+
+def test_deadlock_exits_3_and_writes_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def stuck(h: Host) -> Vcpu:
+        spin_lock(h.cpupool_lock)
+        return h.percpu[0].idle
+
+    monkeypatch.setattr(runner, "schedule", stuck)
+    out_file = tmp_path / "r.json"
+    argv = ["--watchdog", "0.3", "--lock-timeout", "0.8", "--seed", "1"]
+    argv += ["--no-progress", "--json", str(out_file)]
+    assert main(argv) == 3
+    out = capsys.readouterr().out
+    assert "result: deadlock (exit 3)" in out
+    data = _json(out_file)
+    deadlock = data["deadlock"]
+    assert isinstance(deadlock, str)
+    assert "cpupool_lock held by pcpu" in deadlock
+
+
+def test_forced_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--duration", "0.6", "--seed", "2", "--progress"]) == 0
+    err = capsys.readouterr().err
+    assert "schedule() (" in err
+    assert "pCPU switches" in err
+    assert "violations" in err
+
+
+def test_python_m_xensched_stress() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "xensched_stress", "--duration", "0.2", "--seed", "9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "seed=9"
+    assert proc.stderr == ""  # not a terminal: no progress
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--only", "x"], "unknown part"), (["--cpus", "1"], "--cpus >= 2")],
+)
+def test_bench_usage_errors(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_bench_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--help"], prog="xensched bench") == 0
+    out = capsys.readouterr().out
+    assert "usage: xensched bench" in out
+    assert "--quick" in out

@@ -1,0 +1,141 @@
+"""StressConfig, PoolSpec and the reproduce command: no threads, no host."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import replace
+
+import pytest
+
+from xensched import ConfigError
+from xensched_stress.cli import build_parser, config_from_args
+from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("p1:credit2:2,3", PoolSpec("p1", "credit2", (2, 3))),
+        ("p1:rtds", PoolSpec("p1", "rtds", ())),
+        ("p1:credit:", PoolSpec("p1", "credit", ())),
+        ("big:arinc653:4-6,1", PoolSpec("big", "arinc653", (1, 4, 5, 6))),
+        ("p:credit:3,3", PoolSpec("p", "credit", (3,))),
+    ],
+)
+def test_pool_spec_parse(text: str, expected: PoolSpec) -> None:
+    assert PoolSpec.parse(text) == expected
+    assert PoolSpec.parse(expected.spec()) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("bad", "NAME:SCHED"),
+        ("p1", "NAME:SCHED"),
+        (":credit", "NAME:SCHED"),
+        ("p1:nope", "unknown scheduler"),
+        ("p1:credit2:x", "bad pCPU list"),
+        ("p1:credit2:3-1", "bad pCPU list"),
+        ("p1:credit2:1:2", "NAME:SCHED"),
+        ("Pool-0:credit", "boot pool"),
+    ],
+)
+def test_pool_spec_parse_errors(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        PoolSpec.parse(text)
+
+
+def test_default_config_is_valid_and_default_pool() -> None:
+    cfg = StressConfig()
+    cfg.validate()
+    assert cfg.pool_layout() == (PoolSpec("p1", "credit2", (2, 3)),)
+    assert StressConfig(boot="rtds", cpus=5).pool_layout() == (
+        PoolSpec("p1", "credit", (2, 3, 4)),
+    )
+    assert cfg.lock_bound == cfg.watchdog
+    assert replace(cfg, lock_timeout=0.5).lock_bound == 0.5
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"cpus": 1}, "cpus=1"),
+        ({"cpus": 257}, "cpus=257"),
+        ({"topology": "2x4"}, "topology 2x4 has 8"),
+        ({"topology": "2by4"}, "SOCKETSxCORES"),
+        ({"boot": "bvt"}, "boot scheduler"),
+        ({"protocol": "nope"}, "protocol"),
+        ({"pools": (PoolSpec("p1", "credit", (4,)),)}, "cpu4 does not exist"),
+        (
+            {"pools": (PoolSpec("a", "credit", (1,)), PoolSpec("b", "rtds", (1,)))},
+            "two pools",
+        ),
+        (
+            {"pools": (PoolSpec("a", "credit", (1,)), PoolSpec("a", "rtds", (2,)))},
+            "given twice",
+        ),
+        ({"pools": (PoolSpec("a", "credit", (0, 1, 2, 3)),)}, "Pool-0"),
+        ({"pools": (PoolSpec("a", "nope"),)}, "unknown scheduler"),
+        ({"domains": -1}, "domains"),
+        ({"vcpus": 0}, "vcpus"),
+        ({"duration": 0.0}, "duration"),
+        ({"duration": None}, "duration or a number of ops"),
+        ({"ops": 0}, "ops=0"),
+        ({"seed": -1}, "seed"),
+        ({"switch_interval": 0.0}, "switch_interval"),
+        ({"watchdog": -1.0}, "watchdog"),
+        ({"delay_injection": 1.5}, "delay_injection"),
+        ({"traffic": -0.1}, "traffic"),
+        ({"controllers": -1}, "controllers"),
+        ({"lock_timeout": 0.0}, "lock_timeout"),
+    ],
+)
+def test_validate_names_the_problem(fields: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        replace(StressConfig(), **fields).validate()  # type: ignore[arg-type]
+
+
+def test_ops_replaces_duration() -> None:
+    cfg = StressConfig(ops=100)
+    cfg.validate()
+    assert "--ops 100" in reproduce_command(cfg)
+    assert "--duration" not in reproduce_command(cfg)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        StressConfig(),
+        StressConfig(
+            cpus=8,
+            topology="2x4",
+            boot="rtds",
+            pools=(PoolSpec("p1", "credit2", (4, 5)), PoolSpec("p2", "arinc653")),
+            protocol="legacy",
+            domains=3,
+            vcpus=1,
+            duration=1.5,
+            seed=123456,
+            switch_interval=0.001,
+            delay_injection=0.02,
+            keep_going=True,
+            watchdog=2.5,
+            controllers=2,
+            traffic=0.3,
+            domain_moves=0.5,
+            max_delay=5e-5,
+            gil_switch_interval=1e-6,
+            lock_timeout=3.0,
+        ),
+        StressConfig(ops=1000, duration=None, seed=7),
+    ],
+)
+def test_reproduce_command_round_trips(cfg: StressConfig) -> None:
+    cmd = reproduce_command(cfg)
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["xensched", "stress"]
+    args = build_parser().parse_args(argv[2:])
+    back = config_from_args(args, args.seed)
+    if cfg.ops is not None:
+        cfg = replace(cfg, duration=None)
+    assert back == cfg
