@@ -31,20 +31,29 @@ if TYPE_CHECKING:
     from xensched.spinlock import SpinLock
 
 
-def ASSERT(cond: bool, where: str, what: str) -> bool:  # noqa: N802 - Xen's name
-    """Emulated ``ASSERT(cond)``; records a violation when false. Returns ``cond``."""
+def ASSERT(  # noqa: N802 - Xen's name
+    cond: bool, where: str, what: str, cpu: int | None = None
+) -> bool:
+    """Emulated ``ASSERT(cond)``; records a violation when false. Returns ``cond``.
+
+    ``cpu`` is the pCPU the assertion is about (default: the caller's own).
+    """
     if not cond:
-        current().bus.violation(ViolationKind.ASSERT, where, f"ASSERT({what}) failed")
+        current().bus.violation(
+            ViolationKind.ASSERT, where, f"ASSERT({what}) failed", cpu=cpu
+        )
     return cond
 
 
-def BUG_ON(cond: bool, where: str, what: str) -> bool:  # noqa: N802 - Xen's name
+def BUG_ON(  # noqa: N802 - Xen's name
+    cond: bool, where: str, what: str, cpu: int | None = None
+) -> bool:
     """Emulated ``BUG_ON(cond)``; records a violation when true. Returns ``cond``.
 
     Callers return early when it fires: Xen would have crashed there.
     """
     if cond:
-        current().bus.violation(ViolationKind.ASSERT, where, f"BUG_ON({what})")
+        current().bus.violation(ViolationKind.ASSERT, where, f"BUG_ON({what})", cpu=cpu)
     return cond
 
 

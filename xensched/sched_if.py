@@ -96,6 +96,7 @@ def _assert_still_mapped(h: Host, lock: SpinLock, cpu: int, where: str) -> None:
         lock is h.percpu[cpu].schedule_data.schedule_lock.load(),
         where,
         f"lock == per_cpu(schedule_data, {cpu}).schedule_lock",
+        cpu=cpu,
     )
 
 

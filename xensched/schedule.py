@@ -88,6 +88,7 @@ def schedule(h: Host) -> Vcpu:
                     spin_is_locked(vcpu_lock.load()),
                     "vcpu_runstate_change",
                     "spin_is_locked(per_cpu(schedule_data,v->processor).schedule_lock)",
+                    cpu=cpu,
                 )
         nxt.is_running = True
         sd.curr.store(nxt)
@@ -359,9 +360,13 @@ def schedule_cpu_switch(h: Host, cpu: int, c: Cpupool | None) -> None:
         c is not old_pool and (c is not None or old_pool is not None),
         where,
         "c != old_pool && (c != NULL || old_pool != NULL)",
+        cpu=cpu,
     )
     ASSERT(
-        cpu in h.cpupool_free_cpus, where, "cpumask_test_cpu(cpu, &cpupool_free_cpus)"
+        cpu in h.cpupool_free_cpus,
+        where,
+        "cpumask_test_cpu(cpu, &cpupool_free_cpus)",
+        cpu=cpu,
     )
     ASSERT(
         (c is None and old_pool is not None and cpu not in old_pool.cpu_valid)
@@ -369,6 +374,7 @@ def schedule_cpu_switch(h: Host, cpu: int, c: Cpupool | None) -> None:
         where,
         "(c == NULL && !cpumask_test_cpu(cpu, old_pool->cpu_valid)) || "
         "(c != NULL && !cpumask_test_cpu(cpu, c->cpu_valid))",
+        cpu=cpu,
     )
     if old_ops is not new_ops:
         if h.protocol is SwitchProtocol.LEGACY:

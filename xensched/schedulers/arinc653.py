@@ -59,6 +59,7 @@ class Arinc653(Scheduler):
             pdata is None and isinstance(vdata, A653Vcpu) and vdata.vc.is_idle,
             "a653_switch_sched",
             "!pdata && svc && is_idle_vcpu(svc->vc)",
+            cpu=cpu,
         )
         self.h.percpu[cpu].idle.sched_priv.store(vdata)
         self.h.percpu[cpu].scheduler.store(self)

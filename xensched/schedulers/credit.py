@@ -112,7 +112,12 @@ class Credit(Scheduler):
 
     def _init_pdata(self, spc: CschedPcpu, cpu: int) -> None:
         """The static ``init_pdata()`` helper (7760ff0d35)."""
-        ASSERT(spin_is_locked(self.lock), "init_pdata", "spin_is_locked(&prv->lock)")
+        ASSERT(
+            spin_is_locked(self.lock),
+            "init_pdata",
+            "spin_is_locked(&prv->lock)",
+            cpu=cpu,
+        )
         self.credit += CSCHED_CREDITS_PER_TSLICE
         self.ncpus += 1
         self.cpus.add(cpu)
@@ -121,7 +126,9 @@ class Credit(Scheduler):
         spc.runq.clear()
         spc.ticker_active = True
         curr = self.h.percpu[cpu].schedule_data.curr.load()
-        BUG_ON(not curr.is_idle, "init_pdata", "!is_idle_vcpu(curr_on_cpu(cpu))")
+        BUG_ON(
+            not curr.is_idle, "init_pdata", "!is_idle_vcpu(curr_on_cpu(cpu))", cpu=cpu
+        )
 
     def _deinit(self, spc: CschedPcpu, cpu: int) -> None:
         flags = spin_lock_irqsave(self.lock)
@@ -147,6 +154,7 @@ class Credit(Scheduler):
                 sd.schedule_lock.load() is sd._lock and not spin_is_locked(sd._lock),
                 "csched_init_pdata",
                 "sd->schedule_lock == &sd->_lock && !spin_is_locked(&sd->_lock)",
+                cpu=cpu,
             )
         flags = spin_lock_irqsave(self.lock)
         self._init_pdata(pdata, cpu)
@@ -168,10 +176,14 @@ class Credit(Scheduler):
             isinstance(vdata, CschedVcpu) and vdata.vcpu.is_idle,
             "csched_switch_sched",
             "svc && is_idle_vcpu(svc->vcpu)",
+            cpu=cpu,
         )
         self.h.percpu[cpu].idle.sched_priv.store(vdata)
         ASSERT(
-            not local_irq_is_enabled(), "csched_switch_sched", "!local_irq_is_enabled()"
+            not local_irq_is_enabled(),
+            "csched_switch_sched",
+            "!local_irq_is_enabled()",
+            cpu=cpu,
         )
         # We hold the old scheduler's lock for cpu: it may or may not be the 'right'
         # one, but holding exactly it is what prevents the races.
@@ -208,7 +220,7 @@ class Credit(Scheduler):
 
     def _runq_insert(self, cpu: int, svc: CschedVcpu, where: str) -> None:
         spc = self._pcpu(cpu)
-        if BUG_ON(spc is None, where, f"CSCHED_PCPU({cpu}) == NULL"):
+        if BUG_ON(spc is None, where, f"CSCHED_PCPU({cpu}) == NULL", cpu=cpu):
             return
         assert spc is not None
         with spc.cs.section(where):
@@ -277,7 +289,9 @@ class Credit(Scheduler):
         pc = self.h.percpu[cpu]
         idle = pc.idle
         spc = self._pcpu(cpu)
-        if BUG_ON(spc is None, "csched_schedule", f"CSCHED_PCPU({cpu}) == NULL"):
+        if BUG_ON(
+            spc is None, "csched_schedule", f"CSCHED_PCPU({cpu}) == NULL", cpu=cpu
+        ):
             return idle
         assert spc is not None
         curr = pc.schedule_data.curr.load()

@@ -108,11 +108,17 @@ class Credit2(Scheduler):
     # -- per-pCPU -----------------------------------------------------------------------
     def _init_pdata(self, cpu: int, remap: bool) -> int:
         """The static ``init_pdata()``; with ``remap`` it is the 94734ab7c3^ version."""
-        ASSERT(spin_is_locked(self.lock), "init_pdata", "spin_is_locked(&prv->lock)")
+        ASSERT(
+            spin_is_locked(self.lock),
+            "init_pdata",
+            "spin_is_locked(&prv->lock)",
+            cpu=cpu,
+        )
         ASSERT(
             not self.initialized.test(cpu),
             "init_pdata",
             "!cpumask_test_cpu(cpu, &prv->initialized)",
+            cpu=cpu,
         )
         rqi = self._rqi_of(cpu)
         rqd = self.rqd[rqi]
@@ -150,6 +156,7 @@ class Credit2(Scheduler):
             self.initialized.test(cpu),
             "csched2_free_pdata" if remap_back else "csched2_deinit_pdata",
             "cpumask_test_cpu(cpu, &prv->initialized)",
+            cpu=cpu,
         ):
             spin_unlock_irqrestore(self.lock, flags)
             return
@@ -157,7 +164,9 @@ class Credit2(Scheduler):
         rqd = self.rqd[rqi]
         spin_lock(rqd.lock)  # IRQs are already off
         where = "csched2_free_pdata" if remap_back else "csched2_deinit_pdata"
-        BUG_ON(not rqd.idle.test(cpu), where, "!cpumask_test_cpu(cpu, &rqd->idle)")
+        BUG_ON(
+            not rqd.idle.test(cpu), where, "!cpumask_test_cpu(cpu, &rqd->idle)", cpu=cpu
+        )
         rqd.idle.clear(cpu)
         rqd.active.clear(cpu)
         if not rqd.active.load():
@@ -168,11 +177,13 @@ class Credit2(Scheduler):
                 sd.schedule_lock.load() is rqd.lock,
                 "csched2_free_pdata",
                 "sd->schedule_lock == &rqd->lock",
+                cpu=cpu,
             )
             ASSERT(
                 not spin_is_locked(sd._lock),
                 "csched2_free_pdata",
                 "!spin_is_locked(&sd->_lock)",
+                cpu=cpu,
             )
             sd.schedule_lock.store(sd._lock)
         spin_unlock(rqd.lock)
@@ -193,11 +204,13 @@ class Credit2(Scheduler):
             pdata is None and isinstance(vdata, Csched2Vcpu) and vdata.vcpu.is_idle,
             "csched2_switch_sched",
             "!pdata && svc && is_idle_vcpu(svc->vcpu)",
+            cpu=cpu,
         )
         ASSERT(
             not local_irq_is_enabled(),
             "csched2_switch_sched",
             "!local_irq_is_enabled()",
+            cpu=cpu,
         )
         # We own a runqueue lock already, but it is another scheduler's: taking our
         # private lock after it does not break our ordering rule.
@@ -208,6 +221,7 @@ class Credit2(Scheduler):
             sd.schedule_lock.load() is not self.rqd[rqi].lock,
             "csched2_switch_sched",
             "per_cpu(schedule_data, cpu).schedule_lock != &prv->rqd[rqi].lock",
+            cpu=cpu,
         )
         self.h.percpu[cpu].scheduler.store(self)
         sd.sched_priv.store(None)
@@ -232,6 +246,7 @@ class Credit2(Scheduler):
             spin_is_locked(self.h.percpu[cpu].schedule_data.schedule_lock.load()),
             "runq_insert",
             "spin_is_locked(per_cpu(schedule_data, cpu).schedule_lock)",
+            cpu=cpu,
         )
         rqd = svc.rqd
         if rqd is None:
@@ -331,6 +346,7 @@ class Credit2(Scheduler):
             not self.initialized.test(cpu),
             "csched2_schedule",
             "!cpumask_test_cpu(cpu, &prv->initialized)",
+            cpu=cpu,
         ):
             return idle
         rqd = self._rqd_of(cpu)
@@ -338,6 +354,7 @@ class Credit2(Scheduler):
             not rqd.active.test(cpu),
             "csched2_schedule",
             "!cpumask_test_cpu(cpu, &rqd->active)",
+            cpu=cpu,
         ):
             return idle
         curr = pc.schedule_data.curr.load()
@@ -347,6 +364,7 @@ class Credit2(Scheduler):
             and not (isinstance(scurr, Csched2Vcpu) and scurr.rqd is rqd),
             "csched2_schedule",
             "!is_idle_vcpu(scurr->vcpu) && scurr->rqd != rqd",
+            cpu=cpu,
         ):
             return idle
         with rqd.cs.section("csched2_schedule"):

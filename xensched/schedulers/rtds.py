@@ -85,12 +85,14 @@ class Rtds(Scheduler):
             pdata is None and isinstance(vdata, RtVcpu) and vdata.vcpu.is_idle,
             "rt_switch_sched",
             "!pdata && svc && is_idle_vcpu(svc->vcpu)",
+            cpu=cpu,
         )
         # The lock we hold is another scheduler's runqueue lock, never ours.
         ASSERT(
             sd.schedule_lock.load() is not self.lock,
             "rt_switch_sched",
             "per_cpu(schedule_data, cpu).schedule_lock != &prv->lock",
+            cpu=cpu,
         )
         self.h.percpu[cpu].idle.sched_priv.store(vdata)
         self.h.percpu[cpu].scheduler.store(self)
@@ -114,9 +116,13 @@ class Rtds(Scheduler):
             sd.schedule_lock.load() is self.lock,
             "rt_free_pdata",
             "sd->schedule_lock == &prv->lock",
+            cpu=cpu,
         )
         ASSERT(
-            not spin_is_locked(sd._lock), "rt_free_pdata", "!spin_is_locked(&sd->_lock)"
+            not spin_is_locked(sd._lock),
+            "rt_free_pdata",
+            "!spin_is_locked(&sd->_lock)",
+            cpu=cpu,
         )
         sd.schedule_lock.store(sd._lock)
         self.cpus.discard(cpu)
