@@ -613,18 +613,28 @@ class _Run:
                             st.reached = True
                         if traffic and rng.random() < traffic:
                             self._vcpu_op(h, rng, st)
-                    except DeadlockError as e:
-                        self._deadlock(f"{ctx.name}: {e}")
-                        return
                     except Exception as e:
-                        st.crashes += 1
-                        self._crash(ctx, e)
-                        if st.crashes >= _CRASH_CAP:
+                        if self._step_failed(ctx, st, e):
                             return
             except BaseException as e:  # a pCPU thread never dies silently
                 self._crash(ctx, e)
             finally:
                 st.exited = True
+
+    def _step_failed(
+        self, ctx: ExecContext, st: _CpuState | _CtlState, exc: Exception
+    ) -> bool:
+        """One step of a thread's loop raised; returns True if the thread must stop.
+
+        A deadlock ends the run. Anything else is a ``crash`` violation, and the
+        thread goes on until it has crashed ``_CRASH_CAP`` times.
+        """
+        if isinstance(exc, DeadlockError):
+            self._deadlock(f"{ctx.name}: {exc}")
+            return True
+        st.crashes += 1
+        self._crash(ctx, exc)
+        return st.crashes >= _CRASH_CAP
 
     def _vcpu_op(self, h: Host, rng: random.Random, st: _CpuState) -> None:
         v = rng.choice(self.vcpus)
@@ -663,13 +673,8 @@ class _Run:
                             self._move_domain(h, rng, st)
                         else:
                             self._move_cpu(h, rng, st)
-                    except DeadlockError as e:
-                        self._deadlock(f"{ctx.name}: {e}")
-                        return
                     except Exception as e:
-                        st.crashes += 1
-                        self._crash(ctx, e)
-                        if st.crashes >= _CRASH_CAP:
+                        if self._step_failed(ctx, st, e):
                             return
             except BaseException as e:  # never silently
                 self._crash(ctx, e)
