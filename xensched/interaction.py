@@ -64,6 +64,21 @@ class Driver(Protocol):
         """Called by ``ctx``'s own thread *before* the access it describes."""
 
 
+class MemoryModel(Protocol):
+    """How loads and stores of shared cells are seen: the seam for store buffers.
+
+    ``None`` on the bus (the default) is sequential consistency: a load returns the
+    last value stored.
+    """
+
+    def load(self, cell: Cell[T]) -> T:
+        """What the calling CPU reads from ``cell``."""
+        ...
+
+    def store(self, cell: Cell[T], value: T) -> None:
+        """The calling CPU stores ``value`` to ``cell``."""
+
+
 class Instrument:
     """No-op hooks; subclass and override what you need (trio-style).
 
@@ -122,6 +137,7 @@ class Bus:
 
     def __init__(self, *, lock_timeout: float = 10.0, strict: bool = False) -> None:
         self.driver: Driver | None = None
+        self.memory: MemoryModel | None = None
         self.lock_timeout = lock_timeout
         self.strict = strict
         self._instruments: list[Instrument] = []
@@ -226,13 +242,19 @@ class Bus:
                 self.remove_instrument(inst)
 
     def load(self, cell: Cell[T]) -> T:
-        # Depth 4: skip _point, load and Cell.load, all plumbing, in one step.
-        self._point(_LOAD, cell.label, None, 4)
-        return cell.value
+        """``cell``'s value as this CPU sees it (``Cell.load`` inlines this)."""
+        self._point(_LOAD, cell.label, None, 3)
+        mem = self.memory
+        return cell.value if mem is None else mem.load(cell)
 
     def store(self, cell: Cell[T], value: T) -> None:
-        self._point(_STORE, cell.label, None, 4)
-        cell.value = value
+        """Store ``value`` to ``cell`` (``Cell.store`` inlines this)."""
+        self._point(_STORE, cell.label, None, 3)
+        mem = self.memory
+        if mem is None:
+            cell.value = value
+        else:
+            mem.store(cell, value)
 
     # -- violations ---------------------------------------------------------------
 

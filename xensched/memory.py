@@ -6,10 +6,12 @@ Mirrors: plain loads/stores of shared per-CPU fields in Xen C code, and ``smp_mb
 Every field that more than one pCPU reads (the ``schedule_lock`` pointer, the per-CPU
 ``scheduler`` and ``cpupool``, ``sched_priv``, ``curr``, ``v->processor``, Credit2's
 ``runq_map``...) is a :class:`Cell`. Model code reads it with ``cell.load()`` and writes
-it with ``cell.store(v)``; both go through the host's :class:`~xensched.interaction.Bus`
-so a driver can interleave other pCPUs between any two accesses and, later, a memory
-model can buffer stores until a barrier. Today's model is sequentially consistent:
-barriers are interaction points and nothing more.
+it with ``cell.store(v)``; both are interaction points of the host's
+:class:`~xensched.interaction.Bus`, so a driver can interleave other pCPUs between any
+two accesses, and both go through ``bus.memory`` when a
+:class:`~xensched.interaction.MemoryModel` is installed there (store buffers, later).
+With none, the model is sequentially consistent and barriers are interaction points
+and nothing more.
 
 ``Cell.peek()`` reads without an interaction point; only checks and reports use it.
 """
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_LOAD = PointKind.LOAD
+_STORE = PointKind.STORE
+
 
 class Cell(Generic[T]):
     """One shared memory location of the emulated host."""
@@ -38,11 +43,21 @@ class Cell(Generic[T]):
         self.label = label
         self.value = value
 
+    # Bus.load/Bus.store, inlined: these run at most interaction points.
     def load(self) -> T:
-        return self._bus.load(self)
+        bus = self._bus
+        bus._point(_LOAD, self.label, None, 3)
+        mem = bus.memory
+        return self.value if mem is None else mem.load(self)
 
     def store(self, value: T) -> None:
-        self._bus.store(self, value)
+        bus = self._bus
+        bus._point(_STORE, self.label, None, 3)
+        mem = bus.memory
+        if mem is None:
+            self.value = value
+        else:
+            mem.store(self, value)
 
     def peek(self) -> T:
         """Read for a check or a report: no interaction point, no event."""
