@@ -1,0 +1,29 @@
+"""The wheel holds every package: a regular (non-editable) install must work."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _listed() -> set[str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return set(data["tool"]["setuptools"]["packages"])
+
+
+def _on_disk(top: Path, name: str) -> set[str]:
+    return {
+        ".".join((name, *init.parent.relative_to(top).parts))
+        for init in top.rglob("__init__.py")
+    }
+
+
+def test_every_xensched_package_is_listed() -> None:
+    assert _on_disk(ROOT / "xensched", "xensched") <= _listed()
+
+
+def test_every_stress_package_is_listed() -> None:
+    top = ROOT / "stress" / "xensched_stress"
+    assert _on_disk(top, "xensched_stress") <= _listed()
