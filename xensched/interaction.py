@@ -6,8 +6,9 @@ load or store of a shared field, a barrier, an explicit preemption point) calls
 :meth:`Bus.point`. The bus records the point in the calling context's recent events and
 hands it to the active :class:`Driver` (free-running delay injection, the controlled
 one-thread-at-a-time scheduler, ...) and to the :class:`Instrument` objects. Loads and
-stores go through :meth:`Bus.load`/:meth:`Bus.store`, so that a memory model (store
-buffers) can later replace the plain access without touching the Xen model.
+stores of shared cells (:class:`~xensched.memory.Cell`) go through ``Bus.memory``
+when a :class:`MemoryModel` is installed, so that store buffers can later replace the
+plain access without touching the Xen model.
 
 The bus also collects :class:`~xensched.checks.Violation` records: a failed check is
 data, never a crash of the harness.
@@ -49,8 +50,6 @@ class PointKind(enum.Enum):
 
 # Module constants: a global is cheaper to reach than an enum member or a module
 # attribute (hot path).
-_LOAD = PointKind.LOAD
-_STORE = PointKind.STORE
 _now = time.perf_counter_ns
 _getframe = sys._getframe
 
@@ -240,21 +239,6 @@ class Bus:
             except Exception as exc:  # an instrument never breaks the emulation
                 self.instrument_errors.append(exc)
                 self.remove_instrument(inst)
-
-    def load(self, cell: Cell[T]) -> T:
-        """``cell``'s value as this CPU sees it (``Cell.load`` inlines this)."""
-        self._point(_LOAD, cell.label, None, 3)
-        mem = self.memory
-        return cell.value if mem is None else mem.load(cell)
-
-    def store(self, cell: Cell[T], value: T) -> None:
-        """Store ``value`` to ``cell`` (``Cell.store`` inlines this)."""
-        self._point(_STORE, cell.label, None, 3)
-        mem = self.memory
-        if mem is None:
-            cell.value = value
-        else:
-            mem.store(cell, value)
 
     # -- violations ---------------------------------------------------------------
 
