@@ -5,8 +5,18 @@ what scheduling touches: ``v->processor``, ``v->sched_priv``, ``v->is_running``,
 pause state that makes ``vcpu_runnable()`` false, ``_VPF_migrating``, and the domain's
 ``cpupool`` and ``sched_priv`` (the scheduler's per-domain data).
 
+Which fields are shared cells: ``processor`` and ``sched_priv`` (read by other pCPUs to
+find a vCPU's lock and scheduler data) are :class:`~xensched.memory.Cell`, so every
+access is an interaction point. The pause state (``awake``, ``migrating``, the domain's
+``paused``) and ``is_running`` are single-word flags, as Xen's ``pause_flags`` bits
+and ``is_running`` are: written under the vCPU's schedule lock or by the pCPU running
+it, read racily by others exactly as Xen does. They are plain attributes to keep
+``schedule()`` cheap; ``context_saved()`` makes its clear of ``is_running`` an
+interaction point, the one store another pCPU waits for.
+
 Left out: runstate accounting, affinity masks (every vCPU may run on every pCPU of its
-pool), event channels, memory.
+pool; ``affinity`` only names the target of a requested migration), event channels,
+memory.
 """
 
 from __future__ import annotations
