@@ -14,7 +14,8 @@ the one that moves):
 2. for every ``k`` in ``0..N`` a run under the controlled driver lets the toolstack
    thread reach its ``k``-th point, then runs the observer pCPUs (``schedule()`` on
    ``x``; a wake-up and ``schedule()`` on its runqueue peer, cpu 2) round-robin, point by
-   point, until they finish or spin on a lock the mover holds; the mover then goes on.
+   point (one inside a runqueue critical section waits while another can run), until
+   they finish or spin on a lock the mover holds; the mover then goes on.
    ``k = N`` observes the host right after the move.
 
 Every run is deterministic (one thread at a time, fixed strategy), so the verdicts are
@@ -98,11 +99,24 @@ class Result:
 
 
 class ObserveAt:
-    """Strategy: the mover alone up to its ``k``-th point, then observers first."""
+    """Strategy: the mover alone up to its ``k``-th point, then observers first.
 
-    def __init__(self, mover: ExecContext, k: int) -> None:
+    Among the observers, one that is inside a runqueue critical section waits while
+    another can run: that other one then runs until it enters a section too (a second
+    pCPU in the same runqueue is a ``mutual-exclusion`` violation, unless the lock
+    stops it, as it must), blocks, or finishes. So an overlap that the locks allow is
+    always found, whatever the phase of the observers' paths.
+    """
+
+    def __init__(
+        self,
+        mover: ExecContext,
+        k: int,
+        inside: Callable[[ExecContext], bool] = lambda ctx: False,
+    ) -> None:
         self.mover = mover
         self.k = k
+        self.inside = inside
 
     def pick(
         self,
@@ -113,9 +127,26 @@ class ObserveAt:
         if self.mover in ready and driver.points_of(self.mover) < self.k:
             return self.mover
         observers = [c for c in ready if c is not self.mover]
+        outside = [c for c in observers if not self.inside(c)]
+        if outside:
+            return _next_after(outside, last, driver)
         if observers:
             return _next_after(observers, last, driver)
         return self.mover
+
+
+def _in_a_runqueue(h: Host) -> Callable[[ExecContext], bool]:
+    """Is a context inside one of the host's runqueue critical sections now?"""
+
+    def inside(ctx: ExecContext) -> bool:
+        scheds = {id(h.ops): h.ops} | {id(c.sched): c.sched for c in h.cpupool_list}
+        return any(
+            ctx.name in cs.occupants()
+            for sched in scheds.values()
+            for cs in sched.runqueues()
+        )
+
+    return inside
 
 
 def build_host(
@@ -142,7 +173,10 @@ def _run_once(
 ) -> tuple[Host, ControlledDriver]:
     h = build_host(boot, pool, direction, protocol)
     mover = h.toolstack_context("xl-mover")
-    drv = ControlledDriver(h.bus, ObserveAt(mover, k if k is not None else 1 << 62))
+    drv = ControlledDriver(
+        h.bus,
+        ObserveAt(mover, k if k is not None else 1 << 62, _in_a_runqueue(h)),
+    )
 
     def move() -> None:
         for attempt in range(MOVE_ATTEMPTS):

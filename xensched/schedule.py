@@ -71,7 +71,10 @@ def schedule(h: Host) -> Vcpu:
     cpu = smp_processor_id()
     pc = h.percpu[cpu]
     sd = pc.schedule_data
-    pc.softirq.store(False)
+    # SCHEDULE_SOFTIRQ is being handled: clear its pending bit. A raise that lands
+    # after this peek leaves it set, and the next schedule() clears it, as in Xen.
+    if pc.softirq.peek():
+        pc.softirq.store(False)
     lock = pcpu_schedule_lock_irq(h, cpu)
     # The scheduler is read under the lock: the (lock, scheduler) pair of a pCPU
     # must change atomically with respect to that lock.
