@@ -12,6 +12,7 @@ one of this host's contexts runs bound to a toolstack context of that thread's o
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 from dataclasses import dataclass
@@ -211,7 +212,7 @@ class Host:
     def _caller(self) -> AbstractContextManager[ExecContext]:
         ctx = current_or_none()
         if ctx is not None and ctx.bus is self.bus:
-            return _Same(ctx)
+            return contextlib.nullcontext(ctx)
         ident = threading.get_ident()
         with self._callers_lock:
             ctx = self._callers.get(ident)
@@ -401,18 +402,3 @@ class Host:
     def iter_vcpus(self) -> Iterator[Vcpu]:
         for d in list(self.domains.values()):
             yield from d.vcpus
-
-
-class _Same:
-    """A no-op context manager for a thread already bound to this host."""
-
-    __slots__ = ("_ctx",)
-
-    def __init__(self, ctx: ExecContext) -> None:
-        self._ctx = ctx
-
-    def __enter__(self) -> ExecContext:
-        return self._ctx
-
-    def __exit__(self, *exc: object) -> None:
-        return None

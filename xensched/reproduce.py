@@ -30,8 +30,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from xensched.drivers.controlled import ControlledDriver, _next_after
-from xensched.errors import XenError
+from xensched.drivers.controlled import ControlledDriver, next_after
+from xensched.errors import DeadlockError, XenError
 from xensched.host import Host
 from xensched.protocol import SwitchProtocol
 from xensched.schedule import schedule, vcpu_block, vcpu_unblock
@@ -129,9 +129,9 @@ class ObserveAt:
         observers = [c for c in ready if c is not self.mover]
         outside = [c for c in observers if not self.inside(c)]
         if outside:
-            return _next_after(outside, last, driver)
+            return next_after(outside, last, driver)
         if observers:
-            return _next_after(observers, last, driver)
+            return next_after(observers, last, driver)
         return self.mover
 
 
@@ -170,7 +170,7 @@ def build_host(
 
 def _run_once(
     boot: str, pool: str, direction: Direction, protocol: SwitchProtocol, k: int | None
-) -> tuple[Host, ControlledDriver]:
+) -> tuple[Host, ControlledDriver, ExecContext]:
     h = build_host(boot, pool, direction, protocol)
     mover = h.toolstack_context("xl-mover")
     drv = ControlledDriver(
@@ -221,23 +221,24 @@ def _run_once(
         drv.spawn(h.cpu_contexts[PEER_CPU], on_peer)
     errors = drv.run()
     for ctx, exc in errors:
-        if not isinstance(exc, Exception) or type(exc).__name__ == "DeadlockError":
+        # A deadlock is already a violation (the driver records it).
+        if not isinstance(exc, Exception) or isinstance(exc, DeadlockError):
             continue
         h.bus.violation(
             ViolationKind.CRASH, ctx.name, f"{type(exc).__name__}: {exc}", cpu=ctx.cpu
         )
-    return h, drv
+    return h, drv, mover
 
 
 def reproduce_transition(t: Transition) -> Result:
     """Observe one transition at every interaction point of the move."""
-    h, drv = _run_once(t.boot, t.pool, t.direction, t.protocol, None)
-    n = drv.points_of(next(p for p in drv._order).ctx)
+    h, drv, mover = _run_once(t.boot, t.pool, t.direction, t.protocol, None)
+    n = drv.points_of(mover)
     seen: dict[str, Violation] = {}
     for v in h.violations:
         seen.setdefault(v.kind.value, v)
     for k in range(n + 1):
-        hk, _ = _run_once(t.boot, t.pool, t.direction, t.protocol, k)
+        hk, _, _ = _run_once(t.boot, t.pool, t.direction, t.protocol, k)
         for v in hk.violations:
             seen.setdefault(v.kind.value, v)
     order = [kind.value for kind in ViolationKind]

@@ -15,6 +15,7 @@ from xensched.drivers.controlled import (
     ControlledDriver as ControlledDriver,
     RoundRobin as RoundRobin,
     Strategy as Strategy,
+    next_after as next_after,
 )
 from xensched.drivers.free import (
     DelayInjector as DelayInjector,
@@ -27,4 +28,5 @@ __all__ = [
     "RoundRobin",
     "Strategy",
     "free_running",
+    "next_after",
 ]

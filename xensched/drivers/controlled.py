@@ -276,12 +276,13 @@ class RoundRobin:
         last: ExecContext | None,
         driver: ControlledDriver,
     ) -> ExecContext:
-        return _next_after(ready, last, driver)
+        return next_after(ready, last, driver)
 
 
-def _next_after(
+def next_after(
     ready: Sequence[ExecContext], last: ExecContext | None, driver: ControlledDriver
 ) -> ExecContext:
+    """The first of ``ready`` after ``last`` in spawn order (round-robin's step)."""
     order = [p.ctx for p in driver._order]
     if last is None or last not in order:
         return ready[0]

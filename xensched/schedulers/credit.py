@@ -224,14 +224,7 @@ class Credit(Scheduler):
             return
         assert spc is not None
         with spc.cs.section(where):
-            # Sorted by priority, FIFO among equals (__runq_insert).
-            pos = len(spc.runq)
-            for i, other in enumerate(spc.runq):
-                if svc.pri > other.pri:
-                    pos = i
-                    break
-            spc.runq.insert(pos, svc)
-            svc.on_runq = True
+            self._runq_insert_locked(spc, svc)
 
     def _runq_remove(self, cpu: int, svc: CschedVcpu, where: str) -> None:
         spc = self._pcpu(cpu)
@@ -320,6 +313,7 @@ class Credit(Scheduler):
 
     @staticmethod
     def _runq_insert_locked(spc: CschedPcpu, svc: CschedVcpu) -> None:
+        """``__runq_insert``: sorted by priority, FIFO among equals."""
         pos = len(spc.runq)
         for i, other in enumerate(spc.runq):
             if svc.pri > other.pri:
