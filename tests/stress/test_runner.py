@@ -206,7 +206,7 @@ def test_watchdog_declares_a_deadlock_and_names_the_owner(
     assert "cpupool_lock held by pcpu" in r.deadlock
     assert "--- thread pcpu0 ---" in r.deadlock  # every thread's stack
     assert "--- thread xl0 ---" in r.deadlock
-    assert r.elapsed < 1.0
+    assert r.elapsed < 3.0  # the watchdog ended it, long before the 5 s duration
     assert ViolationKind.DEADLOCK in {v.kind for v in r.violations}
     data = r.to_json()
     assert data["deadlock"] == r.deadlock
@@ -230,7 +230,7 @@ def test_lock_wait_timeout_in_a_pcpu_thread_is_a_deadlock(
     assert r.deadlock is not None
     assert r.deadlock.startswith("pcpu1: pcpu1 spun on 'cpupool_lock'")
     assert "held by pcpu1" in r.deadlock
-    assert r.elapsed < 1.5
+    assert r.elapsed < 3.0  # the lock bound ended it, long before the 5 s duration
 
 
 def test_a_crash_is_a_violation_with_its_traceback(
