@@ -11,8 +11,9 @@ c. throughput: ``schedule()`` calls per second with every check on, as a ratio a
    ``pcpu_schedule_unlock_irq``) on a host of the same shape, in the same process;
 d. scale: 2, 8, 32 and 128 pCPUs, ops/s and RSS per pCPU (each size in a fresh
    interpreter, so that RSS figures do not inherit the previous run's heap), for the
-   default workload and for one without Credit1, whose idle pCPUs trylock every peer
-   of their pool at each ``schedule()`` (``csched_load_balance``), O(N) per call.
+   default workload and for one without Credit1, whose idle pCPUs trylock every busy
+   peer of their pool at each ``schedule()`` (``csched_load_balance`` walks
+   ``online & ~prv->idlers``), O(busy pCPUs) per call.
 
 Figures are printed, never asserted: they depend on the machine and the interpreter.
 """
@@ -354,8 +355,8 @@ def _scale_one(
         os.unlink(path)
 
 
-#: (d) measures the default workload, whose Credit1 pCPUs scan every peer when idle
-#: (csched_load_balance, O(N) per schedule()), and one without Credit1.
+#: (d) measures the default workload, whose idle Credit1 pCPUs scan every busy peer
+#: (csched_load_balance, O(busy pCPUs) per schedule()), and one without Credit1.
 SCALE_WORKLOADS: tuple[tuple[str, str, str], ...] = (
     ("default (Pool-0 credit, p1 credit2)", "credit", "credit2"),
     ("no Credit1 (Pool-0 credit2, p1 rtds)", "credit2", "rtds"),

@@ -207,6 +207,29 @@ def test_credit_load_balance_steals_from_a_peer() -> None:
     assert h.violations == []
 
 
+def test_credit_load_balance_peeks_only_at_non_idle_peers() -> None:
+    """It walks ``online & ~prv->idlers``: a peer idling at its last schedule() is not
+    trylocked, even with work queued (in Xen a tickle would wake that peer)."""
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    d = h.create_domain("d1", vcpus=2)
+    v0, v1 = d.vcpus
+    ops = h.ops
+    assert isinstance(ops, Credit)
+    assert ops.idlers.peek() == {0, 1}  # init_pdata: "start off idling"
+    h.migrate(v1, 0)  # both queued on cpu0, which has not scheduled yet
+    peer_lock = h.lock_of(0)
+    before = peer_lock.stats().acquisitions
+    assert h.schedule(1).is_idle
+    assert peer_lock.stats().acquisitions == before
+    assert v1.processor.peek() == 0
+    assert h.schedule(0) is v0
+    assert ops.idlers.peek() == {1}
+    # cpu0 is busy now: cpu1 peeks at it and steals the queued v1.
+    assert h.schedule(1) is v1
+    assert ops.idlers.peek() == frozenset()
+    assert h.violations == []
+
+
 def test_credit_load_balance_skips_a_busy_peer() -> None:
     """The peer's lock is taken with trylock: a held lock means no stealing."""
     from xensched.smp import bind

@@ -10,13 +10,14 @@ Mirrors: xen/common/sched_credit.c at RELEASE-4.7.0 (fixed protocol) and at
 Lock scheme: each pCPU's ``schedule_lock`` is its default ``_lock`` (one runqueue per
 pCPU, never remapped). The private lock ``prv->lock`` comes first: it is never taken
 while a runqueue lock is held, except in ``switch_sched``, where the held lock belongs
-to another scheduler. Load balancing steals from peers with ``pcpu_schedule_trylock``
-and never spins on a peer.
+to another scheduler. Load balancing steals from the pool's busy peers (those not in
+``prv->idlers``) with ``pcpu_schedule_trylock`` and never spins on a peer.
 
 Simplified (documented, not Xen): priorities are UNDER/OVER/IDLE only (no BOOST);
 ``schedule()`` burns a fixed ``CSCHED_CREDITS_PER_TICK`` from the running vCPU; the
 periodic ``csched_acct`` is replaced by a local refill of the vCPUs on a runqueue when
-everything it could run is OVER; the master ticker is a flag; no affinity steps.
+everything it could run is OVER; the master ticker is a flag; no affinity steps; no
+``__runq_tickle`` (every pCPU thread calls ``schedule()`` in its own loop).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, BUG_ON, CriticalSection, check_held
-from xensched.memory import smp_mb
+from xensched.memory import CpuMask, smp_mb
 from xensched.protocol import SwitchProtocol
 from xensched.sched_if import (
     pcpu_schedule_trylock,
@@ -102,6 +103,9 @@ class Credit(Scheduler):
         self.cpus: set[int] = set()
         self.credit = 0
         self.master: int | None = None
+        # prv->idlers: read without any lock by load balancing on other pCPUs, hence a
+        # shared mask whose reads and writes are interaction points.
+        self.idlers = CpuMask(h.bus, f"credit@{instance}.prv->idlers")
         self._pcpus: dict[int, CschedPcpu] = {}
 
     # -- helpers ----------------------------------------------------------------------
@@ -129,6 +133,8 @@ class Credit(Scheduler):
         BUG_ON(
             not curr.is_idle, "init_pdata", "!is_idle_vcpu(curr_on_cpu(cpu))", cpu=cpu
         )
+        # Start off idling.
+        self.idlers.set(cpu)
 
     def _deinit(self, spc: CschedPcpu, cpu: int) -> None:
         flags = spin_lock_irqsave(self.lock)
@@ -137,6 +143,7 @@ class Credit(Scheduler):
         self.cpus.discard(cpu)
         if self.master == cpu:
             self.master = min(self.cpus) if self.cpus else None
+        self.idlers.clear(cpu)
         spc.ticker_active = False
         spin_unlock_irqrestore(self.lock, flags)
 
@@ -300,8 +307,10 @@ class Credit(Scheduler):
         if snext is None or snext.pri < CSCHED_PRI_TS_UNDER:
             stolen = self._load_balance(cpu, snext)
             if stolen is not None:
+                self._update_idlers(cpu, idle=False)
                 return stolen.vcpu
         if snext is None:
+            self._update_idlers(cpu, idle=True)
             return idle
         with spc.cs.section("csched_schedule"):
             if snext.pri == CSCHED_PRI_TS_OVER:
@@ -309,7 +318,16 @@ class Credit(Scheduler):
             if snext in spc.runq:
                 spc.runq.remove(snext)
             snext.on_runq = False
+        self._update_idlers(cpu, idle=False)
         return snext.vcpu
+
+    def _update_idlers(self, cpu: int, *, idle: bool) -> None:
+        """``csched_schedule``'s idlers update: test first, write only on a change."""
+        if self.idlers.test(cpu) != idle:
+            if idle:
+                self.idlers.set(cpu)
+            else:
+                self.idlers.clear(cpu)
 
     @staticmethod
     def _runq_insert_locked(spc: CschedPcpu, svc: CschedVcpu) -> None:
@@ -332,14 +350,17 @@ class Credit(Scheduler):
         spc.runq.sort(key=lambda s: -s.pri)
 
     def _load_balance(self, cpu: int, snext: CschedVcpu | None) -> CschedVcpu | None:
-        """``csched_load_balance``: trylock each peer, steal a better vCPU."""
+        """``csched_load_balance``: trylock each busy peer, steal a better vCPU.
+
+        Only the pool's non-idle pCPUs are peeked at (``online & ~prv->idlers``, as
+        Xen does): an idle peer has nothing worth stealing, and skipping it keeps a
+        large host from trylocking every pCPU at each ``schedule()``.
+        """
         pool = self.h.percpu[cpu].cpupool.load()
         if pool is None:
             return None
-        peers = sorted(pool.cpu_valid)
-        if cpu in peers:
-            i = peers.index(cpu)
-            peers = peers[i + 1 :] + peers[:i]
+        # In 4.7 the walk starts at cpumask_first(&workers), not at a neighbour.
+        peers = sorted(pool.cpu_valid - self.idlers.load() - {cpu})
         floor = snext.pri if snext is not None else CSCHED_PRI_IDLE
         for peer in peers:
             lock = pcpu_schedule_trylock(self.h, peer)
