@@ -148,7 +148,8 @@ def test_real_stress_runs(project: pytest.Pytester) -> None:
             "reproduce with:",
             f"  pytest '{nodeid}' --xensched-seed=42",
             f"  {reproduce_command(cfg)}",
-            "stress run 1 of 1: exit code 1, 1 violation",
+            # Stopping takes a moment: another pCPU may record one more meanwhile.
+            "stress run 1 of 1: exit code 1, * violation*",
             "  * on cpu* in *(): *",
         ]
     )
