@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -232,3 +233,27 @@ def test_steps_name_every_turn(n: int) -> None:
     assert drv.run() == []
     assert {s[0] for s in drv.steps} == {f"pcpu{c}" for c in range(n)}
     assert sum(drv.points_of(h.cpu_contexts[c]) for c in range(n)) == len(drv.steps)
+
+
+def test_a_turn_held_outside_the_model_times_the_waiter_out() -> None:
+    # pcpu0 blocks on something the driver cannot see while it has the turn: pcpu1's
+    # bounded wait for its turn runs out and names it; pcpu0 then finishes.
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    lock = SpinLock(h.bus, "lock.A")
+    drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=0.2)
+    outside = threading.Event()
+
+    def blocker() -> None:
+        spin_lock(lock)
+        outside.wait(0.6)  # never set: 0.6 s away from every interaction point
+        spin_unlock(lock)
+
+    drv.spawn(h.cpu_contexts[0], blocker)
+    drv.spawn(h.cpu_contexts[1], lambda: schedule(h))
+    [(ctx, exc)] = drv.run()
+    assert ctx is h.cpu_contexts[1]
+    assert isinstance(exc, DeadlockError)
+    assert "pcpu1 waited 0.2s for its turn" in str(exc)
+    assert drv.done(h.cpu_contexts[0])
+    assert lock.owner is None
+    assert [v.kind for v in h.violations] == [ViolationKind.DEADLOCK]
