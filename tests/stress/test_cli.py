@@ -190,7 +190,9 @@ def test_deadlock_exits_3_and_writes_json(
     data = _json(out_file)
     deadlock = data["deadlock"]
     assert isinstance(deadlock, str)
-    assert "cpupool_lock held by pcpu" in deadlock
+    # Its owner is named: a pCPU, or xl0 when the toolstack took it first and then
+    # waited for the stuck pCPUs.
+    assert "cpupool_lock held by " in deadlock
 
 
 def test_forced_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:

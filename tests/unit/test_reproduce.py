@@ -21,8 +21,6 @@ xen-sched-locking.md §3.4), not from what the code happens to print:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from xensched import SwitchProtocol
@@ -48,25 +46,18 @@ EXCLUSION = ViolationKind.MUTUAL_EXCLUSION.value
 
 
 ORDER = transitions()
-BATCH = 4
 _results: dict[Transition, Result] = {}
 
 
 def result(t: Transition) -> Result:
     """One computed result per transition, shared by every test of this module.
 
-    A missing result is computed together with the next few missing ones of
-    :data:`ORDER` (the order the parametrized test runs in), on a small thread pool:
-    each run has its own host and controlled driver, so results are the same as
-    one at a time, and the waits of the one-at-a-time handoffs overlap (they
-    dominate on the free-threaded build).
+    Computed one at a time: running several controlled runs side by side overlaps
+    their handoffs on an idle machine, but on a loaded one, and on the free-threaded
+    build above all, it made this module several times slower.
     """
     if t not in _results:
-        rest = ORDER[ORDER.index(t) :] if t in ORDER else [t]
-        todo = [u for u in rest if u not in _results][:BATCH]
-        with ThreadPoolExecutor(len(todo), thread_name_prefix="reproduce") as ex:
-            for u, r in zip(todo, ex.map(reproduce_transition, todo), strict=True):
-                _results[u] = r
+        _results[t] = reproduce_transition(t)
     return _results[t]
 
 
