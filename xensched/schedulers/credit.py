@@ -294,7 +294,20 @@ class Credit(Scheduler):
         ):
             return idle
         assert spc is not None
-        curr = pc.schedule_data.curr.load()
+        snext = self._pick_next(cpu, spc, idle)
+        # Update the idlers mask if necessary, once, as csched_schedule ends: test
+        # first, write only on a change.
+        is_idle = snext is idle
+        if self.idlers.test(cpu) != is_idle:
+            if is_idle:
+                self.idlers.set(cpu)
+            else:
+                self.idlers.clear(cpu)
+        return snext
+
+    def _pick_next(self, cpu: int, spc: CschedPcpu, idle: Vcpu) -> Vcpu:
+        """``csched_schedule`` up to its choice: local runqueue, else load balance."""
+        curr = self.h.percpu[cpu].schedule_data.curr.load()
         scurr = curr.sched_priv.load()
         with spc.cs.section("csched_schedule"):
             if not curr.is_idle and isinstance(scurr, CschedVcpu):
@@ -307,10 +320,8 @@ class Credit(Scheduler):
         if snext is None or snext.pri < CSCHED_PRI_TS_UNDER:
             stolen = self._load_balance(cpu, snext)
             if stolen is not None:
-                self._update_idlers(cpu, idle=False)
                 return stolen.vcpu
         if snext is None:
-            self._update_idlers(cpu, idle=True)
             return idle
         with spc.cs.section("csched_schedule"):
             if snext.pri == CSCHED_PRI_TS_OVER:
@@ -318,16 +329,7 @@ class Credit(Scheduler):
             if snext in spc.runq:
                 spc.runq.remove(snext)
             snext.on_runq = False
-        self._update_idlers(cpu, idle=False)
         return snext.vcpu
-
-    def _update_idlers(self, cpu: int, *, idle: bool) -> None:
-        """``csched_schedule``'s idlers update: test first, write only on a change."""
-        if self.idlers.test(cpu) != idle:
-            if idle:
-                self.idlers.set(cpu)
-            else:
-                self.idlers.clear(cpu)
 
     @staticmethod
     def _runq_insert_locked(spc: CschedPcpu, svc: CschedVcpu) -> None:
