@@ -21,6 +21,8 @@ xen-sched-locking.md §3.4), not from what the code happens to print:
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from xensched import SwitchProtocol
@@ -46,9 +48,9 @@ EXCLUSION = ViolationKind.MUTUAL_EXCLUSION.value
 
 
 ORDER = transitions()
-_results: dict[Transition, Result] = {}
 
 
+@functools.cache
 def result(t: Transition) -> Result:
     """One computed result per transition, shared by every test of this module.
 
@@ -56,9 +58,7 @@ def result(t: Transition) -> Result:
     their handoffs on an idle machine, but on a loaded one, and on the free-threaded
     build above all, it made this module several times slower.
     """
-    if t not in _results:
-        _results[t] = reproduce_transition(t)
-    return _results[t]
+    return reproduce_transition(t)
 
 
 def old_and_new(t: Transition) -> tuple[str, str]:
