@@ -27,8 +27,6 @@ from xensched.smp import ExecContext, _tls, current_or_none
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
-    from types import FrameType
-
     from xensched.memory import Cell
     from xensched.smp import Event
     from xensched.spinlock import SpinLock
@@ -104,25 +102,6 @@ _PLUMBING = frozenset(
         "xensched.smp",
     }
 )
-
-
-def xen_function(depth: int = 2) -> str:
-    """Name of the innermost Xen model function on the calling thread's stack."""
-    # Hot path: it runs at every interaction point. ``sys._getframe(d)`` creates a
-    # frame object only for the frame it returns, where walking ``f_back`` creates
-    # one for every plumbing frame on the way (an allocation each, at every point);
-    # the Xen function's own frame outlives many points, so its frame object is
-    # usually there already.
-    getframe = sys._getframe
-    d = depth
-    try:
-        while True:
-            f: FrameType = getframe(d)
-            if f.f_globals.get("__name__") not in _PLUMBING:
-                return f.f_code.co_name
-            d += 1
-    except ValueError:  # ran off the bottom of the stack
-        return "?"
 
 
 class Bus:
@@ -205,9 +184,10 @@ class Bus:
         if ctx is None or ctx.bus is not self:
             # Setup code outside any emulated CPU (tests poking at state): no event.
             return
-        ctx.seq += 1
-        # xen_function(depth), inlined (one call less at every point); depth counts
-        # from our caller's frame here, so one less than xen_function's.
+        # The innermost Xen model function on the stack names the event. Hot path:
+        # ``sys._getframe(d)`` creates a frame object only for the frame it returns,
+        # where walking ``f_back`` creates one for every plumbing frame on the way.
+        # ``depth`` counts from our caller's frame, hence one less here.
         getframe = _getframe
         d = depth - 1
         try:
@@ -280,14 +260,7 @@ class Bus:
         with self._meta:
             ctxs = list(self.contexts)
         for c in ctxs:
-            # Copying a deque another thread appends to can raise RuntimeError
-            # ("mutated during iteration"); retry a few times, then go without.
-            for _ in range(5):
-                try:
-                    merged.extend(tuple(c.events))
-                    break
-                except RuntimeError:
-                    continue
+            merged.extend(c.recent_events())
         merged.sort()
         return tuple(merged[-limit:])
 

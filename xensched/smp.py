@@ -36,7 +36,7 @@ _tls = threading.local()
 class ExecContext:
     """One emulated CPU (or toolstack caller) that a thread can be bound to."""
 
-    __slots__ = ("bus", "cpu", "events", "irq_enabled", "name", "seq")
+    __slots__ = ("bus", "cpu", "events", "irq_enabled", "name")
 
     def __init__(self, bus: Bus, name: str, cpu: int | None) -> None:
         self.bus = bus
@@ -47,11 +47,20 @@ class ExecContext:
         # Recent interaction points of this context, written only by its own thread;
         # read (copied) when a violation is reported.
         self.events: collections.deque[Event] = collections.deque(maxlen=_EVENTS_KEPT)
-        # Interaction points passed so far; drivers use it to name a step.
-        self.seq = 0
 
     def __repr__(self) -> str:
         return f"<ExecContext {self.name}>"
+
+    def recent_events(self) -> tuple[Event, ...]:
+        """A copy of :attr:`events`, safe while the owning thread appends to it."""
+        # Copying a deque another thread appends to can raise RuntimeError ("mutated
+        # during iteration"); retry a few times, then go without.
+        for _ in range(5):
+            try:
+                return tuple(self.events)
+            except RuntimeError:
+                continue
+        return ()
 
 
 def current() -> ExecContext:

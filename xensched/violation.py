@@ -46,7 +46,7 @@ _DESCRIPTIONS = {
 class Violation:
     """One failed check: what, on which pCPU, in which Xen function, and what led to it.
 
-    ``events`` holds ``(ns, context, kind, label, xen_function)`` tuples, oldest first.
+    ``events`` holds ``(ns, context, kind, label, Xen function)`` tuples, oldest first.
     """
 
     kind: ViolationKind

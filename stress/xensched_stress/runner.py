@@ -318,12 +318,7 @@ def _last_points(host: Host, n: int) -> tuple[Event, ...]:
     for ctx in list(host.bus.contexts):
         if ctx.name == _SETUP:
             continue  # the harness building the host, long before
-        for _ in range(5):  # the deque may be appended to while we copy it
-            try:
-                merged.extend(tuple(ctx.events)[-n:])
-                break
-            except RuntimeError:
-                continue
+        merged.extend(ctx.recent_events()[-n:])
     merged.sort()
     return tuple(merged)
 
