@@ -110,13 +110,15 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from xensched.reproduce import reproduce, transitions
+    from xensched.reproduce import DIRECTIONS, reproduce, transitions
 
     todo = transitions(
-        boots=args.boot or list(SCHEDULERS),
-        pools=args.pool or list(SCHEDULERS),
-        directions=args.direction or ["add", "remove"],
-        protocols=[SwitchProtocol(x) for x in (args.protocol or ["legacy", "fixed"])],
+        boots=args.boot or tuple(SCHEDULERS),
+        pools=args.pool or tuple(SCHEDULERS),
+        directions=args.direction or DIRECTIONS,
+        protocols=[SwitchProtocol(x) for x in args.protocol]
+        if args.protocol
+        else tuple(SwitchProtocol),
     )
     show = sys.stderr.isatty() if args.progress is None else args.progress
     results: list[Result] = []

@@ -139,7 +139,7 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
         f"{','.join(map(str, upper))}"
     )
     rows = []
-    bad = 0
+    bad = switches = 0
     for i, (boot, pool) in enumerate(pairs):
         cfg = StressConfig(
             cpus=cpus,
@@ -153,6 +153,7 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
         r = run_stress(cfg)
         n = len(r.violations)
         bad += n
+        switches += r.switches
         kinds = ", ".join(f"{k} {c}" for k, c in r.violations_by_kind.items())
         print(
             f"    {boot:>8s} / {pool:<8s}: {n} violations{' (' + kinds + ')' if n else ''}"
@@ -175,7 +176,6 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
                 "seed": cfg.seed,
             }
         )
-    switches = sum(int(str(row["switches"])) for row in rows)
     print(
         f"    => {bad} violations across {len(pairs)} pairings in {total:g}s of "
         f"stress ({switches} pCPU switches in all)"

@@ -264,7 +264,7 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         protocol=args.protocol,
         domains=args.domains,
         vcpus=args.vcpus,
-        duration=None if args.ops is not None else duration,
+        duration=duration,  # None with --ops: the two are mutually exclusive
         ops=args.ops,
         seed=seed,
         switch_interval=args.switch_interval,

@@ -262,9 +262,8 @@ def reproduce_command(cfg: StressConfig) -> str:
             cfg.gil_switch_interval,
             _DEFAULTS.gil_switch_interval,
         ),
+        ("--lock-timeout", cfg.lock_timeout, _DEFAULTS.lock_timeout),
     ]
-    if cfg.lock_timeout is not None:
-        optional.append(("--lock-timeout", cfg.lock_timeout, None))
     for flag, value, default in optional:
         if value != default:
             args += [flag, repr(value)]

@@ -120,16 +120,6 @@ class StressReport:
         return tuple(c / t if t > 0 else 0.0 for c in self.schedule_counts)
 
     @property
-    def retries_per_lock(self) -> dict[str, int]:
-        """Retry-on-change loops taken, per lock that turned out stale (non-zero)."""
-        return {s.name: s.retries for s in self.lock_stats if s.retries}
-
-    @property
-    def contention_per_lock(self) -> dict[str, int]:
-        """Contended acquisitions per lock (non-zero)."""
-        return {s.name: s.contended for s in self.lock_stats if s.contended}
-
-    @property
     def violations_by_kind(self) -> dict[str, int]:
         return dict(Counter(v.kind.value for v in self.violations))
 
