@@ -98,14 +98,6 @@ class Arinc653(Scheduler):
     def insert_vcpu(self, v: Vcpu) -> None:
         v.processor.store(self.pick_cpu(v))
 
-    def pick_cpu(self, v: Vcpu) -> int:
-        pool = v.domain.cpupool.load()
-        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
-        here = v.processor.load()
-        if not cpus or here in cpus:
-            return here
-        return cpus[0]
-
     def do_schedule(self, cpu: int, now: int) -> Vcpu:
         pc = self.h.percpu[cpu]
         curr = pc.schedule_data.curr.load()

@@ -16,13 +16,25 @@ Legacy versus fixed behaviour of a hook (the patch changed ``init_pdata``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from xensched.checks import CriticalSection
     from xensched.domain import Domain, Vcpu
     from xensched.host import Host
     from xensched.spinlock import SpinLock
+
+
+class _OnRunqueue(Protocol):
+    """A scheduler's per-vCPU data, as its runqueue holds it."""
+
+    @property
+    def vcpu(self) -> Vcpu: ...
+
+
+_Svc = TypeVar("_Svc", bound=_OnRunqueue)
 
 
 class Scheduler:
@@ -113,8 +125,33 @@ class Scheduler:
         raise NotImplementedError
 
     def pick_cpu(self, v: Vcpu) -> int:
-        """``pick_cpu``: a pCPU of the vCPU's pool to run it on."""
-        raise NotImplementedError
+        """``pick_cpu``: a pCPU of the vCPU's pool to run it on.
+
+        This default keeps ``v`` where it is when that is one of its pool's pCPUs, and
+        otherwise takes the pool's first; Credit and Credit2 weigh load instead.
+        """
+        pool = v.domain.cpupool.load()
+        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
+        here = v.processor.load()
+        if not cpus or here in cpus:
+            return here
+        return cpus[0]
+
+    def first_runnable(
+        self, queue: Iterable[_Svc], curr: Vcpu, cpu: int
+    ) -> _Svc | None:
+        """The first entry of ``queue`` that ``cpu`` may run now: its vCPU is ``curr``
+        or not running elsewhere, is not being migrated, and belongs to ``cpu``'s pool.
+        """
+        for svc in queue:
+            vc = svc.vcpu
+            if (
+                (vc is curr or not vc.is_running)
+                and not vc.migrating
+                and self.may_run(vc, cpu)
+            ):
+                return svc
+        return None
 
     # -- emulator-only ----------------------------------------------------------------
     def lock_for(self, cpu: int) -> SpinLock | None:

@@ -372,16 +372,7 @@ class Credit2(Scheduler):
                 scurr.credit -= CSCHED2_CREDIT_BURN
                 if curr.runnable() and curr.processor.load() == cpu:
                     self._runq_insert_locked(rqd, scurr)
-            snext = None
-            for svc in rqd.runq:
-                vc = svc.vcpu
-                if (
-                    (vc is curr or not vc.is_running)
-                    and not vc.migrating
-                    and self.may_run(vc, cpu)
-                ):
-                    snext = svc
-                    break
+            snext = self.first_runnable(rqd.runq, curr, cpu)
             if snext is not None and snext.credit <= 0:
                 # reset_credit(): everyone on this runqueue gets a fresh allowance.
                 for svc in rqd.svc:

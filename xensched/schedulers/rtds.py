@@ -193,14 +193,6 @@ class Rtds(Scheduler):
             with self.cs.section("rt_vcpu_sleep"):
                 self._q_remove(svc)
 
-    def pick_cpu(self, v: Vcpu) -> int:
-        pool = v.domain.cpupool.load()
-        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
-        here = v.processor.load()
-        if not cpus or here in cpus:
-            return here
-        return cpus[0]
-
     # -- do_schedule ---------------------------------------------------------------------
     def do_schedule(self, cpu: int, now: int) -> Vcpu:
         pc = self.h.percpu[cpu]
@@ -217,16 +209,7 @@ class Rtds(Scheduler):
                 self._q_remove(svc)
                 self._replenish(svc)
                 self._q_insert(svc)
-            snext = None
-            for svc in self.runq:
-                vc = svc.vcpu
-                if (
-                    (vc is curr or not vc.is_running)
-                    and not vc.migrating
-                    and self.may_run(vc, cpu)
-                ):
-                    snext = svc
-                    break
+            snext = self.first_runnable(self.runq, curr, cpu)
             if snext is None:
                 return pc.idle
             self._q_remove(snext)
