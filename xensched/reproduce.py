@@ -137,9 +137,11 @@ class ObserveAt:
 
 def _in_a_runqueue(h: Host) -> Callable[[ExecContext], bool]:
     """Is a context inside one of the host's runqueue critical sections now?"""
+    # A move creates no pool and destroys none: the scheduler instances are fixed.
+    # Their runqueues are not (Credit1's come and go with its pCPUs): asked each time.
+    scheds = {id(h.ops): h.ops} | {id(c.sched): c.sched for c in h.cpupool_list}
 
     def inside(ctx: ExecContext) -> bool:
-        scheds = {id(h.ops): h.ops} | {id(c.sched): c.sched for c in h.cpupool_list}
         return any(
             ctx.name in cs.occupants()
             for sched in scheds.values()

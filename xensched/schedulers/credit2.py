@@ -151,10 +151,11 @@ class Credit2(Scheduler):
 
     def _deinit(self, cpu: int, remap_back: bool) -> None:
         sd = self.h.percpu[cpu].schedule_data
+        where = "csched2_free_pdata" if remap_back else "csched2_deinit_pdata"
         flags = spin_lock_irqsave(self.lock)
         if not ASSERT(
             self.initialized.test(cpu),
-            "csched2_free_pdata" if remap_back else "csched2_deinit_pdata",
+            where,
             "cpumask_test_cpu(cpu, &prv->initialized)",
             cpu=cpu,
         ):
@@ -163,7 +164,6 @@ class Credit2(Scheduler):
         rqi = self.runq_map[cpu].load()
         rqd = self.rqd[rqi]
         spin_lock(rqd.lock)  # IRQs are already off
-        where = "csched2_free_pdata" if remap_back else "csched2_deinit_pdata"
         BUG_ON(
             not rqd.idle.test(cpu), where, "!cpumask_test_cpu(cpu, &rqd->idle)", cpu=cpu
         )
