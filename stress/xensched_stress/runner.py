@@ -422,9 +422,10 @@ class _Run:
             if self.host is not None:
                 self.host.bus.driver = None
         self._final_audit()
+        final = self._snapshot(0, 0.0)  # what the last progress line and report show
         if progress is not None:
-            progress(self._snapshot(0, 0.0))
-        return self._report(probe.finish())
+            progress(final)
+        return self._report(probe.finish(), final)
 
     # -- setup -------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -858,7 +859,7 @@ class _Run:
         with bind(h.toolstack_context("audit")):
             h.audit()
 
-    def _report(self, process: ProcessFigures) -> StressReport:
+    def _report(self, process: ProcessFigures, final: ProgressSnapshot) -> StressReport:
         h = self.host
         cfg = self.cfg
         violations = tuple(h.violations) if h is not None else ()
@@ -889,7 +890,6 @@ class _Run:
                 f", delay injection P={cfg.delay_injection:g} "
                 f"(<= {cfg.max_delay * 1e6:g}us)"
             )
-        end = self.t_end if self.t_end is not None else time.monotonic()
         return StressReport(
             seed=cfg.seed,
             config=cfg,
@@ -897,11 +897,11 @@ class _Run:
             deadlock=self.deadlock,
             interrupted=self.interrupted,
             stop_reason=reason,
-            elapsed=max(end - self.t0, 0.0),
-            schedule_counts=tuple(s.count for s in self.cpu_states),
+            elapsed=max(final.elapsed, 0.0),
+            schedule_counts=final.per_cpu,
             lock_stats=tuple(h.lock_stats()) if h is not None else (),
-            switches=sum(s.switches for s in self.ctl_states),
-            domain_moves=sum(s.domain_moves for s in self.ctl_states),
+            switches=final.switches,
+            domain_moves=final.domain_moves,
             vcpu_ops=dict(sorted(vcpu_ops.items())),
             xl_retries=dict(sorted(retries.items())),
             xl_refusals=dict(sorted(refusals.items())),
