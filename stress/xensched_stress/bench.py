@@ -186,16 +186,18 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
 # -- (c) throughput -----------------------------------------------------------------------
 
 
-def _shaped_host(cpus: int, domains: int, vcpus: int) -> Host:
-    """A host shaped like the default stress run: Pool-0 + p1 (credit2), domains."""
-    h = Host(cpus, sched="credit")
-    h.cpupool_create("p1", "credit2")
-    for cpu in range(cpus // 2, cpus):
-        h.cpupool_cpu_remove(POOL0, cpu)
-        h.cpupool_cpu_add("p1", cpu)
-    pools = [POOL0, "p1"]
-    for i in range(domains):
-        h.create_domain(f"d{i + 1}", pools[i % 2], vcpus=vcpus)
+def _shaped_host(cfg: StressConfig) -> Host:
+    """A host shaped like the stress run of ``cfg``: its pools, then its domains."""
+    h = Host(cfg.cpus, sched=cfg.boot)
+    layout = cfg.pool_layout()
+    for p in layout:
+        h.cpupool_create(p.name, p.sched)
+        for cpu in p.cpus:
+            h.cpupool_cpu_remove(POOL0, cpu)
+            h.cpupool_cpu_add(p.name, cpu)
+    pools = [POOL0, *(p.name for p in layout)]
+    for i in range(cfg.domains):
+        h.create_domain(f"d{i + 1}", pools[i % len(pools)], vcpus=cfg.vcpus)
     return h
 
 
@@ -268,7 +270,7 @@ def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, o
         for threads in (1, None):
             for name, step in steps.items():
                 rate = _loop_rate(
-                    _shaped_host(cpus, cfg.domains, cfg.vcpus),
+                    _shaped_host(cfg),
                     step,
                     duration / rounds,
                     cfg.gil_switch_interval,
@@ -526,9 +528,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
         if args.figure_duration is not None
         else (1.0 if args.quick else 3.0)
     )
-    print(f"xensched bench: {python_description()}, {os.cpu_count()} CPUs", flush=True)
+    python, ncpus = python_description(), os.cpu_count()
+    print(f"xensched bench: {python}, {ncpus} CPUs", flush=True)
     t0 = time.monotonic()
-    out: dict[str, object] = {"python": python_description(), "cpus": os.cpu_count()}
+    out: dict[str, object] = {"python": python, "cpus": ncpus}
     if "a" in parts:
         out["race"] = [bench_race(seeds, args.seed, p) for p in delays]
     if "b" in parts:

@@ -23,7 +23,7 @@ from .runner import run_stress
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
     from typing import TextIO
 
     from .runner import ProgressSnapshot
@@ -335,20 +335,16 @@ def main(
             return EXIT_USAGE
     print(f"seed={seed}", flush=True)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    progress: Callable[[ProgressSnapshot], None] | None = None
-    bar: _Progress | None = None
-    if show:
-        bar = _Progress(sys.stderr, in_place=sys.stderr.isatty())
-        progress = bar
+    bar = _Progress(sys.stderr, in_place=sys.stderr.isatty()) if show else None
     try:
-        report = run_stress(cfg, progress=progress, stop=stop)
+        try:
+            report = run_stress(cfg, progress=bar, stop=stop)
+        finally:
+            if bar is not None:
+                bar.close()  # ends the progress line before anything else prints
     except ConfigError as e:
-        if bar is not None:
-            bar.close()
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if bar is not None:
-        bar.close()
     if args.json is not None:
         write_json_atomic(args.json, report.to_json())
     print(report.render(), flush=True)
