@@ -43,7 +43,8 @@ class Cell(Generic[T]):
         self.label = label
         self.value = value
 
-    # Bus.load/Bus.store, inlined: these run at most interaction points.
+    # Bus._point() called directly (Bus.point() is one call more): these run at most
+    # interaction points.
     def load(self) -> T:
         bus = self._bus
         bus._point(_LOAD, self.label, None, 3)
@@ -97,20 +98,20 @@ class CpuMask:
         self._meta = threading.Lock()
 
     def test(self, cpu: int) -> bool:
-        self._bus.point(PointKind.LOAD, self.label)
+        self._bus._point(_LOAD, self.label, None, 3)
         return cpu in self._bits
 
     def load(self) -> frozenset[int]:
-        self._bus.point(PointKind.LOAD, self.label)
+        self._bus._point(_LOAD, self.label, None, 3)
         return self._bits
 
     def set(self, cpu: int) -> None:
-        self._bus.point(PointKind.STORE, self.label)
+        self._bus._point(_STORE, self.label, None, 3)
         with self._meta:
             self._bits = self._bits | {cpu}
 
     def clear(self, cpu: int) -> None:
-        self._bus.point(PointKind.STORE, self.label)
+        self._bus._point(_STORE, self.label, None, 3)
         with self._meta:
             self._bits = self._bits - {cpu}
 
