@@ -403,7 +403,8 @@ def bench_scale(duration: float, sizes: Sequence[int]) -> dict[str, object]:
                 f"    {n:>4d} pCPUs: {per_s:>10,.0f} schedule()/s ({per_s / n:>8,.0f} "
                 f"per pCPU), RSS {_mib(rss_i)} = {_kib(per_cpu)} per pCPU"
                 + (
-                    f", +{_kib(marginal)} per extra pCPU"
+                    # Signed: the heap may shrink between runs ("-41", not "+-41").
+                    f", {marginal / 1024:+.0f} KiB per extra pCPU"
                     if marginal is not None
                     else ""
                 )
