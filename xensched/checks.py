@@ -22,11 +22,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from xensched.interaction import PointKind
+from xensched.interaction import Access, PointKind, Shared
 from xensched.smp import current, current_or_none
 from xensched.violation import Violation as Violation, ViolationKind as ViolationKind
 
 if TYPE_CHECKING:
+    from xensched.interaction import Bus
     from xensched.schedulers.base import Scheduler
     from xensched.spinlock import SpinLock
 
@@ -57,20 +58,25 @@ def BUG_ON(  # noqa: N802 - Xen's name
     return cond
 
 
-class CriticalSection:
+class CriticalSection(Shared):
     """Occupancy of one runqueue's critical section, to check mutual exclusion.
 
     Xen has no such object: it relies on the runqueue lock. Scheduler code wraps each
     access to a runqueue in ``with rq.section("csched2_schedule"):``; a second context
-    entering while another is inside is a ``mutual-exclusion`` violation.
+    entering while another is inside is a ``mutual-exclusion`` violation. Entering is
+    an ``enter`` point (before), leaving an ``exit`` note (after), so a trace shows
+    where a critical section ends.
     """
 
-    __slots__ = ("_inside", "_meta", "name")
+    __slots__ = ("_enter", "_exit", "_inside", "_meta", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, bus: Bus, name: str) -> None:
+        super().__init__(bus, name)
         self.name = name
         self._meta = threading.Lock()  # emulator bookkeeping, not a Xen lock
         self._inside: list[str] = []
+        self._enter = Access(PointKind.ENTER, self)
+        self._exit = Access(PointKind.EXIT, self)
 
     def section(self, where: str) -> _Occupancy:
         return _Occupancy(self, where)
@@ -90,26 +96,25 @@ class _Occupancy:
 
     def __enter__(self) -> None:
         ctx = current_or_none()
+        cs = self._cs
         self._name = ctx.name if ctx is not None else "-"
-        with self._cs._meta:
-            others = [n for n in self._cs._inside if n != self._name]
-            self._cs._inside.append(self._name)
-        if ctx is None:
-            return
-        if others:
+        if ctx is not None:
+            ctx.bus._point(cs._enter, 3)
+        with cs._meta:
+            others = [n for n in cs._inside if n != self._name]
+            cs._inside.append(self._name)
+        if ctx is not None and others:
             ctx.bus.violation(
                 ViolationKind.MUTUAL_EXCLUSION,
                 self._where,
-                f"{self._name} entered {self._cs.name} while {', '.join(others)} "
-                "was inside",
+                f"{self._name} entered {cs.name} while {', '.join(others)} was inside",
             )
-        # A preemption point inside every critical section, so that a driver can let
-        # another pCPU try to enter it while this one is inside.
-        ctx.bus.point(PointKind.PREEMPT, self._cs.name)
 
     def __exit__(self, *exc: object) -> None:
-        with self._cs._meta:
-            self._cs._inside.remove(self._name)
+        cs = self._cs
+        with cs._meta:
+            cs._inside.remove(self._name)
+        cs._bus._note(cs._exit)
 
 
 def check_held(held: SpinLock, cpu: int, sched: Scheduler, where: str) -> bool:

@@ -28,6 +28,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from xensched.errors import XenError
+from xensched.memory import CpuMask, RunQueue
 from xensched.schedule import (
     cpu_disable_scheduler,
     sched_move_domain,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from xensched.domain import Domain
     from xensched.host import Host
+    from xensched.interaction import Bus
     from xensched.schedulers.base import Scheduler
 
 
@@ -48,18 +50,17 @@ class Cpupool:
 
     __slots__ = ("cpu_valid", "cpupool_id", "domains", "name", "sched")
 
-    def __init__(self, cpupool_id: int, name: str, sched: Scheduler) -> None:
+    def __init__(self, bus: Bus, cpupool_id: int, name: str, sched: Scheduler) -> None:
         self.cpupool_id = cpupool_id
         self.name = name
         self.sched = sched
-        # Replaced, never mutated in place, so readers without cpupool_lock see a
-        # consistent mask.
-        self.cpu_valid: frozenset[int] = frozenset()
-        self.domains: list[Domain] = []
+        # Written under cpupool_lock; read without it by schedulers and vcpu_migrate.
+        self.cpu_valid = CpuMask(bus, f"cpupool[{name}].cpu_valid")
+        self.domains: RunQueue[Domain] = RunQueue(bus, f"cpupool[{name}].domains")
 
     @property
     def n_dom(self) -> int:
-        return len(self.domains)
+        return len(self.domains.load())
 
     def __repr__(self) -> str:
         return f"<cpupool {self.cpupool_id} {self.name!r} {self.sched.opt_name}>"
@@ -80,19 +81,20 @@ def cpupool_create(
     """
     spin_lock(h.cpupool_lock)
     try:
-        for c in h.cpupool_list:
+        pools = h.cpupools.load()
+        for c in pools:
             if c.cpupool_id == poolid:
                 raise XenError(errno.EEXIST, f"cpupool id {poolid} already exists")
             if c.name == name:
                 raise XenError(errno.EEXIST, f"cpupool {name!r} already exists")
         if poolid is None:
-            poolid = max((c.cpupool_id for c in h.cpupool_list), default=-1) + 1
+            poolid = max((c.cpupool_id for c in pools), default=-1) + 1
         instance = sched()
-        c = Cpupool(poolid, name, instance)
+        c = Cpupool(h.bus, poolid, name, instance)
         if instance is not h.ops:  # Pool-0 uses the boot instance, already set up
             instance.init()
-        h.cpupool_list.append(c)
-        h.cpupool_list.sort(key=lambda p: p.cpupool_id)
+        # The list is kept sorted by id, as Xen's is.
+        h.cpupools.update(lambda ps: tuple(sorted((*ps, c), key=_pool_id)))
         return c
     finally:
         spin_unlock(h.cpupool_lock)
@@ -102,17 +104,15 @@ def cpupool_destroy(h: Host, c: Cpupool) -> None:
     """``cpupool_destroy()``: only an empty pool (no pCPUs, no domains) goes."""
     spin_lock(h.cpupool_lock)
     try:
-        if c.n_dom or c.cpu_valid:
+        n_dom = c.n_dom
+        cpus = c.cpu_valid.load()
+        if n_dom or cpus:
             raise XenError(
                 errno.EBUSY,
                 f"cpupool {c.name!r} still has "
-                + (
-                    f"{c.n_dom} domain(s)"
-                    if c.n_dom
-                    else f"pCPUs {sorted(c.cpu_valid)}"
-                ),
+                + (f"{n_dom} domain(s)" if n_dom else f"pCPUs {sorted(cpus)}"),
             )
-        h.cpupool_list.remove(c)
+        h.cpupools.remove(c)
         if c.sched is not h.ops:
             c.sched.deinit()
     finally:
@@ -124,18 +124,18 @@ def cpupool_assign_cpu(h: Host, c: Cpupool, cpu: int) -> None:
     _check_cpu(h, cpu)
     spin_lock(h.cpupool_lock)
     try:
-        if cpu not in h.cpupool_free_cpus:
-            owner = h.percpu[cpu].cpupool.peek()
+        if not h.cpupool_free_cpus.test(cpu):
+            owner = h.percpu[cpu].cpupool.load()
             raise XenError(
                 errno.EBUSY,
                 f"cpu{cpu} is not free (it is in cpupool "
                 f"{owner.name if owner else '?'!r}); cpupool-cpu-remove it first",
             )
-        if h.cpupool_moving_cpu == cpu:
+        if h.cpupool_moving_cpu.load() == cpu:
             raise XenError(errno.EBUSY, f"cpu{cpu} is being moved")
         schedule_cpu_switch(h, cpu, c)
-        h.cpupool_free_cpus = h.cpupool_free_cpus - {cpu}
-        c.cpu_valid = c.cpu_valid | {cpu}
+        h.cpupool_free_cpus.clear(cpu)
+        c.cpu_valid.set(cpu)
     finally:
         spin_unlock(h.cpupool_lock)
 
@@ -145,18 +145,21 @@ def cpupool_unassign_cpu(h: Host, c: Cpupool, cpu: int) -> None:
     _check_cpu(h, cpu)
     spin_lock(h.cpupool_lock)
     try:
-        if h.cpupool_moving_cpu != -1:
-            raise XenError(errno.EBUSY, f"cpu{h.cpupool_moving_cpu} is being moved")
-        if cpu not in c.cpu_valid:
+        moving = h.cpupool_moving_cpu.load()
+        if moving != -1:
+            raise XenError(errno.EBUSY, f"cpu{moving} is being moved")
+        cpus = c.cpu_valid.load()
+        if cpu not in cpus:
             raise XenError(errno.EINVAL, f"cpu{cpu} is not in cpupool {c.name!r}")
-        if len(c.cpu_valid) == 1 and c.n_dom:
+        n_dom = c.n_dom
+        if len(cpus) == 1 and n_dom:
             raise XenError(
                 errno.EBUSY,
                 f"cpu{cpu} is the last pCPU of cpupool {c.name!r}, which has "
-                f"{c.n_dom} domain(s)",
+                f"{n_dom} domain(s)",
             )
-        h.cpupool_moving_cpu = cpu
-        c.cpu_valid = c.cpu_valid - {cpu}
+        h.cpupool_moving_cpu.store(cpu)
+        c.cpu_valid.clear(cpu)
     finally:
         spin_unlock(h.cpupool_lock)
     # continue_hypercall_on_cpu(): run on this thread (a pCPU other than `cpu`).
@@ -168,12 +171,12 @@ def _unassign_cpu_helper(h: Host, c: Cpupool, cpu: int) -> None:
     try:
         ret = cpu_disable_scheduler(h, cpu, c)
         if ret:
-            c.cpu_valid = c.cpu_valid | {cpu}  # leave the host as it was
+            c.cpu_valid.set(cpu)  # leave the host as it was
             raise XenError(ret, f"a vCPU still runs on cpu{cpu}; try again")
-        h.cpupool_free_cpus = h.cpupool_free_cpus | {cpu}
+        h.cpupool_free_cpus.set(cpu)
         schedule_cpu_switch(h, cpu, None)
     finally:
-        h.cpupool_moving_cpu = -1
+        h.cpupool_moving_cpu.store(-1)
         spin_unlock(h.cpupool_lock)
 
 
@@ -183,10 +186,10 @@ def cpupool_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
         raise XenError(errno.EINVAL, "Domain-0 cannot be moved to another cpupool")
     spin_lock(h.cpupool_lock)
     try:
-        old = d.cpupool.peek()
+        old = d.cpupool.load()
         if old is c:
             return
-        if not c.cpu_valid:
+        if not c.cpu_valid.load():
             raise XenError(errno.EINVAL, f"cpupool {c.name!r} has no pCPUs")
         sched_move_domain(h, d, c)
         if old is not None:
@@ -194,6 +197,10 @@ def cpupool_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
         c.domains.append(d)
     finally:
         spin_unlock(h.cpupool_lock)
+
+
+def _pool_id(c: Cpupool) -> int:
+    return c.cpupool_id
 
 
 def _check_cpu(h: Host, cpu: int) -> None:

@@ -5,14 +5,14 @@ what scheduling touches: ``v->processor``, ``v->sched_priv``, ``v->is_running``,
 pause state that makes ``vcpu_runnable()`` false, ``_VPF_migrating``, and the domain's
 ``cpupool`` and ``sched_priv`` (the scheduler's per-domain data).
 
-Which fields are shared cells: ``processor`` and ``sched_priv`` (read by other pCPUs to
-find a vCPU's lock and scheduler data) are :class:`~xensched.memory.Cell`, so every
-access is an interaction point. The pause state (``awake``, ``migrating``, the domain's
-``paused``) and ``is_running`` are single-word flags, as Xen's ``pause_flags`` bits
-and ``is_running`` are: written under the vCPU's schedule lock or by the pCPU running
-it, read racily by others exactly as Xen does. They are plain attributes to keep
-``schedule()`` cheap; ``context_saved()`` makes its clear of ``is_running`` an
-interaction point, the one store another pCPU waits for.
+Every field another CPU reads or writes is a shared cell
+(:class:`~xensched.memory.Cell`), so each access is an interaction point: ``processor``
+and ``sched_priv`` (read by other pCPUs to find a vCPU's lock and scheduler data), the
+pause state (``awake``, ``migrating``, the domain's ``paused``: Xen's ``pause_flags``
+bits and ``pause_count``), ``is_running`` (cleared by ``context_saved()``, waited for
+by ``vcpu_sleep_sync()``), ``affinity`` and the domain's ``cpupool`` and
+``sched_priv``. What never changes after creation (names, ids, the domain a vCPU
+belongs to, the tuple of a domain's vCPUs) is a plain attribute.
 
 Left out: runstate accounting, affinity masks (every vCPU may run on every pCPU of its
 pool; ``affinity`` only names the target of a requested migration), event channels,
@@ -53,12 +53,12 @@ class Vcpu:
         self.name = f"idle{processor}" if domain.is_idle else f"{domain.name}v{vcpu_id}"
         self.processor: Cell[int] = Cell(bus, f"{self.name}->processor", processor)
         self.sched_priv: Cell[Any] = Cell(bus, f"{self.name}->sched_priv", None)
-        # Written under the vCPU's schedule lock by schedule()/vcpu_wake()/sleep.
-        self.is_running = False
-        self.awake = domain.is_idle
-        self.migrating = False
+        # Set by schedule() under the vCPU's lock, cleared by context_saved().
+        self.is_running: Cell[bool] = Cell(bus, f"{self.name}->is_running", False)
+        self.awake: Cell[bool] = Cell(bus, f"{self.name}->awake", domain.is_idle)
+        self.migrating: Cell[bool] = Cell(bus, f"{self.name}->migrating", False)
         # A stand-in for hard affinity: the pCPU a requested migration aims at.
-        self.affinity: int | None = None
+        self.affinity: Cell[int | None] = Cell(bus, f"{self.name}->affinity", None)
 
     def __repr__(self) -> str:
         return f"<vcpu {self.name}>"
@@ -69,7 +69,11 @@ class Vcpu:
 
     def runnable(self) -> bool:
         """``vcpu_runnable()``: awake, its domain not paused, no migration in flight."""
-        return self.awake and not self.migrating and not self.domain.paused
+        return (
+            self.awake.load()
+            and not self.migrating.load()
+            and not self.domain.paused.load()
+        )
 
 
 class Domain:
@@ -80,10 +84,11 @@ class Domain:
     def __init__(self, bus: Bus, domain_id: int, name: str) -> None:
         self.domain_id = domain_id
         self.name = name
-        self.vcpus: list[Vcpu] = []
+        # Set once, when the domain's vCPUs are made (never changed after).
+        self.vcpus: tuple[Vcpu, ...] = ()
         self.cpupool: Cell[Cpupool | None] = Cell(bus, f"{name}->cpupool", None)
-        self.sched_priv: Any = None
-        self.paused = False
+        self.sched_priv: Cell[Any] = Cell(bus, f"{name}->sched_priv", None)
+        self.paused: Cell[bool] = Cell(bus, f"{name}->paused", False)
 
     def __repr__(self) -> str:
         return f"<domain {self.name} ({self.domain_id})>"

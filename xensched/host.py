@@ -22,6 +22,7 @@ from xensched import cpupool as _cp
 from xensched.domain import DOMID_IDLE, Domain, Vcpu
 from xensched.errors import ConfigError, XenError
 from xensched.interaction import Bus
+from xensched.memory import Cell, CpuMask, RunQueue
 from xensched.percpu import PerCpu
 from xensched.protocol import SwitchProtocol
 from xensched.schedule import (
@@ -165,17 +166,17 @@ class Host:
         self.cpu_contexts = [self.bus.new_context(f"pcpu{n}", n) for n in range(cpus)]
         self._callers: dict[int, ExecContext] = {}
         self._callers_lock = threading.Lock()
-        self._next_domid = 1
-        # Replaced, never mutated in place (under domctl_lock), so that readers on
-        # other threads iterate a consistent snapshot without a lock.
-        self.domains: dict[str, Domain] = {}
         self.domctl_lock = SpinLock(self.bus, "domctl_lock")
+        # Written under domctl_lock. The table is replaced, never mutated in place, so
+        # that readers on other threads iterate a consistent snapshot.
+        self.next_domid: Cell[int] = Cell(self.bus, "next_domid", 1)
+        self.domain_list: Cell[dict[str, Domain]] = Cell(self.bus, "domain_list", {})
 
-        # cpupool.c globals.
+        # cpupool.c globals, written under cpupool_lock.
         self.cpupool_lock = SpinLock(self.bus, "cpupool_lock")
-        self.cpupool_list: list[Cpupool] = []
-        self.cpupool_free_cpus: frozenset[int] = frozenset(range(cpus))
-        self.cpupool_moving_cpu = -1
+        self.cpupools: RunQueue[Cpupool] = RunQueue(self.bus, "cpupool_list")
+        self.cpupool_free_cpus = CpuMask(self.bus, "cpupool_free_cpus", range(cpus))
+        self.cpupool_moving_cpu: Cell[int] = Cell(self.bus, "cpupool_moving_cpu", -1)
 
         with bind(self.cpu_contexts[0]):
             self._boot(sched, dom0_vcpus)
@@ -185,15 +186,16 @@ class Host:
         self.ops: Scheduler = SCHEDULERS[sched](self, "Pool-0")
         self.ops.init()
         self.idle_domain = Domain(self.bus, DOMID_IDLE, "idle")
-        self.percpu: list[PerCpu] = []
+        percpu: list[PerCpu] = []
         for cpu in range(self.nr_cpus):  # cpu_schedule_up()
             idle = Vcpu(self.bus, self.idle_domain, cpu, cpu)
-            self.idle_domain.vcpus.append(idle)
             pc = PerCpu(self.bus, cpu, idle, self.ops)
-            self.percpu.append(pc)
+            percpu.append(pc)
             pc.schedule_data.sched_priv.store(self.ops.alloc_pdata(cpu))
             idle.sched_priv.store(self.ops.alloc_vdata(idle, None))
-            idle.is_running = True
+            idle.is_running.store(True)
+        self.idle_domain.vcpus = tuple(pc.idle for pc in percpu)
+        self.percpu: tuple[PerCpu, ...] = tuple(percpu)
         for cpu in range(self.nr_cpus):  # CPU_STARTING
             self.ops.init_pdata(self.percpu[cpu].schedule_data.sched_priv.load(), cpu)
         self.cpupool0 = _cp.cpupool_create(self, 0, "Pool-0", lambda: self.ops)
@@ -226,7 +228,17 @@ class Host:
         """A new context for a toolstack thread (bind it with ``smp.bind``)."""
         return self.bus.new_context(name, None)
 
-    # -- lookups -------------------------------------------------------------------------
+    # -- lookups (xl's side: by name, without the hypervisor's locks) -----------------
+    @property
+    def cpupool_list(self) -> tuple[Cpupool, ...]:
+        """The pools, by id (a snapshot, for the toolstack and reports)."""
+        return self.cpupools.peek()
+
+    @property
+    def domains(self) -> dict[str, Domain]:
+        """The domains by name (a snapshot: the table is replaced, never mutated)."""
+        return self.domain_list.peek()
+
     def pool(self, name: str) -> Cpupool:
         for c in self.cpupool_list:
             if c.name == name:
@@ -279,8 +291,8 @@ class Host:
                 c.name,
                 c.cpupool_id,
                 c.sched.opt_name,
-                tuple(sorted(c.cpu_valid)),
-                tuple(d.name for d in c.domains),
+                tuple(sorted(c.cpu_valid.peek())),
+                tuple(d.name for d in c.domains.peek()),
             )
             for c in self.cpupool_list
         ]
@@ -296,12 +308,12 @@ class Host:
             c = self._as_pool(pool)
             spin_lock(self.domctl_lock)
             try:
-                if name in self.domains:
+                if name in self.domain_list.load():
                     raise XenError(errno.EEXIST, f"domain {name!r} already exists")
-                if not c.cpu_valid:
+                if not c.cpu_valid.load():
                     raise XenError(errno.EINVAL, f"cpupool {c.name!r} has no pCPUs")
-                domid = self._next_domid
-                self._next_domid += 1
+                domid = self.next_domid.load()
+                self.next_domid.store(domid + 1)
                 return self._create_domain(domid, name, c, vcpus)
             finally:
                 spin_unlock(self.domctl_lock)
@@ -309,17 +321,19 @@ class Host:
     def _create_domain(self, domid: int, name: str, c: Cpupool, nvcpus: int) -> Domain:
         d = Domain(self.bus, domid, name)
         d.cpupool.store(c)
-        d.sched_priv = c.sched.alloc_domdata(d)
-        cpus = sorted(c.cpu_valid)
-        for i in range(nvcpus):
-            v = Vcpu(self.bus, d, i, cpus[i % len(cpus)])
-            v.sched_priv.store(c.sched.alloc_vdata(v, d.sched_priv))
-            d.vcpus.append(v)
+        domdata = c.sched.alloc_domdata(d)
+        d.sched_priv.store(domdata)
+        cpus = sorted(c.cpu_valid.load())
+        d.vcpus = tuple(
+            Vcpu(self.bus, d, i, cpus[i % len(cpus)]) for i in range(nvcpus)
+        )
+        for v in d.vcpus:
+            v.sched_priv.store(c.sched.alloc_vdata(v, domdata))
             c.sched.insert_vcpu(v)
         spin_lock(self.cpupool_lock)
         c.domains.append(d)
         spin_unlock(self.cpupool_lock)
-        self.domains = {**self.domains, name: d}
+        self.domain_list.update(lambda table: {**table, name: d})
         for v in d.vcpus:
             vcpu_unblock(self, v)
         return d
@@ -341,13 +355,15 @@ class Host:
         for v in d.vcpus:
             ops.remove_vcpu(v)
             ops.free_vdata(v.sched_priv.load())
-        ops.free_domdata(d.sched_priv)
+        ops.free_domdata(d.sched_priv.load())
         spin_lock(self.cpupool_lock)
-        c = d.cpupool.peek()
+        c = d.cpupool.load()
         if c is not None:
             c.domains.remove(d)
         spin_unlock(self.cpupool_lock)
-        self.domains = {n: x for n, x in self.domains.items() if x is not d}
+        self.domain_list.update(
+            lambda table: {n: x for n, x in table.items() if x is not d}
+        )
 
     def vcpu(self, name: str) -> Vcpu:
         """A vCPU by name, ``"d1v0"`` style."""

@@ -1,14 +1,28 @@
 """The interaction layer: the one place where Xen model code meets threads.
 
 Mirrors nothing in Xen; it is the seam that ``architecture.md`` calls the one rule.
-Every *interaction point* of the emulated host (a lock acquire, trylock or release, a
-load or store of a shared field, a barrier, an explicit preemption point) calls
-:meth:`Bus.point`. The bus records the point in the calling context's recent events and
-hands it to the active :class:`Driver` (free-running delay injection, the controlled
-one-thread-at-a-time scheduler, ...) and to the :class:`Instrument` objects. Loads and
-stores of shared cells (:class:`~xensched.memory.Cell`) go through ``Bus.memory``
-when a :class:`MemoryModel` is installed, so that store buffers can later replace the
-plain access without touching the Xen model.
+Every access that two emulated CPUs can race on is an *interaction point*: a load,
+store or read-modify-write of a shared field (:class:`~xensched.memory.Cell` and its
+kinds: masks, runqueues), a lock attempt or release, a barrier, a critical-section
+entry. Each is described by an :class:`Access` record (what it does, to which
+:class:`Shared` object, and for a store the value), made *before* the access happens,
+and handed to :meth:`Bus._point`, which
+
+1. appends an event to the calling context's recent events (for reports),
+2. hands the record to the active :class:`Driver` (free-running delay injection, the
+   controlled one-thread-at-a-time scheduler, ...), which may hold the thread back,
+3. hands it to the :class:`Instrument` objects that want points.
+
+What happens *after* an access is a *note* (:meth:`Bus._note`), not a point: a lock
+acquired, a trylock's result, a critical section left. Notes go to the events and the
+instruments (a lock-order checker needs "acquired", a trace must tell a holder from a
+waiter), never to the driver: the thread has nothing left to wait for there.
+
+Loads and stores of cells go through ``Bus.memory`` when a :class:`MemoryModel` is
+installed; it is also told about barriers and lock acquire and release, and always
+learns the calling CPU. A bounded wait of model code (``vcpu_sleep_sync()`` waiting
+for ``is_running`` to clear) is :meth:`Bus.wait_until`: the driver's wait, never a
+clock or a sleep in the model.
 
 The bus also collects :class:`~xensched.checks.Violation` records: a failed check is
 data, never a crash of the harness.
@@ -20,13 +34,15 @@ import enum
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
-from xensched.errors import AssertFailedError
-from xensched.smp import ExecContext, _tls, current_or_none
+from xensched.errors import AssertFailedError, DeadlockError
+from xensched.smp import ExecContext, _tls, current, current_or_none
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from xensched.memory import Cell
     from xensched.smp import Event
     from xensched.spinlock import SpinLock
@@ -35,15 +51,104 @@ T = TypeVar("T")
 
 
 class PointKind(enum.Enum):
-    """What an interaction point does; the value is what traces print."""
+    """What an access does; the value is what traces print.
 
-    LOCK = "lock"  # about to spin on a lock (the driver may hold us back)
-    TRYLOCK = "trylock"
-    UNLOCK = "unlock"
+    Points (the driver is called before the access): ``LOAD``, ``STORE``, ``RMW``,
+    ``LOCK`` (about to spin: the driver may hold a waiter back), ``TRYLOCK`` (about to
+    try once), ``UNLOCK``, the barriers, ``ENTER`` (a critical section), ``PREEMPT``
+    and ``WAIT`` (a bounded wait for a condition). Notes (after the fact, never a
+    scheduling point): ``ACQUIRED``, ``TRYLOCK_OK``, ``TRYLOCK_FAILED``, ``EXIT``.
+    """
+
     LOAD = "load"
     STORE = "store"
-    BARRIER = "barrier"
-    PREEMPT = "preempt"  # an explicit point where Xen could be interrupted
+    RMW = "rmw"  # a read-modify-write (atomic where Xen's is: xchg, set_bit)
+    LOCK = "lock"
+    ACQUIRED = "acquired"
+    TRYLOCK = "trylock"
+    TRYLOCK_OK = "trylock-ok"
+    TRYLOCK_FAILED = "trylock-failed"
+    UNLOCK = "unlock"
+    MB = "smp_mb"
+    WMB = "smp_wmb"
+    RMB = "smp_rmb"
+    ENTER = "enter"
+    EXIT = "exit"
+    PREEMPT = "preempt"
+    WAIT = "wait"
+
+
+#: Kinds that change the object (for dependence: two accesses to one object
+#: conflict when at least one of them is in here).
+WRITES = frozenset(
+    {
+        PointKind.STORE,
+        PointKind.RMW,
+        PointKind.LOCK,
+        PointKind.ACQUIRED,
+        PointKind.TRYLOCK,
+        PointKind.TRYLOCK_OK,
+        PointKind.UNLOCK,
+        PointKind.ENTER,
+        PointKind.EXIT,
+    }
+)
+LOCK_OPS = frozenset(
+    {
+        PointKind.LOCK,
+        PointKind.ACQUIRED,
+        PointKind.TRYLOCK,
+        PointKind.TRYLOCK_OK,
+        PointKind.TRYLOCK_FAILED,
+        PointKind.UNLOCK,
+    }
+)
+BARRIERS = frozenset({PointKind.MB, PointKind.WMB, PointKind.RMB})
+
+
+class Shared:
+    """Anything two emulated CPUs can race on: a field, a mask, a runqueue, a lock.
+
+    ``oid`` is a stable identity: objects are numbered in creation order on their
+    bus, so the same scenario under the same schedule numbers them the same way
+    (what a replay file and a partial-order reduction compare). ``label`` is what a
+    human reads, e.g. ``credit2@p1.rqd[0].runq``.
+    """
+
+    __slots__ = ("_bus", "label", "oid")
+
+    def __init__(self, bus: Bus, label: str) -> None:
+        self._bus = bus
+        self.label = label
+        self.oid = bus._new_oid()
+
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
+
+class Access(NamedTuple):
+    """One access: what it does, to which object, and for a store the value stored.
+
+    A ``NamedTuple`` rather than a frozen dataclass: one is built at every store, on
+    the emulator's hottest path, and a tuple is several times cheaper to make.
+    """
+
+    kind: PointKind
+    obj: Shared
+    value: Any = None
+
+    @property
+    def label(self) -> str:
+        return self.obj.label
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind in WRITES
+
+    def conflicts(self, other: Access) -> bool:
+        """Dependent: the same object and at least one of the two writes or locks."""
+        return self.obj is other.obj and (self.is_write or other.is_write)
 
 
 # Module constants: a global is cheaper to reach than an enum member or a module
@@ -55,9 +160,7 @@ _getframe = sys._getframe
 class Driver(Protocol):
     """Decides how threads interleave; called at every interaction point."""
 
-    def point(
-        self, ctx: ExecContext, kind: PointKind, label: str, lock: SpinLock | None
-    ) -> None:
+    def point(self, ctx: ExecContext, access: Access) -> None:
         """Called by ``ctx``'s own thread *before* the access it describes."""
 
 
@@ -65,15 +168,32 @@ class MemoryModel(Protocol):
     """How loads and stores of shared cells are seen: the seam for store buffers.
 
     ``None`` on the bus (the default) is sequential consistency: a load returns the
-    last value stored.
+    last value stored. ``ctx`` is the calling CPU (``None`` for set-up code outside
+    any context, which a model should treat as sequentially consistent).
     """
 
-    def load(self, cell: Cell[T]) -> T:
-        """What the calling CPU reads from ``cell``."""
+    def load(self, ctx: ExecContext | None, cell: Cell[T]) -> T:
+        """What ``ctx`` reads from ``cell``."""
         ...
 
-    def store(self, cell: Cell[T], value: T) -> None:
-        """The calling CPU stores ``value`` to ``cell``."""
+    def store(self, ctx: ExecContext | None, cell: Cell[T], value: T) -> None:
+        """``ctx`` stores ``value`` to ``cell``."""
+
+    def exchange(
+        self, ctx: ExecContext | None, cell: Cell[T], fn: Callable[[T], T]
+    ) -> T:
+        """An atomic, fully ordered read-modify-write (``xchg``, ``set_bit``):
+        store ``fn(old)``, return ``old``. The caller holds the cell's lock."""
+        ...
+
+    def barrier(self, ctx: ExecContext | None, kind: PointKind) -> None:
+        """``smp_mb`` / ``smp_wmb`` / ``smp_rmb`` on ``ctx``."""
+
+    def acquire(self, ctx: ExecContext | None, lock: SpinLock) -> None:
+        """``ctx`` now holds ``lock`` (an acquire)."""
+
+    def release(self, ctx: ExecContext | None, lock: SpinLock) -> None:
+        """``ctx`` is about to release ``lock`` (a release)."""
 
 
 class Instrument:
@@ -83,8 +203,9 @@ class Instrument:
     :attr:`Bus.instrument_errors`; it never breaks the emulation.
     """
 
-    def on_point(self, ctx: ExecContext, kind: PointKind, label: str) -> None:
-        """Every interaction point, after the driver let it proceed."""
+    def on_point(self, ctx: ExecContext, access: Access) -> None:
+        """Every interaction point (after the driver let it proceed) and every note
+        (``ACQUIRED``, ``TRYLOCK_OK``/``FAILED``, ``EXIT``)."""
 
     def on_violation(self, violation: Violation) -> None:
         """Every recorded violation."""
@@ -103,12 +224,17 @@ _PLUMBING = frozenset(
     }
 )
 
+_WAIT = PointKind.WAIT
+#: How often a free-running bounded wait re-evaluates its condition.
+_WAIT_POLL = 0.0005
+
 
 class Bus:
     """Per-host dispatcher of interaction points, violations and instruments.
 
     Args:
-        lock_timeout: bound, in seconds, of every wait for a lock (the watchdog).
+        lock_timeout: bound, in seconds, of every wait for a lock or a condition
+            (the watchdog).
         strict: raise :class:`AssertFailedError` on a failed ``ASSERT``/``BUG_ON``
             instead of recording it and going on (as a non-debug Xen build would).
     """
@@ -124,6 +250,7 @@ class Bus:
         self.instrument_errors: list[BaseException] = []
         self._meta = threading.Lock()  # guards the lists below, never held long
         self._violations: list[Violation] = []
+        self._oids = 0
         self.locks: list[SpinLock] = []
         self.contexts: list[ExecContext] = []
 
@@ -143,6 +270,12 @@ class Bus:
         self._point_instruments = [
             i for i in insts if type(i).on_point is not Instrument.on_point
         ]
+
+    def _new_oid(self) -> int:
+        """The next object identity on this bus (see :class:`Shared`)."""
+        with self._meta:
+            self._oids += 1
+            return self._oids
 
     def register_lock(self, lock: SpinLock) -> int:
         """Keep ``lock`` for deadlock reports; returns its creation rank."""
@@ -164,16 +297,16 @@ class Bus:
                 unique = f"{name}#{n}"
             ctx = ExecContext(self, unique, cpu)
             self.contexts.append(ctx)
+        ctx.fence = Shared(self, f"fence@{unique}")
         return ctx
 
     # -- interaction points -------------------------------------------------------
 
-    def point(self, kind: PointKind, label: str, lock: SpinLock | None = None) -> None:
-        self._point(kind, label, lock, 3)
+    def point(self, access: Access) -> None:
+        """An interaction point of the calling context, before ``access``."""
+        self._point(access, 3)
 
-    def _point(
-        self, kind: PointKind, label: str, lock: SpinLock | None, depth: int
-    ) -> None:
+    def _point(self, access: Access, depth: int) -> None:
         """``point()`` for callers ``depth - 2`` plumbing frames above it.
 
         The hot path of the emulator (every lock, load, store): kept flat on purpose,
@@ -198,27 +331,69 @@ class Bus:
             fn = f.f_code.co_name
         except ValueError:  # ran off the bottom of the stack
             fn = "?"
-        ctx.events.append((_now(), ctx.name, kind._value_, label, fn))
+        ctx.events.append((_now(), ctx.name, access[0]._value_, access[1].label, fn))
         drv = self.driver
         if drv is not None:
-            drv.point(ctx, kind, label, lock)
+            drv.point(ctx, access)
         insts = self._point_instruments
         if insts:
-            self._dispatch_point(insts, ctx, kind, label)
+            self._dispatch_point(insts, ctx, access)
+
+    def _note(self, access: Access) -> None:
+        """After the fact (``ACQUIRED``, a trylock's result, ``EXIT``): an event and
+        the instruments, never the driver. The Xen function is the last point's: a
+        note always follows a point of the same call."""
+        ctx: ExecContext | None = getattr(_tls, "ctx", None)
+        if ctx is None or ctx.bus is not self:
+            return
+        events = ctx.events
+        fn = events[-1][4] if events else "?"
+        events.append((_now(), ctx.name, access[0]._value_, access[1].label, fn))
+        insts = self._point_instruments
+        if insts:
+            self._dispatch_point(insts, ctx, access)
 
     def _dispatch_point(
-        self,
-        insts: list[Instrument],
-        ctx: ExecContext,
-        kind: PointKind,
-        label: str,
+        self, insts: list[Instrument], ctx: ExecContext, access: Access
     ) -> None:
         for inst in insts:
             try:
-                inst.on_point(ctx, kind, label)
+                inst.on_point(ctx, access)
             except Exception as exc:  # an instrument never breaks the emulation
                 self.instrument_errors.append(exc)
                 self.remove_instrument(inst)
+
+    # -- bounded waits ---------------------------------------------------------------
+
+    def wait_until(
+        self, pred: Callable[[], bool], what: str, obj: Shared | None = None
+    ) -> None:
+        """Block the calling context until ``pred()`` holds: the model's only wait.
+
+        ``pred`` only reads state (it is plumbing: it may ``peek()``); ``what`` says
+        what is awaited, for reports; ``obj`` is the object waited on (each check is
+        a ``WAIT`` point on it). A driver with a ``wait_until(ctx, pred, what)`` of
+        its own decides (the controlled driver parks the thread until ``pred``
+        holds); otherwise the condition is polled. Bounded by ``lock_timeout``.
+
+        Raises:
+            DeadlockError: ``pred()`` did not hold in time (a ``deadlock`` violation
+                is recorded).
+        """
+        ctx = current()
+        waiter = getattr(self.driver, "wait_until", None)
+        if waiter is not None:
+            waiter(ctx, pred, what)
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        while not pred():
+            if obj is not None:
+                self._point(Access(_WAIT, obj), 3)
+            if time.monotonic() > deadline:
+                msg = f"{ctx.name} waited {self.lock_timeout:g}s for {what}"
+                self.violation(ViolationKind.DEADLOCK, "wait_until", msg)
+                raise DeadlockError(msg)
+            time.sleep(_WAIT_POLL)
 
     # -- violations ---------------------------------------------------------------
 

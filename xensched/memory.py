@@ -1,19 +1,31 @@
 """Shared fields of the emulated host and the barriers that order them.
 
-Mirrors: plain loads/stores of shared per-CPU fields in Xen C code, and ``smp_mb()``,
-``smp_wmb()``, ``smp_rmb()`` (xen/include/asm-x86/system.h).
+Mirrors: plain loads/stores of shared fields in Xen C code, the atomic bit operations
+on ``cpumask_t`` (``cpumask_set_cpu()``, ``cpumask_clear_cpu()``), ``xchg()``, list
+manipulation of runqueues under their lock, and ``smp_mb()``, ``smp_wmb()``,
+``smp_rmb()`` (xen/include/asm-x86/system.h).
 
-Every field that more than one pCPU reads (the ``schedule_lock`` pointer, the per-CPU
-``scheduler`` and ``cpupool``, ``sched_priv``, ``curr``, ``v->processor``, Credit2's
-``runq_map``...) is a :class:`Cell`. Model code reads it with ``cell.load()`` and writes
-it with ``cell.store(v)``; both are interaction points of the host's
-:class:`~xensched.interaction.Bus`, so a driver can interleave other pCPUs between any
-two accesses, and both go through ``bus.memory`` when a
-:class:`~xensched.interaction.MemoryModel` is installed there (store buffers, later).
-With none, the model is sequentially consistent and barriers are interaction points
-and nothing more.
+Every field that more than one CPU touches is a :class:`Cell` (or one of its kinds:
+:class:`CpuMask`, :class:`RunQueue`): model code reads it with ``load()``, writes it
+with ``store(v)``, and changes it with ``update(fn)`` (a plain read-modify-write, as
+list manipulation under a lock is) or ``exchange(fn)`` (atomic and fully ordered, as
+``xchg``/``set_bit`` are). Each is one interaction point of the host's
+:class:`~xensched.interaction.Bus`, made before the access, with an
+:class:`~xensched.interaction.Access` record naming the cell; each goes through
+``bus.memory`` when a :class:`~xensched.interaction.MemoryModel` is installed. With none,
+the model is sequentially consistent and barriers are interaction points and nothing
+more.
 
-``Cell.peek()`` reads without an interaction point; only checks and reports use it.
+Values held in cells are immutable (ints, frozensets, tuples, model objects): a
+runqueue is a tuple replaced on every change, so a snapshot another CPU loaded never
+changes under it, and no Python container is shared between threads.
+
+``peek()`` reads without an interaction point: only checks, reports, the harness and
+the predicates of bounded waits use it, never model logic. ``wait_until(pred, what)``
+is the model's one way to wait for a cell (``vcpu_sleep_sync()``), a driver's wait.
+
+Left out: ``READ_ONCE``/``WRITE_ONCE`` as distinct accesses (every access here is
+single-copy atomic), dependency ordering.
 """
 
 from __future__ import annotations
@@ -21,102 +33,182 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from xensched.interaction import PointKind
-from xensched.smp import current
+from xensched.interaction import Access, PointKind, Shared
+from xensched.smp import _tls, current
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from xensched.interaction import Bus
+    from xensched.smp import ExecContext
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 _LOAD = PointKind.LOAD
 _STORE = PointKind.STORE
+_RMW = PointKind.RMW
+
+# Atomic read-modify-writes of cells are made atomic by a small pool of striped locks
+# (emulator bookkeeping), not one lock per cell: a host has thousands of cells.
+_STRIPES = 64
+_ATOMIC = tuple(threading.Lock() for _ in range(_STRIPES))
 
 
-class Cell(Generic[T]):
+def _ctx() -> ExecContext | None:
+    ctx: ExecContext | None = getattr(_tls, "ctx", None)
+    return ctx
+
+
+class Cell(Shared, Generic[T]):
     """One shared memory location of the emulated host."""
 
-    __slots__ = ("_bus", "label", "value")
+    __slots__ = ("_rd", "_rmw", "value")
 
     def __init__(self, bus: Bus, label: str, value: T) -> None:
-        self._bus = bus
-        self.label = label
+        super().__init__(bus, label)
         self.value = value
+        # The access records of a load and of a read-modify-write never change: made
+        # once here rather than at every point.
+        self._rd = Access(_LOAD, self)
+        self._rmw = Access(_RMW, self)
 
     # Bus._point() called directly (Bus.point() is one call more): these run at most
     # interaction points.
     def load(self) -> T:
         bus = self._bus
-        bus._point(_LOAD, self.label, None, 3)
+        bus._point(self._rd, 3)
         mem = bus.memory
-        return self.value if mem is None else mem.load(self)
+        return self.value if mem is None else mem.load(_ctx(), self)
 
     def store(self, value: T) -> None:
         bus = self._bus
-        bus._point(_STORE, self.label, None, 3)
+        bus._point(Access(_STORE, self, value), 3)
         mem = bus.memory
         if mem is None:
             self.value = value
         else:
-            mem.store(self, value)
+            mem.store(_ctx(), self, value)
+
+    def update(self, fn: Callable[[T], T]) -> T:
+        """A plain read-modify-write (not atomic: what a lock protects); returns the
+        new value."""
+        bus = self._bus
+        bus._point(self._rmw, 3)
+        mem = bus.memory
+        if mem is None:
+            new = self.value = fn(self.value)
+            return new
+        ctx = _ctx()
+        new = fn(mem.load(ctx, self))
+        mem.store(ctx, self, new)
+        return new
+
+    def exchange(self, fn: Callable[[T], T]) -> T:
+        """An atomic, fully ordered read-modify-write (``xchg``, ``test_and_set_bit``):
+        stores ``fn(old)``; returns ``old``."""
+        bus = self._bus
+        bus._point(self._rmw, 3)
+        mem = bus.memory
+        with _ATOMIC[self.oid % _STRIPES]:
+            if mem is None:
+                old = self.value
+                self.value = fn(old)
+                return old
+            return mem.exchange(_ctx(), self, fn)
+
+    def wait_until(self, pred: Callable[[T], bool], what: str) -> None:
+        """Wait (bounded, the driver's wait) until ``pred(value)`` holds."""
+        self._bus.wait_until(lambda: pred(self.value), what, self)
 
     def peek(self) -> T:
-        """Read for a check or a report: no interaction point, no event."""
+        """Read for a check, a report or the harness: no interaction point, no event."""
         return self.value
 
     def __repr__(self) -> str:
-        return f"<Cell {self.label}={self.value!r}>"
+        return f"<{type(self).__name__} {self.label}={self.value!r}>"
+
+
+class CpuMask(Cell[frozenset[int]]):
+    """A shared ``cpumask_t``: bit operations are atomic, as Xen's ``set_bit`` is."""
+
+    __slots__ = ()
+
+    def __init__(self, bus: Bus, label: str, cpus: Iterable[int] = frozenset()) -> None:
+        super().__init__(bus, label, frozenset(cpus))
+
+    def test(self, cpu: int) -> bool:
+        """``cpumask_test_cpu()``."""
+        return cpu in self.load()
+
+    def set(self, cpu: int) -> None:
+        """``cpumask_set_cpu()``."""
+        self.exchange(lambda bits: bits | {cpu})
+
+    def clear(self, cpu: int) -> None:
+        """``cpumask_clear_cpu()``."""
+        self.exchange(lambda bits: bits - {cpu})
+
+    def __repr__(self) -> str:
+        return f"<CpuMask {self.label}={sorted(self.value)}>"
+
+
+class RunQueue(Cell[tuple[E, ...]]):
+    """A shared list (a runqueue, a list of domains): a tuple, replaced on change.
+
+    Reads and changes are accesses of this object; changes are plain
+    read-modify-writes, as Xen's list manipulation under the runqueue lock is, so a
+    broken lock shows as a lost update, not as a corrupted Python list.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, bus: Bus, label: str, items: Iterable[E] = ()) -> None:
+        super().__init__(bus, label, tuple(items))
+
+    def insert(self, pos: int, item: E) -> None:
+        self.update(lambda q: (*q[:pos], item, *q[pos:]))
+
+    def append(self, item: E) -> None:
+        self.update(lambda q: (*q, item))
+
+    def remove(self, item: E) -> bool:
+        """Remove ``item`` if there; returns whether it was (one access either way)."""
+        found = False
+
+        def without(q: tuple[E, ...]) -> tuple[E, ...]:
+            nonlocal found
+            found = item in q
+            return tuple(x for x in q if x is not item) if found else q
+
+        self.update(without)
+        return found
+
+
+_MB = PointKind.MB
+_WMB = PointKind.WMB
+_RMB = PointKind.RMB
+
+
+def _barrier(kind: PointKind) -> None:
+    ctx = current()
+    bus = ctx.bus
+    bus._point(Access(kind, ctx.fence), 4)
+    mem = bus.memory
+    if mem is not None:
+        mem.barrier(ctx, kind)
 
 
 def smp_mb() -> None:
-    """Full barrier: an interaction point (no reordering is emulated yet)."""
-    current().bus.point(PointKind.BARRIER, "smp_mb")
+    """Full barrier."""
+    _barrier(_MB)
 
 
 def smp_wmb() -> None:
-    current().bus.point(PointKind.BARRIER, "smp_wmb")
+    """Store-store barrier."""
+    _barrier(_WMB)
 
 
 def smp_rmb() -> None:
-    current().bus.point(PointKind.BARRIER, "smp_rmb")
-
-
-class CpuMask:
-    """A shared ``cpumask_t`` updated with Xen's atomic bit operations.
-
-    ``cpumask_set_cpu()``/``cpumask_clear_cpu()`` are atomic read-modify-writes in Xen
-    (``set_bit``); here a private lock makes them so without relying on the GIL. Each
-    operation is one interaction point.
-    """
-
-    __slots__ = ("_bits", "_bus", "_meta", "label")
-
-    def __init__(self, bus: Bus, label: str) -> None:
-        self._bus = bus
-        self.label = label
-        self._bits: frozenset[int] = frozenset()
-        self._meta = threading.Lock()
-
-    def test(self, cpu: int) -> bool:
-        self._bus._point(_LOAD, self.label, None, 3)
-        return cpu in self._bits
-
-    def load(self) -> frozenset[int]:
-        self._bus._point(_LOAD, self.label, None, 3)
-        return self._bits
-
-    def set(self, cpu: int) -> None:
-        self._bus._point(_STORE, self.label, None, 3)
-        with self._meta:
-            self._bits = self._bits | {cpu}
-
-    def clear(self, cpu: int) -> None:
-        self._bus._point(_STORE, self.label, None, 3)
-        with self._meta:
-            self._bits = self._bits - {cpu}
-
-    def peek(self) -> frozenset[int]:
-        return self._bits
-
-    def __repr__(self) -> str:
-        return f"<CpuMask {self.label}={sorted(self._bits)}>"
+    """Load-load barrier."""
+    _barrier(_RMB)

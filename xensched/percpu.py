@@ -9,7 +9,7 @@ Left out: ``s_timer`` (time is a per-pCPU tick count, ``now``), ``urgent_count``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xensched.memory import Cell
 from xensched.spinlock import SpinLock
@@ -25,6 +25,10 @@ class ScheduleData:
     """``per_cpu(schedule_data, cpu)``."""
 
     __slots__ = ("_lock", "cpu", "curr", "now", "sched_priv", "schedule_lock")
+
+    PRIVATE: ClassVar[dict[str, str]] = {
+        "now": "this pCPU's tick count: only schedule() on this pCPU advances it",
+    }
 
     def __init__(self, bus: Bus, cpu: int, idle: Vcpu) -> None:
         self.cpu = cpu

@@ -19,12 +19,10 @@ time is a per-pCPU tick count; a migration target stands in for hard affinity;
 from __future__ import annotations
 
 import errno
-import time
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, ViolationKind, check_held
 from xensched.errors import DeadlockError, XenError
-from xensched.interaction import PointKind
 from xensched.protocol import SwitchProtocol
 from xensched.sched_if import (
     pcpu_schedule_lock_irq,
@@ -34,7 +32,7 @@ from xensched.sched_if import (
     vcpu_schedule_unlock_irq,
     vcpu_schedule_unlock_irqrestore,
 )
-from xensched.smp import current, smp_processor_id
+from xensched.smp import smp_processor_id
 from xensched.spinlock import (
     SpinLock,
     spin_is_locked,
@@ -54,6 +52,14 @@ if TYPE_CHECKING:
 _MIGRATE_RETRIES = 10_000
 
 
+def _clear(pending: bool) -> bool:
+    return False
+
+
+def _not(value: bool) -> bool:
+    return not value
+
+
 def VCPU2OP(h: Host, v: Vcpu) -> Scheduler:  # noqa: N802 - Xen's macro name
     """The scheduler of the vCPU's domain: its pool's, or the boot one (``&ops``)."""
     pool = v.domain.cpupool.load()
@@ -71,10 +77,10 @@ def schedule(h: Host) -> Vcpu:
     cpu = smp_processor_id()
     pc = h.percpu[cpu]
     sd = pc.schedule_data
-    # SCHEDULE_SOFTIRQ is being handled: clear its pending bit. A raise that lands
-    # after this peek leaves it set, and the next schedule() clears it, as in Xen.
-    if pc.softirq.peek():
-        pc.softirq.store(False)
+    # SCHEDULE_SOFTIRQ is being handled: clear its pending bit (do_softirq()'s
+    # test_and_clear). A raise that lands after this leaves it set, and the next
+    # schedule() clears it, as in Xen.
+    pc.softirq.exchange(_clear)
     lock = pcpu_schedule_lock_irq(h, cpu)
     # The scheduler is read under the lock: the (lock, scheduler) pair of a pCPU
     # must change atomically with respect to that lock.
@@ -93,7 +99,7 @@ def schedule(h: Host) -> Vcpu:
                     "spin_is_locked(per_cpu(schedule_data,v->processor).schedule_lock)",
                     cpu=cpu,
                 )
-        nxt.is_running = True
+        nxt.is_running.store(True)
         sd.curr.store(nxt)
     pcpu_schedule_unlock_irq(h, lock, cpu)
     if nxt is not prev:
@@ -103,11 +109,10 @@ def schedule(h: Host) -> Vcpu:
 
 def context_saved(h: Host, prev: Vcpu) -> None:
     """``context_saved()``: prev is off the pCPU; finish a deferred migration."""
-    prev.is_running = False
-    current().bus.point(PointKind.STORE, f"{prev.name}->is_running")
+    prev.is_running.store(False)
     if not prev.is_idle:
         VCPU2OP(h, prev).context_saved(prev)
-        if prev.migrating:
+        if prev.migrating.load():
             vcpu_migrate(h, prev)
 
 
@@ -137,7 +142,7 @@ def _vcpu_sleep_nosync_locked(h: Host, v: Vcpu, lock: SpinLock) -> None:
         ops = VCPU2OP(h, v)
         cpu = v.processor.load()
         check_held(lock, cpu, ops, "vcpu_sleep_nosync")
-        if v.is_running:
+        if v.is_running.load():
             cpu_raise_softirq(h, cpu)
         ops.sleep(v)
 
@@ -153,31 +158,25 @@ def vcpu_sleep_sync(h: Host, v: Vcpu) -> None:
     Some thread must run ``schedule()`` on that pCPU for the vCPU to leave it: a
     single-threaded user who ran ``host.schedule(cpu)`` and got a guest vCPU must call
     it again once the vCPU sleeps, or this raises ``DeadlockError`` after the
-    host's ``lock_timeout``.
+    host's ``lock_timeout``. The wait is the driver's (``Bus.wait_until``): the model
+    reads no clock and never sleeps.
     """
     vcpu_sleep_nosync(h, v)
-    deadline = time.monotonic() + h.bus.lock_timeout
-    while v.is_running:
-        current().bus.point(PointKind.PREEMPT, f"{v.name}->is_running")
-        if time.monotonic() > deadline:
-            msg = (
-                f"{v.name} still running on cpu{v.processor.peek()} after "
-                f"{h.bus.lock_timeout:g}s: no thread runs schedule() there"
-            )
-            h.bus.violation(ViolationKind.DEADLOCK, "vcpu_sleep_sync", msg)
-            raise DeadlockError(msg)
-        time.sleep(0.0005)
+    while v.is_running.load():
+        v.is_running.wait_until(
+            _not, f"{v.name} to leave its pCPU (no thread runs schedule() there?)"
+        )
 
 
 def vcpu_unblock(h: Host, v: Vcpu) -> None:
     """``vcpu_unblock()``: clear the blocked flag and wake."""
-    v.awake = True
+    v.awake.store(True)
     vcpu_wake(h, v)
 
 
 def vcpu_block(h: Host, v: Vcpu) -> None:
     """``vcpu_block()``, as seen from the scheduler: set blocked, sleep."""
-    v.awake = False
+    v.awake.store(False)
     vcpu_sleep_nosync(h, v)
 
 
@@ -206,8 +205,8 @@ def _pick(h: Host, v: Vcpu) -> int:
     # migration, cpu_disable_scheduler() breaking affinity), and reading it three
     # times let a free-running stress run see "not None", "in the pool", then None,
     # and return None as a pCPU.
-    affinity = v.affinity
-    if pool is not None and affinity is not None and affinity in pool.cpu_valid:
+    affinity = v.affinity.load()
+    if pool is not None and affinity is not None and pool.cpu_valid.test(affinity):
         return affinity
     return VCPU2OP(h, v).pick_cpu(v)
 
@@ -227,7 +226,7 @@ def vcpu_migrate(h: Host, v: Vcpu) -> None:
             if (
                 new_lock is h.percpu[new_cpu].schedule_data.schedule_lock.load()
                 and pool is not None
-                and new_cpu in pool.cpu_valid
+                and pool.cpu_valid.test(new_cpu)
             ):
                 break
         _unlock_double(old_lock, new_lock, flags)
@@ -236,10 +235,10 @@ def vcpu_migrate(h: Host, v: Vcpu) -> None:
         h.bus.violation(ViolationKind.DEADLOCK, "vcpu_migrate", msg)
         raise DeadlockError(msg)
     # Still running somewhere: context_saved() will call us again.
-    if v.is_running or not v.migrating:
+    if v.is_running.load() or not v.migrating.load():
         _unlock_double(old_lock, new_lock, flags)
         return
-    v.migrating = False
+    v.migrating.store(False)
     ops = VCPU2OP(h, v)
     check_held(old_lock, old_cpu, ops, "vcpu_migrate")
     check_held(new_lock, new_cpu, ops, "vcpu_migrate")
@@ -261,13 +260,13 @@ def _vcpu_migrate_start(h: Host, v: Vcpu, lock: SpinLock) -> None:
     protocol, as George Dunlap's commit says of Xen. Setting the flag and taking the
     vCPU off its runqueue in one critical section closes the gap.
     """
-    v.migrating = True
+    v.migrating.store(True)
     _vcpu_sleep_nosync_locked(h, v, lock)
 
 
 def vcpu_request_migrate(h: Host, v: Vcpu, target: int | None = None) -> None:
     """Ask for ``v`` to move (to ``target`` if given), as ``vcpu_set_affinity()`` does."""
-    v.affinity = target
+    v.affinity.store(target)
     lock = vcpu_schedule_lock_irq(h, v)
     _vcpu_migrate_start(h, v, lock)
     vcpu_schedule_unlock_irq(h, lock, v)
@@ -280,13 +279,13 @@ def cpu_disable_scheduler(h: Host, cpu: int, pool: Cpupool) -> int:
     Returns 0, or ``EAGAIN`` when a vCPU is still running there.
     """
     ret = 0
-    for d in list(pool.domains):
+    for d in pool.domains.load():
         for v in d.vcpus:
             lock, flags = vcpu_schedule_lock_irqsave(h, v)
             on_cpu = v.processor.load() == cpu
             if on_cpu:
-                if v.affinity == cpu:
-                    v.affinity = None  # "breaking affinity"
+                if v.affinity.load() == cpu:
+                    v.affinity.store(None)  # "breaking affinity"
                 _vcpu_migrate_start(h, v, lock)  # 9a36de177c, see there
             vcpu_schedule_unlock_irqrestore(h, lock, flags, v)
             if on_cpu:
@@ -300,13 +299,13 @@ def cpu_disable_scheduler(h: Host, cpu: int, pool: Cpupool) -> int:
 
 
 def domain_pause(h: Host, d: Domain) -> None:
-    d.paused = True
+    d.paused.store(True)
     for v in d.vcpus:
         vcpu_sleep_sync(h, v)
 
 
 def domain_unpause(h: Host, d: Domain) -> None:
-    d.paused = False
+    d.paused.store(False)
     for v in d.vcpus:
         vcpu_wake(h, v)
 
@@ -327,10 +326,10 @@ def sched_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
         raise
     for v in d.vcpus:
         old_ops.remove_vcpu(v)
-    old_domdata = d.sched_priv
+    old_domdata = d.sched_priv.load()
     d.cpupool.store(c)
-    d.sched_priv = domdata
-    cpus = sorted(c.cpu_valid)
+    d.sched_priv.store(domdata)
+    cpus = sorted(c.cpu_valid.load())
     for i, v in enumerate(d.vcpus):
         vcpudata = v.sched_priv.load()
         lock = vcpu_schedule_lock_irq(h, v)
@@ -338,7 +337,7 @@ def sched_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
         # With v->processor modified we must not assume we hold the lock.
         spin_unlock_irq(lock)
         v.sched_priv.store(vcpu_priv[i])
-        v.affinity = None
+        v.affinity.store(None)
         c.sched.insert_vcpu(v)
         old_ops.free_vdata(vcpudata)
     domain_unpause(h, d)
@@ -366,14 +365,14 @@ def schedule_cpu_switch(h: Host, cpu: int, c: Cpupool | None) -> None:
         cpu=cpu,
     )
     ASSERT(
-        cpu in h.cpupool_free_cpus,
+        h.cpupool_free_cpus.test(cpu),
         where,
         "cpumask_test_cpu(cpu, &cpupool_free_cpus)",
         cpu=cpu,
     )
     ASSERT(
-        (c is None and old_pool is not None and cpu not in old_pool.cpu_valid)
-        or (c is not None and cpu not in c.cpu_valid),
+        (c is None and old_pool is not None and not old_pool.cpu_valid.test(cpu))
+        or (c is not None and not c.cpu_valid.test(cpu)),
         where,
         "(c == NULL && !cpumask_test_cpu(cpu, old_pool->cpu_valid)) || "
         "(c != NULL && !cpumask_test_cpu(cpu, c->cpu_valid))",
@@ -409,7 +408,7 @@ def check_switched(h: Host, cpu: int, where: str) -> bool:
 def _alloc(h: Host, cpu: int, new_ops: Scheduler) -> tuple[Any, Any]:
     idle = h.percpu[cpu].idle
     ppriv = new_ops.alloc_pdata(cpu)
-    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv)
+    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
     if vpriv is None:
         new_ops.free_pdata(ppriv, cpu)
         raise XenError(errno.ENOMEM, f"{new_ops.label}: alloc_vdata for idle{cpu}")
@@ -423,7 +422,7 @@ def _switch_legacy(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) ->
     idle = pc.idle
     ppriv = new_ops.alloc_pdata(cpu)
     new_ops.init_pdata(ppriv, cpu)  # Credit2/RTDS remap the lock here: window [2]
-    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv)
+    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
     lock = pcpu_schedule_lock_irq(h, cpu)
     old_ops.tick_suspend(cpu)
     vpriv_old = idle.sched_priv.load()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xensched.errors import XenschedError
 
@@ -36,7 +36,7 @@ _tls = threading.local()
 class ExecContext:
     """One emulated CPU (or toolstack caller) that a thread can be bound to."""
 
-    __slots__ = ("bus", "cpu", "events", "irq_enabled", "name")
+    __slots__ = ("bus", "cpu", "events", "fence", "irq_enabled", "name")
 
     def __init__(self, bus: Bus, name: str, cpu: int | None) -> None:
         self.bus = bus
@@ -47,6 +47,9 @@ class ExecContext:
         # Recent interaction points of this context, written only by its own thread;
         # read (copied) when a violation is reported.
         self.events: collections.deque[Event] = collections.deque(maxlen=_EVENTS_KEPT)
+        # The object this context's barriers are accesses of (set by the bus: a
+        # barrier orders this CPU's own accesses and touches no shared field).
+        self.fence: Any = None
 
     def __repr__(self) -> str:
         return f"<ExecContext {self.name}>"

@@ -14,6 +14,11 @@ Glossary: ``spinlock_t`` is :class:`SpinLock`; the pCPU holding it is ``owner``.
   ``schedule_cpu_switch()`` doing exactly that), recorded as an ``assert`` violation.
 - Statistics (acquisitions, contended acquisitions, failed trylocks, retry-on-change
   loops) are only updated while the lock is held, so the lock itself protects them.
+- Interaction points: ``lock`` before the wait (a driver may hold the waiter back),
+  then the note ``acquired`` once the lock is ours; ``trylock`` before the attempt,
+  then ``trylock-ok`` or ``trylock-failed``; ``unlock`` before the release. So a
+  trace tells a waiter from a holder, and a memory model sees each acquire and
+  release.
 
 Left out: ticket fairness, recursive and rw locks, lock profiling, preemption counts.
 """
@@ -25,17 +30,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xensched.errors import DeadlockError, XenschedError
-from xensched.interaction import PointKind
+from xensched.interaction import Access, PointKind, Shared
 from xensched.smp import current
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from xensched.interaction import Bus
-
-# Module constants: a global is cheaper to reach than an enum member (hot path).
-_LOCK = PointKind.LOCK
-_TRYLOCK = PointKind.TRYLOCK
-_UNLOCK = PointKind.UNLOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +51,19 @@ class SpinLockStats:
     irq_safe: bool | None
 
 
-class SpinLock:
+class SpinLock(Shared):
     """A Xen ``spinlock_t``: a real lock plus owner, IRQ latch and statistics."""
 
     __slots__ = (
-        "_bus",
+        "_acquired",
         "_irq_safe",
         "_lock",
         "_meta",
+        "_rec",
+        "_try_failed",
+        "_try_ok",
+        "_trylock",
+        "_unlock",
         "acquisitions",
         "contended",
         "name",
@@ -69,8 +74,15 @@ class SpinLock:
     )
 
     def __init__(self, bus: Bus, name: str) -> None:
-        self._bus = bus
+        super().__init__(bus, name)
         self.name = name
+        # Access records of this lock, made once (the hot path builds none).
+        self._rec = Access(PointKind.LOCK, self)
+        self._acquired = Access(PointKind.ACQUIRED, self)
+        self._trylock = Access(PointKind.TRYLOCK, self)
+        self._try_ok = Access(PointKind.TRYLOCK_OK, self)
+        self._try_failed = Access(PointKind.TRYLOCK_FAILED, self)
+        self._unlock = Access(PointKind.UNLOCK, self)
         self._lock = threading.Lock()
         # Emulator bookkeeping that happens without the lock held: the one-time
         # IRQ-safety latch and the failed-trylock counter.
@@ -114,34 +126,45 @@ class SpinLock:
         """``_spin_lock()``: spin (bounded) until the lock is ours."""
         ctx = current()
         self._check_lock(ctx.irq_enabled)
-        self._bus._point(_LOCK, self.name, self, 3)
+        bus = self._bus
+        bus._point(self._rec, 3)
         contended = False
         if not self._lock.acquire(blocking=False):
             contended = True
-            if not self._lock.acquire(timeout=self._bus.lock_timeout):
+            if not self._lock.acquire(timeout=bus.lock_timeout):
                 holder = self.owner
                 msg = (
                     f"{ctx.name} spun on {self.name!r} for "
-                    f"{self._bus.lock_timeout:g}s; held by {holder or 'nobody'}"
+                    f"{bus.lock_timeout:g}s; held by {holder or 'nobody'}"
                 )
-                self._bus.violation(ViolationKind.DEADLOCK, "_spin_lock", msg)
+                bus.violation(ViolationKind.DEADLOCK, "_spin_lock", msg)
                 raise DeadlockError(msg)
         self.owner = ctx.name
         self.acquisitions += 1
         if contended:
             self.contended += 1
+        bus._note(self._acquired)
+        mem = bus.memory
+        if mem is not None:
+            mem.acquire(ctx, self)
 
     def try_acquire(self) -> bool:
         """``_spin_trylock()``: one attempt, never waits."""
         ctx = current()
         self._check_lock(ctx.irq_enabled)
-        self._bus._point(_TRYLOCK, self.name, self, 3)
+        bus = self._bus
+        bus._point(self._trylock, 3)
         if not self._lock.acquire(blocking=False):
             with self._meta:
                 self.trylock_failures += 1
+            bus._note(self._try_failed)
             return False
         self.owner = ctx.name
         self.acquisitions += 1
+        bus._note(self._try_ok)
+        mem = bus.memory
+        if mem is not None:
+            mem.acquire(ctx, self)
         return True
 
     def release(self) -> None:
@@ -151,7 +174,11 @@ class SpinLock:
             raise XenschedError(
                 f"{ctx.name} unlocks {self.name!r} held by {self.owner or 'nobody'}"
             )
-        self._bus._point(_UNLOCK, self.name, self, 3)
+        bus = self._bus
+        bus._point(self._unlock, 3)
+        mem = bus.memory
+        if mem is not None:
+            mem.release(ctx, self)
         self.owner = None
         self._lock.release()
 

@@ -447,7 +447,7 @@ class _Run:
                     for cpu in p.cpus:
                         h.cpupool_cpu_remove(POOL0, cpu)
                         h.cpupool_cpu_add(p.name, cpu)
-                with_cpus = [c for c in h.cpupool_list if c.cpu_valid]
+                with_cpus = [c for c in h.cpupool_list if c.cpu_valid.peek()]
                 for i in range(cfg.domains):
                     h.create_domain(
                         f"d{i + 1}", with_cpus[i % len(with_cpus)], vcpus=cfg.vcpus
@@ -681,8 +681,8 @@ class _Run:
         candidates = [
             (c, cpu)
             for c in pools
-            if not (len(c.cpu_valid) == 1 and c.domains)
-            for cpu in sorted(c.cpu_valid)
+            if not (len(c.cpu_valid.peek()) == 1 and c.domains.peek())
+            for cpu in sorted(c.cpu_valid.peek())
         ]
         if not candidates or len(pools) < 2:
             return
@@ -702,7 +702,7 @@ class _Run:
     def _move_domain(self, h: Host, rng: random.Random, st: _CtlState) -> None:
         d = rng.choice(self.movable)
         here = d.cpupool.peek()
-        targets = [c for c in h.cpupool_list if c.cpu_valid and c is not here]
+        targets = [c for c in h.cpupool_list if c.cpu_valid.peek() and c is not here]
         if not targets:
             return
         dst = rng.choice(targets)
@@ -720,7 +720,7 @@ class _Run:
                 # module docstring); the pCPU running the vCPU was asked to
                 # reschedule, so this takes one schedule() there.
                 deadline = time.monotonic() + bound
-                while any(v.migrating for v in d.vcpus):
+                while any(v.migrating.peek() for v in d.vcpus):
                     if self.halt.wait(_IDLE_POLL):
                         return
                     if time.monotonic() > deadline:

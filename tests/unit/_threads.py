@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from xensched.interaction import Instrument, PointKind
+from xensched.interaction import Access, Instrument, PointKind
 from xensched.smp import bind
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ class SpinWatch(Instrument):
         self._cv = threading.Condition(threading.Lock())
         self._spinning: dict[str, str] = {}
 
-    def on_point(self, ctx: ExecContext, kind: PointKind, label: str) -> None:
+    def on_point(self, ctx: ExecContext, access: Access) -> None:
+        kind, label = access.kind, access.label
         with self._cv:
             if kind is PointKind.LOCK:
                 self._spinning[ctx.name] = label

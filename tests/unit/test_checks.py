@@ -89,7 +89,7 @@ def test_audit_on_credit2_with_another_runqueue_lock() -> None:
 
 
 def test_mutual_exclusion_fires_for_two_threads_inside(host: Host) -> None:
-    cs = CriticalSection("planted.runq")
+    cs = CriticalSection(host.bus, "planted.runq")
     a_inside, b_done = threading.Event(), threading.Event()
 
     def a() -> None:
@@ -117,7 +117,7 @@ def test_mutual_exclusion_fires_for_two_threads_inside(host: Host) -> None:
 
 
 def test_mutual_exclusion_quiet_for_turns_and_nesting(host: Host) -> None:
-    cs = CriticalSection("planted.runq")
+    cs = CriticalSection(host.bus, "planted.runq")
     with host.on_cpu(0):
         # The same context re-entering is not two pCPUs.
         with cs.section("first"), cs.section("nested"):

@@ -50,7 +50,7 @@ class XlSession(RuleBasedStateMachine):
         h = self.host
         return (
             h.list_cpupools(),
-            h.cpupool_free_cpus,
+            h.cpupool_free_cpus.peek(),
             [(h.scheduler_of(c), h.lock_of(c)) for c in range(NR_CPUS)],
             sorted(h.domains),
         )
@@ -88,11 +88,11 @@ class XlSession(RuleBasedStateMachine):
     def cpu_move(self, data: st.DataObject) -> None:
         """The xl flow: cpu-remove a pCPU from its pool, cpu-add it to another."""
         h = self.host
-        owned = sorted((p.name, c) for p in h.cpupool_list for c in p.cpu_valid)
+        owned = sorted((p.name, c) for p in h.cpupool_list for c in p.cpu_valid.peek())
         if owned:
             src, cpu = data.draw(st.sampled_from(owned), label="from")
             self._xl("cpupool_cpu_remove", src, cpu)
-        free = sorted(h.cpupool_free_cpus)
+        free = sorted(h.cpupool_free_cpus.peek())
         if free:
             cpu = data.draw(st.sampled_from(free), label="cpu")
             dst = data.draw(st.sampled_from([p.name for p in h.cpupool_list]))
@@ -134,11 +134,11 @@ class XlSession(RuleBasedStateMachine):
         h = self.host
         owners: dict[int, str] = {}
         for pool in h.cpupool_list:
-            for cpu in pool.cpu_valid:
+            for cpu in pool.cpu_valid.peek():
                 assert cpu not in owners, f"cpu{cpu} in {owners[cpu]} and {pool.name}"
                 owners[cpu] = pool.name
         for cpu in range(NR_CPUS):
-            free = cpu in h.cpupool_free_cpus
+            free = cpu in h.cpupool_free_cpus.peek()
             assert free != (cpu in owners), f"cpu{cpu}: free={free}, pools={owners}"
             mine = h.percpu[cpu].cpupool.peek()
             assert (mine.name if mine is not None else None) == owners.get(cpu)
@@ -151,7 +151,7 @@ class XlSession(RuleBasedStateMachine):
             pool = d.cpupool.peek()
             assert pool is not None
             for v in d.vcpus:
-                assert v.processor.peek() in pool.cpu_valid, (v, pool)
+                assert v.processor.peek() in pool.cpu_valid.peek(), (v, pool)
 
     @invariant()
     def no_violation(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from tests.unit._threads import SpinWatch, Threads, wait
 from xensched import DeadlockError, Host, SpinLock, XenschedError, sched_if as si
 from xensched.checks import ViolationKind
-from xensched.interaction import Instrument, PointKind
+from xensched.interaction import Access, Instrument, PointKind
 from xensched.smp import ExecContext, bind
 from xensched.spinlock import (
     local_irq_disable,
@@ -194,8 +194,8 @@ def test_retry_loop_is_bounded(host: Host, monkeypatch: pytest.MonkeyPatch) -> N
     fresh = iter(SpinLock(host.bus, f"test.fresh{i}") for i in range(10))
 
     class MoveAtEveryLock(Instrument):
-        def on_point(self, ctx: ExecContext, kind: PointKind, label: str) -> None:
-            if kind is PointKind.LOCK:
+        def on_point(self, ctx: ExecContext, access: Access) -> None:
+            if access.kind is PointKind.LOCK:
                 sd.schedule_lock.value = next(fresh)  # no point: plain write
 
     host.bus.add_instrument(MoveAtEveryLock())
@@ -247,7 +247,8 @@ def test_trylock_returns_none_when_the_lock_moved(host: Host) -> None:
     new = SpinLock(host.bus, "test.new")
 
     class MoveOnTrylock(Instrument):
-        def on_point(self, ctx: ExecContext, kind: PointKind, label: str) -> None:
+        def on_point(self, ctx: ExecContext, access: Access) -> None:
+            kind, label = access.kind, access.label
             if kind is PointKind.TRYLOCK and label == old.name:
                 sd.schedule_lock.value = new
 

@@ -63,7 +63,7 @@ def test_do_schedule_runs_guests_of_the_pcpu_pool_only(sched: str) -> None:
         curr = h.percpu[cpu].schedule_data.curr.peek()
         assert curr.name == picks[cpu][-1]
         if not curr.is_idle:
-            assert curr.is_running
+            assert curr.is_running.peek()
             assert curr.processor.peek() == cpu
     assert h.violations == []
 
@@ -77,7 +77,7 @@ def test_sleep_and_wake_change_what_runs(sched: str) -> None:
         h.sleep(v)
     after_sleep = _picks(h, [2, 3], rounds=4)
     assert after_sleep == {2: ["idle2"] * 4, 3: ["idle3"] * 4}
-    assert not any(v.is_running for v in d1.vcpus)
+    assert not any(v.is_running.peek() for v in d1.vcpus)
 
     v0 = d1.vcpus[0]
     h.wake(v0)
@@ -157,7 +157,7 @@ def test_rtds_every_pcpu_uses_the_one_global_lock() -> None:
     for cpu in range(4):
         assert h.lock_of(cpu) is ops.lock
         assert ops.lock_for(cpu) is ops.lock
-    assert ops.cpus == {0, 1, 2, 3}
+    assert ops.cpus.peek() == {0, 1, 2, 3}
 
 
 def test_rtds_pools_have_their_own_global_lock() -> None:
@@ -195,14 +195,14 @@ def test_credit_load_balance_steals_from_a_peer() -> None:
     ops = h.ops
     assert isinstance(ops, Credit)
     runq0 = ops._pcpus[0].runq
-    assert [s.vcpu for s in runq0] == [v1]
+    assert [s.vcpu for s in runq0.peek()] == [v1]
     peer_lock = h.lock_of(0)
     before = peer_lock.stats().acquisitions
     # cpu1 has nothing: csched_load_balance trylocks cpu0 and steals v1.
     assert h.schedule(1) is v1
     assert v1.processor.peek() == 1
-    assert v1.is_running
-    assert ops._pcpus[0].runq == []
+    assert v1.is_running.peek()
+    assert ops._pcpus[0].runq.peek() == ()
     assert peer_lock.stats().acquisitions > before
     assert h.violations == []
 

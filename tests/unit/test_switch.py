@@ -16,7 +16,7 @@ import pytest
 
 from xensched import Host, SwitchProtocol
 from xensched.checks import ViolationKind
-from xensched.interaction import Instrument, PointKind
+from xensched.interaction import Access, Instrument, PointKind
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
 from xensched.smp import ExecContext, bind
 
@@ -38,7 +38,8 @@ class WindowWatch(Instrument):
         self.points: list[tuple[PointKind, str]] = []
         self._meta = threading.Lock()
 
-    def on_point(self, ctx: ExecContext, kind: PointKind, label: str) -> None:
+    def on_point(self, ctx: ExecContext, access: Access) -> None:
+        kind, label = access.kind, access.label
         if ctx is not self.ctx:
             return
         mapped = self.h.lock_of(self.cpu)
@@ -105,7 +106,9 @@ def test_fixed_switch_publishes_the_lock_pointer_last(boot: str, pool: str) -> N
     assert labels == [f"per_cpu(scheduler, {X})", f"schedule_data[{X}].schedule_lock"]
     between = watch.points[stores[0] : stores[1]]
     # ARINC653's hook has no barrier in this version (the reference says so).
-    assert ((PointKind.BARRIER, "smp_mb") in between) is (pool != "arinc653")
+    assert ((PointKind.MB, f"fence@{watch.ctx.name}") in between) is (
+        pool != "arinc653"
+    )
     # The old lock is released only after the pointer store.
     unlocks = [
         i for i, (kind, _) in enumerate(watch.points) if kind is PointKind.UNLOCK

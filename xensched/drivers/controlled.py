@@ -20,7 +20,9 @@ sleep, that herd made a controlled run 30 times slower on a loaded machine.
 
 The driver keeps the list of steps it scheduled (:attr:`ControlledDriver.steps`), one
 ``(context, point, label)`` per turn, so that a failing interleaving can be printed as a
-step list.
+step list. A strategy sees what each waiting thread will do when it next runs
+(:meth:`ControlledDriver.next_access`: the object and the kind of the access it is
+about to make), which dependency-aware exploration and sleep sets need.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from xensched.errors import DeadlockError
 from xensched.interaction import PointKind
@@ -38,9 +40,12 @@ from xensched.violation import ViolationKind
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from xensched.interaction import Bus
+    from xensched.interaction import Access, Bus
     from xensched.smp import ExecContext
     from xensched.spinlock import SpinLock
+
+
+_LOCK = PointKind.LOCK
 
 
 class Strategy(Protocol):
@@ -67,6 +72,7 @@ class _Participant:
         "error",
         "gate",
         "gate_open",
+        "next",
         "points",
         "state",
         "thread",
@@ -83,6 +89,9 @@ class _Participant:
         self.gate_open = False
         self.state = _State.READY
         self.wants: SpinLock | None = None
+        # The access this participant makes when it next runs (None: it has not
+        # reached its first point, or it waits for a condition).
+        self.next: Access | None = None
         self.until: Callable[[], bool] | None = None
         self.points = 0
         self.error: BaseException | None = None
@@ -158,6 +167,20 @@ class ControlledDriver:
         finally:
             part.until = None
 
+    def wait_until(self, ctx: ExecContext, pred: Callable[[], bool], what: str) -> None:
+        """:meth:`xensched.interaction.Bus.wait_until` under this driver: park."""
+        if ctx not in self._parts:  # not a participant: runs freely
+            raise DeadlockError(
+                f"{ctx.name} waits for {what} outside the controlled run"
+            )
+        self.wait_for(ctx, pred)
+
+    def next_access(self, ctx: ExecContext) -> Access | None:
+        """What ``ctx`` will do when it next runs (``None`` before its first point
+        or while it waits for a condition)."""
+        part = self._parts.get(ctx)
+        return part.next if part is not None else None
+
     def points_of(self, ctx: ExecContext) -> int:
         """Interaction points ``ctx`` has passed under this driver."""
         part = self._parts.get(ctx)
@@ -201,19 +224,21 @@ class ControlledDriver:
         return [(p.ctx, p.error) for p in self._order if p.error is not None]
 
     # -- the Driver protocol ------------------------------------------------------------------
-    def point(
-        self, ctx: ExecContext, kind: PointKind, label: str, lock: SpinLock | None
-    ) -> None:
+    def point(self, ctx: ExecContext, access: Access) -> None:
         part = self._parts.get(ctx)
         if part is None:
             return  # not a participant: runs freely
+        kind, obj = access[0], access[1]
         with self._mutex:
             part.points += 1
-            part.wants = lock if kind is PointKind.LOCK else None
-            self.steps.append((ctx.name, kind.value, label))
+            part.next = access
+            # A LOCK access is always of a SpinLock.
+            part.wants = cast("SpinLock", obj) if kind is _LOCK else None
+            self.steps.append((ctx.name, kind._value_, obj.label))
             self._schedule_next(ctx)
         self._wait_turn(part)
         part.wants = None
+        part.next = None
 
     # -- internals ---------------------------------------------------------------------------
     def _runnable(self, p: _Participant) -> bool:

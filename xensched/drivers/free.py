@@ -36,9 +36,8 @@ from xensched.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from xensched.interaction import PointKind
+    from xensched.interaction import Access, PointKind
     from xensched.smp import ExecContext
-    from xensched.spinlock import SpinLock
 
 #: A switch interval that makes a GIL build interleave at a fine grain (the
 #: interpreter default is 5e-3 s). Lower values mostly cost throughput.
@@ -111,15 +110,13 @@ class DelayInjector:
             return rng
 
     # -- the Driver protocol -----------------------------------------------------------
-    def point(
-        self, ctx: ExecContext, kind: PointKind, label: str, lock: SpinLock | None
-    ) -> None:
+    def point(self, ctx: ExecContext, access: Access) -> None:
         rng = self._rngs.get(ctx)
         if rng is None:
             rng = self._rng_for(ctx)
         if rng.random() >= self.probability:
             return
-        if self.kinds is not None and kind not in self.kinds:
+        if self.kinds is not None and access.kind not in self.kinds:
             return
         self._delays[ctx] += 1
         time.sleep(rng.random() * self.max_delay)

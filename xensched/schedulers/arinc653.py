@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, CriticalSection
+from xensched.memory import Cell, RunQueue
 from xensched.schedulers.base import Scheduler
 from xensched.spinlock import SpinLock, spin_lock_irqsave, spin_unlock_irqrestore
 
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 A653_DEFAULT_RUNTIME = 2
 
 
+def _tick(n: int) -> int:
+    return n + 1
+
+
 class A653Vcpu:
     """``arinc653_vcpu_t``."""
 
@@ -38,7 +43,9 @@ class A653Vcpu:
 
     def __init__(self, vc: Vcpu) -> None:
         self.vc = vc
-        self.awake = False
+        self.awake: Cell[bool] = Cell(
+            vc.processor.bus, f"{vc.name}.arinc653_vcpu.awake", False
+        )
 
 
 class Arinc653(Scheduler):
@@ -48,10 +55,12 @@ class Arinc653(Scheduler):
 
     def __init__(self, h: Host, instance: str) -> None:
         super().__init__(h, instance)
-        self.lock = SpinLock(h.bus, f"arinc653@{instance}.sched_priv->lock")
-        self.vcpus: list[A653Vcpu] = []
-        self.cs = CriticalSection(f"arinc653@{instance}.schedule")
-        self.ticks = 0
+        bus = h.bus
+        self.lock = SpinLock(bus, f"arinc653@{instance}.sched_priv->lock")
+        # Written under sched_priv->lock.
+        self.vcpus: RunQueue[A653Vcpu] = RunQueue(bus, f"arinc653@{instance}.vcpu_list")
+        self.cs = CriticalSection(bus, f"arinc653@{instance}.schedule")
+        self.ticks: Cell[int] = Cell(bus, f"arinc653@{instance}.ticks", 0)
 
     def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
         sd = self.h.percpu[cpu].schedule_data
@@ -81,19 +90,18 @@ class Arinc653(Scheduler):
             return
         flags = spin_lock_irqsave(self.lock)
         with self.cs.section("a653sched_free_vdata"):
-            if vdata in self.vcpus:
-                self.vcpus.remove(vdata)
+            self.vcpus.remove(vdata)
         spin_unlock_irqrestore(self.lock, flags)
 
     def wake(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         if isinstance(svc, A653Vcpu):
-            svc.awake = True
+            svc.awake.store(True)
 
     def sleep(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         if isinstance(svc, A653Vcpu):
-            svc.awake = False
+            svc.awake.store(False)
 
     def insert_vcpu(self, v: Vcpu) -> None:
         v.processor.store(self.pick_cpu(v))
@@ -104,16 +112,17 @@ class Arinc653(Scheduler):
         snext = pc.idle
         flags = spin_lock_irqsave(self.lock)
         with self.cs.section("a653sched_do_schedule"):
-            self.ticks += 1
-            if self.vcpus:
-                frame = (self.ticks // A653_DEFAULT_RUNTIME) % len(self.vcpus)
-                vc = self.vcpus[frame].vc
+            ticks = self.ticks.update(_tick)
+            vcpus = self.vcpus.load()
+            if vcpus:
+                svc = vcpus[(ticks // A653_DEFAULT_RUNTIME) % len(vcpus)]
+                vc = svc.vc
                 if (
-                    self.vcpus[frame].awake
+                    svc.awake.load()
                     and vc.runnable()
                     and vc.processor.load() == cpu
                     and self.may_run(vc, cpu)
-                    and (vc is curr or not vc.is_running)
+                    and (vc is curr or not vc.is_running.load())
                 ):
                     snext = vc
         spin_unlock_irqrestore(self.lock, flags)

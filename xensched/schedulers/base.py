@@ -131,7 +131,7 @@ class Scheduler:
         otherwise takes the pool's first; Credit and Credit2 weigh load instead.
         """
         pool = v.domain.cpupool.load()
-        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
+        cpus = sorted(pool.cpu_valid.load()) if pool is not None else self.pool_cpus()
         here = v.processor.load()
         if not cpus or here in cpus:
             return here
@@ -146,8 +146,8 @@ class Scheduler:
         for svc in queue:
             vc = svc.vcpu
             if (
-                (vc is curr or not vc.is_running)
-                and not vc.migrating
+                (vc is curr or not vc.is_running.load())
+                and not vc.migrating.load()
                 and self.may_run(vc, cpu)
             ):
                 return svc
@@ -172,10 +172,10 @@ class Scheduler:
         scheduler applies the rule.
         """
         pool = v.domain.cpupool.load()
-        return pool is not None and cpu in pool.cpu_valid
+        return pool is not None and pool.cpu_valid.test(cpu)
 
     def pool_cpus(self) -> list[int]:
         """The pCPUs this instance schedules: its pool's, or Pool-0's plus free ones."""
         return sorted(
-            cpu for cpu, pc in enumerate(self.h.percpu) if pc.scheduler.peek() is self
+            cpu for cpu, pc in enumerate(self.h.percpu) if pc.scheduler.load() is self
         )

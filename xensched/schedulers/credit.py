@@ -22,10 +22,10 @@ everything it could run is OVER; the master ticker is a flag; no affinity steps;
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xensched.checks import ASSERT, BUG_ON, CriticalSection, check_held
-from xensched.memory import CpuMask, smp_mb
+from xensched.memory import Cell, CpuMask, RunQueue, smp_mb
 from xensched.protocol import SwitchProtocol
 from xensched.sched_if import (
     pcpu_schedule_trylock,
@@ -47,6 +47,7 @@ from xensched.spinlock import (
 if TYPE_CHECKING:
     from xensched.domain import Domain, Vcpu
     from xensched.host import Host
+    from xensched.interaction import Bus
 
 CSCHED_PRI_TS_UNDER = -1
 CSCHED_PRI_TS_OVER = -2
@@ -56,17 +57,38 @@ CSCHED_CREDITS_PER_TSLICE = 300
 CSCHED_DEFAULT_WEIGHT = 256
 
 
+def _inc(n: int) -> int:
+    return n + 1
+
+
+def _dec(n: int) -> int:
+    return n - 1
+
+
+def _burn(credit: int) -> int:
+    return credit - CSCHED_CREDITS_PER_TICK
+
+
+def _refill_slice(credit: int) -> int:
+    return credit + CSCHED_CREDITS_PER_TSLICE
+
+
 class CschedVcpu:
-    """``struct csched_vcpu``."""
+    """``struct csched_vcpu``: its fields change under its pCPU's runqueue lock."""
 
     __slots__ = ("credit", "on_runq", "pri", "sdom", "vcpu")
 
     def __init__(self, vcpu: Vcpu, sdom: CschedDom | None) -> None:
+        bus = vcpu.processor.bus
         self.vcpu = vcpu
         self.sdom = sdom
-        self.pri = CSCHED_PRI_IDLE if vcpu.is_idle else CSCHED_PRI_TS_UNDER
-        self.credit = 0
-        self.on_runq = False
+        self.pri: Cell[int] = Cell(
+            bus,
+            f"{vcpu.name}.csched_vcpu.pri",
+            CSCHED_PRI_IDLE if vcpu.is_idle else CSCHED_PRI_TS_UNDER,
+        )
+        self.credit: Cell[int] = Cell(bus, f"{vcpu.name}.csched_vcpu.credit", 0)
+        self.on_runq: Cell[bool] = Cell(bus, f"{vcpu.name}.csched_vcpu.on_runq", False)
 
 
 class CschedDom:
@@ -84,11 +106,15 @@ class CschedPcpu:
 
     __slots__ = ("cpu", "cs", "runq", "ticker_active")
 
-    def __init__(self, cpu: int, instance: str) -> None:
+    def __init__(self, bus: Bus, cpu: int, instance: str) -> None:
         self.cpu = cpu
-        self.runq: list[CschedVcpu] = []
-        self.cs = CriticalSection(f"credit@{instance}.runq[{cpu}]")
-        self.ticker_active = False
+        self.runq: RunQueue[CschedVcpu] = RunQueue(
+            bus, f"credit@{instance}.pcpu[{cpu}].runq"
+        )
+        self.cs = CriticalSection(bus, f"credit@{instance}.runq[{cpu}]")
+        self.ticker_active: Cell[bool] = Cell(
+            bus, f"credit@{instance}.pcpu[{cpu}].ticker_active", False
+        )
 
 
 class Credit(Scheduler):
@@ -98,15 +124,24 @@ class Credit(Scheduler):
 
     def __init__(self, h: Host, instance: str) -> None:
         super().__init__(h, instance)
-        self.lock = SpinLock(h.bus, f"credit@{instance}.prv->lock")
-        self.ncpus = 0
-        self.cpus: set[int] = set()
-        self.credit = 0
-        self.master: int | None = None
-        # prv->idlers: read without any lock by load balancing on other pCPUs, hence a
-        # shared mask whose reads and writes are interaction points.
-        self.idlers = CpuMask(h.bus, f"credit@{instance}.prv->idlers")
+        bus = h.bus
+        self.lock = SpinLock(bus, f"credit@{instance}.prv->lock")
+        # Written under prv->lock.
+        self.ncpus: Cell[int] = Cell(bus, f"credit@{instance}.prv->ncpus", 0)
+        self.cpus = CpuMask(bus, f"credit@{instance}.prv->cpus")
+        self.credit: Cell[int] = Cell(bus, f"credit@{instance}.prv->credit", 0)
+        self.master: Cell[int | None] = Cell(
+            bus, f"credit@{instance}.prv->master", None
+        )
+        # prv->idlers: read without any lock by load balancing on other pCPUs.
+        self.idlers = CpuMask(bus, f"credit@{instance}.prv->idlers")
         self._pcpus: dict[int, CschedPcpu] = {}
+
+    PRIVATE: ClassVar[dict[str, str]] = {
+        "_pcpus": "emulator bookkeeping: the runqueues that exist, for runqueues() "
+        "(Xen reaches them through per_cpu(schedule_data).sched_priv, as the model "
+        "does)",
+    }
 
     # -- helpers ----------------------------------------------------------------------
     def _pcpu(self, cpu: int) -> CschedPcpu | None:
@@ -122,13 +157,12 @@ class Credit(Scheduler):
             "spin_is_locked(&prv->lock)",
             cpu=cpu,
         )
-        self.credit += CSCHED_CREDITS_PER_TSLICE
-        self.ncpus += 1
-        self.cpus.add(cpu)
-        if self.ncpus == 1:
-            self.master = cpu
-        spc.runq.clear()
-        spc.ticker_active = True
+        self.credit.update(lambda c: c + CSCHED_CREDITS_PER_TSLICE)
+        if self.ncpus.update(_inc) == 1:
+            self.master.store(cpu)
+        self.cpus.set(cpu)
+        spc.runq.store(())
+        spc.ticker_active.store(True)
         curr = self.h.percpu[cpu].schedule_data.curr.load()
         BUG_ON(
             not curr.is_idle, "init_pdata", "!is_idle_vcpu(curr_on_cpu(cpu))", cpu=cpu
@@ -138,18 +172,19 @@ class Credit(Scheduler):
 
     def _deinit(self, spc: CschedPcpu, cpu: int) -> None:
         flags = spin_lock_irqsave(self.lock)
-        self.credit -= CSCHED_CREDITS_PER_TSLICE
-        self.ncpus -= 1
-        self.cpus.discard(cpu)
-        if self.master == cpu:
-            self.master = min(self.cpus) if self.cpus else None
+        self.credit.update(lambda c: c - CSCHED_CREDITS_PER_TSLICE)
+        self.ncpus.update(_dec)
+        self.cpus.clear(cpu)
+        if self.master.load() == cpu:
+            rest = self.cpus.load()
+            self.master.store(min(rest) if rest else None)
         self.idlers.clear(cpu)
-        spc.ticker_active = False
+        spc.ticker_active.store(False)
         spin_unlock_irqrestore(self.lock, flags)
 
     # -- per-pCPU hooks ---------------------------------------------------------------
     def alloc_pdata(self, cpu: int) -> Any:
-        spc = CschedPcpu(cpu, self.instance)
+        spc = CschedPcpu(self.h.bus, cpu, self.instance)
         self._pcpus[cpu] = spc
         return spc
 
@@ -207,12 +242,12 @@ class Credit(Scheduler):
     def tick_suspend(self, cpu: int) -> None:
         spc = self._pcpu(cpu)
         if spc is not None:
-            spc.ticker_active = False
+            spc.ticker_active.store(False)
 
     def tick_resume(self, cpu: int) -> None:
         spc = self._pcpu(cpu)
         if spc is not None:
-            spc.ticker_active = True
+            spc.ticker_active.store(True)
 
     # -- per-vCPU hooks ---------------------------------------------------------------
     def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:
@@ -220,7 +255,11 @@ class Credit(Scheduler):
 
     def free_vdata(self, vdata: Any) -> None:
         if isinstance(vdata, CschedVcpu):
-            BUG_ON(vdata.on_runq, "csched_free_vdata", "!list_empty(&svc->runq_elem)")
+            BUG_ON(
+                vdata.on_runq.load(),
+                "csched_free_vdata",
+                "!list_empty(&svc->runq_elem)",
+            )
 
     def alloc_domdata(self, d: Domain) -> Any:
         return CschedDom(d)
@@ -238,49 +277,49 @@ class Credit(Scheduler):
         if spc is None:
             return
         with spc.cs.section(where):
-            if svc in spc.runq:
-                spc.runq.remove(svc)
-            svc.on_runq = False
+            spc.runq.remove(svc)
+            svc.on_runq.store(False)
 
     def insert_vcpu(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         v.processor.store(self.pick_cpu(v))
         lock = vcpu_schedule_lock_irq(self.h, v)
-        if not svc.on_runq and v.runnable() and not v.is_running:
+        if not svc.on_runq.load() and v.runnable() and not v.is_running.load():
             self._runq_insert(v.processor.load(), svc, "csched_vcpu_insert")
         vcpu_schedule_unlock_irq(self.h, lock, v)
 
     def remove_vcpu(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         lock = vcpu_schedule_lock_irq(self.h, v)
-        if svc.on_runq:
+        if svc.on_runq.load():
             self._runq_remove(v.processor.load(), svc, "csched_vcpu_remove")
         vcpu_schedule_unlock_irq(self.h, lock, v)
 
     def wake(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         cpu = v.processor.load()
-        if self.h.percpu[cpu].schedule_data.curr.load() is v or svc.on_runq:
+        if self.h.percpu[cpu].schedule_data.curr.load() is v or svc.on_runq.load():
             return
-        if svc.credit >= 0:
-            svc.pri = CSCHED_PRI_TS_UNDER
+        if svc.credit.load() >= 0:
+            svc.pri.store(CSCHED_PRI_TS_UNDER)
         self._runq_insert(cpu, svc, "csched_vcpu_wake")
 
     def sleep(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
-        if svc.on_runq:
+        if svc.on_runq.load():
             self._runq_remove(v.processor.load(), svc, "csched_vcpu_sleep")
 
     def pick_cpu(self, v: Vcpu) -> int:
         pool = v.domain.cpupool.load()
-        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
+        cpus = sorted(pool.cpu_valid.load()) if pool is not None else self.pool_cpus()
         if not cpus:
             return v.processor.load()
         here = v.processor.load()
 
         def load(cpu: int) -> tuple[int, bool, int]:
-            spc = self._pcpus.get(cpu)
-            return (len(spc.runq) if spc else 0, cpu != here, cpu)
+            # A racy read of the peer's runqueue length, as a load estimate.
+            spc = self._pcpu(cpu)
+            return (len(spc.runq.load()) if spc else 0, cpu != here, cpu)
 
         return min(cpus, key=load)
 
@@ -311,45 +350,50 @@ class Credit(Scheduler):
         scurr = curr.sched_priv.load()
         with spc.cs.section("csched_schedule"):
             if not curr.is_idle and isinstance(scurr, CschedVcpu):
-                scurr.credit -= CSCHED_CREDITS_PER_TICK
-                if scurr.credit < 0:
-                    scurr.pri = CSCHED_PRI_TS_OVER
+                if scurr.credit.update(_burn) < 0:
+                    scurr.pri.store(CSCHED_PRI_TS_OVER)
                 if curr.runnable() and curr.processor.load() == cpu:
                     self._runq_insert_locked(spc, scurr)
-            snext = next((s for s in spc.runq if self.may_run(s.vcpu, cpu)), None)
-        if snext is None or snext.pri < CSCHED_PRI_TS_UNDER:
+            snext = next(
+                (s for s in spc.runq.load() if self.may_run(s.vcpu, cpu)), None
+            )
+            next_pri = snext.pri.load() if snext is not None else CSCHED_PRI_IDLE
+        if snext is None or next_pri < CSCHED_PRI_TS_UNDER:
             stolen = self._load_balance(cpu, snext)
             if stolen is not None:
                 return stolen.vcpu
         if snext is None:
             return idle
         with spc.cs.section("csched_schedule"):
-            if snext.pri == CSCHED_PRI_TS_OVER:
+            if next_pri == CSCHED_PRI_TS_OVER:
                 self._refill(spc)
-            if snext in spc.runq:
-                spc.runq.remove(snext)
-            snext.on_runq = False
+            spc.runq.remove(snext)
+            snext.on_runq.store(False)
         return snext.vcpu
 
     @staticmethod
     def _runq_insert_locked(spc: CschedPcpu, svc: CschedVcpu) -> None:
         """``__runq_insert``: sorted by priority, FIFO among equals."""
-        pos = len(spc.runq)
-        for i, other in enumerate(spc.runq):
-            if svc.pri > other.pri:
+        runq = spc.runq.load()
+        pri = svc.pri.load()
+        pos = len(runq)
+        for i, other in enumerate(runq):
+            if pri > other.pri.load():
                 pos = i
                 break
         spc.runq.insert(pos, svc)
-        svc.on_runq = True
+        svc.on_runq.store(True)
 
     @staticmethod
     def _refill(spc: CschedPcpu) -> None:
         # Stands in for csched_acct: everything here is OVER, so hand out a slice.
-        for svc in spc.runq:
-            svc.credit += CSCHED_CREDITS_PER_TSLICE
-            if svc.credit >= 0:
-                svc.pri = CSCHED_PRI_TS_UNDER
-        spc.runq.sort(key=lambda s: -s.pri)
+        runq = spc.runq.load()
+        pri: dict[CschedVcpu, int] = {}
+        for svc in runq:
+            if svc.credit.update(_refill_slice) >= 0:
+                svc.pri.store(CSCHED_PRI_TS_UNDER)
+            pri[svc] = svc.pri.load()
+        spc.runq.store(tuple(sorted(runq, key=lambda s: -pri[s])))
 
     def _load_balance(self, cpu: int, snext: CschedVcpu | None) -> CschedVcpu | None:
         """``csched_load_balance``: trylock each busy peer, steal a better vCPU.
@@ -362,8 +406,8 @@ class Credit(Scheduler):
         if pool is None:
             return None
         # In 4.7 the walk starts at cpumask_first(&workers), not at a neighbour.
-        peers = sorted(pool.cpu_valid - self.idlers.load() - {cpu})
-        floor = snext.pri if snext is not None else CSCHED_PRI_IDLE
+        peers = sorted(pool.cpu_valid.load() - self.idlers.load() - {cpu})
+        floor = snext.pri.load() if snext is not None else CSCHED_PRI_IDLE
         for peer in peers:
             lock = pcpu_schedule_trylock(self.h, peer)
             if lock is None:
@@ -384,16 +428,16 @@ class Credit(Scheduler):
         if speer is None:
             return None
         with speer.cs.section("csched_runq_steal"):
-            for svc in speer.runq:
+            for svc in speer.runq.load():
                 vc = svc.vcpu
                 if (
-                    svc.pri > floor
-                    and not vc.is_running
-                    and not vc.migrating
+                    svc.pri.load() > floor
+                    and not vc.is_running.load()
+                    and not vc.migrating.load()
                     and self.may_run(vc, cpu)
                 ):
                     speer.runq.remove(svc)
-                    svc.on_runq = False
+                    svc.on_runq.store(False)
                     vc.processor.store(cpu)
                     return svc
         return None

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, BUG_ON, CriticalSection
-from xensched.memory import Cell, CpuMask, smp_mb
+from xensched.memory import Cell, CpuMask, RunQueue, smp_mb
 from xensched.protocol import SwitchProtocol
 from xensched.sched_if import (
     pcpu_schedule_lock,
@@ -56,11 +56,35 @@ class Csched2Vcpu:
     __slots__ = ("credit", "on_runq", "rqd", "sdom", "vcpu")
 
     def __init__(self, vcpu: Vcpu, sdom: Any) -> None:
+        bus = vcpu.processor.bus
+        name = f"{vcpu.name}.csched2_vcpu"
         self.vcpu = vcpu
         self.sdom = sdom
-        self.credit = CSCHED2_IDLE_CREDIT if vcpu.is_idle else CSCHED2_CREDIT_INIT
-        self.rqd: Csched2RunqueueData | None = None
-        self.on_runq = False
+        self.credit: Cell[int] = Cell(
+            bus,
+            f"{name}.credit",
+            CSCHED2_IDLE_CREDIT if vcpu.is_idle else CSCHED2_CREDIT_INIT,
+        )
+        self.rqd: Cell[Csched2RunqueueData | None] = Cell(bus, f"{name}.rqd", None)
+        self.on_runq: Cell[bool] = Cell(bus, f"{name}.on_runq", False)
+
+
+class Csched2Dom:
+    """``struct csched2_dom``: only its (constant) weight is modelled."""
+
+    __slots__ = ("dom", "weight")
+
+    def __init__(self, dom: Domain) -> None:
+        self.dom = dom
+        self.weight = 256
+
+
+def _burn(credit: int) -> int:
+    return credit - CSCHED2_CREDIT_BURN
+
+
+def _reset(credit: int) -> int:
+    return min(credit, 0) + CSCHED2_CREDIT_INIT
 
 
 class Csched2RunqueueData:
@@ -69,13 +93,16 @@ class Csched2RunqueueData:
     __slots__ = ("active", "cs", "id", "idle", "lock", "runq", "svc")
 
     def __init__(self, h: Host, instance: str, rqi: int) -> None:
+        bus = h.bus
+        name = f"credit2@{instance}.rqd[{rqi}]"
         self.id = rqi
-        self.lock = SpinLock(h.bus, f"credit2@{instance}.rqd[{rqi}].lock")
-        self.runq: list[Csched2Vcpu] = []
-        self.svc: list[Csched2Vcpu] = []  # every vCPU assigned here
-        self.active = CpuMask(h.bus, f"credit2@{instance}.rqd[{rqi}].active")
-        self.idle = CpuMask(h.bus, f"credit2@{instance}.rqd[{rqi}].idle")
-        self.cs = CriticalSection(f"credit2@{instance}.rqd[{rqi}]")
+        self.lock = SpinLock(bus, f"{name}.lock")
+        self.runq: RunQueue[Csched2Vcpu] = RunQueue(bus, f"{name}.runq")
+        # Every vCPU assigned here.
+        self.svc: RunQueue[Csched2Vcpu] = RunQueue(bus, f"{name}.svc")
+        self.active = CpuMask(bus, f"{name}.active")
+        self.idle = CpuMask(bus, f"{name}.idle")
+        self.cs = CriticalSection(bus, name)
 
 
 class Credit2(Scheduler):
@@ -86,15 +113,15 @@ class Credit2(Scheduler):
     def __init__(self, h: Host, instance: str) -> None:
         super().__init__(h, instance)
         self.lock = SpinLock(h.bus, f"credit2@{instance}.prv->lock")
-        self.rqd = [
+        self.rqd = tuple(
             Csched2RunqueueData(h, instance, i) for i in range(h.topology.sockets)
-        ]
-        self.runq_map: list[Cell[int]] = [
+        )
+        self.runq_map: tuple[Cell[int], ...] = tuple(
             Cell(h.bus, f"credit2@{instance}.runq_map[{cpu}]", -1)
             for cpu in range(h.nr_cpus)
-        ]
+        )
         self.initialized = CpuMask(h.bus, f"credit2@{instance}.initialized")
-        self.active_queues: set[int] = set()
+        self.active_queues = CpuMask(h.bus, f"credit2@{instance}.active_queues")
 
     def _rqi_of(self, cpu: int) -> int:
         # 94734ab7c3^ rule: cpu 0 always on runqueue 0, others by socket.
@@ -122,8 +149,8 @@ class Credit2(Scheduler):
         )
         rqi = self._rqi_of(cpu)
         rqd = self.rqd[rqi]
-        if rqi not in self.active_queues:
-            self.active_queues.add(rqi)  # activate_runqueue()
+        if not self.active_queues.test(rqi):
+            self.active_queues.set(rqi)  # activate_runqueue()
         old_lock = None
         if remap:
             # IRQs already disabled.
@@ -170,7 +197,7 @@ class Credit2(Scheduler):
         rqd.idle.clear(cpu)
         rqd.active.clear(cpu)
         if not rqd.active.load():
-            self.active_queues.discard(rqi)  # deactivate_runqueue()
+            self.active_queues.clear(rqi)  # deactivate_runqueue()
         if remap_back:
             # The code the patch removed: it clobbers whatever the new scheduler set.
             ASSERT(
@@ -235,10 +262,10 @@ class Credit2(Scheduler):
 
     def free_vdata(self, vdata: Any) -> None:
         if isinstance(vdata, Csched2Vcpu):
-            BUG_ON(vdata.on_runq, "csched2_free_vdata", "__vcpu_on_runq(svc)")
+            BUG_ON(vdata.on_runq.load(), "csched2_free_vdata", "__vcpu_on_runq(svc)")
 
     def alloc_domdata(self, d: Domain) -> Any:
-        return {"weight": 256}
+        return Csched2Dom(d)
 
     def _runq_insert(self, svc: Csched2Vcpu, where: str) -> None:
         cpu = svc.vcpu.processor.load()
@@ -248,7 +275,7 @@ class Credit2(Scheduler):
             "spin_is_locked(per_cpu(schedule_data, cpu).schedule_lock)",
             cpu=cpu,
         )
-        rqd = svc.rqd
+        rqd = svc.rqd.load()
         if rqd is None:
             return
         with rqd.cs.section(where):
@@ -256,22 +283,23 @@ class Credit2(Scheduler):
 
     @staticmethod
     def _runq_insert_locked(rqd: Csched2RunqueueData, svc: Csched2Vcpu) -> None:
-        pos = len(rqd.runq)
-        for i, other in enumerate(rqd.runq):
-            if svc.credit > other.credit:
+        runq = rqd.runq.load()
+        credit = svc.credit.load()
+        pos = len(runq)
+        for i, other in enumerate(runq):
+            if credit > other.credit.load():
                 pos = i
                 break
         rqd.runq.insert(pos, svc)
-        svc.on_runq = True
+        svc.on_runq.store(True)
 
     def _runq_remove(self, svc: Csched2Vcpu, where: str) -> None:
-        rqd = svc.rqd
+        rqd = svc.rqd.load()
         if rqd is None:
             return
         with rqd.cs.section(where):
-            if svc in rqd.runq:
-                rqd.runq.remove(svc)
-            svc.on_runq = False
+            rqd.runq.remove(svc)
+            svc.on_runq.store(False)
 
     def insert_vcpu(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
@@ -280,62 +308,63 @@ class Credit2(Scheduler):
         rqd = self._rqd_of(v.processor.load())
         if rqd is not None:  # runq_assign()
             with rqd.cs.section("runq_assign"):
-                svc.rqd = rqd
+                svc.rqd.store(rqd)
                 rqd.svc.append(svc)
         vcpu_schedule_unlock_irq(self.h, lock, v)
 
     def remove_vcpu(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         lock = vcpu_schedule_lock_irq(self.h, v)
-        if svc.on_runq:
+        if svc.on_runq.load():
             self._runq_remove(svc, "csched2_vcpu_remove")
-        rqd = svc.rqd
+        rqd = svc.rqd.load()
         if rqd is not None:  # runq_deassign()
             with rqd.cs.section("runq_deassign"):
                 rqd.svc.remove(svc)
-                svc.rqd = None
+                svc.rqd.store(None)
         vcpu_schedule_unlock_irq(self.h, lock, v)
 
     def wake(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         cpu = v.processor.load()
-        if self.h.percpu[cpu].schedule_data.curr.load() is v or svc.on_runq:
+        if self.h.percpu[cpu].schedule_data.curr.load() is v or svc.on_runq.load():
             return
         self._runq_insert(svc, "csched2_vcpu_wake")
 
     def sleep(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
-        if svc.on_runq:
+        if svc.on_runq.load():
             self._runq_remove(svc, "csched2_vcpu_sleep")
 
     def migrate(self, v: Vcpu, new_cpu: int) -> None:
         svc = v.sched_priv.load()
         trqd = self._rqd_of(new_cpu)
-        if trqd is None or trqd is svc.rqd:
+        srqd = svc.rqd.load()
+        if trqd is None or trqd is srqd:
             v.processor.store(new_cpu)
             return
-        was_queued = svc.on_runq
+        was_queued = svc.on_runq.load()
         if was_queued:
             self._runq_remove(svc, "csched2_vcpu_migrate")
-        if svc.rqd is not None:
-            with svc.rqd.cs.section("runq_deassign"):
-                svc.rqd.svc.remove(svc)
+        if srqd is not None:
+            with srqd.cs.section("runq_deassign"):
+                srqd.svc.remove(svc)
         v.processor.store(new_cpu)
         with trqd.cs.section("runq_assign"):
-            svc.rqd = trqd
+            svc.rqd.store(trqd)
             trqd.svc.append(svc)
         if was_queued:
             self._runq_insert(svc, "csched2_vcpu_migrate")
 
     def pick_cpu(self, v: Vcpu) -> int:
         pool = v.domain.cpupool.load()
-        cpus = sorted(pool.cpu_valid) if pool is not None else self.pool_cpus()
+        cpus = sorted(pool.cpu_valid.load()) if pool is not None else self.pool_cpus()
         if not cpus:
             return v.processor.load()
         here = v.processor.load()
         idle: set[int] = set()
         for rqd in self.rqd:
-            idle |= rqd.idle.peek()
+            idle |= rqd.idle.load()
         return min(cpus, key=lambda c: (c not in idle, c != here, c))
 
     # -- do_schedule ---------------------------------------------------------------------
@@ -361,7 +390,7 @@ class Credit2(Scheduler):
         scurr = curr.sched_priv.load()
         if BUG_ON(
             not curr.is_idle
-            and not (isinstance(scurr, Csched2Vcpu) and scurr.rqd is rqd),
+            and not (isinstance(scurr, Csched2Vcpu) and scurr.rqd.load() is rqd),
             "csched2_schedule",
             "!is_idle_vcpu(scurr->vcpu) && scurr->rqd != rqd",
             cpu=cpu,
@@ -369,18 +398,20 @@ class Credit2(Scheduler):
             return idle
         with rqd.cs.section("csched2_schedule"):
             if not curr.is_idle:
-                scurr.credit -= CSCHED2_CREDIT_BURN
+                scurr.credit.update(_burn)
                 if curr.runnable() and curr.processor.load() == cpu:
                     self._runq_insert_locked(rqd, scurr)
-            snext = self.first_runnable(rqd.runq, curr, cpu)
-            if snext is not None and snext.credit <= 0:
+            snext = self.first_runnable(rqd.runq.load(), curr, cpu)
+            if snext is not None and snext.credit.load() <= 0:
                 # reset_credit(): everyone on this runqueue gets a fresh allowance.
-                for svc in rqd.svc:
-                    svc.credit = min(svc.credit, 0) + CSCHED2_CREDIT_INIT
-                rqd.runq.sort(key=lambda s: -s.credit)
+                for svc in rqd.svc.load():
+                    svc.credit.update(_reset)
+                runq = rqd.runq.load()
+                credit = {svc: svc.credit.load() for svc in runq}
+                rqd.runq.store(tuple(sorted(runq, key=lambda s: -credit[s])))
             if snext is not None:
                 rqd.runq.remove(snext)
-                snext.on_runq = False
+                snext.on_runq.store(False)
         if snext is None:
             rqd.idle.set(cpu)
             return idle
@@ -391,7 +422,7 @@ class Credit2(Scheduler):
 
     # -- emulator-only --------------------------------------------------------------------
     def lock_for(self, cpu: int) -> SpinLock | None:
-        rqi = self.runq_map[cpu].peek()
+        rqi = self.runq_map[cpu].peek()  # a check's read
         return self.rqd[rqi].lock if rqi >= 0 else None
 
     def runqueues(self) -> list[CriticalSection]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, CriticalSection
-from xensched.memory import smp_mb
+from xensched.memory import Cell, CpuMask, RunQueue, smp_mb
 from xensched.protocol import SwitchProtocol
 from xensched.sched_if import (
     pcpu_schedule_lock_irqsave,
@@ -43,18 +43,31 @@ RTDS_DEFAULT_PERIOD = 10
 RTDS_DEFAULT_BUDGET = 4
 
 
+def _tick(n: int) -> int:
+    return n + 1
+
+
+def _tick_down(n: int) -> int:
+    return n - 1
+
+
 class RtVcpu:
     """``struct rt_vcpu``."""
 
     __slots__ = ("budget", "cur_budget", "cur_deadline", "period", "queue", "vcpu")
 
     def __init__(self, vcpu: Vcpu) -> None:
+        bus = vcpu.processor.bus
+        name = f"{vcpu.name}.rt_vcpu"
         self.vcpu = vcpu
+        # Parameters: set at creation, never changed (no XEN_DOMCTL_SCHEDOP here).
         self.period = RTDS_DEFAULT_PERIOD
         self.budget = RTDS_DEFAULT_BUDGET
-        self.cur_budget = self.budget
-        self.cur_deadline = self.period
-        self.queue: list[RtVcpu] | None = None  # runq, depletedq, or on none
+        # Changed under prv->lock.
+        self.cur_budget: Cell[int] = Cell(bus, f"{name}.cur_budget", self.budget)
+        self.cur_deadline: Cell[int] = Cell(bus, f"{name}.cur_deadline", self.period)
+        # runq, depletedq, or on none.
+        self.queue: Cell[RunQueue[RtVcpu] | None] = Cell(bus, f"{name}.queue", None)
 
 
 class Rtds(Scheduler):
@@ -64,19 +77,23 @@ class Rtds(Scheduler):
 
     def __init__(self, h: Host, instance: str) -> None:
         super().__init__(h, instance)
-        self.lock = SpinLock(h.bus, f"rtds@{instance}.prv->lock")
-        self.runq: list[RtVcpu] = []
-        self.depletedq: list[RtVcpu] = []
-        self.cs = CriticalSection(f"rtds@{instance}.runq")
-        self.now = 0
-        self.cpus: set[int] = set()
+        bus = h.bus
+        self.lock = SpinLock(bus, f"rtds@{instance}.prv->lock")
+        # Written under prv->lock.
+        self.runq: RunQueue[RtVcpu] = RunQueue(bus, f"rtds@{instance}.prv->runq")
+        self.depletedq: RunQueue[RtVcpu] = RunQueue(
+            bus, f"rtds@{instance}.prv->depletedq"
+        )
+        self.cs = CriticalSection(bus, f"rtds@{instance}.runq")
+        self.now: Cell[int] = Cell(bus, f"rtds@{instance}.now", 0)
+        self.cpus = CpuMask(bus, f"rtds@{instance}.prv->cpus")
 
     # -- per-pCPU -----------------------------------------------------------------------
     def init_pdata(self, pdata: Any, cpu: int) -> None:
         # Take the lock the pCPU uses *now*, remap, release that same lock.
         old_lock, flags = pcpu_schedule_lock_irqsave(self.h, cpu)
         self.h.percpu[cpu].schedule_data.schedule_lock.store(self.lock)
-        self.cpus.add(cpu)
+        self.cpus.set(cpu)
         spin_unlock_irqrestore(old_lock, flags)
 
     def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
@@ -97,13 +114,13 @@ class Rtds(Scheduler):
         self.h.percpu[cpu].idle.sched_priv.store(vdata)
         self.h.percpu[cpu].scheduler.store(self)
         sd.sched_priv.store(None)
-        self.cpus.add(cpu)
+        self.cpus.set(cpu)
         smp_mb()
         sd.schedule_lock.store(self.lock)
 
     def deinit_pdata(self, pdata: Any, cpu: int) -> None:
         flags = spin_lock_irqsave(self.lock)
-        self.cpus.discard(cpu)
+        self.cpus.clear(cpu)
         spin_unlock_irqrestore(self.lock, flags)
 
     def free_pdata(self, pdata: Any, cpu: int) -> None:
@@ -125,7 +142,7 @@ class Rtds(Scheduler):
             cpu=cpu,
         )
         sd.schedule_lock.store(sd._lock)
-        self.cpus.discard(cpu)
+        self.cpus.clear(cpu)
         spin_unlock_irqrestore(self.lock, flags)
 
     # -- per-vCPU -----------------------------------------------------------------------
@@ -133,39 +150,44 @@ class Rtds(Scheduler):
         return RtVcpu(v)
 
     def alloc_domdata(self, d: Domain) -> Any:
-        return {"dom": d.domain_id}
+        return d.domain_id  # struct rt_dom: only its link to the domain is modelled
 
     def _q_insert(self, svc: RtVcpu) -> None:
         ASSERT(spin_is_locked(self.lock), "__runq_insert", "spin_is_locked(&prv->lock)")
-        if svc.cur_budget > 0:
+        if svc.cur_budget.load() > 0:
             q = self.runq
-            pos = len(q)
-            for i, other in enumerate(q):
-                if svc.cur_deadline < other.cur_deadline:
+            deadline = svc.cur_deadline.load()
+            queued = q.load()
+            pos = len(queued)
+            for i, other in enumerate(queued):
+                if deadline < other.cur_deadline.load():
                     pos = i
                     break
             q.insert(pos, svc)
         else:
             q = self.depletedq
             q.append(svc)
-        svc.queue = q
+        svc.queue.store(q)
 
     @staticmethod
     def _q_remove(svc: RtVcpu) -> None:
-        if svc.queue is not None:
-            svc.queue.remove(svc)
-            svc.queue = None
+        q = svc.queue.load()
+        if q is not None:
+            q.remove(svc)
+            svc.queue.store(None)
 
-    def _replenish(self, svc: RtVcpu) -> None:
-        while svc.cur_deadline <= self.now:
-            svc.cur_deadline += svc.period
-        svc.cur_budget = svc.budget
+    def _replenish(self, svc: RtVcpu, now: int) -> None:
+        deadline = svc.cur_deadline.load()
+        while deadline <= now:
+            deadline += svc.period
+        svc.cur_deadline.store(deadline)
+        svc.cur_budget.store(svc.budget)
 
     def insert_vcpu(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         v.processor.store(self.pick_cpu(v))
         lock = vcpu_schedule_lock_irq(self.h, v)
-        if v.runnable() and not v.is_running and svc.queue is None:
+        if v.runnable() and not v.is_running.load() and svc.queue.load() is None:
             with self.cs.section("rt_vcpu_insert"):
                 self._q_insert(svc)
         vcpu_schedule_unlock_irq(self.h, lock, v)
@@ -180,16 +202,20 @@ class Rtds(Scheduler):
     def wake(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
         cpu = v.processor.load()
-        if self.h.percpu[cpu].schedule_data.curr.load() is v or svc.queue is not None:
+        if (
+            self.h.percpu[cpu].schedule_data.curr.load() is v
+            or svc.queue.load() is not None
+        ):
             return
         with self.cs.section("rt_vcpu_wake"):
-            if self.now >= svc.cur_deadline:
-                self._replenish(svc)
+            now = self.now.load()
+            if now >= svc.cur_deadline.load():
+                self._replenish(svc, now)
             self._q_insert(svc)
 
     def sleep(self, v: Vcpu) -> None:
         svc = v.sched_priv.load()
-        if svc.queue is not None:
+        if svc.queue.load() is not None:
             with self.cs.section("rt_vcpu_sleep"):
                 self._q_remove(svc)
 
@@ -199,17 +225,18 @@ class Rtds(Scheduler):
         curr = pc.schedule_data.curr.load()
         scurr = curr.sched_priv.load()
         with self.cs.section("rt_schedule"):
-            self.now += 1
+            now = self.now.update(_tick)
             if not curr.is_idle and isinstance(scurr, RtVcpu):
-                scurr.cur_budget -= 1
+                scurr.cur_budget.update(_tick_down)
                 if curr.runnable() and curr.processor.load() == cpu:
                     self._q_insert(scurr)
             # Replenishment, folded in from repl_timer_handler().
-            for svc in [s for s in self.depletedq if s.cur_deadline <= self.now]:
-                self._q_remove(svc)
-                self._replenish(svc)
-                self._q_insert(svc)
-            snext = self.first_runnable(self.runq, curr, cpu)
+            for svc in self.depletedq.load():
+                if svc.cur_deadline.load() <= now:
+                    self._q_remove(svc)
+                    self._replenish(svc, now)
+                    self._q_insert(svc)
+            snext = self.first_runnable(self.runq.load(), curr, cpu)
             if snext is None:
                 return pc.idle
             self._q_remove(snext)
