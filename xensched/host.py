@@ -117,6 +117,8 @@ class Host:
         dom0_vcpus: vCPUs of Domain-0, created in Pool-0 (0 for none).
         lock_timeout: the watchdog bound of every lock wait, in seconds.
         strict: raise on a failed ASSERT instead of recording it and going on.
+        trace_all: name the Xen function of every event, not only of lock
+            attempts (see :class:`~xensched.interaction.Bus`; it costs throughput).
 
     Raises:
         ConfigError: an invalid configuration.
@@ -132,6 +134,7 @@ class Host:
         dom0_vcpus: int = 1,
         lock_timeout: float = 10.0,
         strict: bool = False,
+        trace_all: bool = True,
     ) -> None:
         topo = Topology.parse(topology) if isinstance(topology, str) else topology
         if topo is None:
@@ -162,7 +165,7 @@ class Host:
             raise ConfigError(f"lock_timeout={lock_timeout}: must be > 0")
         self.nr_cpus = cpus
         self.topology = topo
-        self.bus = Bus(lock_timeout=lock_timeout, strict=strict)
+        self.bus = Bus(lock_timeout=lock_timeout, strict=strict, trace_all=trace_all)
         self.cpu_contexts = [self.bus.new_context(f"pcpu{n}", n) for n in range(cpus)]
         self._callers: dict[int, ExecContext] = {}
         self._callers_lock = threading.Lock()

@@ -225,6 +225,9 @@ _PLUMBING = frozenset(
 )
 
 _WAIT = PointKind.WAIT
+_LOCKK = PointKind.LOCK
+_TRYK = PointKind.TRYLOCK
+_LOADK = PointKind.LOAD
 #: How often a free-running bounded wait re-evaluates its condition.
 _WAIT_POLL = 0.0005
 
@@ -237,9 +240,26 @@ class Bus:
             (the watchdog).
         strict: raise :class:`AssertFailedError` on a failed ``ASSERT``/``BUG_ON``
             instead of recording it and going on (as a non-debug Xen build would).
+        trace_all: what each context's trace of recent events (the events a
+            violation report shows) keeps. True: every point and note, each named
+            after its Xen function. False: loads are left out of the trace and only
+            lock attempts are named (who took which lock, from where, is what a
+            report must say); other events show ``""``. Naming an event walks the
+            stack, which makes a frame object for the model function and costs as
+            much as the rest of the point; recording a load doubles the events.
+            Drivers, instruments and the memory model see every access either way.
+            Hosts trace everything by default; the stress harness, whose figure of
+            merit is ``schedule()`` throughput, does not.
     """
 
-    def __init__(self, *, lock_timeout: float = 10.0, strict: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        lock_timeout: float = 10.0,
+        strict: bool = False,
+        trace_all: bool = True,
+    ) -> None:
+        self.trace_all = trace_all
         self.driver: Driver | None = None
         self.memory: MemoryModel | None = None
         self.lock_timeout = lock_timeout
@@ -321,17 +341,21 @@ class Bus:
         # ``sys._getframe(d)`` creates a frame object only for the frame it returns,
         # where walking ``f_back`` creates one for every plumbing frame on the way.
         # ``depth`` counts from our caller's frame, hence one less here.
-        getframe = _getframe
-        d = depth - 1
-        try:
-            f = getframe(d)
-            while f.f_globals.get("__name__") in _PLUMBING:
-                d += 1
+        kind = access[0]
+        if self.trace_all or kind is _LOCKK or kind is _TRYK:
+            getframe = _getframe
+            d = depth - 1
+            try:
                 f = getframe(d)
-            fn = f.f_code.co_name
-        except ValueError:  # ran off the bottom of the stack
-            fn = "?"
-        ctx.events.append((_now(), ctx.name, access[0]._value_, access[1].label, fn))
+                while f.f_globals.get("__name__") in _PLUMBING:
+                    d += 1
+                    f = getframe(d)
+                fn = f.f_code.co_name
+            except ValueError:  # ran off the bottom of the stack
+                fn = "?"
+            ctx.events.append((_now(), access, fn))
+        elif kind is not _LOADK:
+            ctx.events.append((_now(), access, ""))
         drv = self.driver
         if drv is not None:
             drv.point(ctx, access)
@@ -347,8 +371,8 @@ class Bus:
         if ctx is None or ctx.bus is not self:
             return
         events = ctx.events
-        fn = events[-1][4] if events else "?"
-        events.append((_now(), ctx.name, access[0]._value_, access[1].label, fn))
+        fn = events[-1][2] if events else "?"
+        events.append((_now(), access, fn))
         insts = self._point_instruments
         if insts:
             self._dispatch_point(insts, ctx, access)

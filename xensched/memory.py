@@ -90,11 +90,11 @@ class Cell(Shared, Generic[T]):
         else:
             mem.store(_ctx(), self, value)
 
-    def update(self, fn: Callable[[T], T]) -> T:
+    def update(self, fn: Callable[[T], T], _depth: int = 3) -> T:
         """A plain read-modify-write (not atomic: what a lock protects); returns the
-        new value."""
+        new value. (``_depth``: plumbing frames above the model caller, plus 2.)"""
         bus = self._bus
-        bus._point(self._rmw, 3)
+        bus._point(self._rmw, _depth)
         mem = bus.memory
         if mem is None:
             new = self.value = fn(self.value)
@@ -104,11 +104,11 @@ class Cell(Shared, Generic[T]):
         mem.store(ctx, self, new)
         return new
 
-    def exchange(self, fn: Callable[[T], T]) -> T:
+    def exchange(self, fn: Callable[[T], T], _depth: int = 3) -> T:
         """An atomic, fully ordered read-modify-write (``xchg``, ``test_and_set_bit``):
         stores ``fn(old)``; returns ``old``."""
         bus = self._bus
-        bus._point(self._rmw, 3)
+        bus._point(self._rmw, _depth)
         mem = bus.memory
         with _ATOMIC[self.oid % _STRIPES]:
             if mem is None:
@@ -139,15 +139,19 @@ class CpuMask(Cell[frozenset[int]]):
 
     def test(self, cpu: int) -> bool:
         """``cpumask_test_cpu()``."""
-        return cpu in self.load()
+        # Cell.load(), inlined: the point must name test()'s caller in one step.
+        bus = self._bus
+        bus._point(self._rd, 3)
+        mem = bus.memory
+        return cpu in (self.value if mem is None else mem.load(_ctx(), self))
 
     def set(self, cpu: int) -> None:
         """``cpumask_set_cpu()``."""
-        self.exchange(lambda bits: bits | {cpu})
+        self.exchange(lambda bits: bits | {cpu}, 4)
 
     def clear(self, cpu: int) -> None:
         """``cpumask_clear_cpu()``."""
-        self.exchange(lambda bits: bits - {cpu})
+        self.exchange(lambda bits: bits - {cpu}, 4)
 
     def __repr__(self) -> str:
         return f"<CpuMask {self.label}={sorted(self.value)}>"
@@ -167,10 +171,10 @@ class RunQueue(Cell[tuple[E, ...]]):
         super().__init__(bus, label, tuple(items))
 
     def insert(self, pos: int, item: E) -> None:
-        self.update(lambda q: (*q[:pos], item, *q[pos:]))
+        self.update(lambda q: (*q[:pos], item, *q[pos:]), 4)
 
     def append(self, item: E) -> None:
-        self.update(lambda q: (*q, item))
+        self.update(lambda q: (*q, item), 4)
 
     def remove(self, item: E) -> bool:
         """Remove ``item`` if there; returns whether it was (one access either way)."""
@@ -181,7 +185,7 @@ class RunQueue(Cell[tuple[E, ...]]):
             found = item in q
             return tuple(x for x in q if x is not item) if found else q
 
-        self.update(without)
+        self.update(without, 4)
         return found
 
 

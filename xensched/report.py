@@ -82,7 +82,8 @@ def render_violation(v: Violation, events: int = 12) -> str:
     """One violation with the events that led to it, oldest first."""
     lines = [f"{v.describe()}  [seen by {v.context}]"]
     for _, ctx, kind, label, fn in v.events[-events:]:
-        lines.append(f"    {ctx:>7}: {kind:<8} {label}  in {fn}()")
+        where = f"  in {fn}()" if fn else ""
+        lines.append(f"    {ctx:>7}: {kind:<8} {label}{where}")
     return "\n".join(lines)
 
 

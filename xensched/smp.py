@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 
 _EVENTS_KEPT = 48
 
-# (ns timestamp, context name, point kind, label, Xen function): a plain tuple because
-# one is built at every interaction point.
+# (ns timestamp, context name, point kind, label, Xen function): what reports show.
 Event = tuple[int, str, str, str, str]
+# What a context keeps at each point: (ns timestamp, the Access record, Xen function).
+# Three fields, formatted into an Event only when read: one is made at every point.
+RawEvent = tuple[int, Any, str]
 
 _tls = threading.local()
 
@@ -46,7 +48,9 @@ class ExecContext:
         self.irq_enabled = True
         # Recent interaction points of this context, written only by its own thread;
         # read (copied) when a violation is reported.
-        self.events: collections.deque[Event] = collections.deque(maxlen=_EVENTS_KEPT)
+        self.events: collections.deque[RawEvent] = collections.deque(
+            maxlen=_EVENTS_KEPT
+        )
         # The object this context's barriers are accesses of (set by the bus: a
         # barrier orders this CPU's own accesses and touches no shared field).
         self.fence: Any = None
@@ -60,10 +64,23 @@ class ExecContext:
         # during iteration"); retry a few times, then go without.
         for _ in range(5):
             try:
-                return tuple(self.events)
+                raw = tuple(self.events)
             except RuntimeError:
                 continue
+            name = self.name
+            return tuple(
+                (ns, name, access.kind.value, access.obj.label, fn)
+                for ns, access, fn in raw
+            )
         return ()
+
+    def last_event(self) -> Event | None:
+        """The newest event, or None (safe while the owning thread appends)."""
+        try:
+            ns, access, fn = self.events[-1]
+        except (IndexError, RuntimeError):
+            return None
+        return (ns, self.name, access.kind.value, access.obj.label, fn)
 
 
 def current() -> ExecContext:

@@ -188,7 +188,7 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
 
 def _shaped_host(cfg: StressConfig) -> Host:
     """A host shaped like the stress run of ``cfg``: its pools, then its domains."""
-    h = Host(cfg.cpus, sched=cfg.boot)
+    h = Host(cfg.cpus, sched=cfg.boot, trace_all=False)  # as the stress runner's
     layout = cfg.pool_layout()
     for p in layout:
         h.cpupool_create(p.name, p.sched)

@@ -336,7 +336,8 @@ def format_events(
     last = (relative_to or events)[-1][0]
     width = max(len(e[1]) for e in events)
     return [
-        f"{(ns - last) / 1000:>+10.1f}us  {ctx:<{width}s}  {kind:<7s} {label}  [{fn}]"
+        f"{(ns - last) / 1000:>+10.1f}us  {ctx:<{width}s}  {kind:<7s} {label}"
+        + (f"  [{fn}]" if fn else "")
         for ns, ctx, kind, label, fn in events
     ]
 

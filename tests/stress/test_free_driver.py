@@ -56,7 +56,7 @@ def test_kinds_filter(monkeypatch: pytest.MonkeyPatch) -> None:
         h.schedule(0)
     finally:
         h.bus.driver = None
-    unlocks = [e for e in h.cpu_contexts[0].events if e[2] == "unlock"]
+    unlocks = [e for e in h.cpu_contexts[0].recent_events() if e[2] == "unlock"]
     assert len(slept) == len(unlocks) > 0
 
 
