@@ -16,7 +16,8 @@ import contextlib
 import errno
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar
 
 from xensched import cpupool as _cp
 from xensched.domain import DOMID_IDLE, Domain, Vcpu
@@ -39,7 +40,7 @@ from xensched.smp import ExecContext, bind, current_or_none
 from xensched.spinlock import SpinLock, spin_lock, spin_unlock
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from contextlib import AbstractContextManager
 
     from xensched.cpupool import Cpupool
@@ -124,6 +125,15 @@ class Host:
         ConfigError: an invalid configuration.
     """
 
+    PRIVATE: ClassVar[dict[str, str]] = {
+        "bus": "the emulator: interaction points, violations, contexts",
+        "cpu_contexts": "emulator bookkeeping: the execution context of each pCPU",
+        "_callers": "emulator bookkeeping: toolstack contexts by calling thread",
+        "_callers_lock": "guards _callers (emulator bookkeeping, not a Xen lock)",
+        "protocol": "configuration: chosen before CPUs run, never changed while "
+        "they do (the harness switches it between set-up and the run)",
+    }
+
     def __init__(
         self,
         cpus: int | None = None,
@@ -173,7 +183,9 @@ class Host:
         # Written under domctl_lock. The table is replaced, never mutated in place, so
         # that readers on other threads iterate a consistent snapshot.
         self.next_domid: Cell[int] = Cell(self.bus, "next_domid", 1)
-        self.domain_list: Cell[dict[str, Domain]] = Cell(self.bus, "domain_list", {})
+        self.domain_list: Cell[Mapping[str, Domain]] = Cell(
+            self.bus, "domain_list", MappingProxyType({})
+        )
 
         # cpupool.c globals, written under cpupool_lock.
         self.cpupool_lock = SpinLock(self.bus, "cpupool_lock")
@@ -238,7 +250,7 @@ class Host:
         return self.cpupools.peek()
 
     @property
-    def domains(self) -> dict[str, Domain]:
+    def domains(self) -> Mapping[str, Domain]:
         """The domains by name (a snapshot: the table is replaced, never mutated)."""
         return self.domain_list.peek()
 
@@ -336,7 +348,7 @@ class Host:
         spin_lock(self.cpupool_lock)
         c.domains.append(d)
         spin_unlock(self.cpupool_lock)
-        self.domain_list.update(lambda table: {**table, name: d})
+        self.domain_list.update(lambda table: MappingProxyType({**table, name: d}))
         for v in d.vcpus:
             vcpu_unblock(self, v)
         return d
@@ -365,7 +377,9 @@ class Host:
             c.domains.remove(d)
         spin_unlock(self.cpupool_lock)
         self.domain_list.update(
-            lambda table: {n: x for n, x in table.items() if x is not d}
+            lambda table: MappingProxyType(
+                {n: x for n, x in table.items() if x is not d}
+            )
         )
 
     def vcpu(self, name: str) -> Vcpu:
