@@ -48,6 +48,14 @@ def _pool(text: str) -> PoolSpec:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _protocol(text: str) -> str:
+    # Kept as a spec (canonical, so the rerun line names the same protocol).
+    try:
+        return str(SwitchProtocol.parse(text))
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _topology(text: str) -> str:
     try:
         Topology.parse(text)
@@ -111,10 +119,12 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     host.add_argument(
         "--protocol",
-        choices=[x.value for x in SwitchProtocol],
+        type=_protocol,
         default=_DEFAULTS.protocol,
-        help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy) or after "
-        "it (fixed) (default: %(default)s)",
+        metavar="SPEC",
+        help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy), after it "
+        "(fixed), fixed-without:PART[,PART...] or a MODULE:FUNCTION of your own; see "
+        "`xensched protocols` (default: %(default)s)",
     )
     host.add_argument(
         "--domains",
