@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
@@ -208,18 +209,27 @@ def _cmd_protocols(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(SwitchProtocol.catalog(), indent=2))
         return EXIT_OK
+
+    def para(text: str, indent: str) -> str:
+        return textwrap.fill(text, 88, initial_indent=indent, subsequent_indent=indent)
+
     print("presets:")
     for preset in SwitchProtocol.PRESETS:
         parts = ", ".join(x.value for x in Part if preset.has(x)) or "none"
-        print(f"  {preset.name:<8} {preset.describe()}")
-        print(f"  {'':<8} parts: {parts}")
+        print(f"  {preset.name}")
+        print(para(preset.describe(), "      "))
+        print(para(f"parts: {parts}", "      "))
     print(f"\nparts (--protocol {WITHOUT}PART[,PART...] drops them):")
     for part in Part:
         print(f"  {part.value}")
-        print(f"      {part.describe()}")
+        print(para(part.describe(), "      "))
     print(
-        "\nMODULE:FUNCTION runs your own schedule_cpu_switch(h, cpu, old_ops, "
-        "new_ops) (see the README)"
+        "\n"
+        + para(
+            "--protocol MODULE:FUNCTION runs your own schedule_cpu_switch(h, cpu, "
+            "old_ops, new_ops); see the README.",
+            "",
+        )
     )
     return EXIT_OK
 
