@@ -17,8 +17,15 @@ A protocol is one of:
   the function's ASSERTs and the ``old_ops is new_ops`` shortcut, before the pCPU's
   cpupool is set and the switch is checked).
 
-Left out: ``fixed-without:`` every part is not ``legacy``: the pre-patch switch has
-another shape (no ``switch_sched`` hook), so it stays its own preset.
+Left out: the patch also moved ``tick_suspend``/``tick_resume`` out of the switch's
+critical section; the emulated tick hooks only read ``sched_priv`` and flip a flag
+that nothing reads, so that move is not a part (the fixed switch always makes it).
+The ASSERTs that the patch and fb0c3a8a30 added to the ``switch_sched`` hooks are
+checks, not steps: they stay whichever parts are removed, which is how several
+removals show (``csched_init_pdata``'s belongs to the post-patch ``init_pdata`` and
+goes with ``alloc-no-init``). ``fixed-without:`` every part is not ``legacy``: the
+pre-patch switch has another shape (no ``switch_sched`` hook), so it stays a preset
+of its own.
 """
 
 from __future__ import annotations
