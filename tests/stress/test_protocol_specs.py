@@ -7,20 +7,34 @@ import shlex
 import pytest
 
 from xensched import ConfigError, ViolationKind
-from xensched_stress.cli import build_parser, config_from_args
+from xensched_stress.cli import build_parser, config_from_args, main
 from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
 from xensched_stress.runner import run_stress
 
 
-def test_cli_keeps_the_canonical_spec() -> None:
-    args = build_parser().parse_args(["--protocol", "fixed-without:barrier,old-lock"])
+def test_cli_keeps_the_spec_for_the_rerun_line() -> None:
+    spec = "fixed-without:barrier,old-lock"
+    args = build_parser().parse_args(["--protocol", spec])
     cfg = config_from_args(args, seed=1)
-    assert cfg.protocol == "fixed-without:old-lock,barrier"
+    assert cfg.protocol == spec
     cfg.validate()
     argv = shlex.split(reproduce_command(cfg))
-    assert argv[argv.index("--protocol") + 1] == "fixed-without:old-lock,barrier"
+    assert argv[argv.index("--protocol") + 1] == spec
     again = config_from_args(build_parser().parse_args(argv[2:]), seed=1)
     assert again.protocol == cfg.protocol
+
+
+def test_cli_bad_spec_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--protocol", "fixed-without:barrier,nope", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "xensched stress: error: protocol fixed-without:barrier,nope: unknown part "
+        "'nope'; parts: alloc-no-init, old-lock, lock-irq, prv-lock-no-irq, "
+        "pointer-last, barrier, unlock-by-pointer, deinit-before-free"
+    ]
 
 
 @pytest.mark.parametrize(
