@@ -190,8 +190,11 @@ class Host:
             pc.schedule_data.sched_priv.store(self.ops.alloc_pdata(cpu))
             idle.sched_priv.store(self.ops.alloc_vdata(idle, None))
             idle.is_running = True
+        # A pre-patch host boots with the pre-patch init_pdata too.
+        pre_patch = self.protocol is SwitchProtocol.LEGACY
         for cpu in range(self.nr_cpus):  # CPU_STARTING
-            self.ops.init_pdata(self.percpu[cpu].schedule_data.sched_priv.load(), cpu)
+            sched_priv = self.percpu[cpu].schedule_data.sched_priv.load()
+            self.ops.init_pdata(sched_priv, cpu, pre_patch=pre_patch)
         self.cpupool0 = _cp.cpupool_create(self, 0, "Pool-0", lambda: self.ops)
         for cpu in range(self.nr_cpus):
             _cp.cpupool_assign_cpu(self, self.cpupool0, cpu)

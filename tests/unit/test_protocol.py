@@ -21,6 +21,7 @@ from xensched.protocol import Part
 from xensched.reproduce import Transition, reproduce_transition
 from xensched.schedule import _switch_fixed, schedule
 from xensched.schedulers.base import Scheduler
+from xensched.schedulers.credit2 import Credit2
 from xensched.smp import ExecContext, bind
 
 X = 3
@@ -374,4 +375,26 @@ def test_a_user_protocol_is_called_for_real_switches_only() -> None:
     h.cpupool_create("p", sched="credit2")
     h.cpupool_cpu_add("p", X)
     assert calls == [(X, "<credit Pool-0>", "<credit2 p>")]
+    assert h.violations == []
+
+
+@pytest.mark.parametrize(
+    ("protocol", "pre_patch"),
+    [(LEGACY, True), (FIXED, False), (without(Part.ALLOC_NO_INIT), False)],
+    ids=str,
+)
+def test_boot_runs_the_init_pdata_of_the_hosts_era(
+    monkeypatch: pytest.MonkeyPatch, protocol: SwitchProtocol, pre_patch: bool
+) -> None:
+    """A legacy host is 94734ab7c3^ from boot on; every other one boots as 4.7.0."""
+    seen: list[bool] = []
+    real = Credit2.init_pdata
+
+    def spy(self: Credit2, pdata: object, cpu: int, *, pre_patch: bool = False) -> None:
+        seen.append(pre_patch)
+        real(self, pdata, cpu, pre_patch=pre_patch)
+
+    monkeypatch.setattr(Credit2, "init_pdata", spy)
+    h = Host(2, sched="credit2", protocol=protocol)
+    assert seen == [pre_patch, pre_patch]
     assert h.violations == []
