@@ -22,7 +22,7 @@ from xensched.errors import (
     XenschedError as XenschedError,
 )
 from xensched.host import Host as Host, PoolInfo as PoolInfo, Topology as Topology
-from xensched.protocol import SwitchProtocol as SwitchProtocol
+from xensched.protocol import Part as Part, SwitchProtocol as SwitchProtocol
 from xensched.schedulers import SCHEDULERS as SCHEDULERS
 from xensched.spinlock import SpinLock as SpinLock, SpinLockStats as SpinLockStats
 from xensched.violation import Violation as Violation, ViolationKind as ViolationKind
@@ -37,6 +37,7 @@ __all__ = [
     "DeadlockError",
     "Domain",
     "Host",
+    "Part",
     "PoolInfo",
     "SpinLock",
     "SpinLockStats",

@@ -1,4 +1,8 @@
-"""The ``xensched`` command: ``reproduce``, ``stress`` and ``bench``.
+"""The ``xensched`` command: ``reproduce``, ``stress``, ``bench`` and ``protocols``.
+
+``--protocol SPEC`` (``reproduce``, ``stress``) takes any protocol spec: ``legacy``,
+``fixed``, ``fixed-without:PART[,PART...]`` or a user's ``MODULE:FUNCTION``
+(``xensched.protocol``); ``xensched protocols`` lists the presets and parts.
 
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
 found (``stress``), 2 usage error, 3 deadlock (``stress``), 130 interrupted.
@@ -7,13 +11,15 @@ found (``stress``), 2 usage error, 3 deadlock (``stress``), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
 import xensched
 from xensched.errors import XenschedError
-from xensched.protocol import SwitchProtocol
+from xensched.protocol import WITHOUT, Part, SwitchProtocol
 from xensched.report import (
     render_reproduce_table,
     render_summary,
@@ -38,6 +44,9 @@ Emulate Xen's scheduler locking with real threads and real locks.
               pairing, under the pre-patch (legacy) and patched (fixed) protocols
   stress      hammer schedule() on every pCPU while cpupools move
   bench       print the harness's performance figures
+  protocols   list the switch protocols: the presets and the parts of the fix
+
+--protocol SPEC: legacy, fixed, fixed-without:PART[,PART...] or MODULE:FUNCTION
 """
 
 
@@ -47,7 +56,7 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="show the three problems of the pre-patch protocol, and none after it",
         description=(
             "For every boot scheduler x pool scheduler (4 x 4), move pCPU 3 into a "
-            "pool (cpu-add) and back out (cpu-remove) under both switch protocols, "
+            "pool (cpu-add) and back out (cpu-remove) under each switch protocol, "
             "while observer pCPUs run schedule() and wake-ups at every interaction "
             "point of the move. The runs are serialised by the controlled driver, so "
             "the output is the same on every run. Prints a table of the problems "
@@ -79,8 +88,10 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--protocol",
         action="append",
-        choices=[x.value for x in SwitchProtocol],
-        help="only these protocols (repeatable; default: legacy and fixed)",
+        metavar="SPEC",
+        help="these protocols (repeatable; default: legacy and fixed): legacy, "
+        f"fixed, {WITHOUT}PART[,PART...] or MODULE:FUNCTION (a schedule_cpu_switch "
+        "of your own); see `xensched protocols`",
     )
     p.add_argument(
         "--json",
@@ -116,9 +127,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         boots=args.boot or tuple(SCHEDULERS),
         pools=args.pool or tuple(SCHEDULERS),
         directions=args.direction or DIRECTIONS,
-        protocols=[SwitchProtocol(x) for x in args.protocol]
+        protocols=list(dict.fromkeys(SwitchProtocol.parse(x) for x in args.protocol))
         if args.protocol
-        else tuple(SwitchProtocol),
+        else SwitchProtocol.PRESETS,
     )
     show = sys.stderr.isatty() if args.progress is None else args.progress
     results: list[Result] = []
@@ -173,6 +184,56 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
+def _protocols_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    p = sub.add_parser(
+        "protocols",
+        help="list the switch protocols: the presets and the parts of the fix",
+        description=(
+            "The presets (legacy, fixed) with the parts of the fix each keeps, and "
+            "every part with what the fixed protocol does without it. Any command's "
+            f"--protocol takes a preset, {WITHOUT}PART[,PART...] or MODULE:FUNCTION."
+        ),
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"presets": {"legacy": [parts], "fixed": [parts]}, '
+        '"parts": [{"name", "description"}]}',
+    )
+    p.set_defaults(func=_cmd_protocols)
+
+
+def _cmd_protocols(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(SwitchProtocol.catalog(), indent=2))
+        return EXIT_OK
+
+    def para(text: str, indent: str) -> str:
+        return textwrap.fill(text, 88, initial_indent=indent, subsequent_indent=indent)
+
+    print("presets:")
+    for preset in SwitchProtocol.PRESETS:
+        parts = ", ".join(x.value for x in Part if preset.has(x)) or "none"
+        print(f"  {preset.name}")
+        print(para(preset.describe(), "      "))
+        print(para(f"parts: {parts}", "      "))
+    print(f"\nparts (--protocol {WITHOUT}PART[,PART...] drops them):")
+    for part in Part:
+        print(f"  {part.value}")
+        print(para(part.describe(), "      "))
+    print(
+        "\n"
+        + para(
+            "--protocol MODULE:FUNCTION runs your own schedule_cpu_switch(h, cpu, "
+            "old_ops, new_ops); see the README.",
+            "",
+        )
+    )
+    return EXIT_OK
+
+
 def _stress_main(argv: Sequence[str]) -> int:
     from xensched_stress.cli import main as stress_main
 
@@ -201,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _reproduce_parser(sub)
+    _protocols_parser(sub)
     # Listed for --help; `main` hands their arguments to their own parsers.
     sub.add_parser("stress", help="hammer schedule() on every pCPU while cpupools move")
     sub.add_parser("bench", help="print the harness's performance figures")

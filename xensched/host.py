@@ -111,8 +111,9 @@ class Host:
         cpus: number of pCPUs (1..256); default: the topology's count.
         sched: the boot scheduler (``sched=`` on Xen's command line), used by Pool-0
             and by free pCPUs.
-        protocol: which ``schedule_cpu_switch()`` runs: ``"legacy"`` (before Xen
-            commit 94734ab7c3) or ``"fixed"``.
+        protocol: which ``schedule_cpu_switch()`` runs: a ``SwitchProtocol`` or its
+            spec: ``"legacy"`` (before Xen commit 94734ab7c3), ``"fixed"``,
+            ``"fixed-without:PART[,PART...]"`` or a user's ``"MODULE:FUNCTION"``.
         topology: sockets x cores (``Topology`` or ``"2x4"``); Credit2 makes one
             runqueue per socket. Default: one socket of ``cpus`` cores.
         dom0_vcpus: vCPUs of Domain-0, created in Pool-0 (0 for none).
@@ -163,12 +164,7 @@ class Host:
             )
         if sched not in SCHEDULERS:
             raise ConfigError(f"sched={sched!r}: choose one of {', '.join(SCHEDULERS)}")
-        try:
-            self.protocol = SwitchProtocol(protocol)
-        except ValueError:
-            raise ConfigError(
-                f"protocol={protocol!r}: choose 'legacy' or 'fixed'"
-            ) from None
+        self.protocol = SwitchProtocol.parse(protocol)
         if dom0_vcpus < 0:
             raise ConfigError(f"dom0_vcpus={dom0_vcpus}: must be >= 0")
         if lock_timeout <= 0:
@@ -211,8 +207,11 @@ class Host:
             idle.is_running.store(True)
         self.idle_domain.vcpus = tuple(pc.idle for pc in percpu)
         self.percpu: tuple[PerCpu, ...] = tuple(percpu)
+        # A pre-patch host boots with the pre-patch init_pdata too.
+        pre_patch = self.protocol is SwitchProtocol.LEGACY
         for cpu in range(self.nr_cpus):  # CPU_STARTING
-            self.ops.init_pdata(self.percpu[cpu].schedule_data.sched_priv.load(), cpu)
+            sched_priv = self.percpu[cpu].schedule_data.sched_priv.load()
+            self.ops.init_pdata(sched_priv, cpu, pre_patch=pre_patch)
         self.cpupool0 = _cp.cpupool_create(self, 0, "Pool-0", lambda: self.ops)
         for cpu in range(self.nr_cpus):
             _cp.cpupool_assign_cpu(self, self.cpupool0, cpu)

@@ -30,14 +30,19 @@ PATCH_PROBLEMS = {
 }
 
 
+def _protocols(results: Sequence[Result]) -> list[str]:
+    """The protocols' specs in the order they were asked for (legacy, fixed)."""
+    return list(dict.fromkeys(str(r.transition.protocol) for r in results))
+
+
 def render_reproduce_table(results: Sequence[Result]) -> str:
-    """A table: one row per move, one column per protocol, the problems found."""
+    """A table: one row per move, one column per protocol spec, the problems found."""
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
     for r in results:
         t = r.transition
         cell = ", ".join(r.problems) if r.problems else "-"
-        rows.setdefault((t.boot, t.pool, t.direction), {})[t.protocol.value] = cell
-    protocols = sorted({r.transition.protocol.value for r in results}, reverse=True)
+        rows.setdefault((t.boot, t.pool, t.direction), {})[str(t.protocol)] = cell
+    protocols = _protocols(results)
     head = ["boot", "pool", "move", *protocols]
     body = []
     for (boot, pool, direction), cells in rows.items():
@@ -63,8 +68,8 @@ def render_reproduce_table(results: Sequence[Result]) -> str:
 def render_summary(results: Sequence[Result]) -> str:
     """Counts per protocol and what each kind means."""
     lines = []
-    for proto in sorted({r.transition.protocol.value for r in results}, reverse=True):
-        rs = [r for r in results if r.transition.protocol.value == proto]
+    for proto in _protocols(results):
+        rs = [r for r in results if str(r.transition.protocol) == proto]
         bad = [r for r in rs if r.problems]
         kinds = sorted({k for r in bad for k in r.problems})
         lines.append(

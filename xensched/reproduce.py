@@ -82,7 +82,7 @@ class Result:
             "boot": t.boot,
             "pool": t.pool,
             "direction": t.direction,
-            "protocol": t.protocol.value,
+            "protocol": str(t.protocol),
             "problems": list(self.problems),
             "runs": self.runs,
             "switch_points": self.points,
@@ -252,7 +252,7 @@ def transitions(
     boots: Sequence[str] = tuple(SCHEDULERS),
     pools: Sequence[str] = tuple(SCHEDULERS),
     directions: Sequence[Direction] = DIRECTIONS,
-    protocols: Sequence[SwitchProtocol] = tuple(SwitchProtocol),
+    protocols: Sequence[SwitchProtocol] = SwitchProtocol.PRESETS,
 ) -> list[Transition]:
     """Every combination, in a fixed order."""
     return [

@@ -4,7 +4,8 @@ Mirrors: xen/common/schedule.c of Xen 4.7 (fixed protocol) and of 94734ab7c3^
 (legacy): ``schedule()``, ``context_saved()``, ``vcpu_wake()``,
 ``vcpu_sleep_nosync()``/``vcpu_sleep_sync()``, ``vcpu_migrate()`` with
 ``sched_spin_lock_double()``, ``cpu_disable_scheduler()``, ``sched_move_domain()`` and
-both versions of ``schedule_cpu_switch()``.
+``schedule_cpu_switch()``: the pre-patch one as written, and the fixed one with each
+part of the fix (``xensched.protocol.Part``) revertible at its one site.
 
 Checks made here: ``lock-mismatch`` wherever generic code, holding a pCPU's lock, is
 about to run a scheduler's hook for that pCPU (``schedule``, ``vcpu_wake``,
@@ -23,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, ViolationKind, check_held
 from xensched.errors import DeadlockError, XenError
-from xensched.protocol import SwitchProtocol
+from xensched.protocol import Part
 from xensched.sched_if import (
+    pcpu_schedule_lock,
     pcpu_schedule_lock_irq,
     pcpu_schedule_unlock_irq,
     vcpu_schedule_lock_irq,
@@ -35,6 +37,8 @@ from xensched.sched_if import (
 from xensched.smp import smp_processor_id
 from xensched.spinlock import (
     SpinLock,
+    local_irq_disable,
+    local_irq_enable,
     spin_is_locked,
     spin_lock,
     spin_lock_irqsave,
@@ -350,6 +354,9 @@ def sched_move_domain(h: Host, d: Domain, c: Cpupool) -> None:
 def schedule_cpu_switch(h: Host, cpu: int, c: Cpupool | None) -> None:
     """Move ``cpu`` between a pool and the free pCPUs, by the host's protocol.
 
+    The protocol's own switch (``legacy``, or a user's) or else :func:`_switch_fixed`
+    runs between the ASSERTs and the store of the pCPU's cpupool.
+
     Raises:
         XenError: an ``alloc_*`` hook failed (the host is unchanged).
     """
@@ -379,10 +386,8 @@ def schedule_cpu_switch(h: Host, cpu: int, c: Cpupool | None) -> None:
         cpu=cpu,
     )
     if old_ops is not new_ops:
-        if h.protocol is SwitchProtocol.LEGACY:
-            _switch_legacy(h, cpu, old_ops, new_ops)
-        else:
-            _switch_fixed(h, cpu, old_ops, new_ops)
+        switch = h.protocol.switch or _switch_fixed
+        switch(h, cpu, old_ops, new_ops)
     pc.cpupool.store(c)
     check_switched(h, cpu, where)
 
@@ -421,7 +426,7 @@ def _switch_legacy(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) ->
     sd = pc.schedule_data
     idle = pc.idle
     ppriv = new_ops.alloc_pdata(cpu)
-    new_ops.init_pdata(ppriv, cpu)  # Credit2/RTDS remap the lock here: window [2]
+    new_ops.init_pdata(ppriv, cpu, pre_patch=True)  # Credit2/RTDS remap here: [2]
     vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
     lock = pcpu_schedule_lock_irq(h, cpu)
     old_ops.tick_suspend(cpu)
@@ -434,26 +439,61 @@ def _switch_legacy(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) ->
     pcpu_schedule_unlock_irq(h, lock, cpu)
     # Window [1]: the scheduler is new, the lock may still be the old one's.
     old_ops.free_vdata(vpriv_old)
-    old_ops.free_pdata(ppriv_old, cpu)  # Credit2/RTDS put _lock back here: [3], [4]
+    old_ops.free_pdata(ppriv_old, cpu, pre_patch=True)  # Credit2/RTDS: [3], [4]
 
 
 def _switch_fixed(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) -> None:
-    """94734ab7c3 with 8b27d2b8af and fb0c3a8a30 (RELEASE-4.7.0)."""
+    """94734ab7c3 with 8b27d2b8af and fb0c3a8a30 (RELEASE-4.7.0), part by part.
+
+    Each :class:`Part` the host's protocol lacks is reverted here, at its one site,
+    to its pre-patch form (or dropped); the schedulers' hooks get the matching form
+    as keyword arguments and never look at the protocol themselves.
+    """
+    p = h.protocol
     pc = h.percpu[cpu]
     sd = pc.schedule_data
     idle = pc.idle
     # Allocate, but don't initialise: switch_sched does that, in order, under lock.
-    ppriv, vpriv = _alloc(h, cpu, new_ops)
+    early_init = not p.has(Part.ALLOC_NO_INIT)
+    if early_init:
+        ppriv = new_ops.alloc_pdata(cpu)
+        new_ops.init_pdata(ppriv, cpu, pre_patch=True)  # Credit2/RTDS remap here: [2]
+        vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv)
+    else:
+        ppriv, vpriv = _alloc(h, cpu, new_ops)
     old_ops.tick_suspend(cpu)
-    # The old scheduler's lock: whoever spins on it will, once we drop it, see the
-    # pointer changed and retry on the new one.
-    old_lock = pcpu_schedule_lock_irq(h, cpu)
+    irq = p.has(Part.LOCK_IRQ)
+    old_lock: SpinLock | None = None
+    if p.has(Part.OLD_LOCK):
+        # The old scheduler's lock: whoever spins on it will, once we drop it, see
+        # the pointer changed and retry on the new one.
+        old_lock = (pcpu_schedule_lock_irq if irq else pcpu_schedule_lock)(h, cpu)
+    elif irq:
+        local_irq_disable()
     vpriv_old = idle.sched_priv.load()
     ppriv_old = sd.sched_priv.load()
-    new_ops.switch_sched(cpu, ppriv, vpriv)
-    # _Not_ pcpu_schedule_unlock(): schedule_lock may have changed!
-    spin_unlock_irq(old_lock)
+    new_ops.switch_sched(
+        cpu,
+        ppriv,
+        vpriv,
+        init=not early_init,
+        prv_lock_irq=not p.has(Part.PRV_LOCK_NO_IRQ),
+        pointer_last=p.has(Part.POINTER_LAST),
+        barrier=p.has(Part.BARRIER),
+    )
+    if old_lock is None:
+        if irq:
+            local_irq_enable()
+    elif p.has(Part.UNLOCK_BY_POINTER):
+        # _Not_ pcpu_schedule_unlock(): schedule_lock may have changed!
+        spin_unlock_irq(old_lock)
+    else:
+        pcpu_schedule_unlock_irq(h, old_lock, cpu)
     new_ops.tick_resume(cpu)
-    old_ops.deinit_pdata(ppriv_old, cpu)
-    old_ops.free_vdata(vpriv_old)
-    old_ops.free_pdata(ppriv_old, cpu)
+    if p.has(Part.DEINIT_BEFORE_FREE):
+        old_ops.deinit_pdata(ppriv_old, cpu)
+        old_ops.free_vdata(vpriv_old)
+        old_ops.free_pdata(ppriv_old, cpu)
+    else:
+        old_ops.free_vdata(vpriv_old)
+        old_ops.free_pdata(ppriv_old, cpu, pre_patch=True)  # Credit2/RTDS: [3], [4]

@@ -14,7 +14,7 @@ import secrets
 import sys
 from typing import TYPE_CHECKING
 
-from xensched import SCHEDULERS, ConfigError, SwitchProtocol, Topology
+from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.report import write_json_atomic
 
 from .config import PoolSpec, StressConfig
@@ -109,12 +109,15 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         "2,3 or 2-3) into it from Pool-0; repeatable (default: one pool p1 holding "
         "the upper half of the pCPUs, credit2 when booting credit, credit otherwise)",
     )
+    # A spec, kept as given for the rerun line; StressConfig.validate() parses it,
+    # so that a bad one is a one-line usage error naming the problem.
     host.add_argument(
         "--protocol",
-        choices=[x.value for x in SwitchProtocol],
         default=_DEFAULTS.protocol,
-        help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy) or after "
-        "it (fixed) (default: %(default)s)",
+        metavar="SPEC",
+        help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy), after it "
+        "(fixed), fixed-without:PART[,PART...] or a MODULE:FUNCTION of your own; see "
+        "`xensched protocols` (default: %(default)s)",
     )
     host.add_argument(
         "--domains",

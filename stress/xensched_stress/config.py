@@ -98,6 +98,9 @@ class StressConfig:
     ``ops`` ``schedule()`` calls in total (``duration`` is then ignored), or at the
     first violation unless ``keep_going``, or on a deadlock, or when stopped.
 
+    ``protocol`` is a protocol spec (``xensched.SwitchProtocol.parse``): ``legacy``,
+    ``fixed``, ``fixed-without:PART[,PART...]`` or ``MODULE:FUNCTION``.
+
     Workload knobs beyond the CLI's basics: ``controllers`` control threads (each a
     toolstack context of its own) move pCPUs and domains every ``switch_interval``
     seconds, a fraction ``domain_moves`` of their operations being ``cpupool-migrate``
@@ -151,8 +154,7 @@ class StressConfig:
             raise ConfigError(
                 f"boot scheduler {self.boot!r}: choose one of {', '.join(SCHEDULERS)}"
             )
-        if self.protocol not in tuple(SwitchProtocol):
-            raise ConfigError(f"protocol {self.protocol!r}: choose 'legacy' or 'fixed'")
+        SwitchProtocol.parse(self.protocol)
         seen_names: set[str] = set()
         seen_cpus: dict[int, str] = {}
         for p in self.pools:

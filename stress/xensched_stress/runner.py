@@ -453,7 +453,7 @@ class _Run:
                     )
         except XenError as e:
             raise ConfigError(f"setting up the host: {e}") from e
-        h.protocol = SwitchProtocol(cfg.protocol)
+        h.protocol = SwitchProtocol.parse(cfg.protocol)
         self.host = h
         self.pools = tuple((p.name, p.sched, p.cpus) for p in h.list_cpupools())
         self.vcpus = list(h.iter_vcpus())

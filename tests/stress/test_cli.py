@@ -67,7 +67,8 @@ def test_without_seed_a_fresh_one_is_printed(
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--protocol", "nope"], "invalid choice: 'nope'"),
+        (["--protocol", "nope"], "protocol 'nope': choose legacy, fixed"),
+        (["--protocol", "fixed-without:nope"], "unknown part 'nope'"),
         (["--pool", "bad"], "expected NAME:SCHED[:CPUS]"),
         (["--pool", "p1:nope"], "unknown scheduler 'nope'"),
         (["--duration", "1", "--ops", "5"], "not allowed with argument"),

@@ -214,7 +214,7 @@ def test_switch_to_same_scheduler_instance_is_a_no_op() -> None:
 
 
 def test_switch_protocol_describe() -> None:
-    assert SwitchProtocol("legacy") is SwitchProtocol.LEGACY
+    assert SwitchProtocol.parse("legacy") is SwitchProtocol.LEGACY
     assert "94734ab7c3^" in SwitchProtocol.LEGACY.describe()
     assert "switch_sched" in SwitchProtocol.FIXED.describe()
     assert Host(2).protocol is SwitchProtocol.FIXED

@@ -62,7 +62,18 @@ class Arinc653(Scheduler):
         self.cs = CriticalSection(bus, f"arinc653@{instance}.schedule")
         self.ticks: Cell[int] = Cell(bus, f"arinc653@{instance}.ticks", 0)
 
-    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+    def switch_sched(
+        self,
+        cpu: int,
+        pdata: Any,
+        vdata: Any,
+        *,
+        init: bool = True,
+        prv_lock_irq: bool = False,
+        pointer_last: bool = True,
+        barrier: bool = True,
+    ) -> None:
+        # Nothing to initialise and no private lock here; no barrier in 4.7.0.
         sd = self.h.percpu[cpu].schedule_data
         ASSERT(
             pdata is None and isinstance(vdata, A653Vcpu) and vdata.vc.is_idle,
@@ -71,10 +82,13 @@ class Arinc653(Scheduler):
             cpu=cpu,
         )
         self.h.percpu[cpu].idle.sched_priv.store(vdata)
+        if not pointer_last:
+            self._reroute(cpu, sd._lock, barrier=False)
         self.h.percpu[cpu].scheduler.store(self)
         sd.sched_priv.store(None)
         # Back to the default lock, to avoid needless contention on a shared one.
-        sd.schedule_lock.store(sd._lock)
+        if pointer_last:
+            self._reroute(cpu, sd._lock, barrier=False)
 
     def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:
         svc = A653Vcpu(v)

@@ -10,13 +10,17 @@ Emulator-only, not Xen: :meth:`Scheduler.lock_for` says which lock this instance
 locking scheme designates for a pCPU, so that checks can compare it with the lock a
 pCPU really holds; :meth:`Scheduler.runqueues` lists the runqueue critical sections.
 
-Legacy versus fixed behaviour of a hook (the patch changed ``init_pdata``,
-``free_pdata`` and added ``switch_sched``) is chosen by ``self.h.protocol``.
+The hooks the patch changed take their form as keyword arguments from the caller
+(``xensched.schedule``, or a user's protocol), never from the host's protocol:
+``init_pdata(pre_patch=True)`` and ``free_pdata(pre_patch=True)`` are their 94734ab7c3^
+versions; ``switch_sched`` takes one switch per part of the fix it contains.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+from xensched.memory import smp_mb
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -69,18 +73,53 @@ class Scheduler:
     def alloc_pdata(self, cpu: int) -> Any:
         return None
 
-    def init_pdata(self, pdata: Any, cpu: int) -> None:
-        """Boot and hotplug only after the patch; legacy switches call it too."""
+    def init_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
+        """Boot and hotplug only after the patch.
+
+        ``pre_patch``: the 94734ab7c3^ version, which a switch called before the swap.
+        """
 
     def deinit_pdata(self, pdata: Any, cpu: int) -> None:
-        """Undo ``init_pdata`` (f45666afdb; fixed protocol only)."""
+        """Undo ``init_pdata`` (f45666afdb)."""
 
-    def free_pdata(self, pdata: Any, cpu: int) -> None:
-        """Free per-pCPU data (legacy Credit2/RTDS also reset the lock here)."""
+    def free_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
+        """Free per-pCPU data.
 
-    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
-        """Take ``cpu`` over: the patch's hook, called with the old lock held."""
+        ``pre_patch``: the 94734ab7c3^ version, which also did what ``deinit_pdata``
+        does and, in Credit2 and RTDS, put the default lock back.
+        """
+
+    def switch_sched(
+        self,
+        cpu: int,
+        pdata: Any,
+        vdata: Any,
+        *,
+        init: bool = True,
+        prv_lock_irq: bool = False,
+        pointer_last: bool = True,
+        barrier: bool = True,
+    ) -> None:
+        """Take ``cpu`` over: the patch's hook, called with the old lock held.
+
+        The defaults are RELEASE-4.7.0's; each other value reverts one part of the
+        fix (``xensched.protocol.Part``): ``init=False`` when ``init_pdata`` already
+        ran before the swap, ``prv_lock_irq`` takes a private lock with
+        ``spin_lock_irq`` (Credit2 before fb0c3a8a30), ``pointer_last=False``
+        reroutes the lock before the scheduler swap, ``barrier=False`` drops the
+        ``smp_mb()`` before that store.
+        """
         raise NotImplementedError(f"{self.opt_name} has no switch_sched")
+
+    def _reroute(self, cpu: int, lock: SpinLock, barrier: bool) -> None:
+        """The end of ``switch_sched``: point ``cpu``'s ``schedule_lock`` at ``lock``.
+
+        Whoever takes the new lock must find everything stored before it in place,
+        hence the barrier before the store.
+        """
+        if barrier:
+            smp_mb()
+        self.h.percpu[cpu].schedule_data.schedule_lock.store(lock)
 
     def tick_suspend(self, cpu: int) -> None:
         """``tick_suspend``."""

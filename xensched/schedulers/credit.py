@@ -25,8 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xensched.checks import ASSERT, BUG_ON, CriticalSection, check_held
-from xensched.memory import Cell, CpuMask, RunQueue, smp_mb
-from xensched.protocol import SwitchProtocol
+from xensched.memory import Cell, CpuMask, RunQueue
 from xensched.sched_if import (
     pcpu_schedule_trylock,
     pcpu_schedule_unlock,
@@ -188,9 +187,9 @@ class Credit(Scheduler):
         self._pcpus[cpu] = spc
         return spc
 
-    def init_pdata(self, pdata: Any, cpu: int) -> None:
+    def init_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
         sd = self.h.percpu[cpu].schedule_data
-        if self.h.protocol is SwitchProtocol.FIXED:
+        if not pre_patch:
             # Only boot and hotplug reach here after the patch: nothing to remap.
             ASSERT(
                 sd.schedule_lock.load() is sd._lock and not spin_is_locked(sd._lock),
@@ -206,13 +205,23 @@ class Credit(Scheduler):
         if isinstance(pdata, CschedPcpu):
             self._deinit(pdata, cpu)
 
-    def free_pdata(self, pdata: Any, cpu: int) -> None:
+    def free_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
         # Before f45666afdb, free_pdata did the deinit work itself.
-        if self.h.protocol is SwitchProtocol.LEGACY and isinstance(pdata, CschedPcpu):
+        if pre_patch and isinstance(pdata, CschedPcpu):
             self._deinit(pdata, cpu)
         self._pcpus.pop(cpu, None)
 
-    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+    def switch_sched(
+        self,
+        cpu: int,
+        pdata: Any,
+        vdata: Any,
+        *,
+        init: bool = True,
+        prv_lock_irq: bool = False,
+        pointer_last: bool = True,
+        barrier: bool = True,
+    ) -> None:
         sd = self.h.percpu[cpu].schedule_data
         ASSERT(
             isinstance(vdata, CschedVcpu) and vdata.vcpu.is_idle,
@@ -229,15 +238,18 @@ class Credit(Scheduler):
         )
         # We hold the old scheduler's lock for cpu: it may or may not be the 'right'
         # one, but holding exactly it is what prevents the races.
-        spin_lock(self.lock)
-        self._init_pdata(pdata, cpu)
-        spin_unlock(self.lock)
+        if init:
+            spin_lock(self.lock)
+            self._init_pdata(pdata, cpu)
+            spin_unlock(self.lock)
+        if not pointer_last:
+            self._reroute(cpu, sd._lock, barrier)
         self.h.percpu[cpu].scheduler.store(self)
         sd.sched_priv.store(pdata)
         # Reroute the lock as the last thing: whoever takes it must find all of the
         # above in place.
-        smp_mb()
-        sd.schedule_lock.store(sd._lock)
+        if pointer_last:
+            self._reroute(cpu, sd._lock, barrier)
 
     def tick_suspend(self, cpu: int) -> None:
         spc = self._pcpu(cpu)

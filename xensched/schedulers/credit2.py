@@ -23,8 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, BUG_ON, CriticalSection
-from xensched.memory import Cell, CpuMask, RunQueue, smp_mb
-from xensched.protocol import SwitchProtocol
+from xensched.memory import Cell, CpuMask, RunQueue
 from xensched.sched_if import (
     pcpu_schedule_lock,
     vcpu_schedule_lock_irq,
@@ -36,8 +35,10 @@ from xensched.spinlock import (
     local_irq_is_enabled,
     spin_is_locked,
     spin_lock,
+    spin_lock_irq,
     spin_lock_irqsave,
     spin_unlock,
+    spin_unlock_irq,
     spin_unlock_irqrestore,
 )
 
@@ -165,9 +166,9 @@ class Credit2(Scheduler):
         self.initialized.set(cpu)
         return rqi
 
-    def init_pdata(self, pdata: Any, cpu: int) -> None:
+    def init_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
         flags = spin_lock_irqsave(self.lock)
-        if self.h.protocol is SwitchProtocol.LEGACY:
+        if pre_patch:
             self._init_pdata(cpu, remap=True)
         else:
             old_lock = pcpu_schedule_lock(self.h, cpu)
@@ -221,11 +222,21 @@ class Credit2(Scheduler):
     def deinit_pdata(self, pdata: Any, cpu: int) -> None:
         self._deinit(cpu, remap_back=False)
 
-    def free_pdata(self, pdata: Any, cpu: int) -> None:
-        if self.h.protocol is SwitchProtocol.LEGACY:
+    def free_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
+        if pre_patch:
             self._deinit(cpu, remap_back=True)
 
-    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+    def switch_sched(
+        self,
+        cpu: int,
+        pdata: Any,
+        vdata: Any,
+        *,
+        init: bool = True,
+        prv_lock_irq: bool = False,
+        pointer_last: bool = True,
+        barrier: bool = True,
+    ) -> None:
         sd = self.h.percpu[cpu].schedule_data
         ASSERT(
             pdata is None and isinstance(vdata, Csched2Vcpu) and vdata.vcpu.is_idle,
@@ -240,21 +251,24 @@ class Credit2(Scheduler):
             cpu=cpu,
         )
         # We own a runqueue lock already, but it is another scheduler's: taking our
-        # private lock after it does not break our ordering rule.
-        spin_lock(self.lock)
+        # private lock after it does not break our ordering rule. spin_lock, not
+        # spin_lock_irq, whose unlock would turn IRQs back on under that lock.
+        (spin_lock_irq if prv_lock_irq else spin_lock)(self.lock)
         self.h.percpu[cpu].idle.sched_priv.store(vdata)
-        rqi = self._init_pdata(cpu, remap=False)
+        rqi = self._init_pdata(cpu, remap=False) if init else self.runq_map[cpu].load()
         ASSERT(
             sd.schedule_lock.load() is not self.rqd[rqi].lock,
             "csched2_switch_sched",
             "per_cpu(schedule_data, cpu).schedule_lock != &prv->rqd[rqi].lock",
             cpu=cpu,
         )
+        if not pointer_last:
+            self._reroute(cpu, self.rqd[rqi].lock, barrier)
         self.h.percpu[cpu].scheduler.store(self)
         sd.sched_priv.store(None)
-        smp_mb()
-        sd.schedule_lock.store(self.rqd[rqi].lock)
-        spin_unlock(self.lock)
+        if pointer_last:
+            self._reroute(cpu, self.rqd[rqi].lock, barrier)
+        (spin_unlock_irq if prv_lock_irq else spin_unlock)(self.lock)
 
     # -- per-vCPU -----------------------------------------------------------------------
     def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:

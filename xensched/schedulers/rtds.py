@@ -20,8 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, CriticalSection
-from xensched.memory import Cell, CpuMask, RunQueue, smp_mb
-from xensched.protocol import SwitchProtocol
+from xensched.memory import Cell, CpuMask, RunQueue
 from xensched.sched_if import (
     pcpu_schedule_lock_irqsave,
     vcpu_schedule_lock_irq,
@@ -89,14 +88,24 @@ class Rtds(Scheduler):
         self.cpus = CpuMask(bus, f"rtds@{instance}.prv->cpus")
 
     # -- per-pCPU -----------------------------------------------------------------------
-    def init_pdata(self, pdata: Any, cpu: int) -> None:
-        # Take the lock the pCPU uses *now*, remap, release that same lock.
+    def init_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
+        # The same before and after the patch. Take the lock the pCPU uses *now*, remap, release that same lock.
         old_lock, flags = pcpu_schedule_lock_irqsave(self.h, cpu)
         self.h.percpu[cpu].schedule_data.schedule_lock.store(self.lock)
         self.cpus.set(cpu)
         spin_unlock_irqrestore(old_lock, flags)
 
-    def switch_sched(self, cpu: int, pdata: Any, vdata: Any) -> None:
+    def switch_sched(
+        self,
+        cpu: int,
+        pdata: Any,
+        vdata: Any,
+        *,
+        init: bool = True,
+        prv_lock_irq: bool = False,
+        pointer_last: bool = True,
+        barrier: bool = True,
+    ) -> None:
         sd = self.h.percpu[cpu].schedule_data
         ASSERT(
             pdata is None and isinstance(vdata, RtVcpu) and vdata.vcpu.is_idle,
@@ -112,19 +121,21 @@ class Rtds(Scheduler):
             cpu=cpu,
         )
         self.h.percpu[cpu].idle.sched_priv.store(vdata)
+        if not pointer_last:
+            self._reroute(cpu, self.lock, barrier)
         self.h.percpu[cpu].scheduler.store(self)
         sd.sched_priv.store(None)
-        self.cpus.set(cpu)
-        smp_mb()
-        sd.schedule_lock.store(self.lock)
+        self.cpus.set(cpu)  # a no-op when init_pdata ran before the swap
+        if pointer_last:
+            self._reroute(cpu, self.lock, barrier)
 
     def deinit_pdata(self, pdata: Any, cpu: int) -> None:
         flags = spin_lock_irqsave(self.lock)
         self.cpus.clear(cpu)
         spin_unlock_irqrestore(self.lock, flags)
 
-    def free_pdata(self, pdata: Any, cpu: int) -> None:
-        if self.h.protocol is not SwitchProtocol.LEGACY:
+    def free_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
+        if not pre_patch:
             return
         # The code the patch removed.
         sd = self.h.percpu[cpu].schedule_data

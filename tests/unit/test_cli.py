@@ -1,0 +1,103 @@
+"""The ``xensched`` command: ``protocols`` and ``reproduce --protocol SPEC``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xensched.cli import main
+from xensched.protocol import Part
+
+
+def test_protocols_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["protocols", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"presets", "parts"}
+    assert out["presets"] == {"legacy": [], "fixed": [p.value for p in Part]}
+    assert [p["name"] for p in out["parts"]] == [p.value for p in Part]
+    for entry in out["parts"]:
+        assert set(entry) == {"name", "description"}
+        assert entry["description"] == Part(entry["name"]).describe()
+
+
+def test_protocols_text_lists_presets_and_every_part(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["protocols"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "presets:"
+    assert lines[1] == "  legacy"
+    assert "  fixed" in lines
+    for part in Part:
+        assert f"  {part.value}" in lines
+    assert "fixed-without:PART[,PART...]" in out
+    assert "MODULE:FUNCTION" in out
+    assert max(len(line) for line in lines) <= 88
+
+
+def test_reproduce_runs_a_fixed_without_spec(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_json = tmp_path / "r.json"
+    argv = ["reproduce", "--boot", "credit", "--pool", "credit2"]
+    argv += ["--direction", "add", "--no-progress", "--json", str(out_json)]
+    argv += ["--protocol", "fixed", "--protocol", "fixed-without:pointer-last"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.startswith("boot"))
+    assert head.split() == [
+        "boot",
+        "pool",
+        "move",
+        "fixed",
+        "fixed-without:pointer-last",
+    ]
+    assert "fixed-without:pointer-last: problems in 1 of 1 moves" in out
+    assert "fixed: problems in 0 of 1 moves" in out
+    results = json.loads(out_json.read_text())["results"]
+    assert [r["protocol"] for r in results] == ["fixed", "fixed-without:pointer-last"]
+    assert "lock-mismatch" in results[1]["problems"]
+
+
+def test_reproduce_asks_each_protocol_once(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["reproduce", "--boot", "credit", "--pool", "credit", "--direction", "add"]
+    argv += ["--protocol", "fixed-without:barrier,lock-irq"]
+    argv += ["--protocol", "fixed-without:lock-irq,barrier", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "reproduce: 1 moves, each observed" in out
+    assert "fixed-without:lock-irq,barrier: problems in 1 of 1 moves" in out
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("nope", "protocol 'nope': choose legacy, fixed"),
+        ("fixed-without:nope", "unknown part 'nope'; parts: alloc-no-init"),
+        ("fixed-without:", "name at least one part"),
+        ("fixed-without:barrier,barrier", "named twice"),
+        ("no_such_module_xyz:f", "cannot import 'no_such_module_xyz'"),
+    ],
+)
+def test_reproduce_bad_protocol_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str], spec: str, needle: str
+) -> None:
+    assert main(["reproduce", "--protocol", spec, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("xensched: error: ")
+    assert needle in lines[0]
+
+
+def test_help_names_the_protocols_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "protocols" in out
+    assert "fixed-without:PART" in out
+    assert main(["reproduce", "--help"]) == 0
+    assert "MODULE:FUNCTION" in capsys.readouterr().out
