@@ -40,8 +40,9 @@ from xensched.schedule import schedule
 from xensched.smp import bind
 
 from .config import POOL0, PoolSpec, StressConfig
+from .process import python_description
 from .report import EXIT_OK, EXIT_USAGE
-from .runner import python_description, run_stress
+from .runner import run_stress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
