@@ -1,4 +1,10 @@
-"""The ``xensched`` command: ``reproduce``, ``stress`` and ``bench``.
+"""The ``xensched`` command: ``reproduce``, and the commands other packages add.
+
+Mirrors nothing in Xen. ``reproduce`` is built in; other subcommands (the stress
+harness's ``stress`` and ``bench``) are found through the entry-point group
+``xensched.commands``, each naming an :class:`ExternalCommand`. So this package never
+imports the stress harness: the dependency goes from ``xensched_stress`` to
+``xensched`` only, and ``xensched`` works without it installed.
 
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
 found (``stress``), 2 usage error, 3 deadlock (``stress``), 130 interrupted.
@@ -9,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 import xensched
@@ -23,7 +31,7 @@ from xensched.report import (
 from xensched.schedulers import SCHEDULERS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from xensched.reproduce import Result
 
@@ -31,14 +39,44 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: The entry-point group of subcommands that other packages add.
+COMMANDS_GROUP = "xensched.commands"
+
 _DESCRIPTION = """\
 Emulate Xen's scheduler locking with real threads and real locks.
 
   reproduce   show the race fixed by Xen commit 94734ab7c3 across every scheduler
               pairing, under the pre-patch (legacy) and patched (fixed) protocols
-  stress      hammer schedule() on every pCPU while cpupools move
-  bench       print the harness's performance figures
 """
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalCommand:
+    """A subcommand another package adds through the ``xensched.commands`` group.
+
+    ``main(argv, prog)`` parses its own options (everything after the command's name)
+    and returns the exit code; ``summary`` is its line in ``xensched --help``.
+    """
+
+    summary: str
+    main: Callable[[Sequence[str], str], int]
+
+
+def external_commands() -> dict[str, ExternalCommand]:
+    """The subcommands installed packages add, by name (sorted).
+
+    One that cannot be loaded (a broken install) is left out rather than breaking the
+    built-in commands.
+    """
+    found: dict[str, ExternalCommand] = {}
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            cmd = ep.load()
+        except Exception:  # a broken plugin must not break `xensched reproduce`
+            continue
+        if isinstance(cmd, ExternalCommand):
+            found[ep.name] = cmd
+    return dict(sorted(found.items()))
 
 
 def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,27 +211,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
-def _stress_main(argv: Sequence[str]) -> int:
-    from xensched_stress.cli import main as stress_main
-
-    return stress_main(argv, prog="xensched stress")
-
-
-def _bench_main(argv: Sequence[str]) -> int:
-    from xensched_stress.bench import main as bench_main
-
-    return bench_main(argv, prog="xensched bench")
-
-
-# Subcommands whose options their own parser owns (argparse.REMAINDER would not
-# take a leading option such as `xensched stress --duration 1`).
-_DELEGATED = {"stress": _stress_main, "bench": _bench_main}
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    external: dict[str, ExternalCommand] | None = None,
+) -> argparse.ArgumentParser:
+    if external is None:
+        external = external_commands()
+    description = _DESCRIPTION + "".join(
+        f"  {name:<11} {cmd.summary}\n" for name, cmd in external.items()
+    )
     parser = argparse.ArgumentParser(
         prog="xensched",
-        description=_DESCRIPTION,
+        description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -201,17 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _reproduce_parser(sub)
-    # Listed for --help; `main` hands their arguments to their own parsers.
-    sub.add_parser("stress", help="hammer schedule() on every pCPU while cpupools move")
-    sub.add_parser("bench", help="print the harness's performance figures")
+    # Listed for --help; `main` hands their arguments to their own parsers
+    # (argparse.REMAINDER would not take a leading option such as `--duration 1`).
+    for name, cmd in external.items():
+        sub.add_parser(name, help=cmd.summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in _DELEGATED:
-        return _DELEGATED[args_list[0]](args_list[1:])
-    parser = build_parser()
+    external = external_commands()
+    if args_list and args_list[0] in external:
+        return external[args_list[0]].main(args_list[1:], f"xensched {args_list[0]}")
+    parser = build_parser(external)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help

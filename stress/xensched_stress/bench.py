@@ -33,6 +33,7 @@ import time
 from typing import TYPE_CHECKING
 
 from xensched import SCHEDULERS, Host
+from xensched.cli import ExternalCommand
 from xensched.drivers.free import free_running
 from xensched.report import write_json_atomic
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
@@ -551,3 +552,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
 
 if __name__ == "__main__":
     raise SystemExit(main(prog="python -m xensched_stress.bench"))
+
+
+#: ``xensched bench``, found by ``xensched`` through its ``xensched.commands`` group.
+COMMAND = ExternalCommand(
+    summary="print the harness's performance figures",
+    main=lambda argv, prog: main(argv, prog=prog),
+)

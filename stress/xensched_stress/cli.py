@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from typing import TYPE_CHECKING
 
 from xensched import SCHEDULERS, ConfigError, SwitchProtocol, Topology
+from xensched.cli import ExternalCommand
 from xensched.report import write_json_atomic
+from xensched.seeds import resolve_base_seed
 
 from .config import PoolSpec, StressConfig
 from .report import EXIT_USAGE
@@ -149,8 +150,8 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         "--seed",
         type=int,
         metavar="S",
-        help="base seed of every thread's choices (default: a fresh random one, "
-        "printed first)",
+        help="base seed of every thread's choices (default: $XENSCHED_SEED, else a "
+        "fresh random one; printed first)",
     )
     run.add_argument(
         "--switch-interval",
@@ -321,7 +322,11 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: 2 on usage errors, 0 on --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
-    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    try:
+        seed = resolve_base_seed(args.seed)
+    except ValueError as e:  # a bad XENSCHED_SEED
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         cfg = config_from_args(args, seed)
         cfg.validate()
@@ -351,3 +356,10 @@ def main(
     if args.json is not None:
         print(f"report written to {args.json}", flush=True)
     return report.exit_code
+
+
+#: ``xensched stress``, found by ``xensched`` through its ``xensched.commands`` group.
+COMMAND = ExternalCommand(
+    summary="hammer schedule() on every pCPU while cpupools move",
+    main=lambda argv, prog: main(argv, prog=prog),
+)

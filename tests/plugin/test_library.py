@@ -9,18 +9,20 @@ import pytest
 from xensched import ConfigError, Violation, ViolationKind
 from xensched.pytest_plugin import (
     SEED_MAX,
-    StressRun,
     assert_no_violations,
     derive_seed,
+    parse_seed,
+    resolve_base_seed,
+)
+from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
+from xensched_stress.pytest_plugin import (
+    StressRun,
     failure_section,
     parse_scale,
-    parse_seed,
     rerun_command,
-    resolve_base_seed,
     stress_config_for,
     stress_fields,
 )
-from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
 from xensched_stress.report import StopReason, StressReport
 
 

@@ -55,13 +55,36 @@ def test_run_prints_the_seed_first_and_writes_json(
 
 
 def test_without_seed_a_fresh_one_is_printed(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("XENSCHED_SEED", raising=False)
     assert main(["--duration", "0.2", "--no-progress"]) == 0
     out = capsys.readouterr().out
     m = re.fullmatch(r"seed=(\d+)", out.splitlines()[0])
     assert m is not None
     assert f"--seed {m.group(1)}" in out
+
+
+def test_xensched_seed_env_is_the_default_seed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XENSCHED_SEED", "0x2a")
+    assert main(["--ops", "20", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "seed=42"
+    # --seed wins over the environment.
+    assert main(["--ops", "20", "--seed", "7", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "seed=7"
+
+
+def test_bad_xensched_seed_env_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XENSCHED_SEED", "soon")
+    assert main(["--ops", "20", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "XENSCHED_SEED: 'soon' is not a seed" in captured.err
+    assert "seed=" not in captured.out
 
 
 @pytest.mark.parametrize(
