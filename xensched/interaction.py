@@ -22,11 +22,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from xensched.errors import AssertFailedError
+from xensched.errors import AssertFailedError, DeadlockError
 from xensched.smp import ExecContext, _tls, current_or_none
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from xensched.memory import Cell
     from xensched.smp import Event
     from xensched.spinlock import SpinLock
@@ -219,6 +221,28 @@ class Bus:
             except Exception as exc:  # an instrument never breaks the emulation
                 self.instrument_errors.append(exc)
                 self.remove_instrument(inst)
+
+    # -- bounded waits ------------------------------------------------------------
+
+    def wait_until(self, pred: Callable[[], bool], what: str) -> None:
+        """Block the calling context until ``pred()`` holds; ``pred`` only reads state.
+
+        Bounded by ``lock_timeout``: :class:`~xensched.errors.DeadlockError` after it.
+        A driver that schedules threads itself (the controlled one) parks the thread
+        until ``pred`` holds; otherwise this polls.
+        """
+        drv = self.driver
+        ctx = current_or_none()
+        wait = getattr(drv, "wait_until", None)
+        if wait is not None and ctx is not None and ctx.bus is self:
+            wait(ctx, pred, what)
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                name = ctx.name if ctx is not None else "?"
+                raise DeadlockError(f"{name} waited {self.lock_timeout:g}s for {what}")
+            time.sleep(0.0005)
 
     # -- violations ---------------------------------------------------------------
 

@@ -158,6 +158,10 @@ class ControlledDriver:
         finally:
             part.until = None
 
+    def wait_until(self, ctx: ExecContext, pred: Callable[[], bool], what: str) -> None:
+        """``Bus.wait_until`` under this driver: :meth:`wait_for` (``what`` unused)."""
+        self.wait_for(ctx, pred)
+
     def points_of(self, ctx: ExecContext) -> int:
         """Interaction points ``ctx`` has passed under this driver."""
         part = self._parts.get(ctx)
