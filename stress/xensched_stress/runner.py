@@ -31,37 +31,28 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xensched import (
-    ConfigError,
-    Host,
-    SwitchProtocol,
-    ViolationKind,
-    XenError,
-    XenschedError,
-)
+from xensched import DeadlockError, ViolationKind, XenschedError
 from xensched.drivers.free import DelayInjector, free_running
 from xensched.interaction import Instrument
+from xensched.programs import Harness
+from xensched.scenario import build_host
 from xensched.smp import bind
 
-from .config import POOL0
 from .diagnostics import (
     CONTEXT_POINTS,
-    SETUP_CONTEXT,
     dump_locks,
     dump_threads,
     last_points,
 )
 from .process import ProcessProbe, python_description
 from .report import StopReason, StressReport
-from .workload import (
-    Workload,
-    thread_rng as thread_rng,
-)
+from .workload import _CRASH_CAP, Workload
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from xensched import Violation
+    from xensched.programs import CpuStats, XlStats
     from xensched.smp import Event, ExecContext
 
     from .config import StressConfig
@@ -177,36 +168,10 @@ class _Run(Workload):
     # -- setup -------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
-        try:
-            # Built with the fixed protocol: setup moves run on one thread, and the
-            # legacy protocol's sequential bugs (RTDS<->Credit2) are not the run's.
-            h = Host(
-                cfg.cpus,
-                sched=cfg.boot,
-                protocol=SwitchProtocol.FIXED,
-                topology=cfg.topology,
-                dom0_vcpus=1,
-                lock_timeout=cfg.lock_bound,
-            )
-            with bind(h.toolstack_context(SETUP_CONTEXT)):
-                for p in cfg.pool_layout():
-                    h.cpupool_create(p.name, p.sched)
-                    for cpu in p.cpus:
-                        h.cpupool_cpu_remove(POOL0, cpu)
-                        h.cpupool_cpu_add(p.name, cpu)
-                with_cpus = [c for c in h.cpupool_list if c.cpu_valid]
-                for i in range(cfg.domains):
-                    h.create_domain(
-                        f"d{i + 1}", with_cpus[i % len(with_cpus)], vcpus=cfg.vcpus
-                    )
-        except XenError as e:
-            raise ConfigError(f"setting up the host: {e}") from e
-        h.protocol = SwitchProtocol(cfg.protocol)
+        h = build_host(self.scenario, lock_timeout=cfg.lock_bound)
         self.host = h
+        self.harness = Harness(h)
         self.pools = tuple((p.name, p.sched, p.cpus) for p in h.list_cpupools())
-        self.vcpus = list(h.iter_vcpus())
-        self.movable = [d for d in h.domains.values() if d.domain_id != 0]
-        self.guards = {d: threading.Lock() for d in h.domains.values()}
         h.bus.add_instrument(_StopOnViolation(self))
         if cfg.delay_injection > 0:
             self.injector = DelayInjector(
@@ -217,17 +182,19 @@ class _Run(Workload):
     def _start(self) -> None:
         h = self.host
         assert h is not None
-        cfg = self.cfg
-        ctl_ctxs = [h.toolstack_context(f"xl{i}") for i in range(cfg.controllers)]
         self.pcpu_threads = [
             threading.Thread(
-                target=self._pcpu_main, args=(n,), name=f"pcpu{n}", daemon=True
+                target=self.pcpu_main,
+                args=(p, h.cpu_contexts[p.cpu]),
+                name=p.name,
+                daemon=True,
             )
-            for n in range(cfg.cpus)
+            for p in self.pcpu_programs
         ]
+        ctl_ctxs = [h.toolstack_context(p.name) for p in self.ctl_programs]
         self.ctl_threads = [
             threading.Thread(
-                target=self._control_main, args=(i, ctx), name=ctx.name, daemon=True
+                target=self.control_main, args=(i, ctx), name=ctx.name, daemon=True
             )
             for i, ctx in enumerate(ctl_ctxs)
         ]
@@ -250,7 +217,7 @@ class _Run(Workload):
     def _go(self) -> None:
         self.t0 = time.monotonic()
 
-    def _sync(self) -> bool:
+    def sync(self) -> bool:
         assert self.barrier is not None
         try:
             self.barrier.wait(_START_TIMEOUT)
@@ -326,6 +293,22 @@ class _Run(Workload):
                 except KeyboardInterrupt:  # a second Ctrl-C: keep cleaning up
                     self.interrupted = True
 
+    # -- failures in the threads -----------------------------------------------------------
+    def step_failed(
+        self, ctx: ExecContext, st: CpuStats | XlStats, exc: Exception
+    ) -> bool:
+        """One operation of a program raised; returns True if the thread must stop.
+
+        A deadlock ends the run. Anything else is a ``crash`` violation, and the
+        thread goes on until it has crashed ``_CRASH_CAP`` times.
+        """
+        if isinstance(exc, DeadlockError):
+            self._deadlock(f"{ctx.name}: {exc}")
+            return True
+        st.crashes += 1
+        self.crash(ctx, exc)
+        return st.crashes >= _CRASH_CAP
+
     # -- the watchdog ------------------------------------------------------------------------
     def _watchdog_main(self) -> None:
         bound = self.cfg.watchdog
@@ -383,7 +366,7 @@ class _Run(Workload):
         h.bus.lock_timeout = min(h.bus.lock_timeout, _TEARDOWN_LOCK_TIMEOUT)
         self.halt.set()
 
-    def _crash(self, ctx: ExecContext, exc: BaseException) -> None:
+    def crash(self, ctx: ExecContext, exc: BaseException) -> None:
         """An unexpected exception in emulated code: a ``crash`` violation."""
         h = self.host
         assert h is not None

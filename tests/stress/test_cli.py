@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from xensched import programs
 from xensched.spinlock import spin_lock
-from xensched_stress import bench, workload
+from xensched_stress import bench
 from xensched_stress.cli import main
 
 if TYPE_CHECKING:
@@ -203,7 +204,7 @@ def test_deadlock_exits_3_and_writes_json(
         spin_lock(h.cpupool_lock)
         return h.percpu[0].idle
 
-    monkeypatch.setattr(workload, "schedule", stuck)
+    monkeypatch.setattr(programs, "schedule", stuck)
     out_file = tmp_path / "r.json"
     argv = ["--watchdog", "0.3", "--lock-timeout", "0.8", "--seed", "1"]
     argv += ["--no-progress", "--json", str(out_file)]
