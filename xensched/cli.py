@@ -24,6 +24,7 @@ from xensched.errors import XenschedError
 from xensched.protocol import SwitchProtocol
 from xensched.report import (
     render_reproduce_table,
+    render_scenario,
     render_summary,
     render_violation,
     write_json_atomic,
@@ -47,6 +48,7 @@ Emulate Xen's scheduler locking with real threads and real locks.
 
   reproduce   show the race fixed by Xen commit 94734ab7c3 across every scheduler
               pairing, under the pre-patch (legacy) and patched (fixed) protocols
+  scenarios   list the built-in scenarios, or print one (as JSON with --json)
 """
 
 
@@ -62,20 +64,26 @@ class ExternalCommand:
     main: Callable[[Sequence[str], str], int]
 
 
-def external_commands() -> dict[str, ExternalCommand]:
+def external_commands(
+    broken: dict[str, str] | None = None,
+) -> dict[str, ExternalCommand]:
     """The subcommands installed packages add, by name (sorted).
 
     One that cannot be loaded (a broken install) is left out rather than breaking the
-    built-in commands.
+    built-in commands; its name and why go into ``broken`` when given.
     """
     found: dict[str, ExternalCommand] = {}
     for ep in entry_points(group=COMMANDS_GROUP):
         try:
             cmd = ep.load()
-        except Exception:  # a broken plugin must not break `xensched reproduce`
+        except Exception as e:  # a broken plugin must not break `xensched reproduce`
+            if broken is not None:
+                broken[ep.name] = f"{type(e).__name__}: {e}"
             continue
         if isinstance(cmd, ExternalCommand):
             found[ep.name] = cmd
+        elif broken is not None:
+            broken[ep.name] = f"{ep.value} is not an ExternalCommand"
     return dict(sorted(found.items()))
 
 
@@ -211,6 +219,67 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
+#: Options of ``xensched scenarios NAME`` handed to a parameterised built-in.
+_SCENARIO_PARAMS = ("boot", "pool", "direction", "protocol", "cpus")
+
+
+def _scenarios_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "scenarios",
+        help="list the built-in scenarios, or print one (as JSON with --json)",
+        description=(
+            "Without NAME, list the built-in scenarios: a name and one line each. "
+            "With NAME, print that scenario: its host, setup and thread programs, or "
+            "with --json the scenario as JSON (version 1), which `xensched stress "
+            "--scenario FILE` runs. --boot, --pool, --direction, --protocol and "
+            "--cpus are parameters of the built-ins that take them (patch-move: "
+            "boot, pool, direction, protocol; round-trip: boot, pool as sched; "
+            "stress-default: boot, protocol, cpus). Exit 0, or 2 for an unknown "
+            "name or parameter."
+        ),
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="a built-in scenario")
+    p.add_argument("--json", action="store_true", help="print NAME as JSON")
+    names = list(SCHEDULERS)
+    p.add_argument("--boot", choices=names, help="boot scheduler parameter")
+    p.add_argument(
+        "--pool", choices=names, metavar="SCHED", help="pool scheduler parameter"
+    )
+    p.add_argument(
+        "--direction", choices=["add", "remove"], help="patch-move's direction"
+    )
+    p.add_argument("--protocol", metavar="PROTOCOL", help="protocol parameter")
+    p.add_argument("--cpus", type=int, metavar="N", help="pCPUs parameter")
+    p.set_defaults(func=_cmd_scenarios)
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from xensched.scenario import BUILTIN, builtin
+
+    params = {
+        k: getattr(args, k) for k in _SCENARIO_PARAMS if getattr(args, k) is not None
+    }
+    if args.name is None:
+        if params or args.json:
+            print(
+                "xensched scenarios: error: --json and parameters need a NAME",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        width = max(len(n) for n in BUILTIN)
+        for name in BUILTIN:
+            print(f"{name:<{width}}  {builtin(name).description}")
+        return EXIT_OK
+    if args.name == "round-trip" and "pool" in params:
+        params["sched"] = params.pop("pool")
+    sc = builtin(args.name, **params)
+    if args.json:
+        print(sc.to_json())
+    else:
+        print(render_scenario(sc))
+    return EXIT_OK
+
+
 def build_parser(
     external: dict[str, ExternalCommand] | None = None,
 ) -> argparse.ArgumentParser:
@@ -229,6 +298,7 @@ def build_parser(
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _reproduce_parser(sub)
+    _scenarios_parser(sub)
     # Listed for --help; `main` hands their arguments to their own parsers
     # (argparse.REMAINDER would not take a leading option such as `--duration 1`).
     for name, cmd in external.items():
@@ -238,7 +308,15 @@ def build_parser(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    external = external_commands()
+    broken: dict[str, str] = {}
+    external = external_commands(broken)
+    if args_list and args_list[0] in broken:
+        print(
+            f"xensched: error: command {args_list[0]!r} failed to load: "
+            f"{broken[args_list[0]]}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args_list and args_list[0] in external:
         return external[args_list[0]].main(args_list[1:], f"xensched {args_list[0]}")
     parser = build_parser(external)

@@ -29,6 +29,7 @@ any timing: a scenario says what each thread does, never when.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -1018,10 +1019,14 @@ def builtin(name: str, **params: Any) -> Scenario:
         raise ConfigError(
             f"no built-in scenario {name!r}; choose one of {', '.join(BUILTIN)}"
         ) from None
-    try:
-        sc = factory(**params)
-    except TypeError as e:
-        raise ConfigError(f"scenario {name!r}: {e}") from None
+    takes = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ConfigError(
+            f"scenario {name!r} has no parameter {unknown[0]!r} (it takes "
+            f"{', '.join(takes) or 'none'})"
+        )
+    sc = factory(**params)
     sc.validate()
     return sc
 

@@ -36,11 +36,12 @@ from xensched import SCHEDULERS, Host
 from xensched.cli import ExternalCommand
 from xensched.drivers.free import free_running
 from xensched.report import write_json_atomic
+from xensched.scenario import build_host
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
 from xensched.schedule import schedule
 from xensched.smp import bind
 
-from .config import POOL0, PoolSpec, StressConfig
+from .config import PoolSpec, StressConfig
 from .process import python_description
 from .report import EXIT_OK, EXIT_USAGE
 from .runner import run_stress
@@ -189,18 +190,8 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
 
 
 def _shaped_host(cfg: StressConfig) -> Host:
-    """A host shaped like the stress run of ``cfg``: its pools, then its domains."""
-    h = Host(cfg.cpus, sched=cfg.boot)
-    layout = cfg.pool_layout()
-    for p in layout:
-        h.cpupool_create(p.name, p.sched)
-        for cpu in p.cpus:
-            h.cpupool_cpu_remove(POOL0, cpu)
-            h.cpupool_cpu_add(p.name, cpu)
-    pools = [POOL0, *(p.name for p in layout)]
-    for i in range(cfg.domains):
-        h.create_domain(f"d{i + 1}", pools[i % len(pools)], vcpus=cfg.vcpus)
-    return h
+    """The host of the stress run of ``cfg``, from the one builder the runner uses."""
+    return build_host(cfg.to_scenario())
 
 
 def _loop_rate(

@@ -11,14 +11,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from xensched import SCHEDULERS, ConfigError, SwitchProtocol, Topology
+from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.cli import ExternalCommand
 from xensched.report import write_json_atomic
+from xensched.scenario import check_protocol, load_scenario
 from xensched.seeds import resolve_base_seed
 
-from .config import PoolSpec, StressConfig
+from .config import PoolSpec, StressConfig, override_scenario
 from .report import EXIT_USAGE
 from .runner import run_stress
 
@@ -30,6 +31,21 @@ if TYPE_CHECKING:
     from .runner import ProgressSnapshot
 
 _DEFAULTS = StressConfig()
+#: Options that shape the host and the workload: ``None`` unless given, so that
+#: beside ``--scenario`` only the given ones override its fields.
+_SHAPE_OPTIONS = (
+    "cpus",
+    "topology",
+    "boot",
+    "pool",
+    "protocol",
+    "domains",
+    "vcpus",
+    "switch_interval",
+    "controllers",
+    "domain_moves",
+    "traffic",
+)
 
 _EPILOG = """\
 exit codes: 0 no violation, 1 violations found, 2 usage error, 3 deadlock.
@@ -57,6 +73,13 @@ def _topology(text: str) -> str:
     return text
 
 
+def _protocol(text: str) -> str:
+    try:
+        return check_protocol(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _probability(text: str) -> float:
     try:
         p = float(text)
@@ -80,7 +103,21 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    host = p.add_argument_group("host")
+    host = p.add_argument_group(
+        "host and workload",
+        "Without --scenario these shape the default workload (the built-in "
+        "stress-default). With it, each option given overrides that field of the "
+        "scenario: --cpus, --topology, --boot, --protocol as they are; --pool "
+        "replaces its pools; --domains/--vcpus its domains; --traffic every pCPU "
+        "loop; --switch-interval, --domain-moves and --controllers its random "
+        "toolstack threads.",
+    )
+    host.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        help="run this scenario: a built-in name (see `xensched scenarios`), a JSON "
+        "file (`xensched scenarios NAME --json` writes one) or inline JSON",
+    )
     host.add_argument(
         "--cpus",
         type=int,
@@ -98,8 +135,9 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     host.add_argument(
         "--boot",
         choices=list(SCHEDULERS),
-        default=_DEFAULTS.boot,
-        help="boot scheduler, used by Pool-0 and by free pCPUs (default: %(default)s)",
+        default=None,
+        help="boot scheduler, used by Pool-0 and by free pCPUs (default: "
+        f"{_DEFAULTS.boot})",
     )
     host.add_argument(
         "--pool",
@@ -112,24 +150,26 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     host.add_argument(
         "--protocol",
-        choices=[x.value for x in SwitchProtocol],
-        default=_DEFAULTS.protocol,
+        type=_protocol,
+        default=None,
+        metavar="PROTOCOL",
         help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy) or after "
-        "it (fixed) (default: %(default)s)",
+        f"it (fixed) (default: {_DEFAULTS.protocol})",
     )
     host.add_argument(
         "--domains",
         type=int,
-        default=_DEFAULTS.domains,
+        default=None,
         metavar="N",
-        help="guest domains, created in the pools round-robin (default: %(default)s)",
+        help="guest domains, created in the pools round-robin (default: "
+        f"{_DEFAULTS.domains})",
     )
     host.add_argument(
         "--vcpus",
         type=int,
-        default=_DEFAULTS.vcpus,
+        default=None,
         metavar="N",
-        help="vCPUs per guest domain (default: %(default)s)",
+        help=f"vCPUs per guest domain (default: {_DEFAULTS.vcpus})",
     )
 
     run = p.add_argument_group("run")
@@ -156,34 +196,34 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     run.add_argument(
         "--switch-interval",
         type=float,
-        default=_DEFAULTS.switch_interval,
+        default=None,
         metavar="S",
         help="seconds between two operations of a control thread (default: "
-        "%(default)g)",
+        f"{_DEFAULTS.switch_interval:g})",
     )
     run.add_argument(
         "--controllers",
         type=int,
-        default=_DEFAULTS.controllers,
+        default=None,
         metavar="N",
         help="control threads moving pCPUs and domains, each an xl of its own "
-        "(default: %(default)s)",
+        f"(default: {_DEFAULTS.controllers})",
     )
     run.add_argument(
         "--domain-moves",
         type=_probability,
-        default=_DEFAULTS.domain_moves,
+        default=None,
         metavar="P",
         help="fraction of control operations that are cpupool-migrate of a domain "
-        "rather than a pCPU move (default: %(default)g)",
+        f"rather than a pCPU move (default: {_DEFAULTS.domain_moves:g})",
     )
     run.add_argument(
         "--traffic",
         type=_probability,
-        default=_DEFAULTS.traffic,
+        default=None,
         metavar="P",
         help="after each schedule(), probability of a vCPU wake, sleep or migrate "
-        "(default: %(default)g)",
+        f"(default: {_DEFAULTS.traffic:g})",
     )
     run.add_argument(
         "--delay-injection",
@@ -246,7 +286,34 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
-    """The :class:`StressConfig` that parsed options describe."""
+    """The :class:`StressConfig` that parsed options describe.
+
+    Raises:
+        ConfigError: ``--scenario`` names no scenario, or an override makes it
+            invalid.
+    """
+    duration = args.duration
+    if args.ops is None and duration is None:
+        duration = _DEFAULTS.duration
+    run = {
+        "duration": duration,  # None with --ops: the two are mutually exclusive
+        "ops": args.ops,
+        "seed": seed,
+        "delay_injection": args.delay_injection,
+        "keep_going": args.keep_going,
+        "watchdog": args.watchdog,
+        "max_delay": args.max_delay,
+        "gil_switch_interval": args.gil_switch_interval,
+        "lock_timeout": args.lock_timeout,
+    }
+    given = {
+        name: getattr(args, name)
+        for name in _SHAPE_OPTIONS
+        if getattr(args, name) is not None
+    }
+    if args.scenario is not None:
+        sc = override_scenario(load_scenario(args.scenario), **given)
+        return StressConfig(scenario=sc, **run)
     cpus = args.cpus
     if cpus is None:
         cpus = (
@@ -254,31 +321,13 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
             if args.topology is not None
             else _DEFAULTS.cpus
         )
-    duration = args.duration
-    if args.ops is None and duration is None:
-        duration = _DEFAULTS.duration
-    return StressConfig(
-        cpus=cpus,
-        topology=args.topology,
-        boot=args.boot,
-        pools=tuple(args.pool or ()),
-        protocol=args.protocol,
-        domains=args.domains,
-        vcpus=args.vcpus,
-        duration=duration,  # None with --ops: the two are mutually exclusive
-        ops=args.ops,
-        seed=seed,
-        switch_interval=args.switch_interval,
-        delay_injection=args.delay_injection,
-        keep_going=args.keep_going,
-        watchdog=args.watchdog,
-        controllers=args.controllers,
-        traffic=args.traffic,
-        domain_moves=args.domain_moves,
-        max_delay=args.max_delay,
-        gil_switch_interval=args.gil_switch_interval,
-        lock_timeout=args.lock_timeout,
-    )
+    shape: dict[str, Any] = {
+        name: given.get(name, getattr(_DEFAULTS, name))
+        for name in _SHAPE_OPTIONS
+        if name != "pool"
+    }
+    shape.update(cpus=cpus, pools=tuple(args.pool or ()))
+    return StressConfig(**shape, **run)
 
 
 class _Progress:

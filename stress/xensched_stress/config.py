@@ -14,22 +14,30 @@ Mirrors nothing in Xen.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
 from xensched.scenario import (
     BUILTIN,
     POOL0 as POOL0,
+    DomainSpec,
+    PcpuLoop,
     PoolSpec as PoolSpec,
     Scenario,
+    Toolstack,
     builtin,
     check_protocol,
     default_pools,
     stress_default,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,3 +269,77 @@ def scenario_reference(sc: Scenario) -> str:
         except ConfigError:  # a built-in that needs parameters
             pass
     return sc.to_json(indent=None)
+
+
+def override_scenario(
+    sc: Scenario,
+    *,
+    cpus: int | None = None,
+    topology: str | None = None,
+    boot: str | None = None,
+    pool: Sequence[PoolSpec] | None = None,
+    protocol: str | None = None,
+    domains: int | None = None,
+    vcpus: int | None = None,
+    switch_interval: float | None = None,
+    controllers: int | None = None,
+    domain_moves: float | None = None,
+    traffic: float | None = None,
+) -> Scenario:
+    """``sc`` with the ``xensched stress`` options that were given (not ``None``).
+
+    ``pool`` replaces the pools; ``domains`` replaces the domains by ``d1``...
+    placed round-robin, of ``vcpus`` vCPUs (else the first domain's count, else the
+    default), and ``vcpus`` alone resizes every domain; ``traffic`` applies to every
+    :class:`PcpuLoop`; ``switch_interval`` to every toolstack thread;
+    ``domain_moves`` to the random ones; ``controllers`` replaces the random
+    toolstack threads by that many (``xl0``...), made like the first of them.
+
+    Raises:
+        ConfigError: the result is not a valid scenario.
+    """
+    changes: dict[str, object] = {}
+    if cpus is not None:
+        changes["cpus"] = cpus
+    if topology is not None:
+        changes["topology"] = topology
+        if cpus is None:
+            changes["cpus"] = Topology.parse(topology).nr_cpus
+    if boot is not None:
+        changes["boot"] = boot
+    if pool is not None:
+        changes["pools"] = tuple(pool)
+    if protocol is not None:
+        changes["protocol"] = protocol
+    if domains is not None:
+        size = vcpus or (sc.domains[0].vcpus if sc.domains else _DEFAULTS.vcpus)
+        changes["domains"] = tuple(
+            DomainSpec(f"d{i + 1}", size) for i in range(domains)
+        )
+    elif vcpus is not None:
+        changes["domains"] = tuple(
+            dataclasses.replace(d, vcpus=vcpus) for d in sc.domains
+        )
+    threads = list(sc.threads)
+    if traffic is not None:
+        threads = [
+            dataclasses.replace(t, traffic=traffic) if isinstance(t, PcpuLoop) else t
+            for t in threads
+        ]
+    if controllers is not None:
+        random_xl = [t for t in threads if isinstance(t, Toolstack) and t.ops is None]
+        model = random_xl[0] if random_xl else Toolstack("xl0")
+        threads = [t for t in threads if t not in random_xl] + [
+            dataclasses.replace(model, name=f"xl{i}") for i in range(controllers)
+        ]
+    if switch_interval is not None or domain_moves is not None:
+        for i, t in enumerate(threads):
+            if not isinstance(t, Toolstack):
+                continue
+            if switch_interval is not None:
+                t = dataclasses.replace(t, interval=switch_interval)
+            if domain_moves is not None and t.ops is None:
+                t = dataclasses.replace(t, domain_moves=domain_moves)
+            threads[i] = t
+    changes["threads"] = tuple(threads)
+    return sc.replace(**changes)
