@@ -557,15 +557,9 @@ class Scenario:
             cpus=r.integer("cpus", 4),
             topology=r.opt_text("topology"),
             boot=r.text("boot", "credit"),
-            pools=tuple(
-                PoolSpec(p.text("name"), p.text("sched"), p.ints("cpus", ()))
-                for p in r.objects("pools")
-            ),
+            pools=tuple(_pool_from(p) for p in r.objects("pools")),
             free_cpus=r.ints("free_cpus", ()),
-            domains=tuple(
-                DomainSpec(d.text("name"), d.integer("vcpus", 1), d.opt_text("pool"))
-                for d in r.objects("domains")
-            ),
+            domains=tuple(_domain_from(d) for d in r.objects("domains")),
             dom0_vcpus=r.integer("dom0_vcpus", 1),
             protocol=r.text("protocol", "fixed"),
             setup=tuple(XlOp.parse(s) for s in r.words("setup")),
@@ -607,6 +601,18 @@ def _program_to_dict(t: Program) -> dict[str, Any]:
 
 
 _KINDS = ("pcpu-loop", "pcpu-ops", "toolstack")
+
+
+def _pool_from(r: _Reader) -> PoolSpec:
+    p = PoolSpec(r.text("name"), r.text("sched"), r.ints("cpus", ()))
+    r.done()
+    return p
+
+
+def _domain_from(r: _Reader) -> DomainSpec:
+    d = DomainSpec(r.text("name"), r.integer("vcpus", 1), r.opt_text("pool"))
+    r.done()
+    return d
 
 
 def _program_from(r: _Reader) -> Program:

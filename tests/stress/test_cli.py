@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from xensched import programs
+from xensched.scenario import PoolSpec, Scenario, Toolstack, patch_move, stress_default
 from xensched.spinlock import spin_lock
 from xensched_stress import bench
 from xensched_stress.cli import main
+from xensched_stress.config import override_scenario
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,7 +94,7 @@ def test_bad_xensched_seed_env_is_a_usage_error(
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--protocol", "nope"], "invalid choice: 'nope'"),
+        (["--protocol", "nope"], "unknown protocol 'nope'"),
         (["--pool", "bad"], "expected NAME:SCHED[:CPUS]"),
         (["--pool", "p1:nope"], "unknown scheduler 'nope'"),
         (["--duration", "1", "--ops", "5"], "not allowed with argument"),
@@ -103,6 +106,9 @@ def test_bad_xensched_seed_env_is_a_usage_error(
         (["--pool", "p1:credit2:9"], "cpu9 does not exist"),
         (["--duration", "-1"], "duration=-1.0"),
         (["--json", "/nonexistent/dir/r.json"], "no directory"),
+        (["--scenario", "nope"], "scenario 'nope': not a built-in"),
+        (["--scenario", '{"version": 1}'], "scenario.name: missing"),
+        (["--scenario", "stress-default", "--cpus", "2"], "pools[0].cpus: cpu2"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -135,6 +141,13 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--progress",
         "--no-progress",
         "--watchdog",
+        "--scenario",
+        "--controllers",
+        "--traffic",
+        "--domain-moves",
+        "--max-delay",
+        "--gil-switch-interval",
+        "--lock-timeout",
     ):
         assert opt in out
     assert "exit codes: 0 no violation, 1 violations found" in out
@@ -256,3 +269,56 @@ def test_bench_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "usage: xensched bench" in out
     assert "--quick" in out
+
+
+def test_scenario_file_with_an_override(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = stress_default(3, pools=(PoolSpec("q", "rtds", (2,)),), controllers=2)
+    f = tmp_path / "s.json"
+    f.write_text(sc.replace(name="mine").to_json(), encoding="utf-8")
+    out_file = tmp_path / "r.json"
+    argv = ["--scenario", str(f), "--traffic", "0", "--boot", "credit2"]
+    argv += ["--ops", "60", "--seed", "5", "--no-progress", "--json", str(out_file)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "seed=5"
+    data = _json(out_file)
+    config = data["config"]
+    assert isinstance(config, dict)
+    ran = config["scenario"]
+    assert isinstance(ran, dict)
+    # The file's fields, except those given beside it.
+    assert (ran["name"], ran["cpus"], ran["boot"]) == ("mine", 3, "credit2")
+    assert ran["pools"] == [{"name": "q", "sched": "rtds", "cpus": [2]}]
+    loops = [t for t in ran["threads"] if t["kind"] == "pcpu-loop"]
+    assert [t["traffic"] for t in loops] == [0.0, 0.0, 0.0]
+    assert [t["name"] for t in ran["threads"] if t["kind"] == "toolstack"] == [
+        "xl0",
+        "xl1",
+    ]
+    # The rerun command carries the scenario itself, overrides applied.
+    m = re.search(r"^reproduce: (.*)$", out, re.MULTILINE)
+    assert m is not None
+    args = shlex.split(m.group(1))
+    again = Scenario.from_json(args[args.index("--scenario") + 1])
+    assert again == Scenario.from_dict(ran)
+
+
+def test_builtin_scenario_by_name_reruns_by_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--scenario", "patch-move", "--ops", "5", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "reproduce: xensched stress --scenario patch-move --ops 5 --seed 1" in out
+
+
+def test_controllers_override_replaces_the_random_toolstacks() -> None:
+    sc = override_scenario(patch_move(), controllers=2, switch_interval=0.5)
+    names = [t.name for t in sc.threads if isinstance(t, Toolstack)]
+    assert names == ["xl-mover", "xl0", "xl1"]
+    assert {t.interval for t in sc.threads if isinstance(t, Toolstack)} == {0.5}
+    sc = override_scenario(stress_default(), domains=3, vcpus=1, protocol="legacy")
+    assert [(d.name, d.vcpus) for d in sc.domains] == [("d1", 1), ("d2", 1), ("d3", 1)]
+    assert sc.protocol == "legacy"
+    assert override_scenario(sc, vcpus=4).domains[2].vcpus == 4
