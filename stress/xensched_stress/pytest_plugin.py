@@ -42,6 +42,7 @@ from xensched.pytest_plugin import (
     failure_section as _core_section,
     rerun_command as _core_rerun,
 )
+from xensched.scenario import load_scenario
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -151,8 +152,9 @@ def stress_config_for(
         base_seed: the session's base seed.
         fields: ``StressConfig`` fields, e.g. the marks' kwargs merged with the
             fixture call's overrides. ``pool=`` is short for ``pools=(pool,)``; pools
-            may be given as ``"NAME:SCHED[:CPUS]"`` strings. An explicit ``seed``
-            wins over the per-test seed.
+            may be given as ``"NAME:SCHED[:CPUS]"`` strings; ``scenario=`` as a
+            :class:`~xensched.scenario.Scenario` or a name, file or JSON string. An
+            explicit ``seed`` wins over the per-test seed.
         scale: the ``--stress-duration`` factor, applied to ``duration`` and, for a
             run bounded by a number of ``schedule()`` calls, to ``ops``.
 
@@ -169,6 +171,9 @@ def stress_config_for(
         kwargs["pools"] = _pool_specs(kwargs.pop("pool"))
     elif "pools" in kwargs:
         kwargs["pools"] = _pool_specs(kwargs["pools"])
+    if isinstance(kwargs.get("scenario"), str):
+        # A built-in name, a JSON file or inline JSON, as `--scenario` takes.
+        kwargs["scenario"] = load_scenario(kwargs["scenario"])
     known = inspect.signature(StressConfig).parameters
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
@@ -341,8 +346,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "stress(duration=2.0, cpus=4, boot='credit', pool=None, protocol='fixed', "
         "**fields): the StressConfig of this test's xensched_stress runs; any "
         "StressConfig field may be given (topology, pools, domains, vcpus, ops, seed, "
-        "switch_interval, delay_injection, keep_going, watchdog); pool='NAME:SCHED"
-        "[:CPUS]' is short for one pool; duration is scaled by --stress-duration",
+        "switch_interval, delay_injection, keep_going, watchdog, scenario); "
+        "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
+        "or a built-in name; duration is scaled by --stress-duration",
     )
     scale: float | None = config.getoption("stress_duration")
     if scale is None:

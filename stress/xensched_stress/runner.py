@@ -17,6 +17,17 @@ SCHEDULE_SOFTIRQ is pending, as an idle pCPU does; once the control threads are 
 the pCPU threads leave. Every join is bounded; a thread still alive after it is listed
 in the report.
 
+Harness rules that are not Xen's (enforced by :mod:`xensched.programs`, whose
+docstring has them in full), so that a run only finds what it is about:
+
+- no vCPU operation of the random traffic on a domain being moved between pools (a
+  guard per domain, trylocked by the pCPU threads): in Xen the domain is paused then;
+- a domain moves only with no migration of its vCPUs pending and no pCPU move
+  running: Xen 4.7's ``domain_pause()`` can return while ``context_saved()`` is about
+  to run a deferred ``vcpu_migrate()``, which then meets ``sched_move_domain()``
+  halfway; that race is between ``cpupool-migrate`` and a migration request, not a
+  scheduler switch, so the workload keeps them apart.
+
 When a thread crashes, the emulated locks it held are released so that the crash is
 reported as a crash and not, seconds later, as a deadlock.
 """

@@ -241,3 +241,12 @@ def test_assert_no_violations() -> None:
         assert_no_violations(bad)
     with pytest.raises(AssertionError, match="deadlock"):
         assert_no_violations(make_report(cfg, deadlock="stuck"))
+
+
+def test_stress_config_takes_a_scenario_by_name() -> None:
+    cfg = stress_config_for("t.py::test_a", 1, {"scenario": "patch-move", "ops": 9})
+    assert cfg.scenario is not None
+    assert cfg.scenario.name == "patch-move"
+    assert cfg.to_scenario() is cfg.scenario
+    with pytest.raises(ConfigError, match="no-such"):
+        stress_config_for("t.py::test_a", 1, {"scenario": "no-such"})
