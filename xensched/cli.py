@@ -233,7 +233,7 @@ def _scenarios_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "with --json the scenario as JSON (version 1), which `xensched stress "
             "--scenario FILE` runs. --boot, --pool, --direction, --protocol and "
             "--cpus are parameters of the built-ins that take them (patch-move: "
-            "boot, pool, direction, protocol; round-trip: boot, pool as sched; "
+            "boot, pool, direction, protocol; round-trip: boot, pool, protocol; "
             "stress-default: boot, protocol, cpus). Exit 0, or 2 for an unknown "
             "name or parameter."
         ),
@@ -270,8 +270,6 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         for name in BUILTIN:
             print(f"{name:<{width}}  {builtin(name).description}")
         return EXIT_OK
-    if args.name == "round-trip" and "pool" in params:
-        params["sched"] = params.pop("pool")
     sc = builtin(args.name, **params)
     if args.json:
         print(sc.to_json())

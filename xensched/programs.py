@@ -74,6 +74,9 @@ __all__ = [
 def thread_rng(seed: int, name: str) -> random.Random:
     """The private RNG of thread ``name`` in a run of base seed ``seed``.
 
+    The prefix is the stress harness's from before scenarios, so that a seed still
+    makes the same choices.
+
     A ``str`` seed is hashed with SHA-512, so this is stable across processes (unlike
     ``hash(str)``).
     """
@@ -222,11 +225,12 @@ class Harness:
         self.toolstack = SharedExclusive(h.bus)
 
 
-def _migration_pending(d: Domain) -> Callable[[], bool]:
-    def settled() -> bool:
+def _migrations_landed(d: Domain) -> Callable[[], bool]:
+    # A wait predicate: it only reads (a plain flag today).
+    def landed() -> bool:
         return not any(v.migrating for v in d.vcpus)
 
-    return settled
+    return landed
 
 
 # -- pCPU programs ----------------------------------------------------------------------------
@@ -389,7 +393,7 @@ def _move_domain(
             # module docstring); the pCPU running the vCPU was asked to reschedule,
             # so this takes one schedule() there.
             h.bus.wait_until(
-                _migration_pending(d), f"the pending migrations of {d.name}"
+                _migrations_landed(d), f"the pending migrations of {d.name}"
             )
             if _xl(st, lambda: h.cpupool_migrate(d, dst), prog.attempts, env):
                 st.domain_moves += 1

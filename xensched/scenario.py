@@ -70,12 +70,14 @@ POOL0: Final = "Pool-0"
 #: The context that builds the host; the stress harness leaves its events out of
 #: what it shows of a run.
 SETUP_CONTEXT: Final = "setup"
+#: The protocol the setup runs under, whatever the scenario's (see build_host).
+SETUP_PROTOCOL: Final = "fixed"
 
 
+# The two functions below are the only ones that know what a protocol spec is; the
+# rest of the scenario code treats it as an opaque string.
 def check_protocol(spec: str) -> str:
-    """Validate a protocol spec and return it; the one place that knows how.
-
-    The spec stays an opaque string everywhere else (``Host(protocol=...)`` takes it).
+    """Validate a protocol spec and return it unchanged.
 
     Raises:
         ConfigError: not a protocol this build knows.
@@ -86,6 +88,11 @@ def check_protocol(spec: str) -> str:
         known = ", ".join(p.value for p in SwitchProtocol)
         raise ConfigError(f"unknown protocol {spec!r}; choose one of {known}") from None
     return spec
+
+
+def _switch_protocol(h: Host, spec: str) -> None:
+    """Make ``h`` run protocol ``spec`` from now on (after setup)."""
+    h.protocol = SwitchProtocol(check_protocol(spec))
 
 
 # -- operations ---------------------------------------------------------------------------
@@ -760,7 +767,7 @@ def build_host(scenario: Scenario, *, lock_timeout: float = 10.0) -> Host:
     h = Host(
         sc.cpus,
         sched=sc.boot,
-        protocol=SwitchProtocol.FIXED,
+        protocol=SETUP_PROTOCOL,
         topology=sc.topology,
         dom0_vcpus=sc.dom0_vcpus,
         lock_timeout=lock_timeout,
@@ -793,7 +800,7 @@ def build_host(scenario: Scenario, *, lock_timeout: float = 10.0) -> Host:
     except XenError as e:
         raise ConfigError(f"setting up the host: {step!r}: {e}") from e
     h.bus.clear_violations()
-    h.protocol = SwitchProtocol(sc.protocol)
+    _switch_protocol(h, sc.protocol)
     return h
 
 
@@ -976,19 +983,21 @@ def stress_default(
     return sc
 
 
-def round_trip(sched: str = "credit2", boot: str = "credit") -> Scenario:
-    """pCPU 1 into a pool of another scheduler and back, while it schedules twice."""
+def round_trip(
+    boot: str = "credit", pool: str = "credit2", protocol: str = "legacy"
+) -> Scenario:
+    """pCPU 1 into a pool of scheduler ``pool`` and back, while it schedules twice."""
     return Scenario(
         name="round-trip",
         description=(
-            f"a toolstack moves pCPU 1 from Pool-0 into a {sched} pool and back while "
+            f"a toolstack moves pCPU 1 from Pool-0 into a {pool} pool and back while "
             "pCPU 1 runs schedule() twice"
         ),
         cpus=2,
         boot=boot,
-        pools=(PoolSpec("p", sched),),
+        pools=(PoolSpec("p", pool),),
         dom0_vcpus=1,
-        protocol="legacy",
+        protocol=protocol,
         threads=(
             Toolstack(
                 "xl",

@@ -12,12 +12,12 @@ import threading
 import traceback
 from typing import TYPE_CHECKING
 
+from xensched.scenario import SETUP_CONTEXT as SETUP_CONTEXT
+
 if TYPE_CHECKING:
     from xensched import Host
     from xensched.smp import Event
 
-#: The context that builds the host, long before the run.
-SETUP_CONTEXT = "setup"
 #: Points of each context kept when the first violation is seen.
 CONTEXT_POINTS = 4
 

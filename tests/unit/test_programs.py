@@ -82,7 +82,7 @@ def test_run_controlled_needs_bounded_programs() -> None:
 
 
 def test_round_trip_runs_controlled() -> None:
-    run = ControlledRun(builtin("round-trip", sched="credit2"))
+    run = ControlledRun(builtin("round-trip", pool="credit2"))
     run.run(RoundRobin())
     xl = run.stats[0]
     assert isinstance(xl, XlStats)

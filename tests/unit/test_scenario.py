@@ -61,7 +61,7 @@ PARAMETERISED = [
         )
     ),
     ("stress-default", {"cpus": 8, "boot": "rtds", "controllers": 3}),
-    ("round-trip", {"sched": "rtds", "boot": "credit2"}),
+    ("round-trip", {"pool": "rtds", "boot": "credit2"}),
 ]
 
 
