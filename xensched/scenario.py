@@ -46,8 +46,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN",
+    "CPU_VERBS",
     "POOL0",
     "SCENARIO_VERSION",
+    "SETUP_CONTEXT",
+    "SETUP_PROTOCOL",
+    "XL_VERBS",
     "CpuOp",
     "DomainSpec",
     "PcpuLoop",
@@ -57,11 +61,14 @@ __all__ = [
     "Scenario",
     "Toolstack",
     "XlOp",
+    "apply_xl",
     "build_host",
     "builtin",
     "check_protocol",
+    "default_pools",
     "load_scenario",
     "patch_move",
+    "round_trip",
     "stress_default",
 ]
 
