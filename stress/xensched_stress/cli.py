@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.cli import ExternalCommand
 from xensched.report import write_json_atomic
-from xensched.scenario import check_protocol, load_scenario
+from xensched.scenario import check_protocol
 from xensched.seeds import resolve_base_seed
 
-from .config import PoolSpec, StressConfig, override_scenario
+from .config import PoolSpec, StressConfig, scenario_from_options
 from .report import EXIT_USAGE
 from .runner import run_stress
 
@@ -106,11 +106,13 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     host = p.add_argument_group(
         "host and workload",
         "Without --scenario these shape the default workload (the built-in "
-        "stress-default). With it, each option given overrides that field of the "
-        "scenario: --cpus, --topology, --boot, --protocol as they are; --pool "
-        "replaces its pools; --domains/--vcpus its domains; --traffic every pCPU "
-        "loop; --switch-interval, --domain-moves and --controllers its random "
-        "toolstack threads.",
+        "stress-default). With a built-in's name, the options it has parameters "
+        "for are its parameters (--scenario stress-default --cpus 8 is the default "
+        "workload on 8 pCPUs). Any other option given, and every option beside a "
+        "FILE, overrides that field of the scenario: --cpus, --topology, --boot, "
+        "--protocol as they are; --pool replaces its pools; --domains/--vcpus its "
+        "domains; --traffic every pCPU loop; --switch-interval, --domain-moves and "
+        "--controllers its random toolstack threads.",
     )
     host.add_argument(
         "--scenario",
@@ -312,7 +314,7 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         if getattr(args, name) is not None
     }
     if args.scenario is not None:
-        sc = override_scenario(load_scenario(args.scenario), **given)
+        sc = scenario_from_options(args.scenario, **given)
         return StressConfig(scenario=sc, **run)
     cpus = args.cpus
     if cpus is None:

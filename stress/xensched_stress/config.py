@@ -15,10 +15,11 @@ Mirrors nothing in Xen.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
@@ -33,6 +34,7 @@ from xensched.scenario import (
     builtin,
     check_protocol,
     default_pools,
+    load_scenario,
     stress_default,
 )
 
@@ -343,3 +345,30 @@ def override_scenario(
             threads[i] = t
     changes["threads"] = tuple(threads)
     return sc.replace(**changes)
+
+
+def scenario_from_options(ref: str, **given: Any) -> Scenario:
+    """The scenario ``--scenario REF`` names, with the options given beside it.
+
+    A built-in named by ``REF`` takes the options it has parameters for as
+    parameters (``--scenario stress-default --cpus 8`` is the default workload on 8
+    pCPUs, pools and loops included; ``--pool`` is its ``pools``); the other options,
+    and all of them for a file or inline JSON, override fields
+    (:func:`override_scenario`).
+
+    Raises:
+        ConfigError: no such scenario, or the result is invalid.
+    """
+    if ref not in BUILTIN:
+        return override_scenario(load_scenario(ref), **given)
+    takes = inspect.signature(BUILTIN[ref]).parameters
+    params: dict[str, Any] = {}
+    rest = dict(given)
+    for option, value in given.items():
+        param = "pools" if option == "pool" else option
+        if param in takes and param != "name":
+            params[param] = value
+            del rest[option]
+    if "topology" in params and "cpus" in takes and "cpus" not in params:
+        params["cpus"] = Topology.parse(params["topology"]).nr_cpus
+    return override_scenario(builtin(ref, **params), **rest)

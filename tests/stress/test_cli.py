@@ -17,7 +17,7 @@ from xensched.scenario import PoolSpec, Scenario, Toolstack, patch_move, stress_
 from xensched.spinlock import spin_lock
 from xensched_stress import bench
 from xensched_stress.cli import main
-from xensched_stress.config import override_scenario
+from xensched_stress.config import override_scenario, scenario_from_options
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -108,7 +108,7 @@ def test_bad_xensched_seed_env_is_a_usage_error(
         (["--json", "/nonexistent/dir/r.json"], "no directory"),
         (["--scenario", "nope"], "scenario 'nope': not a built-in"),
         (["--scenario", '{"version": 1}'], "scenario.name: missing"),
-        (["--scenario", "stress-default", "--cpus", "2"], "pools[0].cpus: cpu2"),
+        (["--scenario", "patch-move", "--cpus", "2"], "pools[0].cpus: cpu2"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -322,3 +322,13 @@ def test_controllers_override_replaces_the_random_toolstacks() -> None:
     assert [(d.name, d.vcpus) for d in sc.domains] == [("d1", 1), ("d2", 1), ("d3", 1)]
     assert sc.protocol == "legacy"
     assert override_scenario(sc, vcpus=4).domains[2].vcpus == 4
+
+
+def test_a_builtin_takes_the_options_it_has_parameters_for() -> None:
+    sc = scenario_from_options("stress-default", cpus=8, boot="rtds", traffic=0.3)
+    assert sc == stress_default(8, boot="rtds", traffic=0.3)
+    sc = scenario_from_options("stress-default", topology="2x3")
+    assert (sc.cpus, sc.topology) == (6, "2x3")
+    # patch-move has no cpus or traffic parameter: those override fields.
+    sc = scenario_from_options("patch-move", boot="rtds", protocol="fixed", cpus=6)
+    assert sc == patch_move(boot="rtds", protocol="fixed").replace(cpus=6)
