@@ -1,4 +1,11 @@
-"""The ``xensched`` command: ``reproduce``, ``stress``, ``bench`` and ``protocols``.
+"""The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, and the
+commands other packages add.
+
+Mirrors nothing in Xen. ``reproduce``, ``protocols`` and ``scenarios`` are built in;
+other subcommands (the stress harness's ``stress`` and ``bench``) are found through the
+entry-point group ``xensched.commands``, each naming an :class:`ExternalCommand`. So
+this package never imports the stress harness: the dependency goes from
+``xensched_stress`` to ``xensched`` only, and ``xensched`` works without it installed.
 
 ``--protocol SPEC`` (``reproduce``, ``stress``) takes any protocol spec: ``legacy``,
 ``fixed``, ``fixed-without:PART[,PART...]`` or a user's ``MODULE:FUNCTION``
@@ -15,6 +22,8 @@ import json
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 import xensched
@@ -22,6 +31,7 @@ from xensched.errors import XenschedError
 from xensched.protocol import WITHOUT, Part, SwitchProtocol
 from xensched.report import (
     render_reproduce_table,
+    render_scenario,
     render_summary,
     render_violation,
     write_json_atomic,
@@ -29,7 +39,7 @@ from xensched.report import (
 from xensched.schedulers import SCHEDULERS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from xensched.reproduce import Result
 
@@ -37,17 +47,55 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: The entry-point group of subcommands that other packages add.
+COMMANDS_GROUP = "xensched.commands"
+
 _DESCRIPTION = """\
 Emulate Xen's scheduler locking with real threads and real locks.
 
   reproduce   show the race fixed by Xen commit 94734ab7c3 across every scheduler
               pairing, under the pre-patch (legacy) and patched (fixed) protocols
-  stress      hammer schedule() on every pCPU while cpupools move
-  bench       print the harness's performance figures
   protocols   list the switch protocols: the presets and the parts of the fix
-
+  scenarios   list the built-in scenarios, or print one (as JSON with --json)
+"""
+_PROTOCOL_NOTE = """
 --protocol SPEC: legacy, fixed, fixed-without:PART[,PART...] or MODULE:FUNCTION
 """
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalCommand:
+    """A subcommand another package adds through the ``xensched.commands`` group.
+
+    ``main(argv, prog)`` parses its own options (everything after the command's name)
+    and returns the exit code; ``summary`` is its line in ``xensched --help``.
+    """
+
+    summary: str
+    main: Callable[[Sequence[str], str], int]
+
+
+def external_commands(
+    broken: dict[str, str] | None = None,
+) -> dict[str, ExternalCommand]:
+    """The subcommands installed packages add, by name (sorted).
+
+    One that cannot be loaded (a broken install) is left out rather than breaking the
+    built-in commands; its name and why go into ``broken`` when given.
+    """
+    found: dict[str, ExternalCommand] = {}
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            cmd = ep.load()
+        except Exception as e:  # a broken plugin must not break `xensched reproduce`
+            if broken is not None:
+                broken[ep.name] = f"{type(e).__name__}: {e}"
+            continue
+        if isinstance(cmd, ExternalCommand):
+            found[ep.name] = cmd
+        elif broken is not None:
+            broken[ep.name] = f"{ep.value} is not an ExternalCommand"
+    return dict(sorted(found.items()))
 
 
 def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -234,27 +282,78 @@ def _cmd_protocols(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stress_main(argv: Sequence[str]) -> int:
-    from xensched_stress.cli import main as stress_main
-
-    return stress_main(argv, prog="xensched stress")
+#: Options of ``xensched scenarios NAME`` handed to a parameterised built-in.
+_SCENARIO_PARAMS = ("boot", "pool", "direction", "protocol", "cpus")
 
 
-def _bench_main(argv: Sequence[str]) -> int:
-    from xensched_stress.bench import main as bench_main
+def _scenarios_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "scenarios",
+        help="list the built-in scenarios, or print one (as JSON with --json)",
+        description=(
+            "Without NAME, list the built-in scenarios: a name and one line each. "
+            "With NAME, print that scenario: its host, setup and thread programs, or "
+            "with --json the scenario as JSON (version 1), which `xensched stress "
+            "--scenario FILE` runs. --boot, --pool, --direction, --protocol and "
+            "--cpus are parameters of the built-ins that take them (patch-move: "
+            "boot, pool, direction, protocol; round-trip: boot, pool, protocol; "
+            "stress-default: boot, protocol, cpus). Exit 0, or 2 for an unknown "
+            "name or parameter."
+        ),
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="a built-in scenario")
+    p.add_argument("--json", action="store_true", help="print NAME as JSON")
+    names = list(SCHEDULERS)
+    p.add_argument("--boot", choices=names, help="boot scheduler parameter")
+    p.add_argument(
+        "--pool", choices=names, metavar="SCHED", help="pool scheduler parameter"
+    )
+    p.add_argument(
+        "--direction", choices=["add", "remove"], help="patch-move's direction"
+    )
+    p.add_argument("--protocol", metavar="PROTOCOL", help="protocol parameter")
+    p.add_argument("--cpus", type=int, metavar="N", help="pCPUs parameter")
+    p.set_defaults(func=_cmd_scenarios)
 
-    return bench_main(argv, prog="xensched bench")
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from xensched.scenario import BUILTIN, builtin
+
+    params = {
+        k: getattr(args, k) for k in _SCENARIO_PARAMS if getattr(args, k) is not None
+    }
+    if args.name is None:
+        if params or args.json:
+            print(
+                "xensched scenarios: error: --json and parameters need a NAME",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        width = max(len(n) for n in BUILTIN)
+        for name in BUILTIN:
+            print(f"{name:<{width}}  {builtin(name).description}")
+        return EXIT_OK
+    sc = builtin(args.name, **params)
+    if args.json:
+        print(sc.to_json())
+    else:
+        print(render_scenario(sc))
+    return EXIT_OK
 
 
-# Subcommands whose options their own parser owns (argparse.REMAINDER would not
-# take a leading option such as `xensched stress --duration 1`).
-_DELEGATED = {"stress": _stress_main, "bench": _bench_main}
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    external: dict[str, ExternalCommand] | None = None,
+) -> argparse.ArgumentParser:
+    if external is None:
+        external = external_commands()
+    description = (
+        _DESCRIPTION
+        + "".join(f"  {name:<11} {cmd.summary}\n" for name, cmd in external.items())
+        + _PROTOCOL_NOTE
+    )
     parser = argparse.ArgumentParser(
         prog="xensched",
-        description=_DESCRIPTION,
+        description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -263,17 +362,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _reproduce_parser(sub)
     _protocols_parser(sub)
-    # Listed for --help; `main` hands their arguments to their own parsers.
-    sub.add_parser("stress", help="hammer schedule() on every pCPU while cpupools move")
-    sub.add_parser("bench", help="print the harness's performance figures")
+    _scenarios_parser(sub)
+    # Listed for --help; `main` hands their arguments to their own parsers
+    # (argparse.REMAINDER would not take a leading option such as `--duration 1`).
+    for name, cmd in external.items():
+        sub.add_parser(name, help=cmd.summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in _DELEGATED:
-        return _DELEGATED[args_list[0]](args_list[1:])
-    parser = build_parser()
+    broken: dict[str, str] = {}
+    external = external_commands(broken)
+    if args_list and args_list[0] in broken:
+        print(
+            f"xensched: error: command {args_list[0]!r} failed to load: "
+            f"{broken[args_list[0]]}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args_list and args_list[0] in external:
+        return external[args_list[0]].main(args_list[1:], f"xensched {args_list[0]}")
+    parser = build_parser(external)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help

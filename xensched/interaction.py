@@ -37,7 +37,7 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from xensched.errors import AssertFailedError, DeadlockError
-from xensched.smp import ExecContext, _tls, current, current_or_none
+from xensched.smp import ExecContext, _tls, current_or_none
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
@@ -404,9 +404,9 @@ class Bus:
             DeadlockError: ``pred()`` did not hold in time (a ``deadlock`` violation
                 is recorded).
         """
-        ctx = current()
+        ctx = current_or_none()
         waiter = getattr(self.driver, "wait_until", None)
-        if waiter is not None:
+        if waiter is not None and ctx is not None and ctx.bus is self:
             waiter(ctx, pred, what)
             return
         deadline = time.monotonic() + self.lock_timeout
@@ -414,7 +414,8 @@ class Bus:
             if obj is not None:
                 self._point(Access(_WAIT, obj), 3)
             if time.monotonic() > deadline:
-                msg = f"{ctx.name} waited {self.lock_timeout:g}s for {what}"
+                name = ctx.name if ctx is not None else "?"
+                msg = f"{name} waited {self.lock_timeout:g}s for {what}"
                 self.violation(ViolationKind.DEADLOCK, "wait_until", msg)
                 raise DeadlockError(msg)
             time.sleep(_WAIT_POLL)

@@ -10,12 +10,14 @@ import os
 import tempfile
 from typing import TYPE_CHECKING
 
+from xensched.scenario import PcpuLoop, PcpuOps
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from xensched.reproduce import Result
+    from xensched.scenario import Program, Scenario
     from xensched.violation import Violation
 
 # How each violation kind maps to the problems named in the patch's commit message.
@@ -105,3 +107,47 @@ def write_json_atomic(path: str, data: object) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def render_scenario(sc: Scenario) -> str:
+    """A scenario for people: its host, setup and programs, one line each."""
+    pools = ", ".join(
+        f"{p.name}={p.sched}[{','.join(map(str, p.cpus))}]" for p in sc.pools
+    )
+    lines = [
+        f"{sc.name}: {sc.description}",
+        f"  host: {sc.cpus} pCPUs"
+        + (f" ({sc.topology})" if sc.topology else "")
+        + f", boot {sc.boot}, protocol {sc.protocol}, Domain-0 with "
+        f"{sc.dom0_vcpus} vCPU(s)",
+        f"  pools: {pools or '-'}"
+        + (f"; free pCPUs: {','.join(map(str, sc.free_cpus))}" if sc.free_cpus else ""),
+        "  domains: "
+        + (
+            ", ".join(
+                f"{d.name} ({d.vcpus} vCPUs, {d.pool or 'round-robin'})"
+                for d in sc.domains
+            )
+            or "-"
+        ),
+    ]
+    if sc.setup:
+        lines.append("  setup: " + "; ".join(str(op) for op in sc.setup))
+    lines.append("  threads:")
+    for t in sc.threads:
+        lines.append(f"    {t.name}: {_describe_program(t)}")
+    return "\n".join(lines)
+
+
+def _describe_program(t: Program) -> str:
+    if isinstance(t, PcpuLoop):
+        n = "until stopped" if t.schedules is None else f"{t.schedules} times"
+        return f"schedule() {n}, vCPU traffic P={t.traffic:g}"
+    if isinstance(t, PcpuOps):
+        return "; ".join(str(op) for op in t.ops) or "nothing"
+    if t.ops is not None:
+        return "; ".join(str(op) for op in t.ops) or "nothing"
+    n = "until stopped" if t.moves is None else f"{t.moves}"
+    return (
+        f"random moves ({n}), domain moves P={t.domain_moves:g}, every {t.interval:g}s"
+    )

@@ -18,6 +18,11 @@ the one that moves):
    they finish or spin on a lock the mover holds; the mover then goes on.
    ``k = N`` observes the host right after the move.
 
+The host and the threads are the built-in scenario ``patch-move``
+(:func:`xensched.scenario.patch_move`): its toolstack program ``xl-mover`` is the
+mover, its two pCPU programs the observers, run by :class:`xensched.programs.ControlledRun`
+with the strategy below.
+
 Every run is deterministic (one thread at a time, fixed strategy), so the verdicts are
 the same on every run. The result of a transition is the set of violation kinds seen in
 any of its runs.
@@ -25,31 +30,37 @@ any of its runs.
 
 from __future__ import annotations
 
-import errno
 import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from xensched.drivers.controlled import ControlledDriver, next_after
-from xensched.errors import DeadlockError, XenError
-from xensched.host import Host
+from xensched.drivers.controlled import next_after
+from xensched.programs import ControlledRun
 from xensched.protocol import SwitchProtocol
-from xensched.schedule import schedule, vcpu_block, vcpu_unblock
+from xensched.scenario import (
+    PATCH_MOVING_CPU,
+    PATCH_PEER_CPU,
+    build_host as scenario_build_host,
+    patch_move,
+)
 from xensched.schedulers import SCHEDULERS
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from xensched.drivers.controlled import ControlledDriver
+    from xensched.host import Host
+    from xensched.scenario import Scenario
     from xensched.smp import ExecContext
     from xensched.violation import Violation
 
 Direction = Literal["add", "remove"]
 DIRECTIONS: tuple[Direction, ...] = ("add", "remove")
-MOVING_CPU = 3
-PEER_CPU = 2
-MOVE_ATTEMPTS = 3
-OBSERVER_SCHEDULES = 8
+MOVING_CPU = PATCH_MOVING_CPU
+PEER_CPU = PATCH_PEER_CPU
+#: The toolstack thread of ``patch-move`` that moves the pCPU.
+MOVER = "xl-mover"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,96 +162,43 @@ def _in_a_runqueue(h: Host) -> Callable[[ExecContext], bool]:
     return inside
 
 
+def scenario_of(t: Transition) -> Scenario:
+    """The ``patch-move`` scenario of one transition."""
+    return patch_move(t.boot, t.pool, t.direction, str(t.protocol))
+
+
 def build_host(
     boot: str, pool: str, direction: Direction, protocol: SwitchProtocol
 ) -> Host:
     """The starting host of a transition, set up with the fixed protocol."""
-    h = Host(4, sched=boot, protocol=SwitchProtocol.FIXED, dom0_vcpus=1)
-    h.cpupool_cpu_remove("Pool-0", PEER_CPU)
-    h.cpupool_cpu_remove("Pool-0", MOVING_CPU)
-    h.cpupool_create("p", sched=pool)
-    h.cpupool_cpu_add("p", PEER_CPU)
-    d1 = h.create_domain("d1", "p", vcpus=2)
-    if direction == "remove":
-        h.cpupool_cpu_add("p", MOVING_CPU)
-        h.migrate(d1.vcpus[1], MOVING_CPU)
-    h.sleep(d1.vcpus[1])
-    h.bus.clear_violations()
-    h.protocol = protocol
-    return h
+    return scenario_build_host(patch_move(boot, pool, direction, str(protocol)))
 
 
 def _run_once(
-    boot: str, pool: str, direction: Direction, protocol: SwitchProtocol, k: int | None
+    sc: Scenario, k: int | None
 ) -> tuple[Host, ControlledDriver, ExecContext]:
-    h = build_host(boot, pool, direction, protocol)
-    mover = h.toolstack_context("xl-mover")
-    drv = ControlledDriver(
-        h.bus,
-        ObserveAt(mover, k if k is not None else 1 << 62, _in_a_runqueue(h)),
+    # The dry run (k=None) runs the mover alone, to count its points.
+    mover_prog = next(p for p in sc.threads if p.name == MOVER)
+    run = ControlledRun(sc, threads=None if k is not None else [mover_prog])
+    mover = run.context_of(MOVER)
+    strategy = ObserveAt(
+        mover, k if k is not None else 1 << 62, _in_a_runqueue(run.host)
     )
-
-    def move() -> None:
-        for attempt in range(MOVE_ATTEMPTS):
-            try:
-                if direction == "add":
-                    h.cpupool_cpu_add("p", MOVING_CPU)
-                else:
-                    h.cpupool_cpu_remove("p", MOVING_CPU)
-                return
-            except XenError as e:
-                # xl retries while a vCPU is still being moved off the pCPU.
-                if e.errno != errno.EAGAIN or attempt == MOVE_ATTEMPTS - 1:
-                    raise
-
-    drv.spawn(mover, move)
-    if k is not None:
-        d1 = h.domain("d1")
-
-        x_ctx = h.cpu_contexts[MOVING_CPU]
-        softirq = h.percpu[MOVING_CPU].softirq
-
-        def woken() -> bool:
-            return softirq.peek() or drv.done(mover)
-
-        def on_x() -> None:
-            schedule(h)
-            schedule(h)
-            # Then idle as a pCPU does: reschedule whenever SCHEDULE_SOFTIRQ is
-            # raised (a vCPU here must sleep or migrate), until the move is over.
-            for _ in range(OBSERVER_SCHEDULES):
-                drv.wait_for(x_ctx, woken)
-                if not softirq.peek():
-                    break
-                schedule(h)
-
-        def on_peer() -> None:
-            vcpu_unblock(h, d1.vcpus[1])
-            schedule(h)
-            vcpu_block(h, d1.vcpus[1])
-
-        drv.spawn(x_ctx, on_x)
-        drv.spawn(h.cpu_contexts[PEER_CPU], on_peer)
-    errors = drv.run()
-    for ctx, exc in errors:
-        # A deadlock is already a violation (the driver records it).
-        if not isinstance(exc, Exception) or isinstance(exc, DeadlockError):
-            continue
-        h.bus.violation(
-            ViolationKind.CRASH, ctx.name, f"{type(exc).__name__}: {exc}", cpu=ctx.cpu
-        )
-    return h, drv, mover
+    run.run(strategy)
+    assert run.driver is not None
+    return run.host, run.driver, mover
 
 
 def reproduce_transition(t: Transition) -> Result:
     """Observe one transition at every interaction point of the move."""
-    h, drv, mover = _run_once(t.boot, t.pool, t.direction, t.protocol, None)
+    sc = scenario_of(t)
+    h, drv, mover = _run_once(sc, None)
     n = drv.points_of(mover)
     seen: dict[str, Violation] = {}
     for v in h.violations:
         seen.setdefault(v.kind.value, v)
     for k in range(n + 1):
-        hk, _, _ = _run_once(t.boot, t.pool, t.direction, t.protocol, k)
+        hk, _, _ = _run_once(sc, k)
         for v in hk.violations:
             seen.setdefault(v.kind.value, v)
     order = [kind.value for kind in ViolationKind]

@@ -6,8 +6,11 @@ cpupools. Modules:
 
 - :mod:`~xensched_stress.config`: :class:`StressConfig`, :class:`PoolSpec`,
   :func:`reproduce_command`;
-- :mod:`~xensched_stress.runner`: :func:`run_stress` and its threads, watchdog and
-  progress snapshots;
+- :mod:`~xensched_stress.runner`: :func:`run_stress`, the run's lifecycle (setup,
+  start, wait, stop, report), its watchdog and progress snapshots;
+- :mod:`~xensched_stress.workload`: what the pCPU and control threads do;
+- :mod:`~xensched_stress.process`: the process's figures (CPU, RSS, threads);
+- :mod:`~xensched_stress.diagnostics`: thread stacks and lock owners on a deadlock;
 - :mod:`~xensched_stress.report`: :class:`StressReport` (render, JSON, exit code);
 - :mod:`~xensched_stress.cli`: ``xensched stress`` (also ``python -m xensched_stress``);
 - :mod:`~xensched_stress.bench`: ``xensched bench``, the harness's figures.

@@ -33,15 +33,18 @@ import time
 from typing import TYPE_CHECKING
 
 from xensched import SCHEDULERS, Host
+from xensched.cli import ExternalCommand
 from xensched.drivers.free import free_running
 from xensched.report import write_json_atomic
+from xensched.scenario import build_host
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
 from xensched.schedule import schedule
 from xensched.smp import bind
 
-from .config import POOL0, PoolSpec, StressConfig
+from .config import PoolSpec, StressConfig
+from .process import python_description
 from .report import EXIT_OK, EXIT_USAGE
-from .runner import python_description, run_stress
+from .runner import run_stress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -187,18 +190,8 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
 
 
 def _shaped_host(cfg: StressConfig) -> Host:
-    """A host shaped like the stress run of ``cfg``: its pools, then its domains."""
-    h = Host(cfg.cpus, sched=cfg.boot, trace_all=False)  # as the stress runner's
-    layout = cfg.pool_layout()
-    for p in layout:
-        h.cpupool_create(p.name, p.sched)
-        for cpu in p.cpus:
-            h.cpupool_cpu_remove(POOL0, cpu)
-            h.cpupool_cpu_add(p.name, cpu)
-    pools = [POOL0, *(p.name for p in layout)]
-    for i in range(cfg.domains):
-        h.create_domain(f"d{i + 1}", pools[i % len(pools)], vcpus=cfg.vcpus)
-    return h
+    """The host of the stress run of ``cfg``, from the one builder the runner uses."""
+    return build_host(cfg.to_scenario(), trace_all=False)  # as the runner's
 
 
 def _loop_rate(
@@ -550,3 +543,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
 
 if __name__ == "__main__":
     raise SystemExit(main(prog="python -m xensched_stress.bench"))
+
+
+#: ``xensched bench``, found by ``xensched`` through its ``xensched.commands`` group.
+COMMAND = ExternalCommand(
+    summary="print the harness's performance figures",
+    main=lambda argv, prog: main(argv, prog=prog),
+)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
+from xensched.cli import ExternalCommand
 from xensched.report import write_json_atomic
+from xensched.seeds import resolve_base_seed
 
-from .config import PoolSpec, StressConfig
+from .config import PoolSpec, StressConfig, scenario_from_options
 from .report import EXIT_USAGE
 from .runner import run_stress
 
@@ -29,6 +30,21 @@ if TYPE_CHECKING:
     from .runner import ProgressSnapshot
 
 _DEFAULTS = StressConfig()
+#: Options that shape the host and the workload: ``None`` unless given, so that
+#: beside ``--scenario`` only the given ones override its fields.
+_SHAPE_OPTIONS = (
+    "cpus",
+    "topology",
+    "boot",
+    "pool",
+    "protocol",
+    "domains",
+    "vcpus",
+    "switch_interval",
+    "controllers",
+    "domain_moves",
+    "traffic",
+)
 
 _EPILOG = """\
 exit codes: 0 no violation, 1 violations found, 2 usage error, 3 deadlock.
@@ -79,7 +95,23 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    host = p.add_argument_group("host")
+    host = p.add_argument_group(
+        "host and workload",
+        "Without --scenario these shape the default workload (the built-in "
+        "stress-default). With a built-in's name, the options it has parameters "
+        "for are its parameters (--scenario stress-default --cpus 8 is the default "
+        "workload on 8 pCPUs). Any other option given, and every option beside a "
+        "FILE, overrides that field of the scenario: --cpus, --topology, --boot, "
+        "--protocol as they are; --pool replaces its pools; --domains/--vcpus its "
+        "domains; --traffic every pCPU loop; --switch-interval, --domain-moves and "
+        "--controllers its random toolstack threads.",
+    )
+    host.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        help="run this scenario: a built-in name (see `xensched scenarios`), a JSON "
+        "file (`xensched scenarios NAME --json` writes one) or inline JSON",
+    )
     host.add_argument(
         "--cpus",
         type=int,
@@ -97,8 +129,9 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     host.add_argument(
         "--boot",
         choices=list(SCHEDULERS),
-        default=_DEFAULTS.boot,
-        help="boot scheduler, used by Pool-0 and by free pCPUs (default: %(default)s)",
+        default=None,
+        help="boot scheduler, used by Pool-0 and by free pCPUs (default: "
+        f"{_DEFAULTS.boot})",
     )
     host.add_argument(
         "--pool",
@@ -113,25 +146,28 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     # so that a bad one is a one-line usage error naming the problem.
     host.add_argument(
         "--protocol",
-        default=_DEFAULTS.protocol,
+        # Checked with the rest of the config, for a one-line error naming the part
+        # or module at fault (an argparse type would print the usage first).
+        default=None,
         metavar="SPEC",
         help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy), after it "
         "(fixed), fixed-without:PART[,PART...] or a MODULE:FUNCTION of your own; see "
-        "`xensched protocols` (default: %(default)s)",
+        f"`xensched protocols` (default: {_DEFAULTS.protocol})",
     )
     host.add_argument(
         "--domains",
         type=int,
-        default=_DEFAULTS.domains,
+        default=None,
         metavar="N",
-        help="guest domains, created in the pools round-robin (default: %(default)s)",
+        help="guest domains, created in the pools round-robin (default: "
+        f"{_DEFAULTS.domains})",
     )
     host.add_argument(
         "--vcpus",
         type=int,
-        default=_DEFAULTS.vcpus,
+        default=None,
         metavar="N",
-        help="vCPUs per guest domain (default: %(default)s)",
+        help=f"vCPUs per guest domain (default: {_DEFAULTS.vcpus})",
     )
 
     run = p.add_argument_group("run")
@@ -152,40 +188,40 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         "--seed",
         type=int,
         metavar="S",
-        help="base seed of every thread's choices (default: a fresh random one, "
-        "printed first)",
+        help="base seed of every thread's choices (default: $XENSCHED_SEED, else a "
+        "fresh random one; printed first)",
     )
     run.add_argument(
         "--switch-interval",
         type=float,
-        default=_DEFAULTS.switch_interval,
+        default=None,
         metavar="S",
         help="seconds between two operations of a control thread (default: "
-        "%(default)g)",
+        f"{_DEFAULTS.switch_interval:g})",
     )
     run.add_argument(
         "--controllers",
         type=int,
-        default=_DEFAULTS.controllers,
+        default=None,
         metavar="N",
         help="control threads moving pCPUs and domains, each an xl of its own "
-        "(default: %(default)s)",
+        f"(default: {_DEFAULTS.controllers})",
     )
     run.add_argument(
         "--domain-moves",
         type=_probability,
-        default=_DEFAULTS.domain_moves,
+        default=None,
         metavar="P",
         help="fraction of control operations that are cpupool-migrate of a domain "
-        "rather than a pCPU move (default: %(default)g)",
+        f"rather than a pCPU move (default: {_DEFAULTS.domain_moves:g})",
     )
     run.add_argument(
         "--traffic",
         type=_probability,
-        default=_DEFAULTS.traffic,
+        default=None,
         metavar="P",
         help="after each schedule(), probability of a vCPU wake, sleep or migrate "
-        "(default: %(default)g)",
+        f"(default: {_DEFAULTS.traffic:g})",
     )
     run.add_argument(
         "--delay-injection",
@@ -248,7 +284,34 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
-    """The :class:`StressConfig` that parsed options describe."""
+    """The :class:`StressConfig` that parsed options describe.
+
+    Raises:
+        ConfigError: ``--scenario`` names no scenario, or an override makes it
+            invalid.
+    """
+    duration = args.duration
+    if args.ops is None and duration is None:
+        duration = _DEFAULTS.duration
+    run = {
+        "duration": duration,  # None with --ops: the two are mutually exclusive
+        "ops": args.ops,
+        "seed": seed,
+        "delay_injection": args.delay_injection,
+        "keep_going": args.keep_going,
+        "watchdog": args.watchdog,
+        "max_delay": args.max_delay,
+        "gil_switch_interval": args.gil_switch_interval,
+        "lock_timeout": args.lock_timeout,
+    }
+    given = {
+        name: getattr(args, name)
+        for name in _SHAPE_OPTIONS
+        if getattr(args, name) is not None
+    }
+    if args.scenario is not None:
+        sc = scenario_from_options(args.scenario, **given)
+        return StressConfig(scenario=sc, **run)
     cpus = args.cpus
     if cpus is None:
         cpus = (
@@ -256,31 +319,13 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
             if args.topology is not None
             else _DEFAULTS.cpus
         )
-    duration = args.duration
-    if args.ops is None and duration is None:
-        duration = _DEFAULTS.duration
-    return StressConfig(
-        cpus=cpus,
-        topology=args.topology,
-        boot=args.boot,
-        pools=tuple(args.pool or ()),
-        protocol=args.protocol,
-        domains=args.domains,
-        vcpus=args.vcpus,
-        duration=duration,  # None with --ops: the two are mutually exclusive
-        ops=args.ops,
-        seed=seed,
-        switch_interval=args.switch_interval,
-        delay_injection=args.delay_injection,
-        keep_going=args.keep_going,
-        watchdog=args.watchdog,
-        controllers=args.controllers,
-        traffic=args.traffic,
-        domain_moves=args.domain_moves,
-        max_delay=args.max_delay,
-        gil_switch_interval=args.gil_switch_interval,
-        lock_timeout=args.lock_timeout,
-    )
+    shape: dict[str, Any] = {
+        name: given.get(name, getattr(_DEFAULTS, name))
+        for name in _SHAPE_OPTIONS
+        if name != "pool"
+    }
+    shape.update(cpus=cpus, pools=tuple(args.pool or ()))
+    return StressConfig(**shape, **run)
 
 
 class _Progress:
@@ -324,7 +369,11 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: 2 on usage errors, 0 on --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
-    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    try:
+        seed = resolve_base_seed(args.seed)
+    except ValueError as e:  # a bad XENSCHED_SEED
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         cfg = config_from_args(args, seed)
         cfg.validate()
@@ -354,3 +403,10 @@ def main(
     if args.json is not None:
         print(f"report written to {args.json}", flush=True)
     return report.exit_code
+
+
+#: ``xensched stress``, found by ``xensched`` through its ``xensched.commands`` group.
+COMMAND = ExternalCommand(
+    summary="hammer schedule() on every pCPU while cpupools move",
+    main=lambda argv, prog: main(argv, prog=prog),
+)

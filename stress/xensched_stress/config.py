@@ -1,93 +1,45 @@
-"""What a stress run does: the host, its pools and domains, the workload, the bounds.
+"""What a stress run does: a scenario (host, pools, domains, workload) and the bounds.
 
 A :class:`StressConfig` is a plain frozen value: the CLI builds one from its options,
 the pytest plugin from a marker, and :func:`xensched_stress.runner.run_stress` runs it.
-:func:`reproduce_command` turns one back into the ``xensched stress ...`` command line
-that reruns it, so every report can say how to get here again.
+What runs is a :class:`xensched.scenario.Scenario`: ``scenario`` when given, else the
+``stress-default`` one that the shape and workload fields describe
+(:meth:`StressConfig.to_scenario`). The rest (duration, ops, seed, delay injection,
+watchdog...) are options of the run, not of the scenario.
+:func:`reproduce_command` turns a config back into the ``xensched stress ...`` command
+line that reruns it, so every report can say how to get here again.
+
+Mirrors nothing in Xen.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from xensched import SCHEDULERS, ConfigError, SwitchProtocol, Topology
+from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
+from xensched.scenario import (
+    BUILTIN,
+    POOL0 as POOL0,
+    DomainSpec,
+    PcpuLoop,
+    PoolSpec as PoolSpec,
+    Scenario,
+    Toolstack,
+    builtin,
+    check_protocol,
+    default_pools,
+    load_scenario,
+    stress_default,
+)
 
-POOL0 = "Pool-0"
-
-
-def _parse_cpus(text: str, spec: str) -> tuple[int, ...]:
-    """``"2,3"`` or ``"4-7"`` or ``"1,4-5"`` -> sorted unique pCPU numbers."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                lo_s, hi_s = part.split("-", 1)
-                lo, hi = int(lo_s), int(hi_s)
-                if lo > hi:
-                    raise ValueError
-                cpus.update(range(lo, hi + 1))
-            else:
-                cpus.add(int(part))
-        except ValueError:
-            raise ConfigError(
-                f"pool {spec!r}: bad pCPU list {text!r} (expected e.g. 2,3 or 4-7)"
-            ) from None
-    if any(c < 0 for c in cpus):
-        raise ConfigError(f"pool {spec!r}: pCPU numbers must be >= 0")
-    return tuple(sorted(cpus))
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSpec:
-    """One cpupool to create before the run: ``NAME:SCHED[:CPUS]``.
-
-    ``cpus`` are the pCPUs moved into it from Pool-0 at setup; a pool without pCPUs
-    starts empty and only gets some from the control threads.
-    """
-
-    name: str
-    sched: str
-    cpus: tuple[int, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> PoolSpec:
-        """``"p1:credit2:2,3"`` -> ``PoolSpec("p1", "credit2", (2, 3))``.
-
-        Raises:
-            ConfigError: the text is not ``NAME:SCHED[:CPUS]`` or names an unknown
-                scheduler.
-        """
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ConfigError(
-                f"pool {text!r}: expected NAME:SCHED[:CPUS], e.g. p1:credit2:2,3"
-            )
-        cpus = _parse_cpus(parts[2], text) if len(parts) == 3 and parts[2] else ()
-        spec = cls(parts[0], parts[1], cpus)
-        spec.check()
-        return spec
-
-    def check(self) -> None:
-        """Checks that need no host: the name and the scheduler."""
-        if not self.name or ":" in self.name or self.name.strip() != self.name:
-            raise ConfigError(f"pool name {self.name!r}: must be non-empty, no ':'")
-        if self.name == POOL0:
-            raise ConfigError(f"pool name {POOL0!r} is taken by the boot pool")
-        if self.sched not in SCHEDULERS:
-            raise ConfigError(
-                f"pool {self.name!r}: unknown scheduler {self.sched!r}; choose one "
-                f"of {', '.join(SCHEDULERS)}"
-            )
-
-    def spec(self) -> str:
-        """Back to ``NAME:SCHED[:CPUS]``."""
-        if not self.cpus:
-            return f"{self.name}:{self.sched}"
-        return f"{self.name}:{self.sched}:{','.join(map(str, self.cpus))}"
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +61,9 @@ class StressConfig:
     ``sys.setswitchinterval`` is set to for the run; ``max_delay`` bounds one injected
     delay. ``lock_timeout`` bounds every emulated lock wait (``Host(lock_timeout=)``,
     a ``DeadlockError`` when it runs out); by default it is ``watchdog``.
+
+    ``scenario``, when given, is what runs: its host and programs replace the shape
+    and workload fields (``cpus`` to ``domain_moves``), which are then not used.
     """
 
     cpus: int = 4
@@ -131,6 +86,7 @@ class StressConfig:
     max_delay: float = 1e-4
     gil_switch_interval: float = 1e-5
     lock_timeout: float | None = None
+    scenario: Scenario | None = None
 
     def validate(self) -> None:
         """Check everything that can be checked before building a host.
@@ -138,6 +94,13 @@ class StressConfig:
         Raises:
             ConfigError: naming the first problem found.
         """
+        if self.scenario is not None:
+            self.scenario.validate()
+        else:
+            self._validate_shape()
+        self._validate_run()
+
+    def _validate_shape(self) -> None:
         if not 2 <= self.cpus <= MAX_CPUS:
             raise ConfigError(
                 f"cpus={self.cpus}: a stress run needs 2 to {MAX_CPUS} pCPUs "
@@ -154,7 +117,7 @@ class StressConfig:
             raise ConfigError(
                 f"boot scheduler {self.boot!r}: choose one of {', '.join(SCHEDULERS)}"
             )
-        SwitchProtocol.parse(self.protocol)
+        check_protocol(self.protocol)
         seen_names: set[str] = set()
         seen_cpus: dict[int, str] = {}
         for p in self.pools:
@@ -180,6 +143,13 @@ class StressConfig:
             raise ConfigError(f"domains={self.domains}: must be >= 0")
         if self.vcpus < 1:
             raise ConfigError(f"vcpus={self.vcpus}: must be >= 1")
+        _probability("traffic", self.traffic)
+        _probability("domain_moves", self.domain_moves)
+        _positive("switch_interval", self.switch_interval)
+        if self.controllers < 0:
+            raise ConfigError(f"controllers={self.controllers}: must be >= 0")
+
+    def _validate_run(self) -> None:
         if self.ops is not None:
             if self.ops < 1:
                 raise ConfigError(f"ops={self.ops}: must be >= 1")
@@ -189,17 +159,12 @@ class StressConfig:
             raise ConfigError(f"duration={self.duration}: must be > 0 seconds")
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed}: must be >= 0")
-        _positive("switch_interval", self.switch_interval)
         _positive("watchdog", self.watchdog)
         _positive("max_delay", self.max_delay)
         _positive("gil_switch_interval", self.gil_switch_interval)
         if self.lock_timeout is not None:
             _positive("lock_timeout", self.lock_timeout)
         _probability("delay_injection", self.delay_injection)
-        _probability("traffic", self.traffic)
-        _probability("domain_moves", self.domain_moves)
-        if self.controllers < 0:
-            raise ConfigError(f"controllers={self.controllers}: must be >= 0")
 
     @property
     def lock_bound(self) -> float:
@@ -213,10 +178,27 @@ class StressConfig:
         scheduler is the boot scheduler's counterpart that makes a switch interesting:
         Credit2 when booting Credit, Credit otherwise.
         """
-        if self.pools:
-            return self.pools
-        sched = "credit2" if self.boot == "credit" else "credit"
-        return (PoolSpec("p1", sched, tuple(range(self.cpus // 2, self.cpus))),)
+        if self.scenario is not None:
+            return self.scenario.pools
+        return self.pools or default_pools(self.cpus, self.boot)
+
+    def to_scenario(self) -> Scenario:
+        """What runs: ``scenario``, or ``stress-default`` shaped by the fields."""
+        if self.scenario is not None:
+            return self.scenario
+        return stress_default(
+            self.cpus,
+            topology=self.topology,
+            boot=self.boot,
+            pools=self.pools,
+            protocol=self.protocol,
+            domains=self.domains,
+            vcpus=self.vcpus,
+            traffic=self.traffic,
+            controllers=self.controllers,
+            domain_moves=self.domain_moves,
+            switch_interval=self.switch_interval,
+        )
 
 
 def _positive(name: str, value: float) -> None:
@@ -238,27 +220,34 @@ def reproduce_command(cfg: StressConfig) -> str:
     The seed fixes every choice the threads make; with real threads the OS
     interleaving still varies from run to run.
     """
-    args = ["xensched", "stress", "--cpus", str(cfg.cpus)]
-    if cfg.topology is not None:
-        args += ["--topology", cfg.topology]
-    args += ["--boot", cfg.boot]
-    for p in cfg.pools:
-        args += ["--pool", p.spec()]
-    args += ["--protocol", cfg.protocol]
-    args += ["--domains", str(cfg.domains), "--vcpus", str(cfg.vcpus)]
+    args = ["xensched", "stress"]
+    if cfg.scenario is not None:
+        args += ["--scenario", scenario_reference(cfg.scenario)]
+    else:
+        args += ["--cpus", str(cfg.cpus)]
+        if cfg.topology is not None:
+            args += ["--topology", cfg.topology]
+        args += ["--boot", cfg.boot]
+        for p in cfg.pools:
+            args += ["--pool", p.spec()]
+        args += ["--protocol", cfg.protocol]
+        args += ["--domains", str(cfg.domains), "--vcpus", str(cfg.vcpus)]
     if cfg.ops is not None:
         args += ["--ops", str(cfg.ops)]
     else:
         args += ["--duration", repr(cfg.duration)]
     args += ["--seed", str(cfg.seed)]
-    optional: list[tuple[str, object, object]] = [
+    workload: list[tuple[str, object, object]] = [
         ("--switch-interval", cfg.switch_interval, _DEFAULTS.switch_interval),
-        ("--delay-injection", cfg.delay_injection, _DEFAULTS.delay_injection),
-        ("--max-delay", cfg.max_delay, _DEFAULTS.max_delay),
-        ("--watchdog", cfg.watchdog, _DEFAULTS.watchdog),
         ("--controllers", cfg.controllers, _DEFAULTS.controllers),
         ("--traffic", cfg.traffic, _DEFAULTS.traffic),
         ("--domain-moves", cfg.domain_moves, _DEFAULTS.domain_moves),
+    ]
+    optional: list[tuple[str, object, object]] = [
+        *(workload if cfg.scenario is None else []),
+        ("--delay-injection", cfg.delay_injection, _DEFAULTS.delay_injection),
+        ("--max-delay", cfg.max_delay, _DEFAULTS.max_delay),
+        ("--watchdog", cfg.watchdog, _DEFAULTS.watchdog),
         (
             "--gil-switch-interval",
             cfg.gil_switch_interval,
@@ -272,3 +261,117 @@ def reproduce_command(cfg: StressConfig) -> str:
     if cfg.keep_going:
         args.append("--keep-going")
     return shlex.join(args)
+
+
+def scenario_reference(sc: Scenario) -> str:
+    """How ``--scenario`` names ``sc``: a built-in's name when it is that built-in
+    unchanged, else the scenario itself as one line of JSON (the option takes both).
+    """
+    if sc.name in BUILTIN:
+        try:
+            if builtin(sc.name) == sc:
+                return sc.name
+        except ConfigError:  # a built-in that needs parameters
+            pass
+    return sc.to_json(indent=None)
+
+
+def override_scenario(
+    sc: Scenario,
+    *,
+    cpus: int | None = None,
+    topology: str | None = None,
+    boot: str | None = None,
+    pool: Sequence[PoolSpec] | None = None,
+    protocol: str | None = None,
+    domains: int | None = None,
+    vcpus: int | None = None,
+    switch_interval: float | None = None,
+    controllers: int | None = None,
+    domain_moves: float | None = None,
+    traffic: float | None = None,
+) -> Scenario:
+    """``sc`` with the ``xensched stress`` options that were given (not ``None``).
+
+    ``pool`` replaces the pools; ``domains`` replaces the domains by ``d1``...
+    placed round-robin, of ``vcpus`` vCPUs (else the first domain's count, else the
+    default), and ``vcpus`` alone resizes every domain; ``traffic`` applies to every
+    :class:`PcpuLoop`; ``switch_interval`` to every toolstack thread;
+    ``domain_moves`` to the random ones; ``controllers`` replaces the random
+    toolstack threads by that many (``xl0``...), made like the first of them.
+
+    Raises:
+        ConfigError: the result is not a valid scenario.
+    """
+    changes: dict[str, object] = {}
+    if cpus is not None:
+        changes["cpus"] = cpus
+    if topology is not None:
+        changes["topology"] = topology
+        if cpus is None:
+            changes["cpus"] = Topology.parse(topology).nr_cpus
+    if boot is not None:
+        changes["boot"] = boot
+    if pool is not None:
+        changes["pools"] = tuple(pool)
+    if protocol is not None:
+        changes["protocol"] = protocol
+    if domains is not None:
+        size = vcpus or (sc.domains[0].vcpus if sc.domains else _DEFAULTS.vcpus)
+        changes["domains"] = tuple(
+            DomainSpec(f"d{i + 1}", size) for i in range(domains)
+        )
+    elif vcpus is not None:
+        changes["domains"] = tuple(
+            dataclasses.replace(d, vcpus=vcpus) for d in sc.domains
+        )
+    threads = list(sc.threads)
+    if traffic is not None:
+        threads = [
+            dataclasses.replace(t, traffic=traffic) if isinstance(t, PcpuLoop) else t
+            for t in threads
+        ]
+    if controllers is not None:
+        random_xl = [t for t in threads if isinstance(t, Toolstack) and t.ops is None]
+        model = random_xl[0] if random_xl else Toolstack("xl0")
+        threads = [t for t in threads if t not in random_xl] + [
+            dataclasses.replace(model, name=f"xl{i}") for i in range(controllers)
+        ]
+    if switch_interval is not None or domain_moves is not None:
+        for i, t in enumerate(threads):
+            if not isinstance(t, Toolstack):
+                continue
+            if switch_interval is not None:
+                t = dataclasses.replace(t, interval=switch_interval)
+            if domain_moves is not None and t.ops is None:
+                t = dataclasses.replace(t, domain_moves=domain_moves)
+            threads[i] = t
+    changes["threads"] = tuple(threads)
+    return sc.replace(**changes)
+
+
+def scenario_from_options(ref: str, **given: Any) -> Scenario:
+    """The scenario ``--scenario REF`` names, with the options given beside it.
+
+    A built-in named by ``REF`` takes the options it has parameters for as
+    parameters (``--scenario stress-default --cpus 8`` is the default workload on 8
+    pCPUs, pools and loops included; ``--pool`` is its ``pools``); the other options,
+    and all of them for a file or inline JSON, override fields
+    (:func:`override_scenario`).
+
+    Raises:
+        ConfigError: no such scenario, or the result is invalid.
+    """
+    if ref not in BUILTIN:
+        return override_scenario(load_scenario(ref), **given)
+    takes = inspect.signature(BUILTIN[ref]).parameters
+    params: dict[str, Any] = {}
+    rest = dict(given)
+    for option, value in given.items():
+        param = "pools" if option == "pool" else option
+        if param in takes and param != "name":
+            params[param] = value
+            del rest[option]
+    if "topology" in params and "cpus" in takes and "cpus" not in params:
+        params["cpus"] = Topology.parse(params["topology"]).nr_cpus
+    return override_scenario(builtin(ref, **params), **rest)

@@ -132,6 +132,9 @@ class StressReport:
         """The report as JSON-ready data (``--json FILE``)."""
         cfg = asdict(self.config)
         cfg["pools"] = [p.spec() for p in self.config.pools]
+        if self.config.scenario is not None:
+            # The scenario's own JSON, which `--scenario` and from_json read back.
+            cfg["scenario"] = self.config.scenario.to_dict()
         return {
             "seed": self.seed,
             "exit_code": self.exit_code,
@@ -191,11 +194,20 @@ class StressReport:
         cfg = self.config
         out: list[str] = []
         pools = ", ".join(f"{n}={s}[{','.join(map(str, c))}]" for n, s, c in self.pools)
-        out.append(
-            f"xensched stress: seed={self.seed} protocol={cfg.protocol} "
-            f"boot={cfg.boot} pCPUs={cfg.cpus} pools: {pools or '-'}; "
-            f"{cfg.domains} domain(s) x {cfg.vcpus} vCPU(s)"
-        )
+        if cfg.scenario is None:
+            out.append(
+                f"xensched stress: seed={self.seed} protocol={cfg.protocol} "
+                f"boot={cfg.boot} pCPUs={cfg.cpus} pools: {pools or '-'}; "
+                f"{cfg.domains} domain(s) x {cfg.vcpus} vCPU(s)"
+            )
+        else:
+            sc = cfg.scenario
+            out.append(
+                f"xensched stress: seed={self.seed} scenario {sc.name}: "
+                f"protocol={sc.protocol} boot={sc.boot} pCPUs={sc.cpus} pools: "
+                f"{pools or '-'}; {len(sc.domains)} domain(s), "
+                f"{len(sc.threads)} thread program(s)"
+            )
         if self.python or self.driver:
             out.append(f"  {self.python}; {self.driver}")
         headline = self._headline()

@@ -1,24 +1,14 @@
-"""Run a stress workload on an emulated host with real, free-running threads.
+"""The lifecycle of a stress run: set up the host, start the threads, wait, stop, report.
 
-Mirrors what Xen's own cpupool tests do on hardware: every pCPU runs ``schedule()``
-(its SCHEDULE_SOFTIRQ handler) over and over, vCPUs wake, sleep and migrate, and a
-toolstack moves pCPUs between cpupools (``xl cpupool-cpu-remove`` then
-``cpupool-cpu-add``) and domains between pools (``xl cpupool-migrate``).
+Mirrors nothing in Xen. What the threads do is :mod:`xensched_stress.workload`'s (its
+docstring has the harness rules); the process figures are
+:mod:`~xensched_stress.process`'s and the deadlock dumps
+:mod:`~xensched_stress.diagnostics`'s.
 
-Threads of a run (all named, so stack dumps read well):
-
-- ``pcpuN``, one per pCPU, bound to ``host.cpu_contexts[N]``: ``schedule()`` in a loop;
-  after each call, with probability ``traffic``, one vCPU operation (``vcpu_unblock``,
-  ``vcpu_block`` or ``vcpu_request_migrate``) on a random vCPU;
-- ``xlN``, the control threads, each bound to a toolstack context of its own: every
-  ``switch_interval`` seconds a pCPU move or a domain move, retrying on ``EAGAIN`` and
-  ``EBUSY`` as xl does;
-- ``watchdog``: when no pCPU makes progress for ``watchdog`` seconds, dumps every
-  thread's stack and every lock's owner and stops the run as a deadlock.
-
-Every random choice comes from a ``random.Random`` of the thread's own, seeded from the
-base seed and the thread's name: the seed fixes each thread's choices, not the OS
-interleaving (see :mod:`xensched.drivers.free`).
+A run has these threads besides the workload's (all named, so stack dumps read well):
+the calling thread, which checks the bounds, samples the process and reports progress;
+and ``watchdog``, which dumps every thread's stack and every lock's owner and stops the
+run as a deadlock when no pCPU makes progress for ``watchdog`` seconds.
 
 Stopping is two-phase so that no wait of the model is left without a partner: on stop
 the control threads finish their current operation (which may wait for a vCPU to be
@@ -27,33 +17,24 @@ SCHEDULE_SOFTIRQ is pending, as an idle pCPU does; once the control threads are 
 the pCPU threads leave. Every join is bounded; a thread still alive after it is listed
 in the report.
 
-Harness rules that are not Xen's, so that a run only finds what it is about:
+Harness rules that are not Xen's (enforced by :mod:`xensched.programs`, whose
+docstring has them in full), so that a run only finds what it is about:
 
-- a vCPU operation never runs on a domain that a control thread is moving between
-  pools (a guard per domain, taken with a trylock by the pCPU threads): in Xen those
-  come from the domain itself, which is paused then;
-- a domain is only moved once none of its vCPUs has a migration pending, and no pCPU
-  move runs meanwhile (pCPU moves share a toolstack lock, a domain move takes it
-  alone). Xen 4.7 has the window this avoids: ``domain_pause()`` returns once
-  ``is_running`` is clear, while ``context_saved()`` is about to run the deferred
-  ``vcpu_migrate()``, which then meets ``sched_move_domain()`` halfway (the vCPU's
-  pool already new, its ``sched_priv`` still the old scheduler's). That is a race
-  between ``cpupool-migrate`` and a migration request (``vcpu_set_affinity`` or
-  ``cpu_disable_scheduler``), not a scheduler switch, so the workload keeps them
-  apart;
-- when a thread crashes, the emulated locks it held are released so that the crash is
-  reported as a crash and not, seconds later, as a deadlock.
+- no vCPU operation of the random traffic on a domain being moved between pools (a
+  guard per domain, trylocked by the pCPU threads): in Xen the domain is paused then;
+- a domain moves only with no migration of its vCPUs pending and no pCPU move
+  running: Xen 4.7's ``domain_pause()`` can return while ``context_saved()`` is about
+  to run a deferred ``vcpu_migrate()``, which then meets ``sched_move_domain()``
+  halfway; that race is between ``cpupool-migrate`` and a migration request, not a
+  scheduler switch, so the workload keeps them apart.
+
+When a thread crashes, the emulated locks it held are released so that the crash is
+reported as a crash and not, seconds later, as a deadlock.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import functools
-import platform
-import random
-import sys
-import sysconfig
 import threading
 import time
 import traceback
@@ -61,45 +42,41 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xensched import (
-    ConfigError,
-    DeadlockError,
-    Host,
-    SwitchProtocol,
-    ViolationKind,
-    XenError,
-    XenschedError,
-)
+from xensched import DeadlockError, ViolationKind, XenschedError
 from xensched.drivers.free import DelayInjector, free_running
 from xensched.interaction import Instrument
-from xensched.schedule import schedule, vcpu_block, vcpu_request_migrate, vcpu_unblock
+from xensched.programs import Harness
+from xensched.scenario import build_host
 from xensched.smp import bind
 
-from .config import POOL0
-from .report import ProcessFigures, StopReason, StressReport
+from .diagnostics import (
+    CONTEXT_POINTS,
+    dump_locks,
+    dump_threads,
+    last_points,
+)
+from .process import ProcessProbe, python_description
+from .report import StopReason, StressReport
+from .workload import _CRASH_CAP, Workload
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from xensched import Domain, Vcpu, Violation
+    from xensched import Violation
+    from xensched.programs import CpuStats, XlStats
     from xensched.smp import Event, ExecContext
 
     from .config import StressConfig
+    from .report import ProcessFigures
 
 #: How often the main thread checks its bounds, samples the process and reports.
 PROGRESS_INTERVAL = 0.25
 _POLL = 0.02
-#: Attempts of one xl operation refused with EAGAIN/EBUSY before giving up on it.
-_XL_ATTEMPTS = 50
-#: A thread that crashed this many times stops (``keep_going`` runs).
-_CRASH_CAP = 20
 #: Bound of the start barrier.
 _START_TIMEOUT = 30.0
 #: Once a deadlock is declared, new lock waits give up after this long, so that the
 #: threads stuck behind it come home quickly.
 _TEARDOWN_LOCK_TIMEOUT = 0.25
-#: An idle pCPU polls its SCHEDULE_SOFTIRQ this often.
-_IDLE_POLL = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +91,6 @@ class ProgressSnapshot:
     domain_moves: int
     violations: int
     per_cpu: tuple[int, ...]
-
-
-def thread_rng(seed: int, name: str) -> random.Random:
-    """The private RNG of thread ``name`` in a run of base seed ``seed``.
-
-    A ``str`` seed is hashed with SHA-512, so this is stable across processes (unlike
-    ``hash(str)``).
-    """
-    return random.Random(f"xensched-stress:{seed}:{name}")
 
 
 def run_stress(
@@ -148,81 +116,6 @@ def run_stress(
     return _Run(cfg, stop).execute(progress)
 
 
-class _CpuState:
-    """Figures of one pCPU thread; written only by that thread."""
-
-    __slots__ = ("count", "crashes", "exited", "ops", "quota", "reached")
-
-    def __init__(self, quota: int | None) -> None:
-        self.count = 0
-        self.quota = quota
-        self.reached = quota == 0  # its share of ``ops`` is done
-        self.exited = False  # the thread left early (deadlock, crash cap)
-        self.crashes = 0
-        self.ops: Counter[str] = Counter()
-
-
-class _CtlState:
-    """Figures of one control thread; written only by that thread."""
-
-    __slots__ = ("crashes", "domain_moves", "refusals", "retries", "switches")
-
-    def __init__(self) -> None:
-        self.switches = 0
-        self.domain_moves = 0
-        self.crashes = 0
-        self.retries: Counter[str] = Counter()
-        self.refusals: Counter[str] = Counter()
-
-
-class _SharedExclusive:
-    """The harness's toolstack lock: pCPU moves share it, a domain move has it alone.
-
-    A plain reader-writer lock with writer preference (a waiting domain move holds
-    back new pCPU moves). Emulator bookkeeping, not a Xen lock; every wait is bounded.
-    """
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition(threading.Lock())
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    def acquire_shared(self, timeout: float) -> bool:
-        with self._cv:
-            ok = self._cv.wait_for(
-                lambda: not self._exclusive and not self._waiting, timeout
-            )
-            if ok:
-                self._shared += 1
-            return ok
-
-    def release_shared(self) -> None:
-        with self._cv:
-            self._shared -= 1
-            self._cv.notify_all()
-
-    def acquire_exclusive(self, timeout: float) -> bool:
-        with self._cv:
-            self._waiting += 1
-            try:
-                ok = self._cv.wait_for(
-                    lambda: not self._exclusive and not self._shared, timeout
-                )
-            finally:
-                self._waiting -= 1
-            if ok:
-                self._exclusive = True
-            else:
-                self._cv.notify_all()
-            return ok
-
-    def release_exclusive(self) -> None:
-        with self._cv:
-            self._exclusive = False
-            self._cv.notify_all()
-
-
 class _StopOnViolation(Instrument):
     """Notes when the first violation came and, unless keep_going, stops the run."""
 
@@ -233,143 +126,13 @@ class _StopOnViolation(Instrument):
         self._run.violation_seen()
 
 
-def _ctx_switches() -> tuple[int, int] | None:
-    """(voluntary, involuntary) context switches of the whole process, or None.
-
-    ``getrusage(RUSAGE_SELF)`` counts every thread, finished ones included; psutil's
-    ``num_ctx_switches()`` reads ``/proc/PID/status`` on Linux, which is the main
-    thread's alone, so it is only the fallback.
-    """
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return None
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_nvcsw, ru.ru_nivcsw
-
-
-class _ProcessProbe:
-    """psutil figures of this process over the run; all ``None`` without psutil."""
-
-    def __init__(self) -> None:
-        self._t0 = time.monotonic()
-        self.peak_rss: int | None = None
-        self.peak_threads: int | None = None
-        try:
-            import psutil
-        except ImportError:  # optional: the report says "unavailable"
-            self._proc = None
-            return
-        self._proc = psutil.Process()
-        self._cpu0 = self._proc.cpu_times()
-        self._ctx0 = _ctx_switches() or tuple(self._proc.num_ctx_switches()[:2])
-        self.sample()
-
-    def sample(self) -> None:
-        if self._proc is None:
-            return
-        try:
-            rss = self._proc.memory_info().rss
-            threads = self._proc.num_threads()
-        except Exception:  # psutil can fail on exotic platforms; figures are extras
-            return
-        self.peak_rss = max(self.peak_rss or 0, rss)
-        self.peak_threads = max(self.peak_threads or 0, threads)
-
-    def finish(self) -> ProcessFigures:
-        if self._proc is None:
-            return ProcessFigures()
-        self.sample()
-        try:
-            cpu = self._proc.cpu_times()
-            ctx = _ctx_switches() or tuple(self._proc.num_ctx_switches()[:2])
-            rss = self._proc.memory_info().rss
-        except Exception:  # see sample()
-            return ProcessFigures()
-        wall = max(time.monotonic() - self._t0, 1e-9)
-        busy = (cpu.user - self._cpu0.user) + (cpu.system - self._cpu0.system)
-        return ProcessFigures(
-            cpu_percent=100.0 * busy / wall,
-            rss_bytes=rss,
-            peak_rss_bytes=self.peak_rss,
-            threads=self.peak_threads,
-            ctx_switches_voluntary=ctx[0] - self._ctx0[0],
-            ctx_switches_involuntary=ctx[1] - self._ctx0[1],
-        )
-
-
-def python_description() -> str:
-    """``Python 3.13.5 (free-threaded, GIL off)`` or ``Python 3.11.7 (GIL)``."""
-    version = f"Python {platform.python_version()}"
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
-        return f"{version} (free-threaded, GIL {'on' if gil_enabled else 'off'})"
-    return f"{version} (GIL)"
-
-
-_SETUP = "setup"
-#: Points of each context kept when the first violation is seen.
-_CONTEXT_POINTS = 4
-
-
-def _last_points(host: Host, n: int) -> tuple[Event, ...]:
-    """The last ``n`` points of every context of ``host``, oldest first."""
-    merged: list[Event] = []
-    for ctx in list(host.bus.contexts):
-        if ctx.name == _SETUP:
-            continue  # the harness building the host, long before
-        merged.extend(ctx.recent_events()[-n:])
-    merged.sort()
-    return tuple(merged)
-
-
-def dump_threads() -> str:
-    """Every thread's stack, labelled by thread name (pytest-timeout's dump_stacks)."""
-    names = {t.ident: t.name for t in threading.enumerate()}
-    frames = sys._current_frames()
-    out: list[str] = []
-    for ident, frame in sorted(
-        frames.items(), key=lambda kv: str(names.get(kv[0], kv[0]))
-    ):
-        out.append(f"--- thread {names.get(ident, ident)} ---")
-        for entry in traceback.format_stack(frame):
-            out.extend(line for line in entry.rstrip("\n").split("\n"))
-    return "\n".join(out)
-
-
-def dump_locks(host: Host) -> str:
-    """Every lock's owner (from ``lock.stats()``) and what each context did last."""
-    stats = host.lock_stats()
-    held = [s for s in stats if s.owner is not None]
-    out = ["locks held:"]
-    out.extend(
-        f"  {s.name} held by {s.owner} (acquired {s.acquisitions}x, "
-        f"contended {s.contended}x)"
-        for s in held
-    )
-    if not held:
-        out.append("  none")
-    out.append(f"  ({len(stats) - len(held)} other locks free)")
-    out.append("last interaction point of each context:")
-    for ctx in list(host.bus.contexts):
-        last = ctx.last_event()
-        if last is not None:
-            out.append(f"  {ctx.name}: {last[2]} {last[3]} [{last[4]}]")
-    return "\n".join(out)
-
-
-class _Run:
+class _Run(Workload):
     """One execution of a :class:`StressConfig`."""
 
     def __init__(self, cfg: StressConfig, stop: threading.Event | None) -> None:
-        self.cfg = cfg
+        super().__init__(cfg)
         self.external_stop = stop
-        self.host: Host | None = None
         self.injector: DelayInjector | None = None
-        # Phase 1 of stopping: control threads leave, pCPU threads turn idle.
-        self.halt = threading.Event()
-        # Phase 2: pCPU threads leave.
-        self.cpus_off = threading.Event()
         self._meta = threading.Lock()  # harness bookkeeping, never held long
         self.t0 = time.monotonic()
         self.t_end: float | None = None
@@ -377,22 +140,11 @@ class _Run:
         self.first_violation_after: float | None = None
         self.interrupted = False
         self.reason: StopReason | None = None
-        ops = cfg.ops
-        n = cfg.cpus
-        self.cpu_states = [
-            _CpuState(None if ops is None else ops // n + (1 if i < ops % n else 0))
-            for i in range(n)
-        ]
-        self.ctl_states = [_CtlState() for _ in range(cfg.controllers)]
         self.threads: list[threading.Thread] = []
         self.pcpu_threads: list[threading.Thread] = []
         self.ctl_threads: list[threading.Thread] = []
         self.watchdog_thread: threading.Thread | None = None
         self.barrier: threading.Barrier | None = None
-        self.vcpus: list[Vcpu] = []
-        self.movable: list[Domain] = []
-        self.guards: dict[Domain, threading.Lock] = {}
-        self.toolstack = _SharedExclusive()
         self.pools: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
         self.stragglers: tuple[str, ...] = ()
         self.first_context: tuple[Event, ...] = ()
@@ -401,7 +153,7 @@ class _Run:
     def execute(
         self, progress: Callable[[ProgressSnapshot], None] | None
     ) -> StressReport:
-        probe = _ProcessProbe()
+        probe = ProcessProbe()
         try:
             try:
                 self._setup()
@@ -427,38 +179,11 @@ class _Run:
     # -- setup -------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
-        try:
-            # Built with the fixed protocol: setup moves run on one thread, and the
-            # legacy protocol's sequential bugs (RTDS<->Credit2) are not the run's.
-            h = Host(
-                cfg.cpus,
-                sched=cfg.boot,
-                protocol=SwitchProtocol.FIXED,
-                topology=cfg.topology,
-                dom0_vcpus=1,
-                lock_timeout=cfg.lock_bound,
-                # Throughput first: loads stay out of the trace (see Bus).
-                trace_all=False,
-            )
-            with bind(h.toolstack_context(_SETUP)):
-                for p in cfg.pool_layout():
-                    h.cpupool_create(p.name, p.sched)
-                    for cpu in p.cpus:
-                        h.cpupool_cpu_remove(POOL0, cpu)
-                        h.cpupool_cpu_add(p.name, cpu)
-                with_cpus = [c for c in h.cpupool_list if c.cpu_valid.peek()]
-                for i in range(cfg.domains):
-                    h.create_domain(
-                        f"d{i + 1}", with_cpus[i % len(with_cpus)], vcpus=cfg.vcpus
-                    )
-        except XenError as e:
-            raise ConfigError(f"setting up the host: {e}") from e
-        h.protocol = SwitchProtocol.parse(cfg.protocol)
+        # Throughput first: loads stay out of the trace (see xensched.interaction.Bus).
+        h = build_host(self.scenario, lock_timeout=cfg.lock_bound, trace_all=False)
         self.host = h
+        self.harness = Harness(h)
         self.pools = tuple((p.name, p.sched, p.cpus) for p in h.list_cpupools())
-        self.vcpus = list(h.iter_vcpus())
-        self.movable = [d for d in h.domains.values() if d.domain_id != 0]
-        self.guards = {d: threading.Lock() for d in h.domains.values()}
         h.bus.add_instrument(_StopOnViolation(self))
         if cfg.delay_injection > 0:
             self.injector = DelayInjector(
@@ -469,17 +194,19 @@ class _Run:
     def _start(self) -> None:
         h = self.host
         assert h is not None
-        cfg = self.cfg
-        ctl_ctxs = [h.toolstack_context(f"xl{i}") for i in range(cfg.controllers)]
         self.pcpu_threads = [
             threading.Thread(
-                target=self._pcpu_main, args=(n,), name=f"pcpu{n}", daemon=True
+                target=self.pcpu_main,
+                args=(p, h.cpu_contexts[p.cpu]),
+                name=p.name,
+                daemon=True,
             )
-            for n in range(cfg.cpus)
+            for p in self.pcpu_programs
         ]
+        ctl_ctxs = [h.toolstack_context(p.name) for p in self.ctl_programs]
         self.ctl_threads = [
             threading.Thread(
-                target=self._control_main, args=(i, ctx), name=ctx.name, daemon=True
+                target=self.control_main, args=(i, ctx), name=ctx.name, daemon=True
             )
             for i, ctx in enumerate(ctl_ctxs)
         ]
@@ -502,7 +229,7 @@ class _Run:
     def _go(self) -> None:
         self.t0 = time.monotonic()
 
-    def _sync(self) -> bool:
+    def sync(self) -> bool:
         assert self.barrier is not None
         try:
             self.barrier.wait(_START_TIMEOUT)
@@ -514,7 +241,7 @@ class _Run:
     def _wait(
         self,
         progress: Callable[[ProgressSnapshot], None] | None,
-        probe: _ProcessProbe,
+        probe: ProcessProbe,
     ) -> None:
         cfg = self.cfg
         next_tick = self.t0 + PROGRESS_INTERVAL
@@ -578,48 +305,11 @@ class _Run:
                 except KeyboardInterrupt:  # a second Ctrl-C: keep cleaning up
                     self.interrupted = True
 
-    # -- pCPU threads ----------------------------------------------------------------------
-    def _pcpu_main(self, n: int) -> None:
-        h = self.host
-        assert h is not None
-        ctx = h.cpu_contexts[n]
-        st = self.cpu_states[n]
-        rng = thread_rng(self.cfg.seed, ctx.name)
-        traffic = self.cfg.traffic
-        halt, off = self.halt, self.cpus_off
-        softirq = h.percpu[n].softirq
-        with bind(ctx):
-            if not self._sync():
-                return
-            try:
-                while not off.is_set():
-                    try:
-                        if halt.is_set() or st.reached:
-                            # Idle, as a pCPU does: reschedule only when asked to.
-                            if softirq.peek():
-                                schedule(h)
-                                st.count += 1
-                            else:
-                                off.wait(_IDLE_POLL)
-                            continue
-                        schedule(h)
-                        st.count += 1
-                        if st.quota is not None and st.count >= st.quota:
-                            st.reached = True
-                        if traffic and rng.random() < traffic:
-                            self._vcpu_op(h, rng, st)
-                    except Exception as e:
-                        if self._step_failed(ctx, st, e):
-                            return
-            except BaseException as e:  # a pCPU thread never dies silently
-                self._crash(ctx, e)
-            finally:
-                st.exited = True
-
-    def _step_failed(
-        self, ctx: ExecContext, st: _CpuState | _CtlState, exc: Exception
+    # -- failures in the threads -----------------------------------------------------------
+    def step_failed(
+        self, ctx: ExecContext, st: CpuStats | XlStats, exc: Exception
     ) -> bool:
-        """One step of a thread's loop raised; returns True if the thread must stop.
+        """One operation of a program raised; returns True if the thread must stop.
 
         A deadlock ends the run. Anything else is a ``crash`` violation, and the
         thread goes on until it has crashed ``_CRASH_CAP`` times.
@@ -628,125 +318,8 @@ class _Run:
             self._deadlock(f"{ctx.name}: {exc}")
             return True
         st.crashes += 1
-        self._crash(ctx, exc)
+        self.crash(ctx, exc)
         return st.crashes >= _CRASH_CAP
-
-    def _vcpu_op(self, h: Host, rng: random.Random, st: _CpuState) -> None:
-        v = rng.choice(self.vcpus)
-        guard = self.guards[v.domain]
-        if not guard.acquire(blocking=False):
-            return  # a control thread is moving this domain between pools
-        try:
-            r = rng.random()
-            if r < 0.4:
-                vcpu_unblock(h, v)
-                st.ops["wake"] += 1
-            elif r < 0.7:
-                vcpu_block(h, v)
-                st.ops["sleep"] += 1
-            else:
-                target = rng.randrange(h.nr_cpus) if rng.random() < 0.5 else None
-                vcpu_request_migrate(h, v, target)
-                st.ops["migrate"] += 1
-        finally:
-            guard.release()
-
-    # -- control threads -------------------------------------------------------------------
-    def _control_main(self, i: int, ctx: ExecContext) -> None:
-        h = self.host
-        assert h is not None
-        st = self.ctl_states[i]
-        rng = thread_rng(self.cfg.seed, ctx.name)
-        cfg = self.cfg
-        with bind(ctx):
-            if not self._sync():
-                return
-            try:
-                while not self.halt.wait(cfg.switch_interval):
-                    try:
-                        if self.movable and rng.random() < cfg.domain_moves:
-                            self._move_domain(h, rng, st)
-                        else:
-                            self._move_cpu(h, rng, st)
-                    except Exception as e:
-                        if self._step_failed(ctx, st, e):
-                            return
-            except BaseException as e:  # never silently
-                self._crash(ctx, e)
-
-    def _move_cpu(self, h: Host, rng: random.Random, st: _CtlState) -> None:
-        pools = list(h.cpupool_list)
-        # A pool's last pCPU stays while it has domains (Xen refuses with EBUSY).
-        candidates = [
-            (c, cpu)
-            for c in pools
-            if not (len(c.cpu_valid.peek()) == 1 and c.domains.peek())
-            for cpu in sorted(c.cpu_valid.peek())
-        ]
-        if not candidates or len(pools) < 2:
-            return
-        src, cpu = rng.choice(candidates)
-        dst = rng.choice([c for c in pools if c is not src])
-        if not self.toolstack.acquire_shared(h.bus.lock_timeout):
-            st.refusals["toolstack-busy"] += 1
-            return
-        try:
-            if not self._xl(st, functools.partial(h.cpupool_cpu_remove, src, cpu)):
-                return
-            if self._xl(st, functools.partial(h.cpupool_cpu_add, dst, cpu)):
-                st.switches += 1
-        finally:
-            self.toolstack.release_shared()
-
-    def _move_domain(self, h: Host, rng: random.Random, st: _CtlState) -> None:
-        d = rng.choice(self.movable)
-        here = d.cpupool.peek()
-        targets = [c for c in h.cpupool_list if c.cpu_valid.peek() and c is not here]
-        if not targets:
-            return
-        dst = rng.choice(targets)
-        guard = self.guards[d]
-        bound = h.bus.lock_timeout
-        if not guard.acquire(timeout=bound):
-            st.refusals["guard-timeout"] += 1
-            return
-        try:
-            if not self.toolstack.acquire_exclusive(bound):
-                st.refusals["toolstack-busy"] += 1
-                return
-            try:
-                # A migration deferred to context_saved() must land first (see the
-                # module docstring); the pCPU running the vCPU was asked to
-                # reschedule, so this takes one schedule() there.
-                deadline = time.monotonic() + bound
-                while any(v.migrating.peek() for v in d.vcpus):
-                    if self.halt.wait(_IDLE_POLL):
-                        return
-                    if time.monotonic() > deadline:
-                        st.refusals["migration-pending"] += 1
-                        return
-                if self._xl(st, functools.partial(h.cpupool_migrate, d, dst)):
-                    st.domain_moves += 1
-            finally:
-                self.toolstack.release_exclusive()
-        finally:
-            guard.release()
-
-    def _xl(self, st: _CtlState, op: Callable[[], object]) -> bool:
-        """One xl command, retried on EAGAIN/EBUSY as xl and libxc do."""
-        for attempt in range(_XL_ATTEMPTS):
-            try:
-                op()
-                return True
-            except XenError as e:
-                if e.errno not in (errno.EAGAIN, errno.EBUSY):
-                    st.refusals[e.errname] += 1
-                    return False
-                st.retries[e.errname] += 1
-                if self.halt.wait(min(0.0002 * (attempt + 1), 0.005)):
-                    return False
-        st.refusals["gave-up"] += 1
-        return False
 
     # -- the watchdog ------------------------------------------------------------------------
     def _watchdog_main(self) -> None:
@@ -780,7 +353,7 @@ class _Run:
             # The violation's own events are the last few of all contexts; what the
             # other threads were in the middle of (say, xl0 halfway through a
             # switch) is often older. Keep each context's last points as well.
-            self.first_context = _last_points(self.host, _CONTEXT_POINTS)
+            self.first_context = last_points(self.host, CONTEXT_POINTS)
         if not self.cfg.keep_going:
             self._set_reason(StopReason.VIOLATION)
             self.halt.set()
@@ -805,7 +378,7 @@ class _Run:
         h.bus.lock_timeout = min(h.bus.lock_timeout, _TEARDOWN_LOCK_TIMEOUT)
         self.halt.set()
 
-    def _crash(self, ctx: ExecContext, exc: BaseException) -> None:
+    def crash(self, ctx: ExecContext, exc: BaseException) -> None:
         """An unexpected exception in emulated code: a ``crash`` violation."""
         h = self.host
         assert h is not None

@@ -9,18 +9,20 @@ import pytest
 from xensched import ConfigError, Violation, ViolationKind
 from xensched.pytest_plugin import (
     SEED_MAX,
-    StressRun,
     assert_no_violations,
     derive_seed,
+    parse_seed,
+    resolve_base_seed,
+)
+from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
+from xensched_stress.pytest_plugin import (
+    StressRun,
     failure_section,
     parse_scale,
-    parse_seed,
     rerun_command,
-    resolve_base_seed,
     stress_config_for,
     stress_fields,
 )
-from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
 from xensched_stress.report import StopReason, StressReport
 
 
@@ -239,3 +241,12 @@ def test_assert_no_violations() -> None:
         assert_no_violations(bad)
     with pytest.raises(AssertionError, match="deadlock"):
         assert_no_violations(make_report(cfg, deadlock="stuck"))
+
+
+def test_stress_config_takes_a_scenario_by_name() -> None:
+    cfg = stress_config_for("t.py::test_a", 1, {"scenario": "patch-move", "ops": 9})
+    assert cfg.scenario is not None
+    assert cfg.scenario.name == "patch-move"
+    assert cfg.to_scenario() is cfg.scenario
+    with pytest.raises(ConfigError, match="no-such"):
+        stress_config_for("t.py::test_a", 1, {"scenario": "no-such"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -11,9 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from xensched import programs
+from xensched.scenario import PoolSpec, Scenario, Toolstack, patch_move, stress_default
 from xensched.spinlock import spin_lock
-from xensched_stress import bench, runner
+from xensched_stress import bench
 from xensched_stress.cli import main
+from xensched_stress.config import override_scenario, scenario_from_options
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,13 +59,36 @@ def test_run_prints_the_seed_first_and_writes_json(
 
 
 def test_without_seed_a_fresh_one_is_printed(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("XENSCHED_SEED", raising=False)
     assert main(["--duration", "0.2", "--no-progress"]) == 0
     out = capsys.readouterr().out
     m = re.fullmatch(r"seed=(\d+)", out.splitlines()[0])
     assert m is not None
     assert f"--seed {m.group(1)}" in out
+
+
+def test_xensched_seed_env_is_the_default_seed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XENSCHED_SEED", "0x2a")
+    assert main(["--ops", "20", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "seed=42"
+    # --seed wins over the environment.
+    assert main(["--ops", "20", "--seed", "7", "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "seed=7"
+
+
+def test_bad_xensched_seed_env_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XENSCHED_SEED", "soon")
+    assert main(["--ops", "20", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "XENSCHED_SEED: 'soon' is not a seed" in captured.err
+    assert "seed=" not in captured.out
 
 
 @pytest.mark.parametrize(
@@ -80,6 +107,9 @@ def test_without_seed_a_fresh_one_is_printed(
         (["--pool", "p1:credit2:9"], "cpu9 does not exist"),
         (["--duration", "-1"], "duration=-1.0"),
         (["--json", "/nonexistent/dir/r.json"], "no directory"),
+        (["--scenario", "nope"], "scenario 'nope': not a built-in"),
+        (["--scenario", '{"version": 1}'], "scenario.name: missing"),
+        (["--scenario", "patch-move", "--cpus", "2"], "pools[0].cpus: cpu2"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -112,6 +142,13 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         "--progress",
         "--no-progress",
         "--watchdog",
+        "--scenario",
+        "--controllers",
+        "--traffic",
+        "--domain-moves",
+        "--max-delay",
+        "--gil-switch-interval",
+        "--lock-timeout",
     ):
         assert opt in out
     assert "exit codes: 0 no violation, 1 violations found" in out
@@ -181,7 +218,7 @@ def test_deadlock_exits_3_and_writes_json(
         spin_lock(h.cpupool_lock)
         return h.percpu[0].idle
 
-    monkeypatch.setattr(runner, "schedule", stuck)
+    monkeypatch.setattr(programs, "schedule", stuck)
     out_file = tmp_path / "r.json"
     argv = ["--watchdog", "0.3", "--lock-timeout", "0.8", "--seed", "1"]
     argv += ["--no-progress", "--json", str(out_file)]
@@ -233,3 +270,66 @@ def test_bench_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "usage: xensched bench" in out
     assert "--quick" in out
+
+
+def test_scenario_file_with_an_override(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = stress_default(3, pools=(PoolSpec("q", "rtds", (2,)),), controllers=2)
+    f = tmp_path / "s.json"
+    f.write_text(sc.replace(name="mine").to_json(), encoding="utf-8")
+    out_file = tmp_path / "r.json"
+    argv = ["--scenario", str(f), "--traffic", "0", "--boot", "credit2"]
+    argv += ["--ops", "60", "--seed", "5", "--no-progress", "--json", str(out_file)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "seed=5"
+    data = _json(out_file)
+    config = data["config"]
+    assert isinstance(config, dict)
+    ran = config["scenario"]
+    assert isinstance(ran, dict)
+    # The file's fields, except those given beside it.
+    assert (ran["name"], ran["cpus"], ran["boot"]) == ("mine", 3, "credit2")
+    assert ran["pools"] == [{"name": "q", "sched": "rtds", "cpus": [2]}]
+    loops = [t for t in ran["threads"] if t["kind"] == "pcpu-loop"]
+    assert [t["traffic"] for t in loops] == [0.0, 0.0, 0.0]
+    assert [t["name"] for t in ran["threads"] if t["kind"] == "toolstack"] == [
+        "xl0",
+        "xl1",
+    ]
+    # The rerun command carries the scenario itself, overrides applied.
+    m = re.search(r"^reproduce: (.*)$", out, re.MULTILINE)
+    assert m is not None
+    args = shlex.split(m.group(1))
+    again = Scenario.from_json(args[args.index("--scenario") + 1])
+    assert again == Scenario.from_dict(ran)
+
+
+def test_builtin_scenario_by_name_reruns_by_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--scenario", "patch-move", "--ops", "5", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "reproduce: xensched stress --scenario patch-move --ops 5 --seed 1" in out
+
+
+def test_controllers_override_replaces_the_random_toolstacks() -> None:
+    sc = override_scenario(patch_move(), controllers=2, switch_interval=0.5)
+    names = [t.name for t in sc.threads if isinstance(t, Toolstack)]
+    assert names == ["xl-mover", "xl0", "xl1"]
+    assert {t.interval for t in sc.threads if isinstance(t, Toolstack)} == {0.5}
+    sc = override_scenario(stress_default(), domains=3, vcpus=1, protocol="legacy")
+    assert [(d.name, d.vcpus) for d in sc.domains] == [("d1", 1), ("d2", 1), ("d3", 1)]
+    assert sc.protocol == "legacy"
+    assert override_scenario(sc, vcpus=4).domains[2].vcpus == 4
+
+
+def test_a_builtin_takes_the_options_it_has_parameters_for() -> None:
+    sc = scenario_from_options("stress-default", cpus=8, boot="rtds", traffic=0.3)
+    assert sc == stress_default(8, boot="rtds", traffic=0.3)
+    sc = scenario_from_options("stress-default", topology="2x3")
+    assert (sc.cpus, sc.topology) == (6, "2x3")
+    # patch-move has no cpus or traffic parameter: those override fields.
+    sc = scenario_from_options("patch-move", boot="rtds", protocol="fixed", cpus=6)
+    assert sc == patch_move(boot="rtds", protocol="fixed").replace(cpus=6)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from xensched import ConfigError, Host, ViolationKind
+from xensched import ConfigError, Host, ViolationKind, programs
 from xensched.schedule import schedule as real_schedule
 from xensched.smp import current, smp_processor_id
 from xensched.spinlock import spin_lock, spin_lock_irq
-from xensched_stress import runner
 from xensched_stress.config import PoolSpec, StressConfig
 from xensched_stress.report import StopReason, StressReport
-from xensched_stress.runner import ProgressSnapshot, run_stress, thread_rng
+from xensched_stress.runner import ProgressSnapshot, run_stress
+from xensched_stress.workload import thread_rng
 
 if TYPE_CHECKING:
     from xensched import Vcpu
@@ -200,7 +200,7 @@ def _stuck_on_cpupool_lock(h: Host) -> Vcpu:
 def test_watchdog_declares_a_deadlock_and_names_the_owner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runner, "schedule", _stuck_on_cpupool_lock)
+    monkeypatch.setattr(programs, "schedule", _stuck_on_cpupool_lock)
     # lock_timeout well above the watchdog bound: the watchdog speaks first, even when
     # a loaded machine runs its thread late.
     cfg = StressConfig(duration=5.0, seed=1, watchdog=0.3, lock_timeout=1.5)
@@ -228,7 +228,7 @@ def test_lock_wait_timeout_in_a_pcpu_thread_is_a_deadlock(
             spin_lock(h.cpupool_lock)  # the second call spins on itself
         return real_schedule(h)
 
-    monkeypatch.setattr(runner, "schedule", planted)
+    monkeypatch.setattr(programs, "schedule", planted)
     # No control thread: nobody else wants cpupool_lock.
     cfg = StressConfig(duration=5.0, seed=1, lock_timeout=0.3, controllers=0)
     r = run_stress(cfg)
@@ -249,7 +249,7 @@ def test_a_crash_is_a_violation_with_its_traceback(
             raise RuntimeError("emulated code blew up")
         return real_schedule(h)
 
-    monkeypatch.setattr(runner, "schedule", crashing)
+    monkeypatch.setattr(programs, "schedule", crashing)
     r = run_stress(StressConfig(duration=2.0, seed=1, lock_timeout=1.0))
     assert r.exit_code == 1, r.render()
     assert r.deadlock is None

@@ -1,0 +1,393 @@
+"""pytest plugin of the stress harness: seeded stress runs as ordinary tests.
+
+Mirrors nothing in Xen. Declared through its own ``pytest11`` entry point
+(``xensched-stress``), so it loads whenever the package is installed; it stands on
+``xensched.pytest_plugin`` (the seeds and the failure section), never the other way
+round. It offers:
+
+- ``--stress-duration FACTOR`` (ini ``xensched_stress_duration``): scales the
+  ``duration`` of every stress run, e.g. ``0.25`` for a quick pass, ``10`` for a soak.
+- ``@pytest.mark.stress(**fields)``: the :class:`xensched_stress.config.StressConfig`
+  of the test's stress runs; ``pool="NAME:SCHED[:CPUS]"`` is short for one pool.
+- the ``xensched_stress`` fixture (a :class:`StressRunner`:
+  ``xensched_stress(**overrides) -> StressReport``).
+- on failure, the ``xensched`` report section (see ``xensched.pytest_plugin``) gains
+  the ``--stress-duration`` of the session, the ``xensched stress`` command of each
+  run and the violations found.
+
+Everything it does is also a plain function (:func:`stress_fields`,
+:func:`stress_config_for`, :func:`failure_section`, :func:`rerun_command`). The
+engine is imported inside functions, so loading the plugin stays cheap.
+
+A stress run that hangs is the engine watchdog's business (it reports a deadlock); a
+run that hangs beyond that is killed by pytest-timeout, the outer guard. The plugin
+adds no timer of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from typing import TYPE_CHECKING, Any, Final, final
+
+import pytest
+
+from xensched.errors import XenschedError
+from xensched.pytest_plugin import (
+    BASE_SEED_KEY,
+    SectionExtra,
+    add_section_contributor,
+    derive_seed,
+    failure_section as _core_section,
+    rerun_command as _core_rerun,
+)
+from xensched.scenario import load_scenario
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from .config import PoolSpec, StressConfig
+    from .report import StressReport
+
+__all__ = [
+    "SCALE_KEY",
+    "STRESS_RUNS_KEY",
+    "StressRun",
+    "StressRunner",
+    "failure_section",
+    "parse_scale",
+    "rerun_command",
+    "section_extra",
+    "stress_config_for",
+    "stress_fields",
+]
+
+_SCALE_INI: Final = "xensched_stress_duration"
+# Violation lines shown per stress run in a failure section; the rest is counted.
+_SECTION_VIOLATIONS: Final = 10
+
+
+@final
+@dataclasses.dataclass(frozen=True, slots=True)
+class StressRun:
+    """One stress run made by a test: its config, and its report once it finished."""
+
+    config: StressConfig
+    report: StressReport | None = None
+
+
+SCALE_KEY: Final = pytest.StashKey[float]()
+STRESS_RUNS_KEY: Final = pytest.StashKey[list[StressRun]]()
+
+
+# -- library: configs, sections ------------------------------------------------------------
+def parse_scale(text: str) -> float:
+    """A duration scale factor from text: a finite float > 0.
+
+    Raises:
+        ValueError: not such a number.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"{text!r} is not a duration factor: expected a number > 0, e.g. 0.5 or 10"
+        )
+    return value
+
+
+def stress_fields(marks: Iterable[pytest.Mark]) -> dict[str, Any]:
+    """Merge the kwargs of ``stress`` marks, given closest first (``iter_markers``).
+
+    The closest mark wins field by field: a function's mark overrides its class's,
+    which overrides its module's.
+
+    Raises:
+        TypeError: a mark has positional arguments.
+    """
+    fields: dict[str, Any] = {}
+    for mark in reversed(list(marks)):
+        if mark.args:
+            raise TypeError(
+                f"@pytest.mark.stress takes keyword arguments only, got {mark.args!r}"
+            )
+        fields.update(mark.kwargs)
+    return fields
+
+
+def _pool_specs(value: object) -> tuple[PoolSpec, ...]:
+    from .config import PoolSpec
+
+    if value is None:
+        return ()
+    # One pool, or a list or tuple of them.
+    items = value if isinstance(value, (list, tuple)) else [value]
+    specs = []
+    for item in items:
+        if isinstance(item, PoolSpec):
+            specs.append(item)
+        elif isinstance(item, str):
+            specs.append(PoolSpec.parse(item))
+        else:
+            raise TypeError(
+                f"pool {item!r}: expected 'NAME:SCHED[:CPUS]', a PoolSpec, or a list "
+                "of them"
+            )
+    return tuple(specs)
+
+
+def stress_config_for(
+    nodeid: str,
+    base_seed: int,
+    fields: Mapping[str, Any] | None = None,
+    scale: float = 1.0,
+) -> StressConfig:
+    """The :class:`StressConfig` that the ``xensched_stress`` fixture would run.
+
+    Args:
+        nodeid: the test's node id; with ``base_seed`` it gives the seed.
+        base_seed: the session's base seed.
+        fields: ``StressConfig`` fields, e.g. the marks' kwargs merged with the
+            fixture call's overrides. ``pool=`` is short for ``pools=(pool,)``; pools
+            may be given as ``"NAME:SCHED[:CPUS]"`` strings; ``scenario=`` as a
+            :class:`~xensched.scenario.Scenario` or a name, file or JSON string. An
+            explicit ``seed`` wins over the per-test seed.
+        scale: the ``--stress-duration`` factor, applied to ``duration`` and, for a
+            run bounded by a number of ``schedule()`` calls, to ``ops``.
+
+    Raises:
+        TypeError: an unknown field, or both ``pool`` and ``pools``.
+        xensched.ConfigError: the resulting config is invalid.
+    """
+    from .config import StressConfig
+
+    kwargs = dict(fields or {})
+    if "pool" in kwargs:
+        if "pools" in kwargs:
+            raise TypeError("stress config: give 'pool' or 'pools', not both")
+        kwargs["pools"] = _pool_specs(kwargs.pop("pool"))
+    elif "pools" in kwargs:
+        kwargs["pools"] = _pool_specs(kwargs["pools"])
+    if isinstance(kwargs.get("scenario"), str):
+        # A built-in name, a JSON file or inline JSON, as `--scenario` takes.
+        kwargs["scenario"] = load_scenario(kwargs["scenario"])
+    known = inspect.signature(StressConfig).parameters
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise TypeError(
+            f"stress config: unknown field(s) {', '.join(unknown)}; "
+            f"choose from pool, {', '.join(known)}"
+        )
+    kwargs.setdefault("seed", derive_seed(base_seed, nodeid))
+    cfg = StressConfig(**kwargs)
+    if scale != 1.0:
+        # An ops-bounded run ignores its duration: scale the ops instead.
+        cfg = dataclasses.replace(
+            cfg,
+            duration=None if cfg.duration is None else cfg.duration * scale,
+            ops=None if cfg.ops is None else max(1, round(cfg.ops * scale)),
+        )
+    cfg.validate()
+    return cfg
+
+
+def _scale_options(scale: float) -> tuple[str, ...]:
+    return () if scale == 1.0 else (f"--stress-duration={scale!r}",)
+
+
+def rerun_command(nodeid: str, base_seed: int, scale: float = 1.0) -> str:
+    """The shell command that reruns one test with the same seeds and duration."""
+    return _core_rerun(nodeid, base_seed, _scale_options(scale))
+
+
+def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
+    """What the stress runs of a test add to its ``xensched`` failure section."""
+    from .config import reproduce_command
+
+    runs = list(runs)
+    details: list[str] = []
+    for n, run in enumerate(runs, 1):
+        head = f"stress run {n} of {len(runs)}"
+        report = run.report
+        if report is None:
+            details.append(f"{head}: did not finish")
+            continue
+        found = len(report.violations)
+        details.append(
+            f"{head}: exit code {report.exit_code}, {found} violation"
+            f"{'' if found == 1 else 's'}"
+        )
+        if report.deadlock is not None:
+            first = report.deadlock.strip().splitlines() or [""]
+            details.append(f"  deadlock: {first[0]}")
+        for v in report.violations[:_SECTION_VIOLATIONS]:
+            first = v.describe().strip().splitlines() or [""]
+            details.append(f"  {first[0]}")
+        if found > _SECTION_VIOLATIONS:
+            details.append(f"  ... and {found - _SECTION_VIOLATIONS} more")
+    return SectionExtra(
+        options=_scale_options(scale),
+        commands=tuple(reproduce_command(run.config) for run in runs),
+        details=tuple(details),
+    )
+
+
+def failure_section(
+    nodeid: str, base_seed: int, scale: float, runs: Iterable[StressRun] = ()
+) -> str:
+    """The text of the ``xensched`` report section of a failed test with stress runs."""
+    return _core_section(nodeid, base_seed, [section_extra(scale, runs)])
+
+
+# -- the fixture's callable ------------------------------------------------------------------
+@final
+class StressRunner:
+    """What the ``xensched_stress`` fixture returns.
+
+    ``runner(**overrides)`` builds the config (marks, then ``overrides``, then the
+    per-test seed and the duration factor), runs it and returns the
+    :class:`~xensched_stress.report.StressReport`. ``runner.config(**overrides)``
+    only builds the config. Every run is remembered for the failure report.
+    """
+
+    __slots__ = ("_base_seed", "_fields", "_nodeid", "_runs", "_scale")
+
+    def __init__(
+        self,
+        nodeid: str,
+        base_seed: int,
+        fields: Mapping[str, Any],
+        scale: float,
+        runs: list[StressRun],
+    ) -> None:
+        self._nodeid = nodeid
+        self._base_seed = base_seed
+        self._fields = dict(fields)
+        self._scale = scale
+        self._runs = runs
+
+    @property
+    def seed(self) -> int:
+        """The per-test seed (what a run uses unless given ``seed=``)."""
+        return derive_seed(self._base_seed, self._nodeid)
+
+    @property
+    def runs(self) -> tuple[StressRun, ...]:
+        """The runs made so far, oldest first."""
+        return tuple(self._runs)
+
+    def config(self, **overrides: Any) -> StressConfig:
+        """The config a call with these overrides would run."""
+        __tracebackhide__ = True
+        try:
+            return stress_config_for(
+                self._nodeid,
+                self._base_seed,
+                {**self._fields, **overrides},
+                self._scale,
+            )
+        except (TypeError, XenschedError) as exc:
+            # The marks or the overrides are wrong: show the caller's line, not the
+            # plugin's or the engine's frames.
+            raise exc.with_traceback(None) from None
+
+    def __call__(self, **overrides: Any) -> StressReport:
+        """Run one stress workload and return its report (violations do not raise)."""
+        __tracebackhide__ = True
+        from .runner import run_stress
+
+        cfg = self.config(**overrides)
+        self._runs.append(StressRun(cfg))
+        report = run_stress(cfg)
+        self._runs[-1] = StressRun(cfg, report)
+        if report.interrupted:
+            # The engine turns Ctrl-C into a partial report; pytest must still stop.
+            raise KeyboardInterrupt
+        return report
+
+
+# -- hooks -------------------------------------------------------------------------------------
+def _scale_option(text: str) -> float:
+    try:
+        return parse_scale(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--stress-duration: {exc}") from None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xensched", "Xen scheduler locking emulator")
+    group.addoption(
+        "--stress-duration",
+        type=_scale_option,
+        default=None,
+        metavar="FACTOR",
+        help="Scale factor > 0 for every stress run's duration, or ops count "
+        f"(default: ini {_SCALE_INI}, else 1.0)",
+    )
+    parser.addini(
+        _SCALE_INI,
+        "Scale factor > 0 for every stress run's duration (--stress-duration)",
+        type="string",
+        default="1.0",
+    )
+
+
+def _contribute(item: pytest.Item) -> SectionExtra:
+    runs: list[StressRun] = item.stash.get(STRESS_RUNS_KEY, [])
+    return section_extra(item.config.stash[SCALE_KEY], runs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "stress(duration=2.0, cpus=4, boot='credit', pool=None, protocol='fixed', "
+        "**fields): the StressConfig of this test's xensched_stress runs; any "
+        "StressConfig field may be given (topology, pools, domains, vcpus, ops, seed, "
+        "switch_interval, delay_injection, keep_going, watchdog, scenario); "
+        "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
+        "or a built-in name; duration is scaled by --stress-duration",
+    )
+    scale: float | None = config.getoption("stress_duration")
+    if scale is None:
+        ini = str(config.getini(_SCALE_INI)).strip() or "1.0"
+        try:
+            scale = parse_scale(ini)
+        except ValueError as exc:
+            raise pytest.UsageError(f"{_SCALE_INI}: {exc}") from None
+    config.stash[SCALE_KEY] = scale
+    add_section_contributor(config, _contribute)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    scale = config.stash[SCALE_KEY]
+    return [f"xensched: stress duration x{scale:g}"] if scale != 1.0 else []
+
+
+@pytest.fixture
+def xensched_stress(request: pytest.FixtureRequest, xensched_seed: int) -> StressRunner:
+    """Run stress workloads: ``xensched_stress(**overrides) -> StressReport``.
+
+    The config comes from the test's ``@pytest.mark.stress(...)`` marks, then the
+    overrides, with the per-test seed and the ``--stress-duration`` factor.
+    """
+    node = request.node
+    try:
+        fields = stress_fields(node.iter_markers("stress"))
+    except TypeError as exc:
+        misuse = str(exc)
+    else:
+        misuse = ""
+    if misuse:
+        # A misused marker: the message says it all, the plugin's frames do not.
+        pytest.fail(misuse, pytrace=False)
+    runs = node.stash.setdefault(STRESS_RUNS_KEY, [])
+    return StressRunner(
+        node.nodeid,
+        request.config.stash[BASE_SEED_KEY],
+        fields,
+        request.config.stash[SCALE_KEY],
+        runs,
+    )

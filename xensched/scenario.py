@@ -1,0 +1,1079 @@
+"""Scenarios: what runs on an emulated host, as a value that serialises to JSON.
+
+Mirrors nothing in Xen; it describes what a test rig would do to one: the host's shape
+(pCPUs, topology, boot scheduler), the cpupools and domains it is set up with, the
+``schedule_cpu_switch()`` protocol, and the program of every thread that runs on it:
+
+- :class:`PcpuLoop`: a pCPU calling ``schedule()`` in a loop, with seeded random vCPU
+  wake/sleep/migrate traffic (the stress workload's pCPUs);
+- :class:`PcpuOps`: a pCPU running a fixed list of :class:`CpuOp` (``schedule``,
+  ``wake d1v1``, ``idle 8``...), as the observers of ``xensched reproduce`` do;
+- :class:`Toolstack`: an xl of its own, running a fixed list of :class:`XlOp`
+  (``cpupool-cpu-add p 3``...) or seeded random pCPU and domain moves.
+
+A scenario is data: frozen dataclasses, ``to_json()``/``from_json()`` (versioned,
+``"version": 1``, validated on load with one-line :class:`~xensched.errors.ConfigError`
+messages that name the field; never pickle), and programs are lists of operations, so
+that a shrinker can drop threads and operations and a replay file can embed the whole
+thing. :func:`build_host` is the one place where a host is built from a scenario; the
+programs run under the free-running driver (``xensched stress``) or the controlled one
+(:func:`xensched.programs.run_controlled`), both in :mod:`xensched.programs`.
+
+:data:`BUILTIN` holds the named scenarios (``xensched scenarios`` lists them); some are
+factories with parameters (:func:`patch_move`, :func:`stress_default`).
+
+Left out: per-domain scheduler parameters (weights, budgets), vCPU affinity, and
+any timing: a scenario says what each thread does, never when.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from xensched.errors import ConfigError, XenError
+from xensched.host import MAX_CPUS, Host, Topology
+from xensched.protocol import SwitchProtocol
+from xensched.schedulers import SCHEDULERS
+from xensched.smp import bind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+__all__ = [
+    "BUILTIN",
+    "CPU_VERBS",
+    "POOL0",
+    "SCENARIO_VERSION",
+    "SETUP_CONTEXT",
+    "SETUP_PROTOCOL",
+    "XL_VERBS",
+    "CpuOp",
+    "DomainSpec",
+    "PcpuLoop",
+    "PcpuOps",
+    "PoolSpec",
+    "Program",
+    "Scenario",
+    "Toolstack",
+    "XlOp",
+    "apply_xl",
+    "build_host",
+    "builtin",
+    "check_protocol",
+    "default_pools",
+    "load_scenario",
+    "patch_move",
+    "round_trip",
+    "stress_default",
+]
+
+SCENARIO_VERSION: Final = 1
+POOL0: Final = "Pool-0"
+#: The context that builds the host; the stress harness leaves its events out of
+#: what it shows of a run.
+SETUP_CONTEXT: Final = "setup"
+#: The protocol the setup runs under, whatever the scenario's (see build_host).
+SETUP_PROTOCOL: Final = "fixed"
+
+
+# The two functions below are the only ones that know what a protocol spec is; the
+# rest of the scenario code treats it as an opaque string.
+def check_protocol(spec: str) -> str:
+    """Validate a protocol spec and return it unchanged.
+
+    Raises:
+        ConfigError: not a protocol this build knows.
+    """
+    SwitchProtocol.parse(spec)  # raises ConfigError naming the problem
+    return spec
+
+
+def _switch_protocol(h: Host, spec: str) -> None:
+    """Make ``h`` run protocol ``spec`` from now on (after setup)."""
+    h.protocol = SwitchProtocol.parse(spec)
+
+
+# -- operations ---------------------------------------------------------------------------
+#: Verbs of :class:`XlOp` and their arguments (``?`` marks an optional one).
+XL_VERBS: Final[dict[str, tuple[str, ...]]] = {
+    "cpupool-create": ("NAME", "SCHED"),
+    "cpupool-destroy": ("POOL",),
+    "cpupool-cpu-add": ("POOL", "CPU"),
+    "cpupool-cpu-remove": ("POOL", "CPU"),
+    "cpupool-migrate": ("DOMAIN", "POOL"),
+    "create": ("NAME", "POOL", "VCPUS"),
+    "destroy": ("DOMAIN",),
+    "vcpu-migrate": ("VCPU", "CPU?"),
+    "vcpu-sleep": ("VCPU",),
+    "vcpu-wake": ("VCPU",),
+}
+#: Verbs of :class:`CpuOp`: what a pCPU does in Xen, run on that pCPU.
+CPU_VERBS: Final[dict[str, tuple[str, ...]]] = {
+    "schedule": (),
+    "wake": ("VCPU",),
+    "sleep": ("VCPU",),
+    "migrate": ("VCPU", "CPU?"),
+    # Up to N times: wait until SCHEDULE_SOFTIRQ is raised here, then schedule();
+    # stop waiting once every toolstack thread is done (an idle pCPU's loop).
+    "idle": ("N",),
+}
+_INT_ARGS = frozenset({"CPU", "CPU?", "VCPUS", "N"})
+
+
+def _check_op(
+    verbs: Mapping[str, tuple[str, ...]], verb: str, args: tuple[str, ...]
+) -> str:
+    """Why ``verb args`` is not a valid operation, or ``""``."""
+    spec = verbs.get(verb)
+    if spec is None:
+        return f"unknown verb {verb!r}; choose one of {', '.join(verbs)}"
+    required = sum(1 for a in spec if not a.endswith("?"))
+    if not required <= len(args) <= len(spec):
+        return f"{verb!r} takes {' '.join(spec) or 'no arguments'}"
+    for name, value in zip(spec, args, strict=False):
+        if not value or any(c.isspace() for c in value):
+            return f"{verb!r}: {name} must be a non-empty word"
+        if name in _INT_ARGS:
+            try:
+                n = int(value)
+            except ValueError:
+                return f"{verb!r}: {name} must be an integer, not {value!r}"
+            if n < (1 if name in ("VCPUS", "N") else 0):
+                return f"{verb!r}: {name}={n} is out of range"
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class XlOp:
+    """One toolstack operation, in xl's words: ``XlOp("cpupool-cpu-add", ("p", "3"))``.
+
+    In JSON it is one string, ``"cpupool-cpu-add p 3"``; :meth:`parse` reads it.
+    """
+
+    verb: str
+    args: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> XlOp:
+        verb, *args = text.split()
+        return cls(verb, tuple(args))
+
+    def __str__(self) -> str:
+        return " ".join((self.verb, *self.args))
+
+    def problem(self) -> str:
+        return _check_op(XL_VERBS, self.verb, self.args)
+
+
+@dataclass(frozen=True, slots=True)
+class CpuOp:
+    """One operation of a pCPU program: ``CpuOp("wake", ("d1v1",))``, ``"wake d1v1"``."""
+
+    verb: str
+    args: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> CpuOp:
+        verb, *args = text.split()
+        return cls(verb, tuple(args))
+
+    def __str__(self) -> str:
+        return " ".join((self.verb, *self.args))
+
+    def problem(self) -> str:
+        return _check_op(CPU_VERBS, self.verb, self.args)
+
+
+# -- programs --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PcpuLoop:
+    """pCPU ``cpu`` calls ``schedule()`` ``schedules`` times (``None``: until stopped).
+
+    After each call, with probability ``traffic``, a wake, sleep or migrate of a vCPU
+    drawn from the thread's seeded RNG. Once done it idles: ``schedule()`` only when
+    its SCHEDULE_SOFTIRQ is raised, until the toolstack threads are done.
+    """
+
+    cpu: int
+    schedules: int | None = None
+    traffic: float = 0.1
+
+    @property
+    def name(self) -> str:
+        return f"pcpu{self.cpu}"
+
+
+@dataclass(frozen=True, slots=True)
+class PcpuOps:
+    """pCPU ``cpu`` runs ``ops`` in order, then ends."""
+
+    cpu: int
+    ops: tuple[CpuOp, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"pcpu{self.cpu}"
+
+
+@dataclass(frozen=True, slots=True)
+class Toolstack:
+    """An xl of its own: ``ops`` in order, or seeded random moves.
+
+    With ``ops`` given, each is one xl command. Without, the thread makes ``moves``
+    moves (``None``: until stopped), each a ``cpupool-migrate`` of a random guest
+    domain with probability ``domain_moves``, else a pCPU move from a random pool to
+    another (``cpupool-cpu-remove`` then ``cpupool-cpu-add``, as xl does). A command
+    refused with EAGAIN or EBUSY is retried, up to ``attempts`` tries in all, as xl
+    and libxc do; other refusals are counted, not raised. Free-running, the thread
+    waits ``interval`` seconds before each random move and between ``ops``.
+    """
+
+    name: str
+    ops: tuple[XlOp, ...] | None = None
+    moves: int | None = None
+    domain_moves: float = 0.1
+    interval: float = 0.005
+    attempts: int = 50
+
+
+Program: TypeAlias = PcpuLoop | PcpuOps | Toolstack
+
+
+# -- host shape ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """A cpupool created at setup, with its own scheduler instance: ``NAME:SCHED[:CPUS]``.
+
+    ``cpus`` are moved into it from Pool-0; a pool without pCPUs starts empty.
+    """
+
+    name: str
+    sched: str
+    cpus: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> PoolSpec:
+        """``"p1:credit2:2,3"`` -> ``PoolSpec("p1", "credit2", (2, 3))``.
+
+        Raises:
+            ConfigError: the text is not ``NAME:SCHED[:CPUS]`` or names an unknown
+                scheduler.
+        """
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ConfigError(
+                f"pool {text!r}: expected NAME:SCHED[:CPUS], e.g. p1:credit2:2,3"
+            )
+        cpus = _parse_cpus(parts[2], text) if len(parts) == 3 and parts[2] else ()
+        spec = cls(parts[0], parts[1], cpus)
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Checks that need no host: the name and the scheduler."""
+        if not self.name or ":" in self.name or not _is_word(self.name):
+            raise ConfigError(
+                f"pool name {self.name!r}: must be a non-empty word, no ':'"
+            )
+        if self.name == POOL0:
+            raise ConfigError(f"pool name {POOL0!r} is taken by the boot pool")
+        if self.sched not in SCHEDULERS:
+            raise ConfigError(
+                f"pool {self.name!r}: unknown scheduler {self.sched!r}; choose one "
+                f"of {', '.join(SCHEDULERS)}"
+            )
+
+    def spec(self) -> str:
+        """Back to ``NAME:SCHED[:CPUS]``."""
+        if not self.cpus:
+            return f"{self.name}:{self.sched}"
+        return f"{self.name}:{self.sched}:{','.join(map(str, self.cpus))}"
+
+
+def _parse_cpus(text: str, spec: str) -> tuple[int, ...]:
+    """``"2,3"`` or ``"4-7"`` or ``"1,4-5"`` -> sorted unique pCPU numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo_s, hi_s = part.split("-", 1)
+                lo, hi = int(lo_s), int(hi_s)
+                if lo > hi:
+                    raise ValueError
+                cpus.update(range(lo, hi + 1))
+            else:
+                cpus.add(int(part))
+        except ValueError:
+            raise ConfigError(
+                f"pool {spec!r}: bad pCPU list {text!r} (expected e.g. 2,3 or 4-7)"
+            ) from None
+    if any(c < 0 for c in cpus):
+        raise ConfigError(f"pool {spec!r}: pCPU numbers must be >= 0")
+    return tuple(sorted(cpus))
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSpec:
+    """A guest domain created at setup, its vCPUs all awake.
+
+    ``pool=None`` places it round-robin over the pools that have pCPUs once the pools
+    are set up (Pool-0 first), counting only the domains not placed by name.
+    """
+
+    name: str
+    vcpus: int = 1
+    pool: str | None = None
+
+
+def _is_word(s: str) -> bool:
+    return bool(s) and not any(c.isspace() for c in s)
+
+
+# -- the scenario ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Everything that runs on one emulated host; see the module docstring.
+
+    Setup, in this order, single-threaded and under the fixed protocol: boot
+    (``boot`` scheduler, Domain-0 with ``dom0_vcpus`` vCPUs in Pool-0); every pCPU of
+    ``pools`` and ``free_cpus`` leaves Pool-0, in ascending order; each pool is created
+    and gets its pCPUs; ``domains`` are created; ``setup`` runs. Then the protocol
+    becomes ``protocol`` and the ``threads`` run, one thread per program.
+    """
+
+    name: str
+    description: str = ""
+    cpus: int = 4
+    topology: str | None = None
+    boot: str = "credit"
+    pools: tuple[PoolSpec, ...] = ()
+    free_cpus: tuple[int, ...] = ()
+    domains: tuple[DomainSpec, ...] = ()
+    dom0_vcpus: int = 1
+    protocol: str = "fixed"
+    setup: tuple[XlOp, ...] = ()
+    threads: tuple[Program, ...] = ()
+
+    # -- checks ------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check everything that can be checked without building the host.
+
+        Raises:
+            ConfigError: one line, naming the first bad field.
+        """
+        if not _is_word(self.name):
+            raise ConfigError(f"name {self.name!r}: must be a non-empty word")
+        if not 1 <= self.cpus <= MAX_CPUS:
+            raise ConfigError(f"cpus={self.cpus}: must be 1 to {MAX_CPUS}")
+        if self.topology is not None:
+            try:
+                topo = Topology.parse(self.topology)
+            except ConfigError as e:
+                raise ConfigError(f"topology: {e}") from None
+            if topo.nr_cpus != self.cpus:
+                raise ConfigError(
+                    f"topology {self.topology} has {topo.nr_cpus} pCPUs, "
+                    f"not cpus={self.cpus}"
+                )
+        if self.boot not in SCHEDULERS:
+            raise ConfigError(
+                f"boot: unknown scheduler {self.boot!r}; choose one of "
+                f"{', '.join(SCHEDULERS)}"
+            )
+        try:
+            check_protocol(self.protocol)
+        except ConfigError as e:
+            raise ConfigError(f"protocol: {e}") from None
+        if self.dom0_vcpus < 0:
+            raise ConfigError(f"dom0_vcpus={self.dom0_vcpus}: must be >= 0")
+        taken: dict[int, str] = {}
+        names: set[str] = set()
+        for i, p in enumerate(self.pools):
+            try:
+                p.check()
+            except ConfigError as e:
+                raise ConfigError(f"pools[{i}]: {e}") from None
+            if p.name in names:
+                raise ConfigError(f"pools[{i}]: pool {p.name!r} is given twice")
+            names.add(p.name)
+            for c in p.cpus:
+                self._take(taken, c, repr(p.name), f"pools[{i}].cpus")
+        for c in self.free_cpus:
+            self._take(taken, c, "free_cpus", "free_cpus")
+        if len(taken) >= self.cpus:
+            raise ConfigError(
+                "pools: they take every pCPU; Pool-0 (Domain-0's pool) needs at "
+                "least one"
+            )
+        pool_names = {POOL0, *names}
+        dom_names: set[str] = set()
+        for i, d in enumerate(self.domains):
+            where = f"domains[{i}]"
+            if not _is_word(d.name) or d.name in dom_names or d.name == "Domain-0":
+                raise ConfigError(
+                    f"{where}.name {d.name!r}: must be a new non-empty word"
+                )
+            dom_names.add(d.name)
+            if d.vcpus < 1:
+                raise ConfigError(f"{where}.vcpus={d.vcpus}: must be >= 1")
+            if d.pool is not None and d.pool not in pool_names:
+                raise ConfigError(f"{where}.pool {d.pool!r}: no such pool")
+        for i, op in enumerate(self.setup):
+            why = op.problem()
+            if why:
+                raise ConfigError(f"setup[{i}] {str(op)!r}: {why}")
+        self._validate_threads()
+
+    def _take(self, taken: dict[int, str], c: int, who: str, where: str) -> None:
+        if not 0 <= c < self.cpus:
+            raise ConfigError(f"{where}: cpu{c} does not exist (cpus={self.cpus})")
+        if c in taken:
+            raise ConfigError(f"{where}: cpu{c} is also in {taken[c]}")
+        taken[c] = who
+
+    def _validate_threads(self) -> None:
+        pcpus: set[int] = set()
+        names: set[str] = set()
+        for i, t in enumerate(self.threads):
+            where = f"threads[{i}]"
+            if isinstance(t, (PcpuLoop, PcpuOps)):
+                if not 0 <= t.cpu < self.cpus:
+                    raise ConfigError(
+                        f"{where}.cpu: cpu{t.cpu} does not exist (cpus={self.cpus})"
+                    )
+                if t.cpu in pcpus:
+                    raise ConfigError(f"{where}.cpu: pCPU {t.cpu} has two programs")
+                pcpus.add(t.cpu)
+            if isinstance(t, PcpuLoop):
+                if t.schedules is not None and t.schedules < 0:
+                    raise ConfigError(f"{where}.schedules={t.schedules}: must be >= 0")
+                _probability(f"{where}.traffic", t.traffic)
+            elif isinstance(t, PcpuOps):
+                for j, cop in enumerate(t.ops):
+                    why = cop.problem()
+                    if why:
+                        raise ConfigError(f"{where}.ops[{j}] {str(cop)!r}: {why}")
+            else:
+                if not _is_word(t.name) or t.name.startswith("pcpu"):
+                    raise ConfigError(
+                        f"{where}.name {t.name!r}: must be a word not starting "
+                        "with 'pcpu'"
+                    )
+                if t.name in names:
+                    raise ConfigError(f"{where}.name {t.name!r}: given twice")
+                names.add(t.name)
+                if t.ops is not None:
+                    if t.moves is not None:
+                        raise ConfigError(
+                            f"{where}: give ops or moves, not both (moves are random)"
+                        )
+                    for j, xop in enumerate(t.ops):
+                        why = xop.problem()
+                        if why:
+                            raise ConfigError(f"{where}.ops[{j}] {str(xop)!r}: {why}")
+                elif t.moves is not None and t.moves < 0:
+                    raise ConfigError(f"{where}.moves={t.moves}: must be >= 0")
+                _probability(f"{where}.domain_moves", t.domain_moves)
+                if not (math.isfinite(t.interval) and t.interval >= 0):
+                    raise ConfigError(f"{where}.interval={t.interval}: must be >= 0")
+                if t.attempts < 1:
+                    raise ConfigError(f"{where}.attempts={t.attempts}: must be >= 1")
+
+    # -- derived values -----------------------------------------------------------------
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with some fields changed (``dataclasses.replace``), validated.
+
+        Raises:
+            TypeError: an unknown field.
+            ConfigError: the result is invalid.
+        """
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def bounded(self, schedules: int = 20, moves: int = 4) -> Scenario:
+        """A copy whose programs all end: unbounded loops get these bounds.
+
+        The controlled driver needs it: a program without a bound would never give
+        the run an end.
+        """
+        threads: list[Program] = []
+        for t in self.threads:
+            if isinstance(t, PcpuLoop) and t.schedules is None:
+                t = dataclasses.replace(t, schedules=schedules)
+            elif isinstance(t, Toolstack) and t.ops is None and t.moves is None:
+                t = dataclasses.replace(t, moves=moves)
+            threads.append(t)
+        return dataclasses.replace(self, threads=tuple(threads))
+
+    def is_bounded(self) -> bool:
+        """Does every program end by itself?"""
+        return all(
+            not (isinstance(t, PcpuLoop) and t.schedules is None)
+            and not (isinstance(t, Toolstack) and t.ops is None and t.moves is None)
+            for t in self.threads
+        )
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON value (plain dicts, lists, strings and numbers)."""
+        return {
+            "version": SCENARIO_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "cpus": self.cpus,
+            "topology": self.topology,
+            "boot": self.boot,
+            "pools": [
+                {"name": p.name, "sched": p.sched, "cpus": list(p.cpus)}
+                for p in self.pools
+            ],
+            "free_cpus": list(self.free_cpus),
+            "domains": [
+                {"name": d.name, "vcpus": d.vcpus, "pool": d.pool} for d in self.domains
+            ],
+            "dom0_vcpus": self.dom0_vcpus,
+            "protocol": self.protocol,
+            "setup": [str(op) for op in self.setup],
+            "threads": [_program_to_dict(t) for t in self.threads],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Scenario:
+        """Read and validate a scenario from its JSON value.
+
+        Raises:
+            ConfigError: one line naming the bad field.
+        """
+        r = _Reader(data, "scenario")
+        version = r.integer("version")
+        if version != SCENARIO_VERSION:
+            raise ConfigError(
+                f"version: {version} is not supported (this build reads "
+                f"{SCENARIO_VERSION})"
+            )
+        sc = cls(
+            name=r.text("name"),
+            description=r.text("description", ""),
+            cpus=r.integer("cpus", 4),
+            topology=r.opt_text("topology"),
+            boot=r.text("boot", "credit"),
+            pools=tuple(_pool_from(p) for p in r.objects("pools")),
+            free_cpus=r.ints("free_cpus", ()),
+            domains=tuple(_domain_from(d) for d in r.objects("domains")),
+            dom0_vcpus=r.integer("dom0_vcpus", 1),
+            protocol=r.text("protocol", "fixed"),
+            setup=tuple(XlOp.parse(s) for s in r.words("setup")),
+            threads=tuple(_program_from(t) for t in r.objects("threads")),
+        )
+        r.done()
+        sc.validate()
+        return sc
+
+    @classmethod
+    def from_json(cls, text: str) -> Scenario:
+        """Parse and validate JSON text (see :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"not JSON: {e}") from None
+        return cls.from_dict(data)
+
+
+def _program_to_dict(t: Program) -> dict[str, Any]:
+    if isinstance(t, PcpuLoop):
+        return {
+            "kind": "pcpu-loop",
+            "cpu": t.cpu,
+            "schedules": t.schedules,
+            "traffic": t.traffic,
+        }
+    if isinstance(t, PcpuOps):
+        return {"kind": "pcpu-ops", "cpu": t.cpu, "ops": [str(op) for op in t.ops]}
+    return {
+        "kind": "toolstack",
+        "name": t.name,
+        "ops": None if t.ops is None else [str(op) for op in t.ops],
+        "moves": t.moves,
+        "domain_moves": t.domain_moves,
+        "interval": t.interval,
+        "attempts": t.attempts,
+    }
+
+
+_KINDS = ("pcpu-loop", "pcpu-ops", "toolstack")
+
+
+def _pool_from(r: _Reader) -> PoolSpec:
+    p = PoolSpec(r.text("name"), r.text("sched"), r.ints("cpus", ()))
+    r.done()
+    return p
+
+
+def _domain_from(r: _Reader) -> DomainSpec:
+    d = DomainSpec(r.text("name"), r.integer("vcpus", 1), r.opt_text("pool"))
+    r.done()
+    return d
+
+
+def _program_from(r: _Reader) -> Program:
+    kind = r.text("kind")
+    t: Program
+    if kind == "pcpu-loop":
+        t = PcpuLoop(
+            r.integer("cpu"), r.opt_integer("schedules"), r.number("traffic", 0.1)
+        )
+    elif kind == "pcpu-ops":
+        t = PcpuOps(r.integer("cpu"), tuple(CpuOp.parse(s) for s in r.words("ops")))
+    elif kind == "toolstack":
+        ops = r.opt_words("ops")
+        t = Toolstack(
+            name=r.text("name"),
+            ops=None if ops is None else tuple(XlOp.parse(s) for s in ops),
+            moves=r.opt_integer("moves"),
+            domain_moves=r.number("domain_moves", 0.1),
+            interval=r.number("interval", 0.005),
+            attempts=r.integer("attempts", 50),
+        )
+    else:
+        raise ConfigError(f"{r.path}.kind: {kind!r}; choose one of {', '.join(_KINDS)}")
+    r.done()
+    return t
+
+
+_MISSING: Any = object()
+
+
+class _Reader:
+    """Typed reads of one JSON object; every error names the field's path."""
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected an object, got {_kind(data)}")
+        self.data: dict[str, Any] = data
+        self.path = path
+        self._seen: set[str] = set()
+
+    def _get(self, key: str, default: Any) -> Any:
+        self._seen.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise ConfigError(f"{self.path}.{key}: missing")
+        return default
+
+    def _bad(self, key: str, want: str, value: object) -> ConfigError:
+        return ConfigError(f"{self.path}.{key}: expected {want}, got {_kind(value)}")
+
+    def text(self, key: str, default: Any = _MISSING) -> str:
+        v = self._get(key, default)
+        if not isinstance(v, str):
+            raise self._bad(key, "a string", v)
+        return v
+
+    def opt_text(self, key: str) -> str | None:
+        v = self._get(key, None)
+        return None if v is None else self.text(key)
+
+    def integer(self, key: str, default: Any = _MISSING) -> int:
+        v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self._bad(key, "an integer", v)
+        return v
+
+    def opt_integer(self, key: str) -> int | None:
+        v = self._get(key, None)
+        return None if v is None else self.integer(key)
+
+    def number(self, key: str, default: Any = _MISSING) -> float:
+        v = self._get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self._bad(key, "a number", v)
+        return float(v)
+
+    def _list(self, key: str, default: Any) -> list[Any]:
+        v = self._get(key, default)
+        if not isinstance(v, (list, tuple)):
+            raise self._bad(key, "a list", v)
+        return list(v)
+
+    def ints(self, key: str, default: Any = _MISSING) -> tuple[int, ...]:
+        items = self._list(key, default)
+        for i, v in enumerate(items):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise self._bad(f"{key}[{i}]", "an integer", v)
+        return tuple(items)
+
+    def words(self, key: str) -> list[str]:
+        items = self._list(key, [])
+        for i, v in enumerate(items):
+            if not isinstance(v, str) or not v.split():
+                raise self._bad(f"{key}[{i}]", "an operation string", v)
+        return items
+
+    def opt_words(self, key: str) -> list[str] | None:
+        v = self._get(key, None)
+        return None if v is None else self.words(key)
+
+    def objects(self, key: str) -> list[_Reader]:
+        return [
+            _Reader(v, f"{self.path}.{key}[{i}]")
+            for i, v in enumerate(self._list(key, []))
+        ]
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self._seen)
+        if unknown:
+            raise ConfigError(f"{self.path}.{unknown[0]}: unknown field")
+
+
+def _kind(v: object) -> str:
+    if v is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+    }.get(type(v), "a list" if isinstance(v, list) else "an object")
+
+
+def _probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={value}: must be a probability in [0, 1]")
+
+
+# -- the one host builder -------------------------------------------------------------------
+def build_host(
+    scenario: Scenario, *, lock_timeout: float = 10.0, trace_all: bool = True
+) -> Host:
+    """The host of ``scenario``, set up and ready for its threads.
+
+    The setup runs on one thread, bound to a toolstack context named ``setup``, with
+    the fixed protocol: the legacy protocol's sequential bugs (RTDS<->Credit2 show
+    theirs without any concurrency) belong to the setup, not to what the scenario
+    runs. Violations seen during setup are dropped for the same reason; then the
+    protocol becomes the scenario's.
+
+    ``trace_all`` is :class:`~xensched.host.Host`'s: the stress harness turns it off.
+
+    Raises:
+        ConfigError: the scenario is invalid, or Xen refused a setup step (naming it).
+    """
+    sc = scenario
+    sc.validate()
+    h = Host(
+        sc.cpus,
+        sched=sc.boot,
+        protocol=SETUP_PROTOCOL,
+        topology=sc.topology,
+        dom0_vcpus=sc.dom0_vcpus,
+        lock_timeout=lock_timeout,
+        trace_all=trace_all,
+    )
+    step = "boot"
+    try:
+        with bind(h.toolstack_context(SETUP_CONTEXT)):
+            leaving = sorted({c for p in sc.pools for c in p.cpus} | set(sc.free_cpus))
+            for cpu in leaving:
+                step = f"cpupool-cpu-remove {POOL0} {cpu}"
+                h.cpupool_cpu_remove(POOL0, cpu)
+            for p in sc.pools:
+                step = f"cpupool-create {p.name} {p.sched}"
+                h.cpupool_create(p.name, p.sched)
+                for cpu in p.cpus:
+                    step = f"cpupool-cpu-add {p.name} {cpu}"
+                    h.cpupool_cpu_add(p.name, cpu)
+            with_cpus = [c.name for c in h.cpupool_list if c.cpu_valid.peek()]
+            unplaced = 0
+            for d in sc.domains:
+                pool = d.pool
+                if pool is None:
+                    pool = with_cpus[unplaced % len(with_cpus)]
+                    unplaced += 1
+                step = f"create {d.name} {pool} {d.vcpus}"
+                h.create_domain(d.name, pool, vcpus=d.vcpus)
+            for op in sc.setup:
+                step = str(op)
+                apply_xl(h, op)
+    except XenError as e:
+        raise ConfigError(f"setting up the host: {step!r}: {e}") from e
+    h.bus.clear_violations()
+    _switch_protocol(h, sc.protocol)
+    return h
+
+
+def apply_xl(h: Host, op: XlOp) -> None:
+    """Run one :class:`XlOp` on ``h`` from the calling thread.
+
+    Raises:
+        XenError: Xen refused it.
+        ConfigError: the operation itself is malformed.
+    """
+    why = op.problem()
+    if why:
+        raise ConfigError(f"{str(op)!r}: {why}")
+    a = op.args
+    v = op.verb
+    if v == "cpupool-create":
+        h.cpupool_create(a[0], a[1])
+    elif v == "cpupool-destroy":
+        h.cpupool_destroy(a[0])
+    elif v == "cpupool-cpu-add":
+        h.cpupool_cpu_add(a[0], int(a[1]))
+    elif v == "cpupool-cpu-remove":
+        h.cpupool_cpu_remove(a[0], int(a[1]))
+    elif v == "cpupool-migrate":
+        h.cpupool_migrate(a[0], a[1])
+    elif v == "create":
+        h.create_domain(a[0], a[1], vcpus=int(a[2]))
+    elif v == "destroy":
+        h.destroy_domain(a[0])
+    elif v == "vcpu-migrate":
+        h.migrate(h.vcpu(a[0]), int(a[1]) if len(a) > 1 else None)
+    elif v == "vcpu-sleep":
+        h.sleep(h.vcpu(a[0]))
+    else:
+        assert v == "vcpu-wake"
+        h.wake(h.vcpu(a[0]))
+
+
+# -- built-in scenarios ------------------------------------------------------------------------
+#: pCPU moved by ``patch-move`` and its runqueue peer, as in ``xensched reproduce``.
+PATCH_MOVING_CPU: Final = 3
+PATCH_PEER_CPU: Final = 2
+#: Reschedules of the moving pCPU's observer while the move runs.
+PATCH_OBSERVER_IDLE: Final = 8
+#: Tries of the move when Xen says EAGAIN (a vCPU still being moved off the pCPU).
+PATCH_MOVE_ATTEMPTS: Final = 3
+
+
+def patch_move(
+    boot: str = "credit",
+    pool: str = "credit2",
+    direction: str = "add",
+    protocol: str = "legacy",
+) -> Scenario:
+    """The move of Xen commit 94734ab7c3's message, observed (``xensched reproduce``).
+
+    A 4-pCPU host, Pool-0 = pCPUs 0-1, pool ``p`` (scheduler ``pool``) = pCPU 2, and
+    pCPU 3 free (``add``) or also in ``p`` (``remove``, with d1v1 moved there); d1 has
+    two vCPUs in ``p``, d1v1 asleep. The toolstack ``xl-mover`` moves pCPU 3 into ``p``
+    or out of it while pCPU 3 runs ``schedule()`` twice then idles, rescheduling when
+    asked, and its runqueue peer pCPU 2 wakes d1v1, schedules and puts it back to
+    sleep.
+
+    Raises:
+        ConfigError: an unknown scheduler or direction.
+    """
+    if direction not in ("add", "remove"):
+        raise ConfigError(f"direction {direction!r}: choose add or remove")
+    x, peer = PATCH_MOVING_CPU, PATCH_PEER_CPU
+    setup: tuple[XlOp, ...] = ()
+    if direction == "remove":
+        setup = (
+            XlOp("cpupool-cpu-add", ("p", str(x))),
+            XlOp("vcpu-migrate", ("d1v1", str(x))),
+        )
+    setup += (XlOp("vcpu-sleep", ("d1v1",)),)
+    verb = "cpupool-cpu-add" if direction == "add" else "cpupool-cpu-remove"
+    sc = Scenario(
+        name="patch-move",
+        description=(
+            f"pCPU {x} {'into' if direction == 'add' else 'out of'} a {pool} pool "
+            f"(boot {boot}) while pCPUs {x} and {peer} schedule: the race of Xen "
+            "commit 94734ab7c3"
+        ),
+        cpus=4,
+        boot=boot,
+        pools=(PoolSpec("p", pool, (peer,)),),
+        free_cpus=(x,),
+        domains=(DomainSpec("d1", 2, "p"),),
+        dom0_vcpus=1,
+        protocol=protocol,
+        setup=setup,
+        threads=(
+            Toolstack(
+                "xl-mover",
+                ops=(XlOp(verb, ("p", str(x))),),
+                interval=0.0,
+                attempts=PATCH_MOVE_ATTEMPTS,
+            ),
+            PcpuOps(
+                x,
+                (
+                    CpuOp("schedule"),
+                    CpuOp("schedule"),
+                    CpuOp("idle", (str(PATCH_OBSERVER_IDLE),)),
+                ),
+            ),
+            PcpuOps(
+                peer,
+                (
+                    CpuOp("wake", ("d1v1",)),
+                    CpuOp("schedule"),
+                    CpuOp("sleep", ("d1v1",)),
+                ),
+            ),
+        ),
+    )
+    sc.validate()
+    return sc
+
+
+def default_pools(cpus: int, boot: str) -> tuple[PoolSpec, ...]:
+    """The stress workload's default: one pool ``p1`` with the upper half of the pCPUs.
+
+    Its scheduler is the boot scheduler's counterpart that makes a switch
+    interesting: Credit2 when booting Credit, Credit otherwise.
+    """
+    sched = "credit2" if boot == "credit" else "credit"
+    return (PoolSpec("p1", sched, tuple(range(cpus // 2, cpus))),)
+
+
+def stress_default(
+    cpus: int = 4,
+    *,
+    topology: str | None = None,
+    boot: str = "credit",
+    pools: Sequence[PoolSpec] = (),
+    protocol: str = "fixed",
+    domains: int = 2,
+    vcpus: int = 2,
+    traffic: float = 0.1,
+    controllers: int = 1,
+    domain_moves: float = 0.1,
+    switch_interval: float = 0.005,
+    name: str = "stress-default",
+) -> Scenario:
+    """The stress workload: every pCPU hammers ``schedule()``, xl threads move pools.
+
+    One :class:`PcpuLoop` per pCPU (unbounded, ``traffic``), ``controllers`` random
+    :class:`Toolstack` threads ``xl0``..., ``domains`` guests ``d1``... of ``vcpus``
+    vCPUs placed round-robin; ``pools`` or :func:`default_pools`.
+    """
+    sc = Scenario(
+        name=name,
+        description=(
+            "every pCPU runs schedule() in a loop with vCPU traffic while xl threads "
+            "move pCPUs and domains between pools (the xensched stress workload)"
+        ),
+        cpus=cpus,
+        topology=topology,
+        boot=boot,
+        pools=tuple(pools) or default_pools(cpus, boot),
+        domains=tuple(DomainSpec(f"d{i + 1}", vcpus) for i in range(domains)),
+        dom0_vcpus=1,
+        protocol=protocol,
+        threads=(
+            *(PcpuLoop(n, None, traffic) for n in range(cpus)),
+            *(
+                Toolstack(
+                    f"xl{i}",
+                    None,
+                    None,
+                    domain_moves=domain_moves,
+                    interval=switch_interval,
+                )
+                for i in range(controllers)
+            ),
+        ),
+    )
+    return sc
+
+
+def round_trip(
+    boot: str = "credit", pool: str = "credit2", protocol: str = "legacy"
+) -> Scenario:
+    """pCPU 1 into a pool of scheduler ``pool`` and back, while it schedules twice."""
+    return Scenario(
+        name="round-trip",
+        description=(
+            f"a toolstack moves pCPU 1 from Pool-0 into a {pool} pool and back while "
+            "pCPU 1 runs schedule() twice"
+        ),
+        cpus=2,
+        boot=boot,
+        pools=(PoolSpec("p", pool),),
+        dom0_vcpus=1,
+        protocol=protocol,
+        threads=(
+            Toolstack(
+                "xl",
+                ops=(
+                    XlOp("cpupool-cpu-remove", (POOL0, "1")),
+                    XlOp("cpupool-cpu-add", ("p", "1")),
+                    XlOp("cpupool-cpu-remove", ("p", "1")),
+                    XlOp("cpupool-cpu-add", (POOL0, "1")),
+                ),
+                interval=0.0,
+            ),
+            PcpuOps(1, (CpuOp("schedule"), CpuOp("schedule"))),
+        ),
+    )
+
+
+#: Named scenarios: a value, or a factory whose parameters all have defaults.
+BUILTIN: Final[dict[str, Callable[..., Scenario]]] = {
+    "patch-move": patch_move,
+    "round-trip": round_trip,
+    "stress-default": stress_default,
+}
+
+
+def builtin(name: str, **params: Any) -> Scenario:
+    """The built-in scenario ``name``, with its factory's ``params``.
+
+    Raises:
+        ConfigError: no such scenario, or a parameter it does not take.
+    """
+    try:
+        factory = BUILTIN[name]
+    except KeyError:
+        raise ConfigError(
+            f"no built-in scenario {name!r}; choose one of {', '.join(BUILTIN)}"
+        ) from None
+    takes = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ConfigError(
+            f"scenario {name!r} has no parameter {unknown[0]!r} (it takes "
+            f"{', '.join(takes) or 'none'})"
+        )
+    sc = factory(**params)
+    sc.validate()
+    return sc
+
+
+def load_scenario(ref: str) -> Scenario:
+    """A scenario by built-in name, JSON file path, or inline JSON (``{...}``).
+
+    Raises:
+        ConfigError: one line: no such name or file, or a bad scenario.
+    """
+    text = ref.strip()
+    if text.startswith("{"):
+        return Scenario.from_json(text)
+    if ref in BUILTIN:
+        return builtin(ref)
+    try:
+        with open(ref, encoding="utf-8") as f:
+            content = f.read()
+    except OSError as e:
+        raise ConfigError(
+            f"scenario {ref!r}: not a built-in ({', '.join(BUILTIN)}) and not a "
+            f"readable file ({e.strerror})"
+        ) from None
+    try:
+        return Scenario.from_json(content)
+    except ConfigError as e:
+        raise ConfigError(f"{ref}: {e}") from None
