@@ -259,9 +259,12 @@ class Bus:
         strict: bool = False,
         trace_all: bool = True,
     ) -> None:
-        self.trace_all = trace_all
-        self.driver: Driver | None = None
-        self.memory: MemoryModel | None = None
+        # Read on the hot path, so plain attributes; set through the properties,
+        # which keep `_unobserved_loads` true exactly when nothing would see a load.
+        self._trace_all = trace_all
+        self._driver: Driver | None = None
+        self._memory: MemoryModel | None = None
+        self._unobserved_loads = False
         self.lock_timeout = lock_timeout
         self.strict = strict
         self._instruments: list[Instrument] = []
@@ -273,6 +276,49 @@ class Bus:
         self._oids = 0
         self.locks: list[SpinLock] = []
         self.contexts: list[ExecContext] = []
+        self._retune()
+
+    # -- what observes the points --------------------------------------------------
+
+    @property
+    def driver(self) -> Driver | None:
+        """The active driver (``None``: threads run as the OS schedules them)."""
+        return self._driver
+
+    @driver.setter
+    def driver(self, driver: Driver | None) -> None:
+        self._driver = driver
+        self._retune()
+
+    @property
+    def memory(self) -> MemoryModel | None:
+        """The memory model (``None``: sequential consistency)."""
+        return self._memory
+
+    @memory.setter
+    def memory(self, memory: MemoryModel | None) -> None:
+        self._memory = memory
+        self._retune()
+
+    @property
+    def trace_all(self) -> bool:
+        return self._trace_all
+
+    @trace_all.setter
+    def trace_all(self, on: bool) -> None:
+        self._trace_all = on
+        self._retune()
+
+    def _retune(self) -> None:
+        """A load nobody observes (no driver, no memory model, no instrument that
+        takes points, and a trace that leaves loads out) is a plain read: its point
+        would do nothing, so a cell skips it. The stress harness's hot path."""
+        self._unobserved_loads = (
+            self._driver is None
+            and self._memory is None
+            and not self._point_instruments
+            and not self._trace_all
+        )
 
     # -- registration -------------------------------------------------------------
 
@@ -290,6 +336,7 @@ class Bus:
         self._point_instruments = [
             i for i in insts if type(i).on_point is not Instrument.on_point
         ]
+        self._retune()
 
     def _new_oid(self) -> int:
         """The next object identity on this bus (see :class:`Shared`)."""
@@ -342,7 +389,7 @@ class Bus:
         # where walking ``f_back`` creates one for every plumbing frame on the way.
         # ``depth`` counts from our caller's frame, hence one less here.
         kind = access[0]
-        if self.trace_all or kind is _LOCKK or kind is _TRYK:
+        if self._trace_all or kind is _LOCKK or kind is _TRYK:
             getframe = _getframe
             d = depth - 1
             try:
@@ -356,7 +403,7 @@ class Bus:
             ctx.events.append((_now(), access, fn))
         elif kind is not _LOADK:
             ctx.events.append((_now(), access, ""))
-        drv = self.driver
+        drv = self._driver
         if drv is not None:
             drv.point(ctx, access)
         insts = self._point_instruments

@@ -77,14 +77,16 @@ class Cell(Shared, Generic[T]):
     # interaction points.
     def load(self) -> T:
         bus = self._bus
+        if bus._unobserved_loads:  # nothing would see the point: a plain read
+            return self.value
         bus._point(self._rd, 3)
-        mem = bus.memory
+        mem = bus._memory
         return self.value if mem is None else mem.load(_ctx(), self)
 
     def store(self, value: T) -> None:
         bus = self._bus
         bus._point(Access(_STORE, self, value), 3)
-        mem = bus.memory
+        mem = bus._memory
         if mem is None:
             self.value = value
         else:
@@ -95,7 +97,7 @@ class Cell(Shared, Generic[T]):
         new value. (``_depth``: plumbing frames above the model caller, plus 2.)"""
         bus = self._bus
         bus._point(self._rmw, _depth)
-        mem = bus.memory
+        mem = bus._memory
         if mem is None:
             new = self.value = fn(self.value)
             return new
@@ -109,7 +111,7 @@ class Cell(Shared, Generic[T]):
         stores ``fn(old)``; returns ``old``."""
         bus = self._bus
         bus._point(self._rmw, _depth)
-        mem = bus.memory
+        mem = bus._memory
         with _ATOMIC[self.oid % _STRIPES]:
             if mem is None:
                 old = self.value
@@ -141,8 +143,10 @@ class CpuMask(Cell[frozenset[int]]):
         """``cpumask_test_cpu()``."""
         # Cell.load(), inlined: the point must name test()'s caller in one step.
         bus = self._bus
+        if bus._unobserved_loads:
+            return cpu in self.value
         bus._point(self._rd, 3)
-        mem = bus.memory
+        mem = bus._memory
         return cpu in (self.value if mem is None else mem.load(_ctx(), self))
 
     def set(self, cpu: int) -> None:
@@ -198,7 +202,7 @@ def _barrier(kind: PointKind) -> None:
     ctx = current()
     bus = ctx.bus
     bus._point(Access(kind, ctx.fence), 4)
-    mem = bus.memory
+    mem = bus._memory
     if mem is not None:
         mem.barrier(ctx, kind)
 

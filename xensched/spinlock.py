@@ -147,7 +147,7 @@ class SpinLock(Shared):
         if contended:
             self.contended += 1
         bus._note(self._acquired)
-        mem = bus.memory
+        mem = bus._memory
         if mem is not None:
             mem.acquire(ctx, self)
 
@@ -165,7 +165,7 @@ class SpinLock(Shared):
         self.owner = ctx.name
         self.acquisitions += 1
         bus._note(self._try_ok)
-        mem = bus.memory
+        mem = bus._memory
         if mem is not None:
             mem.acquire(ctx, self)
         return True
@@ -179,7 +179,7 @@ class SpinLock(Shared):
             )
         bus = self._bus
         bus._point(self._unlock, _depth)
-        mem = bus.memory
+        mem = bus._memory
         if mem is not None:
             mem.release(ctx, self)
         self.owner = None

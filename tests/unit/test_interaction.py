@@ -354,3 +354,41 @@ def test_a_controlled_wait_parks_until_another_cpu_makes_it_true() -> None:
     assert not v.is_running.peek()
     assert (xl.name, "wait") in [(s[0], s[1]) for s in drv.steps]
     assert h.violations == []
+
+
+def unobserved(h: Host) -> bool:
+    return h.bus._unobserved_loads
+
+
+def test_an_unobserved_load_is_a_plain_read_and_any_observer_restores_its_point() -> (
+    None
+):
+    """trace_all=False with no driver, memory model or instrument: nothing would see
+    a load, so it skips its point; each kind of observer brings the points back."""
+    h = Host(2, sched="credit2", dom0_vcpus=0, trace_all=False)
+    cell = h.percpu[1].schedule_data.schedule_lock
+    assert unobserved(h)
+
+    def loads_seen() -> int:
+        rec = Recorder()
+        h.bus.add_instrument(rec)
+        with bind(h.cpu_contexts[0]):
+            cell.load()
+        h.bus.remove_instrument(rec)
+        return sum(a.kind is PointKind.LOAD for _, a in rec.seen)
+
+    assert loads_seen() == 1  # the instrument itself is an observer
+    assert unobserved(h)
+    for observer in ("driver", "memory", "trace_all"):
+        value: Any = {"driver": RoundRobinDriverStub(), "memory": RecordingSC()}.get(
+            observer, True
+        )
+        setattr(h.bus, observer, value)
+        assert not unobserved(h), observer
+        setattr(h.bus, observer, False if observer == "trace_all" else None)
+        assert unobserved(h), observer
+
+
+class RoundRobinDriverStub:
+    def point(self, ctx: ExecContext, access: Access) -> None:
+        """Lets every thread through."""
