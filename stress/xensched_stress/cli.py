@@ -252,6 +252,13 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         help="count every violation instead of stopping at the first",
     )
     run.add_argument(
+        "--trace-all",
+        action="store_true",
+        help="keep every load in the event traces of the report, each named after "
+        "its Xen function (default: loads left out and only lock attempts named; "
+        "this costs throughput)",
+    )
+    run.add_argument(
         "--watchdog",
         type=float,
         default=_DEFAULTS.watchdog,
@@ -299,6 +306,7 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         "seed": seed,
         "delay_injection": args.delay_injection,
         "keep_going": args.keep_going,
+        "trace_all": args.trace_all,
         "watchdog": args.watchdog,
         "max_delay": args.max_delay,
         "gil_switch_interval": args.gil_switch_interval,

@@ -61,6 +61,8 @@ class StressConfig:
     ``sys.setswitchinterval`` is set to for the run; ``max_delay`` bounds one injected
     delay. ``lock_timeout`` bounds every emulated lock wait (``Host(lock_timeout=)``,
     a ``DeadlockError`` when it runs out); by default it is ``watchdog``.
+    ``trace_all`` keeps every load, named after its Xen function, in the traces that
+    reports show (``Host(trace_all=)``), at a cost in throughput.
 
     ``scenario``, when given, is what runs: its host and programs replace the shape
     and workload fields (``cpus`` to ``domain_moves``), which are then not used.
@@ -87,6 +89,7 @@ class StressConfig:
     gil_switch_interval: float = 1e-5
     lock_timeout: float | None = None
     scenario: Scenario | None = None
+    trace_all: bool = False
 
     def validate(self) -> None:
         """Check everything that can be checked before building a host.
@@ -260,6 +263,8 @@ def reproduce_command(cfg: StressConfig) -> str:
             args += [flag, repr(value)]
     if cfg.keep_going:
         args.append("--keep-going")
+    if cfg.trace_all:
+        args.append("--trace-all")
     return shlex.join(args)
 
 

@@ -179,8 +179,11 @@ class _Run(Workload):
     # -- setup -------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
-        # Throughput first: loads stay out of the trace (see xensched.interaction.Bus).
-        h = build_host(self.scenario, lock_timeout=cfg.lock_bound, trace_all=False)
+        # Throughput first unless asked: loads stay out of the trace (see
+        # xensched.interaction.Bus).
+        h = build_host(
+            self.scenario, lock_timeout=cfg.lock_bound, trace_all=cfg.trace_all
+        )
         self.host = h
         self.harness = Harness(h)
         self.pools = tuple((p.name, p.sched, p.cpus) for p in h.list_cpupools())

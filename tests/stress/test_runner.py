@@ -324,3 +324,32 @@ def test_progress_snapshots() -> None:
     assert seen[-1].ops == r.total_ops
     assert seen[-1].per_cpu == r.schedule_counts
     assert all(s.ops_per_s >= 0 for s in seen)
+
+
+@pytest.mark.parametrize("trace_all", [False, True])
+def test_trace_all_decides_what_the_reported_events_hold(trace_all: bool) -> None:
+    """Without --trace-all the events a report shows leave loads out and name only
+    lock attempts; with it, loads are there and every event is named."""
+    cfg = StressConfig(
+        boot="rtds",
+        pools=(PoolSpec("p1", "credit2", (2, 3)),),
+        protocol="legacy",
+        duration=2.0,
+        seed=5,
+        switch_interval=0.001,
+        domain_moves=0.0,
+        trace_all=trace_all,
+    )
+    r = run_stress(cfg)
+    assert r.violations
+    events = [e for v in r.violations for e in v.events]
+    assert events
+    kinds = {e[2] for e in events}
+    assert ("load" in kinds) is trace_all
+    unnamed = [e for e in events if not e[4]]
+    if trace_all:
+        assert unnamed == []
+        assert "--trace-all" in r.reproduce
+    else:
+        assert all(e[2] != "lock" for e in unnamed)
+        assert "--trace-all" not in r.reproduce
