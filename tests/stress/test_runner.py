@@ -319,7 +319,9 @@ def test_sigint_in_the_main_thread_gives_a_partial_report() -> None:
 
 def test_progress_snapshots() -> None:
     seen: list[ProgressSnapshot] = []
-    r = run_stress(StressConfig(duration=0.6, seed=9), progress=seen.append)
+    # Snapshots come every 0.25 s and once at the end; 1.5 s leaves room for a main
+    # thread starved by a loaded machine (0.6 s once gave only the final one).
+    r = run_stress(StressConfig(duration=1.5, seed=9), progress=seen.append)
     assert len(seen) >= 2
     assert seen[-1].ops == r.total_ops
     assert seen[-1].per_cpu == r.schedule_counts
