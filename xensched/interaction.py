@@ -8,10 +8,14 @@ entry. Each is described by an :class:`Access` record (what it does, to which
 :class:`Shared` object, and for a store the value), made *before* the access happens,
 and handed to :meth:`Bus._point`, which
 
-1. appends an event to the calling context's recent events (for reports),
+1. appends an event to the calling context's recent events (for reports; with
+   ``trace_all`` off, loads are left out and only lock attempts are named),
 2. hands the record to the active :class:`Driver` (free-running delay injection, the
    controlled one-thread-at-a-time scheduler, ...), which may hold the thread back,
 3. hands it to the :class:`Instrument` objects that want points.
+
+A load that nothing would observe (no driver, no memory model, no point instrument, a
+trace that leaves loads out) skips the call: the free-running stress harness's hot path.
 
 What happens *after* an access is a *note* (:meth:`Bus._note`), not a point: a lock
 acquired, a trylock's result, a critical section left. Notes go to the events and the
