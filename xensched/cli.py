@@ -12,7 +12,9 @@ this package never imports the stress harness: the dependency goes from
 (``xensched.protocol``); ``xensched protocols`` lists the presets and parts.
 
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
-found (``stress``), 2 usage error, 3 deadlock (``stress``), 130 interrupted.
+found (``stress``), 2 usage error, 3 deadlock (``stress``), 4 a report file could not
+be written at the end (when nothing above applies; ``xensched.outputs``), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -28,13 +30,18 @@ from typing import TYPE_CHECKING
 
 import xensched
 from xensched.errors import XenschedError
+from xensched.outputs import (
+    EXIT_NOT_WRITTEN,
+    OutputPathError,
+    check_output_paths,
+    write_json_report,
+)
 from xensched.protocol import WITHOUT, Part, SwitchProtocol
 from xensched.report import (
     render_reproduce_table,
     render_scenario,
     render_summary,
     render_violation,
-    write_json_atomic,
 )
 from xensched.schedulers import SCHEDULERS
 
@@ -110,6 +117,12 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "the output is the same on every run. Prints a table of the problems "
             "found per move and protocol; exit 0 when the run completed."
         ),
+        epilog=(
+            "exit status: 0 the run completed, 2 usage error (a --json FILE that "
+            "cannot be written is refused before the run), 4 the run completed but "
+            "--json FILE could not be written at the end (the table is printed "
+            "first), 130 interrupted."
+        ),
     )
     names = list(SCHEDULERS)
     p.add_argument(
@@ -171,6 +184,11 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from xensched.reproduce import DIRECTIONS, reproduce, transitions
 
+    try:
+        check_output_paths(("--json", args.json))
+    except OutputPathError as e:
+        print(f"xensched reproduce: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     todo = transitions(
         boots=args.boot or tuple(SCHEDULERS),
         pools=args.pool or tuple(SCHEDULERS),
@@ -199,6 +217,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         flush=True,
     )
     interrupted = False
+
+    def document() -> dict[str, object]:
+        return {
+            "xensched": xensched.__version__,
+            "complete": not interrupted and len(results) == len(todo),
+            "results": [r.to_json() for r in results],
+        }
+
     try:
         reproduce(todo, progress=progress)
     except KeyboardInterrupt:
@@ -206,16 +232,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         if show:
             sys.stderr.write("\n")
         print(f"interrupted after {len(results)} of {len(todo)} moves", file=sys.stderr)
-    finally:
-        if args.json:
-            write_json_atomic(
-                args.json,
-                {
-                    "xensched": xensched.__version__,
-                    "complete": not interrupted and len(results) == len(todo),
-                    "results": [r.to_json() for r in results],
-                },
-            )
+    except BaseException:
+        # A crash still leaves the moves done so far on disk; its traceback follows.
+        if args.json is not None:
+            failed = write_json_report("--json", args.json, document())
+            if failed is not None:
+                print(f"xensched reproduce: error: {failed}", file=sys.stderr)
+        raise
     if results:
         print(render_reproduce_table(results))
         print()
@@ -226,10 +249,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                     print()
                     print(f"[{r.transition.describe()}]")
                     print(render_violation(v))
-    print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s")
-    if args.json:
+    print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s", flush=True)
+    code = EXIT_INTERRUPTED if interrupted else EXIT_OK
+    # The table is out before the file is tried: a full disk must not cost it.
+    if args.json is not None:
+        failed = write_json_report("--json", args.json, document())
+        if failed is not None:
+            print(f"xensched reproduce: error: {failed}", file=sys.stderr)
+            return EXIT_NOT_WRITTEN if code == EXIT_OK else code
         print(f"results written to {args.json}")
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    return code
 
 
 def _protocols_parser(

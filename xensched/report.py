@@ -5,11 +5,10 @@ Nothing here prints: the CLI and the pytest plugin decide where text goes.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from typing import TYPE_CHECKING
 
+# Lives with the output-path checks now; still importable from here.
+from xensched.outputs import write_json_atomic as write_json_atomic
 from xensched.scenario import PcpuLoop, PcpuOps
 from xensched.violation import ViolationKind
 
@@ -92,21 +91,6 @@ def render_violation(v: Violation, events: int = 12) -> str:
         where = f"  in {fn}()" if fn else ""
         lines.append(f"    {ctx:>7}: {kind:<8} {label}{where}")
     return "\n".join(lines)
-
-
-def write_json_atomic(path: str, data: object) -> None:
-    """Write JSON to ``path`` through a temporary file, so a reader never sees half."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".xensched-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def render_scenario(sc: Scenario) -> str:

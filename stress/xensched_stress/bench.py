@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING
 from xensched import SCHEDULERS, Host
 from xensched.cli import ExternalCommand
 from xensched.drivers.free import free_running
-from xensched.report import write_json_atomic
+from xensched.outputs import (
+    EXIT_NOT_WRITTEN,
+    OutputPathError,
+    check_output_paths,
+    write_json_report,
+)
 from xensched.scenario import build_host
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
 from xensched.schedule import schedule
@@ -442,7 +447,10 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "Parts: (a) legacy race found per seed and median time to it, without "
             "and with delay injection; (b) fixed "
             "protocol over the 16 pairings; (c) schedule() throughput against a bare "
-            "acquire/release loop; (d) ops/s and RSS at 2, 8, 32 and 128 pCPUs."
+            "acquire/release loop; (d) ops/s and RSS at 2, 8, 32 and 128 pCPUs. "
+            "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
+            "written is refused before any part runs), 4 done but --json FILE could "
+            "not be written at the end (the figures are printed first)."
         ),
     )
     p.add_argument(
@@ -496,7 +504,8 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> int:
-    """Run the benchmark; prints the figures. Exit 0, or 2 on a usage error."""
+    """Run the benchmark; prints the figures. Exit 0, 2 on a usage error, 4 when
+    ``--json FILE`` could not be written at the end."""
     parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
@@ -510,6 +519,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
     delays = tuple(args.race_delay or RACE_DELAYS)
     if args.cpus < 2 or not all(0 <= p <= 1 for p in delays):
         print(f"{prog}: error: --cpus >= 2 and 0 <= --race-delay <= 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_output_paths(("--json", args.json))
+    except OutputPathError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     seeds = args.seeds if args.seeds is not None else (5 if args.quick else 20)
     total = (
@@ -535,9 +549,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
     if "d" in parts:
         out["scale"] = bench_scale(fig, SCALE_SIZES)
     out["wall_s"] = time.monotonic() - t0
-    print(f"bench done in {out['wall_s']:.1f}s")
-    if args.json:
-        write_json_atomic(args.json, out)
+    print(f"bench done in {out['wall_s']:.1f}s", flush=True)
+    if args.json is not None:
+        failed = write_json_report("--json", args.json, out)
+        if failed is not None:
+            print(f"{prog}: error: {failed}", file=sys.stderr)
+            return EXIT_NOT_WRITTEN
     return EXIT_OK
 
 

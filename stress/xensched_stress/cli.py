@@ -1,25 +1,30 @@
 """``xensched stress``: hammer ``schedule()`` on every pCPU while cpupools move.
 
 Prints ``seed=...`` first (flushed), live progress on stderr when it is a terminal,
-then the report. Exit codes: 0 no violation, 1 violations, 2 usage error, 3 deadlock.
-``--json FILE`` is written (atomically) whatever the outcome, Ctrl-C and deadlock
-included.
+then the report. Exit codes: 0 no violation, 1 violations, 2 usage error, 3 deadlock,
+4 no violation but ``--json FILE`` could not be written at the end. ``--json FILE`` is
+checked before the run and written (atomically, after the text report) whatever the
+outcome, Ctrl-C and deadlock included.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.cli import ExternalCommand
-from xensched.report import write_json_atomic
+from xensched.outputs import (
+    EXIT_NOT_WRITTEN,
+    OutputPathError,
+    check_output_paths,
+    write_json_report,
+)
 from xensched.seeds import resolve_base_seed
 
 from .config import PoolSpec, StressConfig, scenario_from_options
-from .report import EXIT_USAGE
+from .report import EXIT_OK, EXIT_USAGE
 from .runner import run_stress
 
 if TYPE_CHECKING:
@@ -47,7 +52,10 @@ _SHAPE_OPTIONS = (
 )
 
 _EPILOG = """\
-exit codes: 0 no violation, 1 violations found, 2 usage error, 3 deadlock.
+exit codes: 0 no violation, 1 violations found, 2 usage error (a --json FILE that
+cannot be written is refused before the run), 3 deadlock, 4 no violation but --json
+FILE could not be written at the end (the text report is printed first; with
+violations or a deadlock the exit code stays 1 or 3).
 
 The seed fixes every choice each thread makes (which vCPU, which pool, which delay);
 the OS still interleaves the threads, so a rerun with the same seed is a new sample of
@@ -371,7 +379,7 @@ def main(
     prog: str = "xensched stress",
     stop: threading.Event | None = None,
 ) -> int:
-    """Run ``xensched stress``; returns the exit code (0, 1, 2 or 3)."""
+    """Run ``xensched stress``; returns the exit code (0, 1, 2, 3 or 4)."""
     parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
@@ -388,11 +396,11 @@ def main(
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.json is not None:
-        directory = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(directory):
-            print(f"{prog}: error: --json: no directory {directory!r}", file=sys.stderr)
-            return EXIT_USAGE
+    try:
+        check_output_paths(("--json", args.json))
+    except OutputPathError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"seed={seed}", flush=True)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = _Progress(sys.stderr, in_place=sys.stderr.isatty()) if show else None
@@ -405,10 +413,14 @@ def main(
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.json is not None:
-        write_json_atomic(args.json, report.to_json())
     print(report.render(), flush=True)
+    # The text report is out before the file is tried: a full disk must not cost it.
     if args.json is not None:
+        failed = write_json_report("--json", args.json, report.to_json())
+        if failed is not None:
+            print(f"{prog}: error: {failed}", file=sys.stderr)
+            code = report.exit_code
+            return EXIT_NOT_WRITTEN if code == EXIT_OK else code
         print(f"report written to {args.json}", flush=True)
     return report.exit_code
 

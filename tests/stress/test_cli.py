@@ -55,7 +55,7 @@ def test_run_prints_the_seed_first_and_writes_json(
     assert data["violations"] == []
     assert data["exit_code"] == 0
     assert data["interrupted"] is False
-    assert not list(tmp_path.glob(".xensched-*"))  # the temp file was renamed
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left
 
 
 def test_without_seed_a_fresh_one_is_printed(
@@ -106,7 +106,7 @@ def test_bad_xensched_seed_env_is_a_usage_error(
         (["--cpus", "1"], "cpus=1"),
         (["--pool", "p1:credit2:9"], "cpu9 does not exist"),
         (["--duration", "-1"], "duration=-1.0"),
-        (["--json", "/nonexistent/dir/r.json"], "no directory"),
+        (["--json", "/nonexistent/dir/r.json"], "directory /nonexistent/dir does not"),
         (["--scenario", "nope"], "scenario 'nope': not a built-in"),
         (["--scenario", '{"version": 1}'], "scenario.name: missing"),
         (["--scenario", "patch-move", "--cpus", "2"], "pools[0].cpus: cpu2"),
