@@ -282,6 +282,22 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         "deadlock)",
     )
     out.add_argument(
+        "--max-violations",
+        type=int,
+        default=_DEFAULTS.max_violations,
+        metavar="N",
+        help="keep the first N violations in full, and the first of each kind; count "
+        "the rest by kind only, so that a --keep-going run of any length has a "
+        "report (and memory) of bounded size (default: %(default)s)",
+    )
+    out.add_argument(
+        "--max-events",
+        type=int,
+        default=_DEFAULTS.max_events,
+        metavar="N",
+        help="events that led to it kept with each violation (default: %(default)s)",
+    )
+    out.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -311,6 +327,8 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         "max_delay": args.max_delay,
         "gil_switch_interval": args.gil_switch_interval,
         "lock_timeout": args.lock_timeout,
+        "max_violations": args.max_violations,
+        "max_events": args.max_events,
     }
     given = {
         name: getattr(args, name)

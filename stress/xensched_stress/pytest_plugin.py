@@ -215,7 +215,7 @@ def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
         if report is None:
             details.append(f"{head}: did not finish")
             continue
-        found = len(report.violations)
+        found = report.violations_total
         details.append(
             f"{head}: exit code {report.exit_code}, {found} violation"
             f"{'' if found == 1 else 's'}"
@@ -223,11 +223,12 @@ def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
         if report.deadlock is not None:
             first = report.deadlock.strip().splitlines() or [""]
             details.append(f"  deadlock: {first[0]}")
-        for v in report.violations[:_SECTION_VIOLATIONS]:
+        shown = report.violations[:_SECTION_VIOLATIONS]
+        for v in shown:
             first = v.describe().strip().splitlines() or [""]
             details.append(f"  {first[0]}")
-        if found > _SECTION_VIOLATIONS:
-            details.append(f"  ... and {found - _SECTION_VIOLATIONS} more")
+        if found > len(shown):
+            details.append(f"  ... and {found - len(shown)} more")
     return SectionExtra(
         options=_scale_options(scale),
         commands=tuple(reproduce_command(run.config) for run in runs),
