@@ -13,6 +13,8 @@ this package never imports the stress harness: the dependency goes from
 
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
 found (``stress``), 2 usage error, 3 deadlock (``stress``), 130 interrupted.
+``reproduce`` takes SIGTERM and SIGHUP as it takes Ctrl-C (partial table and JSON)
+and exits 128 + the signal's number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from xensched.report import (
     write_json_atomic,
 )
 from xensched.schedulers import SCHEDULERS
+from xensched.signals import RaiseInterrupt, signal_name, stop_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -108,7 +111,9 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "while observer pCPUs run schedule() and wake-ups at every interaction "
             "point of the move. The runs are serialised by the controlled driver, so "
             "the output is the same on every run. Prints a table of the problems "
-            "found per move and protocol; exit 0 when the run completed."
+            "found per move and protocol; exit 0 when the run completed. Ctrl-C, "
+            "SIGTERM or SIGHUP stop it with the moves done so far printed and "
+            "written; the exit status is then 128 + the signal (130, 143, 129)."
         ),
     )
     names = list(SCHEDULERS)
@@ -169,6 +174,14 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    # Installed until the table and the JSON are out, so that a signal cannot cut
+    # them short; only the moves are interrupted.
+    stop = RaiseInterrupt()
+    with stop_signals(stop):
+        return _reproduce(args, stop)
+
+
+def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     from xensched.reproduce import DIRECTIONS, reproduce, transitions
 
     todo = transitions(
@@ -200,12 +213,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     )
     interrupted = False
     try:
-        reproduce(todo, progress=progress)
+        with stop.armed():
+            reproduce(todo, progress=progress)
     except KeyboardInterrupt:
         interrupted = True
         if show:
             sys.stderr.write("\n")
-        print(f"interrupted after {len(results)} of {len(todo)} moves", file=sys.stderr)
+        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
+        print(
+            f"{by}interrupted after {len(results)} of {len(todo)} moves",
+            file=sys.stderr,
+        )
     finally:
         if args.json:
             write_json_atomic(
@@ -229,7 +247,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s")
     if args.json:
         print(f"results written to {args.json}")
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    if not interrupted:
+        return EXIT_OK
+    # The shell's convention, 128 + the signal: 130 for Ctrl-C (SIGINT).
+    return EXIT_INTERRUPTED if stop.signum is None else 128 + stop.signum
 
 
 def _protocols_parser(

@@ -3,7 +3,9 @@
 Prints ``seed=...`` first (flushed), live progress on stderr when it is a terminal,
 then the report. Exit codes: 0 no violation, 1 violations, 2 usage error, 3 deadlock.
 ``--json FILE`` is written (atomically) whatever the outcome, Ctrl-C and deadlock
-included.
+included. SIGTERM and SIGHUP stop the run as Ctrl-C does: the partial report is printed
+and written, and the exit code is that of what was found (not 128+signal: a CI job
+that timed out has already failed, and the code still tells a violation from none).
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.cli import ExternalCommand
 from xensched.report import write_json_atomic
 from xensched.seeds import resolve_base_seed
+from xensched.signals import signal_name, stop_signals
 
 from .config import PoolSpec, StressConfig, scenario_from_options
 from .report import EXIT_USAGE
 from .runner import run_stress
 
 if TYPE_CHECKING:
-    import threading
     from collections.abc import Sequence
     from typing import TextIO
 
@@ -48,6 +51,8 @@ _SHAPE_OPTIONS = (
 
 _EPILOG = """\
 exit codes: 0 no violation, 1 violations found, 2 usage error, 3 deadlock.
+Ctrl-C, SIGTERM and SIGHUP stop the run: the partial report is printed and written
+(--json), and the exit code is that of what was found.
 
 The seed fixes every choice each thread makes (which vCPU, which pool, which delay);
 the OS still interleaves the threads, so a rerun with the same seed is a new sample of
@@ -278,8 +283,8 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     out.add_argument(
         "--json",
         metavar="FILE",
-        help="also write the report as JSON to FILE (written even on Ctrl-C or "
-        "deadlock)",
+        help="also write the report as JSON to FILE (written even on Ctrl-C, "
+        "SIGTERM, SIGHUP or deadlock)",
     )
     out.add_argument(
         "--max-violations",
@@ -389,7 +394,33 @@ def main(
     prog: str = "xensched stress",
     stop: threading.Event | None = None,
 ) -> int:
-    """Run ``xensched stress``; returns the exit code (0, 1, 2 or 3)."""
+    """Run ``xensched stress``; returns the exit code (0, 1, 2 or 3).
+
+    SIGTERM and SIGHUP set ``stop`` (made when not given) while it runs, from the
+    main thread: the run then ends as on Ctrl-C, its partial report printed and
+    written.
+    """
+    if stop is None:
+        stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        # Only the event: the run ends through its Ctrl-C path, and a second signal
+        # (during teardown, or while the report is written) changes nothing.
+        received.append(signum)
+        stop.set()
+
+    # Until the report is out, so that no signal can cut it short.
+    with stop_signals(on_signal):
+        return _main(argv, prog, stop, received)
+
+
+def _main(
+    argv: Sequence[str] | None,
+    prog: str,
+    stop: threading.Event,
+    received: Sequence[int],
+) -> int:
     parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
@@ -423,6 +454,12 @@ def main(
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if received:
+        print(
+            f"{prog}: {signal_name(received[0])} received: run stopped, partial report",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.json is not None:
         write_json_atomic(args.json, report.to_json())
     print(report.render(), flush=True)
