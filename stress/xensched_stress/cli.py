@@ -405,8 +405,12 @@ def main(
     received: list[int] = []
 
     def on_signal(signum: int) -> None:
-        # Only the event: the run ends through its Ctrl-C path, and a second signal
-        # (during teardown, or while the report is written) changes nothing.
+        # Only the event: the run ends through its Ctrl-C path, and a later signal
+        # (during teardown, or while the report is written) changes nothing. Once
+        # only: set() takes a lock, which a handler nested in it (a second signal
+        # arriving there) would wait for forever.
+        if received:
+            return
         received.append(signum)
         stop.set()
 
