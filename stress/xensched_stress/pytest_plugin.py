@@ -347,7 +347,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "stress(duration=2.0, cpus=4, boot='credit', pool=None, protocol='fixed', "
         "**fields): the StressConfig of this test's xensched_stress runs; any "
         "StressConfig field may be given (topology, pools, domains, vcpus, ops, seed, "
-        "switch_interval, delay_injection, keep_going, watchdog, scenario); "
+        "switch_interval, delay_injection, keep_going, watchdog, scenario, "
+        "max_violations, max_events); "
         "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
         "or a built-in name; duration is scaled by --stress-duration",
     )
