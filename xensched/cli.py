@@ -14,7 +14,8 @@ this package never imports the stress harness: the dependency goes from
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
 found (``stress``), 2 usage error, 3 deadlock (``stress``), 4 a report file could not
 be written at the end (when nothing above applies; ``xensched.outputs``), 130
-interrupted.
+interrupted. ``reproduce`` takes SIGTERM and SIGHUP as it takes Ctrl-C (partial table
+and JSON) and exits 128 + the signal's number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from xensched.report import (
     render_violation,
 )
 from xensched.schedulers import SCHEDULERS
+from xensched.signals import RaiseInterrupt, signal_name, stop_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -115,7 +117,9 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "while observer pCPUs run schedule() and wake-ups at every interaction "
             "point of the move. The runs are serialised by the controlled driver, so "
             "the output is the same on every run. Prints a table of the problems "
-            "found per move and protocol; exit 0 when the run completed."
+            "found per move and protocol; exit 0 when the run completed. Ctrl-C, "
+            "SIGTERM or SIGHUP stop it with the moves done so far printed and "
+            "written; the exit status is then 128 + the signal (130, 143, 129)."
         ),
         epilog=(
             "exit status: 0 the run completed, 2 usage error (a --json FILE that "
@@ -182,6 +186,14 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    # Installed until the table and the JSON are out, so that a signal cannot cut
+    # them short; only the moves are interrupted.
+    stop = RaiseInterrupt()
+    with stop_signals(stop):
+        return _reproduce(args, stop)
+
+
+def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     from xensched.reproduce import DIRECTIONS, reproduce, transitions
 
     try:
@@ -226,12 +238,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         }
 
     try:
-        reproduce(todo, progress=progress)
+        with stop.armed():
+            reproduce(todo, progress=progress)
     except KeyboardInterrupt:
         interrupted = True
         if show:
             sys.stderr.write("\n")
-        print(f"interrupted after {len(results)} of {len(todo)} moves", file=sys.stderr)
+        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
+        print(
+            f"{by}interrupted after {len(results)} of {len(todo)} moves",
+            file=sys.stderr,
+        )
     except BaseException:
         # A crash still leaves the moves done so far on disk; its traceback follows.
         if args.json is not None:
@@ -250,7 +267,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                     print(f"[{r.transition.describe()}]")
                     print(render_violation(v))
     print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s", flush=True)
-    code = EXIT_INTERRUPTED if interrupted else EXIT_OK
+    # Interrupted: the shell's convention, 128 + the signal (130 for Ctrl-C, SIGINT).
+    code = EXIT_OK
+    if interrupted:
+        code = EXIT_INTERRUPTED if stop.signum is None else 128 + stop.signum
     # The table is out before the file is tried: a full disk must not cost it.
     if args.json is not None:
         failed = write_json_report("--json", args.json, document())

@@ -277,6 +277,15 @@ class Bus:
         self.instrument_errors: list[BaseException] = []
         self._meta = threading.Lock()  # guards the lists below, never held long
         self._violations: list[Violation] = []
+        # Bounds for long runs (the stress harness sets them; a plain host keeps
+        # all): the first `max_violations` violations are kept in full (None: no
+        # bound), plus the first of each kind, so that a report always has an
+        # example of every kind; the rest are only counted, by kind. Each keeps the
+        # last `max_events` events. A --keep-going run finds tens of thousands.
+        self.max_violations: int | None = None
+        self.max_events = 24
+        self._kept_kinds: set[ViolationKind] = set()
+        self._dropped: dict[ViolationKind, int] = {}
         self._oids = 0
         self.locks: list[SpinLock] = []
         self.contexts: list[ExecContext] = []
@@ -490,10 +499,19 @@ class Bus:
             where=where,
             message=message,
             context=ctx.name if ctx is not None else "-",
-            events=self.recent_events(),
+            events=self.recent_events(self.max_events) if self.max_events > 0 else (),
         )
         with self._meta:
-            self._violations.append(v)
+            cap = self.max_violations
+            if (
+                cap is None
+                or len(self._violations) < cap
+                or kind not in self._kept_kinds
+            ):
+                self._violations.append(v)
+                self._kept_kinds.add(kind)
+            else:
+                self._dropped[kind] = self._dropped.get(kind, 0) + 1
             insts = self._instruments
         for inst in insts:
             try:
@@ -517,9 +535,18 @@ class Bus:
 
     @property
     def violations(self) -> list[Violation]:
+        """The violations kept in full, oldest first (see ``max_violations``)."""
         with self._meta:
             return list(self._violations)
+
+    @property
+    def dropped_violations(self) -> dict[ViolationKind, int]:
+        """How many violations past ``max_violations`` were counted only, by kind."""
+        with self._meta:
+            return dict(self._dropped)
 
     def clear_violations(self) -> None:
         with self._meta:
             self._violations.clear()
+            self._kept_kinds.clear()
+            self._dropped.clear()

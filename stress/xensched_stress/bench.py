@@ -159,7 +159,7 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
             keep_going=True,
         )
         r = run_stress(cfg)
-        n = len(r.violations)
+        n = r.violations_total
         bad += n
         switches += r.switches
         kinds = ", ".join(f"{k} {c}" for k, c in r.violations_by_kind.items())
@@ -276,7 +276,7 @@ def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, o
                 )
                 loops[name, threads] = max(loops.get((name, threads), 0.0), rate)
         r = run_stress(cfg)
-        violations += len(r.violations)
+        violations += r.violations_total
         full = max(full, r.ops_per_s)
 
     bare1, raw1 = loops["bare", 1], loops["schedule", 1]

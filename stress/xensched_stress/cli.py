@@ -4,13 +4,17 @@ Prints ``seed=...`` first (flushed), live progress on stderr when it is a termin
 then the report. Exit codes: 0 no violation, 1 violations, 2 usage error, 3 deadlock,
 4 no violation but ``--json FILE`` could not be written at the end. ``--json FILE`` is
 checked before the run and written (atomically, after the text report) whatever the
-outcome, Ctrl-C and deadlock included.
+outcome, Ctrl-C and deadlock included. SIGTERM and SIGHUP stop the run as Ctrl-C does:
+the partial report is printed and written, and the exit code is that of what was found
+(not 128+signal: a CI job that timed out has already failed, and the code still tells
+a violation from none).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
@@ -22,13 +26,13 @@ from xensched.outputs import (
     write_json_report,
 )
 from xensched.seeds import resolve_base_seed
+from xensched.signals import signal_name, stop_signals
 
 from .config import PoolSpec, StressConfig, scenario_from_options
 from .report import EXIT_OK, EXIT_USAGE
 from .runner import run_stress
 
 if TYPE_CHECKING:
-    import threading
     from collections.abc import Sequence
     from typing import TextIO
 
@@ -55,7 +59,9 @@ _EPILOG = """\
 exit codes: 0 no violation, 1 violations found, 2 usage error (a --json FILE that
 cannot be written is refused before the run), 3 deadlock, 4 no violation but --json
 FILE could not be written at the end (the text report is printed first; with
-violations or a deadlock the exit code stays 1 or 3).
+violations or a deadlock the exit code stays 1 or 3). Ctrl-C, SIGTERM and SIGHUP stop
+the run: the partial report is printed and written (--json), and the exit code is that
+of what was found.
 
 The seed fixes every choice each thread makes (which vCPU, which pool, which delay);
 the OS still interleaves the threads, so a rerun with the same seed is a new sample of
@@ -286,8 +292,24 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     out.add_argument(
         "--json",
         metavar="FILE",
-        help="also write the report as JSON to FILE (written even on Ctrl-C or "
-        "deadlock)",
+        help="also write the report as JSON to FILE (written even on Ctrl-C, "
+        "SIGTERM, SIGHUP or deadlock)",
+    )
+    out.add_argument(
+        "--max-violations",
+        type=int,
+        default=_DEFAULTS.max_violations,
+        metavar="N",
+        help="keep the first N violations in full, and the first of each kind; count "
+        "the rest by kind only, so that a --keep-going run of any length has a "
+        "report (and memory) of bounded size (default: %(default)s)",
+    )
+    out.add_argument(
+        "--max-events",
+        type=int,
+        default=_DEFAULTS.max_events,
+        metavar="N",
+        help="events that led to it kept with each violation (default: %(default)s)",
     )
     out.add_argument(
         "--progress",
@@ -319,6 +341,8 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         "max_delay": args.max_delay,
         "gil_switch_interval": args.gil_switch_interval,
         "lock_timeout": args.lock_timeout,
+        "max_violations": args.max_violations,
+        "max_events": args.max_events,
     }
     given = {
         name: getattr(args, name)
@@ -379,7 +403,37 @@ def main(
     prog: str = "xensched stress",
     stop: threading.Event | None = None,
 ) -> int:
-    """Run ``xensched stress``; returns the exit code (0, 1, 2, 3 or 4)."""
+    """Run ``xensched stress``; returns the exit code (0, 1, 2, 3 or 4).
+
+    SIGTERM and SIGHUP set ``stop`` (made when not given) while it runs, from the
+    main thread: the run then ends as on Ctrl-C, its partial report printed and
+    written.
+    """
+    if stop is None:
+        stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        # Only the event: the run ends through its Ctrl-C path, and a later signal
+        # (during teardown, or while the report is written) changes nothing. Once
+        # only: set() takes a lock, which a handler nested in it (a second signal
+        # arriving there) would wait for forever.
+        if received:
+            return
+        received.append(signum)
+        stop.set()
+
+    # Until the report is out, so that no signal can cut it short.
+    with stop_signals(on_signal):
+        return _main(argv, prog, stop, received)
+
+
+def _main(
+    argv: Sequence[str] | None,
+    prog: str,
+    stop: threading.Event,
+    received: Sequence[int],
+) -> int:
     parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
@@ -413,6 +467,12 @@ def main(
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if received:
+        print(
+            f"{prog}: {signal_name(received[0])} received: run stopped, partial report",
+            file=sys.stderr,
+            flush=True,
+        )
     print(report.render(), flush=True)
     # The text report is out before the file is tried: a full disk must not cost it.
     if args.json is not None:

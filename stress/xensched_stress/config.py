@@ -63,6 +63,10 @@ class StressConfig:
     a ``DeadlockError`` when it runs out); by default it is ``watchdog``.
     ``trace_all`` keeps every load, named after its Xen function, in the traces that
     reports show (``Host(trace_all=)``), at a cost in throughput.
+    ``max_violations`` bounds the violations kept in full (the first ones, plus the
+    first of each kind); the rest are counted by kind. ``max_events`` bounds the
+    events kept with each. Together they bound the memory and the report of a
+    ``keep_going`` run of any length.
 
     ``scenario``, when given, is what runs: its host and programs replace the shape
     and workload fields (``cpus`` to ``domain_moves``), which are then not used.
@@ -90,6 +94,8 @@ class StressConfig:
     lock_timeout: float | None = None
     scenario: Scenario | None = None
     trace_all: bool = False
+    max_violations: int = 100
+    max_events: int = 24
 
     def validate(self) -> None:
         """Check everything that can be checked before building a host.
@@ -168,6 +174,10 @@ class StressConfig:
         if self.lock_timeout is not None:
             _positive("lock_timeout", self.lock_timeout)
         _probability("delay_injection", self.delay_injection)
+        if self.max_violations < 1:
+            raise ConfigError(f"max_violations={self.max_violations}: must be >= 1")
+        if self.max_events < 0:
+            raise ConfigError(f"max_events={self.max_events}: must be >= 0")
 
     @property
     def lock_bound(self) -> float:
@@ -257,6 +267,8 @@ def reproduce_command(cfg: StressConfig) -> str:
             _DEFAULTS.gil_switch_interval,
         ),
         ("--lock-timeout", cfg.lock_timeout, _DEFAULTS.lock_timeout),
+        ("--max-violations", cfg.max_violations, _DEFAULTS.max_violations),
+        ("--max-events", cfg.max_events, _DEFAULTS.max_events),
     ]
     for flag, value, default in optional:
         if value != default:

@@ -215,7 +215,7 @@ def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
         if report is None:
             details.append(f"{head}: did not finish")
             continue
-        found = len(report.violations)
+        found = report.violations_total
         details.append(
             f"{head}: exit code {report.exit_code}, {found} violation"
             f"{'' if found == 1 else 's'}"
@@ -223,11 +223,12 @@ def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
         if report.deadlock is not None:
             first = report.deadlock.strip().splitlines() or [""]
             details.append(f"  deadlock: {first[0]}")
-        for v in report.violations[:_SECTION_VIOLATIONS]:
+        shown = report.violations[:_SECTION_VIOLATIONS]
+        for v in shown:
             first = v.describe().strip().splitlines() or [""]
             details.append(f"  {first[0]}")
-        if found > _SECTION_VIOLATIONS:
-            details.append(f"  ... and {found - _SECTION_VIOLATIONS} more")
+        if found > len(shown):
+            details.append(f"  ... and {found - len(shown)} more")
     return SectionExtra(
         options=_scale_options(scale),
         commands=tuple(reproduce_command(run.config) for run in runs),
@@ -346,7 +347,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "stress(duration=2.0, cpus=4, boot='credit', pool=None, protocol='fixed', "
         "**fields): the StressConfig of this test's xensched_stress runs; any "
         "StressConfig field may be given (topology, pools, domains, vcpus, ops, seed, "
-        "switch_interval, delay_injection, keep_going, watchdog, scenario); "
+        "switch_interval, delay_injection, keep_going, watchdog, scenario, "
+        "max_violations, max_events); "
         "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
         "or a built-in name; duration is scaled by --stress-duration",
     )

@@ -94,6 +94,8 @@ class StressReport:
     #: the last few interaction points of every context when the first violation
     #: was recorded (what the other threads were in the middle of)
     first_context: tuple[Event, ...] = ()
+    #: violations past ``config.max_violations``, counted by kind but not kept
+    violations_dropped: Mapping[str, int] = field(default_factory=dict)
 
     # -- derived figures ------------------------------------------------------------
     @property
@@ -101,7 +103,7 @@ class StressReport:
         """0 no violation, 1 violations, 3 deadlock."""
         if self.deadlock is not None:
             return EXIT_DEADLOCK
-        if self.violations:
+        if self.violations_total:
             return EXIT_VIOLATIONS
         return EXIT_OK
 
@@ -120,8 +122,16 @@ class StressReport:
         return tuple(c / t if t > 0 else 0.0 for c in self.schedule_counts)
 
     @property
+    def violations_total(self) -> int:
+        """Every violation found: those kept in full and those only counted."""
+        return len(self.violations) + sum(self.violations_dropped.values())
+
+    @property
     def violations_by_kind(self) -> dict[str, int]:
-        return dict(Counter(v.kind.value for v in self.violations))
+        """Every violation found, by kind (kept in full or not)."""
+        counts = Counter(v.kind.value for v in self.violations)
+        counts.update(self.violations_dropped)
+        return dict(counts)
 
     @property
     def reproduce(self) -> str:
@@ -176,6 +186,9 @@ class StressReport:
                 for s in self.lock_stats
             ],
             "violations_by_kind": self.violations_by_kind,
+            "violations_total": self.violations_total,
+            # Past config.max_violations: counted, not kept (bounds the report).
+            "violations_dropped": dict(self.violations_dropped),
             "first_violation_after": self.first_violation_after,
             "violations": [v.to_json() for v in self.violations],
             "first_context": [
@@ -293,10 +306,16 @@ class StressReport:
             return ["violations: none"]
         by_kind = self.violations_by_kind
         out = [
-            f"violations: {len(self.violations)} ("
+            f"violations: {self.violations_total} ("
             + ", ".join(f"{k} {n}" for k, n in by_kind.items())
             + ")"
         ]
+        if self.violations_dropped:
+            out.append(
+                f"  kept in full: {len(self.violations)} (the first "
+                f"{self.config.max_violations} and the first of each kind; "
+                "--max-violations); counted only: " + _counts(self.violations_dropped)
+            )
         firsts: dict[str, Violation] = {}
         for v in self.violations:
             firsts.setdefault(v.kind.value, v)

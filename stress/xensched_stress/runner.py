@@ -184,6 +184,8 @@ class _Run(Workload):
         h = build_host(
             self.scenario, lock_timeout=cfg.lock_bound, trace_all=cfg.trace_all
         )
+        h.bus.max_violations = cfg.max_violations
+        h.bus.max_events = cfg.max_events
         self.host = h
         self.harness = Harness(h)
         self.pools = tuple((p.name, p.sched, p.cpus) for p in h.list_cpupools())
@@ -420,9 +422,15 @@ class _Run(Workload):
             ops_per_s=rate,
             switches=sum(s.switches for s in self.ctl_states),
             domain_moves=sum(s.domain_moves for s in self.ctl_states),
-            violations=len(self.host.violations) if self.host is not None else 0,
+            violations=self._violations_total(),
             per_cpu=counts,
         )
+
+    def _violations_total(self) -> int:
+        h = self.host
+        if h is None:
+            return 0
+        return len(h.violations) + sum(h.bus.dropped_violations.values())
 
     def _final_audit(self) -> None:
         """After a clean stop, check every pCPU's lock pointer (``lock-clobbered``)."""
@@ -438,6 +446,7 @@ class _Run(Workload):
         h = self.host
         cfg = self.cfg
         violations = tuple(h.violations) if h is not None else ()
+        dropped = h.bus.dropped_violations if h is not None else {}
         if self.deadlock is not None:
             reason = StopReason.DEADLOCK
         elif self.interrupted:
@@ -469,6 +478,7 @@ class _Run(Workload):
             seed=cfg.seed,
             config=cfg,
             violations=violations,
+            violations_dropped={k.value: n for k, n in sorted(dropped.items())},
             deadlock=self.deadlock,
             interrupted=self.interrupted,
             stop_reason=reason,

@@ -88,6 +88,8 @@ def test_default_config_is_valid_and_default_pool() -> None:
         ({"traffic": -0.1}, "traffic"),
         ({"controllers": -1}, "controllers"),
         ({"lock_timeout": 0.0}, "lock_timeout"),
+        ({"max_violations": 0}, "max_violations=0: must be >= 1"),
+        ({"max_events": -1}, "max_events=-1: must be >= 0"),
     ],
 )
 def test_validate_names_the_problem(fields: dict[str, object], needle: str) -> None:
@@ -126,6 +128,8 @@ def test_ops_replaces_duration() -> None:
             max_delay=5e-5,
             gil_switch_interval=1e-6,
             lock_timeout=3.0,
+            max_violations=5,
+            max_events=0,
         ),
         StressConfig(ops=1000, duration=None, seed=7),
     ],

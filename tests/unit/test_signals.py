@@ -1,0 +1,146 @@
+"""SIGTERM and SIGHUP as Ctrl-C: ``xensched.signals`` and ``xensched reproduce``.
+
+``reproduce`` exits 128 + the signal's number (130 for Ctrl-C, 143 SIGTERM, 129
+SIGHUP) with its partial table printed and its JSON written (``"complete": false``).
+The handlers are the command's only while it runs: the previous ones come back after,
+and a signal the process ignores (``nohup``) stays ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests._cli_process import CliProcess
+from xensched.signals import STOP_SIGNALS, RaiseInterrupt, signal_name, stop_signals
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+_in_main_thread = pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="handlers can only be installed from the main thread",
+)
+
+
+@pytest.fixture
+def spawn() -> Iterator[list[CliProcess]]:
+    procs: list[CliProcess] = []
+    yield procs
+    for p in procs:
+        p.kill()
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_reproduce_interrupted_by_a_signal(
+    signum: int, code: int, tmp_path: Path, spawn: list[CliProcess]
+) -> None:
+    out_file = tmp_path / "r.json"
+    args = ["-m", "xensched", "reproduce", "--no-progress", "--json", str(out_file)]
+    p = CliProcess(args, tmp_path)
+    spawn.append(p)
+    p.wait_for(r"reproduce: \d+ moves")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    p.signal(signum)
+    assert p.finish(timeout=30) == code, p.err
+    assert time.monotonic() - t0 < 5.0
+    name = signal_name(signum)
+    assert f"{name} received: interrupted after " in p.err
+    assert "Traceback" not in p.err
+    assert f"results written to {out_file}" in p.out
+    data = json.loads(out_file.read_text(encoding="utf-8"))
+    assert data["complete"] is False
+    assert isinstance(data["results"], list)
+    assert len(data["results"]) < 64
+
+
+def test_signal_names() -> None:
+    assert signal_name(signal.SIGTERM) == "SIGTERM"
+    assert signal_name(signal.SIGHUP) == "SIGHUP"
+    assert signal_name(12345) == "12345"
+    assert set(STOP_SIGNALS) == {signal.SIGTERM, signal.SIGHUP}
+
+
+@_in_main_thread
+def test_handlers_are_installed_then_restored() -> None:
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    signal.signal(signal.SIGTERM, mine)
+    try:
+        with stop_signals(lambda signum: None):
+            assert signal.getsignal(signal.SIGTERM) is not mine
+            assert callable(signal.getsignal(signal.SIGHUP))
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGHUP) == before[signal.SIGHUP]
+        with pytest.raises(RuntimeError), stop_signals(lambda signum: None):
+            raise RuntimeError  # restored on the way out of an exception too
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
+
+
+@_in_main_thread
+def test_an_ignored_signal_stays_ignored() -> None:
+    before = signal.getsignal(signal.SIGHUP)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+    try:
+        with stop_signals(lambda signum: None):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def test_outside_the_main_thread_nothing_is_installed() -> None:
+    seen: list[object] = []
+
+    def body() -> None:
+        before = signal.getsignal(signal.SIGTERM)
+        with stop_signals(lambda signum: None):
+            seen.append(signal.getsignal(signal.SIGTERM) is before)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(10)
+    assert seen == [True]
+
+
+def test_raise_interrupt_only_when_armed_and_only_once() -> None:
+    early = RaiseInterrupt()
+    early(signal.SIGTERM)  # not armed (the table is being written): only noted
+    assert early.signum == signal.SIGTERM
+    with pytest.raises(KeyboardInterrupt), early.armed():
+        pytest.fail("a signal that came before arming interrupts at once")
+
+    stop = RaiseInterrupt()
+    survived: list[bool] = []
+
+    def two_signals() -> None:
+        with stop.armed():
+            try:
+                stop(signal.SIGHUP)
+            except KeyboardInterrupt:
+                stop(signal.SIGTERM)  # a second one, during the clean-up: ignored
+                survived.append(True)
+                raise
+
+    with pytest.raises(KeyboardInterrupt):
+        two_signals()
+    assert survived == [True]
+    assert stop.signum == signal.SIGHUP

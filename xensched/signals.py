@@ -1,0 +1,103 @@
+"""SIGTERM and SIGHUP for the command line: end a run as Ctrl-C does.
+
+Mirrors nothing in Xen. A CI job that runs out of time sends SIGTERM, a closed
+terminal SIGHUP; by default either kills the process before it prints or writes its
+report. :func:`stop_signals` routes them to a callback for the duration of a command
+and puts the previous handlers back after, so only front ends (``xensched reproduce``,
+``xensched stress``) use it: never library code, which may run in a pytest thread or
+in a program that has its own handlers.
+
+The callback runs in the main thread, between two bytecodes of whatever it was
+doing, so it should only set a flag or an event (or raise ``KeyboardInterrupt``,
+where the caller is ready for one); the command then ends through the path it has
+for Ctrl-C. A signal the process ignores when the command starts (``nohup`` ignores
+SIGHUP) stays ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import FrameType
+
+#: The signals that end a run as Ctrl-C does (those the platform has).
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15, and so on; the number for an unknown one."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+@contextlib.contextmanager
+def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """Call ``on_signal(signum)`` on SIGTERM and SIGHUP while inside the block.
+
+    The previous handlers are restored on the way out, whatever happens. Outside the
+    main thread (where Python cannot install handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        on_signal(signum)
+
+    previous: dict[signal.Signals, signal.Handlers | Callable[..., object] | int] = {}
+    try:
+        for sig in STOP_SIGNALS:
+            old = signal.getsignal(sig)
+            if old is signal.SIG_IGN:
+                continue  # ignored on purpose (nohup): leave it so
+            # None: a handler installed from C, which Python cannot put back; the
+            # default is the nearest.
+            previous[sig] = signal.SIG_DFL if old is None else old
+            signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class RaiseInterrupt:
+    """A :func:`stop_signals` callback for code that is ready for Ctrl-C.
+
+    The first signal is remembered (:attr:`signum`) and, inside :meth:`armed`,
+    raised as ``KeyboardInterrupt``, as Ctrl-C would be; outside, it is only
+    remembered, so that it cannot cut short the writing of a report. Later signals
+    are ignored: the first one's clean-up is under way.
+    """
+
+    __slots__ = ("_armed", "signum")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._armed = False
+
+    def __call__(self, signum: int) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        if self._armed:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        """Raise ``KeyboardInterrupt`` here on a signal (at once for an earlier one)."""
+        self._armed = True
+        try:
+            if self.signum is not None:
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self._armed = False
