@@ -70,7 +70,7 @@ class SectionExtra:
     """What another plugin adds to the ``xensched`` failure section of one test.
 
     ``options`` go on the pytest rerun command, ``commands`` are more lines under
-    "reproduce with:", ``details`` come last.
+    "rerun with:", ``details`` come last.
     """
 
     options: tuple[str, ...] = ()
@@ -132,7 +132,7 @@ def failure_section(
     options = [o for e in extras for o in e.options]
     lines = [
         f"per-test seed {seed} (base seed {base_seed} ^ crc32 of the node id)",
-        "reproduce with:",
+        "rerun with:",
         f"  {rerun_command(nodeid, base_seed, options)}",
     ]
     lines += [f"  {c}" for e in extras for c in e.commands]

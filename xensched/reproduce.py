@@ -12,7 +12,7 @@ the one that moves):
    move (every lock, load, store and barrier of ``cpupool_*`` and
    ``schedule_cpu_switch``: found by the mechanism, not hand-placed);
 2. for every ``k`` in ``0..N`` a run under the controlled driver lets the toolstack
-   thread reach its ``k``-th point, then runs the observer pCPUs (``schedule()`` on
+   thread pass its first ``k`` points, then runs the observer pCPUs (``schedule()`` on
    ``x``; a wake-up and ``schedule()`` on its runqueue peer, cpu 2) round-robin, point by
    point (one inside a runqueue critical section waits while another can run), until
    they finish or spin on a lock the mover holds; the mover then goes on.
@@ -110,7 +110,11 @@ class Result:
 
 
 class ObserveAt:
-    """Strategy: the mover alone up to its ``k``-th point, then observers first.
+    """Strategy: the mover alone through its first ``k`` points, then observers first.
+
+    The driver counts a point when the thread reaches it, before it runs: the mover
+    waiting at its ``k + 1``-th point has done ``k``, and ``k = 0`` lets the
+    observers in before the move's first access.
 
     Among the observers, one that is inside a runqueue critical section waits while
     another can run: that other one then runs until it enters a section too (a second
@@ -135,7 +139,7 @@ class ObserveAt:
         last: ExecContext | None,
         driver: ControlledDriver,
     ) -> ExecContext:
-        if self.mover in ready and driver.points_of(self.mover) < self.k:
+        if self.mover in ready and driver.points_of(self.mover) <= self.k:
             return self.mover
         observers = [c for c in ready if c is not self.mover]
         outside = [c for c in observers if not self.inside(c)]

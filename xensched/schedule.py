@@ -458,7 +458,7 @@ def _switch_fixed(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) -> 
     if early_init:
         ppriv = new_ops.alloc_pdata(cpu)
         new_ops.init_pdata(ppriv, cpu, pre_patch=True)  # Credit2/RTDS remap here: [2]
-        vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv)
+        vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
     else:
         ppriv, vpriv = _alloc(h, cpu, new_ops)
     old_ops.tick_suspend(cpu)

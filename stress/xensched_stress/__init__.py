@@ -5,7 +5,7 @@ vCPU wake/sleep/migrate traffic, control threads moving pCPUs and domains betwee
 cpupools. Modules:
 
 - :mod:`~xensched_stress.config`: :class:`StressConfig`, :class:`PoolSpec`,
-  :func:`reproduce_command`;
+  :func:`rerun_command`;
 - :mod:`~xensched_stress.runner`: :func:`run_stress`, the run's lifecycle (setup,
   start, wait, stop, report), its watchdog and progress snapshots;
 - :mod:`~xensched_stress.workload`: what the pCPU and control threads do;
@@ -21,7 +21,8 @@ from __future__ import annotations
 from .config import (
     PoolSpec as PoolSpec,
     StressConfig as StressConfig,
-    reproduce_command as reproduce_command,
+    reproduce_command as reproduce_command,  # deprecated: rerun_command
+    rerun_command as rerun_command,
 )
 from .report import StopReason as StopReason, StressReport as StressReport
 from .runner import ProgressSnapshot as ProgressSnapshot, run_stress as run_stress
@@ -32,6 +33,6 @@ __all__ = [
     "StopReason",
     "StressConfig",
     "StressReport",
-    "reproduce_command",
+    "rerun_command",
     "run_stress",
 ]

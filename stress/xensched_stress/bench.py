@@ -171,7 +171,7 @@ def bench_fixed(total: float, base_seed: int, cpus: int) -> dict[str, object]:
             flush=True,
         )
         if n or r.deadlock:
-            print("      reproduce: " + r.reproduce)
+            print("      rerun: " + r.rerun)
         rows.append(
             {
                 "boot": boot,

@@ -6,8 +6,9 @@ What runs is a :class:`xensched.scenario.Scenario`: ``scenario`` when given, els
 ``stress-default`` one that the shape and workload fields describe
 (:meth:`StressConfig.to_scenario`). The rest (duration, ops, seed, delay injection,
 watchdog...) are options of the run, not of the scenario.
-:func:`reproduce_command` turns a config back into the ``xensched stress ...`` command
-line that reruns it, so every report can say how to get here again.
+:func:`rerun_command` turns a config back into the ``xensched stress ...`` command
+line that reruns its workload, so every report can say how to get here again (a new
+sample of the same workload, not a replay).
 
 Mirrors nothing in Xen.
 """
@@ -18,6 +19,7 @@ import dataclasses
 import inspect
 import math
 import shlex
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -227,7 +229,7 @@ def _probability(name: str, value: float) -> None:
 _DEFAULTS = StressConfig()
 
 
-def reproduce_command(cfg: StressConfig) -> str:
+def rerun_command(cfg: StressConfig) -> str:
     """The exact ``xensched stress ...`` command line that reruns ``cfg``.
 
     The seed fixes every choice the threads make; with real threads the OS
@@ -278,6 +280,20 @@ def reproduce_command(cfg: StressConfig) -> str:
     if cfg.trace_all:
         args.append("--trace-all")
     return shlex.join(args)
+
+
+def reproduce_command(cfg: StressConfig) -> str:
+    """Deprecated: :func:`rerun_command`.
+
+    Renamed because the command reruns the workload, it does not replay it, and
+    ``xensched reproduce`` is another command.
+    """
+    warnings.warn(
+        "reproduce_command() is deprecated; use rerun_command()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return rerun_command(cfg)
 
 
 def scenario_reference(sc: Scenario) -> str:

@@ -205,7 +205,7 @@ def rerun_command(nodeid: str, base_seed: int, scale: float = 1.0) -> str:
 
 def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
     """What the stress runs of a test add to its ``xensched`` failure section."""
-    from .config import reproduce_command
+    from .config import rerun_command as stress_rerun_command
 
     runs = list(runs)
     details: list[str] = []
@@ -231,7 +231,7 @@ def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
             details.append(f"  ... and {found - len(shown)} more")
     return SectionExtra(
         options=_scale_options(scale),
-        commands=tuple(reproduce_command(run.config) for run in runs),
+        commands=tuple(stress_rerun_command(run.config) for run in runs),
         details=tuple(details),
     )
 

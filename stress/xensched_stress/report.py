@@ -10,11 +10,12 @@ before any run).
 from __future__ import annotations
 
 import enum
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from .config import reproduce_command as reproduce_command
+from .config import rerun_command
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -134,8 +135,19 @@ class StressReport:
         return dict(counts)
 
     @property
+    def rerun(self) -> str:
+        """The ``xensched stress ...`` command that reruns this run's workload."""
+        return rerun_command(self.config)
+
+    @property
     def reproduce(self) -> str:
-        return reproduce_command(self.config)
+        """Deprecated: :attr:`rerun` (a rerun is a new sample, not a replay)."""
+        warnings.warn(
+            "StressReport.reproduce is deprecated; use StressReport.rerun",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.rerun
 
     # -- JSON -------------------------------------------------------------------------
     def to_json(self) -> dict[str, object]:
@@ -152,7 +164,7 @@ class StressReport:
             "interrupted": self.interrupted,
             "elapsed": self.elapsed,
             "config": cfg,
-            "reproduce": self.reproduce,
+            "rerun": self.rerun,
             "python": self.python,
             "driver": self.driver,
             "pools": [
@@ -265,7 +277,7 @@ class StressReport:
             f"result: {_verdict(self.exit_code)} (exit {self.exit_code}); "
             f"stop reason: {self.stop_reason.describe()}; seed={self.seed}"
         )
-        out.append(f"reproduce: {self.reproduce}")
+        out.append(f"rerun: {self.rerun}")
         return "\n".join(out)
 
     def _headline(self) -> str:

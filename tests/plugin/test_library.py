@@ -14,7 +14,12 @@ from xensched.pytest_plugin import (
     parse_seed,
     resolve_base_seed,
 )
-from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
+from xensched_stress.config import (
+    PoolSpec,
+    StressConfig,
+    reproduce_command,
+    rerun_command as stress_rerun_command,
+)
 from xensched_stress.pytest_plugin import (
     StressRun,
     failure_section,
@@ -207,10 +212,10 @@ def test_failure_section() -> None:
         StressRun(cfg),
     ]
     text = failure_section(nodeid, 5, 2.0, runs)
-    command = reproduce_command(cfg)
+    command = stress_rerun_command(cfg)
     assert text.splitlines() == [
         f"per-test seed {cfg.seed} (base seed 5 ^ crc32 of the node id)",
-        "reproduce with:",
+        "rerun with:",
         "  pytest 't.py::test_a' --xensched-seed=5 --stress-duration=2.0",
         *[f"  {command}"] * 4,
         "stress run 1 of 4: exit code 0, 0 violations",
@@ -226,9 +231,35 @@ def test_failure_section() -> None:
     ]
     assert failure_section(nodeid, 5, 1.0).splitlines() == [
         f"per-test seed {cfg.seed} (base seed 5 ^ crc32 of the node id)",
-        "reproduce with:",
+        "rerun with:",
         "  pytest 't.py::test_a' --xensched-seed=5",
     ]
+
+
+def test_the_rerun_line_says_rerun() -> None:
+    """The stress command reruns the workload, it does not replay it; the word
+    "reproduce" belongs to ``xensched reproduce``."""
+    cfg = stress_config_for("t.py::test_a", 5)
+    report = make_report(cfg, (violation(0),))
+    command = stress_rerun_command(cfg)
+    text = report.render()
+    assert text.splitlines()[-1] == f"rerun: {command}"
+    assert "reproduce" not in text
+    data = report.to_json()
+    assert data["rerun"] == report.rerun == command
+    assert "reproduce" not in data
+    section = failure_section("t.py::test_a", 5, 1.0, [StressRun(cfg, report)])
+    assert "rerun with:" in section.splitlines()
+    assert "reproduce" not in section
+
+
+def test_the_old_names_of_the_rerun_command_warn() -> None:
+    cfg = stress_config_for("t.py::test_a", 5)
+    with pytest.warns(DeprecationWarning, match=r"use rerun_command\(\)"):
+        assert reproduce_command(cfg) == stress_rerun_command(cfg)
+    report = make_report(cfg)
+    with pytest.warns(DeprecationWarning, match=r"use StressReport\.rerun"):
+        assert report.reproduce == report.rerun
 
 
 def test_assert_no_violations() -> None:

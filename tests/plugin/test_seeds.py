@@ -183,7 +183,7 @@ def test_failure_section_with_seed(project: pytest.Pytester) -> None:
         [
             "*- xensched -*",
             f"per-test seed {seed} (base seed 1234 ^ crc32 of the node id)",
-            "reproduce with:",
+            "rerun with:",
             f"  pytest '{nodeid}' --xensched-seed=1234",
         ]
     )
@@ -213,7 +213,7 @@ def test_no_section_when_passing_or_without_fixture(project: pytest.Pytester) ->
     result = project.runpytest("-rA", "--xensched-seed=3")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.no_fnmatch_line("*- xensched -*")
-    result.stdout.no_fnmatch_line("*reproduce with:*")
+    result.stdout.no_fnmatch_line("*rerun with:*")
 
 
 def test_seed_in_junit_properties(project: pytest.Pytester) -> None:

@@ -12,7 +12,7 @@ import zlib
 import pytest
 
 from tests.plugin.helpers import header_seed, inner_ini
-from xensched_stress.config import StressConfig, reproduce_command
+from xensched_stress.config import StressConfig, rerun_command
 
 CONFIG_TESTS = """
     import pytest
@@ -145,9 +145,9 @@ def test_real_stress_runs(project: pytest.Pytester) -> None:
             f"E *AssertionError: stress run (seed {seed}) failed:",
             "*- xensched -*",
             f"per-test seed {seed} (base seed 42 ^ crc32 of the node id)",
-            "reproduce with:",
+            "rerun with:",
             f"  pytest '{nodeid}' --xensched-seed=42",
-            f"  {reproduce_command(cfg)}",
+            f"  {rerun_command(cfg)}",
             # Stopping takes a moment: another pCPU may record one more meanwhile.
             "stress run 1 of 1: exit code 1, * violation*",
             "  * on cpu* in *(): *",
@@ -243,7 +243,7 @@ def test_xdist_seeds_match_a_plain_run(
         [
             "*- xensched -*",
             f"per-test seed {seed} (base seed 4321 ^ crc32 of the node id)",
-            "reproduce with:",
+            "rerun with:",
             "  pytest 'test_x.py::test_fails' --xensched-seed=4321",
         ]
     )

@@ -15,7 +15,7 @@ import pytest
 from xensched.violation import ViolationKind
 from xensched_stress import StressConfig, run_stress
 from xensched_stress.cli import main
-from xensched_stress.config import PoolSpec, reproduce_command
+from xensched_stress.config import PoolSpec, rerun_command
 from xensched_stress.pytest_plugin import (
     StressRun,
     section_extra,
@@ -71,7 +71,7 @@ def test_capped_report_text_and_json(capped: StressReport) -> None:
     assert len(data["violations"]) == len(r.violations)
     assert all(len(v["events"]) <= 2 for v in data["violations"])
     assert data["config"]["max_violations"] == 3
-    assert "--max-violations 3 --max-events 2" in data["reproduce"]
+    assert "--max-violations 3 --max-events 2" in data["rerun"]
 
 
 def test_plugin_section_counts_every_violation(capped: StressReport) -> None:
@@ -107,7 +107,7 @@ def test_cli_refuses_bad_caps(
 
 
 def test_defaults_stay_off_the_rerun_line() -> None:
-    cmd = reproduce_command(StressConfig())
+    cmd = rerun_command(StressConfig())
     assert "--max-violations" not in cmd
     assert "--max-events" not in cmd
 

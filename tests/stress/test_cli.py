@@ -48,7 +48,7 @@ def test_run_prints_the_seed_first_and_writes_json(
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "seed=77"
     assert "result: no violation (exit 0)" in out
-    assert "reproduce: xensched stress --cpus 4" in out
+    assert "rerun: xensched stress --cpus 4" in out
     assert f"report written to {out_file}" in out
     data = _json(out_file)
     assert data["seed"] == 77
@@ -299,7 +299,7 @@ def test_scenario_file_with_an_override(
         "xl1",
     ]
     # The rerun command carries the scenario itself, overrides applied.
-    m = re.search(r"^reproduce: (.*)$", out, re.MULTILINE)
+    m = re.search(r"^rerun: (.*)$", out, re.MULTILINE)
     assert m is not None
     args = shlex.split(m.group(1))
     again = Scenario.from_json(args[args.index("--scenario") + 1])
@@ -311,7 +311,7 @@ def test_builtin_scenario_by_name_reruns_by_name(
 ) -> None:
     assert main(["--scenario", "patch-move", "--ops", "5", "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    assert "reproduce: xensched stress --scenario patch-move --ops 5 --seed 1" in out
+    assert "rerun: xensched stress --scenario patch-move --ops 5 --seed 1" in out
 
 
 def test_controllers_override_replaces_the_random_toolstacks() -> None:

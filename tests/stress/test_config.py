@@ -1,4 +1,4 @@
-"""StressConfig, PoolSpec and the reproduce command: no threads, no host."""
+"""StressConfig, PoolSpec and the rerun command: no threads, no host."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from xensched import ConfigError
 from xensched_stress.cli import build_parser, config_from_args
-from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
+from xensched_stress.config import PoolSpec, StressConfig, rerun_command
 
 
 @pytest.mark.parametrize(
@@ -100,8 +100,8 @@ def test_validate_names_the_problem(fields: dict[str, object], needle: str) -> N
 def test_ops_replaces_duration() -> None:
     cfg = StressConfig(ops=100)
     cfg.validate()
-    assert "--ops 100" in reproduce_command(cfg)
-    assert "--duration" not in reproduce_command(cfg)
+    assert "--ops 100" in rerun_command(cfg)
+    assert "--duration" not in rerun_command(cfg)
 
 
 @pytest.mark.parametrize(
@@ -134,8 +134,8 @@ def test_ops_replaces_duration() -> None:
         StressConfig(ops=1000, duration=None, seed=7),
     ],
 )
-def test_reproduce_command_round_trips(cfg: StressConfig) -> None:
-    cmd = reproduce_command(cfg)
+def test_rerun_command_round_trips(cfg: StressConfig) -> None:
+    cmd = rerun_command(cfg)
     argv = shlex.split(cmd)
     assert argv[:2] == ["xensched", "stress"]
     args = build_parser().parse_args(argv[2:])

@@ -8,7 +8,7 @@ import pytest
 
 from xensched import ConfigError, ViolationKind
 from xensched_stress.cli import build_parser, config_from_args, main
-from xensched_stress.config import PoolSpec, StressConfig, reproduce_command
+from xensched_stress.config import PoolSpec, StressConfig, rerun_command
 from xensched_stress.runner import run_stress
 
 
@@ -18,7 +18,7 @@ def test_cli_keeps_the_spec_for_the_rerun_line() -> None:
     cfg = config_from_args(args, seed=1)
     assert cfg.protocol == spec
     cfg.validate()
-    argv = shlex.split(reproduce_command(cfg))
+    argv = shlex.split(rerun_command(cfg))
     assert argv[argv.index("--protocol") + 1] == spec
     again = config_from_args(build_parser().parse_args(argv[2:]), seed=1)
     assert again.protocol == cfg.protocol
@@ -66,4 +66,4 @@ def test_fixed_without_deinit_before_free_trips_free_pdata() -> None:
     assert r.exit_code == 1
     assert ViolationKind.ASSERT in {v.kind for v in r.violations}
     assert any(v.where in ("rt_free_pdata", "csched2_free_pdata") for v in r.violations)
-    assert "--protocol fixed-without:deinit-before-free" in r.reproduce
+    assert "--protocol fixed-without:deinit-before-free" in r.rerun

@@ -37,7 +37,7 @@ def _check_report_shape(r: StressReport) -> None:
         assert {"kind", "cpu", "where", "message", "events"} <= set(v)
     text = r.render()
     assert f"seed={r.seed}" in text
-    assert "reproduce: xensched stress" in text
+    assert "rerun: xensched stress" in text
     assert len(r.schedule_counts) == r.config.cpus
     assert not r.stragglers
 
@@ -123,8 +123,8 @@ def test_legacy_sequential_assert_is_found_deterministically() -> None:
     assert any(v.where in ("rt_free_pdata", "csched2_free_pdata") for v in r.violations)
     assert r.first_violation_after is not None
     assert r.first_violation_after <= r.elapsed
-    assert "xensched stress" in r.reproduce
-    assert "--protocol legacy" in r.reproduce
+    assert "xensched stress" in r.rerun
+    assert "--protocol legacy" in r.rerun
 
 
 def test_legacy_credit_credit2_race_is_found() -> None:
@@ -351,7 +351,7 @@ def test_trace_all_decides_what_the_reported_events_hold(trace_all: bool) -> Non
     unnamed = [e for e in events if not e[4]]
     if trace_all:
         assert unnamed == []
-        assert "--trace-all" in r.reproduce
+        assert "--trace-all" in r.rerun
     else:
         assert all(e[2] != "lock" for e in unnamed)
-        assert "--trace-all" not in r.reproduce
+        assert "--trace-all" not in r.rerun

@@ -21,13 +21,20 @@ xen-sched-locking.md §3.4), not from what the code happens to print:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import threading
+from typing import TYPE_CHECKING
 
 import pytest
 
+import xensched.reproduce
 from xensched import SwitchProtocol
 from xensched.checks import ViolationKind
+from xensched.interaction import Access, Instrument, PointKind
+from xensched.programs import ControlledRun
 from xensched.reproduce import (
+    MOVER,
     MOVING_CPU,
     Direction,
     Result,
@@ -37,6 +44,13 @@ from xensched.reproduce import (
     reproduce_transition,
     transitions,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from xensched.drivers.controlled import ControlledDriver, Strategy
+    from xensched.smp import ExecContext
+    from xensched.violation import Violation
 
 LEGACY, FIXED = SwitchProtocol.LEGACY, SwitchProtocol.FIXED
 REMAPPING = {"credit2", "rtds"}
@@ -50,15 +64,100 @@ EXCLUSION = ViolationKind.MUTUAL_EXCLUSION.value
 ORDER = transitions()
 
 
+# Notes come after the fact and are no scheduling point: the driver does not count them.
+NOTES = {
+    PointKind.ACQUIRED,
+    PointKind.TRYLOCK_OK,
+    PointKind.TRYLOCK_FAILED,
+    PointKind.EXIT,
+}
+
+
+class RunLog(Instrument):
+    """What one controlled run did, counted from outside reproduce: the mover's
+    points, and how many of them ran before the first observer point (``None``: no
+    observer ran, as in the dry run)."""
+
+    def __init__(self) -> None:
+        self.mover_points = 0
+        self.observers_from: int | None = None
+        self._meta = threading.Lock()
+
+    def on_point(self, ctx: ExecContext, access: Access) -> None:
+        if access.kind in NOTES:
+            return
+        with self._meta:
+            if ctx.name == MOVER:
+                self.mover_points += 1
+            elif self.observers_from is None:
+                self.observers_from = self.mover_points
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """A transition's result and what each of its runs did, in order."""
+
+    result: Result
+    runs: tuple[tuple[int, int | None], ...]  # (mover points, observers from)
+
+
+def observe(
+    t: Transition, plant: Callable[[pytest.MonkeyPatch], None] | None = None
+) -> Observed:
+    """``reproduce_transition(t)`` with a :class:`RunLog` on every run's host;
+    ``plant`` may first swap a bug into :mod:`xensched.reproduce`."""
+    logs: list[RunLog] = []
+    real_run = ControlledRun.run
+
+    def run(
+        self: ControlledRun, strategy: Strategy, *, turn_timeout: float = 10.0
+    ) -> list[Violation]:
+        log = RunLog()
+        self.host.bus.add_instrument(log)
+        logs.append(log)
+        return real_run(self, strategy, turn_timeout=turn_timeout)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ControlledRun, "run", run)
+        if plant is not None:
+            plant(mp)
+        r = xensched.reproduce.reproduce_transition(t)
+    return Observed(r, tuple((g.mover_points, g.observers_from) for g in logs))
+
+
+def check_observed_at_every_point(seen: Observed) -> None:
+    """The move is observed at every one of its interaction points: one dry run
+    (the mover alone: ``points`` is its count), then one run per position in that
+    sequence, from before the first access (0) to after the last (``points``);
+    ``runs`` counts them all. Alone, the mover takes the dry run's path, so its
+    first ``k`` points in a run are the dry run's; once observers run, it may
+    make more (a retry, a wait), which is no position of the move."""
+    r = seen.result
+    assert r.runs == len(seen.runs), f"runs={r.runs}, but {len(seen.runs)} were done"
+    dry = [n for n, at in seen.runs if at is None]
+    assert len(dry) == 1, f"{len(dry)} runs without observers, not one dry run"
+    assert dry == [r.points], f"points={r.points}, but the mover made {dry[0]} alone"
+    at = sorted(at for _, at in seen.runs if at is not None)
+    missing = sorted(set(range(r.points + 1)) - set(at))
+    assert at == list(range(r.points + 1)), (
+        f"the move is not observed once at each of its {r.points + 1} positions: "
+        f"missing {missing}, observed {at}"
+    )
+
+
 @functools.cache
-def result(t: Transition) -> Result:
-    """One computed result per transition, shared by every test of this module.
+def observed(t: Transition) -> Observed:
+    """One observed result per transition, shared by every test of this module.
 
     Computed one at a time: running several controlled runs side by side overlaps
     their handoffs on an idle machine, but on a loaded one, and on the free-threaded
     build above all, it made this module several times slower.
     """
-    return reproduce_transition(t)
+    return observe(t)
+
+
+def result(t: Transition) -> Result:
+    return observed(t).result
 
 
 def old_and_new(t: Transition) -> tuple[str, str]:
@@ -133,7 +232,7 @@ def test_problems_come_in_a_stable_order_with_json() -> None:
     assert j["direction"] == "add"
     assert j["protocol"] == "legacy"
     assert j["problems"] == list(r.problems)
-    assert j["runs"] == r.points + 2
+    assert (j["runs"], j["switch_points"]) == (r.runs, r.points)
     assert isinstance(j["first"], list)
     assert len(j["first"]) == len(r.problems)
 
@@ -172,7 +271,7 @@ def test_every_transition(t: Transition) -> None:
     assert must <= seen, f"{t.describe()}: missing {must - seen}"
     assert seen <= may, f"{t.describe()}: unexpected {seen - may}"
     assert r.points > 0
-    assert r.runs == r.points + 2
+    check_observed_at_every_point(observed(t))
     if ASSERT in seen:
         old, _ = old_and_new(t)
         first_assert = next(v for v in r.first if v.kind.value == ASSERT)
@@ -180,6 +279,67 @@ def test_every_transition(t: Transition) -> None:
     if CLOBBERED in seen:
         clobbered = next(v for v in r.first if v.kind.value == CLOBBERED)
         assert clobbered.cpu == MOVING_CPU
+
+
+class _ObserveBeforeTheKthPoint(xensched.reproduce.ObserveAt):
+    # The strategy as it was: observers in while the mover waits at its k-th point,
+    # so k = 0 and k = 1 look alike and the host after the move is never observed.
+    def __init__(
+        self,
+        mover: ExecContext,
+        k: int,
+        inside: Callable[[ExecContext], bool] = lambda ctx: False,
+    ) -> None:
+        super().__init__(mover, k - 1, inside)
+
+
+def _off_by_one(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(xensched.reproduce, "ObserveAt", _ObserveBeforeTheKthPoint)
+
+
+def _every_other_point(mp: pytest.MonkeyPatch) -> None:
+    real = xensched.reproduce._run_once
+
+    def run_once(
+        sc: object, k: int | None
+    ) -> tuple[object, ControlledDriver, ExecContext]:
+        return real(sc, k if k is None else k - k % 2)  # type: ignore[arg-type]
+
+    mp.setattr(xensched.reproduce, "_run_once", run_once)
+
+
+def _miscounting(**counts: int) -> Callable[[pytest.MonkeyPatch], None]:
+    def plant(mp: pytest.MonkeyPatch) -> None:
+        real = xensched.reproduce.reproduce_transition
+
+        def reproduce_transition(t: Transition) -> Result:
+            r = real(t)
+            return dataclasses.replace(
+                r, **{k: getattr(r, k) + d for k, d in counts.items()}
+            )
+
+        mp.setattr(xensched.reproduce, "reproduce_transition", reproduce_transition)
+
+    return plant
+
+
+@pytest.mark.parametrize(
+    ("plant", "message"),
+    [
+        (_off_by_one, r"missing \[(\d+)\], observed \[0, 0, 1,"),
+        (_every_other_point, "not observed once at each"),
+        (_miscounting(runs=-1), "were done"),
+        (_miscounting(points=1), "made .* alone"),
+    ],
+    ids=["off-by-one", "every-other-point", "runs-miscounted", "points-miscounted"],
+)
+def test_every_point_check_fails_on_a_reproduce_that_skips_or_miscounts(
+    plant: Callable[[pytest.MonkeyPatch], None], message: str
+) -> None:
+    t = Transition("credit", "arinc653", "add", LEGACY)
+    check_observed_at_every_point(observed(t))  # the same transition, unplanted
+    with pytest.raises(AssertionError, match=message):
+        check_observed_at_every_point(observe(t, plant))
 
 
 def test_reproduce_runs_a_selection_with_progress() -> None:

@@ -18,7 +18,9 @@ from xensched import Host, SwitchProtocol
 from xensched.checks import ViolationKind
 from xensched.interaction import Access, Instrument, PointKind
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
+from xensched.schedulers import Scheduler
 from xensched.smp import ExecContext, bind
+from xensched.spinlock import local_irq_enable, spin_unlock
 
 ALL = ["credit", "credit2", "rtds", "arinc653"]
 REMAPPING = {"credit2", "rtds"}  # schedulers whose lock is not the default _lock
@@ -36,6 +38,8 @@ class WindowWatch(Instrument):
         self.ctx = ctx
         self.open_at: list[str] = []
         self.points: list[tuple[PointKind, str]] = []
+        # Each ACQUIRED note: its index in ``points``, the lock, IRQs enabled then.
+        self.acquired: list[tuple[int, str, bool]] = []
         self._meta = threading.Lock()
 
     def on_point(self, ctx: ExecContext, access: Access) -> None:
@@ -45,6 +49,8 @@ class WindowWatch(Instrument):
         mapped = self.h.lock_of(self.cpu)
         wanted = self.h.scheduler_of(self.cpu).lock_for(self.cpu)
         with self._meta:
+            if kind is PointKind.ACQUIRED:
+                self.acquired.append((len(self.points), label, ctx.irq_enabled))
             self.points.append((kind, label))
             if mapped.owner is None and mapped is not wanted:
                 self.open_at.append(f"{kind.value} {label}")
@@ -89,45 +95,152 @@ def test_fixed_switch_has_no_window_and_keeps_the_mapping(boot: str, pool: str) 
     assert h.audit() == []
 
 
-@pytest.mark.parametrize(("boot", "pool"), PAIRS)
-def test_fixed_switch_publishes_the_lock_pointer_last(boot: str, pool: str) -> None:
-    """switch_sched: scheduler first, then (barrier), then the lock pointer."""
-    _, watch = _host(boot, pool, SwitchProtocol.FIXED)
-    _move(watch, "remove", "Pool-0")
-    watch.points.clear()
-    _move(watch, "add", "p")
-    stores = [
-        i
-        for i, (kind, label) in enumerate(watch.points)
-        if kind is PointKind.STORE
-        and label in {f"per_cpu(scheduler, {X})", f"schedule_data[{X}].schedule_lock"}
-    ]
-    labels = [watch.points[i][1] for i in stores]
-    assert labels == [f"per_cpu(scheduler, {X})", f"schedule_data[{X}].schedule_lock"]
-    between = watch.points[stores[0] : stores[1]]
-    # ARINC653's hook has no barrier in this version (the reference says so).
-    assert ((PointKind.MB, f"fence@{watch.ctx.name}") in between) is (
-        pool != "arinc653"
-    )
-    # The old lock is released only after the pointer store.
-    unlocks = [
-        i for i, (kind, _) in enumerate(watch.points) if kind is PointKind.UNLOCK
-    ]
-    assert any(i > stores[1] for i in unlocks)
+SCHED_STORE = (PointKind.STORE, f"per_cpu(scheduler, {X})")
+POINTER_STORE = (PointKind.STORE, f"schedule_data[{X}].schedule_lock")
 
 
-def test_fixed_switch_takes_the_old_lock_with_irqs_off() -> None:
-    """8b27d2b8af: the scheduler lock is IRQ-safe, so the switch must use _irq."""
-    h, watch = _host("credit", "credit2", SwitchProtocol.FIXED)
-    old = h.lock_of(X)
+def _add_watched(
+    boot: str, pool: str, protocol: SwitchProtocol
+) -> tuple[Host, WindowWatch, str]:
+    """X leaves Pool-0 (unwatched), then joins pool ``p``, watched; and the label of
+    the lock X's pointer designated before it joined (the old scheduler's)."""
+    h, watch = _host(boot, pool, protocol)
     with h.on_cpu(X):
-        lock = pcpu_schedule_lock_irq(h, X)  # latches the old lock IRQ-safe
+        # Latch X's lock IRQ-safe, as schedule() on a running host would.
+        lock = pcpu_schedule_lock_irq(h, X)
         pcpu_schedule_unlock_irq(h, lock, X)
     _move(watch, "remove", "Pool-0")
+    old = h.lock_of(X).label
+    watch.points.clear()
+    watch.acquired.clear()
     _move(watch, "add", "p")
-    assert old.stats().irq_safe is True
+    return h, watch, old
+
+
+def _held_from(watch: WindowWatch, label: str, until: int) -> int | None:
+    """Where the mover took ``label`` and still held it at point ``until``, if so."""
+    held: int | None = None
+    for i, (kind, lbl) in enumerate(watch.points[:until]):
+        if lbl == label and kind is PointKind.ACQUIRED:
+            held = i
+        elif lbl == label and kind is PointKind.UNLOCK:
+            held = None
+    return held
+
+
+def check_publishes_pointer_last(
+    boot: str, pool: str, protocol: SwitchProtocol
+) -> None:
+    """switch_sched stores the scheduler, then (barrier) the lock pointer, all under
+    the old lock, released only after the pointer store: a pCPU spinning on the old
+    lock finds the new pointer, and the new scheduler behind it, once it gets in."""
+    _, watch, old = _add_watched(boot, pool, protocol)
+    pts = watch.points
+    stores = [i for i, p in enumerate(pts) if p in (SCHED_STORE, POINTER_STORE)]
+    assert [pts[i] for i in stores] == [SCHED_STORE, POINTER_STORE], (
+        "the lock pointer is not stored once, after the scheduler"
+    )
+    sched_at, pointer_at = stores
+    # ARINC653's hook has no barrier in this version (the reference says so).
+    assert ((PointKind.MB, f"fence@{watch.ctx.name}") in pts[sched_at:pointer_at]) is (
+        pool != "arinc653"
+    )
+    # One hold of the old lock spans both stores: taken before the scheduler store,
+    # released after the pointer store (any other unlock proves nothing).
+    taken_at = _held_from(watch, old, pointer_at)
+    assert taken_at is not None, f"the old lock {old} is not held at the pointer store"
+    assert taken_at < sched_at, f"the old lock {old} is retaken between the stores"
+    assert (PointKind.UNLOCK, old) in pts[pointer_at:], (
+        f"the move leaves the old lock {old} held"
+    )
+
+
+def check_takes_old_lock_with_irqs_off(
+    boot: str, pool: str, protocol: SwitchProtocol
+) -> None:
+    """8b27d2b8af: the scheduler lock is IRQ-safe, so the switch takes it with _irq:
+    the old lock is held, taken with IRQs off, when the scheduler is swapped."""
+    h, watch, old = _add_watched(boot, pool, protocol)
+    sched_at = watch.points.index(SCHED_STORE)
+    taken_at = _held_from(watch, old, sched_at)
+    assert taken_at is not None, (
+        f"the move does not hold the old lock {old} when it swaps the scheduler"
+    )
+    [irq_enabled] = [on for i, _, on in watch.acquired if i == taken_at]
+    assert not irq_enabled, f"the move took the old lock {old} with IRQs on"
     assert not any(v.where == "check_lock" for v in h.violations)
     assert h.violations == []
+
+
+@pytest.mark.parametrize(("boot", "pool"), PAIRS)
+def test_fixed_switch_publishes_the_lock_pointer_last(boot: str, pool: str) -> None:
+    check_publishes_pointer_last(boot, pool, SwitchProtocol.FIXED)
+
+
+@pytest.mark.parametrize(("boot", "pool"), PAIRS)
+def test_fixed_switch_takes_the_old_lock_with_irqs_off(boot: str, pool: str) -> None:
+    check_takes_old_lock_with_irqs_off(boot, pool, SwitchProtocol.FIXED)
+
+
+def _switch_unlocking_early(
+    h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler
+) -> None:
+    # The fixed switch, but the old lock dropped before switch_sched publishes the
+    # new pointer: a pCPU that was spinning on it gets in while X still points at it.
+    pc = h.percpu[cpu]
+    idle = pc.idle
+    ppriv = new_ops.alloc_pdata(cpu)
+    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
+    old_ops.tick_suspend(cpu)
+    old_lock = pcpu_schedule_lock_irq(h, cpu)
+    vpriv_old = idle.sched_priv.load()
+    ppriv_old = pc.schedule_data.sched_priv.load()
+    spin_unlock(old_lock)  # the bug: IRQs stay off, the lock goes
+    new_ops.switch_sched(cpu, ppriv, vpriv)
+    local_irq_enable()
+    new_ops.tick_resume(cpu)
+    old_ops.deinit_pdata(ppriv_old, cpu)
+    old_ops.free_vdata(vpriv_old)
+    old_ops.free_pdata(ppriv_old, cpu)
+
+
+UNLOCKS_EARLY = SwitchProtocol("unlocks-early", frozenset(), _switch_unlocking_early)
+PLANTED = {
+    "pointer-first": (
+        SwitchProtocol.parse("fixed-without:pointer-last"),
+        "not stored once, after the scheduler",
+    ),
+    "unlocks-early": (UNLOCKS_EARLY, "not held at the pointer store"),
+    "no-old-lock": (
+        SwitchProtocol.parse("fixed-without:old-lock"),
+        "not held at the pointer store",
+    ),
+}
+
+
+@pytest.mark.parametrize(("boot", "pool"), [("rtds", "credit2"), ("credit", "credit")])
+@pytest.mark.parametrize("bug", PLANTED)
+def test_pointer_last_check_fails_on_a_switch_that_publishes_early(
+    bug: str, boot: str, pool: str
+) -> None:
+    protocol, message = PLANTED[bug]
+    with pytest.raises(AssertionError, match=message):
+        check_publishes_pointer_last(boot, pool, protocol)
+
+
+@pytest.mark.parametrize(("boot", "pool"), [("credit", "credit2"), ("credit2", "rtds")])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("fixed-without:old-lock", "does not hold the old lock"),
+        ("fixed-without:lock-irq", "with IRQs on"),
+    ],
+)
+def test_old_lock_check_fails_on_a_switch_without_it(
+    spec: str, message: str, boot: str, pool: str
+) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_takes_old_lock_with_irqs_off(boot, pool, SwitchProtocol.parse(spec))
 
 
 # -- legacy: before the patch -----------------------------------------------------------
