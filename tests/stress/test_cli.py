@@ -309,7 +309,9 @@ def test_scenario_file_with_an_override(
 def test_builtin_scenario_by_name_reruns_by_name(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["--scenario", "patch-move", "--ops", "5", "--seed", "1"]) == 0
+    # patch-move runs the legacy protocol free-running: five schedule() calls may or
+    # may not meet the race (CI once did), so only a usage error or deadlock fails.
+    assert main(["--scenario", "patch-move", "--ops", "5", "--seed", "1"]) in (0, 1)
     out = capsys.readouterr().out
     assert "rerun: xensched stress --scenario patch-move --ops 5 --seed 1" in out
 
