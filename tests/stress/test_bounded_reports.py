@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._schemas import validate
 from xensched.violation import ViolationKind
 from xensched_stress import StressConfig, run_stress
 from xensched_stress.cli import main
@@ -66,6 +67,7 @@ def test_capped_report_text_and_json(capped: StressReport) -> None:
     assert f"kept in full: {len(r.violations)} (the first 3 " in text
     assert "counted only: " in text
     data = json.loads(json.dumps(r.to_json()))
+    validate("stress", data)
     assert data["violations_total"] == r.violations_total
     assert data["violations_dropped"] == dict(r.violations_dropped)
     assert len(data["violations"]) == len(r.violations)
@@ -88,6 +90,7 @@ def test_cli_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "kept in full: " in out
     data = json.loads(out_file.read_text(encoding="utf-8"))
+    validate("stress", data)
     assert all(v["events"] == [] for v in data["violations"])
     assert len(data["violations"]) <= 1 + _KINDS
     assert data["violations_total"] > len(data["violations"])

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests._schemas import validate
 from xensched import programs
 from xensched.scenario import PoolSpec, Scenario, Toolstack, patch_move, stress_default
 from xensched.spinlock import spin_lock
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 def _json(path: Path) -> dict[str, object]:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
+    validate("stress", data)
     return data
 
 

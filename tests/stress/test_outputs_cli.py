@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import xensched_stress.cli
+from tests._schemas import validate
 from xensched import programs
 from xensched.cli import main as xensched_main
 from xensched.outputs import EXIT_NOT_WRITTEN
@@ -143,7 +144,9 @@ def test_stress_writes_with_the_umask(
     assert stress_main([*QUICK, "--json", str(f)]) == 0
     assert f"report written to {f}" in capsys.readouterr().out
     assert stat.S_IMODE(f.stat().st_mode) == 0o600
-    assert json.loads(f.read_text(encoding="utf-8"))["seed"] == 1
+    data = json.loads(f.read_text(encoding="utf-8"))
+    validate("stress", data)
+    assert data["seed"] == 1
 
 
 def test_stress_help_documents_exit_4(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests._cli_process import CliProcess
+from tests._schemas import validate
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,6 +59,7 @@ def _stress_args(out_file: Path, seed: int, *extra: str) -> list[str]:
 def _report(path: Path) -> dict[str, object]:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
+    validate("stress", data)
     return data
 
 

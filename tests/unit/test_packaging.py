@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,3 +28,21 @@ def test_every_xensched_package_is_listed() -> None:
 def test_every_stress_package_is_listed() -> None:
     top = ROOT / "stress" / "xensched_stress"
     assert _on_disk(top, "xensched_stress") <= _listed()
+
+
+def test_every_report_schema_is_package_data() -> None:
+    """A schema file that no package-data pattern names would be missing from the
+    wheel, and a regular install could not validate that report."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = data["tool"]["setuptools"]["package-data"]
+    tops = {
+        "xensched": ROOT / "xensched",
+        "xensched_stress": ROOT / "stress/xensched_stress",
+    }
+    found = 0
+    for pkg, top in tops.items():
+        for f in (top / "schemas").glob("*.json"):
+            rel = f.relative_to(top).as_posix()
+            assert any(fnmatch(rel, p) for p in patterns.get(pkg, ())), rel
+            found += 1
+    assert found == 5

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests._cli_process import CliProcess
+from tests._schemas import validate
 from xensched.signals import STOP_SIGNALS, RaiseInterrupt, signal_name, stop_signals
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def test_reproduce_interrupted_by_a_signal(
     assert "Traceback" not in p.err
     assert f"results written to {out_file}" in p.out
     data = json.loads(out_file.read_text(encoding="utf-8"))
+    validate("reproduce", data)
     assert data["complete"] is False
     assert isinstance(data["results"], list)
     assert len(data["results"]) < 64
