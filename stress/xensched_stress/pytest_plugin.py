@@ -130,6 +130,7 @@ class _ActiveRun:
 SCALE_KEY: Final = pytest.StashKey[float]()
 STRESS_RUNS_KEY: Final = pytest.StashKey[list[StressRun]]()
 _ACTIVE_RUN_KEY: Final = pytest.StashKey[_ActiveRun]()
+_TIMEOUT_ERROR_KEY: Final = pytest.StashKey[str]()
 # How long a timed-out test waits for its stopped run's partial report.
 _PARTIAL_REPORT_WAIT: Final = 5.0
 
@@ -520,14 +521,25 @@ def pytest_collection_modifyitems(
             continue
         room = limit.seconds - timeout_margin(limit.seconds)
         if duration * scale > room:
-            item.warn(
-                XenschedTimeoutWarning(
-                    f"stress duration {duration * scale:g} s (marker {duration:g} s x "
-                    f"--stress-duration {scale:g}) does not fit in pytest-timeout's "
-                    f"{limit.seconds:g} s less a {timeout_margin(limit.seconds):g} s "
-                    f"margin: the run will be stopped after at most {max(room, 0):g} s"
-                )
+            warning = XenschedTimeoutWarning(
+                f"stress duration {duration * scale:g} s (marker {duration:g} s x "
+                f"--stress-duration {scale:g}) does not fit in pytest-timeout's "
+                f"{limit.seconds:g} s less a {timeout_margin(limit.seconds):g} s "
+                f"margin: the run will be stopped after at most {max(room, 0):g} s"
             )
+            try:
+                item.warn(warning)
+            except XenschedTimeoutWarning:
+                # Warnings are errors here (-W error, filterwarnings): raised from this
+                # hook it would be an INTERNALERROR; the test errors at setup instead.
+                item.stash[_TIMEOUT_ERROR_KEY] = f"{type(warning).__name__}: {warning}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    message = item.stash.get(_TIMEOUT_ERROR_KEY, None)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
 
 
 def _contribute(item: pytest.Item) -> SectionExtra:
