@@ -125,6 +125,7 @@ class TestTimeout:
 class _ActiveRun:
     stop: threading.Event
     done: threading.Event
+    timed_out: threading.Event  # pytest-timeout's thread method is ending the process
 
 
 SCALE_KEY: Final = pytest.StashKey[float]()
@@ -416,17 +417,20 @@ class StressRunner:
         cfg = self.config(**overrides)
         index = len(self._runs)
         self._runs.append(StressRun(cfg))
-        active = _ActiveRun(threading.Event(), threading.Event())
+        active = _ActiveRun(threading.Event(), threading.Event(), threading.Event())
         deadline = (
             None if self._stash is None else self._stash.get(TIMEOUT_DEADLINE_KEY, None)
         )
         cut_for: list[float] = []  # set once the deadline stopped the run
+        errors: list[BaseException] = []
 
         def body() -> None:
             try:
                 report = run_stress(cfg, stop=active.stop)
                 cut = cut_for[0] if cut_for else None
                 self._runs[index] = StressRun(cfg, report, cut)
+            except BaseException as exc:  # raised again in the test's thread
+                errors.append(exc)
             finally:
                 active.done.set()
 
@@ -455,9 +459,14 @@ class StressRunner:
             if self._stash is not None and _ACTIVE_RUN_KEY in self._stash:
                 del self._stash[_ACTIVE_RUN_KEY]
         thread.join()
+        if errors:
+            raise errors[0]
+        if active.timed_out.is_set():
+            # pytest-timeout's timer thread is reporting this test and will end the
+            # process: going on here would race it (teardown, the next test).
+            threading.Event().wait()
         report = self._runs[index].report
-        if report is None:
-            raise RuntimeError("stress run ended without a report")  # body raised
+        assert report is not None
         if report.interrupted and not cut_for:
             # The engine turns Ctrl-C into a partial report; pytest must still stop.
             raise KeyboardInterrupt
@@ -494,6 +503,7 @@ def _stop_active_run(item: pytest.Item) -> None:
     # pytest-timeout's thread method is about to end the process: a partial report.
     active = item.stash.get(_ACTIVE_RUN_KEY, None)
     if active is not None:
+        active.timed_out.set()
         active.stop.set()
         active.done.wait(_PARTIAL_REPORT_WAIT)
 

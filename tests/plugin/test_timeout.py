@@ -269,3 +269,45 @@ def test_thread_method_under_xdist(project: pytest.Pytester) -> None:
     )
     props = junit_properties(str(xml))["test_overrun"]
     assert props["xensched_section"] == "\n".join(lines)
+
+
+def test_thread_method_mid_run_keeps_a_partial_report(project: pytest.Pytester) -> None:
+    # A run that has not stopped by the deadline (here: no margin at all, so the run
+    # is never stopped early) is stopped by the timer and its partial report shown.
+    project.makeconftest(
+        """
+        import xensched_stress.pytest_plugin as plugin
+
+        plugin.timeout_margin = lambda seconds: -60.0
+        """
+    )
+    project.makepyfile(
+        test_mid="""
+        import pytest
+
+        @pytest.mark.stress(duration=30.0, cpus=2)
+        def test_mid(xensched_stress):
+            xensched_stress()
+        """
+    )
+    xml = project.path / "junit.xml"
+    result = project.runpytest_subprocess(
+        "--xensched-seed=7",
+        "--timeout=1.5",
+        "--timeout-method=thread",
+        f"--junitxml={xml}",
+    )
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*- xensched -*",
+            "stress run 1 of 1: exit code 0, 0 violations, interrupted: a partial report",
+            "*= 1 failed in *",
+            "*+ Timeout +*",
+            "*~ Stack of MainThread (*) ~*",
+            "*+ Timeout +*",
+        ]
+    )
+    props = junit_properties(str(xml))["test_mid"]
+    assert "interrupted: a partial report" in props["xensched_section"]
+    assert result.duration < 15, result.duration
