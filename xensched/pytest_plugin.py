@@ -283,7 +283,8 @@ def pytest_runtest_makereport(
     if text is not None:
         report.sections.append(("xensched", text))
         # JUnit XML writes properties, not sections: the teardown report carries it.
-        item.user_properties.append(("xensched_section", text))
+        if ("xensched_section", text) not in item.user_properties:
+            item.user_properties.append(("xensched_section", text))
     return report
 
 

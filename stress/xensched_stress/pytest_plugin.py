@@ -27,7 +27,7 @@ pytest-timeout, the plugin:
   times the ``--stress-duration`` factor, does not fit in the test's timeout less a
   margin (:func:`timeout_margin`); the timeout is read as pytest-timeout documents it:
   the ``timeout`` marker, then ``--timeout``, ``PYTEST_TIMEOUT``, the ``timeout`` ini
-  (:func:`test_timeout`);
+  (:func:`timeout_of`);
 - stops a run (its ``stop`` event) that margin before the deadline pytest-timeout
   gave the test (``xensched.pytest_plugin.TIMEOUT_DEADLINE_KEY``): the report is then
   complete, marked interrupted, and the test passes or fails on it as usual;
@@ -75,9 +75,9 @@ if TYPE_CHECKING:
 __all__ = [
     "SCALE_KEY",
     "STRESS_RUNS_KEY",
+    "ItemTimeout",
     "StressRun",
     "StressRunner",
-    "TestTimeout",
     "XenschedTimeoutWarning",
     "failure_section",
     "parse_scale",
@@ -85,8 +85,8 @@ __all__ = [
     "section_extra",
     "stress_config_for",
     "stress_fields",
-    "test_timeout",
     "timeout_margin",
+    "timeout_of",
 ]
 
 _SCALE_INI: Final = "xensched_stress_duration"
@@ -111,10 +111,8 @@ class XenschedTimeoutWarning(pytest.PytestWarning):
 
 @final
 @dataclasses.dataclass(frozen=True, slots=True)
-class TestTimeout:
+class ItemTimeout:
     """A test's pytest-timeout settings, as far as the stress plugin needs them."""
-
-    __test__ = False  # a library class, not a pytest test class
 
     seconds: float
     method: str
@@ -154,7 +152,7 @@ def _positive(value: object) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
-def test_timeout(item: pytest.Item) -> TestTimeout | None:
+def timeout_of(item: pytest.Item) -> ItemTimeout | None:
     """The pytest-timeout timeout of ``item``, or None (none, or no pytest-timeout).
 
     Read as pytest-timeout documents it: the ``timeout(seconds, method=...)`` marker,
@@ -182,7 +180,7 @@ def test_timeout(item: pytest.Item) -> TestTimeout | None:
     if method is None:
         method = "signal" if hasattr(signal, "SIGALRM") else "thread"
     limit = _positive(seconds)
-    return None if limit is None else TestTimeout(limit, str(method))
+    return None if limit is None else ItemTimeout(limit, str(method))
 
 
 def parse_scale(text: str) -> float:
@@ -526,7 +524,7 @@ def pytest_collection_modifyitems(
         if fields.get("ops") is not None:
             continue  # bounded by schedule() calls, not by time
         duration = _positive(fields.get("duration", default))
-        limit = test_timeout(item)
+        limit = timeout_of(item)
         if duration is None or limit is None:
             continue
         room = limit.seconds - timeout_margin(limit.seconds)

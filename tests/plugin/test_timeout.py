@@ -85,7 +85,7 @@ FIT_TESTS = """
 
 
 def test_warns_at_collection_when_a_duration_cannot_fit(
-    project: pytest.Pytester,
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project.makepyfile(test_fit=FIT_TESTS)
     result = project.runpytest(
@@ -111,6 +111,11 @@ def test_warns_at_collection_when_a_duration_cannot_fit(
     ini = project.runpytest("--collect-only", "-q", f"-W default::{WARNING}")
     ini.stdout.fnmatch_lines(["*does not fit in pytest-timeout's 1.2 s less*"])
     assert ini.stdout.str().count("XenschedTimeoutWarning") == 2
+    # PYTEST_TIMEOUT comes before the ini, as pytest-timeout reads it.
+    monkeypatch.setenv("PYTEST_TIMEOUT", "30")
+    env = project.runpytest("--collect-only", "-q", f"-W default::{WARNING}")
+    assert env.ret == 0, env.stdout.str()
+    env.stdout.no_fnmatch_line("*XenschedTimeoutWarning*")
 
 
 def test_warning_as_error_fails_the_test_at_setup(project: pytest.Pytester) -> None:
