@@ -15,6 +15,30 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   point) adds its ``--stress-duration`` and the ``xensched stress`` commands.
 - :func:`assert_no_violations`, for any run report with ``exit_code``, ``violations``,
   ``seed`` and ``render()``.
+- with pytest-timeout: each test's deadline in ``item.stash[TIMEOUT_DEADLINE_KEY]``
+  (so that the stress plugin can end its runs before it), and, for tests that use the
+  seed under the ``thread`` method, a timer of its own in place of pytest-timeout's
+  (see "pytest-timeout" below).
+
+pytest-timeout
+--------------
+The failure section of a test that pytest-timeout ends must not be lost. With the
+``signal`` method pytest-timeout fails the test in the main thread and the section
+comes by the ordinary path. With the ``thread`` method its timer dumps the stacks and
+calls ``os._exit(1)``: no report, no summary, no JUnit XML. So for a test that uses
+the seed, this plugin implements ``pytest_timeout_set_timer`` (the hook pytest-timeout
+offers for "alternative timeout implementation strategies") with a timer of its own
+that, when it fires: lets the listeners of :func:`add_timeout_listener` act (the
+stress plugin stops its run and waits for the partial report), logs a failed report
+of the test with the ``xensched`` section (through ``pytest_runtest_logreport``, so the
+terminal, the JUnit XML and, under xdist, the controller receive it), ends the session
+(``pytest_sessionfinish``: summary, JUnit XML) unless this is an xdist worker (whose
+controller does that), and then hands over to pytest-timeout's own expiry
+(``pytest_timeout.timeout_timer``: captured output, stack dump, ``os._exit(1)``).
+What it relies on of pytest-timeout (2.4): the two hooks, the fields of the
+``Settings`` it passes (``timeout``, ``method``, ``disable_debugger_detection``),
+``is_debugging()``, and ``timeout_timer(item, settings)``; without the latter it dumps
+the stacks with :mod:`faulthandler` and exits as pytest-timeout would.
 
 This plugin never imports the stress harness: the dependency goes from
 ``xensched_stress`` to ``xensched`` only. Everything it does is also a plain function,
@@ -25,7 +49,14 @@ so the plugin is a thin adapter (xdist's ``get_xdist_worker_id`` next to its
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Final, Protocol, final
+import faulthandler
+import importlib
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, final
 
 import pytest
 
@@ -47,12 +78,16 @@ __all__ = [
     "SEED_ENV",
     "SEED_MAX",
     "TEST_SEED_KEY",
+    "TIMEOUT_DEADLINE_KEY",
     "SectionExtra",
+    "TimeoutDeadline",
     "add_section_contributor",
+    "add_timeout_listener",
     "assert_no_violations",
     "derive_seed",
     "failure_section",
     "get_base_seed",
+    "item_section",
     "parse_seed",
     "rerun_command",
     "resolve_base_seed",
@@ -88,6 +123,29 @@ def add_section_contributor(
 ) -> None:
     """Have ``contributor(item)`` add to the failure section of every failed test."""
     config.stash.setdefault(_CONTRIBUTORS_KEY, []).append(contributor)
+
+
+@final
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimeoutDeadline:
+    """When pytest-timeout will end a test: ``at`` on :func:`time.monotonic`."""
+
+    at: float
+    seconds: float
+    method: str  # "signal" or "thread", as pytest-timeout will run it
+
+
+TIMEOUT_DEADLINE_KEY: Final = pytest.StashKey[TimeoutDeadline]()
+_TIMER_KEY: Final = pytest.StashKey[threading.Timer]()
+_LISTENERS_KEY: Final = pytest.StashKey[list["Callable[[pytest.Item], None]"]]()
+
+
+def add_timeout_listener(
+    config: pytest.Config, listener: Callable[[pytest.Item], None]
+) -> None:
+    """Have ``listener(item)`` called (from a timer thread) when pytest-timeout's
+    thread method is about to end the process, before the failure is reported."""
+    config.stash.setdefault(_LISTENERS_KEY, []).append(listener)
 
 
 class RunReport(Protocol):
@@ -138,6 +196,18 @@ def failure_section(
     lines += [f"  {c}" for e in extras for c in e.commands]
     lines += [d for e in extras for d in e.details]
     return "\n".join(lines)
+
+
+def item_section(item: pytest.Item) -> str | None:
+    """The ``xensched`` section of a test that used the seed, else None."""
+    if TEST_SEED_KEY not in item.stash:
+        return None
+    contributors = item.config.stash.get(_CONTRIBUTORS_KEY, [])
+    return failure_section(
+        item.nodeid,
+        item.config.stash[BASE_SEED_KEY],
+        [contribute(item) for contribute in contributors],
+    )
 
 
 # -- hooks -------------------------------------------------------------------------------
@@ -209,12 +279,116 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.failed and TEST_SEED_KEY in item.stash:
-        contributors = item.config.stash.get(_CONTRIBUTORS_KEY, [])
-        text = failure_section(
-            item.nodeid,
-            item.config.stash[BASE_SEED_KEY],
-            [contribute(item) for contribute in contributors],
-        )
+    text = item_section(item) if report.failed else None
+    if text is not None:
         report.sections.append(("xensched", text))
+        # JUnit XML writes properties, not sections: the teardown report carries it.
+        if ("xensched_section", text) not in item.user_properties:
+            item.user_properties.append(("xensched_section", text))
     return report
+
+
+# -- pytest-timeout ----------------------------------------------------------------------
+class _TimeoutSettings(Protocol):
+    # The fields of pytest_timeout.Settings that this plugin reads.
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def disable_debugger_detection(self) -> bool | None: ...
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(
+    item: pytest.Item, settings: _TimeoutSettings
+) -> bool | None:
+    # pytest-timeout hook (firstresult): None lets pytest-timeout set its own timer.
+    seconds = float(settings.timeout)
+    method = settings.method
+    if method == "signal" and threading.current_thread() is not threading.main_thread():
+        method = "thread"  # what pytest-timeout does too: SIGALRM needs the main thread
+    item.stash[TIMEOUT_DEADLINE_KEY] = TimeoutDeadline(
+        time.monotonic() + seconds, seconds, method
+    )
+    if method != "thread" or "xensched_seed" not in getattr(item, "fixturenames", ()):
+        return None
+    timer = threading.Timer(seconds, _thread_timeout, (item, settings))
+    timer.name = f"xensched timeout {item.nodeid}"
+    timer.daemon = True
+    item.stash[_TIMER_KEY] = timer
+    timer.start()
+    return True
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    if TIMEOUT_DEADLINE_KEY in item.stash:
+        del item.stash[TIMEOUT_DEADLINE_KEY]
+    timer = item.stash.get(_TIMER_KEY, None)
+    if timer is None:
+        return None
+    del item.stash[_TIMER_KEY]
+    timer.cancel()
+    if timer is not threading.current_thread():
+        timer.join()
+    return True
+
+
+def _thread_timeout(item: pytest.Item, settings: _TimeoutSettings) -> None:
+    # The timer thread: report what is known, then pytest-timeout's expiry.
+    # Untyped (no py.typed): read through Any, and only what the module doc lists.
+    pytest_timeout: Any = importlib.import_module("pytest_timeout")
+    if not settings.disable_debugger_detection and pytest_timeout.is_debugging():
+        return  # pytest-timeout leaves a debugging session alone; so do we
+    try:
+        for listener in item.config.stash.get(_LISTENERS_KEY, []):
+            listener(item)
+        _report_timeout(item, settings)
+    except Exception:
+        traceback.print_exc()
+    expire = getattr(pytest_timeout, "timeout_timer", None)
+    if expire is not None:
+        expire(item, settings)  # dumps the stacks and calls os._exit(1)
+    faulthandler.dump_traceback(all_threads=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def _report_timeout(item: pytest.Item, settings: _TimeoutSettings) -> None:
+    text = item_section(item)
+    properties = list(item.user_properties)
+    sections: list[tuple[str, str]] = []
+    if text is not None:
+        sections.append(("xensched", text))
+        properties.append(("xensched_section", text))
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        # What follows goes to the real terminal, as pytest-timeout's dump does.
+        capman.suspend_global_capture(item)
+    keywords: dict[str, Literal[1]] = dict.fromkeys(item.keywords, 1)
+    message = (
+        f"Timeout (>{settings.timeout:g}s) from pytest-timeout, thread method: the "
+        "process ends after the stack dump that follows"
+    )
+    for when, outcome, longrepr in (
+        ("call", "failed", message),
+        ("teardown", "passed", None),
+    ):
+        report = pytest.TestReport(
+            item.nodeid,
+            item.location,
+            keywords,
+            outcome,  # type: ignore[arg-type]
+            longrepr,
+            when,  # type: ignore[arg-type]
+            sections=sections if when == "call" else (),
+            user_properties=properties,
+        )
+        item.ihook.pytest_runtest_logreport(report=report)
+    if getattr(item.config, "workerinput", None) is None:
+        # Not an xdist worker: nobody else will write the summary and the JUnit XML.
+        item.session.shouldfail = "pytest-timeout"
+        item.config.hook.pytest_sessionfinish(
+            session=item.session, exitstatus=pytest.ExitCode.TESTS_FAILED
+        )

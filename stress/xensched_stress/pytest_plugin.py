@@ -20,8 +20,24 @@ Everything it does is also a plain function (:func:`stress_fields`,
 engine is imported inside functions, so loading the plugin stays cheap.
 
 A stress run that hangs is the engine watchdog's business (it reports a deadlock); a
-run that hangs beyond that is killed by pytest-timeout, the outer guard. The plugin
-adds no timer of its own.
+run that hangs beyond that is killed by pytest-timeout, the outer guard. With
+pytest-timeout, the plugin:
+
+- warns at collection (:class:`XenschedTimeoutWarning`) when a marker's duration,
+  times the ``--stress-duration`` factor, does not fit in the test's timeout less a
+  margin (:func:`timeout_margin`); the timeout is read as pytest-timeout documents it:
+  the ``timeout`` marker, then ``--timeout``, ``PYTEST_TIMEOUT``, the ``timeout`` ini
+  (:func:`timeout_of`);
+- stops a run (its ``stop`` event) that margin before the deadline pytest-timeout
+  gave the test (``xensched.pytest_plugin.TIMEOUT_DEADLINE_KEY``): the report is then
+  complete, marked interrupted, and the test passes or fails on it as usual;
+- runs each stress run in a thread of its own, the test's thread waiting for it: if
+  the wait is interrupted (Ctrl-C, or pytest-timeout's ``signal`` method failing the
+  test) the run is stopped and its partial report kept for the failure section before
+  the exception goes on;
+- when pytest-timeout's ``thread`` method fires anyway (the test does more than its
+  runs), stops the current run and waits for its partial report before the core
+  plugin reports the failure (``xensched.pytest_plugin.add_timeout_listener``).
 """
 
 from __future__ import annotations
@@ -29,6 +45,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
+import signal
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Final, final
 
 import pytest
@@ -36,8 +56,10 @@ import pytest
 from xensched.errors import XenschedError
 from xensched.pytest_plugin import (
     BASE_SEED_KEY,
+    TIMEOUT_DEADLINE_KEY,
     SectionExtra,
     add_section_contributor,
+    add_timeout_listener,
     derive_seed,
     failure_section as _core_section,
     rerun_command as _core_rerun,
@@ -53,14 +75,18 @@ if TYPE_CHECKING:
 __all__ = [
     "SCALE_KEY",
     "STRESS_RUNS_KEY",
+    "ItemTimeout",
     "StressRun",
     "StressRunner",
+    "XenschedTimeoutWarning",
     "failure_section",
     "parse_scale",
     "rerun_command",
     "section_extra",
     "stress_config_for",
     "stress_fields",
+    "timeout_margin",
+    "timeout_of",
 ]
 
 _SCALE_INI: Final = "xensched_stress_duration"
@@ -75,13 +101,88 @@ class StressRun:
 
     config: StressConfig
     report: StressReport | None = None
+    # Stopped early to end before pytest-timeout's deadline (seconds of that timeout).
+    cut_for_timeout: float | None = None
+
+
+class XenschedTimeoutWarning(pytest.PytestWarning):
+    """A stress marker's duration does not fit in the test's pytest-timeout."""
+
+
+@final
+@dataclasses.dataclass(frozen=True, slots=True)
+class ItemTimeout:
+    """A test's pytest-timeout settings, as far as the stress plugin needs them."""
+
+    seconds: float
+    method: str
+
+
+@final
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ActiveRun:
+    stop: threading.Event
+    done: threading.Event
+    timed_out: threading.Event  # pytest-timeout's thread method is ending the process
 
 
 SCALE_KEY: Final = pytest.StashKey[float]()
 STRESS_RUNS_KEY: Final = pytest.StashKey[list[StressRun]]()
+_ACTIVE_RUN_KEY: Final = pytest.StashKey[_ActiveRun]()
+_TIMEOUT_ERROR_KEY: Final = pytest.StashKey[str]()
+# How long a timed-out test waits for its stopped run's partial report.
+_PARTIAL_REPORT_WAIT: Final = 5.0
 
 
 # -- library: configs, sections ------------------------------------------------------------
+def timeout_margin(seconds: float) -> float:
+    """How long before pytest-timeout's deadline a stress run is stopped.
+
+    A tenth of the timeout, at least 0.5 s (the report, the teardown's joins) and at
+    most 5 s.
+    """
+    return min(max(0.1 * seconds, 0.5), 5.0)
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None  # pytest-timeout reports its own bad values
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def timeout_of(item: pytest.Item) -> ItemTimeout | None:
+    """The pytest-timeout timeout of ``item``, or None (none, or no pytest-timeout).
+
+    Read as pytest-timeout documents it: the ``timeout(seconds, method=...)`` marker,
+    then ``--timeout``, ``PYTEST_TIMEOUT``, the ``timeout`` ini; the method from the
+    marker, ``--timeout-method``, the ``timeout_method`` ini, else ``signal`` where
+    SIGALRM exists.
+    """
+    config = item.config
+    if not config.pluginmanager.hasplugin("timeout"):
+        return None
+    seconds: object = None
+    method: object = None
+    mark = item.get_closest_marker("timeout")
+    if mark is not None:
+        seconds = mark.kwargs.get("timeout", mark.args[0] if mark.args else None)
+        method = mark.kwargs.get("method", mark.args[1] if len(mark.args) > 1 else None)
+    if seconds is None:
+        seconds = config.getoption("timeout", None)
+    if seconds is None:
+        seconds = os.environ.get("PYTEST_TIMEOUT") or config.getini("timeout") or None
+    if method is None:
+        method = config.getoption("timeout_method", None)
+    if method is None:
+        method = config.getini("timeout_method") or None
+    if method is None:
+        method = "signal" if hasattr(signal, "SIGALRM") else "thread"
+    limit = _positive(seconds)
+    return None if limit is None else ItemTimeout(limit, str(method))
+
+
 def parse_scale(text: str) -> float:
     """A duration scale factor from text: a finite float > 0.
 
@@ -216,9 +317,17 @@ def section_extra(scale: float, runs: Iterable[StressRun] = ()) -> SectionExtra:
             details.append(f"{head}: did not finish")
             continue
         found = report.violations_total
+        how = ""
+        if run.cut_for_timeout is not None:
+            how = (
+                f", stopped {timeout_margin(run.cut_for_timeout):g} s before "
+                f"pytest-timeout's {run.cut_for_timeout:g} s deadline"
+            )
+        elif report.interrupted:
+            how = ", interrupted: a partial report"
         details.append(
             f"{head}: exit code {report.exit_code}, {found} violation"
-            f"{'' if found == 1 else 's'}"
+            f"{'' if found == 1 else 's'}{how}"
         )
         if report.deadlock is not None:
             first = report.deadlock.strip().splitlines() or [""]
@@ -254,7 +363,7 @@ class StressRunner:
     only builds the config. Every run is remembered for the failure report.
     """
 
-    __slots__ = ("_base_seed", "_fields", "_nodeid", "_runs", "_scale")
+    __slots__ = ("_base_seed", "_fields", "_nodeid", "_runs", "_scale", "_stash")
 
     def __init__(
         self,
@@ -263,12 +372,15 @@ class StressRunner:
         fields: Mapping[str, Any],
         scale: float,
         runs: list[StressRun],
+        stash: pytest.Stash | None = None,
     ) -> None:
         self._nodeid = nodeid
         self._base_seed = base_seed
         self._fields = dict(fields)
         self._scale = scale
         self._runs = runs
+        # The test's stash: pytest-timeout's deadline in, the active run out.
+        self._stash = stash
 
     @property
     def seed(self) -> int:
@@ -301,10 +413,59 @@ class StressRunner:
         from .runner import run_stress
 
         cfg = self.config(**overrides)
+        index = len(self._runs)
         self._runs.append(StressRun(cfg))
-        report = run_stress(cfg)
-        self._runs[-1] = StressRun(cfg, report)
-        if report.interrupted:
+        active = _ActiveRun(threading.Event(), threading.Event(), threading.Event())
+        deadline = (
+            None if self._stash is None else self._stash.get(TIMEOUT_DEADLINE_KEY, None)
+        )
+        cut_for: list[float] = []  # set once the deadline stopped the run
+        errors: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                report = run_stress(cfg, stop=active.stop)
+                cut = cut_for[0] if cut_for else None
+                self._runs[index] = StressRun(cfg, report, cut)
+            except BaseException as exc:  # raised again in the test's thread
+                errors.append(exc)
+            finally:
+                active.done.set()
+
+        # In a thread of its own, so that whatever interrupts this thread (Ctrl-C,
+        # pytest-timeout's SIGALRM) finds the run still able to stop and report.
+        thread = threading.Thread(target=body, name="xensched-stress-run", daemon=True)
+        if self._stash is not None:
+            self._stash[_ACTIVE_RUN_KEY] = active
+        try:
+            thread.start()
+            while not active.done.wait(0.05):
+                if (
+                    deadline is not None
+                    and not active.stop.is_set()
+                    and time.monotonic()
+                    >= deadline.at - timeout_margin(deadline.seconds)
+                ):
+                    cut_for.append(deadline.seconds)
+                    active.stop.set()
+        except BaseException:
+            active.stop.set()
+            # The run joins its own threads within about its lock bound.
+            thread.join(cfg.lock_bound + _PARTIAL_REPORT_WAIT)
+            raise
+        finally:
+            if self._stash is not None and _ACTIVE_RUN_KEY in self._stash:
+                del self._stash[_ACTIVE_RUN_KEY]
+        thread.join()
+        if errors:
+            raise errors[0]
+        if active.timed_out.is_set():
+            # pytest-timeout's timer thread is reporting this test and will end the
+            # process: going on here would race it (teardown, the next test).
+            threading.Event().wait()
+        report = self._runs[index].report
+        assert report is not None
+        if report.interrupted and not cut_for:
             # The engine turns Ctrl-C into a partial report; pytest must still stop.
             raise KeyboardInterrupt
         return report
@@ -336,6 +497,59 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _stop_active_run(item: pytest.Item) -> None:
+    # pytest-timeout's thread method is about to end the process: a partial report.
+    active = item.stash.get(_ACTIVE_RUN_KEY, None)
+    if active is not None:
+        active.timed_out.set()
+        active.stop.set()
+        active.done.wait(_PARTIAL_REPORT_WAIT)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    from .config import StressConfig
+
+    scale = config.stash[SCALE_KEY]
+    default = inspect.signature(StressConfig).parameters["duration"].default
+    for item in items:
+        if "xensched_stress" not in getattr(item, "fixturenames", ()):
+            continue
+        try:
+            fields = stress_fields(item.iter_markers("stress"))
+        except TypeError:
+            continue  # the fixture reports a misused marker
+        if fields.get("ops") is not None:
+            continue  # bounded by schedule() calls, not by time
+        duration = _positive(fields.get("duration", default))
+        limit = timeout_of(item)
+        if duration is None or limit is None:
+            continue
+        room = limit.seconds - timeout_margin(limit.seconds)
+        if duration * scale > room:
+            warning = XenschedTimeoutWarning(
+                f"stress duration {duration * scale:g} s (marker {duration:g} s x "
+                f"--stress-duration {scale:g}) does not fit in pytest-timeout's "
+                f"{limit.seconds:g} s less a {timeout_margin(limit.seconds):g} s "
+                f"margin: the run will be stopped after at most {max(room, 0):g} s"
+            )
+            try:
+                item.warn(warning)
+            except XenschedTimeoutWarning:
+                # Warnings are errors here (-W error, filterwarnings): raised from this
+                # hook it would be an INTERNALERROR; the test errors at setup instead.
+                item.stash[_TIMEOUT_ERROR_KEY] = f"{type(warning).__name__}: {warning}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    message = item.stash.get(_TIMEOUT_ERROR_KEY, None)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+
+
 def _contribute(item: pytest.Item) -> SectionExtra:
     runs: list[StressRun] = item.stash.get(STRESS_RUNS_KEY, [])
     return section_extra(item.config.stash[SCALE_KEY], runs)
@@ -361,6 +575,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"{_SCALE_INI}: {exc}") from None
     config.stash[SCALE_KEY] = scale
     add_section_contributor(config, _contribute)
+    add_timeout_listener(config, _stop_active_run)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -392,4 +607,5 @@ def xensched_stress(request: pytest.FixtureRequest, xensched_seed: int) -> Stres
         fields,
         request.config.stash[SCALE_KEY],
         runs,
+        node.stash,
     )

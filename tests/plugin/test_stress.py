@@ -157,34 +157,6 @@ def test_real_stress_runs(project: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("*raise AssertionError(*")
 
 
-def test_timeout_is_the_outer_guard(project: pytest.Pytester) -> None:
-    project.makepyfile(
-        """
-        import pytest
-
-        from xensched.pytest_plugin import assert_no_violations
-
-        @pytest.mark.timeout(1, method="thread")
-        @pytest.mark.stress(duration=60.0, cpus=2)
-        def test_too_long(xensched_stress):
-            assert_no_violations(xensched_stress())
-        """
-    )
-    result = project.runpytest_subprocess("--xensched-seed=1")
-    # pytest-timeout's thread method ends the process with os._exit(1).
-    assert result.ret == 1, result.stdout.str()
-    result.stdout.fnmatch_lines(
-        [
-            "*+ Timeout +*",
-            "*~ Stack of pcpu0 (*) ~*",
-            "*~ Stack of MainThread (*) ~*",
-            "*report = run_stress(cfg)",
-            "*+ Timeout +*",
-        ],
-        consecutive=False,
-    )
-
-
 RECORD_CONFTEST = """
     import json, os, pathlib, zlib
     import pytest
