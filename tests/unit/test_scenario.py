@@ -148,7 +148,7 @@ BAD_FIELDS = [
     ("pools.0.cpus", ["2"], "scenario.pools[0].cpus[0]: expected an integer"),
     ("pools.0.colour", "red", "scenario.pools[0].colour: unknown field"),
     ("free_cpus", [4], "free_cpus: cpu4 does not exist"),
-    ("domains.0.vcpus", 0, "domains[0].vcpus=0: must be >= 1"),
+    ("domains.0.vcpus", 0, "domains[0].vcpus=0: must be in [1, 128]"),
     ("domains.0.pool", "q", "domains[0].pool 'q': no such pool"),
     ("domains.0.name", "Domain-0", "domains[0].name 'Domain-0': must be a new"),
     ("setup.0", "vcpu-sleep", "setup[0] 'vcpu-sleep': 'vcpu-sleep' takes VCPU"),
