@@ -20,7 +20,15 @@ from xensched.seeds import parse_seed
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["MAX_SECONDS", "Parser", "integer", "probability", "seconds", "seed"]
+__all__ = [
+    "MAX_SECONDS",
+    "Parser",
+    "integer",
+    "probability",
+    "refusal",
+    "seconds",
+    "seed",
+]
 
 #: The longest duration, timeout or interval any option takes: a day. Longer runs are
 #: better made of several seeds, and a bound keeps ``inf`` and typos (``--duration
@@ -41,8 +49,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
+def refusal(text: str, why: str) -> argparse.ArgumentTypeError:
+    """What an argparse type raises to print ``--OPTION TEXT: WHY``."""
+    return argparse.ArgumentTypeError(f"{_OWN}{text}: {why}")
+
+
 def _refuse(text: str, allowed: str) -> NoReturn:
-    raise argparse.ArgumentTypeError(f"{_OWN}{text}: must be {allowed}")
+    raise refusal(text, f"must be {allowed}")
 
 
 def integer(lo: int, hi: int) -> Callable[[str], int]:
@@ -95,4 +108,4 @@ def seed(text: str) -> int:
     try:
         return parse_seed(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{_OWN}{e}") from None
+        raise argparse.ArgumentTypeError(f"{_OWN}{e}") from None  # names the text

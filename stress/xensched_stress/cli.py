@@ -34,13 +34,12 @@ from xensched.outputs import (
     check_output_paths,
     write_json_report,
 )
+from xensched.scenario import MAX_DOMAIN_VCPUS, MAX_DOMAINS
 from xensched.seeds import resolve_base_seed
 from xensched.signals import signal_name, stop_signals
 
 from .config import (
     MAX_CONTROLLERS,
-    MAX_DOMAIN_VCPUS,
-    MAX_DOMAINS,
     MAX_EVENTS,
     MAX_OPS,
     MAX_SHORT_SECONDS,

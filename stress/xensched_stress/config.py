@@ -240,9 +240,10 @@ def _positive(name: str, value: float, hi: float = MAX_SECONDS) -> None:
         )
 
 
-def _in_range(name: str, value: int, lo: int, hi: int) -> None:
-    # bool is an int, but True pCPUs is a slip, not a count.
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+def _in_range(name: str, value: object, lo: int, hi: int) -> None:
+    # A marker's field can be anything; bool is an int, but True domains is a slip.
+    ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+    if not ok:
         raise ConfigError(f"{name}={value!r}: must be an integer in [{lo}, {hi}]")
 
 
