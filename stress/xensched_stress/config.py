@@ -131,7 +131,12 @@ class StressConfig:
         self._validate_run()
 
     def _validate_shape(self) -> None:
-        if not 2 <= self.cpus <= MAX_CPUS:
+        cpus: object = self.cpus  # a marker's field can be anything
+        if not (
+            isinstance(cpus, int)
+            and not isinstance(cpus, bool)
+            and 2 <= cpus <= MAX_CPUS
+        ):
             raise ConfigError(
                 f"cpus={self.cpus}: a stress run needs 2 to {MAX_CPUS} pCPUs "
                 "(one stays in Pool-0, the others move)"

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import pytest
 
 from xensched.errors import XenschedError
+from xensched.options import MAX_SECONDS
 from xensched.pytest_plugin import (
     BASE_SEED_KEY,
     SectionExtra,
@@ -55,6 +56,7 @@ __all__ = [
     "STRESS_RUNS_KEY",
     "StressRun",
     "StressRunner",
+    "check_stress_marks",
     "failure_section",
     "parse_scale",
     "rerun_command",
@@ -92,9 +94,12 @@ def parse_scale(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    # Up to a day per second of a marker's duration; each scaled duration is then
+    # held to the run's own bound (a day) when the marks are checked.
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
         raise ValueError(
-            f"{text!r} is not a duration factor: expected a number > 0, e.g. 0.5 or 10"
+            f"{text!r} is not a duration factor: expected a finite number in "
+            f"(0, {MAX_SECONDS:g}], e.g. 0.5 or 10"
         )
     return value
 
@@ -361,6 +366,37 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"{_SCALE_INI}: {exc}") from None
     config.stash[SCALE_KEY] = scale
     add_section_contributor(config, _contribute)
+
+
+def check_stress_marks(config: pytest.Config, items: Iterable[pytest.Item]) -> None:
+    """Check every test's ``@pytest.mark.stress(...)`` fields, as its fixture would.
+
+    At collection, so that a misspelt or invalid field stops the session before any
+    test runs (rather than failing its test after the others ran), one line per test.
+
+    Raises:
+        pytest.UsageError: naming each test whose marks are invalid, and why.
+    """
+    base_seed = config.stash[BASE_SEED_KEY]
+    scale = config.stash[SCALE_KEY]
+    problems = []
+    for item in items:
+        marks = list(item.iter_markers("stress"))
+        if not marks:
+            continue
+        try:
+            stress_config_for(item.nodeid, base_seed, stress_fields(marks), scale)
+        except (TypeError, XenschedError) as exc:
+            problems.append(f"{item.nodeid}: @pytest.mark.stress: {exc}")
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    check_stress_marks(config, items)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
