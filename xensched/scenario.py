@@ -75,8 +75,9 @@ __all__ = [
 SCENARIO_VERSION: Final = 1
 POOL0: Final = "Pool-0"
 #: Bounds on the guests a scenario creates, so that set-up fits a run. Set-up is one
-#: thread creating every vCPU in turn: 4096 vCPUs took 1.2 to 1.4 s here (1000 x 4 or
-#: 250 x 16 on 8 pCPUs), and it grows faster than linearly beyond. 128 vCPUs is
+#: thread creating every vCPU in turn: 4096 vCPUs took 1.2 to 1.4 s here on 8 pCPUs
+#: (1000 x 4 or 250 x 16), about 3 s on 4 pCPUs, and it grows faster than linearly
+#: beyond. Set-up counts against a stress run's duration and shows progress. 128 vCPUs is
 #: Xen's own limit for an HVM guest; 1024 domains leaves room for 4 vCPUs each.
 MAX_DOMAINS: Final = 1024
 MAX_DOMAIN_VCPUS: Final = 128
@@ -787,7 +788,11 @@ def _probability(name: str, value: float) -> None:
 
 # -- the one host builder -------------------------------------------------------------------
 def build_host(
-    scenario: Scenario, *, lock_timeout: float = 10.0, trace_all: bool = True
+    scenario: Scenario,
+    *,
+    lock_timeout: float = 10.0,
+    trace_all: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Host:
     """The host of ``scenario``, set up and ready for its threads.
 
@@ -798,6 +803,11 @@ def build_host(
     protocol becomes the scenario's.
 
     ``trace_all`` is :class:`~xensched.host.Host`'s: the stress harness turns it off.
+
+    ``on_step(done, total)`` is called before each setup step (a pCPU moved, a pool
+    or a domain created, a setup op), from this thread: a caller shows progress
+    there, and stops a long set-up between two steps by raising (the exception goes
+    through unchanged; the half-built host is dropped).
 
     Raises:
         ConfigError: the scenario is invalid, or Xen refused a setup step (naming it).
@@ -814,17 +824,28 @@ def build_host(
         trace_all=trace_all,
     )
     step = "boot"
+    leaving = sorted({c for p in sc.pools for c in p.cpus} | set(sc.free_cpus))
+    total = len(leaving) + sum(1 + len(p.cpus) for p in sc.pools)
+    total += len(sc.domains) + len(sc.setup)
+    done = 0
+
+    def next_step(what: str) -> str:
+        nonlocal done
+        if on_step is not None:
+            on_step(done, total)
+        done += 1
+        return what
+
     try:
         with bind(h.toolstack_context(SETUP_CONTEXT)):
-            leaving = sorted({c for p in sc.pools for c in p.cpus} | set(sc.free_cpus))
             for cpu in leaving:
-                step = f"cpupool-cpu-remove {POOL0} {cpu}"
+                step = next_step(f"cpupool-cpu-remove {POOL0} {cpu}")
                 h.cpupool_cpu_remove(POOL0, cpu)
             for p in sc.pools:
-                step = f"cpupool-create {p.name} {p.sched}"
+                step = next_step(f"cpupool-create {p.name} {p.sched}")
                 h.cpupool_create(p.name, p.sched)
                 for cpu in p.cpus:
-                    step = f"cpupool-cpu-add {p.name} {cpu}"
+                    step = next_step(f"cpupool-cpu-add {p.name} {cpu}")
                     h.cpupool_cpu_add(p.name, cpu)
             with_cpus = [c.name for c in h.cpupool_list if c.cpu_valid.peek()]
             unplaced = 0
@@ -833,11 +854,13 @@ def build_host(
                 if pool is None:
                     pool = with_cpus[unplaced % len(with_cpus)]
                     unplaced += 1
-                step = f"create {d.name} {pool} {d.vcpus}"
+                step = next_step(f"create {d.name} {pool} {d.vcpus}")
                 h.create_domain(d.name, pool, vcpus=d.vcpus)
             for op in sc.setup:
-                step = str(op)
+                step = next_step(str(op))
                 apply_xl(h, op)
+            if on_step is not None:
+                on_step(total, total)
     except XenError as e:
         raise ConfigError(f"setting up the host: {step!r}: {e}") from e
     h.bus.clear_violations()

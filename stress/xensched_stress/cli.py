@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TextIO
 
-    from .runner import ProgressSnapshot
+    from .runner import ProgressSnapshot, SetupProgress
 
 _DEFAULTS = StressConfig()
 #: Options that shape the host and the workload: ``None`` unless given, so that
@@ -410,6 +410,19 @@ class _Progress:
             print(line, file=self._stream, flush=True)
         self._shown = True
 
+    def setup(self, snap: SetupProgress) -> None:
+        """The host's set-up, shown only when it takes a while (many domains)."""
+        early = snap.elapsed - self._last < 1.0 and snap.done < snap.total
+        if not self._in_place and early:
+            return
+        self._last = snap.elapsed
+        line = f"[{snap.elapsed:7.1f}s] set-up: {snap.done}/{snap.total} steps"
+        if self._in_place:
+            print(f"\r{line}\x1b[K", end="", file=self._stream, flush=True)
+        else:
+            print(line, file=self._stream, flush=True)
+        self._shown = True
+
     def close(self) -> None:
         if self._in_place and self._shown:
             print(file=self._stream, flush=True)
@@ -478,7 +491,12 @@ def _main(
     bar = _Progress(sys.stderr, in_place=sys.stderr.isatty()) if show else None
     try:
         try:
-            report = run_stress(cfg, progress=bar, stop=stop)
+            report = run_stress(
+                cfg,
+                progress=bar,
+                stop=stop,
+                setup_progress=None if bar is None else bar.setup,
+            )
         finally:
             if bar is not None:
                 bar.close()  # ends the progress line before anything else prints
