@@ -184,8 +184,8 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help=f"guest domains, 0 to {MAX_DOMAINS}, created in the pools round-robin; "
-        "at most 4096 guest vCPUs in all, so that set-up (about 1.4 s for 4096) fits "
-        f"the run (default: {_DEFAULTS.domains})",
+        "at most 4096 guest vCPUs in all, so that set-up (1.5 to 3 s for 4096 here) "
+        f"fits the run (default: {_DEFAULTS.domains})",
     )
     host.add_argument(
         "--vcpus",

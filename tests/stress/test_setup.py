@@ -3,17 +3,25 @@ stops between two steps when asked."""
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests._cli_process import CliProcess
 from xensched.cli import main
 from xensched.scenario import build_host
 from xensched_stress import runner
 from xensched_stress.config import StressConfig
 from xensched_stress.report import StopReason
 from xensched_stress.runner import SetupProgress, run_stress
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # About 1.5 to 3 s of set-up here: long enough to be stopped in the middle.
 _DOMAINS, _VCPUS = 1024, 4
@@ -92,3 +100,24 @@ def test_the_cli_shows_set_up_progress(capsys: pytest.CaptureFixture[str]) -> No
     assert captured.out.startswith("seed=1\n")
     assert "] set-up: " in captured.err
     assert "/1029 steps" in captured.err  # 2 pCPUs out, p1 and its 2, 1024 domains
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_during_set_up_stops_it_with_a_report(tmp_path: Path) -> None:
+    out_file = tmp_path / "r.json"
+    args = ["-m", "xensched", "stress", "--domains", "1024", "--vcpus", "4"]
+    args += ["--duration", "60", "--seed", "3", "--progress", "--json", str(out_file)]
+    p = CliProcess(args, tmp_path)
+    try:
+        p.wait_for(r"\] set-up: \d+/1029 steps", stream="err")
+        t0 = time.monotonic()
+        p.signal(signal.SIGTERM)
+        code = p.finish(timeout=30)
+    finally:
+        p.kill()
+    assert time.monotonic() - t0 < 1.0, p.err  # not at the end of set-up
+    assert code == 0, p.err
+    assert "SIGTERM received: run stopped, partial report" in p.err
+    data = json.loads(out_file.read_text(encoding="utf-8"))
+    assert data["interrupted"] is True
+    assert data["stragglers"] == []
