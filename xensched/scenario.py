@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from xensched.errors import ConfigError, XenError
 from xensched.host import MAX_CPUS, Host, Topology
+from xensched.options import MAX_SECONDS
 from xensched.protocol import SwitchProtocol
 from xensched.schedulers import SCHEDULERS
 from xensched.smp import bind
@@ -514,8 +515,11 @@ class Scenario:
                 elif t.moves is not None and t.moves < 0:
                     raise ConfigError(f"{where}.moves={t.moves}: must be >= 0")
                 _probability(f"{where}.domain_moves", t.domain_moves)
-                if not (math.isfinite(t.interval) and t.interval >= 0):
-                    raise ConfigError(f"{where}.interval={t.interval}: must be >= 0")
+                if not (math.isfinite(t.interval) and 0 <= t.interval <= MAX_SECONDS):
+                    raise ConfigError(
+                        f"{where}.interval={t.interval}: must be a finite number of "
+                        f"seconds in [0, {MAX_SECONDS:g}]"
+                    )
                 if t.attempts < 1:
                     raise ConfigError(f"{where}.attempts={t.attempts}: must be >= 1")
 
