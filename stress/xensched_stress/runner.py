@@ -238,19 +238,22 @@ class _Run(Workload):
     def _setup_step(self, done: int, total: int) -> None:
         """Between two set-up steps: honour a stop and the duration, show progress."""
         now = time.monotonic()
-        if self.external_stop is not None and self.external_stop.is_set():
-            # The run's Ctrl-C path: an interrupted report, nothing started.
-            raise KeyboardInterrupt
         cfg = self.cfg
+        stopped = self.external_stop is not None and self.external_stop.is_set()
         out_of_time = cfg.duration is not None and now - self.started >= cfg.duration
-        if cfg.ops is None and out_of_time:
-            raise _SetupOutOfTimeError
-        if self.setup_progress is None:
-            return
-        if now >= self._setup_tick or (done == total and self._setup_shown):
+        out_of_time = out_of_time and cfg.ops is None
+        # A set-up cut short always says how far it got: the run then made no
+        # schedule() call, and this line tells why.
+        due = now >= self._setup_tick or (done == total and self._setup_shown)
+        if self.setup_progress is not None and (due or stopped or out_of_time):
             self._setup_tick = now + PROGRESS_INTERVAL
             self._setup_shown = True
             self.setup_progress(SetupProgress(done, total, now - self.started))
+        if stopped:
+            # The run's Ctrl-C path: an interrupted report, nothing started.
+            raise KeyboardInterrupt
+        if out_of_time:
+            raise _SetupOutOfTimeError
 
     def _start(self) -> None:
         h = self.host

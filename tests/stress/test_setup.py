@@ -57,16 +57,19 @@ def test_a_stop_during_set_up_ends_the_run_promptly() -> None:
     stop = threading.Event()
     timer = threading.Timer(0.3, stop.set)
     cfg = StressConfig(cpus=4, duration=60.0, seed=1, domains=_DOMAINS, vcpus=_VCPUS)
+    shown: list[SetupProgress] = []
     started = time.monotonic()
     timer.start()
     try:
-        report = run_stress(cfg, stop=stop)
+        report = run_stress(cfg, stop=stop, setup_progress=shown.append)
     finally:
         timer.cancel()
         timer.join()
-    assert time.monotonic() - started < 2.0  # the set-up alone takes longer
+    assert time.monotonic() - started < 2.0
     assert report.interrupted
     assert sum(report.schedule_counts) == 0
+    # Stopped in the middle of the set-up, not at its end.
+    assert shown[-1].done < shown[-1].total
 
 
 def test_set_up_counts_against_the_duration() -> None:
@@ -78,10 +81,11 @@ def test_set_up_counts_against_the_duration() -> None:
     assert report.stop_reason is StopReason.DURATION
     assert not report.interrupted
     assert sum(report.schedule_counts) == 0  # the duration ran out in set-up
-    # One line after 0.25 s of set-up, not one per step.
-    assert 1 <= len(shown) <= 2
-    assert 0 < shown[0].done < shown[0].total
-    assert shown[0].elapsed >= runner.PROGRESS_INTERVAL
+    # A line every 0.25 s of set-up, not one per step, and one where it stopped.
+    assert 1 <= len(shown) <= 3
+    assert 0 < shown[-1].done < shown[-1].total
+    assert shown[-1].elapsed >= 0.3
+    assert all(x.elapsed >= runner.PROGRESS_INTERVAL for x in shown[:-1])
 
 
 def test_a_short_set_up_shows_nothing_and_leaves_the_rest_of_the_duration() -> None:
