@@ -46,7 +46,7 @@ from xensched.pytest_plugin import (
 from xensched.scenario import load_scenario
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Generator, Iterable, Mapping
 
     from .config import PoolSpec, StressConfig
     from .report import StressReport
@@ -56,13 +56,13 @@ __all__ = [
     "STRESS_RUNS_KEY",
     "StressRun",
     "StressRunner",
-    "check_stress_marks",
     "failure_section",
     "parse_scale",
     "rerun_command",
     "section_extra",
     "stress_config_for",
     "stress_fields",
+    "stress_mark_problems",
 ]
 
 _SCALE_INI: Final = "xensched_stress_duration"
@@ -368,14 +368,11 @@ def pytest_configure(config: pytest.Config) -> None:
     add_section_contributor(config, _contribute)
 
 
-def check_stress_marks(config: pytest.Config, items: Iterable[pytest.Item]) -> None:
-    """Check every test's ``@pytest.mark.stress(...)`` fields, as its fixture would.
-
-    At collection, so that a misspelt or invalid field stops the session before any
-    test runs (rather than failing its test after the others ran), one line per test.
-
-    Raises:
-        pytest.UsageError: naming each test whose marks are invalid, and why.
+def stress_mark_problems(
+    config: pytest.Config, items: Iterable[pytest.Item]
+) -> list[str]:
+    """Check every test's ``@pytest.mark.stress(...)`` fields, as its fixture would:
+    one line for each test whose marks are invalid, naming it and why.
     """
     base_seed = config.stash[BASE_SEED_KEY]
     scale = config.stash[SCALE_KEY]
@@ -388,15 +385,25 @@ def check_stress_marks(config: pytest.Config, items: Iterable[pytest.Item]) -> N
             stress_config_for(item.nodeid, base_seed, stress_fields(marks), scale)
         except (TypeError, XenschedError) as exc:
             problems.append(f"{item.nodeid}: @pytest.mark.stress: {exc}")
-    if problems:
-        raise pytest.UsageError("\n".join(problems))
+    return problems
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(
-    config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    check_stress_marks(config, items)
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    # A collection error, so that a misspelt or invalid field stops the session
+    # before any test runs (rather than failing its test after the others ran), under
+    # xdist too, where a worker's UsageError is an internal error.
+    report = yield
+    if report.passed:
+        items = [x for x in report.result if isinstance(x, pytest.Item)]
+        problems = stress_mark_problems(collector.config, items)
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(problems)
+            report.result = []
+    return report
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

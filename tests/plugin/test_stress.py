@@ -86,8 +86,8 @@ def test_bad_marks_stop_the_session_at_collection(project: pytest.Pytester) -> N
         """
     )
     result = project.runpytest("--xensched-seed=1")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
         [
             "*::test_unknown_field: @pytest.mark.stress: stress config: unknown "
             "field(s) colour; choose from pool, *",

@@ -33,7 +33,7 @@ def test_a_bad_cap_stops_the_session_at_collection(project: pytest.Pytester) -> 
         """
     )
     result = project.runpytest("--xensched-seed=1")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
         ["*test_bad_cap: @pytest.mark.stress: max_violations=0: must be an integer*"]
     )

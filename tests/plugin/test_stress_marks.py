@@ -1,5 +1,6 @@
 """The stress marker's fields and the plugin's options are checked before any test
-runs: a misspelt or invalid field stops the session at collection, one line per test.
+runs: a misspelt or invalid field is a collection error, one line per test, and the
+session stops there (under xdist too).
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ def test_a_bad_marker_field_is_a_collection_error(
         """
     )
     result = project.runpytest("--xensched-seed=1", "-s")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    errors = [line for line in result.stderr.lines if "@pytest.mark.stress" in line]
-    assert len(errors) == 1, result.stderr.str()
-    assert "::test_marked: @pytest.mark.stress: " in errors[0]
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    head = (
+        "test_a_bad_marker_field_is_a_collection_error.py::test_marked: "
+        "@pytest.mark.stress: "
+    )
+    errors = [line for line in result.stdout.lines if line.startswith(head)]
+    assert len(errors) == 1, result.stdout.str()
     assert needle in errors[0]
     # No test ran, the valid one included.
     assert _RAN not in result.stdout.str()
@@ -67,8 +71,8 @@ def test_a_class_mark_is_checked_with_the_function_mark(
         """
     )
     result = project.runpytest("--xensched-seed=1")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*test_small: @pytest.mark.stress: *cpu6 does not*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_small: @pytest.mark.stress: *cpu6 does not*"])
 
 
 def test_a_scaled_duration_past_a_day_is_refused(project: pytest.Pytester) -> None:
@@ -82,10 +86,42 @@ def test_a_scaled_duration_past_a_day_is_refused(project: pytest.Pytester) -> No
         """
     )
     result = project.runpytest("--xensched-seed=1", "--stress-duration=86400")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
         ["*test_long: @pytest.mark.stress: duration=172800.0: must be a finite*"]
     )
+
+
+def test_every_bad_test_of_a_module_is_named_under_xdist(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        f"""
+        import pytest
+
+        def test_fine():
+            print({_RAN!r})
+
+        @pytest.mark.stress(colour="red")
+        def test_one(xensched_stress):
+            pass
+
+        @pytest.mark.stress(duration=float("inf"))
+        def test_two(xensched_stress):
+            pass
+        """
+    )
+    result = project.runpytest("--xensched-seed=1", "-n", "2", "-s")
+    # xdist reports collection errors as failures, and runs nothing.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_one: @pytest.mark.stress: stress config: unknown field(s) colour;*",
+            "*::test_two: @pytest.mark.stress: duration=inf: must be a finite number*",
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert _RAN not in result.stdout.str()
 
 
 def test_valid_marks_collect_and_run(project: pytest.Pytester) -> None:
