@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 
 import xensched
 from xensched.errors import ConfigError, XenschedError
-from xensched.options import Parser, refusal
+from xensched.host import MAX_CPUS
+from xensched.options import Parser, integer, refusal
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
@@ -389,7 +390,12 @@ def _scenarios_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "--direction", choices=["add", "remove"], help="patch-move's direction"
     )
     p.add_argument("--protocol", metavar="PROTOCOL", help="protocol parameter")
-    p.add_argument("--cpus", type=int, metavar="N", help="pCPUs parameter")
+    p.add_argument(
+        "--cpus",
+        type=integer(1, MAX_CPUS),
+        metavar="N",
+        help=f"pCPUs parameter, 1 to {MAX_CPUS}",
+    )
     p.set_defaults(func=_cmd_scenarios)
 
 

@@ -124,6 +124,13 @@ def test_reproduce_option_refused_in_one_line(
     assert needle in _refused(["reproduce", "--no-progress", *argv], capsys)
 
 
+def test_scenarios_cpus_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    line = _refused(["scenarios", "stress-default", "--cpus", "0"], capsys)
+    assert "--cpus 0: must be an integer in [1, 256]" in line
+
+
 def test_help_still_shows_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stress", "--help"]) == 0
     out = capsys.readouterr().out
