@@ -30,7 +30,9 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 import xensched
-from xensched.errors import XenschedError
+from xensched.errors import ConfigError, XenschedError
+from xensched.host import MAX_CPUS
+from xensched.options import Parser, integer, refusal
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
@@ -107,7 +109,17 @@ def external_commands(
     return dict(sorted(found.items()))
 
 
-def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _protocol(text: str) -> SwitchProtocol:
+    try:
+        return SwitchProtocol.parse(text)
+    except ConfigError as e:
+        why = str(e)
+        for named in (f"protocol {text!r}: ", f"protocol {text}: "):
+            why = why.removeprefix(named)  # the option's own line names it
+        raise refusal(repr(text), why) from None
+
+
+def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "reproduce",
         help="show the three problems of the pre-patch protocol, and none after it",
@@ -153,6 +165,7 @@ def _reproduce_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--protocol",
         action="append",
+        type=_protocol,
         metavar="SPEC",
         help="these protocols (repeatable; default: legacy and fixed): legacy, "
         f"fixed, {WITHOUT}PART[,PART...] or MODULE:FUNCTION (a schedule_cpu_switch "
@@ -196,6 +209,22 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     from xensched.reproduce import DIRECTIONS, reproduce, transitions
 
+    # A repeated filter is a typo for another value, and would run its moves twice.
+    # (A protocol spelt twice, fixed-without:a,b and fixed-without:b,a, runs once.)
+    for option, given in (
+        ("--boot", args.boot),
+        ("--pool", args.pool),
+        ("--direction", args.direction),
+    ):
+        seen: set[str] = set()
+        for value in given or ():
+            if value in seen:
+                print(
+                    f"xensched reproduce: error: {option} {value}: given twice",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            seen.add(value)
     try:
         check_output_paths(("--json", args.json))
     except OutputPathError as e:
@@ -205,7 +234,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         boots=args.boot or tuple(SCHEDULERS),
         pools=args.pool or tuple(SCHEDULERS),
         directions=args.direction or DIRECTIONS,
-        protocols=list(dict.fromkeys(SwitchProtocol.parse(x) for x in args.protocol))
+        protocols=list(dict.fromkeys(args.protocol))
         if args.protocol
         else SwitchProtocol.PRESETS,
     )
@@ -282,7 +311,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
 
 
 def _protocols_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[Parser],
 ) -> None:
     p = sub.add_parser(
         "protocols",
@@ -335,7 +364,7 @@ def _cmd_protocols(args: argparse.Namespace) -> int:
 _SCENARIO_PARAMS = ("boot", "pool", "direction", "protocol", "cpus")
 
 
-def _scenarios_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _scenarios_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser(
         "scenarios",
         help="list the built-in scenarios, or print one (as JSON with --json)",
@@ -361,7 +390,12 @@ def _scenarios_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--direction", choices=["add", "remove"], help="patch-move's direction"
     )
     p.add_argument("--protocol", metavar="PROTOCOL", help="protocol parameter")
-    p.add_argument("--cpus", type=int, metavar="N", help="pCPUs parameter")
+    p.add_argument(
+        "--cpus",
+        type=integer(1, MAX_CPUS),
+        metavar="N",
+        help=f"pCPUs parameter, 1 to {MAX_CPUS}",
+    )
     p.set_defaults(func=_cmd_scenarios)
 
 
@@ -400,7 +434,7 @@ def build_parser(
         + "".join(f"  {name:<11} {cmd.summary}\n" for name, cmd in external.items())
         + _PROTOCOL_NOTE
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="xensched",
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from xensched.errors import ConfigError, XenError
 from xensched.host import MAX_CPUS, Host, Topology
+from xensched.options import MAX_SECONDS
 from xensched.protocol import SwitchProtocol
 from xensched.schedulers import SCHEDULERS
 from xensched.smp import bind
@@ -74,6 +75,14 @@ __all__ = [
 
 SCENARIO_VERSION: Final = 1
 POOL0: Final = "Pool-0"
+#: Bounds on the guests a scenario creates, so that set-up fits a run. Set-up is one
+#: thread creating every vCPU in turn: 4096 vCPUs took 1.2 to 1.4 s here on 8 pCPUs
+#: (1000 x 4 or 250 x 16), about 3 s on 4 pCPUs, and it grows faster than linearly
+#: beyond. Set-up counts against a stress run's duration and shows progress. 128 vCPUs is
+#: Xen's own limit for an HVM guest; 1024 domains leaves room for 4 vCPUs each.
+MAX_DOMAINS: Final = 1024
+MAX_DOMAIN_VCPUS: Final = 128
+MAX_GUEST_VCPUS: Final = 4096
 #: The context that builds the host; the stress harness leaves its events out of
 #: what it shows of a run.
 SETUP_CONTEXT: Final = "setup"
@@ -269,7 +278,14 @@ class PoolSpec:
             raise ConfigError(
                 f"pool {text!r}: expected NAME:SCHED[:CPUS], e.g. p1:credit2:2,3"
             )
-        cpus = _parse_cpus(parts[2], text) if len(parts) == 3 and parts[2] else ()
+        if len(parts) == 3 and not parts[2].strip():
+            # "p1:credit2:" is a pool whose list was forgotten; "p1:credit2" says
+            # an empty pool on purpose.
+            raise ConfigError(
+                f"pool {text!r}: empty pCPU list after the last ':' (give e.g. "
+                f"{parts[0]}:{parts[1]}:2,3, or {parts[0]}:{parts[1]} for an empty pool)"
+            )
+        cpus = _parse_cpus(parts[2], text) if len(parts) == 3 else ()
         spec = cls(parts[0], parts[1], cpus)
         spec.check()
         return spec
@@ -306,13 +322,19 @@ def _parse_cpus(text: str, spec: str) -> tuple[int, ...]:
                 lo, hi = int(lo_s), int(hi_s)
                 if lo > hi:
                     raise ValueError
-                cpus.update(range(lo, hi + 1))
+                given = set(range(lo, hi + 1))
             else:
-                cpus.add(int(part))
+                given = {int(part)}
         except ValueError:
             raise ConfigError(
                 f"pool {spec!r}: bad pCPU list {text!r} (expected e.g. 2,3 or 4-7)"
             ) from None
+        # A pCPU named twice is a typo (2,2 for 2,3), not a wish to move it twice.
+        if given & cpus:
+            raise ConfigError(
+                f"pool {spec!r}: pCPU {min(given & cpus)} is given twice in {text!r}"
+            )
+        cpus |= given
     if any(c < 0 for c in cpus):
         raise ConfigError(f"pool {spec!r}: pCPU numbers must be >= 0")
     return tuple(sorted(cpus))
@@ -412,6 +434,17 @@ class Scenario:
                 "least one"
             )
         pool_names = {POOL0, *names}
+        if len(self.domains) > MAX_DOMAINS:
+            raise ConfigError(
+                f"domains: {len(self.domains)} guests; at most {MAX_DOMAINS} "
+                "(set-up must fit the run)"
+            )
+        guest_vcpus = sum(d.vcpus for d in self.domains)
+        if guest_vcpus > MAX_GUEST_VCPUS:
+            raise ConfigError(
+                f"domains: {guest_vcpus} guest vCPUs in all; at most "
+                f"{MAX_GUEST_VCPUS} (set-up must fit the run)"
+            )
         dom_names: set[str] = set()
         for i, d in enumerate(self.domains):
             where = f"domains[{i}]"
@@ -420,8 +453,10 @@ class Scenario:
                     f"{where}.name {d.name!r}: must be a new non-empty word"
                 )
             dom_names.add(d.name)
-            if d.vcpus < 1:
-                raise ConfigError(f"{where}.vcpus={d.vcpus}: must be >= 1")
+            if not 1 <= d.vcpus <= MAX_DOMAIN_VCPUS:
+                raise ConfigError(
+                    f"{where}.vcpus={d.vcpus}: must be in [1, {MAX_DOMAIN_VCPUS}]"
+                )
             if d.pool is not None and d.pool not in pool_names:
                 raise ConfigError(f"{where}.pool {d.pool!r}: no such pool")
         for i, op in enumerate(self.setup):
@@ -480,8 +515,11 @@ class Scenario:
                 elif t.moves is not None and t.moves < 0:
                     raise ConfigError(f"{where}.moves={t.moves}: must be >= 0")
                 _probability(f"{where}.domain_moves", t.domain_moves)
-                if not (math.isfinite(t.interval) and t.interval >= 0):
-                    raise ConfigError(f"{where}.interval={t.interval}: must be >= 0")
+                if not (math.isfinite(t.interval) and 0 <= t.interval <= MAX_SECONDS):
+                    raise ConfigError(
+                        f"{where}.interval={t.interval}: must be a finite number of "
+                        f"seconds in [0, {MAX_SECONDS:g}]"
+                    )
                 if t.attempts < 1:
                     raise ConfigError(f"{where}.attempts={t.attempts}: must be >= 1")
 
@@ -754,7 +792,11 @@ def _probability(name: str, value: float) -> None:
 
 # -- the one host builder -------------------------------------------------------------------
 def build_host(
-    scenario: Scenario, *, lock_timeout: float = 10.0, trace_all: bool = True
+    scenario: Scenario,
+    *,
+    lock_timeout: float = 10.0,
+    trace_all: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Host:
     """The host of ``scenario``, set up and ready for its threads.
 
@@ -765,6 +807,11 @@ def build_host(
     protocol becomes the scenario's.
 
     ``trace_all`` is :class:`~xensched.host.Host`'s: the stress harness turns it off.
+
+    ``on_step(done, total)`` is called before each setup step (a pCPU moved, a pool
+    or a domain created, a setup op), from this thread: a caller shows progress
+    there, and stops a long set-up between two steps by raising (the exception goes
+    through unchanged; the half-built host is dropped).
 
     Raises:
         ConfigError: the scenario is invalid, or Xen refused a setup step (naming it).
@@ -781,17 +828,28 @@ def build_host(
         trace_all=trace_all,
     )
     step = "boot"
+    leaving = sorted({c for p in sc.pools for c in p.cpus} | set(sc.free_cpus))
+    total = len(leaving) + sum(1 + len(p.cpus) for p in sc.pools)
+    total += len(sc.domains) + len(sc.setup)
+    done = 0
+
+    def next_step(what: str) -> str:
+        nonlocal done
+        if on_step is not None:
+            on_step(done, total)
+        done += 1
+        return what
+
     try:
         with bind(h.toolstack_context(SETUP_CONTEXT)):
-            leaving = sorted({c for p in sc.pools for c in p.cpus} | set(sc.free_cpus))
             for cpu in leaving:
-                step = f"cpupool-cpu-remove {POOL0} {cpu}"
+                step = next_step(f"cpupool-cpu-remove {POOL0} {cpu}")
                 h.cpupool_cpu_remove(POOL0, cpu)
             for p in sc.pools:
-                step = f"cpupool-create {p.name} {p.sched}"
+                step = next_step(f"cpupool-create {p.name} {p.sched}")
                 h.cpupool_create(p.name, p.sched)
                 for cpu in p.cpus:
-                    step = f"cpupool-cpu-add {p.name} {cpu}"
+                    step = next_step(f"cpupool-cpu-add {p.name} {cpu}")
                     h.cpupool_cpu_add(p.name, cpu)
             with_cpus = [c.name for c in h.cpupool_list if c.cpu_valid.peek()]
             unplaced = 0
@@ -800,11 +858,13 @@ def build_host(
                 if pool is None:
                     pool = with_cpus[unplaced % len(with_cpus)]
                     unplaced += 1
-                step = f"create {d.name} {pool} {d.vcpus}"
+                step = next_step(f"create {d.name} {pool} {d.vcpus}")
                 h.create_domain(d.name, pool, vcpus=d.vcpus)
             for op in sc.setup:
-                step = str(op)
+                step = next_step(str(op))
                 apply_xl(h, op)
+            if on_step is not None:
+                on_step(total, total)
     except XenError as e:
         raise ConfigError(f"setting up the host: {step!r}: {e}") from e
     h.bus.clear_violations()

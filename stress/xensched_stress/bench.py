@@ -20,7 +20,6 @@ Figures are printed, never asserted: they depend on the machine and the interpre
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -35,6 +34,15 @@ from typing import TYPE_CHECKING
 from xensched import SCHEDULERS, Host
 from xensched.cli import ExternalCommand
 from xensched.drivers.free import free_running
+from xensched.host import MAX_CPUS
+from xensched.options import (
+    Parser,
+    integer,
+    probability,
+    refusal,
+    seconds,
+    seed as seed_option,
+)
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
@@ -44,6 +52,7 @@ from xensched.outputs import (
 from xensched.scenario import build_host
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
 from xensched.schedule import schedule
+from xensched.seeds import SEED_MAX
 from xensched.smp import bind
 
 from .config import PoolSpec, StressConfig
@@ -52,6 +61,7 @@ from .report import EXIT_OK, EXIT_USAGE
 from .runner import run_stress
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable, Sequence
 
 PARTS = ("a", "b", "c", "d")
@@ -439,8 +449,24 @@ def _kib(n: float | None) -> str:
 # -- the command ------------------------------------------------------------------------------
 
 
+#: Seeds of part (a): each takes up to RACE_BOUND seconds per --race-delay, so 1000
+#: is over an hour already; more is a different experiment.
+MAX_SEEDS = 1000
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    parts = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    choose = ", ".join(PARTS)
+    if not parts:
+        raise refusal(repr(text), f"must name at least one part, of {choose}")
+    unknown = [x for x in parts if x not in PARTS]
+    if unknown:
+        raise refusal(repr(text), f"unknown part {unknown[0]!r}; choose from {choose}")
+    return parts
+
+
 def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog,
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
         epilog=(
@@ -460,44 +486,53 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--only",
-        default=",".join(PARTS),
+        type=_parts,
+        default=PARTS,
         metavar="PARTS",
         help="comma-separated parts to run, of a,b,c,d (default: all)",
     )
     p.add_argument(
-        "--seeds", type=int, metavar="N", help="seeds for (a) (default: 20; quick: 5)"
+        "--seeds",
+        type=integer(1, MAX_SEEDS),
+        metavar="N",
+        help=f"seeds for (a), 1 to {MAX_SEEDS} (default: 20; quick: 5)",
     )
     p.add_argument(
-        "--seed", type=int, default=1, metavar="S", help="first seed (default: 1)"
+        "--seed",
+        type=seed_option,
+        default=1,
+        metavar="S",
+        help="first seed; the parts use S, S+1, ..., which must stay below 2**32 "
+        "(default: 1)",
     )
     p.add_argument(
         "--race-delay",
-        type=float,
+        type=probability,
         action="append",
         metavar="P",
         help="delay injection probability for (a), 0 for none; repeatable, each is "
-        "measured on the same seeds (default: 0 and 0.02, side by side)",
+        "measured on the same seeds; in [0, 1] (default: 0 and 0.02, side by side)",
     )
     p.add_argument(
         "--fixed-total",
-        type=float,
+        type=seconds(),
         metavar="S",
         help="seconds of fixed-protocol stress in (b), split over the 16 pairings "
-        "(default: 60; quick: 8)",
+        "in (0, 86400] (default: 60; quick: 8)",
     )
     p.add_argument(
         "--figure-duration",
-        type=float,
+        type=seconds(),
         metavar="S",
-        help="seconds per throughput and scale figure in (c) and (d) (default: 3; "
-        "quick: 1)",
+        help="seconds per throughput and scale figure in (c) and (d), in (0, 86400] "
+        "(default: 3; quick: 1)",
     )
     p.add_argument(
         "--cpus",
-        type=int,
+        type=integer(2, MAX_CPUS),
         default=4,
         metavar="N",
-        help="pCPUs for (b) and (c) (default: %(default)s)",
+        help=f"pCPUs for (b) and (c), 2 to {MAX_CPUS} (default: %(default)s)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     return p
@@ -511,21 +546,23 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
         args = parser.parse_args(argv)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
-    parts = [x.strip() for x in args.only.split(",") if x.strip()]
-    unknown = [x for x in parts if x not in PARTS]
-    if unknown or not parts:
-        print(f"{prog}: error: --only: unknown part(s) {unknown}", file=sys.stderr)
-        return EXIT_USAGE
+    parts = args.only
     delays = tuple(args.race_delay or RACE_DELAYS)
-    if args.cpus < 2 or not all(0 <= p <= 1 for p in delays):
-        print(f"{prog}: error: --cpus >= 2 and 0 <= --race-delay <= 1", file=sys.stderr)
+    seeds = args.seeds if args.seeds is not None else (5 if args.quick else 20)
+    # (a) uses seed .. seed+seeds-1, (b) one seed per pairing.
+    last = args.seed + max(seeds, len(SCHEDULERS) ** 2) - 1
+    if last > SEED_MAX:
+        print(
+            f"{prog}: error: --seed {args.seed}: the parts would use seeds up to "
+            f"{last}; they must stay in 0..{SEED_MAX}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         check_output_paths(("--json", args.json))
     except OutputPathError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    seeds = args.seeds if args.seeds is not None else (5 if args.quick else 20)
     total = (
         args.fixed_total
         if args.fixed_total is not None

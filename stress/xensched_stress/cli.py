@@ -19,16 +19,35 @@ from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.cli import ExternalCommand
+from xensched.host import MAX_CPUS
+from xensched.options import (
+    MAX_SECONDS,
+    Parser,
+    integer,
+    probability,
+    seconds,
+    seed as seed_option,
+)
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
     check_output_paths,
     write_json_report,
 )
+from xensched.scenario import MAX_DOMAIN_VCPUS, MAX_DOMAINS
 from xensched.seeds import resolve_base_seed
 from xensched.signals import signal_name, stop_signals
 
-from .config import PoolSpec, StressConfig, scenario_from_options
+from .config import (
+    MAX_CONTROLLERS,
+    MAX_EVENTS,
+    MAX_OPS,
+    MAX_SHORT_SECONDS,
+    MAX_VIOLATIONS,
+    PoolSpec,
+    StressConfig,
+    scenario_from_options,
+)
 from .report import EXIT_OK, EXIT_USAGE
 from .runner import run_stress
 
@@ -36,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TextIO
 
-    from .runner import ProgressSnapshot
+    from .runner import ProgressSnapshot, SetupProgress
 
 _DEFAULTS = StressConfig()
 #: Options that shape the host and the workload: ``None`` unless given, so that
@@ -86,18 +105,8 @@ def _topology(text: str) -> str:
     return text
 
 
-def _probability(text: str) -> float:
-    try:
-        p = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= p <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text}: must be in [0, 1]")
-    return p
-
-
 def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog,
         description=(
             "Run one thread per emulated pCPU calling schedule() in a loop, with vCPU "
@@ -128,7 +137,8 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     host.add_argument(
         "--cpus",
-        type=int,
+        # 1 for a scenario that needs no move; the default workload says it needs 2.
+        type=integer(1, MAX_CPUS),
         metavar="N",
         help=f"number of pCPUs, 2 to 256 (default: {_DEFAULTS.cpus}, or the "
         "topology's count)",
@@ -170,44 +180,49 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     host.add_argument(
         "--domains",
-        type=int,
+        type=integer(0, MAX_DOMAINS),
         default=None,
         metavar="N",
-        help="guest domains, created in the pools round-robin (default: "
-        f"{_DEFAULTS.domains})",
+        help=f"guest domains, 0 to {MAX_DOMAINS}, created in the pools round-robin; "
+        "at most 4096 guest vCPUs in all, so that set-up (1.5 to 3 s for 4096 here) "
+        f"fits the run (default: {_DEFAULTS.domains})",
     )
     host.add_argument(
         "--vcpus",
-        type=int,
+        type=integer(1, MAX_DOMAIN_VCPUS),
         default=None,
         metavar="N",
-        help=f"vCPUs per guest domain (default: {_DEFAULTS.vcpus})",
+        help=f"vCPUs per guest domain, 1 to {MAX_DOMAIN_VCPUS} (default: "
+        f"{_DEFAULTS.vcpus})",
     )
 
     run = p.add_argument_group("run")
     bound = run.add_mutually_exclusive_group()
     bound.add_argument(
         "--duration",
-        type=float,
+        type=seconds(),
         metavar="S",
-        help=f"stop after S seconds (default: {_DEFAULTS.duration:g})",
+        help=f"stop after S seconds, at most {MAX_SECONDS:g}; the clock starts "
+        "before the host is set up, so set-up counts against it (default: "
+        f"{_DEFAULTS.duration:g})",
     )
     bound.add_argument(
         "--ops",
-        type=int,
+        type=integer(1, MAX_OPS),
         metavar="N",
-        help="stop after N schedule() calls in total, however long it takes",
+        help=f"stop after N schedule() calls in total (1 to {MAX_OPS:.0e}), however "
+        "long it takes",
     )
     run.add_argument(
         "--seed",
-        type=int,
+        type=seed_option,
         metavar="S",
         help="base seed of every thread's choices (default: $XENSCHED_SEED, else a "
-        "fresh random one; printed first)",
+        "fresh random one; printed first): 0 to 2**32-1, decimal or 0x hex",
     )
     run.add_argument(
         "--switch-interval",
-        type=float,
+        type=seconds(),
         default=None,
         metavar="S",
         help="seconds between two operations of a control thread (default: "
@@ -215,15 +230,15 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--controllers",
-        type=int,
+        type=integer(0, MAX_CONTROLLERS),
         default=None,
         metavar="N",
-        help="control threads moving pCPUs and domains, each an xl of its own "
-        f"(default: {_DEFAULTS.controllers})",
+        help=f"control threads moving pCPUs and domains, 0 to {MAX_CONTROLLERS}, each "
+        f"an xl of its own (default: {_DEFAULTS.controllers})",
     )
     run.add_argument(
         "--domain-moves",
-        type=_probability,
+        type=probability,
         default=None,
         metavar="P",
         help="fraction of control operations that are cpupool-migrate of a domain "
@@ -231,7 +246,7 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--traffic",
-        type=_probability,
+        type=probability,
         default=None,
         metavar="P",
         help="after each schedule(), probability of a vCPU wake, sleep or migrate "
@@ -239,7 +254,7 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--delay-injection",
-        type=_probability,
+        type=probability,
         default=_DEFAULTS.delay_injection,
         metavar="P",
         help="with probability P, a short seeded random delay at each interaction "
@@ -247,18 +262,19 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-delay",
-        type=float,
+        type=seconds(MAX_SHORT_SECONDS),
         default=_DEFAULTS.max_delay,
         metavar="S",
-        help="upper bound of one injected delay in seconds (default: %(default)g)",
+        help="upper bound of one injected delay in seconds, at most "
+        f"{MAX_SHORT_SECONDS:g} (default: %(default)g)",
     )
     run.add_argument(
         "--gil-switch-interval",
-        type=float,
+        type=seconds(MAX_SHORT_SECONDS),
         default=_DEFAULTS.gil_switch_interval,
         metavar="S",
         help="sys.setswitchinterval() for the run, restored afterwards; lower means "
-        "finer interleaving on a GIL build (default: %(default)g)",
+        "finer interleaving on a GIL build; at most 1 (default: %(default)g)",
     )
     run.add_argument(
         "--keep-going",
@@ -274,7 +290,7 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--watchdog",
-        type=float,
+        type=seconds(),
         default=_DEFAULTS.watchdog,
         metavar="S",
         help="declare a deadlock (exit 3) when no pCPU makes progress for S seconds "
@@ -282,7 +298,7 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--lock-timeout",
-        type=float,
+        type=seconds(),
         metavar="S",
         help="bound of every emulated lock wait; one that runs out is a deadlock "
         "(exit 3) (default: the --watchdog bound)",
@@ -297,19 +313,21 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     out.add_argument(
         "--max-violations",
-        type=int,
+        type=integer(1, MAX_VIOLATIONS),
         default=_DEFAULTS.max_violations,
         metavar="N",
         help="keep the first N violations in full, and the first of each kind; count "
         "the rest by kind only, so that a --keep-going run of any length has a "
-        "report (and memory) of bounded size (default: %(default)s)",
+        f"report (and memory) of bounded size; 1 to {MAX_VIOLATIONS} (default: "
+        "%(default)s)",
     )
     out.add_argument(
         "--max-events",
-        type=int,
+        type=integer(0, MAX_EVENTS),
         default=_DEFAULTS.max_events,
         metavar="N",
-        help="events that led to it kept with each violation (default: %(default)s)",
+        help=f"events that led to it kept with each violation, 0 to {MAX_EVENTS} "
+        "(default: %(default)s)",
     )
     out.add_argument(
         "--progress",
@@ -392,6 +410,19 @@ class _Progress:
             print(line, file=self._stream, flush=True)
         self._shown = True
 
+    def setup(self, snap: SetupProgress) -> None:
+        """The host's set-up, shown only when it takes a while (many domains)."""
+        early = snap.elapsed - self._last < 1.0 and snap.done < snap.total
+        if not self._in_place and early:
+            return
+        self._last = snap.elapsed
+        line = f"[{snap.elapsed:7.1f}s] set-up: {snap.done}/{snap.total} steps"
+        if self._in_place:
+            print(f"\r{line}\x1b[K", end="", file=self._stream, flush=True)
+        else:
+            print(line, file=self._stream, flush=True)
+        self._shown = True
+
     def close(self) -> None:
         if self._in_place and self._shown:
             print(file=self._stream, flush=True)
@@ -460,7 +491,12 @@ def _main(
     bar = _Progress(sys.stderr, in_place=sys.stderr.isatty()) if show else None
     try:
         try:
-            report = run_stress(cfg, progress=bar, stop=stop)
+            report = run_stress(
+                cfg,
+                progress=bar,
+                stop=stop,
+                setup_progress=None if bar is None else bar.setup,
+            )
         finally:
             if bar is not None:
                 bar.close()  # ends the progress line before anything else prints

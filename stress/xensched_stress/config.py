@@ -25,8 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
+from xensched.options import MAX_SECONDS
 from xensched.scenario import (
     BUILTIN,
+    MAX_DOMAIN_VCPUS,
+    MAX_DOMAINS,
+    MAX_GUEST_VCPUS,
     POOL0 as POOL0,
     DomainSpec,
     PcpuLoop,
@@ -39,9 +43,24 @@ from xensched.scenario import (
     load_scenario,
     stress_default,
 )
+from xensched.seeds import SEED_MAX
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+# Bounds of the run's options that the machine can honour (the durations: a day,
+# xensched.options.MAX_SECONDS; the guests: xensched.scenario's MAX_DOMAINS...).
+#: Control threads: each is an OS thread of its own contending for the same locks;
+#: beyond 64 they only queue on the cpupool lock.
+MAX_CONTROLLERS = 64
+#: schedule() calls: more than a day at the rates this emulator reaches (about 10^5/s).
+MAX_OPS = 10**10
+#: One injected delay, and the GIL switch interval: a second already freezes a run.
+MAX_SHORT_SECONDS = 1.0
+#: The report caps: 10^4 violations of 10^3 events each is about the most a report
+#: file and the memory of a run can hold.
+MAX_VIOLATIONS = 10_000
+MAX_EVENTS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +131,12 @@ class StressConfig:
         self._validate_run()
 
     def _validate_shape(self) -> None:
-        if not 2 <= self.cpus <= MAX_CPUS:
+        cpus: object = self.cpus  # a marker's field can be anything
+        if not (
+            isinstance(cpus, int)
+            and not isinstance(cpus, bool)
+            and 2 <= cpus <= MAX_CPUS
+        ):
             raise ConfigError(
                 f"cpus={self.cpus}: a stress run needs 2 to {MAX_CPUS} pCPUs "
                 "(one stays in Pool-0, the others move)"
@@ -150,36 +174,34 @@ class StressConfig:
             raise ConfigError(
                 "the pools take every pCPU: Pool-0 (Domain-0's pool) needs at least one"
             )
-        if self.domains < 0:
-            raise ConfigError(f"domains={self.domains}: must be >= 0")
-        if self.vcpus < 1:
-            raise ConfigError(f"vcpus={self.vcpus}: must be >= 1")
+        _in_range("domains", self.domains, 0, MAX_DOMAINS)
+        _in_range("vcpus", self.vcpus, 1, MAX_DOMAIN_VCPUS)
+        if self.domains * self.vcpus > MAX_GUEST_VCPUS:
+            raise ConfigError(
+                f"domains={self.domains} x vcpus={self.vcpus}: at most "
+                f"{MAX_GUEST_VCPUS} guest vCPUs in all (set-up must fit the run)"
+            )
         _probability("traffic", self.traffic)
         _probability("domain_moves", self.domain_moves)
         _positive("switch_interval", self.switch_interval)
-        if self.controllers < 0:
-            raise ConfigError(f"controllers={self.controllers}: must be >= 0")
+        _in_range("controllers", self.controllers, 0, MAX_CONTROLLERS)
 
     def _validate_run(self) -> None:
         if self.ops is not None:
-            if self.ops < 1:
-                raise ConfigError(f"ops={self.ops}: must be >= 1")
+            _in_range("ops", self.ops, 1, MAX_OPS)
         elif self.duration is None:
             raise ConfigError("give a duration or a number of ops")
-        elif not (math.isfinite(self.duration) and self.duration > 0):
-            raise ConfigError(f"duration={self.duration}: must be > 0 seconds")
-        if self.seed < 0:
-            raise ConfigError(f"seed={self.seed}: must be >= 0")
+        else:
+            _positive("duration", self.duration)
+        _in_range("seed", self.seed, 0, SEED_MAX)
         _positive("watchdog", self.watchdog)
-        _positive("max_delay", self.max_delay)
-        _positive("gil_switch_interval", self.gil_switch_interval)
+        _positive("max_delay", self.max_delay, MAX_SHORT_SECONDS)
+        _positive("gil_switch_interval", self.gil_switch_interval, MAX_SHORT_SECONDS)
         if self.lock_timeout is not None:
             _positive("lock_timeout", self.lock_timeout)
         _probability("delay_injection", self.delay_injection)
-        if self.max_violations < 1:
-            raise ConfigError(f"max_violations={self.max_violations}: must be >= 1")
-        if self.max_events < 0:
-            raise ConfigError(f"max_events={self.max_events}: must be >= 0")
+        _in_range("max_violations", self.max_violations, 1, MAX_VIOLATIONS)
+        _in_range("max_events", self.max_events, 0, MAX_EVENTS)
 
     @property
     def lock_bound(self) -> float:
@@ -216,9 +238,18 @@ class StressConfig:
         )
 
 
-def _positive(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}={value}: must be > 0")
+def _positive(name: str, value: float, hi: float = MAX_SECONDS) -> None:
+    if not (math.isfinite(value) and 0 < value <= hi):
+        raise ConfigError(
+            f"{name}={value}: must be a finite number of seconds in (0, {hi:g}]"
+        )
+
+
+def _in_range(name: str, value: object, lo: int, hi: int) -> None:
+    # A marker's field can be anything; bool is an int, but True domains is a slip.
+    ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+    if not ok:
+        raise ConfigError(f"{name}={value!r}: must be an integer in [{lo}, {hi}]")
 
 
 def _probability(name: str, value: float) -> None:

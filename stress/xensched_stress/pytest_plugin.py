@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import pytest
 
 from xensched.errors import XenschedError
+from xensched.options import MAX_SECONDS
 from xensched.pytest_plugin import (
     BASE_SEED_KEY,
     TIMEOUT_DEADLINE_KEY,
@@ -67,7 +68,7 @@ from xensched.pytest_plugin import (
 from xensched.scenario import load_scenario
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Generator, Iterable, Mapping
 
     from .config import PoolSpec, StressConfig
     from .report import StressReport
@@ -85,6 +86,7 @@ __all__ = [
     "section_extra",
     "stress_config_for",
     "stress_fields",
+    "stress_mark_problems",
     "timeout_margin",
     "timeout_of",
 ]
@@ -193,9 +195,12 @@ def parse_scale(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    # Up to a day per second of a marker's duration; each scaled duration is then
+    # held to the run's own bound (a day) when the marks are checked.
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
         raise ValueError(
-            f"{text!r} is not a duration factor: expected a number > 0, e.g. 0.5 or 10"
+            f"{text!r} is not a duration factor: expected a finite number in "
+            f"(0, {MAX_SECONDS:g}], e.g. 0.5 or 10"
         )
     return value
 
@@ -576,6 +581,44 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SCALE_KEY] = scale
     add_section_contributor(config, _contribute)
     add_timeout_listener(config, _stop_active_run)
+
+
+def stress_mark_problems(
+    config: pytest.Config, items: Iterable[pytest.Item]
+) -> list[str]:
+    """Check every test's ``@pytest.mark.stress(...)`` fields, as its fixture would:
+    one line for each test whose marks are invalid, naming it and why.
+    """
+    base_seed = config.stash[BASE_SEED_KEY]
+    scale = config.stash[SCALE_KEY]
+    problems = []
+    for item in items:
+        marks = list(item.iter_markers("stress"))
+        if not marks:
+            continue
+        try:
+            stress_config_for(item.nodeid, base_seed, stress_fields(marks), scale)
+        except (TypeError, XenschedError) as exc:
+            problems.append(f"{item.nodeid}: @pytest.mark.stress: {exc}")
+    return problems
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    # A collection error, so that a misspelt or invalid field stops the session
+    # before any test runs (rather than failing its test after the others ran), under
+    # xdist too, where a worker's UsageError is an internal error.
+    report = yield
+    if report.passed:
+        items = [x for x in report.result if isinstance(x, pytest.Item)]
+        problems = stress_mark_problems(collector.config, items)
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(problems)
+            report.result = []
+    return report
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

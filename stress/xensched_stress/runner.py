@@ -93,11 +93,26 @@ class ProgressSnapshot:
     per_cpu: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SetupProgress:
+    """How far the host's set-up is; handed to ``run_stress(setup_progress=...)``."""
+
+    done: int
+    total: int
+    #: seconds since the run started (set-up counts against ``duration``)
+    elapsed: float
+
+
+class _SetupOutOfTimeError(Exception):
+    """The run's duration ran out while the host was still being set up."""
+
+
 def run_stress(
     cfg: StressConfig,
     *,
     progress: Callable[[ProgressSnapshot], None] | None = None,
     stop: threading.Event | None = None,
+    setup_progress: Callable[[SetupProgress], None] | None = None,
 ) -> StressReport:
     """Run ``cfg`` and return what it found.
 
@@ -107,13 +122,21 @@ def run_stress(
             end, with a :class:`ProgressSnapshot`.
         stop: set it (from any thread) to stop the run early; the report then says
             ``interrupted=True``. A ``KeyboardInterrupt`` in the calling thread does
-            the same.
+            the same. Both are honoured between two steps of the set-up too.
+        setup_progress: called from the calling thread while the host is set up,
+            about every 0.25 s once set-up has lasted that long, and once when it
+            ends: a set-up that takes no time shows nothing.
+
+    The run's clock starts before the host is set up: set-up time comes out of
+    ``duration`` (the threads run for what is left), and a duration that runs out
+    during set-up ends the run there, with no ``schedule()`` call made. The report's
+    ``elapsed`` counts from the threads' start.
 
     Raises:
         ConfigError: an invalid configuration (nothing was started).
     """
     cfg.validate()
-    return _Run(cfg, stop).execute(progress)
+    return _Run(cfg, stop, setup_progress).execute(progress)
 
 
 class _StopOnViolation(Instrument):
@@ -129,9 +152,19 @@ class _StopOnViolation(Instrument):
 class _Run(Workload):
     """One execution of a :class:`StressConfig`."""
 
-    def __init__(self, cfg: StressConfig, stop: threading.Event | None) -> None:
+    def __init__(
+        self,
+        cfg: StressConfig,
+        stop: threading.Event | None,
+        setup_progress: Callable[[SetupProgress], None] | None = None,
+    ) -> None:
         super().__init__(cfg)
         self.external_stop = stop
+        self.setup_progress = setup_progress
+        #: The run's clock: set-up counts against the duration.
+        self.started = time.monotonic()
+        self._setup_tick = self.started + PROGRESS_INTERVAL
+        self._setup_shown = False
         self.injector: DelayInjector | None = None
         self._meta = threading.Lock()  # harness bookkeeping, never held long
         self.t0 = time.monotonic()
@@ -167,6 +200,9 @@ class _Run(Workload):
             except KeyboardInterrupt:
                 self.interrupted = True
                 self._teardown()
+            except _SetupOutOfTimeError:
+                self._set_reason(StopReason.DURATION)
+                self._teardown()
         finally:
             if self.host is not None:
                 self.host.bus.driver = None
@@ -182,7 +218,10 @@ class _Run(Workload):
         # Throughput first unless asked: loads stay out of the trace (see
         # xensched.interaction.Bus).
         h = build_host(
-            self.scenario, lock_timeout=cfg.lock_bound, trace_all=cfg.trace_all
+            self.scenario,
+            lock_timeout=cfg.lock_bound,
+            trace_all=cfg.trace_all,
+            on_step=self._setup_step,
         )
         h.bus.max_violations = cfg.max_violations
         h.bus.max_events = cfg.max_events
@@ -195,6 +234,26 @@ class _Run(Workload):
                 cfg.delay_injection, cfg.seed, max_delay=cfg.max_delay
             )
             h.bus.driver = self.injector
+
+    def _setup_step(self, done: int, total: int) -> None:
+        """Between two set-up steps: honour a stop and the duration, show progress."""
+        now = time.monotonic()
+        cfg = self.cfg
+        stopped = self.external_stop is not None and self.external_stop.is_set()
+        out_of_time = cfg.duration is not None and now - self.started >= cfg.duration
+        out_of_time = out_of_time and cfg.ops is None
+        # A set-up cut short always says how far it got: the run then made no
+        # schedule() call, and this line tells why.
+        due = now >= self._setup_tick or (done == total and self._setup_shown)
+        if self.setup_progress is not None and (due or stopped or out_of_time):
+            self._setup_tick = now + PROGRESS_INTERVAL
+            self._setup_shown = True
+            self.setup_progress(SetupProgress(done, total, now - self.started))
+        if stopped:
+            # The run's Ctrl-C path: an interrupted report, nothing started.
+            raise KeyboardInterrupt
+        if out_of_time:
+            raise _SetupOutOfTimeError
 
     def _start(self) -> None:
         h = self.host
@@ -260,7 +319,7 @@ class _Run(Workload):
                 break
             if cfg.ops is None:
                 assert cfg.duration is not None
-                if now - self.t0 >= cfg.duration:
+                if now - self.started >= cfg.duration:
                     self._set_reason(StopReason.DURATION)
                     break
             elif all(s.reached or s.exited for s in self.cpu_states):
@@ -277,7 +336,7 @@ class _Run(Workload):
             timeout = _POLL
             if cfg.ops is None:
                 assert cfg.duration is not None
-                timeout = min(timeout, max(0.0, self.t0 + cfg.duration - now))
+                timeout = min(timeout, max(0.0, self.started + cfg.duration - now))
             self.halt.wait(timeout)
         self.t_end = time.monotonic()
 

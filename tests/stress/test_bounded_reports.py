@@ -98,7 +98,10 @@ def test_cli_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 @pytest.mark.parametrize(
     ("option", "needle"),
-    [("--max-violations=0", "max_violations=0"), ("--max-events=-1", "max_events")],
+    [
+        ("--max-violations=0", "--max-violations 0: must be an integer in [1, 10000]"),
+        ("--max-events=-1", "--max-events -1: must be an integer in [0, 1000]"),
+    ],
 )
 def test_cli_refuses_bad_caps(
     option: str, needle: str, capsys: pytest.CaptureFixture[str]

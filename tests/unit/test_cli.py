@@ -75,7 +75,7 @@ def test_reproduce_asks_each_protocol_once(capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize(
     ("spec", "needle"),
     [
-        ("nope", "protocol 'nope': choose legacy, fixed"),
+        ("nope", "--protocol 'nope': choose legacy, fixed"),
         ("fixed-without:nope", "unknown part 'nope'; parts: alloc-no-init"),
         ("fixed-without:", "name at least one part"),
         ("fixed-without:barrier,barrier", "named twice"),
@@ -90,7 +90,7 @@ def test_reproduce_bad_protocol_is_a_one_line_usage_error(
     assert captured.out == ""
     lines = captured.err.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("xensched: error: ")
+    assert lines[0].startswith(f"xensched reproduce: error: --protocol {spec!r}: ")
     assert needle in lines[0]
 
 

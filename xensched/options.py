@@ -1,0 +1,111 @@
+"""Command-line option checks shared by ``xensched`` and the stress harness.
+
+Mirrors nothing in Xen. Every bad value is one line on stderr, ``PROG: error: --OPTION
+VALUE: what is allowed``, and exit status 2: :class:`Parser` drops argparse's usage
+block (``--help`` still shows it), and the type factories here put the allowed range in
+the message. The bounds themselves are the library's (``xensched.scenario``,
+``xensched_stress.config``), so that a scenario file or a pytest marker is held to the
+same ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from typing import TYPE_CHECKING, NoReturn
+
+from xensched.seeds import parse_seed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "MAX_SECONDS",
+    "Parser",
+    "integer",
+    "probability",
+    "refusal",
+    "seconds",
+    "seed",
+]
+
+#: The longest duration, timeout or interval any option takes: a day. Longer runs are
+#: better made of several seeds, and a bound keeps ``inf`` and typos (``--duration
+#: 1e9``) from starting a run that the machine cannot see to its end.
+MAX_SECONDS = 86400.0
+
+# argparse words a type's error as "argument --opt: MESSAGE"; a message that starts
+# with this mark is the value's own verdict and reads better as "--opt VALUE: ...".
+_OWN = "\x00"
+_ARGUMENT = re.compile(r"argument (\S+): \x00", re.DOTALL)
+
+
+class Parser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose usage errors are one line."""
+
+    def error(self, message: str) -> NoReturn:
+        message = _ARGUMENT.sub(r"\1 ", message).replace(_OWN, "")
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def refusal(text: str, why: str) -> argparse.ArgumentTypeError:
+    """What an argparse type raises to print ``--OPTION TEXT: WHY``."""
+    return argparse.ArgumentTypeError(f"{_OWN}{text}: {why}")
+
+
+def _refuse(text: str, allowed: str) -> NoReturn:
+    raise refusal(text, f"must be {allowed}")
+
+
+def integer(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[lo, hi]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            _refuse(repr(text), f"an integer in [{lo}, {hi}]")
+        if not lo <= value <= hi:
+            _refuse(text, f"an integer in [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def seconds(hi: float = MAX_SECONDS, what: str = "seconds") -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds in ``(0, hi]``."""
+
+    def parse(text: str) -> float:
+        value = _float(text)
+        if not (math.isfinite(value) and 0 < value <= hi):
+            _refuse(
+                text if text.strip() else repr(text),
+                f"a finite number of {what} in (0, {hi:g}]",
+            )
+        return value
+
+    return parse
+
+
+def probability(text: str) -> float:
+    """An argparse type: a probability, a finite number in ``[0, 1]``."""
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        _refuse(text if text.strip() else repr(text), "a probability in [0, 1]")
+    return value
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, as ``xensched.seeds.parse_seed`` takes it."""
+    try:
+        return parse_seed(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{_OWN}{e}") from None  # names the text
