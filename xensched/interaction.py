@@ -59,8 +59,8 @@ class PointKind(enum.Enum):
 
     Points (the driver is called before the access): ``LOAD``, ``STORE``, ``RMW``,
     ``LOCK`` (about to spin: the driver may hold a waiter back), ``TRYLOCK`` (about to
-    try once), ``UNLOCK``, the barriers, ``ENTER`` (a critical section), ``PREEMPT``
-    and ``WAIT`` (a bounded wait for a condition). Notes (after the fact, never a
+    try once), ``UNLOCK``, the barriers, ``ENTER`` (a critical section) and ``WAIT``
+    (a bounded wait for a condition). Notes (after the fact, never a
     scheduling point): ``ACQUIRED``, ``TRYLOCK_OK``, ``TRYLOCK_FAILED``, ``EXIT``.
     """
 
@@ -78,7 +78,6 @@ class PointKind(enum.Enum):
     RMB = "smp_rmb"
     ENTER = "enter"
     EXIT = "exit"
-    PREEMPT = "preempt"
     WAIT = "wait"
 
 
@@ -97,17 +96,6 @@ WRITES = frozenset(
         PointKind.EXIT,
     }
 )
-LOCK_OPS = frozenset(
-    {
-        PointKind.LOCK,
-        PointKind.ACQUIRED,
-        PointKind.TRYLOCK,
-        PointKind.TRYLOCK_OK,
-        PointKind.TRYLOCK_FAILED,
-        PointKind.UNLOCK,
-    }
-)
-BARRIERS = frozenset({PointKind.MB, PointKind.WMB, PointKind.RMB})
 
 
 class Shared:
