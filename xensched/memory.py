@@ -193,6 +193,16 @@ class RunQueue(Cell[tuple[E, ...]]):
         return found
 
 
+def inc(n: int) -> int:
+    """``n + 1``, for :meth:`Cell.update` of a counter (``cell.update(inc)``)."""
+    return n + 1
+
+
+def dec(n: int) -> int:
+    """``n - 1``, for :meth:`Cell.update` of a counter."""
+    return n - 1
+
+
 _MB = PointKind.MB
 _WMB = PointKind.WMB
 _RMB = PointKind.RMB

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, CriticalSection
-from xensched.memory import Cell, RunQueue
+from xensched.memory import Cell, RunQueue, inc
 from xensched.schedulers.base import Scheduler
 from xensched.spinlock import SpinLock, spin_lock_irqsave, spin_unlock_irqrestore
 
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from xensched.host import Host
 
 A653_DEFAULT_RUNTIME = 2
-
-
-def _tick(n: int) -> int:
-    return n + 1
 
 
 class A653Vcpu:
@@ -126,7 +122,7 @@ class Arinc653(Scheduler):
         snext = pc.idle
         flags = spin_lock_irqsave(self.lock)
         with self.cs.section("a653sched_do_schedule"):
-            ticks = self.ticks.update(_tick)
+            ticks = self.ticks.update(inc)
             vcpus = self.vcpus.load()
             if vcpus:
                 svc = vcpus[(ticks // A653_DEFAULT_RUNTIME) % len(vcpus)]

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xensched.checks import ASSERT, BUG_ON, CriticalSection, check_held
-from xensched.memory import Cell, CpuMask, RunQueue
+from xensched.memory import Cell, CpuMask, RunQueue, dec, inc
 from xensched.sched_if import (
     pcpu_schedule_trylock,
     pcpu_schedule_unlock,
@@ -54,14 +54,6 @@ CSCHED_PRI_IDLE = -64
 CSCHED_CREDITS_PER_TICK = 100
 CSCHED_CREDITS_PER_TSLICE = 300
 CSCHED_DEFAULT_WEIGHT = 256
-
-
-def _inc(n: int) -> int:
-    return n + 1
-
-
-def _dec(n: int) -> int:
-    return n - 1
 
 
 def _burn(credit: int) -> int:
@@ -157,7 +149,7 @@ class Credit(Scheduler):
             cpu=cpu,
         )
         self.credit.update(lambda c: c + CSCHED_CREDITS_PER_TSLICE)
-        if self.ncpus.update(_inc) == 1:
+        if self.ncpus.update(inc) == 1:
             self.master.store(cpu)
         self.cpus.set(cpu)
         spc.runq.store(())
@@ -172,7 +164,7 @@ class Credit(Scheduler):
     def _deinit(self, spc: CschedPcpu, cpu: int) -> None:
         flags = spin_lock_irqsave(self.lock)
         self.credit.update(lambda c: c - CSCHED_CREDITS_PER_TSLICE)
-        self.ncpus.update(_dec)
+        self.ncpus.update(dec)
         self.cpus.clear(cpu)
         if self.master.load() == cpu:
             rest = self.cpus.load()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, CriticalSection
-from xensched.memory import Cell, CpuMask, RunQueue
+from xensched.memory import Cell, CpuMask, RunQueue, dec, inc
 from xensched.sched_if import (
     pcpu_schedule_lock_irqsave,
     vcpu_schedule_lock_irq,
@@ -40,14 +40,6 @@ if TYPE_CHECKING:
 
 RTDS_DEFAULT_PERIOD = 10
 RTDS_DEFAULT_BUDGET = 4
-
-
-def _tick(n: int) -> int:
-    return n + 1
-
-
-def _tick_down(n: int) -> int:
-    return n - 1
 
 
 class RtVcpu:
@@ -236,9 +228,9 @@ class Rtds(Scheduler):
         curr = pc.schedule_data.curr.load()
         scurr = curr.sched_priv.load()
         with self.cs.section("rt_schedule"):
-            now = self.now.update(_tick)
+            now = self.now.update(inc)
             if not curr.is_idle and isinstance(scurr, RtVcpu):
-                scurr.cur_budget.update(_tick_down)
+                scurr.cur_budget.update(dec)
                 if curr.runnable() and curr.processor.load() == cpu:
                     self._q_insert(scurr)
             # Replenishment, folded in from repl_timer_handler().
