@@ -420,14 +420,22 @@ def _alloc(h: Host, cpu: int, new_ops: Scheduler) -> tuple[Any, Any]:
     return ppriv, vpriv
 
 
+def _alloc_and_init(h: Host, cpu: int, new_ops: Scheduler) -> tuple[Any, Any]:
+    """94734ab7c3^'s allocation: ``init_pdata`` runs at once, and Credit2/RTDS remap
+    the lock there, before the swap: window [2]."""
+    idle = h.percpu[cpu].idle
+    ppriv = new_ops.alloc_pdata(cpu)
+    new_ops.init_pdata(ppriv, cpu, pre_patch=True)
+    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
+    return ppriv, vpriv
+
+
 def _switch_legacy(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) -> None:
     """94734ab7c3^: init_pdata remaps first; the swap runs under the *new* lock."""
     pc = h.percpu[cpu]
     sd = pc.schedule_data
     idle = pc.idle
-    ppriv = new_ops.alloc_pdata(cpu)
-    new_ops.init_pdata(ppriv, cpu, pre_patch=True)  # Credit2/RTDS remap here: [2]
-    vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
+    ppriv, vpriv = _alloc_and_init(h, cpu, new_ops)
     lock = pcpu_schedule_lock_irq(h, cpu)
     old_ops.tick_suspend(cpu)
     vpriv_old = idle.sched_priv.load()
@@ -455,12 +463,8 @@ def _switch_fixed(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) -> 
     idle = pc.idle
     # Allocate, but don't initialise: switch_sched does that, in order, under lock.
     early_init = not p.has(Part.ALLOC_NO_INIT)
-    if early_init:
-        ppriv = new_ops.alloc_pdata(cpu)
-        new_ops.init_pdata(ppriv, cpu, pre_patch=True)  # Credit2/RTDS remap here: [2]
-        vpriv = new_ops.alloc_vdata(idle, idle.domain.sched_priv.load())
-    else:
-        ppriv, vpriv = _alloc(h, cpu, new_ops)
+    alloc = _alloc_and_init if early_init else _alloc
+    ppriv, vpriv = alloc(h, cpu, new_ops)
     old_ops.tick_suspend(cpu)
     irq = p.has(Part.LOCK_IRQ)
     old_lock: SpinLock | None = None
