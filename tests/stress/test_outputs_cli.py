@@ -4,7 +4,6 @@ report, as one line, with exit 4 unless the run found more (xensched.outputs).""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import stat
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import xensched_stress.cli
+from tests._outputs import bad_output_paths, no_space
 from tests._schemas import validate
 from xensched import programs
 from xensched.cli import main as xensched_main
@@ -33,31 +33,9 @@ if TYPE_CHECKING:
 QUICK = ["--duration", "0.2", "--seed", "1", "--no-progress"]
 
 
-def _bad_paths(tmp_path: Path) -> list[tuple[str, str]]:
-    (tmp_path / "f").write_text("x", encoding="utf-8")
-    cases = [
-        (str(tmp_path / "no" / "r.json"), "does not exist"),
-        (str(tmp_path), "is a directory"),
-        ("", "the file name is empty"),
-        (str(tmp_path / "f" / "r.json"), "is not a directory"),
-    ]
-    if os.path.exists("/proc/version"):
-        cases.append(("/proc/version", "cannot create a file in /proc"))
-    if os.path.exists("/dev/null"):
-        cases.append(("/dev/null", "is a character device"))
-    return cases
-
-
 def _no_space(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make renaming a report file into place fail as on a full disk."""
-    real = os.replace
-
-    def replace(src: str, dst: str) -> None:
-        if str(src).endswith(".tmp"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
 
 
 def _never(*args: object, **kwargs: object) -> dict[str, object]:
@@ -84,7 +62,7 @@ def test_stress_refuses_every_bad_path_before_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(xensched_stress.cli, "run_stress", _never)
-    for path, problem in _bad_paths(tmp_path):
+    for path, problem in bad_output_paths(tmp_path):
         assert xensched_main(["stress", *QUICK, "--json", path]) == 2, path
         captured = capsys.readouterr()
         assert captured.out == ""  # not even the seed line
@@ -163,7 +141,7 @@ def test_bench_refuses_every_bad_path_before_any_part(
 ) -> None:
     for part in ("bench_race", "bench_fixed", "bench_throughput", "bench_scale"):
         monkeypatch.setattr(bench, part, _never)
-    for path, problem in _bad_paths(tmp_path):
+    for path, problem in bad_output_paths(tmp_path):
         assert xensched_main(["bench", "--only", "c", "--json", path]) == 2, path
         captured = capsys.readouterr()
         assert captured.out == ""  # not even the header

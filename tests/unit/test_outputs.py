@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import xensched.reproduce
+from tests._outputs import bad_output_paths, no_space
 from xensched.cli import main
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
@@ -60,17 +61,6 @@ def umask() -> Iterator[Callable[[int], None]]:
 
     yield set_umask
     os.umask(old)
-
-
-def _no_space(real: Callable[[str, str], None]) -> Callable[..., None]:
-    """``os.replace`` that fails like a full disk when it renames a report file."""
-
-    def replace(src: str, dst: str, *args: object, **kwargs: object) -> None:
-        if str(src).endswith(".tmp"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(src, dst)
-
-    return replace
 
 
 # -- the check ---------------------------------------------------------------------------
@@ -252,7 +242,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
         write_json_atomic(str(f), {"a": list(range(1000)), "b": object()})
     assert f.read_text(encoding="utf-8") == '{"old": true}\n'
     assert _entries(tmp_path) == ["r.json"]
-    monkeypatch.setattr(os, "replace", _no_space(os.replace))
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
     with pytest.raises(OSError, match="No space left") as info:
         write_json_atomic(str(f), {"new": True})
     assert info.value.errno == errno.ENOSPC
@@ -265,7 +255,7 @@ def test_write_json_report_gives_one_line_naming_the_option_and_file(
 ) -> None:
     f = tmp_path / "r.json"
     assert write_json_report("--json", str(f), {}) is None
-    monkeypatch.setattr(os, "replace", _no_space(os.replace))
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
     assert (
         write_json_report("--json", str(f), {})
         == f"--json {f}: not written: No space left on device"
@@ -309,21 +299,6 @@ def test_a_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
 # -- xensched reproduce --json --------------------------------------------------------------
 
 
-def _bad_paths(tmp_path: Path) -> list[tuple[str, str]]:
-    (tmp_path / "f").write_text("x", encoding="utf-8")
-    cases = [
-        (str(tmp_path / "no" / "r.json"), "does not exist"),
-        (str(tmp_path), "is a directory"),
-        ("", "the file name is empty"),
-        (str(tmp_path / "f" / "r.json"), "is not a directory"),
-    ]
-    if os.path.exists("/proc/version"):
-        cases.append(("/proc/version", "cannot create a file in /proc"))
-    if os.path.exists("/dev/null"):
-        cases.append(("/dev/null", "is a character device"))
-    return cases
-
-
 def test_reproduce_refuses_every_bad_path_before_any_move(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -331,7 +306,7 @@ def test_reproduce_refuses_every_bad_path_before_any_move(
         raise AssertionError("reproduce ran")
 
     monkeypatch.setattr(xensched.reproduce, "reproduce", no_run)
-    for path, problem in _bad_paths(tmp_path):
+    for path, problem in bad_output_paths(tmp_path):
         assert main(["reproduce", *SMALL, "--json", path]) == 2, path
         captured = capsys.readouterr()
         assert captured.out == ""
@@ -344,7 +319,7 @@ def test_reproduce_prints_the_table_then_says_the_file_was_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     f = tmp_path / "r.json"
-    monkeypatch.setattr(os, "replace", _no_space(os.replace))
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
     # One stream for both, to see the order in which they come out.
     monkeypatch.setattr(sys, "stderr", sys.stdout)
     assert main(["reproduce", *SMALL, "--json", str(f)]) == EXIT_NOT_WRITTEN
@@ -371,7 +346,7 @@ def test_reproduce_interrupted_keeps_130_when_the_file_is_not_written(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(xensched.reproduce, "reproduce", one_then_ctrl_c)
-    monkeypatch.setattr(os, "replace", _no_space(os.replace))
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
     argv = ["reproduce", *SMALL, "--protocol", "legacy", "--json", str(tmp_path / "r")]
     assert main(argv) == 130
     captured = capsys.readouterr()
