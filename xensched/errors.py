@@ -38,3 +38,13 @@ class DeadlockError(XenschedError):
 
 class AssertFailedError(XenschedError, AssertionError):
     """An emulated Xen ``ASSERT()``/``BUG_ON()`` failed on a host in strict mode."""
+
+
+class Abandoned(BaseException):
+    """A controlled run was ended by its strategy (an explorer saw the rest of it is
+    redundant, or it ran past its step bound).
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: it must unwind through the
+    model's and the programs' ``except Exception`` handlers without being taken for
+    a failure of the emulated code.
+    """

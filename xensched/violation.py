@@ -24,6 +24,7 @@ class ViolationKind(enum.StrEnum):
     MUTUAL_EXCLUSION = "mutual-exclusion"
     DEADLOCK = "deadlock"
     CRASH = "crash"
+    LIVELOCK = "livelock"
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -39,6 +40,7 @@ _DESCRIPTIONS = {
     "section at once",
     ViolationKind.DEADLOCK: "a bounded wait for a lock or a turn ran out",
     ViolationKind.CRASH: "emulated code raised an unexpected exception",
+    ViolationKind.LIVELOCK: "a controlled execution ran past its step bound",
 }
 
 

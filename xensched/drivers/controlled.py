@@ -32,7 +32,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol, cast
 
-from xensched.errors import DeadlockError
+from xensched.errors import Abandoned, DeadlockError
 from xensched.interaction import PointKind
 from xensched.smp import bind
 from xensched.violation import ViolationKind
@@ -56,8 +56,12 @@ class Strategy(Protocol):
         ready: Sequence[ExecContext],
         last: ExecContext | None,
         driver: ControlledDriver,
-    ) -> ExecContext:
-        """One of ``ready`` (never empty); ``last`` is who just yielded, if anyone."""
+    ) -> ExecContext | None:
+        """One of ``ready`` (never empty); ``last`` is who just yielded, if anyone.
+
+        ``None`` abandons the run (:meth:`ControlledDriver.abandon`): an explorer
+        that sees the rest of it is redundant, or that it ran past its step bound.
+        """
         ...
 
 
@@ -121,6 +125,8 @@ class ControlledDriver:
         self._running: ExecContext | None = None
         self._started = False
         self.deadlock: str | None = None
+        #: Why the run was abandoned (:meth:`abandon`), or None.
+        self.abandoned: str | None = None
         self._deadlock_reported = False
         self.steps: list[tuple[str, str, str]] = []
 
@@ -180,6 +186,40 @@ class ControlledDriver:
         or while it waits for a condition)."""
         part = self._parts.get(ctx)
         return part.next if part is not None else None
+
+    def parked(self, ctx: ExecContext) -> bool:
+        """Is ``ctx`` parked until a condition holds (:meth:`wait_for`)?"""
+        part = self._parts.get(ctx)
+        return part is not None and part.until is not None
+
+    def started(self, ctx: ExecContext) -> bool:
+        """Has ``ctx`` run its first step (reached a point, parked or finished)?"""
+        part = self._parts.get(ctx)
+        return part is not None and (
+            part.points > 0 or part.until is not None or part.state is _State.DONE
+        )
+
+    def wait_for_graph(self) -> list[tuple[str, str, str]]:
+        """``(waiter, holder, lock)`` for every participant that spins on a lock that
+        another one holds: the edges of the wait-for graph."""
+        with self._mutex:
+            return [
+                (p.ctx.name, p.wants.owner, p.wants.name)
+                for p in self._order
+                if p.state is _State.READY
+                and p.wants is not None
+                and p.wants.owner is not None
+            ]
+
+    def abandon(self, why: str) -> None:
+        """With ``_mutex`` held (from :meth:`Strategy.pick`): end the run now.
+
+        Every participant raises :class:`~xensched.errors.Abandoned` at its next
+        wait for the turn and unwinds; no violation is recorded.
+        """
+        self.abandoned = why
+        self._running = None
+        self._open_all()
 
     def points_of(self, ctx: ExecContext) -> int:
         """Interaction points ``ctx`` has passed under this driver."""
@@ -251,10 +291,17 @@ class ControlledDriver:
 
     def _schedule_next(self, last: ExecContext | None) -> None:
         """With ``_mutex`` held: give the turn to the strategy's pick."""
+        if self.abandoned is not None:
+            self._open_all()
+            return
         ready = [p.ctx for p in self._order if self._runnable(p)]
         if ready:
-            self._running = self.strategy.pick(ready, last, self)
-            self._open(self._parts[self._running])
+            picked = self.strategy.pick(ready, last, self)
+            if picked is None:
+                self._ended_by_strategy()
+                return
+            self._running = picked
+            self._open(self._parts[picked])
         else:
             self._running = None
             if self.deadlock is None and any(
@@ -263,6 +310,14 @@ class ControlledDriver:
                 # Described once, while every side of the cycle is still there.
                 self.deadlock = self._describe("no participant can run")
             self._open_all()
+
+    def _ended_by_strategy(self) -> None:
+        """With ``_mutex`` held: the strategy returned no thread (it may have called
+        :meth:`abandon` with its reason already)."""
+        if self.abandoned is None:
+            self.abandon("the strategy ended the run")
+        else:
+            self.abandon(self.abandoned)
 
     @staticmethod
     def _open(part: _Participant) -> None:
@@ -279,6 +334,13 @@ class ControlledDriver:
 
     def _describe(self, why: str) -> str:
         lines = [f"controlled run deadlocked: {why}"]
+        edges = [
+            f"{p.ctx.name} -> {p.wants.owner} ({p.wants.name})"
+            for p in self._order
+            if p.state is _State.READY and p.wants is not None and p.wants.owner
+        ]
+        if edges:
+            lines.append("  wait-for graph: " + ", ".join(edges))
         for p in self._order:
             if p.state is _State.DONE:
                 continue
@@ -304,6 +366,8 @@ class ControlledDriver:
                 part.gate_open = False
             if self._running is part.ctx and passed:
                 return
+            if self.abandoned is not None:
+                raise Abandoned(self.abandoned)
             if self.deadlock is None:
                 self.deadlock = self._describe(
                     f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn"
@@ -336,7 +400,7 @@ class RoundRobin:
         ready: Sequence[ExecContext],
         last: ExecContext | None,
         driver: ControlledDriver,
-    ) -> ExecContext:
+    ) -> ExecContext | None:
         return next_after(ready, last, driver)
 
 

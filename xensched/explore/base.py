@@ -1,0 +1,119 @@
+"""What every exploration strategy sees and answers: steps, operations, the protocol.
+
+Mirrors nothing in Xen. An *execution* of a controlled run is a sequence of *steps*:
+at each one the driver has a set of enabled threads, each about to make one access
+(its *pending operation*), and the strategy picks which one goes. The chosen thread
+makes that access and runs its private code up to its next interaction point. So an
+execution is the list of the chosen threads' names (the *schedule*), and the same
+scenario, seed and schedule give the same execution: that is what a replay file holds.
+
+An :class:`Op` is a pending access in the form that strategies compare across
+executions: the object by its stable ``oid`` (numbered in creation order on the run's
+bus, so equal under equal prefixes), not by identity. Two pseudo-operations stand for
+steps that make no access of their own:
+
+- ``start``: a thread's first step, before its first point; it touches nothing shared,
+  so it is independent of everything;
+- ``wake``: a thread parked until a condition holds (an idle pCPU waiting for
+  ``SCHEDULE_SOFTIRQ``) resumes. The condition reads state that any write may change,
+  so it is taken to depend on every write.
+
+Left out: operations that are not interaction points (``Cell.peek()``, which only
+checks and wait conditions use) are invisible here: a check that reads a field with
+``peek()`` is not ordered against the writes of that field by dependence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from xensched.interaction import WRITES
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = ["START", "WAKE", "Op", "SearchStrategy", "Step", "independent"]
+
+_LOCK_KINDS = frozenset({"lock", "trylock", "unlock"})
+_WRITE_VALUES = frozenset(k.value for k in WRITES)
+
+
+class Op(NamedTuple):
+    """A pending access: its kind (a :class:`~xensched.interaction.PointKind` value, or
+    ``start`` / ``wake``), the object's ``oid`` (0 for the pseudo-operations) and
+    label."""
+
+    kind: str
+    oid: int
+    label: str
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind in _WRITE_VALUES
+
+    @property
+    def is_lock(self) -> bool:
+        return self.kind in _LOCK_KINDS
+
+    def describe(self) -> str:
+        return self.kind if not self.oid else f"{self.kind} {self.label}"
+
+
+START = Op("start", 0, "")
+WAKE = Op("wake", 0, "")
+
+
+def independent(a: Op, b: Op) -> bool:
+    """Can the two operations be swapped without changing what either does?"""
+    if a.kind == "start" or b.kind == "start":
+        return True
+    if a.kind == "wake" or b.kind == "wake":
+        other = b if a.kind == "wake" else a
+        return other.kind == "wake" or not other.is_write
+    return a.oid != b.oid or not (a.is_write or b.is_write)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of an execution: who ran and what it did, among whom."""
+
+    thread: str
+    op: Op
+    enabled: tuple[str, ...]
+    #: The pending operation of every enabled thread (the chosen one's is ``op``).
+    pending: Mapping[str, Op]
+
+
+class SearchStrategy(Protocol):
+    """An exploration strategy: picks at each step, learns from each execution.
+
+    One object lives through a whole exploration. :meth:`begin` starts an execution
+    (False: nothing is left to explore, the search is exhausted), :meth:`choose` is
+    called at every step, :meth:`end` with the finished (or abandoned) execution.
+    """
+
+    name: str
+
+    def begin(self, run: int) -> bool: ...
+
+    def choose(
+        self,
+        step: int,
+        enabled: Sequence[str],
+        pending: Mapping[str, Op],
+        last: str | None,
+    ) -> str | None:
+        """One of ``enabled`` (in spawn order), or ``None`` to abandon the run."""
+        ...
+
+    def end(self, steps: Sequence[Step], abandoned: bool) -> None: ...
+
+    @property
+    def exhaustive(self) -> bool:
+        """Has every execution the strategy promises to cover been run?"""
+        ...
+
+    def summary(self) -> dict[str, object]:
+        """Figures for reports (bounds, pruning, executions cut short)."""
+        ...

@@ -1,0 +1,205 @@
+"""Dynamic partial-order reduction: source sets and sleep sets (Abdulla et al., POPL 2014).
+
+Mirrors nothing in Xen. Two executions that differ only in the order of independent
+steps (different objects, or two reads of one) reach the same state by the same
+accesses, so only one of them needs running. After each execution, DPOR computes the
+happens-before order of its steps (vector clocks over the dependence relation) and
+finds its *races*: two dependent steps of different threads, not ordered through any
+other step. For each race ``(i, j)`` it makes sure that, at the state before ``i``,
+some thread is tried that can start the reversed order: an *initial* of ``v``, the
+steps after ``i`` that do not happen after it, followed by ``j``. Sleep sets keep a
+thread from being tried where an equivalent execution has already run it; an execution
+in which every enabled thread sleeps is cut short (``sleep_blocked``). When no node
+has anything left to try, every Mazurkiewicz trace of the program has been run: the
+search is *exhaustive*.
+
+Dependence comes from the access records (:func:`xensched.explore.base.independent`):
+same object and at least one write; every lock operation writes its lock. Races on a
+lock are taken between *acquisitions* (the last ``lock`` or successful ``trylock`` of
+another thread), not with its release, since a thread spinning on a held lock is not
+enabled: reversing an acquisition with the holder's release could never run. A
+``trylock`` races with both (its result depends on either). A step that could only run
+in the other order if a disabled thread went first (a lock holder's, a parked
+thread's) falls back to trying every thread enabled there, which is sound and costs
+only executions.
+
+``ignore`` is a planted defect for the soundness tests: operations on objects whose
+label contains it are taken as independent of everything, as a DPOR that forgot a
+dependence would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xensched.explore.base import START, independent
+from xensched.explore.tree import TreeSearch
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from xensched.explore.base import Op, Step
+
+__all__ = ["DPOR"]
+
+Clock = dict[str, int]
+
+
+class DPOR(TreeSearch):
+    """Source-DPOR with sleep sets over the controlled driver's executions."""
+
+    name = "dpor"
+    sleep_sets = True
+
+    def __init__(self, ignore: str | None = None) -> None:
+        super().__init__(None)
+        self.ignore = ignore
+        self.races = 0
+
+    def _op(self, op: Op) -> Op:
+        if self.ignore is not None and op.oid and self.ignore in op.label:
+            return START  # the planted defect: independent of everything
+        return op
+
+    def choose(
+        self,
+        step: int,
+        enabled: Sequence[str],
+        pending: object,
+        last: str | None,
+    ) -> str | None:
+        if self.ignore is not None:
+            pending = {t: self._op(o) for t, o in pending.items()}  # type: ignore[attr-defined]
+        return super().choose(step, enabled, pending, last)  # type: ignore[arg-type]
+
+    def analyse(self, steps: Sequence[Step]) -> None:
+        clocks: list[Clock] = []
+        pos: list[int] = []
+        thread_clock: dict[str, Clock] = {}
+        last_write: dict[int, int] = {}
+        reads: dict[int, dict[str, int]] = {}
+        last_acq: dict[int, int] = {}
+        last_unlock: dict[int, int] = {}
+        trylocks: dict[int, dict[str, int]] = {}
+        last_writer: dict[str, int] = {}  # each thread's latest write (for wakes)
+        last_wake: dict[str, int] = {}
+        names = [s.thread for s in steps]
+        for j, s in enumerate(steps):
+            t = s.thread
+            op = self._op(s.op)
+            pre = thread_clock.get(t, {})
+            deps: list[int] = []
+            cands: list[int] = []
+            oid = op.oid
+            if op.kind == "start":
+                pass
+            elif op.kind == "wake":
+                deps = [e for q, e in last_writer.items() if q != t]
+                cands = deps
+            elif op.is_lock:
+                w = last_write.get(oid)
+                deps = [w] if w is not None else []
+                if op.kind == "lock":
+                    cands = [e for e in (last_acq.get(oid),) if e is not None]
+                elif op.kind == "trylock":
+                    cands = [
+                        e
+                        for e in (last_acq.get(oid), last_unlock.get(oid))
+                        if e is not None
+                    ]
+                else:
+                    cands = list(trylocks.get(oid, {}).values())
+            elif op.is_write:
+                w = last_write.get(oid)
+                deps = ([w] if w is not None else []) + list(
+                    reads.get(oid, {}).values()
+                )
+                deps += [e for q, e in last_wake.items() if q != t]
+                cands = deps
+            else:
+                w = last_write.get(oid)
+                deps = [w] if w is not None else []
+                cands = deps
+            cands = [e for e in dict.fromkeys(cands) if names[e] != t]
+            clock = dict(pre)
+            for d in deps:
+                for q, c in clocks[d].items():
+                    if c > clock.get(q, 0):
+                        clock[q] = c
+            clock[t] = pre.get(t, 0) + 1
+            clocks.append(clock)
+            pos.append(clock[t])
+            thread_clock[t] = clock
+            for i in cands:
+                base = dict(pre)
+                for k in cands:
+                    if k != i:
+                        for q, c in clocks[k].items():
+                            if c > base.get(q, 0):
+                                base[q] = c
+                if base.get(names[i], 0) < pos[i]:
+                    self.races += 1
+                    self._reverse(steps, clocks, pos, i, j)
+            # What later steps see of this one.
+            if op.kind in ("start", "wake"):
+                if op.kind == "wake":
+                    last_wake[t] = j
+                continue
+            if op.is_write:
+                last_write[oid] = j
+                reads.pop(oid, None)
+                last_writer[t] = j
+                if op.kind in ("lock", "trylock"):
+                    # A trylock that failed is taken as an acquisition too: a race
+                    # with it costs executions, never misses one.
+                    last_acq[oid] = j
+                    if op.kind == "lock":
+                        trylocks.pop(oid, None)
+                    else:
+                        trylocks.setdefault(oid, {})[t] = j
+                elif op.kind == "unlock":
+                    last_unlock[oid] = j
+            else:
+                reads.setdefault(oid, {})[t] = j
+
+    def _reverse(
+        self,
+        steps: Sequence[Step],
+        clocks: list[Clock],
+        pos: list[int],
+        i: int,
+        j: int,
+    ) -> None:
+        node = self.nodes[i]
+        ti, pi = steps[i].thread, pos[i]
+        first: dict[str, int] = {}
+        initials: list[str] = []
+        for e in range(i + 1, j + 1):
+            if e != j and clocks[e].get(ti, 0) >= pi:
+                continue  # happens after i: not in v
+            te = steps[e].thread
+            if te in first:
+                continue
+            first[te] = e
+            ce = clocks[e]
+            if all(ce.get(q, 0) < pos[f] for q, f in first.items() if q != te):
+                initials.append(te)
+        if any(p in node.backtrack or p in node.sleep for p in initials):
+            return
+        tj = steps[j].thread
+        runnable = [p for p in initials if p in node.enabled]
+        if runnable:
+            node.backtrack.add(tj if tj in runnable else runnable[0])
+        else:
+            node.backtrack.update(node.enabled)
+
+    def summary(self) -> dict[str, object]:
+        out = super().summary()
+        out["races"] = self.races
+        if self.ignore is not None:
+            out["ignored_dependence"] = self.ignore
+        return out
+
+
+# Keep the public dependence helper importable from here too.
+__all__ += ["independent"]

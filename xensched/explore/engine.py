@@ -1,0 +1,348 @@
+"""The explorer: executions of a controlled run, one after another, under a strategy.
+
+Mirrors nothing in Xen. A *target* makes a fresh run on demand (a scenario's host and
+threads: :class:`ScenarioTarget`; or any threads a test spawns: see
+:mod:`xensched.explore.threads`); the :class:`Explorer` runs it again and again under
+the controlled driver, a :class:`~xensched.explore.base.SearchStrategy` choosing at
+every step, until a violation (unless ``keep_going``), the run budget, the time
+budget, or the strategy's exhaustion. Every execution's schedule (the chosen thread at
+each step) is recorded, so a failing one can be written as a replay file, re-run
+exactly, shrunk and drawn.
+
+A thread waiting for a lock that another participant holds is not enabled (spinning
+costs no steps); no enabled thread is a deadlock, which the driver reports with its
+wait-for graph; an execution longer than ``max_steps`` is a ``livelock`` violation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from xensched.explore.base import START, WAKE, Op, Step
+from xensched.programs import ControlledRun
+from xensched.violation import ViolationKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Sequence
+
+    from xensched.drivers.controlled import ControlledDriver
+    from xensched.explore.base import SearchStrategy
+    from xensched.host import Host
+    from xensched.interaction import Bus
+    from xensched.scenario import Scenario
+    from xensched.smp import ExecContext
+    from xensched.violation import Violation
+
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "Execution",
+    "ExploreResult",
+    "Explorer",
+    "Run",
+    "ScenarioTarget",
+    "Target",
+    "host_state",
+]
+
+#: Steps after which an execution is a livelock (a bounded program's runs here take
+#: a few hundred).
+DEFAULT_MAX_STEPS = 20_000
+
+
+class Run(Protocol):
+    """One fresh run of a target, ready to go under a driver strategy."""
+
+    @property
+    def bus(self) -> Bus: ...
+
+    def run(self, strategy: _Chooser) -> list[Violation]: ...
+
+    def final_state(self) -> Hashable: ...
+
+    @property
+    def abandoned(self) -> bool:
+        """Did the strategy end the run before its threads did?"""
+        ...
+
+
+class Target(Protocol):
+    """Makes fresh, identical runs: the thing explored."""
+
+    def new_run(self) -> Run: ...
+
+
+def host_state(h: Host) -> tuple[object, ...]:
+    """What a run leaves behind, for comparing the final states of two searches:
+    each pCPU's pool, scheduler and lock, each pool's pCPUs and domains, each vCPU's
+    pCPU and flags."""
+    pcpus = tuple(
+        (
+            cpu,
+            getattr(pc.cpupool.peek(), "name", None),
+            pc.scheduler.peek().label,
+            pc.schedule_data.schedule_lock.peek().name,
+        )
+        for cpu, pc in enumerate(h.percpu)
+    )
+    pools = tuple(
+        (
+            c.name,
+            tuple(sorted(c.cpu_valid.peek())),
+            tuple(d.name for d in c.domains.peek()),
+        )
+        for c in h.cpupool_list
+    )
+    vcpus = tuple(
+        (
+            v.name,
+            v.processor.peek(),
+            v.is_running.peek(),
+            v.awake.peek(),
+            v.migrating.peek(),
+        )
+        for v in h.iter_vcpus()
+    )
+    return (pcpus, pools, vcpus)
+
+
+class _ScenarioRun:
+    def __init__(self, scenario: Scenario, seed: int, lock_timeout: float) -> None:
+        self._run = ControlledRun(scenario, seed, lock_timeout=lock_timeout)
+
+    @property
+    def bus(self) -> Bus:
+        return self._run.host.bus
+
+    @property
+    def host(self) -> Host:
+        return self._run.host
+
+    def run(self, strategy: _Chooser) -> list[Violation]:
+        return self._run.run(strategy, turn_timeout=strategy.turn_timeout)
+
+    def final_state(self) -> Hashable:
+        return host_state(self._run.host)
+
+    @property
+    def abandoned(self) -> bool:
+        drv = self._run.driver
+        return drv is not None and drv.abandoned is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioTarget:
+    """Runs of a :class:`~xensched.scenario.Scenario` (its programs must end)."""
+
+    scenario: Scenario
+    seed: int = 0
+    lock_timeout: float = 10.0
+
+    def new_run(self) -> _ScenarioRun:
+        return _ScenarioRun(self.scenario, self.seed, self.lock_timeout)
+
+
+class _Chooser:
+    """The driver's strategy for one execution: asks the search, records the steps."""
+
+    def __init__(
+        self,
+        search: SearchStrategy,
+        max_steps: int,
+        turn_timeout: float,
+    ) -> None:
+        self.search = search
+        self.max_steps = max_steps
+        self.turn_timeout = turn_timeout
+        self.steps: list[Step] = []
+        self.livelock = False
+        self.error: BaseException | None = None
+
+    @staticmethod
+    def _pending(driver: ControlledDriver, ctx: ExecContext) -> Op:
+        acc = driver.next_access(ctx)
+        if acc is not None:
+            obj = acc[1]
+            return Op(acc[0]._value_, obj.oid, obj.label)
+        return WAKE if driver.parked(ctx) else START
+
+    def pick(
+        self,
+        ready: Sequence[ExecContext],
+        last: ExecContext | None,
+        driver: ControlledDriver,
+    ) -> ExecContext | None:
+        n = len(self.steps)
+        if n >= self.max_steps:
+            self.livelock = True
+            driver.abandon(f"livelock: no end after {n} steps")
+            return None
+        names = [c.name for c in ready]
+        pending = {c.name: self._pending(driver, c) for c in ready}
+        try:
+            name = self.search.choose(
+                n, names, pending, last.name if last is not None else None
+            )
+        except BaseException as exc:  # a diverged replay, a broken strategy
+            self.error = exc
+            driver.abandon(f"the strategy failed: {exc}")
+            return None
+        if name is None:
+            return None
+        self.steps.append(Step(name, pending[name], tuple(names), pending))
+        return ready[names.index(name)]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One execution: its schedule and what it found."""
+
+    index: int
+    schedule: tuple[str, ...]
+    steps: tuple[Step, ...]
+    violations: tuple[Violation, ...]
+    abandoned: bool
+    final_state: Hashable = field(compare=False)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        order = [k.value for k in ViolationKind]
+        return tuple(sorted({v.kind.value for v in self.violations}, key=order.index))
+
+
+@dataclass(slots=True)
+class ExploreResult:
+    """What an exploration found, and how far it went."""
+
+    strategy: str
+    seed: int
+    runs: int = 0
+    abandoned: int = 0
+    distinct: int = 0
+    points: int = 0
+    seconds: float = 0.0
+    exhaustive: bool = False
+    stop_reason: str = ""
+    failing: Execution | None = None
+    violations: list[Violation] = field(default_factory=list)
+    kinds: set[str] = field(default_factory=set)
+    final_states: set[Hashable] = field(default_factory=set)
+    details: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def points_per_second(self) -> float:
+        return self.points / self.seconds if self.seconds > 0 else 0.0
+
+
+class Explorer:
+    """Run ``target`` under ``search`` until something stops it; see the module doc.
+
+    Args:
+        runs: the most executions (``None``: until exhausted or ``seconds``).
+        seconds: a time budget (``None``: none).
+        keep_going: go on after a failing execution (collect every kind).
+        collect_states: keep each execution's final state (for soundness tests).
+        progress: called after each execution with the result so far.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        search: SearchStrategy,
+        *,
+        seed: int = 0,
+        runs: int | None = 1000,
+        seconds: float | None = None,
+        keep_going: bool = False,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        turn_timeout: float = 10.0,
+        collect_states: bool = False,
+        progress: Callable[[ExploreResult], None] | None = None,
+    ) -> None:
+        self.target = target
+        self.search = search
+        self.seed = seed
+        self.runs = runs
+        self.seconds = seconds
+        self.keep_going = keep_going
+        self.max_steps = max_steps
+        self.turn_timeout = turn_timeout
+        self.collect_states = collect_states
+        self.progress = progress
+
+    def execute(self, index: int) -> Execution:
+        """One execution under the search (after ``search.begin(index)``)."""
+        run = self.target.new_run()
+        chooser = _Chooser(self.search, self.max_steps, self.turn_timeout)
+        violations = list(run.run(chooser))
+        if chooser.error is not None:
+            raise chooser.error
+        if chooser.livelock:
+            violations.append(
+                run.bus.violation(
+                    ViolationKind.LIVELOCK,
+                    "explore",
+                    f"the execution did not end within {self.max_steps} steps",
+                )
+            )
+        abandoned = not chooser.livelock and run.abandoned
+        self.search.end(chooser.steps, abandoned)
+        return Execution(
+            index,
+            tuple(s.thread for s in chooser.steps),
+            tuple(chooser.steps),
+            tuple(violations),
+            abandoned,
+            run.final_state() if self.collect_states and not abandoned else None,
+        )
+
+    def explore(self) -> ExploreResult:
+        res = ExploreResult(self.search.name, self.seed)
+        seen: set[bytes] = set()
+        t0 = time.perf_counter()
+        i = 0
+        try:
+            while True:
+                if self.runs is not None and i >= self.runs:
+                    res.stop_reason = "runs reached"
+                    break
+                if self.seconds is not None and time.perf_counter() - t0 > self.seconds:
+                    res.stop_reason = "time reached"
+                    break
+                if not self.search.begin(i):
+                    res.stop_reason = "exhausted"
+                    break
+                ex = self.execute(i)
+                i += 1
+                res.runs = i
+                res.points += len(ex.steps)
+                if ex.abandoned:
+                    res.abandoned += 1
+                else:
+                    digest = hashlib.blake2b(
+                        "\0".join(ex.schedule).encode(), digest_size=16
+                    ).digest()
+                    if digest not in seen:
+                        seen.add(digest)
+                        res.distinct += 1
+                    if self.collect_states:
+                        res.final_states.add(ex.final_state)
+                if ex.violations:
+                    new = [v for v in ex.violations if v.kind.value not in res.kinds]
+                    res.violations.extend(new if self.keep_going else ex.violations)
+                    res.kinds.update(v.kind.value for v in ex.violations)
+                    if res.failing is None:
+                        res.failing = ex
+                    if not self.keep_going:
+                        res.stop_reason = "violation found"
+                        break
+                res.seconds = time.perf_counter() - t0
+                if self.progress is not None:
+                    self.progress(res)
+        finally:
+            res.seconds = time.perf_counter() - t0
+            res.exhaustive = self.search.exhaustive
+            res.details = self.search.summary()
+        return res

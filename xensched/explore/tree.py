@@ -1,0 +1,205 @@
+"""Stateless systematic search: the tree of executions, re-run from the start.
+
+Mirrors nothing in Xen. A controlled run cannot be snapshotted (its state is in real
+threads' stacks), so systematic strategies are *stateless* (Godefroid, VeriSoft): each
+execution re-runs the scenario from its initial state, follows a recorded prefix of
+choices and then extends it. :class:`TreeSearch` keeps, for each step of the current
+execution, a :class:`Node`: the enabled threads and their pending operations, what was
+chosen, what is still to try there (``backtrack``), what has been tried (``done``) and
+the *sleep set* (threads whose next step need not be tried, because an equivalent
+execution has been). The next execution backtracks to the deepest node with something
+left to try. Subclasses say what to try: :class:`~xensched.explore.dfs.BoundedDFS`
+every enabled thread within a preemption bound, :class:`~xensched.explore.dpor.DPOR`
+what its race analysis adds.
+
+A *preemption* is a step that switches away from a thread that could have gone on.
+Both searches try the thread that ran last first, so the first execution has none.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xensched.explore.base import independent
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from xensched.explore.base import Op, Step
+
+__all__ = ["Node", "ScheduleDivergedError", "TreeSearch"]
+
+
+class ScheduleDivergedError(RuntimeError):
+    """A re-run did not follow its prefix: the program is not deterministic."""
+
+
+class Node:
+    """One step of the current execution, and what is left to try there."""
+
+    __slots__ = (
+        "backtrack",
+        "chosen",
+        "done",
+        "enabled",
+        "last",
+        "pending",
+        "preemptions",
+        "sleep",
+    )
+
+    def __init__(
+        self,
+        enabled: tuple[str, ...],
+        pending: Mapping[str, Op],
+        last: str | None,
+        preemptions: int,
+        sleep: dict[str, Op],
+    ) -> None:
+        self.enabled = enabled
+        self.pending = dict(pending)
+        self.last = last
+        self.preemptions = preemptions  # before this step's choice
+        self.sleep = sleep
+        self.chosen = ""
+        self.backtrack: set[str] = set()
+        self.done: set[str] = set()
+
+    def cost(self, thread: str) -> int:
+        """1 when choosing ``thread`` here is a preemption."""
+        last = self.last
+        return 0 if last is None or thread == last or last not in self.enabled else 1
+
+    def left(self) -> list[str]:
+        """What is still to try here, the cheapest (no preemption) first."""
+        todo = [
+            t
+            for t in self.enabled
+            if t in self.backtrack and t not in self.done and t not in self.sleep
+        ]
+        todo.sort(key=self.cost)
+        return todo
+
+
+class TreeSearch:
+    """The stateless search loop; see the module docstring.
+
+    ``sleep_sets``: carry sleep sets (sound only with a dependence-aware
+    ``backtrack``, i.e. DPOR; unreduced DFS tries everything).
+    """
+
+    name = "tree"
+    sleep_sets = False
+
+    def __init__(self, max_preemptions: int | None = None) -> None:
+        self.max_preemptions = max_preemptions
+        self.nodes: list[Node] = []
+        self._prefix = 0  # steps of the current execution that replay the tree
+        self._exhausted = False
+        self.pruned = False  # a choice was left out for the preemption bound
+        self.executions = 0
+        self.sleep_blocked = 0  # executions cut short: every enabled thread slept
+
+    # -- what subclasses decide ---------------------------------------------------------
+    def initial_backtrack(self, node: Node) -> set[str]:
+        """What to try at a new node besides its first choice."""
+        return {node.chosen}
+
+    def analyse(self, steps: Sequence[Step]) -> None:
+        """Add to the nodes' backtrack sets after an execution (DPOR's races)."""
+
+    # -- the SearchStrategy protocol ---------------------------------------------------
+    def begin(self, run: int) -> bool:
+        if self._exhausted:
+            return False
+        if run == 0 or not self.nodes:
+            self.nodes = []
+            self._prefix = 0
+            return True
+        for i in range(len(self.nodes) - 1, -1, -1):
+            node = self.nodes[i]
+            left = node.left()
+            if left:
+                del self.nodes[i + 1 :]
+                node.chosen = left[0]
+                node.done.add(left[0])
+                self._prefix = i + 1
+                return True
+        self._exhausted = True
+        return False
+
+    def choose(
+        self,
+        step: int,
+        enabled: Sequence[str],
+        pending: Mapping[str, Op],
+        last: str | None,
+    ) -> str | None:
+        if step < self._prefix:
+            node = self.nodes[step]
+            if node.chosen not in enabled or tuple(enabled) != node.enabled:
+                raise ScheduleDivergedError(
+                    f"step {step}: the re-run enabled {list(enabled)}, the recorded "
+                    f"run {list(node.enabled)} (chose {node.chosen})"
+                )
+            return node.chosen
+        parent = self.nodes[-1] if self.nodes else None
+        sleep: dict[str, Op] = {}
+        preemptions = 0
+        if parent is not None:
+            preemptions = parent.preemptions + parent.cost(parent.chosen)
+            if self.sleep_sets:
+                ran = parent.pending[parent.chosen]
+                for t, op in parent.sleep.items():
+                    if independent(op, ran):
+                        sleep[t] = op
+                for t in parent.done:
+                    if t != parent.chosen and independent(parent.pending[t], ran):
+                        sleep[t] = parent.pending[t]
+        node = Node(tuple(enabled), pending, last, preemptions, sleep)
+        self.nodes.append(node)
+        awake = [t for t in enabled if t not in sleep]
+        if not awake:
+            return None  # sleep-set blocked: an equivalent execution has been run
+        bound = self.max_preemptions
+        if bound is not None:
+            allowed = [t for t in awake if preemptions + node.cost(t) <= bound]
+            if len(allowed) < len(awake):
+                self.pruned = True
+            awake = allowed
+            if not awake:  # cannot happen: the last thread costs nothing
+                return None
+        awake.sort(key=node.cost)
+        node.chosen = awake[0]
+        node.done.add(node.chosen)
+        node.backtrack = self.initial_backtrack(node)
+        if bound is not None:
+            node.backtrack = {
+                t for t in node.backtrack if preemptions + node.cost(t) <= bound
+            } | {node.chosen}
+        return node.chosen
+
+    def end(self, steps: Sequence[Step], abandoned: bool) -> None:
+        self.executions += 1
+        if abandoned and self.nodes and not self.nodes[-1].chosen:
+            self.sleep_blocked += 1
+            self.nodes.pop()  # the blocked node was never left
+        self.analyse(steps)
+
+    @property
+    def exhaustive(self) -> bool:
+        """Every execution of the tree has been run (and none was pruned by a bound)."""
+        return self._exhausted and not self.pruned
+
+    @property
+    def bound_exhausted(self) -> bool:
+        """Every execution within the preemption bound has been run."""
+        return self._exhausted
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "max_preemptions": self.max_preemptions,
+            "bound_exhausted": self._exhausted,
+            "pruned_by_bound": self.pruned,
+            "sleep_blocked": self.sleep_blocked,
+        }
