@@ -24,6 +24,7 @@ from xensched.explore.engine import (
     Explorer as Explorer,
     ExploreResult as ExploreResult,
     ScenarioTarget as ScenarioTarget,
+    SeedShard as SeedShard,
     host_state as host_state,
 )
 from xensched.explore.pct import PCT as PCT
@@ -49,8 +50,11 @@ def make_strategy(
     seed: int = 0,
     depth: int = 3,
     max_preemptions: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> SearchStrategy:
-    """The strategy ``name`` of :data:`STRATEGIES`.
+    """The strategy ``name`` of :data:`STRATEGIES`; ``shard=(k, n)`` makes it the
+    ``k``-th of ``n`` disjoint shares of the exploration (subtrees for ``dfs`` and
+    ``dpor``, runs for the randomised ones; the portfolio shares each member).
 
     Raises:
         ConfigError: an unknown name, or an option the strategy does not take.
@@ -59,12 +63,16 @@ def make_strategy(
         raise ConfigError(
             f"--max-preemptions bounds the dfs strategy (and the portfolio's), not {name}"
         )
+
+    def seeds(inner: SearchStrategy) -> SearchStrategy:
+        return inner if shard is None else SeedShard(inner, *shard)
+
     makers: dict[str, Callable[[], SearchStrategy]] = {
-        "random": lambda: RandomWalk(seed),
-        "pct": lambda: PCT(seed, depth),
-        "dfs": lambda: BoundedDFS(max_preemptions),
-        "dpor": lambda: DPOR(),
-        "portfolio": lambda: Portfolio.default(seed, max_preemptions),
+        "random": lambda: seeds(RandomWalk(seed)),
+        "pct": lambda: seeds(PCT(seed, depth)),
+        "dfs": lambda: BoundedDFS(max_preemptions, shard),
+        "dpor": lambda: DPOR(shard=shard),
+        "portfolio": lambda: Portfolio.default(seed, max_preemptions, shard),
     }
     try:
         return makers[name]()

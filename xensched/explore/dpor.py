@@ -51,8 +51,10 @@ class DPOR(TreeSearch):
     name = "dpor"
     sleep_sets = True
 
-    def __init__(self, ignore: str | None = None) -> None:
-        super().__init__(None)
+    def __init__(
+        self, ignore: str | None = None, shard: tuple[int, int] | None = None
+    ) -> None:
+        super().__init__(None, shard)
         self.ignore = ignore
         self.races = 0
 

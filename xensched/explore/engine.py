@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xensched.explore.base import START, WAKE, Op, Step
+from xensched.interaction import Instrument
 from xensched.programs import ControlledRun
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Sequence
+    from collections.abc import Callable, Hashable, Mapping, Sequence
 
     from xensched.drivers.controlled import ControlledDriver
     from xensched.explore.base import SearchStrategy
@@ -43,6 +44,7 @@ __all__ = [
     "Explorer",
     "Run",
     "ScenarioTarget",
+    "SeedShard",
     "Target",
     "host_state",
 ]
@@ -144,6 +146,17 @@ class ScenarioTarget:
         return _ScenarioRun(self.scenario, self.seed, self.lock_timeout)
 
 
+class _StepOfViolation(Instrument):
+    """Notes the step during which each violation is recorded."""
+
+    def __init__(self, chooser: _Chooser) -> None:
+        self.chooser = chooser
+        self.steps: list[int] = []
+
+    def on_violation(self, violation: Violation) -> None:
+        self.steps.append(max(len(self.chooser.steps) - 1, 0))
+
+
 class _Chooser:
     """The driver's strategy for one execution: asks the search, records the steps."""
 
@@ -205,6 +218,8 @@ class Execution:
     violations: tuple[Violation, ...]
     abandoned: bool
     final_state: Hashable = field(compare=False)
+    #: The step during which each violation was recorded.
+    violation_steps: tuple[int, ...] = ()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -276,6 +291,8 @@ class Explorer:
         """One execution under the search (after ``search.begin(index)``)."""
         run = self.target.new_run()
         chooser = _Chooser(self.search, self.max_steps, self.turn_timeout)
+        at = _StepOfViolation(chooser)
+        run.bus.add_instrument(at)
         violations = list(run.run(chooser))
         if chooser.error is not None:
             raise chooser.error
@@ -296,6 +313,8 @@ class Explorer:
             tuple(violations),
             abandoned,
             run.final_state() if self.collect_states and not abandoned else None,
+            tuple(at.steps)
+            + (max(len(chooser.steps) - 1, 0),) * (len(violations) - len(at.steps)),
         )
 
     def explore(self) -> ExploreResult:
@@ -316,7 +335,9 @@ class Explorer:
                     break
                 ex = self.execute(i)
                 i += 1
-                res.runs = i
+                if getattr(self.search, "foreign", False):
+                    continue  # another shard's execution (see TreeSearch._split)
+                res.runs += 1
                 res.points += len(ex.steps)
                 if ex.abandoned:
                     res.abandoned += 1
@@ -346,3 +367,44 @@ class Explorer:
             res.exhaustive = self.search.exhaustive
             res.details = self.search.summary()
         return res
+
+
+class SeedShard:
+    """Share ``k`` of ``n`` of a randomised strategy's runs: runs ``k, k+n, k+2n...``.
+
+    Random walks and PCT draw each run from the seed and the run's number, so the
+    shards of one exploration run disjoint sets of runs (the executions may still
+    repeat: they are samples).
+    """
+
+    def __init__(self, inner: SearchStrategy, k: int, n: int) -> None:
+        self.inner = inner
+        self.k = k
+        self.n = n
+        self.name = inner.name
+
+    def begin(self, run: int) -> bool:
+        return self.inner.begin(run * self.n + self.k)
+
+    def choose(
+        self,
+        step: int,
+        enabled: Sequence[str],
+        pending: Mapping[str, Op],
+        last: str | None,
+    ) -> str | None:
+        return self.inner.choose(step, enabled, pending, last)
+
+    def end(self, steps: Sequence[Step], abandoned: bool) -> None:
+        self.inner.end(steps, abandoned)
+
+    @property
+    def exhaustive(self) -> bool:
+        return self.inner.exhaustive
+
+    @property
+    def foreign(self) -> bool:
+        return False
+
+    def summary(self) -> dict[str, object]:
+        return self.inner.summary()

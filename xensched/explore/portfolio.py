@@ -41,19 +41,29 @@ class Portfolio:
         self.wins: dict[str, int] = {}
 
     @classmethod
-    def default(cls, seed: int = 0, max_preemptions: int | None = None) -> Portfolio:
+    def default(
+        cls,
+        seed: int = 0,
+        max_preemptions: int | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> Portfolio:
+        """DPOR (or DFS within ``max_preemptions``), PCT of depths 1 to 3, random."""
+        from xensched.explore.engine import SeedShard  # engine imports this module
+
         systematic: SearchStrategy = (
-            DPOR() if max_preemptions is None else BoundedDFS(max_preemptions)
+            DPOR(shard=shard)
+            if max_preemptions is None
+            else BoundedDFS(max_preemptions, shard)
         )
-        return cls(
-            [
-                systematic,
-                PCT(seed, 1),
-                PCT(seed, 2),
-                PCT(seed, 3),
-                RandomWalk(seed),
-            ]
-        )
+        sampled: list[SearchStrategy] = [
+            PCT(seed, 1),
+            PCT(seed, 2),
+            PCT(seed, 3),
+            RandomWalk(seed),
+        ]
+        if shard is not None:
+            sampled = [SeedShard(m, *shard) for m in sampled]
+        return cls([systematic, *sampled])
 
     def begin(self, run: int) -> bool:
         m = len(self.members)
@@ -93,12 +103,17 @@ class Portfolio:
     def exhaustive(self) -> bool:
         return any(m.exhaustive for m in self.members)
 
+    @property
+    def foreign(self) -> bool:
+        """The execution that just ended is another shard's (see ``TreeSearch``)."""
+        return bool(getattr(self.current, "foreign", False))
+
     def summary(self) -> dict[str, object]:
         return {
             "members": [
                 {
                     "strategy": m.name
-                    + (f"(depth {m.depth})" if isinstance(m, PCT) else ""),
+                    + (f"(depth {m.summary()['depth']})" if m.name == "pct" else ""),
                     "runs": r,
                     **m.summary(),
                 }

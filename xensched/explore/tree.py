@@ -43,6 +43,7 @@ class Node:
         "done",
         "enabled",
         "last",
+        "only",
         "pending",
         "preemptions",
         "sleep",
@@ -64,6 +65,7 @@ class Node:
         self.chosen = ""
         self.backtrack: set[str] = set()
         self.done: set[str] = set()
+        self.only: frozenset[str] | None = None  # this shard's share of the choices
 
     def cost(self, thread: str) -> int:
         """1 when choosing ``thread`` here is a preemption."""
@@ -75,7 +77,10 @@ class Node:
         todo = [
             t
             for t in self.enabled
-            if t in self.backtrack and t not in self.done and t not in self.sleep
+            if t in self.backtrack
+            and t not in self.done
+            and t not in self.sleep
+            and (self.only is None or t in self.only)
         ]
         todo.sort(key=self.cost)
         return todo
@@ -91,8 +96,18 @@ class TreeSearch:
     name = "tree"
     sleep_sets = False
 
-    def __init__(self, max_preemptions: int | None = None) -> None:
+    def __init__(
+        self,
+        max_preemptions: int | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
         self.max_preemptions = max_preemptions
+        #: ``(k, n)``: explore only the ``k``-th of ``n`` disjoint subtrees (see
+        #: :meth:`_split`); ``None``: the whole tree.
+        self.shard = shard
+        #: The execution that just ended belongs to another shard (the first one,
+        #: which every shard runs to find where the tree splits).
+        self.foreign = False
         self.nodes: list[Node] = []
         self._prefix = 0  # steps of the current execution that replay the tree
         self._exhausted = False
@@ -179,12 +194,50 @@ class TreeSearch:
             } | {node.chosen}
         return node.chosen
 
+    def _split(self) -> None:
+        """After the first execution: split the tree among the shards.
+
+        Every shard runs the first execution; then the shallowest step where the
+        search has two or more choices to try becomes the split: every thread
+        enabled there is tried (a superset of any source set, so nothing is lost),
+        dealt round-robin to the shards, and below it each shard searches its
+        subtrees in full. The first execution counts for the shard its choice at
+        the split went to; with no such step, the tree was that one execution.
+        """
+        assert self.shard is not None
+        k, n = self.shard
+        for i, node in enumerate(self.nodes):
+            todo = [t for t in node.enabled if t in node.backtrack or t == node.chosen]
+            if len(todo) < 2:
+                continue
+            options = sorted(node.enabled, key=node.cost)
+            if self.max_preemptions is not None:
+                options = [
+                    t
+                    for t in options
+                    if node.preemptions + node.cost(t) <= self.max_preemptions
+                ]
+            mine = frozenset(t for m, t in enumerate(options) if m % n == k)
+            node.only = mine
+            node.backtrack |= mine
+            self.foreign = node.chosen not in mine
+            if self.foreign:
+                # Nothing below the first execution's choice is this shard's.
+                del self.nodes[i + 1 :]
+            return
+        self.foreign = k != 0
+        self._exhausted = True
+
     def end(self, steps: Sequence[Step], abandoned: bool) -> None:
         self.executions += 1
+        first = self.executions == 1
+        self.foreign = False
         if abandoned and self.nodes and not self.nodes[-1].chosen:
             self.sleep_blocked += 1
             self.nodes.pop()  # the blocked node was never left
         self.analyse(steps)
+        if first and self.shard is not None:
+            self._split()
 
     @property
     def exhaustive(self) -> bool:

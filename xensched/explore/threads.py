@@ -1,0 +1,145 @@
+"""Explore any threads, not only a scenario's: the target behind the pytest marker.
+
+Mirrors nothing in Xen. A :class:`World` is what one execution's set-up function
+builds: shared cells and locks on a fresh bus (or a whole :class:`~xensched.Host`), the
+threads that race on them, and optionally what counts as the run's final state. The
+explorer calls the set-up function once per execution, so everything it makes is
+fresh each time and the same choices give the same run::
+
+    def setup(w: World) -> None:
+        x = w.cell("x", 0)
+        w.thread("t0", lambda: x.update(lambda v: v + 1))
+        w.thread("t1", lambda: x.update(lambda v: v + 1))
+        w.final_state(lambda: x.peek())
+
+    Explorer(ThreadsTarget(setup), DPOR()).explore()
+
+Threads named after a host's pCPU (``w.thread(3, fn)`` with a host) run bound to that
+pCPU's context, as the scenario programs do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from xensched.drivers.controlled import ControlledDriver
+from xensched.errors import DeadlockError
+from xensched.interaction import Bus
+from xensched.memory import Cell
+from xensched.spinlock import SpinLock
+from xensched.violation import ViolationKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+    from xensched.explore.engine import _Chooser
+    from xensched.host import Host
+    from xensched.smp import ExecContext
+    from xensched.violation import Violation
+
+__all__ = ["ThreadsTarget", "World"]
+
+T = TypeVar("T")
+
+
+class World:
+    """One execution's shared state and threads; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._bus: Bus | None = None
+        self._host: Host | None = None
+        self.threads: list[tuple[ExecContext, Callable[[], object]]] = []
+        self._state: Callable[[], Hashable] | None = None
+        self.driver: ControlledDriver | None = None
+
+    @property
+    def bus(self) -> Bus:
+        """The execution's bus (a host's, once :meth:`host` made one)."""
+        if self._bus is None:
+            self._bus = Bus()
+        return self._bus
+
+    def host(self, *args: Any, **kwargs: Any) -> Host:
+        """A :class:`~xensched.Host` for this execution (arguments as ``Host``'s).
+
+        Call it before making cells or threads: they all live on its bus.
+        """
+        from xensched.host import Host  # the host layer stands on this one
+
+        if self._bus is not None:
+            raise RuntimeError("World.host() must come before any cell, lock or thread")
+        self._host = Host(*args, **kwargs)
+        self._bus = self._host.bus
+        return self._host
+
+    def cell(self, label: str, value: T) -> Cell[T]:
+        """A shared field, every load and store an interaction point."""
+        return Cell(self.bus, label, value)
+
+    def lock(self, name: str) -> SpinLock:
+        """A spinlock (a real ``threading.Lock`` under the driver's control)."""
+        return SpinLock(self.bus, name)
+
+    def thread(self, name: str | int, fn: Callable[[], object]) -> ExecContext:
+        """A thread running ``fn``; an ``int`` is a pCPU of :meth:`host`."""
+        if isinstance(name, int):
+            if self._host is None:
+                raise RuntimeError(f"thread {name}: a pCPU thread needs World.host()")
+            ctx = self._host.cpu_contexts[name]
+        else:
+            ctx = self.bus.new_context(name, None)
+        if any(c is ctx for c, _ in self.threads):
+            raise RuntimeError(f"thread {ctx.name}: one thread per context")
+        self.threads.append((ctx, fn))
+        return ctx
+
+    def final_state(self, fn: Callable[[], Hashable]) -> None:
+        """What the run leaves behind (default: nothing to compare)."""
+        self._state = fn
+
+
+class _ThreadsRun:
+    def __init__(self, setup: Callable[[World], object]) -> None:
+        self.world = World()
+        setup(self.world)
+        if not self.world.threads:
+            raise RuntimeError("the set-up function started no thread (World.thread)")
+
+    @property
+    def bus(self) -> Bus:
+        return self.world.bus
+
+    def run(self, strategy: _Chooser) -> list[Violation]:
+        w = self.world
+        drv = ControlledDriver(w.bus, strategy, turn_timeout=strategy.turn_timeout)
+        w.driver = drv
+        for ctx, fn in w.threads:
+            drv.spawn(ctx, fn)
+        for ctx, exc in drv.run():
+            if isinstance(exc, Exception) and not isinstance(exc, DeadlockError):
+                w.bus.violation(
+                    ViolationKind.CRASH,
+                    ctx.name,
+                    f"{type(exc).__name__}: {exc}",
+                    cpu=ctx.cpu,
+                )
+        return w.bus.violations
+
+    def final_state(self) -> Hashable:
+        fn = self.world._state
+        return fn() if fn is not None else None
+
+    @property
+    def abandoned(self) -> bool:
+        drv = self.world.driver
+        return drv is not None and drv.abandoned is not None
+
+
+class ThreadsTarget:
+    """Runs of whatever ``setup(world)`` builds, fresh for each execution."""
+
+    def __init__(self, setup: Callable[[World], object]) -> None:
+        self.setup = setup
+
+    def new_run(self) -> _ThreadsRun:
+        return _ThreadsRun(self.setup)
