@@ -68,9 +68,13 @@ __all__ = [
     "check_protocol",
     "default_pools",
     "load_scenario",
+    "override_scenario",
     "patch_move",
     "round_trip",
+    "scenario_from_options",
+    "scenario_reference",
     "stress_default",
+    "switch_race",
 ]
 
 SCENARIO_VERSION: Final = 1
@@ -83,6 +87,8 @@ POOL0: Final = "Pool-0"
 MAX_DOMAINS: Final = 1024
 MAX_DOMAIN_VCPUS: Final = 128
 MAX_GUEST_VCPUS: Final = 4096
+#: vCPUs per guest domain of the stress workload, and of domains an option adds.
+DEFAULT_VCPUS: Final = 2
 #: The context that builds the host; the stress harness leaves its events out of
 #: what it shows of a run.
 SETUP_CONTEXT: Final = "setup"
@@ -1008,7 +1014,7 @@ def stress_default(
     pools: Sequence[PoolSpec] = (),
     protocol: str = "fixed",
     domains: int = 2,
-    vcpus: int = 2,
+    vcpus: int = DEFAULT_VCPUS,
     traffic: float = 0.1,
     controllers: int = 1,
     domain_moves: float = 0.1,
@@ -1082,11 +1088,37 @@ def round_trip(
     )
 
 
+def switch_race(
+    boot: str = "credit",
+    pool: str = "credit2",
+    direction: str = "add",
+    protocol: str = "fixed",
+) -> Scenario:
+    """The patch's move with two observer pCPUs, one direction at a time: the
+    exploration form of ``patch-move`` (the same host and threads), named for
+    ``xensched explore --scenario switch-race --direction add|remove``.
+
+    Raises:
+        ConfigError: an unknown scheduler or direction.
+    """
+    sc = patch_move(boot, pool, direction, protocol)
+    return sc.replace(
+        name="switch-race",
+        description=(
+            f"pCPU {PATCH_MOVING_CPU} {'into' if direction == 'add' else 'out of'} "
+            f"a {pool} pool (boot {boot}) while pCPU {PATCH_MOVING_CPU} and its "
+            f"runqueue peer pCPU {PATCH_PEER_CPU} schedule: the race of Xen commit "
+            "94734ab7c3, for exploration"
+        ),
+    )
+
+
 #: Named scenarios: a value, or a factory whose parameters all have defaults.
 BUILTIN: Final[dict[str, Callable[..., Scenario]]] = {
     "patch-move": patch_move,
     "round-trip": round_trip,
     "stress-default": stress_default,
+    "switch-race": switch_race,
 }
 
 
@@ -1137,3 +1169,118 @@ def load_scenario(ref: str) -> Scenario:
         return Scenario.from_json(content)
     except ConfigError as e:
         raise ConfigError(f"{ref}: {e}") from None
+
+
+# -- the options of `xensched stress` and `xensched explore` ----------------------
+def scenario_reference(sc: Scenario) -> str:
+    """How ``--scenario`` names ``sc``: a built-in's name when it is that built-in
+    unchanged, else the scenario itself as one line of JSON (the option takes both).
+    """
+    if sc.name in BUILTIN:
+        try:
+            if builtin(sc.name) == sc:
+                return sc.name
+        except ConfigError:  # a built-in that needs parameters
+            pass
+    return sc.to_json(indent=None)
+
+
+def override_scenario(
+    sc: Scenario,
+    *,
+    cpus: int | None = None,
+    topology: str | None = None,
+    boot: str | None = None,
+    pool: Sequence[PoolSpec] | None = None,
+    protocol: str | None = None,
+    domains: int | None = None,
+    vcpus: int | None = None,
+    switch_interval: float | None = None,
+    controllers: int | None = None,
+    domain_moves: float | None = None,
+    traffic: float | None = None,
+) -> Scenario:
+    """``sc`` with the ``xensched stress`` options that were given (not ``None``).
+
+    ``pool`` replaces the pools; ``domains`` replaces the domains by ``d1``...
+    placed round-robin, of ``vcpus`` vCPUs (else the first domain's count, else the
+    default), and ``vcpus`` alone resizes every domain; ``traffic`` applies to every
+    :class:`PcpuLoop`; ``switch_interval`` to every toolstack thread;
+    ``domain_moves`` to the random ones; ``controllers`` replaces the random
+    toolstack threads by that many (``xl0``...), made like the first of them.
+
+    Raises:
+        ConfigError: the result is not a valid scenario.
+    """
+    changes: dict[str, object] = {}
+    if cpus is not None:
+        changes["cpus"] = cpus
+    if topology is not None:
+        changes["topology"] = topology
+        if cpus is None:
+            changes["cpus"] = Topology.parse(topology).nr_cpus
+    if boot is not None:
+        changes["boot"] = boot
+    if pool is not None:
+        changes["pools"] = tuple(pool)
+    if protocol is not None:
+        changes["protocol"] = protocol
+    if domains is not None:
+        size = vcpus or (sc.domains[0].vcpus if sc.domains else DEFAULT_VCPUS)
+        changes["domains"] = tuple(
+            DomainSpec(f"d{i + 1}", size) for i in range(domains)
+        )
+    elif vcpus is not None:
+        changes["domains"] = tuple(
+            dataclasses.replace(d, vcpus=vcpus) for d in sc.domains
+        )
+    threads = list(sc.threads)
+    if traffic is not None:
+        threads = [
+            dataclasses.replace(t, traffic=traffic) if isinstance(t, PcpuLoop) else t
+            for t in threads
+        ]
+    if controllers is not None:
+        random_xl = [t for t in threads if isinstance(t, Toolstack) and t.ops is None]
+        model = random_xl[0] if random_xl else Toolstack("xl0")
+        threads = [t for t in threads if t not in random_xl] + [
+            dataclasses.replace(model, name=f"xl{i}") for i in range(controllers)
+        ]
+    if switch_interval is not None or domain_moves is not None:
+        for i, t in enumerate(threads):
+            if not isinstance(t, Toolstack):
+                continue
+            if switch_interval is not None:
+                t = dataclasses.replace(t, interval=switch_interval)
+            if domain_moves is not None and t.ops is None:
+                t = dataclasses.replace(t, domain_moves=domain_moves)
+            threads[i] = t
+    changes["threads"] = tuple(threads)
+    return sc.replace(**changes)
+
+
+def scenario_from_options(ref: str, **given: Any) -> Scenario:
+    """The scenario ``--scenario REF`` names, with the options given beside it.
+
+    A built-in named by ``REF`` takes the options it has parameters for as
+    parameters (``--scenario stress-default --cpus 8`` is the default workload on 8
+    pCPUs, pools and loops included; ``--pool`` is its ``pools``); the other options,
+    and all of them for a file or inline JSON, override fields
+    (:func:`override_scenario`).
+
+    Raises:
+        ConfigError: no such scenario, or the result is invalid.
+    """
+    if ref not in BUILTIN:
+        return override_scenario(load_scenario(ref), **given)
+    takes = inspect.signature(BUILTIN[ref]).parameters
+    params: dict[str, Any] = {}
+    rest = dict(given)
+    for option, value in given.items():
+        param = "pools" if option == "pool" else option
+        if param in takes and param != "name":
+            params[param] = value
+            del rest[option]
+    if "topology" in params and "cpus" in takes and "cpus" not in params:
+        params["cpus"] = Topology.parse(params["topology"]).nr_cpus
+    return override_scenario(builtin(ref, **params), **rest)

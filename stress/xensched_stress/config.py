@@ -15,38 +15,29 @@ Mirrors nothing in Xen.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import math
 import shlex
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
 from xensched.options import MAX_SECONDS
 from xensched.scenario import (
-    BUILTIN,
     MAX_DOMAIN_VCPUS,
     MAX_DOMAINS,
     MAX_GUEST_VCPUS,
     POOL0 as POOL0,
-    DomainSpec,
-    PcpuLoop,
     PoolSpec as PoolSpec,
     Scenario,
-    Toolstack,
-    builtin,
     check_protocol,
     default_pools,
-    load_scenario,
+    override_scenario as override_scenario,
+    scenario_from_options as scenario_from_options,
+    scenario_reference as scenario_reference,
     stress_default,
 )
 from xensched.seeds import SEED_MAX
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 # Bounds of the run's options that the machine can honour (the durations: a day,
 # xensched.options.MAX_SECONDS; the guests: xensched.scenario's MAX_DOMAINS...).
@@ -325,117 +316,3 @@ def reproduce_command(cfg: StressConfig) -> str:
         stacklevel=2,
     )
     return rerun_command(cfg)
-
-
-def scenario_reference(sc: Scenario) -> str:
-    """How ``--scenario`` names ``sc``: a built-in's name when it is that built-in
-    unchanged, else the scenario itself as one line of JSON (the option takes both).
-    """
-    if sc.name in BUILTIN:
-        try:
-            if builtin(sc.name) == sc:
-                return sc.name
-        except ConfigError:  # a built-in that needs parameters
-            pass
-    return sc.to_json(indent=None)
-
-
-def override_scenario(
-    sc: Scenario,
-    *,
-    cpus: int | None = None,
-    topology: str | None = None,
-    boot: str | None = None,
-    pool: Sequence[PoolSpec] | None = None,
-    protocol: str | None = None,
-    domains: int | None = None,
-    vcpus: int | None = None,
-    switch_interval: float | None = None,
-    controllers: int | None = None,
-    domain_moves: float | None = None,
-    traffic: float | None = None,
-) -> Scenario:
-    """``sc`` with the ``xensched stress`` options that were given (not ``None``).
-
-    ``pool`` replaces the pools; ``domains`` replaces the domains by ``d1``...
-    placed round-robin, of ``vcpus`` vCPUs (else the first domain's count, else the
-    default), and ``vcpus`` alone resizes every domain; ``traffic`` applies to every
-    :class:`PcpuLoop`; ``switch_interval`` to every toolstack thread;
-    ``domain_moves`` to the random ones; ``controllers`` replaces the random
-    toolstack threads by that many (``xl0``...), made like the first of them.
-
-    Raises:
-        ConfigError: the result is not a valid scenario.
-    """
-    changes: dict[str, object] = {}
-    if cpus is not None:
-        changes["cpus"] = cpus
-    if topology is not None:
-        changes["topology"] = topology
-        if cpus is None:
-            changes["cpus"] = Topology.parse(topology).nr_cpus
-    if boot is not None:
-        changes["boot"] = boot
-    if pool is not None:
-        changes["pools"] = tuple(pool)
-    if protocol is not None:
-        changes["protocol"] = protocol
-    if domains is not None:
-        size = vcpus or (sc.domains[0].vcpus if sc.domains else _DEFAULTS.vcpus)
-        changes["domains"] = tuple(
-            DomainSpec(f"d{i + 1}", size) for i in range(domains)
-        )
-    elif vcpus is not None:
-        changes["domains"] = tuple(
-            dataclasses.replace(d, vcpus=vcpus) for d in sc.domains
-        )
-    threads = list(sc.threads)
-    if traffic is not None:
-        threads = [
-            dataclasses.replace(t, traffic=traffic) if isinstance(t, PcpuLoop) else t
-            for t in threads
-        ]
-    if controllers is not None:
-        random_xl = [t for t in threads if isinstance(t, Toolstack) and t.ops is None]
-        model = random_xl[0] if random_xl else Toolstack("xl0")
-        threads = [t for t in threads if t not in random_xl] + [
-            dataclasses.replace(model, name=f"xl{i}") for i in range(controllers)
-        ]
-    if switch_interval is not None or domain_moves is not None:
-        for i, t in enumerate(threads):
-            if not isinstance(t, Toolstack):
-                continue
-            if switch_interval is not None:
-                t = dataclasses.replace(t, interval=switch_interval)
-            if domain_moves is not None and t.ops is None:
-                t = dataclasses.replace(t, domain_moves=domain_moves)
-            threads[i] = t
-    changes["threads"] = tuple(threads)
-    return sc.replace(**changes)
-
-
-def scenario_from_options(ref: str, **given: Any) -> Scenario:
-    """The scenario ``--scenario REF`` names, with the options given beside it.
-
-    A built-in named by ``REF`` takes the options it has parameters for as
-    parameters (``--scenario stress-default --cpus 8`` is the default workload on 8
-    pCPUs, pools and loops included; ``--pool`` is its ``pools``); the other options,
-    and all of them for a file or inline JSON, override fields
-    (:func:`override_scenario`).
-
-    Raises:
-        ConfigError: no such scenario, or the result is invalid.
-    """
-    if ref not in BUILTIN:
-        return override_scenario(load_scenario(ref), **given)
-    takes = inspect.signature(BUILTIN[ref]).parameters
-    params: dict[str, Any] = {}
-    rest = dict(given)
-    for option, value in given.items():
-        param = "pools" if option == "pool" else option
-        if param in takes and param != "name":
-            params[param] = value
-            del rest[option]
-    if "topology" in params and "cpus" in takes and "cpus" not in params:
-        params["cpus"] = Topology.parse(params["topology"]).nr_cpus
-    return override_scenario(builtin(ref, **params), **rest)

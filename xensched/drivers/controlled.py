@@ -240,28 +240,41 @@ class ControlledDriver:
             with self._mutex:
                 self._schedule_next(None)
             deadline = time.monotonic() + self.turn_timeout * 4
-            while True:
+            try:
+                self._join(deadline)
+            except BaseException:
+                # Ctrl-C in the joining thread: end the participants too, so that
+                # none is left waiting for a turn that will never come.
                 with self._mutex:
-                    pending = [p for p in self._order if p.thread is not None]
-                for p in pending:
+                    if self.abandoned is None:
+                        self.abandon("interrupted")
+                for p in parts:
                     assert p.thread is not None
-                    p.thread.join(max(0.0, deadline - time.monotonic()))
-                with self._mutex:
-                    if all(p.state is _State.DONE for p in self._order):
-                        break
-                if time.monotonic() > deadline:
-                    with self._mutex:
-                        self.deadlock = self.deadlock or self._describe(
-                            "run() timed out"
-                        )
-                        self._open_all()
-                    for p in pending:
-                        assert p.thread is not None
-                        p.thread.join(self.turn_timeout)
-                    break
+                    p.thread.join(self.turn_timeout)
+                raise
         finally:
             self.bus.driver = prev
         return [(p.ctx, p.error) for p in self._order if p.error is not None]
+
+    def _join(self, deadline: float) -> None:
+        """Wait for every participant to finish, or the run's deadline."""
+        while True:
+            with self._mutex:
+                pending = [p for p in self._order if p.thread is not None]
+            for p in pending:
+                assert p.thread is not None
+                p.thread.join(max(0.0, deadline - time.monotonic()))
+            with self._mutex:
+                if all(p.state is _State.DONE for p in self._order):
+                    break
+            if time.monotonic() > deadline:
+                with self._mutex:
+                    self.deadlock = self.deadlock or self._describe("run() timed out")
+                    self._open_all()
+                for p in pending:
+                    assert p.thread is not None
+                    p.thread.join(self.turn_timeout)
+                break
 
     # -- the Driver protocol ------------------------------------------------------------------
     def point(self, ctx: ExecContext, access: Access) -> None:

@@ -173,6 +173,10 @@ class _Chooser:
         self.livelock = False
         self.error: BaseException | None = None
 
+    def step_now(self) -> int:
+        """The step now running (the last one chosen)."""
+        return max(len(self.steps) - 1, 0)
+
     @staticmethod
     def _pending(driver: ControlledDriver, ctx: ExecContext) -> Op:
         acc = driver.next_access(ctx)
@@ -240,6 +244,7 @@ class ExploreResult:
     seconds: float = 0.0
     exhaustive: bool = False
     stop_reason: str = ""
+    interrupted: bool = False
     failing: Execution | None = None
     violations: list[Violation] = field(default_factory=list)
     kinds: set[str] = field(default_factory=set)
@@ -287,12 +292,23 @@ class Explorer:
         self.collect_states = collect_states
         self.progress = progress
 
-    def execute(self, index: int) -> Execution:
-        """One execution under the search (after ``search.begin(index)``)."""
+    def execute(
+        self,
+        index: int,
+        instruments: Callable[[Callable[[], int]], Sequence[Instrument]] | None = None,
+    ) -> Execution:
+        """One execution under the search (after ``search.begin(index)``).
+
+        ``instruments(step_of)`` makes instruments to install on the run's bus;
+        ``step_of()`` tells them the step now running.
+        """
         run = self.target.new_run()
         chooser = _Chooser(self.search, self.max_steps, self.turn_timeout)
         at = _StepOfViolation(chooser)
         run.bus.add_instrument(at)
+        if instruments is not None:
+            for inst in instruments(chooser.step_now):
+                run.bus.add_instrument(inst)
         violations = list(run.run(chooser))
         if chooser.error is not None:
             raise chooser.error
@@ -362,6 +378,10 @@ class Explorer:
                 res.seconds = time.perf_counter() - t0
                 if self.progress is not None:
                     self.progress(res)
+        except KeyboardInterrupt:
+            # Ctrl-C (or a signal made one): what was found so far is the result.
+            res.interrupted = True
+            res.stop_reason = "interrupted"
         finally:
             res.seconds = time.perf_counter() - t0
             res.exhaustive = self.search.exhaustive

@@ -1,0 +1,793 @@
+"""``xensched explore`` and ``xensched replay``: the explorer on the command line.
+
+Mirrors nothing in Xen. ``explore`` builds a scenario from the options of ``xensched
+stress`` (or a named built-in: ``round-trip``, ``switch-race``, ``patch-move``...),
+bounds its programs so that every controlled run ends, and explores it with a strategy.
+At the first violation (or, with ``--keep-going``, the first of each kind) it shrinks
+the failing execution, prints it as a per-CPU story, writes a replay file and prints the
+one-line command that replays it. ``replay FILE`` runs the recorded schedule again,
+step by step, checking that it still fits the code.
+
+Exit codes, as ``xensched stress``: 0 no violation, 1 violations, 2 usage error (a
+malformed replay file, or one that no longer fits the code: it says at which step), 3
+deadlock, 4 a report file could not be written at the end, 128 + the signal when
+interrupted (130 for Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import shlex
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import xensched
+from xensched.errors import ConfigError
+from xensched.explore import STRATEGIES, make_strategy
+from xensched.explore.engine import Explorer, ExploreResult, ScenarioTarget
+from xensched.explore.replay import (
+    Replay,
+    ReplayDivergedError,
+    ReplaySchedule,
+    load_replay,
+)
+from xensched.explore.shrink import preemptions, shrink
+from xensched.explore.story import record, render_story, timeline_events
+from xensched.options import integer, probability, seconds
+from xensched.outputs import (
+    EXIT_NOT_WRITTEN,
+    OutputPathError,
+    check_output_paths,
+    write_json_report,
+)
+from xensched.report import render_violation
+from xensched.scenario import (
+    BUILTIN,
+    PoolSpec,
+    Topology,
+    scenario_from_options,
+)
+from xensched.schedulers import SCHEDULERS
+from xensched.seeds import resolve_base_seed, seed as _unused  # noqa: F401
+from xensched.signals import RaiseInterrupt, signal_name, stop_signals
+from xensched.violation import ViolationKind
+
+if TYPE_CHECKING:
+    from xensched.explore.engine import Execution
+    from xensched.options import Parser
+    from xensched.scenario import Scenario
+
+__all__ = ["add_explore_parser", "add_replay_parser"]
+
+EXIT_OK = 0
+EXIT_VIOLATIONS = 1
+EXIT_USAGE = 2
+EXIT_DEADLOCK = 3
+#: Bounds given to a scenario's unbounded programs (pCPU loops, random toolstacks).
+DEFAULT_SCHEDULES = 3
+DEFAULT_MOVES = 2
+DEFAULT_RUNS = 10_000
+MAX_WORKERS = 64
+
+
+def _pool(text: str) -> str:
+    """A scheduler name (a built-in's ``pool`` parameter) or NAME:SCHED[:CPUS]."""
+    if text in SCHEDULERS:
+        return text
+    try:
+        PoolSpec.parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _topology(text: str) -> str:
+    try:
+        Topology.parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _seed(text: str) -> int:
+    from xensched.seeds import parse_seed
+
+    try:
+        return parse_seed(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _outputs(p: argparse.ArgumentParser, *, replay_out: bool) -> None:
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--json",
+        metavar="FILE",
+        help='write the result to FILE: {"violations": [...] as in xensched stress, '
+        '"runs", "distinct", "points_per_second", "exhaustive", ...} (written even '
+        "when interrupted)",
+    )
+    if replay_out:
+        out.add_argument(
+            "--replay-out",
+            metavar="FILE",
+            help="where to write the replay file of the failing execution (default: "
+            "xensched-replay-SCENARIO-SEED.json in the current directory)",
+        )
+        out.add_argument(
+            "--no-shrink",
+            action="store_true",
+            help="keep the failing execution as found (default: shrink it first)",
+        )
+    out.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="draw the (shrunk) failing execution: FILE.json in Chrome's trace-event "
+        "format (Perfetto, chrome://tracing), FILE.svg or FILE.html a picture",
+    )
+    prog = out.add_mutually_exclusive_group()
+    prog.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show progress on stderr (default: when stderr is a terminal)",
+    )
+    prog.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress"
+    )
+
+
+def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "explore",
+        help="explore the interleavings of a scenario: random, PCT, DFS, DPOR",
+        description=(
+            "Run a scenario again and again under the controlled driver (real "
+            "threads, real locks, one thread between two interaction points), a "
+            "strategy choosing who runs at every step, until a violation, --runs, "
+            "--seconds, or the strategy has run every execution it covers "
+            "(exhaustive: dfs without a bound cut, dpor). The failing execution is "
+            "shrunk, printed as a per-CPU story and written as a replay file. The "
+            "seed is printed first."
+        ),
+        epilog=(
+            "exit status: 0 no violation, 1 violations, 2 usage error, 3 deadlock, "
+            "4 a report file could not be written, 128 + signal when interrupted. "
+            "Strategies: "
+            + "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
+            + ". Scenarios: "
+            + ", ".join(BUILTIN)
+            + " (see `xensched scenarios`)."
+        ),
+    )
+    sc = p.add_argument_group(
+        "scenario",
+        "As for xensched stress: a built-in takes the options it has parameters for "
+        "(round-trip and switch-race: --boot and --pool SCHED pick the two "
+        "schedulers; switch-race and patch-move: --direction); other options "
+        "override fields. Unbounded programs get --schedules and --moves.",
+    )
+    sc.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        default="round-trip",
+        help="a built-in name, a JSON file or inline JSON (default: round-trip)",
+    )
+    sc.add_argument("--cpus", type=integer(1, 256), metavar="N", help="pCPUs")
+    sc.add_argument("--topology", type=_topology, metavar="SxC", help="e.g. 2x4")
+    sc.add_argument("--boot", choices=list(SCHEDULERS), help="boot scheduler")
+    sc.add_argument(
+        "--pool",
+        type=_pool,
+        action="append",
+        metavar="SCHED|NAME:SCHED[:CPUS]",
+        help="a scheduler name (the built-in's other scheduler), or a pool spec as "
+        "for stress (repeatable)",
+    )
+    sc.add_argument("--protocol", metavar="SPEC", help="see `xensched protocols`")
+    sc.add_argument(
+        "--direction", choices=["add", "remove"], help="switch-race, patch-move"
+    )
+    sc.add_argument("--domains", type=integer(0, 64), metavar="N")
+    sc.add_argument("--vcpus", type=integer(1, 16), metavar="N")
+    sc.add_argument("--controllers", type=integer(0, 8), metavar="N")
+    sc.add_argument("--domain-moves", type=probability, metavar="P")
+    sc.add_argument("--traffic", type=probability, metavar="P")
+    sc.add_argument(
+        "--schedules",
+        type=integer(1, 1000),
+        default=DEFAULT_SCHEDULES,
+        metavar="N",
+        help=f"schedule() calls of each unbounded pCPU loop (default: "
+        f"{DEFAULT_SCHEDULES})",
+    )
+    sc.add_argument(
+        "--moves",
+        type=integer(1, 1000),
+        default=DEFAULT_MOVES,
+        metavar="N",
+        help=f"moves of each random toolstack thread (default: {DEFAULT_MOVES})",
+    )
+    ex = p.add_argument_group("exploration")
+    ex.add_argument(
+        "--strategy",
+        choices=list(STRATEGIES),
+        default="dpor",
+        help="how to choose at each step (default: dpor)",
+    )
+    ex.add_argument(
+        "--runs",
+        type=integer(1, 10**9),
+        default=DEFAULT_RUNS,
+        metavar="N",
+        help=f"at most N executions (default: {DEFAULT_RUNS})",
+    )
+    ex.add_argument(
+        "--seconds",
+        type=seconds(),
+        metavar="S",
+        help="stop after S seconds (default: no time bound)",
+    )
+    ex.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="S",
+        help="seed of the strategy and of the programs' choices (default: "
+        "$XENSCHED_SEED, else a fresh one; printed first)",
+    )
+    ex.add_argument(
+        "--max-preemptions",
+        type=integer(0, 1000),
+        metavar="N",
+        help="dfs (and the portfolio's dfs): at most N preemptions per execution",
+    )
+    ex.add_argument(
+        "--depth",
+        type=integer(1, 20),
+        default=3,
+        metavar="D",
+        help="pct: the bug depth to aim at (default: 3)",
+    )
+    ex.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="go on after a violation, to find every kind (default: stop at the "
+        "first)",
+    )
+    ex.add_argument(
+        "--max-steps",
+        type=integer(10, 10**7),
+        default=20_000,
+        metavar="N",
+        help="an execution longer than N steps is a livelock (default: 20000)",
+    )
+    ex.add_argument(
+        "--workers",
+        type=integer(1, MAX_WORKERS),
+        default=1,
+        metavar="N",
+        help="share the exploration among N processes: disjoint subtrees (dfs, "
+        "dpor) or runs (random, pct); results merged (default: 1)",
+    )
+    _outputs(p, replay_out=True)
+    p.set_defaults(func=cmd_explore)
+
+
+def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="run a replay file's execution again, step by step",
+        description=(
+            "Run the execution a replay file records (written by xensched explore, "
+            "reproduce --replay-dir, or the pytest plugin) once more, checking at "
+            "every step that the chosen thread is enabled and about to make the "
+            "recorded access. Shows the same violation at the same step, or says "
+            "where the run diverged from the file."
+        ),
+        epilog=(
+            "exit status: as xensched explore: 0 no violation, 1 violations, 2 "
+            "usage error (a malformed file, or one that diverged), 3 deadlock, 4 a "
+            "report file could not be written."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="a replay file (JSON)")
+    _outputs(p, replay_out=False)
+    p.set_defaults(func=cmd_replay)
+
+
+# -- explore ------------------------------------------------------------------------------
+def _scenario(args: argparse.Namespace) -> Scenario:
+    given: dict[str, Any] = {}
+    for opt in (
+        "cpus",
+        "topology",
+        "boot",
+        "protocol",
+        "direction",
+        "domains",
+        "vcpus",
+        "controllers",
+        "domain_moves",
+        "traffic",
+    ):
+        v = getattr(args, opt)
+        if v is not None:
+            given[opt] = v
+    pools = args.pool or []
+    names = [p for p in pools if p in SCHEDULERS]
+    specs = [p for p in pools if p not in SCHEDULERS]
+    if names and specs:
+        raise ConfigError("--pool: give scheduler names or pool specs, not both")
+    if len(names) > 1:
+        raise ConfigError("--pool: one scheduler name (the built-in's pool)")
+    factory = BUILTIN.get(args.scenario)
+    import inspect
+
+    takes = inspect.signature(factory).parameters if factory is not None else {}
+    if names:
+        if "pool" not in takes:
+            raise ConfigError(
+                f"--pool {names[0]}: scenario {args.scenario!r} has no pool "
+                "scheduler parameter; give a pool spec NAME:SCHED[:CPUS]"
+            )
+        sc = scenario_from_options(args.scenario, **given, pool_sched=names[0])
+    else:
+        if specs:
+            given["pool"] = [PoolSpec.parse(s) for s in specs]
+        if "direction" in given and "direction" not in takes:
+            raise ConfigError(
+                f"--direction: scenario {args.scenario!r} has no direction"
+            )
+        sc = scenario_from_options(args.scenario, **given)
+    sc = sc.bounded(args.schedules, args.moves)
+    sc.validate()
+    return sc
+
+
+def _shard_worker(
+    sc_json: str, seed: int, opts: dict[str, Any], k: int, n: int
+) -> ExploreResult:
+    """One worker process's share of an exploration."""
+    from xensched.scenario import Scenario
+
+    sc = Scenario.from_json(sc_json)
+    search = make_strategy(
+        opts["strategy"],
+        seed=seed,
+        depth=opts["depth"],
+        max_preemptions=opts["max_preemptions"],
+        shard=(k, n) if n > 1 else None,
+    )
+    return Explorer(
+        ScenarioTarget(sc, seed),
+        search,
+        seed=seed,
+        runs=opts["runs"],
+        seconds=opts["seconds"],
+        keep_going=opts["keep_going"],
+        max_steps=opts["max_steps"],
+    ).explore()
+
+
+def _merge(parts: list[ExploreResult]) -> ExploreResult:
+    first = parts[0]
+    out = ExploreResult(first.strategy, first.seed)
+    for r in parts:
+        out.runs += r.runs
+        out.abandoned += r.abandoned
+        out.distinct += r.distinct
+        out.points += r.points
+        out.seconds = max(out.seconds, r.seconds)
+        out.kinds |= r.kinds
+        out.interrupted |= r.interrupted
+        if r.failing is not None and out.failing is None:
+            out.failing = r.failing
+            out.violations = list(r.violations)
+        elif r.failing is not None:
+            out.violations += [v for v in r.violations if v.kind.value not in out.kinds]
+    out.exhaustive = all(r.exhaustive for r in parts)
+    reasons = {r.stop_reason for r in parts}
+    out.stop_reason = (
+        "violation found"
+        if "violation found" in reasons
+        else "interrupted"
+        if "interrupted" in reasons
+        else ", ".join(sorted(reasons))
+    )
+    out.details = {"workers": [r.details for r in parts]}
+    return out
+
+
+def _progress_line(res: ExploreResult) -> str:
+    return (
+        f"\r\x1b[K{res.strategy}: {res.runs} runs, {res.distinct} distinct, "
+        f"{res.points_per_second:,.0f} points/s, {res.seconds:.1f}s"
+        + (f", found {', '.join(sorted(res.kinds))}" if res.kinds else "")
+    )
+
+
+def _exit_code(kinds: set[str]) -> int:
+    if ViolationKind.DEADLOCK.value in kinds:
+        return EXIT_DEADLOCK
+    return EXIT_VIOLATIONS if kinds else EXIT_OK
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    stop = RaiseInterrupt()
+    with stop_signals(stop):
+        return _explore(args, stop)
+
+
+def _err(cmd: str, msg: str) -> int:
+    print(f"xensched {cmd}: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
+    try:
+        seed = resolve_base_seed(args.seed)
+    except ValueError as e:
+        return _err("explore", str(e))
+    try:
+        sc = _scenario(args)
+        make_strategy(
+            args.strategy,
+            seed=seed,
+            depth=args.depth,
+            max_preemptions=args.max_preemptions,
+        )
+        check_output_paths(
+            ("--json", args.json),
+            ("--replay-out", args.replay_out),
+            ("--timeline", args.timeline),
+        )
+    except (ConfigError, OutputPathError) as e:
+        return _err("explore", str(e))
+    print(
+        f"xensched {xensched.__version__} explore: seed {seed}, scenario {sc.name} "
+        f"({sc.protocol}), strategy {args.strategy}, {args.workers} worker"
+        + ("s" if args.workers > 1 else ""),
+        flush=True,
+    )
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    last_shown = [0.0]
+
+    def progress(res: ExploreResult) -> None:
+        now = time.monotonic()
+        if show and now - last_shown[0] > 0.2:
+            last_shown[0] = now
+            sys.stderr.write(_progress_line(res))
+            sys.stderr.flush()
+
+    opts = {
+        "strategy": args.strategy,
+        "depth": args.depth,
+        "max_preemptions": args.max_preemptions,
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "keep_going": args.keep_going,
+        "max_steps": args.max_steps,
+    }
+    with stop.armed():
+        if args.workers == 1:
+            search = make_strategy(
+                args.strategy,
+                seed=seed,
+                depth=args.depth,
+                max_preemptions=args.max_preemptions,
+            )
+            res = Explorer(
+                ScenarioTarget(sc, seed),
+                search,
+                seed=seed,
+                runs=args.runs,
+                seconds=args.seconds,
+                keep_going=args.keep_going,
+                max_steps=args.max_steps,
+                progress=progress,
+            ).explore()
+        else:
+            res = _explore_workers(sc, seed, opts, args.workers, stop)
+    if show:
+        sys.stderr.write(_progress_line(res) + "\n")
+    return _finish_explore(args, sc, seed, res, stop)
+
+
+def _explore_workers(
+    sc: Scenario, seed: int, opts: dict[str, Any], n: int, stop: RaiseInterrupt
+) -> ExploreResult:
+    # spawn, not fork: the parent may have threads (and fork is not safe with them).
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(_shard_worker, sc.to_json(indent=None), seed, opts, k, n)
+            for k in range(n)
+        ]
+        try:
+            parts = [f.result() for f in futures]
+        except KeyboardInterrupt:
+            for f in futures:
+                f.cancel()
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            parts = [f.result() for f in futures if f.done() and not f.cancelled()]
+            if not parts:
+                res = ExploreResult(opts["strategy"], seed)
+                res.interrupted = True
+                res.stop_reason = "interrupted"
+                return res
+            merged = _merge(parts)
+            merged.interrupted = True
+            merged.stop_reason = "interrupted"
+            return merged
+    return _merge(parts)
+
+
+def _replay_path(args: argparse.Namespace, sc: Scenario, seed: int) -> str:
+    if args.replay_out:
+        return str(args.replay_out)
+    return f"xensched-replay-{sc.name}-{seed}.json"
+
+
+def _finish_explore(
+    args: argparse.Namespace,
+    sc: Scenario,
+    seed: int,
+    res: ExploreResult,
+    stop: RaiseInterrupt,
+) -> int:
+    print(
+        f"{res.runs} runs ({res.distinct} distinct schedules, {res.abandoned} cut "
+        f"short) in {res.seconds:.2f}s, {res.points_per_second:,.0f} points/s; "
+        f"{'exhaustive' if res.exhaustive else 'not exhaustive'}; {res.stop_reason}"
+    )
+    if res.strategy == "pct" and "per_run_probability" in res.details:
+        d = res.details
+        print(
+            f"PCT depth {d['depth']}: a bug of depth {d['depth']} among "
+            f"{d['threads']} threads and {d['steps_bound']} steps is found by one run "
+            f"with probability >= {d['per_run_probability']:.3g}; these {res.runs} "
+            f"runs miss it with probability <= {d['miss_probability']:.3g}"
+        )
+    replay_file: str | None = None
+    story = ""
+    kinds = set(res.kinds)
+    exit_code = _exit_code(kinds)
+    failing = res.failing
+    if failing is not None and failing.violations:
+        kind = failing.violations[0].kind.value
+        shown_sc: Scenario = sc
+        if not args.no_shrink and kind != ViolationKind.LIVELOCK.value:
+            s = shrink(failing, kind, scenario=sc, seed=seed)
+            failing = s.execution
+            shown_sc = s.scenario or sc
+            print(
+                f"shrunk in {s.runs} runs: {s.before[0]} -> {s.after[0]} preemptions, "
+                f"{s.before[1]} -> {s.after[1]} steps to the violation, "
+                f"{s.before[2]} -> {s.after[2]} threads"
+            )
+        ex, rec = record(ScenarioTarget(shown_sc, seed), failing.schedule)
+        if ex.violations:
+            failing = ex
+        story = render_story(rec, ex.steps)
+        print(f"\nthe failing execution ({preemptions(ex.steps)} preemptions):")
+        print(story)
+        for v in res.violations:
+            print()
+            print(render_violation(v))
+        replay = Replay.of(
+            failing,
+            seed=seed,
+            strategy=res.strategy,
+            scenario=shown_sc,
+            options={"max_steps": args.max_steps},
+        )
+        replay_file = _replay_path(args, sc, seed)
+        failed = _write_text(replay_file, replay.to_json())
+        if failed:
+            print(f"xensched explore: error: {failed}", file=sys.stderr)
+            exit_code = exit_code or EXIT_NOT_WRITTEN
+            replay_file = None
+        else:
+            print(f"\nreplay: xensched replay {shlex.quote(replay_file)}")
+        if args.timeline:
+            exit_code = _write_timeline(args.timeline, rec, exit_code, "explore")
+    elif args.timeline:
+        print(f"no violation: {args.timeline} not written")
+    if res.interrupted:
+        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
+        print(f"{by}interrupted after {res.runs} runs", file=sys.stderr)
+        exit_code = 130 if stop.signum is None else 128 + stop.signum
+    if args.json:
+        doc = _document("explore", sc, seed, res, exit_code, replay_file)
+        failed = write_json_report("--json", args.json, doc)
+        if failed is not None:
+            print(f"xensched explore: error: {failed}", file=sys.stderr)
+            return exit_code or EXIT_NOT_WRITTEN
+        print(f"result written to {args.json}")
+    return exit_code
+
+
+def _write_text(path: str, text: str) -> str | None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return f"{path}: {e.strerror or e}"
+    return None
+
+
+def _write_timeline(path: str, rec: Any, exit_code: int, cmd: str) -> int:
+    try:
+        from xensched.timeline import Mark, write_timeline
+    except ImportError:  # pragma: no cover - the module ships with the package
+        print(f"xensched {cmd}: error: no timeline support", file=sys.stderr)
+        return exit_code or EXIT_NOT_WRITTEN
+    marks = [
+        Mark(max(seq - 1, 0), v.context, v.kind.value, v.message)
+        for seq, _, v in rec.violations
+    ]
+    try:
+        write_timeline(
+            path,
+            timeline_events(rec),
+            marks,
+            title=f"xensched {cmd}",
+            logical=True,
+        )
+    except OSError as e:
+        print(f"xensched {cmd}: error: {path}: {e.strerror or e}", file=sys.stderr)
+        return exit_code or EXIT_NOT_WRITTEN
+    print(f"timeline written to {path}")
+    return exit_code
+
+
+def _document(
+    cmd: str,
+    sc: Scenario,
+    seed: int,
+    res: ExploreResult,
+    exit_code: int,
+    replay_file: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "xensched": xensched.__version__,
+        "command": cmd,
+        "scenario": sc.name,
+        "protocol": sc.protocol,
+        "strategy": res.strategy,
+        "seed": seed,
+        "runs": res.runs,
+        "distinct": res.distinct,
+        "abandoned": res.abandoned,
+        "points": res.points,
+        "points_per_second": round(res.points_per_second, 1),
+        "seconds": round(res.seconds, 3),
+        "exhaustive": res.exhaustive,
+        "stop_reason": res.stop_reason,
+        "kinds": sorted(res.kinds),
+        "violations": [v.to_json() for v in res.violations],
+        "replay": replay_file,
+        "exit_code": exit_code,
+        "details": _jsonable(res.details),
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+# -- replay -------------------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    stop = RaiseInterrupt()
+    with stop_signals(stop):
+        return _replay(args, stop)
+
+
+def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
+    try:
+        replay = load_replay(args.file)
+        check_output_paths(("--json", args.json), ("--timeline", args.timeline))
+    except (ConfigError, OutputPathError) as e:
+        return _err("replay", str(e))
+    if replay.scenario is None:
+        return _err(
+            "replay",
+            f"{args.file} records a pytest test ({replay.nodeid}): replay it with "
+            f"pytest {shlex.quote(replay.nodeid or '')} --xensched-replay "
+            f"{shlex.quote(args.file)}",
+        )
+    sc = replay.scenario
+    print(
+        f"xensched {xensched.__version__} replay: {args.file}: scenario {sc.name} "
+        f"({sc.protocol}), seed {replay.seed}, {len(replay.schedule)} steps found by "
+        f"{replay.strategy}",
+        flush=True,
+    )
+    max_steps = int(replay.options.get("max_steps", 20_000))
+    target = ScenarioTarget(sc, replay.seed)
+    play = ReplaySchedule(replay.schedule, replay.accesses)
+    from xensched.explore.story import Recorder
+
+    recorders: list[Recorder] = []
+
+    def make(step_of: Any) -> list[Recorder]:
+        recorders.append(Recorder(step_of))
+        return recorders
+
+    explorer = Explorer(target, play, seed=replay.seed, runs=1, max_steps=max_steps)
+    play.begin(0)
+    t0 = time.perf_counter()
+    try:
+        with stop.armed():
+            ex: Execution = explorer.execute(0, make)
+    except ReplayDivergedError as e:
+        return _err(
+            "replay", f"{args.file} does not fit this code and scenario: {e}"
+        )
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130 if stop.signum is None else 128 + stop.signum
+    res = ExploreResult("replay", replay.seed, runs=1, distinct=1)
+    res.points = len(ex.steps)
+    res.seconds = time.perf_counter() - t0
+    res.violations = list(ex.violations)
+    res.kinds = {v.kind.value for v in ex.violations}
+    res.failing = ex if ex.violations else None
+    res.stop_reason = "replayed"
+    rec = recorders[0]
+    print(render_story(rec, ex.steps))
+    for v in ex.violations:
+        print()
+        print(render_violation(v))
+    want = replay.violation
+    same = None
+    if want is not None:
+        got = list(zip(ex.violations, ex.violation_steps, strict=False))
+        same = any(v.kind.value == want.kind and s == want.step for v, s in got)
+        print(
+            f"\nrecorded: {want.kind} at step {want.step}: "
+            + ("reproduced" if same else "NOT reproduced")
+        )
+    exit_code = _exit_code(res.kinds)
+    if args.timeline:
+        if rec.violations:
+            exit_code = _write_timeline(args.timeline, rec, exit_code, "replay")
+        else:
+            print(f"no violation: {args.timeline} not written")
+    if args.json:
+        doc = _document(
+            "replay",
+            sc,
+            replay.seed,
+            res,
+            exit_code,
+            args.file,
+            {"reproduced": same},
+        )
+        failed = write_json_report("--json", args.json, doc)
+        if failed is not None:
+            print(f"xensched replay: error: {failed}", file=sys.stderr)
+            return exit_code or EXIT_NOT_WRITTEN
+    return exit_code
