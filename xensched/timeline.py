@@ -32,7 +32,7 @@ import os
 import re
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xensched.outputs import _create_temporary, _target
 
@@ -292,7 +292,7 @@ def chrome_trace(
     *,
     title: str = "xensched",
     logical: bool = False,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The trace as Chrome trace-event JSON data (``{"traceEvents": [...], ...}``).
 
     One pid for the host, one tid per context (``thread_name`` metadata, pCPUs
