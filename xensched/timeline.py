@@ -641,12 +641,13 @@ def _svg(
             "cut by the window",
         ),
         (
-            f'<line x1="{{x}}" y1="{ly - 12:.1f}" x2="{{x}}" y2="{ly + 2:.1f}" '
+            f'<line x1="{{xm}}" y1="{ly - 12:.1f}" x2="{{xm}}" y2="{ly + 2:.1f}" '
             f'stroke="{_MARK}" stroke-width="2"/>',
             "violation / mark",
         ),
     ]
     for shape, words in samples:
+        shape = shape.replace("{xm}", f"{lx + 12:.1f}")
         legend.append(shape.replace("{x}", f"{lx:.1f}"))
         legend.append(f'<text x="{lx + 30:.1f}" y="{ly:.1f}">{_x(words)}</text>')
         lx += 44 + _CHAR_W * len(words)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests._timelines import assert_nested, thread_names
 from xensched import timeline
 from xensched.drivers.controlled import RoundRobin
 from xensched.programs import ControlledRun
@@ -54,39 +55,14 @@ DETAIL = 'schedule() ran under <the wrong> lock & "more"\nsecond line'
 MARK = Mark(t=10000, context="pcpu1", name="lock-mismatch", detail=DETAIL)
 
 
-def _threads(trace: dict[str, Any]) -> dict[int, str]:
-    return {
-        e["tid"]: e["args"]["name"]
-        for e in trace["traceEvents"]
-        if e["ph"] == "M" and e["name"] == "thread_name"
-    }
-
-
 def _slices(trace: dict[str, Any]) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """(thread, slice name) -> [(ts, dur)], in order."""
-    names = _threads(trace)
+    names = thread_names(trace)
     out: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for e in trace["traceEvents"]:
         if e["ph"] == "X":
             out[names[e["tid"]], e["name"]].append((e["ts"], e["dur"]))
     return dict(out)
-
-
-def _assert_nested(trace: dict[str, Any]) -> None:
-    """Every thread's X slices nest: none ends inside another and goes on past it."""
-    by_tid: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for e in trace["traceEvents"]:
-        if e["ph"] == "X":
-            assert e["dur"] >= 0
-            by_tid[e["tid"]].append((e["ts"], e["ts"] + e["dur"]))
-    for tid, spans in by_tid.items():
-        spans.sort(key=lambda s: (s[0], -s[1]))
-        stack: list[float] = []
-        for start, end in spans:
-            while stack and stack[-1] <= start + 1e-9:
-                stack.pop()
-            assert not stack or end <= stack[-1] + 1e-9, (tid, start, end, stack)
-            stack.append(end)
 
 
 # -- Chrome trace JSON ------------------------------------------------------------------
@@ -101,7 +77,7 @@ def test_chrome_trace_is_json_with_one_named_thread_per_context() -> None:
     assert {e["pid"] for e in events} == {1}
     [process] = [e for e in events if e["name"] == "process_name"]
     assert process["args"] == {"name": "t <1>"}
-    names = _threads(trace)
+    names = thread_names(trace)
     order = {
         e["tid"]: e["args"]["sort_index"]
         for e in events
@@ -136,12 +112,12 @@ def test_holds_waits_and_sections_are_slices_with_their_times() -> None:
     assert by_name[f"wait {SD1}"]["cat"] == "wait"
     assert by_name[RUNQ]["cat"] == "section"
     assert by_name[SD1]["args"]["note"] == "still open at the last event"
-    _assert_nested(trace)
+    assert_nested(trace)
 
 
 def test_other_points_are_thread_instants_with_their_label() -> None:
     trace = chrome_trace(EVENTS)
-    names = _threads(trace)
+    names = thread_names(trace)
     points = [
         (names[e["tid"]], e["name"], e["ts"], e["args"]["what"])
         for e in trace["traceEvents"]
@@ -161,16 +137,16 @@ def test_a_mark_is_a_global_instant_named_after_its_kind() -> None:
     assert (mark["ph"], mark["s"], mark["name"]) == ("i", "g", "lock-mismatch")
     assert mark["ts"] == 9.0
     assert mark["args"] == {"detail": DETAIL, "context": "pcpu1"}
-    assert _threads(trace)[mark["tid"]] == "pcpu1"
+    assert thread_names(trace)[mark["tid"]] == "pcpu1"
 
 
-def test_pcpus_come_first_by_number_then_the_other_threads() -> None:
+def test_pcpus_come_first_by_number_then_the_otherthread_names() -> None:
     events: list[Event] = [
         (1, name, "load", "x", "")
         for name in ("xl0", "pcpu10", "xl-mover", "pcpu2", "pcpu1")
     ]
     trace = chrome_trace(events)
-    names = _threads(trace)
+    names = thread_names(trace)
     assert [names[t] for t in sorted(names)] == [
         "pcpu1",
         "pcpu2",
@@ -189,7 +165,7 @@ def test_locks_released_out_of_order_go_to_a_second_thread_row() -> None:
         (30, "pcpu0", "unlock", "b", "f"),
     ]
     trace = chrome_trace(events, logical=True)
-    _assert_nested(trace)
+    assert_nested(trace)
     assert _slices(trace) == {
         ("pcpu0", "a"): [(0.0, 21.0)],
         ("pcpu0 (overlap 1)", "b"): [(10.0, 21.0)],
@@ -210,7 +186,7 @@ def test_a_release_without_its_acquire_starts_at_the_first_event() -> None:
     }
     notes = {e["args"].get("note") for e in trace["traceEvents"] if e["ph"] == "X"}
     assert notes == {"began before the first event kept"}
-    _assert_nested(trace)
+    assert_nested(trace)
 
 
 def test_trylocks_and_a_recursive_lock() -> None:
@@ -231,7 +207,7 @@ def test_trylocks_and_a_recursive_lock() -> None:
     }
     points = [e["name"] for e in trace["traceEvents"] if e.get("cat") == "point"]
     assert points == ["trylock-failed"]
-    _assert_nested(trace)
+    assert_nested(trace)
 
 
 def test_logical_time_is_step_numbers() -> None:
@@ -245,7 +221,7 @@ def test_logical_time_is_step_numbers() -> None:
     assert slices[("xl", POOL)] == [(1.0, 8.0)]  # acquired at 1, released at 8
     assert slices[("xl", f"wait {POOL}")] == [(0.0, 1.0)]
     assert slices[("pcpu1", SD1)] == [(4.0, 6.0)]  # open: to the end of step 9
-    _assert_nested(trace)
+    assert_nested(trace)
 
 
 def test_violation_mark_sits_at_its_last_event() -> None:
@@ -259,7 +235,7 @@ def test_violation_mark_sits_at_its_last_event() -> None:
     # pcpu1 spins on test.a when the run stops: a wait left open.
     assert ("pcpu1", "wait test.a") in slices
     assert ("pcpu0", "test.a") in slices
-    _assert_nested(trace)
+    assert_nested(trace)
 
 
 # -- SVG and HTML ---------------------------------------------------------------------
@@ -396,9 +372,9 @@ def test_a_controlled_round_trip_draws() -> None:
     mark = Mark(events[-1][0], "pcpu1", "step", "the last step")
     trace = chrome_trace(events, [mark], title="round-trip")
     assert json.loads(json.dumps(trace)) == trace
-    assert set(_threads(trace).values()) >= contexts
+    assert set(thread_names(trace).values()) >= contexts
     assert any(e["ph"] == "X" and e["cat"] == "hold" for e in trace["traceEvents"])
-    _assert_nested(trace)
+    assert_nested(trace)
     root = _svg_root(svg(events, [mark], title="round-trip"))
     lanes = {t.get("class") for t in root.iter(f"{SVG}text")}
     assert "lane" in lanes
