@@ -4,7 +4,8 @@ Prints ``seed=...`` first (flushed), live progress on stderr when it is a termin
 then the report. Exit codes: 0 no violation, 1 violations, 2 usage error, 3 deadlock,
 4 no violation but ``--json FILE`` could not be written at the end. ``--json FILE`` is
 checked before the run and written (atomically, after the text report) whatever the
-outcome, Ctrl-C and deadlock included. SIGTERM and SIGHUP stop the run as Ctrl-C does:
+outcome, Ctrl-C and deadlock included; so is ``--timeline FILE``, the picture of the
+first violation (:mod:`xensched.timeline`), written only when there is one. SIGTERM and SIGHUP stop the run as Ctrl-C does:
 the partial report is printed and written, and the exit code is that of what was found
 (not 128+signal: a CI job that timed out has already failed, and the code still tells
 a violation from none).
@@ -13,6 +14,7 @@ a violation from none).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ from xensched.outputs import (
 from xensched.scenario import MAX_DOMAIN_VCPUS, MAX_DOMAINS
 from xensched.seeds import resolve_base_seed
 from xensched.signals import signal_name, stop_signals
+from xensched.timeline import violation_mark, write_timeline
 
 from .config import (
     MAX_CONTROLLERS,
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TextIO
 
+    from .report import StressReport
     from .runner import ProgressSnapshot, SetupProgress
 
 _DEFAULTS = StressConfig()
@@ -75,12 +79,12 @@ _SHAPE_OPTIONS = (
 )
 
 _EPILOG = """\
-exit codes: 0 no violation, 1 violations found, 2 usage error (a --json FILE that
-cannot be written is refused before the run), 3 deadlock, 4 no violation but --json
-FILE could not be written at the end (the text report is printed first; with
-violations or a deadlock the exit code stays 1 or 3). Ctrl-C, SIGTERM and SIGHUP stop
-the run: the partial report is printed and written (--json), and the exit code is that
-of what was found.
+exit codes: 0 no violation, 1 violations found, 2 usage error (a --json or
+--timeline FILE that cannot be written is refused before the run), 3 deadlock, 4 no
+violation but --json FILE could not be written at the end (the text report is printed
+first; with violations or a deadlock the exit code stays 1 or 3). Ctrl-C, SIGTERM and
+SIGHUP stop the run: the partial report is printed and written (--json, --timeline),
+and the exit code is that of what was found.
 
 The seed fixes every choice each thread makes (which vCPU, which pool, which delay);
 the OS still interleaves the threads, so a rerun with the same seed is a new sample of
@@ -312,6 +316,16 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         "SIGTERM, SIGHUP or deadlock)",
     )
     out.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="also draw the first violation's interleaving to FILE, one lane per "
+        "thread with its lock holds, waits and critical sections and a red line at "
+        "the violation: .svg a picture, .html a page holding it, anything else "
+        "Chrome trace-event JSON for ui.perfetto.dev or chrome://tracing (written "
+        "even on Ctrl-C, SIGTERM or SIGHUP; nothing is written when the run finds "
+        "no violation)",
+    )
+    out.add_argument(
         "--max-violations",
         type=integer(1, MAX_VIOLATIONS),
         default=_DEFAULTS.max_violations,
@@ -482,7 +496,7 @@ def _main(
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        check_output_paths(("--json", args.json))
+        check_output_paths(("--json", args.json), ("--timeline", args.timeline))
     except OutputPathError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -510,15 +524,45 @@ def _main(
             flush=True,
         )
     print(report.render(), flush=True)
-    # The text report is out before the file is tried: a full disk must not cost it.
+    # The text report is out before the files are tried: a full disk must not cost
+    # it, and one file that fails must not cost the other.
+    failed: list[str] = []
     if args.json is not None:
-        failed = write_json_report("--json", args.json, report.to_json())
-        if failed is not None:
-            print(f"{prog}: error: {failed}", file=sys.stderr)
-            code = report.exit_code
-            return EXIT_NOT_WRITTEN if code == EXIT_OK else code
-        print(f"report written to {args.json}", flush=True)
-    return report.exit_code
+        problem = write_json_report("--json", args.json, report.to_json())
+        if problem is not None:
+            failed.append(problem)
+        else:
+            print(f"report written to {args.json}", flush=True)
+    if args.timeline is not None:
+        problem = _write_timeline(args.timeline, report)
+        if problem is not None:
+            failed.append(problem)
+    for problem in failed:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+    code = report.exit_code
+    if failed and code == EXIT_OK:
+        return EXIT_NOT_WRITTEN
+    return code
+
+
+def _write_timeline(path: str, report: StressReport) -> str | None:
+    """Draw the first violation to ``path`` (or say there is none).
+
+    Returns:
+        ``None`` once written or when there was nothing to draw, else the one line
+        that says why it was not written.
+    """
+    if not report.violations:
+        print(f"no violation: --timeline {path} not written", flush=True)
+        return None
+    v = report.violations[0]
+    title = f"xensched stress seed={report.seed}: {v.describe().splitlines()[0]}"
+    try:
+        write_timeline(path, v.events, [violation_mark(v)], title=title)
+    except OSError as e:
+        return f"--timeline {shlex.quote(path)}: not written: {e.strerror or e}"
+    print(f"timeline written to {path}", flush=True)
+    return None
 
 
 #: ``xensched stress``, found by ``xensched`` through its ``xensched.commands`` group.
