@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import xensched
 from xensched.errors import ConfigError, XenschedError
+from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
 from xensched.options import Parser, integer, refusal
 from xensched.outputs import (
@@ -66,6 +67,9 @@ Emulate Xen's scheduler locking with real threads and real locks.
 
   reproduce   show the race fixed by Xen commit 94734ab7c3 across every scheduler
               pairing, under the pre-patch (legacy) and patched (fixed) protocols
+  explore     explore a scenario's interleavings (random, PCT, DFS, DPOR), shrink
+              the failing one and write a replay file
+  replay      run a replay file's execution again, step by step
   protocols   list the switch protocols: the presets and the parts of the fix
   scenarios   list the built-in scenarios, or print one (as JSON with --json)
 """
@@ -444,6 +448,8 @@ def build_parser(
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _reproduce_parser(sub)
+    add_explore_parser(sub)
+    add_replay_parser(sub)
     _protocols_parser(sub)
     _scenarios_parser(sub)
     # Listed for --help; `main` hands their arguments to their own parsers

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import inspect
 import multiprocessing
 import os
 import shlex
@@ -37,6 +39,7 @@ from xensched.explore.replay import (
 )
 from xensched.explore.shrink import preemptions, shrink
 from xensched.explore.story import record, render_story, timeline_events
+from xensched.host import Topology
 from xensched.options import integer, probability, seconds
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
@@ -48,11 +51,12 @@ from xensched.report import render_violation
 from xensched.scenario import (
     BUILTIN,
     PoolSpec,
-    Topology,
+    builtin,
+    override_scenario,
     scenario_from_options,
 )
 from xensched.schedulers import SCHEDULERS
-from xensched.seeds import resolve_base_seed, seed as _unused  # noqa: F401
+from xensched.seeds import resolve_base_seed
 from xensched.signals import RaiseInterrupt, signal_name, stop_signals
 from xensched.violation import ViolationKind
 
@@ -256,8 +260,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     ex.add_argument(
         "--keep-going",
         action="store_true",
-        help="go on after a violation, to find every kind (default: stop at the "
-        "first)",
+        help="go on after a violation, to find every kind (default: stop at the first)",
     )
     ex.add_argument(
         "--max-steps",
@@ -326,23 +329,21 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     if len(names) > 1:
         raise ConfigError("--pool: one scheduler name (the built-in's pool)")
     factory = BUILTIN.get(args.scenario)
-    import inspect
-
     takes = inspect.signature(factory).parameters if factory is not None else {}
+    if "direction" in given and "direction" not in takes:
+        raise ConfigError(f"--direction: scenario {args.scenario!r} has no direction")
     if names:
         if "pool" not in takes:
             raise ConfigError(
                 f"--pool {names[0]}: scenario {args.scenario!r} has no pool "
                 "scheduler parameter; give a pool spec NAME:SCHED[:CPUS]"
             )
-        sc = scenario_from_options(args.scenario, **given, pool_sched=names[0])
+        params = {k: v for k, v in given.items() if k in takes and k != "name"}
+        rest = {k: v for k, v in given.items() if k not in params}
+        sc = override_scenario(builtin(args.scenario, pool=names[0], **params), **rest)
     else:
         if specs:
             given["pool"] = [PoolSpec.parse(s) for s in specs]
-        if "direction" in given and "direction" not in takes:
-            raise ConfigError(
-                f"--direction: scenario {args.scenario!r} has no direction"
-            )
         sc = scenario_from_options(args.scenario, **given)
     sc = sc.bounded(args.schedules, args.moves)
     sc.validate()
@@ -577,9 +578,15 @@ def _finish_explore(
         story = render_story(rec, ex.steps)
         print(f"\nthe failing execution ({preemptions(ex.steps)} preemptions):")
         print(story)
-        for v in res.violations:
-            print()
-            print(render_violation(v))
+        print()
+        print(render_violation(failing.violations[0]))
+        others = sorted(res.kinds - {kind})
+        if others:
+            print(f"\nalso found (--keep-going): {', '.join(others)}")
+            for v in res.violations:
+                if v.kind.value in others:
+                    print()
+                    print(render_violation(v))
         replay = Replay.of(
             failing,
             seed=seed,
@@ -620,10 +627,8 @@ def _write_text(path: str, text: str) -> str | None:
             f.write(text)
         os.replace(tmp, path)
     except OSError as e:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         return f"{path}: {e.strerror or e}"
     return None
 
@@ -743,9 +748,7 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         with stop.armed():
             ex: Execution = explorer.execute(0, make)
     except ReplayDivergedError as e:
-        return _err(
-            "replay", f"{args.file} does not fit this code and scenario: {e}"
-        )
+        return _err("replay", f"{args.file} does not fit this code and scenario: {e}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130 if stop.signum is None else 128 + stop.signum
