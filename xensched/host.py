@@ -24,6 +24,7 @@ from xensched.domain import DOMID_IDLE, Domain, Vcpu
 from xensched.errors import ConfigError, XenError
 from xensched.interaction import Bus
 from xensched.memory import Cell, CpuMask, RunQueue
+from xensched.mutants import check_mutants
 from xensched.percpu import PerCpu
 from xensched.protocol import SwitchProtocol
 from xensched.schedule import (
@@ -40,7 +41,7 @@ from xensched.smp import ExecContext, bind, current_or_none
 from xensched.spinlock import SpinLock, spin_lock, spin_unlock
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
     from contextlib import AbstractContextManager
 
     from xensched.cpupool import Cpupool
@@ -133,6 +134,8 @@ class Host:
         "_callers_lock": "guards _callers (emulator bookkeeping, not a Xen lock)",
         "protocol": "configuration: chosen before CPUs run, never changed while "
         "they do (the harness switches it between set-up and the run)",
+        "mutants": "configuration: the named edits of xensched.mutants, set as the "
+        "protocol is",
     }
 
     def __init__(
@@ -146,7 +149,9 @@ class Host:
         lock_timeout: float = 10.0,
         strict: bool = False,
         trace_all: bool = True,
+        mutants: Iterable[str] = (),
     ) -> None:
+        self.mutants = check_mutants(mutants)
         topo = Topology.parse(topology) if isinstance(topology, str) else topology
         if topo is None:
             if cpus is None:

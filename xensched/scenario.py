@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from xensched.errors import ConfigError, XenError
 from xensched.host import MAX_CPUS, Host, Topology
+from xensched.mutants import check_mutants
 from xensched.options import MAX_SECONDS
 from xensched.protocol import SwitchProtocol
 from xensched.schedulers import SCHEDULERS
@@ -387,6 +388,8 @@ class Scenario:
     protocol: str = "fixed"
     setup: tuple[XlOp, ...] = ()
     threads: tuple[Program, ...] = ()
+    #: Named edits of the model (:mod:`xensched.mutants`), applied after set-up.
+    mutants: tuple[str, ...] = ()
 
     # -- checks ------------------------------------------------------------------------
     def validate(self) -> None:
@@ -418,6 +421,10 @@ class Scenario:
             check_protocol(self.protocol)
         except ConfigError as e:
             raise ConfigError(f"protocol: {e}") from None
+        try:
+            check_mutants(self.mutants)
+        except ConfigError as e:
+            raise ConfigError(f"mutants: {e}") from None
         if self.dom0_vcpus < 0:
             raise ConfigError(f"dom0_vcpus={self.dom0_vcpus}: must be >= 0")
         taken: dict[int, str] = {}
@@ -586,6 +593,7 @@ class Scenario:
             "protocol": self.protocol,
             "setup": [str(op) for op in self.setup],
             "threads": [_program_to_dict(t) for t in self.threads],
+            "mutants": list(self.mutants),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -618,6 +626,7 @@ class Scenario:
             protocol=r.text("protocol", "fixed"),
             setup=tuple(XlOp.parse(s) for s in r.words("setup")),
             threads=tuple(_program_from(t) for t in r.objects("threads")),
+            mutants=tuple(r.words("mutants")),
         )
         r.done()
         sc.validate()
@@ -875,6 +884,7 @@ def build_host(
         raise ConfigError(f"setting up the host: {step!r}: {e}") from e
     h.bus.clear_violations()
     _switch_protocol(h, sc.protocol)
+    h.mutants = check_mutants(sc.mutants)
     return h
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from xensched.checks import ASSERT, ViolationKind
 from xensched.errors import DeadlockError
+from xensched.mutants import NO_LOCK_RECHECK, NO_TRYLOCK_RECHECK
 from xensched.smp import current
 from xensched.spinlock import (
     SpinLock,
@@ -63,6 +64,8 @@ def _lock_loop(
     for _ in range(_MAX_RETRIES):
         lock = h.percpu[cpu_of()].schedule_data.schedule_lock.load()
         take(lock)
+        if NO_LOCK_RECHECK in h.mutants:
+            return lock  # the mutant: no re-check
         if lock is h.percpu[cpu_of()].schedule_data.schedule_lock.load():
             return lock
         lock.retries += 1  # we hold `lock`: it protects its own counter
@@ -123,6 +126,8 @@ def pcpu_schedule_trylock(h: Host, cpu: int) -> SpinLock | None:
     lock = sd.schedule_lock.load()
     if not spin_trylock(lock):
         return None
+    if NO_TRYLOCK_RECHECK in h.mutants:
+        return lock  # the mutant: no re-check
     if lock is sd.schedule_lock.load():
         return lock
     lock.retries += 1
