@@ -93,7 +93,7 @@ MARKER_HELP: Final = (
 )
 
 _REPLAY_KEY: Final = pytest.StashKey["Replay | None"]()
-_SHARD_ID = re.compile(r"(?<=[\[-])shard\d+/\d+(?:-(?=.)|(?=\]))")
+_SHARD = r"shard\d+/\d+"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,7 +158,14 @@ class ExploreSpec:
 
 def base_nodeid(nodeid: str) -> str:
     """The node id without its ``shardK/N`` parameter: the test the shards share."""
-    return _SHARD_ID.sub("", nodeid).replace("[]", "")
+    # The parameter ids of a node are joined with "-" in its last brackets.
+    head, bracket, ids = nodeid.partition("[")
+    if not bracket:
+        return nodeid
+    ids = re.sub(rf"^{_SHARD}\]$", "", ids)
+    ids = re.sub(rf"^{_SHARD}-", "", ids)
+    ids = re.sub(rf"-{_SHARD}(?=[-\]])", "", ids)
+    return f"{head}[{ids}" if ids else head
 
 
 def replay_path(directory: Path, nodeid: str) -> Path:
@@ -305,7 +312,8 @@ def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     replay = config.stash[_REPLAY_KEY]
-    if replay is None or not items:
+    if replay is None or not items or getattr(config, "workerinput", None) is not None:
+        # An xdist worker (whose UsageError is an INTERNALERROR) has only a share.
         return
     if not any(i.nodeid == replay.nodeid for i in items):
         raise pytest.UsageError(
@@ -341,7 +349,7 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
     from xensched.explore import Explorer, make_strategy
     from xensched.explore.replay import Replay
     from xensched.explore.threads import ThreadsTarget
-    from xensched.pytest_plugin import get_base_seed
+    from xensched.pytest_plugin import get_base_seed, rerun_command
 
     shard: tuple[int, int] | None = None
     if spec.shards > 1:
@@ -401,11 +409,18 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
     lines = describe_failure(
         res, res.failing, what=f"{spec.strategy} exploration (seed {seed})"
     )
+    shards = _shards_option(item.config)
     lines += [
         f"replay file: {shown}",
         "re-run this schedule with:",
-        f"  {replay_command(item.nodeid, shown, _shards_option(item.config))}",
+        f"  {replay_command(item.nodeid, shown, shards)}",
     ]
+    if spec.seed is None:
+        extra = [f"--xensched-shards {shards}"] if shards is not None else []
+        lines += [
+            "re-run the exploration with:",
+            f"  {rerun_command(item.nodeid, base_seed, extra)}",
+        ]
     pytest.fail("\n".join(lines), pytrace=False)
 
 
@@ -439,12 +454,15 @@ def _replay(item: pytest.Function, setup: Any, replay: Replay) -> None:
     from xensched.explore.threads import ThreadsTarget
 
     search = ReplaySchedule(replay.schedule, replay.accesses)
+    diverged = None
     try:
         res = Explorer(ThreadsTarget(setup), search, seed=replay.seed, runs=1).explore()
     except ReplayDivergedError as exc:
+        diverged = exc
+    if diverged is not None:
         pytest.fail(
-            f"{exc}\n(the replay of {replay.strategy}, seed {replay.seed}: the test or "
-            "the code it runs changed since the file was written)",
+            f"{diverged}\n(the replay of {replay.strategy}, seed {replay.seed}: the "
+            "test or the code it runs changed since the file was written)",
             pytrace=False,
         )
     if res.failing is not None:
