@@ -13,6 +13,10 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   options, commands, details) with :func:`add_section_contributor`; the stress
   harness's plugin (``xensched_stress.pytest_plugin``, its own ``pytest11`` entry
   point) adds its ``--stress-duration`` and the ``xensched stress`` commands.
+- the ``explore`` marker, the ``xensched_world`` fixture and the options
+  ``--xensched-replay``, ``--xensched-replay-dir`` and ``--xensched-shards``: declared
+  here, implemented in :mod:`xensched.explore.pytest_explore` (registered as a plugin
+  in ``pytest_configure``, so that a session imports the explorer only then).
 - :func:`assert_no_violations`, for any run report with ``exit_code``, ``violations``,
   ``seed`` and ``render()``.
 - with pytest-timeout: each test's deadline in ``item.stash[TIMEOUT_DEADLINE_KEY]``
