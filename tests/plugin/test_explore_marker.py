@@ -56,7 +56,9 @@ LOST = "test_counter.py::test_lost"
 
 def summary(result: pytest.RunResult) -> dict[str, str]:
     """``{test: figures}`` from the ``xensched explore`` summary lines."""
-    found = re.findall(r"^(\S+::\S+): (dpor, .*)$", result.stdout.str(), re.MULTILINE)
+    found = re.findall(
+        r"^(\S+::\S+): ((?:dpor|random), .*)$", result.stdout.str(), re.MULTILINE
+    )
     return dict(found)
 
 
@@ -254,6 +256,23 @@ def test_shards_add_up_to_the_whole_exploration(project: pytest.Pytester) -> Non
         "test_counter.py::test_unchecked": "dpor, 4 runs over 2 shards, exhaustive, "
         "violations: none",
     }
+    # The random walk's 7 runs are shared out: 4 and 3.
+    project.makepyfile(
+        test_random="""
+        import pytest
+        from test_counter import counter
+
+        @pytest.mark.explore(strategy="random", runs=7, shards=2)
+        def test_walk(xensched_world):
+            counter(xensched_world, locked=True)
+        """
+    )
+    result = project.runpytest("test_random.py")
+    result.assert_outcomes(passed=2)
+    assert summary(result) == {
+        "test_random.py::test_walk": "random, 7 runs over 2 shards, not exhaustive, "
+        "violations: none",
+    }
     # One shard alone is not the whole exploration.
     result = project.runpytest(
         "test_counter.py::test_unchecked[shard1/2]", "--xensched-shards=2"
@@ -264,6 +283,7 @@ def test_shards_add_up_to_the_whole_exploration(project: pytest.Pytester) -> Non
     }
 
 
+@pytest.mark.slow  # starts two xdist workers: 1.5 s to 5 s
 def test_marker_shards_under_xdist(project: pytest.Pytester) -> None:
     project.makeini(inner_ini(""))
     project.makepyfile(
@@ -286,3 +306,40 @@ def test_base_nodeid() -> None:
     assert base_nodeid("t.py::test_x[shard0/3-b]") == "t.py::test_x[b]"
     assert base_nodeid("t.py::test_x[a-shard0/3-b]") == "t.py::test_x[a-b]"
     assert base_nodeid("t.py::test_shard1/2") == "t.py::test_shard1/2"
+
+
+def test_world_check_runs_after_a_clean_end_only() -> None:
+    from xensched.explore import Explorer, make_strategy
+    from xensched.explore.threads import ThreadsTarget, World
+
+    checked: list[int] = []
+
+    def setup(w: World, crash: bool) -> None:
+        x = w.cell("x", 0)
+
+        def body() -> None:
+            x.store(1)
+            if crash:
+                raise ValueError("boom")
+
+        w.thread("t0", body)
+        w.check(lambda: checked.append(x.peek()))
+        w.check(lambda: int("x"))
+
+    res = Explorer(
+        ThreadsTarget(lambda w: setup(w, False)), make_strategy("dpor")
+    ).explore()
+    assert checked == [1]  # one execution, every check run on its end state
+    assert res.failing is not None
+    assert [(v.kind.value, v.where) for v in res.failing.violations] == [
+        ("crash", "check")
+    ]
+    assert res.failing.violations[0].message.startswith("ValueError: invalid literal")
+    res = Explorer(
+        ThreadsTarget(lambda w: setup(w, True)), make_strategy("dpor")
+    ).explore()
+    assert checked == [1]  # the crash fails the execution; no check after it
+    assert res.failing is not None
+    assert [(v.kind.value, v.where) for v in res.failing.violations] == [
+        ("crash", "t0")
+    ]

@@ -41,7 +41,9 @@ fails it, naming the step.
 ``shards=N`` (or ``--xensched-shards N`` for every marked test) parametrizes the test
 into ``[shard0/N]`` ... ``[shardN-1/N]``, disjoint shares of one exploration (subtrees
 for dfs and dpor, runs for random and pct), so that pytest-xdist can run them on
-different workers. Each item records its figures in ``user_properties``
+different workers. ``runs`` is shared out among the shards of random and pct (together
+they run the unsharded exploration's runs) and bounds each shard of the tree searches
+(whose subtrees are uneven) and of the portfolio. Each item records its figures in ``user_properties``
 (``xensched_explore``); the terminal summary (on the xdist controller, which receives
 them with the reports) has one line per explored test with the shards merged.
 
@@ -372,7 +374,7 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         ThreadsTarget(setup),
         search,
         seed=seed,
-        runs=spec.runs,
+        runs=_share_of_runs(spec, shard),
         seconds=spec.seconds,
         keep_going=spec.keep_going,
     ).explore()
@@ -422,6 +424,16 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
             f"  {rerun_command(item.nodeid, base_seed, extra)}",
         ]
     pytest.fail("\n".join(lines), pytrace=False)
+
+
+def _share_of_runs(spec: ExploreSpec, shard: tuple[int, int] | None) -> int | None:
+    # The randomised strategies' shard k runs the runs k, k+n, ... of the whole: of
+    # the first `runs`, those are its share. A tree search's subtrees are uneven: each
+    # shard may run `runs`.
+    if shard is None or spec.runs is None or spec.strategy not in ("random", "pct"):
+        return spec.runs
+    k, n = shard
+    return len(range(k, spec.runs, n))
 
 
 def _write_replay(item: pytest.Function, text: str) -> str:
