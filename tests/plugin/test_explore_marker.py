@@ -221,6 +221,10 @@ def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
         @pytest.mark.explore(runs=0, colour="red")
         def test_bad_field(xensched_world):
             pass
+
+        @pytest.mark.explore(strategy="random", runs=None)
+        def test_endless(xensched_world):
+            pass
         """
     )
     result = project.runpytest()
@@ -234,6 +238,8 @@ def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
             "*::test_bad_strategy: @pytest.mark.explore: no strategy 'bfs'; *",
             "*::test_bad_field: @pytest.mark.explore: *unexpected keyword argument "
             "'colour'",
+            "*::test_endless: @pytest.mark.explore: runs=None: the random strategy "
+            "never runs out; give seconds=",
         ]
     )
 

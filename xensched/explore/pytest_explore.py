@@ -153,6 +153,14 @@ class ExploreSpec:
             or seconds <= 0
         ):
             raise TypeError(f"seconds={seconds!r}: expected a number > 0")
+        if (
+            self.runs is None
+            and seconds is None
+            and self.strategy not in ("dfs", "dpor")
+        ):
+            raise TypeError(
+                f"runs=None: the {self.strategy} strategy never runs out; give seconds="
+            )
         make_strategy(
             self.strategy, depth=self.depth, max_preemptions=self.max_preemptions
         )
@@ -226,7 +234,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if replay.nodeid is None:
             raise pytest.UsageError(
                 f"--xensched-replay: {path}: the replay of a scenario, not of a "
-                "pytest test (run it with `xensched explore --replay`)"
+                "pytest test (it has no nodeid)"
             )
     config.stash[_REPLAY_KEY] = replay
 
