@@ -13,6 +13,10 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   options, commands, details) with :func:`add_section_contributor`; the stress
   harness's plugin (``xensched_stress.pytest_plugin``, its own ``pytest11`` entry
   point) adds its ``--stress-duration`` and the ``xensched stress`` commands.
+- the ``explore`` marker, the ``xensched_world`` fixture and the options
+  ``--xensched-replay``, ``--xensched-replay-dir`` and ``--xensched-shards``: declared
+  here, implemented in :mod:`xensched.explore.pytest_explore` (registered as a plugin
+  in ``pytest_configure``, so that a session imports the explorer only then).
 - :func:`assert_no_violations`, for any run report with ``exit_code``, ``violations``,
   ``seed`` and ``render()``.
 - with pytest-timeout: each test's deadline in ``item.stash[TIMEOUT_DEADLINE_KEY]``
@@ -224,6 +228,16 @@ def _seed_option(text: str) -> int:
         raise pytest.UsageError(f"--xensched-seed: {exc}") from None
 
 
+def _shards_option(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise pytest.UsageError(f"--xensched-shards: {text!r} is not an int >= 1")
+    return n
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("xensched", "Xen scheduler locking emulator")
     group.addoption(
@@ -233,6 +247,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SEED",
         help=f"Base seed of per-test seeds (default: ${SEED_ENV}, else random; "
         "printed in the header)",
+    )
+    # The explore marker's options; the rest is in xensched.explore.pytest_explore.
+    group.addoption(
+        "--xensched-replay",
+        default=None,
+        metavar="FILE",
+        help="Run the @pytest.mark.explore test of the replay FILE's node id on "
+        "exactly its recorded schedule, once",
+    )
+    group.addoption(
+        "--xensched-replay-dir",
+        default=None,
+        metavar="DIR",
+        help="Where failing explorations write their replay files (default: "
+        ".xensched/replays under the rootdir)",
+    )
+    group.addoption(
+        "--xensched-shards",
+        type=_shards_option,
+        default=None,
+        metavar="N",
+        help="Split every @pytest.mark.explore test into N items, disjoint shares "
+        "of its exploration (for pytest-xdist), overriding the marker's shards",
     )
 
 
@@ -247,6 +284,11 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.stash[BASE_SEED_KEY] = seed
+    from xensched.explore import pytest_explore  # only now: it imports the explorer
+
+    config.addinivalue_line("markers", pytest_explore.MARKER_HELP)
+    if not config.pluginmanager.is_registered(pytest_explore):
+        config.pluginmanager.register(pytest_explore, "xensched-explore")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -12,10 +12,21 @@ fresh each time and the same choices give the same run::
         w.thread("t1", lambda: x.update(lambda v: v + 1))
         w.final_state(lambda: x.peek())
 
+        def both_counted() -> None:
+            assert x.peek() == 2
+
+        w.check(both_counted)
+
     Explorer(ThreadsTarget(setup), DPOR()).explore()
 
 Threads named after a host's pCPU (``w.thread(3, fn)`` with a host) run bound to that
 pCPU's context, as the scenario programs do.
+
+:meth:`World.check` is how a test asserts on the end state: each check runs in the
+explorer's thread once every thread has ended (not after a deadlock, a crash or an
+abandoned run, whose violation already fails the execution); an ``AssertionError`` is
+an ``assert`` violation, any other exception a ``crash``. Checks read with ``peek()``:
+they are not threads of the run and make no interaction points.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ class World:
         self._host: Host | None = None
         self.threads: list[tuple[ExecContext, Callable[[], object]]] = []
         self._state: Callable[[], Hashable] | None = None
+        self.checks: list[Callable[[], object]] = []
         self.driver: ControlledDriver | None = None
 
     @property
@@ -97,6 +109,10 @@ class World:
         """What the run leaves behind (default: nothing to compare)."""
         self._state = fn
 
+    def check(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the end state of every execution; see the module docstring."""
+        self.checks.append(fn)
+
 
 class _ThreadsRun:
     def __init__(self, setup: Callable[[World], object]) -> None:
@@ -115,7 +131,8 @@ class _ThreadsRun:
         w.driver = drv
         for ctx, fn in w.threads:
             drv.spawn(ctx, fn)
-        for ctx, exc in drv.run():
+        errors = drv.run()
+        for ctx, exc in errors:
             if isinstance(exc, Exception) and not isinstance(exc, DeadlockError):
                 w.bus.violation(
                     ViolationKind.CRASH,
@@ -123,7 +140,20 @@ class _ThreadsRun:
                     f"{type(exc).__name__}: {exc}",
                     cpu=ctx.cpu,
                 )
+        if not errors and drv.deadlock is None and drv.abandoned is None:
+            self._check()
         return w.bus.violations
+
+    def _check(self) -> None:
+        for fn in self.world.checks:
+            try:
+                fn()
+            except AssertionError as exc:
+                self.bus.violation(ViolationKind.ASSERT, "check", str(exc) or repr(exc))
+            except Exception as exc:
+                self.bus.violation(
+                    ViolationKind.CRASH, "check", f"{type(exc).__name__}: {exc}"
+                )
 
     def final_state(self) -> Hashable:
         fn = self.world._state

@@ -1,0 +1,351 @@
+"""``@pytest.mark.explore``: failing explorations, replay files, shards (pytester).
+
+The inner tests are two threads incrementing a cell, without a lock (a lost update
+that DPOR finds in its second execution) and with one (DPOR's two executions, both
+fine). Everything runs in process but the xdist run, which starts workers.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.helpers import inner_ini
+from xensched.explore.pytest_explore import base_nodeid, replay_path
+from xensched.explore.replay import load_replay
+
+COUNTER_TESTS = """
+    import pytest
+
+    def counter(w, locked, check=True):
+        x = w.cell("x", 0)
+        lock = w.lock("lock")
+
+        def incr():
+            if locked:
+                lock.acquire()
+            x.store(x.load() + 1)
+            if locked:
+                lock.release()
+
+        w.thread("t0", incr)
+        w.thread("t1", incr)
+        if check:
+            def both_counted():
+                assert x.peek() == 2
+            w.check(both_counted)
+
+    @pytest.mark.explore(strategy="dpor")
+    def test_lost(xensched_world):
+        counter(xensched_world, locked=False)
+
+    @pytest.mark.explore(strategy="dpor")
+    def test_locked(xensched_world):
+        counter(xensched_world, locked=True)
+
+    @pytest.mark.explore(strategy="dpor")
+    def test_unchecked(xensched_world):
+        counter(xensched_world, locked=False, check=False)
+"""
+
+LOST = "test_counter.py::test_lost"
+
+
+def summary(result: pytest.RunResult) -> dict[str, str]:
+    """``{test: figures}`` from the ``xensched explore`` summary lines."""
+    found = re.findall(
+        r"^(\S+::\S+): ((?:dpor|random), .*)$", result.stdout.str(), re.MULTILINE
+    )
+    return dict(found)
+
+
+def test_lost_update_fails_with_its_schedule_and_replay(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    result = project.runpytest("--xensched-seed=1", "--junitxml=out.xml")
+    result.assert_outcomes(failed=1, passed=2)
+    path = replay_path(project.path / ".xensched" / "replays", LOST)
+    rel = path.relative_to(project.path)
+    result.stdout.fnmatch_lines(
+        [
+            "assert in check: assert 1 == 2",
+            "dpor exploration (seed *): 2 runs (2 distinct), not exhaustive, "
+            "stopped: violation found",
+            "failing schedule (6 steps):",
+            "    0 t0 start",
+            "    1 t0 load x",
+            "    2 t1 start",
+            "    3 t1 load x",
+            "    4 t1 store x",
+            "    5 t0 store x  <- assert",
+            f"replay file: {rel}",
+            "re-run this schedule with:",
+            f"  pytest '{LOST}' --xensched-replay {rel}",
+            "re-run the exploration with:",
+            f"  pytest '{LOST}' --xensched-seed=1",
+        ]
+    )
+    # The merged summary: the lock makes the program correct, DPOR proves it.
+    assert summary(result) == {
+        LOST: "dpor, 2 runs, not exhaustive, violations: assert",
+        "test_counter.py::test_locked": "dpor, 2 runs, exhaustive, violations: none",
+        "test_counter.py::test_unchecked": "dpor, 4 runs, exhaustive, violations: none",
+    }
+    replay = load_replay(str(path))
+    assert replay.nodeid == LOST
+    assert replay.strategy == "dpor"
+    assert replay.schedule == ("t0", "t0", "t1", "t1", "t1", "t0")
+    assert replay.violation is not None
+    assert replay.violation.kind == "assert"
+    assert replay.violation.step == 5
+    props = {
+        p.get("name"): p.get("value")
+        for p in ET.parse(project.path / "out.xml").iter("property")
+    }
+    assert props["xensched_replay"] == str(rel)
+
+    # The printed command runs that one schedule again, and fails the same way.
+    result = project.runpytest(LOST, "--xensched-replay", str(rel))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "assert in check: assert 1 == 2",
+            f"replay of {rel}: 1 runs (1 distinct), not exhaustive, *",
+            "    5 t0 store x  <- assert",
+        ]
+    )
+    result.stdout.no_fnmatch_line("xensched explore*")  # a replay is no exploration
+
+    # A test that changed since: the replay says where it no longer follows.
+    project.makepyfile(
+        test_counter=COUNTER_TESTS.replace(
+            "x.store(x.load() + 1)", "x.load()\n            x.store(x.load() + 1)"
+        )
+    )
+    result = project.runpytest(LOST, "--xensched-replay", str(rel))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "the replay diverged at step 4: t1 was to store x, but now it is to load x",
+            "*(the replay of dpor, seed *: the test or the code it runs changed*",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "not JSON (line 1: *"),
+        ('{"format": "xensched-replay", "version": 9}', "replay.version: 9 *"),
+        (
+            '{"format": "xensched-replay", "version": 1, "seed": 0, "strategy": "d",'
+            ' "schedule": [], "accesses": []}',
+            "replay: needs a scenario or a nodeid",
+        ),
+    ],
+)
+def test_malformed_replay_is_usage_error(
+    project: pytest.Pytester, content: str, message: str
+) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    project.path.joinpath("bad.json").write_text(content)
+    result = project.runpytest("--xensched-replay", "bad.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --xensched-replay: bad.json: {message}"])
+
+
+def test_replay_of_unknown_test_is_usage_error(project: pytest.Pytester) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    result = project.runpytest("--xensched-seed=1", "-k", "lost")
+    result.assert_outcomes(failed=1)
+    project.makepyfile(test_counter=COUNTER_TESTS.replace("test_lost", "test_gone"))
+    rel = replay_path(Path(".xensched/replays"), LOST)
+    result = project.runpytest("--xensched-replay", str(rel))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --xensched-replay: no collected test has the replay's node id '{LOST}'*"
+        ]
+    )
+
+
+def test_thread_assertion_is_a_crash(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.explore(strategy="dfs", max_preemptions=1, runs=50)
+        def test_flag(xensched_world):
+            w = xensched_world
+            flag = w.cell("flag", 0)
+            w.thread("setter", lambda: flag.store(1))
+
+            def reader():
+                assert flag.load() == 0, "saw the flag"
+
+            w.thread("reader", reader)
+        """
+    )
+    result = project.runpytest("--xensched-replay-dir", "out")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "crash in reader: AssertionError: saw the flag*",
+            "dfs exploration (seed *): * runs (* distinct), not exhaustive, *",
+            "*<- crash",
+            "replay file: out/test_thread_assertion_is_a_crash.py_test_flag.json",
+        ]
+    )
+
+
+def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.explore
+        def test_no_world():
+            pass
+
+        def test_no_mark(xensched_world):
+            pass
+
+        @pytest.mark.explore(strategy="bfs")
+        def test_bad_strategy(xensched_world):
+            pass
+
+        @pytest.mark.explore(runs=0, colour="red")
+        def test_bad_field(xensched_world):
+            pass
+
+        @pytest.mark.explore(strategy="random", runs=None)
+        def test_endless(xensched_world):
+            pass
+        """
+    )
+    result = project.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_no_world: @pytest.mark.explore needs a test that takes the "
+            "xensched_world fixture*",
+            "*::test_no_mark: the xensched_world fixture is for tests marked "
+            "@pytest.mark.explore",
+            "*::test_bad_strategy: @pytest.mark.explore: no strategy 'bfs'; *",
+            "*::test_bad_field: @pytest.mark.explore: *unexpected keyword argument "
+            "'colour'",
+            "*::test_endless: @pytest.mark.explore: runs=None: the random strategy "
+            "never runs out; give seconds=",
+        ]
+    )
+
+
+def test_shards_add_up_to_the_whole_exploration(project: pytest.Pytester) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    result = project.runpytest("-v", "--xensched-shards", "2", "-k", "not lost")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "test_counter.py::test_locked[[]shard0/2[]] PASSED*",
+            "test_counter.py::test_locked[[]shard1/2[]] PASSED*",
+        ],
+        consecutive=False,
+    )
+    # DPOR's 2 and 4 executions (see the first test), shared without overlap.
+    assert summary(result) == {
+        "test_counter.py::test_locked": "dpor, 2 runs over 2 shards, exhaustive, "
+        "violations: none",
+        "test_counter.py::test_unchecked": "dpor, 4 runs over 2 shards, exhaustive, "
+        "violations: none",
+    }
+    # The random walk's 7 runs are shared out: 4 and 3.
+    project.makepyfile(
+        test_random="""
+        import pytest
+        from test_counter import counter
+
+        @pytest.mark.explore(strategy="random", runs=7, shards=2)
+        def test_walk(xensched_world):
+            counter(xensched_world, locked=True)
+        """
+    )
+    result = project.runpytest("test_random.py")
+    result.assert_outcomes(passed=2)
+    assert summary(result) == {
+        "test_random.py::test_walk": "random, 7 runs over 2 shards, not exhaustive, "
+        "violations: none",
+    }
+    # One shard alone is not the whole exploration.
+    result = project.runpytest(
+        "test_counter.py::test_unchecked[shard1/2]", "--xensched-shards=2"
+    )
+    assert summary(result) == {
+        "test_counter.py::test_unchecked": "dpor, 3 runs over 1 of 2 shards, "
+        "not exhaustive, violations: none",
+    }
+
+
+@pytest.mark.slow  # starts two xdist workers: 1.5 s to 5 s
+def test_marker_shards_under_xdist(project: pytest.Pytester) -> None:
+    project.makeini(inner_ini(""))
+    project.makepyfile(
+        test_counter=COUNTER_TESTS.replace(
+            '@pytest.mark.explore(strategy="dpor")\n    def test_unchecked',
+            '@pytest.mark.explore(strategy="dpor", shards=2)\n    def test_unchecked',
+        )
+    )
+    result = project.runpytest("-n", "2", "-k", "unchecked")
+    result.assert_outcomes(passed=2)
+    assert summary(result) == {
+        "test_counter.py::test_unchecked": "dpor, 4 runs over 2 shards, exhaustive, "
+        "violations: none",
+    }
+
+
+def test_base_nodeid() -> None:
+    assert base_nodeid("t.py::test_x[shard1/2]") == "t.py::test_x"
+    assert base_nodeid("t.py::test_x[a-shard0/3]") == "t.py::test_x[a]"
+    assert base_nodeid("t.py::test_x[shard0/3-b]") == "t.py::test_x[b]"
+    assert base_nodeid("t.py::test_x[a-shard0/3-b]") == "t.py::test_x[a-b]"
+    assert base_nodeid("t.py::test_shard1/2") == "t.py::test_shard1/2"
+
+
+def test_world_check_runs_after_a_clean_end_only() -> None:
+    from xensched.explore import Explorer, make_strategy
+    from xensched.explore.threads import ThreadsTarget, World
+
+    checked: list[int] = []
+
+    def setup(w: World, crash: bool) -> None:
+        x = w.cell("x", 0)
+
+        def body() -> None:
+            x.store(1)
+            if crash:
+                raise ValueError("boom")
+
+        w.thread("t0", body)
+        w.check(lambda: checked.append(x.peek()))
+        w.check(lambda: int("x"))
+
+    res = Explorer(
+        ThreadsTarget(lambda w: setup(w, False)), make_strategy("dpor")
+    ).explore()
+    assert checked == [1]  # one execution, every check run on its end state
+    assert res.failing is not None
+    assert [(v.kind.value, v.where) for v in res.failing.violations] == [
+        ("crash", "check")
+    ]
+    assert res.failing.violations[0].message.startswith("ValueError: invalid literal")
+    res = Explorer(
+        ThreadsTarget(lambda w: setup(w, True)), make_strategy("dpor")
+    ).explore()
+    assert checked == [1]  # the crash fails the execution; no check after it
+    assert res.failing is not None
+    assert [(v.kind.value, v.where) for v in res.failing.violations] == [
+        ("crash", "t0")
+    ]
