@@ -13,10 +13,12 @@ code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from xensched.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["MUTANTS", "NO_LOCK_RECHECK", "NO_TRYLOCK_RECHECK", "check_mutants"]
 
