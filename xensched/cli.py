@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import time
@@ -33,6 +34,7 @@ import xensched
 from xensched.errors import ConfigError, XenschedError
 from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
+from xensched.mutants import MUTANTS
 from xensched.options import Parser, integer, refusal
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
@@ -130,9 +132,11 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         description=(
             "For every boot scheduler x pool scheduler (4 x 4), move pCPU 3 into a "
             "pool (cpu-add) and back out (cpu-remove) under each switch protocol, "
-            "while observer pCPUs run schedule() and wake-ups at every interaction "
-            "point of the move. The runs are serialised by the controlled driver, so "
-            "the output is the same on every run. Prints a table of the problems "
+            "while observer pCPUs run schedule() and wake-ups; every thread, the "
+            "mover and the observers, is paused at every one of its interaction "
+            "points while the others run (the explorer, on the controlled driver), "
+            "so windows on either side are tried and the output is the same on "
+            "every run. Prints a table of the problems "
             "found per move and protocol; exit 0 when the run completed. Ctrl-C, "
             "SIGTERM or SIGHUP stop it with the moves done so far printed and "
             "written; the exit status is then 128 + the signal (130, 143, 129)."
@@ -174,6 +178,29 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="these protocols (repeatable; default: legacy and fixed): legacy, "
         f"fixed, {WITHOUT}PART[,PART...] or MODULE:FUNCTION (a schedule_cpu_switch "
         "of your own); see `xensched protocols`",
+    )
+    p.add_argument(
+        "--mutant",
+        action="append",
+        choices=list(MUTANTS),
+        metavar="NAME",
+        help="run the model with this named edit (repeatable): "
+        + "; ".join(f"{k}: {v}" for k, v in MUTANTS.items()),
+    )
+    p.add_argument(
+        "--replay-dir",
+        metavar="DIR",
+        help="write a replay file for each problem found (the execution that showed "
+        "it first) to DIR, as BOOT-POOL-DIRECTION-PROTOCOL-KIND.json; replay one "
+        "with `xensched replay FILE`",
+    )
+    p.add_argument(
+        "--workers",
+        type=integer(1, 64),
+        default=None,
+        metavar="N",
+        help="share the moves among N processes (default: the number of CPUs, at "
+        "most 8); the results are the same",
     )
     p.add_argument(
         "--json",
@@ -234,6 +261,13 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     except OutputPathError as e:
         print(f"xensched reproduce: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.replay_dir is not None and not os.path.isdir(args.replay_dir):
+        print(
+            f"xensched reproduce: error: --replay-dir {args.replay_dir}: not a "
+            "directory",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     todo = transitions(
         boots=args.boot or tuple(SCHEDULERS),
         pools=args.pool or tuple(SCHEDULERS),
@@ -257,8 +291,8 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             sys.stderr.flush()
 
     print(
-        f"xensched {xensched.__version__} reproduce: {len(todo)} moves, each observed "
-        "at every interaction point (controlled driver, deterministic)",
+        f"xensched {xensched.__version__} reproduce: {len(todo)} moves, every thread "
+        "paused at every interaction point (controlled driver, deterministic)",
         flush=True,
     )
     interrupted = False
@@ -267,12 +301,21 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         return {
             "xensched": xensched.__version__,
             "complete": not interrupted and len(results) == len(todo),
-            "results": [r.to_json() for r in results],
+            "results": [
+                r.to_json() | ({"replays": replays[i]} if i in replays else {})
+                for i, r in enumerate(results)
+            ],
         }
 
+    workers = args.workers or min(os.cpu_count() or 1, 8)
     try:
         with stop.armed():
-            reproduce(todo, progress=progress)
+            reproduce(
+                todo,
+                progress=progress,
+                mutants=tuple(args.mutant or ()),
+                workers=workers,
+            )
     except KeyboardInterrupt:
         interrupted = True
         if show:
@@ -289,6 +332,11 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             if failed is not None:
                 print(f"xensched reproduce: error: {failed}", file=sys.stderr)
         raise
+    replays: dict[int, dict[str, str]] = {}
+    if args.replay_dir is not None:
+        replays, unwritten = _write_replays(args.replay_dir, results)
+        for line in unwritten:
+            print(f"xensched reproduce: error: {line}", file=sys.stderr)
     if results:
         print(render_reproduce_table(results))
         print()
@@ -312,6 +360,29 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             return EXIT_NOT_WRITTEN if code == EXIT_OK else code
         print(f"results written to {args.json}")
     return code
+
+
+def _write_replays(
+    directory: str, results: Sequence[Result]
+) -> tuple[dict[int, dict[str, str]], list[str]]:
+    """A replay file per problem of each result; returns the paths by result and kind,
+    and a line for each file that could not be written."""
+    out: dict[int, dict[str, str]] = {}
+    errors: list[str] = []
+    for i, r in enumerate(results):
+        t = r.transition
+        for j, kind in enumerate(r.problems):
+            name = f"{t.boot}-{t.pool}-{t.direction}-{t.protocol}-{kind}.json"
+            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            path = os.path.join(directory, name)
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(r.replay(j).to_json())
+            except OSError as e:
+                errors.append(f"{path}: {e.strerror or e}")
+                continue
+            out.setdefault(i, {})[kind] = path
+    return out, errors
 
 
 def _protocols_parser(

@@ -6,22 +6,24 @@ vCPUs on it and on the runqueue it joins or leaves.
 
 For each boot scheduler x pool scheduler x direction x protocol, on a fresh 4-pCPU host
 (Pool-0 = cpus 0-1, pool ``p`` = cpu 2 plus, for ``remove``, cpu 3; cpu 3 = ``x`` is
-the one that moves):
+the one that moves), the explorer (:mod:`xensched.explore`) runs the built-in scenario
+``patch-move`` (:func:`xensched.scenario.patch_move`): its toolstack thread
+``xl-mover`` moves pCPU ``x``; ``x`` itself runs ``schedule()`` and idles; its runqueue
+peer, cpu 2, wakes a vCPU, schedules and puts it back to sleep. Every thread is paused
+at every one of its points, the observers as well as the mover:
 
-1. a dry run counts the interaction points ``N`` of the toolstack thread doing the
-   move (every lock, load, store and barrier of ``cpupool_*`` and
-   ``schedule_cpu_switch``: found by the mechanism, not hand-placed);
-2. for every ``k`` in ``0..N`` a run under the controlled driver lets the toolstack
-   thread pass its first ``k`` points, then runs the observer pCPUs (``schedule()`` on
-   ``x``; a wake-up and ``schedule()`` on its runqueue peer, cpu 2) round-robin, point by
-   point (one inside a runqueue critical section waits while another can run), until
-   they finish or spin on a lock the mover holds; the mover then goes on.
-   ``k = N`` observes the host right after the move.
+1. a dry run (each thread in turn, the mover first) counts the steps ``N_T`` of each
+   thread ``T``;
+2. for every thread ``T`` and every ``k`` in ``0..N_T``, a run lets ``T`` alone make
+   its first ``k`` steps, then runs the others round-robin, step by step (one inside a
+   runqueue critical section waits while another can run), until none of them can go
+   on; ``T`` then goes on. With ``T`` the mover this observes the host at every point
+   of the move; with ``T`` an observer, it tries the windows on the observer's side
+   (read the lock pointer, the move completes, act on the stale lock), which is how a
+   pCPU without the re-check of the lock macros goes wrong.
 
-The host and the threads are the built-in scenario ``patch-move``
-(:func:`xensched.scenario.patch_move`): its toolstack program ``xl-mover`` is the
-mover, its two pCPU programs the observers, run by :class:`xensched.programs.ControlledRun`
-with the strategy below.
+Each problem found comes with the execution that showed it first, which can be written
+as a replay file (``xensched reproduce --replay-dir DIR``; ``xensched replay FILE``).
 
 Every run is deterministic (one thread at a time, fixed strategy), so the verdicts are
 the same on every run. The result of a transition is the set of violation kinds seen in
@@ -30,12 +32,15 @@ any of its runs.
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
+import multiprocessing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from xensched.drivers.controlled import next_after
-from xensched.programs import ControlledRun
+from xensched.explore.engine import Explorer, ScenarioTarget
+from xensched.explore.replay import Replay
+from xensched.interaction import Instrument, PointKind
 from xensched.protocol import SwitchProtocol
 from xensched.scenario import (
     PATCH_MOVING_CPU,
@@ -47,10 +52,12 @@ from xensched.schedulers import SCHEDULERS
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
-    from xensched.drivers.controlled import ControlledDriver
+    from xensched.explore.base import Op, Step
+    from xensched.explore.engine import Execution
     from xensched.host import Host
+    from xensched.interaction import Access
     from xensched.scenario import Scenario
     from xensched.smp import ExecContext
     from xensched.violation import Violation
@@ -86,6 +93,18 @@ class Result:
     runs: int
     points: int
     first: tuple[Violation, ...] = field(default=(), compare=False)
+    #: The execution that showed each problem first (for a replay file).
+    executions: tuple[Execution, ...] = field(default=(), compare=False)
+    mutants: tuple[str, ...] = ()
+
+    def replay(self, i: int) -> Replay:
+        """The replay of the execution that showed ``problems[i]`` first."""
+        return Replay.of(
+            self.executions[i].first_of(self.problems[i]),
+            seed=0,
+            strategy="reproduce",
+            scenario=scenario_of(self.transition, self.mutants),
+        )
 
     def to_json(self) -> dict[str, object]:
         t = self.transition
@@ -97,6 +116,7 @@ class Result:
             "problems": list(self.problems),
             "runs": self.runs,
             "switch_points": self.points,
+            **({"mutants": list(self.mutants)} if self.mutants else {}),
             "first": [
                 {
                     "kind": v.kind.value,
@@ -109,66 +129,89 @@ class Result:
         }
 
 
-class ObserveAt:
-    """Strategy: the mover alone through its first ``k`` points, then observers first.
+class PauseAt:
+    """Strategy: ``paused`` alone through its first ``k`` steps, then the others.
 
-    The driver counts a point when the thread reaches it, before it runs: the mover
-    waiting at its ``k + 1``-th point has done ``k``, and ``k = 0`` lets the
-    observers in before the move's first access.
-
-    Among the observers, one that is inside a runqueue critical section waits while
-    another can run: that other one then runs until it enters a section too (a second
-    pCPU in the same runqueue is a ``mutual-exclusion`` violation, unless the lock
-    stops it, as it must), blocks, or finishes. So an overlap that the locks allow is
-    always found, whatever the phase of the observers' paths.
+    The others run round-robin, step by step, those outside a runqueue critical
+    section first (a second pCPU in the same runqueue is a ``mutual-exclusion``
+    violation, unless the lock stops it, as it must), until none of them is enabled;
+    then ``paused`` goes on (and any other that it unblocks, as before). ``paused``
+    ``None`` is the dry run: every thread in turn, in spawn order.
     """
 
-    def __init__(
-        self,
-        mover: ExecContext,
-        k: int,
-        inside: Callable[[ExecContext], bool] = lambda ctx: False,
-    ) -> None:
-        self.mover = mover
+    name = "reproduce"
+
+    def __init__(self, paused: str | None, k: int, inside: _Sections) -> None:
+        self.paused = paused
         self.k = k
         self.inside = inside
+        self.made: dict[str, int] = {}
 
-    def pick(
+    def begin(self, run: int) -> bool:
+        self.made = {}
+        return run == 0
+
+    def choose(
         self,
-        ready: Sequence[ExecContext],
-        last: ExecContext | None,
-        driver: ControlledDriver,
-    ) -> ExecContext:
-        if self.mover in ready and driver.points_of(self.mover) <= self.k:
-            return self.mover
-        observers = [c for c in ready if c is not self.mover]
-        outside = [c for c in observers if not self.inside(c)]
-        if outside:
-            return next_after(outside, last, driver)
-        if observers:
-            return next_after(observers, last, driver)
-        return self.mover
+        step: int,
+        enabled: Sequence[str],
+        pending: Mapping[str, Op],
+        last: str | None,
+    ) -> str | None:
+        p = self.paused
+        if p is not None and p in enabled and self.made.get(p, 0) < self.k:
+            pick = p
+        else:
+            others = [t for t in enabled if t != p] or list(enabled)
+            outside = [t for t in others if not self.inside.occupied(t)]
+            pick = _next_after(outside or others, last, self.inside.order)
+        self.made[pick] = self.made.get(pick, 0) + 1
+        return pick
+
+    def end(self, steps: Sequence[Step], abandoned: bool) -> None:
+        pass
+
+    @property
+    def exhaustive(self) -> bool:
+        return False
+
+    def summary(self) -> dict[str, object]:
+        return {"paused": self.paused, "k": self.k}
 
 
-def _in_a_runqueue(h: Host) -> Callable[[ExecContext], bool]:
-    """Is a context inside one of the host's runqueue critical sections now?"""
-    # A move creates no pool and destroys none: the scheduler instances are fixed.
-    # Their runqueues are not (Credit1's come and go with its pCPUs): asked each time.
-    scheds = {id(h.ops): h.ops} | {id(c.sched): c.sched for c in h.cpupool_list}
-
-    def inside(ctx: ExecContext) -> bool:
-        return any(
-            ctx.name in cs.occupants()
-            for sched in scheds.values()
-            for cs in sched.runqueues()
-        )
-
-    return inside
+def _next_after(ready: Sequence[str], last: str | None, order: Sequence[str]) -> str:
+    """The first of ``ready`` after ``last`` in spawn order (round-robin's step)."""
+    if last is None or last not in order:
+        return ready[0]
+    i = order.index(last)
+    for t in (*order[i + 1 :], *order[: i + 1]):
+        if t in ready:
+            return t
+    return ready[0]
 
 
-def scenario_of(t: Transition) -> Scenario:
+class _Sections(Instrument):
+    """Which threads are inside a runqueue critical section now (ENTER ... EXIT)."""
+
+    def __init__(self, order: Sequence[str]) -> None:
+        self.order = list(order)
+        self._depth: dict[str, int] = {}
+
+    def occupied(self, thread: str) -> bool:
+        return self._depth.get(thread, 0) > 0
+
+    def on_point(self, ctx: ExecContext, access: Access) -> None:
+        kind = access[0]
+        if kind is PointKind.ENTER:
+            self._depth[ctx.name] = self._depth.get(ctx.name, 0) + 1
+        elif kind is PointKind.EXIT:
+            self._depth[ctx.name] = self._depth.get(ctx.name, 0) - 1
+
+
+def scenario_of(t: Transition, mutants: Sequence[str] = ()) -> Scenario:
     """The ``patch-move`` scenario of one transition."""
-    return patch_move(t.boot, t.pool, t.direction, str(t.protocol))
+    sc = patch_move(t.boot, t.pool, t.direction, str(t.protocol))
+    return sc.replace(mutants=tuple(mutants)) if mutants else sc
 
 
 def build_host(
@@ -178,36 +221,45 @@ def build_host(
     return scenario_build_host(patch_move(boot, pool, direction, str(protocol)))
 
 
-def _run_once(
-    sc: Scenario, k: int | None
-) -> tuple[Host, ControlledDriver, ExecContext]:
-    # The dry run (k=None) runs the mover alone, to count its points.
-    mover_prog = next(p for p in sc.threads if p.name == MOVER)
-    run = ControlledRun(sc, threads=None if k is not None else [mover_prog])
-    mover = run.context_of(MOVER)
-    strategy = ObserveAt(
-        mover, k if k is not None else 1 << 62, _in_a_runqueue(run.host)
-    )
-    run.run(strategy)
-    assert run.driver is not None
-    return run.host, run.driver, mover
+def _run_once(sc: Scenario, paused: str | None, k: int) -> Execution:
+    order = [p.name for p in sc.threads]
+    sections = _Sections(order)
+    strategy = PauseAt(paused, k, sections)
+    strategy.begin(0)
+    explorer = Explorer(ScenarioTarget(sc), strategy, runs=1)
+    return explorer.execute(0, lambda step_of: [sections])
 
 
-def reproduce_transition(t: Transition) -> Result:
-    """Observe one transition at every interaction point of the move."""
-    sc = scenario_of(t)
-    h, drv, mover = _run_once(sc, None)
-    n = drv.points_of(mover)
-    seen: dict[str, Violation] = {}
-    for v in h.violations:
-        seen.setdefault(v.kind.value, v)
-    for k in range(n + 1):
-        hk, _, _ = _run_once(sc, k)
-        for v in hk.violations:
-            seen.setdefault(v.kind.value, v)
+def reproduce_transition(t: Transition, mutants: Sequence[str] = ()) -> Result:
+    """Observe one transition with every thread paused at every one of its steps."""
+    sc = scenario_of(t, mutants)
+    dry = _run_once(sc, None, 0)
+    made: dict[str, int] = {}
+    for name in dry.schedule:
+        made[name] = made.get(name, 0) + 1
+    seen: dict[str, tuple[Violation, Execution]] = {}
+
+    def note(ex: Execution) -> None:
+        for v in ex.violations:
+            seen.setdefault(v.kind.value, (v, ex))
+
+    note(dry)
+    runs = 1
+    for thread in [p.name for p in sc.threads]:
+        for k in range(made.get(thread, 0) + 1):
+            note(_run_once(sc, thread, k))
+            runs += 1
     order = [kind.value for kind in ViolationKind]
     problems = tuple(sorted(seen, key=order.index))
-    return Result(t, problems, n + 2, n, tuple(seen[p] for p in problems))
+    return Result(
+        t,
+        problems,
+        runs,
+        made.get(MOVER, 0),
+        tuple(seen[p][0] for p in problems),
+        tuple(seen[p][1] for p in problems),
+        tuple(mutants),
+    )
 
 
 def transitions(
@@ -226,13 +278,40 @@ def transitions(
 def reproduce(
     selected: Sequence[Transition] | None = None,
     progress: Callable[[int, int, Result], None] | None = None,
+    mutants: Sequence[str] = (),
+    workers: int = 1,
 ) -> list[Result]:
-    """Run :func:`reproduce_transition` for each transition (all 64 by default)."""
+    """Run :func:`reproduce_transition` for each transition (all 64 by default).
+
+    ``workers`` > 1 shares the transitions among that many processes; the results
+    (and the calls of ``progress``) come in the order of ``selected`` either way, and
+    each is the same as a single process gives: every run is deterministic.
+    """
     todo = list(selected) if selected is not None else transitions()
-    results = []
-    for i, t in enumerate(todo):
-        r = reproduce_transition(t)
-        results.append(r)
-        if progress is not None:
-            progress(i + 1, len(todo), r)
+    results: list[Result] = []
+    if workers <= 1 or len(todo) <= 1:
+        for i, t in enumerate(todo):
+            r = reproduce_transition(t, mutants)
+            results.append(r)
+            if progress is not None:
+                progress(i + 1, len(todo), r)
+        return results
+    # spawn, not fork: the caller may have threads.
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        min(workers, len(todo)), mp_context=ctx
+    ) as pool:
+        futures = [pool.submit(reproduce_transition, t, mutants) for t in todo]
+        try:
+            for i, f in enumerate(futures):
+                r = f.result()
+                results.append(r)
+                if progress is not None:
+                    progress(i + 1, len(todo), r)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            raise
     return results

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -31,8 +31,9 @@ import pytest
 import xensched.reproduce
 from xensched import SwitchProtocol
 from xensched.checks import ViolationKind
-from xensched.interaction import Access, Instrument, PointKind
-from xensched.programs import ControlledRun
+from xensched.explore.engine import Explorer, ScenarioTarget
+from xensched.explore.replay import ReplaySchedule, load_replay
+from xensched.mutants import NO_LOCK_RECHECK
 from xensched.reproduce import (
     MOVER,
     MOVING_CPU,
@@ -46,11 +47,11 @@ from xensched.reproduce import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
 
-    from xensched.drivers.controlled import ControlledDriver, Strategy
-    from xensched.smp import ExecContext
-    from xensched.violation import Violation
+    from xensched.explore.engine import Execution
+    from xensched.scenario import Scenario
 
 LEGACY, FIXED = SwitchProtocol.LEGACY, SwitchProtocol.FIXED
 REMAPPING = {"credit2", "rtds"}
@@ -64,85 +65,68 @@ EXCLUSION = ViolationKind.MUTUAL_EXCLUSION.value
 ORDER = transitions()
 
 
-# Notes come after the fact and are no scheduling point: the driver does not count them.
-NOTES = {
-    PointKind.ACQUIRED,
-    PointKind.TRYLOCK_OK,
-    PointKind.TRYLOCK_FAILED,
-    PointKind.EXIT,
-}
-
-
-class RunLog(Instrument):
-    """What one controlled run did, counted from outside reproduce: the mover's
-    points, and how many of them ran before the first observer point (``None``: no
-    observer ran, as in the dry run)."""
-
-    def __init__(self) -> None:
-        self.mover_points = 0
-        self.observers_from: int | None = None
-        self._meta = threading.Lock()
-
-    def on_point(self, ctx: ExecContext, access: Access) -> None:
-        if access.kind in NOTES:
-            return
-        with self._meta:
-            if ctx.name == MOVER:
-                self.mover_points += 1
-            elif self.observers_from is None:
-                self.observers_from = self.mover_points
-
-
 @dataclasses.dataclass(frozen=True)
 class Observed:
-    """A transition's result and what each of its runs did, in order."""
+    """A transition's result and every run it made: ``(paused, k, execution)``."""
 
     result: Result
-    runs: tuple[tuple[int, int | None], ...]  # (mover points, observers from)
+    runs: tuple[tuple[str | None, int, Execution], ...]
 
 
 def observe(
     t: Transition, plant: Callable[[pytest.MonkeyPatch], None] | None = None
 ) -> Observed:
-    """``reproduce_transition(t)`` with a :class:`RunLog` on every run's host;
-    ``plant`` may first swap a bug into :mod:`xensched.reproduce`."""
-    logs: list[RunLog] = []
-    real_run = ControlledRun.run
-
-    def run(
-        self: ControlledRun, strategy: Strategy, *, turn_timeout: float = 10.0
-    ) -> list[Violation]:
-        log = RunLog()
-        self.host.bus.add_instrument(log)
-        logs.append(log)
-        return real_run(self, strategy, turn_timeout=turn_timeout)
-
+    """``reproduce_transition(t)``, logging every run it makes; ``plant`` may first
+    swap a bug into :mod:`xensched.reproduce`."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ControlledRun, "run", run)
-        if plant is not None:
+        logs: list[tuple[str | None, int, Execution]] = []
+        real = xensched.reproduce._run_once
+
+        def run_once(sc: Scenario, paused: str | None, k: int) -> Execution:
+            ex = real(sc, paused, k)
+            logs.append((paused, k, ex))
+            return ex
+
+        mp.setattr(xensched.reproduce, "_run_once", run_once)
+        if plant is not None:  # over the log: what it changes is seen
             plant(mp)
         r = xensched.reproduce.reproduce_transition(t)
-    return Observed(r, tuple((g.mover_points, g.observers_from) for g in logs))
+    return Observed(r, tuple(logs))
 
 
 def check_observed_at_every_point(seen: Observed) -> None:
-    """The move is observed at every one of its interaction points: one dry run
-    (the mover alone: ``points`` is its count), then one run per position in that
-    sequence, from before the first access (0) to after the last (``points``);
-    ``runs`` counts them all. Alone, the mover takes the dry run's path, so its
-    first ``k`` points in a run are the dry run's; once observers run, it may
-    make more (a retry, a wait), which is no position of the move."""
+    """Every thread is paused at every one of its steps: one dry run counts each
+    thread's steps ``N``; then, for every thread and every ``k`` in ``0..N``, one
+    run where that thread alone makes its first ``k`` steps (fewer only when it
+    cannot go on: not enabled, or finished) before any other thread runs. ``runs``
+    counts them all and ``points`` is the mover's count."""
     r = seen.result
     assert r.runs == len(seen.runs), f"runs={r.runs}, but {len(seen.runs)} were done"
-    dry = [n for n, at in seen.runs if at is None]
-    assert len(dry) == 1, f"{len(dry)} runs without observers, not one dry run"
-    assert dry == [r.points], f"points={r.points}, but the mover made {dry[0]} alone"
-    at = sorted(at for _, at in seen.runs if at is not None)
-    missing = sorted(set(range(r.points + 1)) - set(at))
-    assert at == list(range(r.points + 1)), (
-        f"the move is not observed once at each of its {r.points + 1} positions: "
-        f"missing {missing}, observed {at}"
+    dry = [ex for paused, _, ex in seen.runs if paused is None]
+    assert len(dry) == 1, f"{len(dry)} dry runs, not one"
+    counts: dict[str, int] = {}
+    for name in dry[0].schedule:
+        counts[name] = counts.get(name, 0) + 1
+    assert r.points == counts.get(MOVER), (
+        f"points={r.points}, but the mover made {counts.get(MOVER)} steps alone"
     )
+    for thread, n in counts.items():
+        ks = sorted(k for paused, k, _ in seen.runs if paused == thread)
+        missing = sorted(set(range(n + 1)) - set(ks))
+        assert ks == list(range(n + 1)), (
+            f"{thread} is not paused once at each of its {n + 1} positions: "
+            f"missing {missing}, paused at {ks}"
+        )
+    for paused, k, ex in seen.runs:
+        if paused is None:
+            continue
+        j = next((i for i, t in enumerate(ex.schedule) if t != paused), None)
+        if j is None:
+            continue  # it ran alone to the end
+        stuck = j < k and paused not in ex.steps[j].enabled
+        assert j == k or stuck, (
+            f"{paused} paused at {k} made {j} steps alone before another thread ran"
+        )
 
 
 @functools.cache
@@ -263,7 +247,31 @@ def test_transitions_cover_the_64_combinations() -> None:
     )
 
 
-@pytest.mark.parametrize("t", ORDER, ids=lambda t: t.describe())
+#: Run by default: each class of expectation, both directions and protocols. The
+#: other 48 moves are `slow` (`pytest -m slow`); .ci/run's `xensched reproduce`
+#: checks all 64 on every CI run.
+DEFAULT_MOVES = {
+    (b, p)
+    for b, p in [
+        ("credit", "arinc653"),  # neither side remaps: nothing
+        ("credit", "credit2"),  # one side remaps: problem 1 only
+        ("rtds", "credit2"),  # both remap: problems 1, 2 and 3
+        ("credit2", "credit2"),  # two instances of one scheduler
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    "t",
+    [
+        pytest.param(
+            t,
+            marks=() if (t.boot, t.pool) in DEFAULT_MOVES else pytest.mark.slow,
+            id=t.describe(),
+        )
+        for t in ORDER
+    ],
+)
 def test_every_transition(t: Transition) -> None:
     r = result(t)
     must, may = expected(t)
@@ -281,29 +289,23 @@ def test_every_transition(t: Transition) -> None:
         assert clobbered.cpu == MOVING_CPU
 
 
-class _ObserveBeforeTheKthPoint(xensched.reproduce.ObserveAt):
-    # The strategy as it was: observers in while the mover waits at its k-th point,
-    # so k = 0 and k = 1 look alike and the host after the move is never observed.
+class _PausedOneStepEarly(xensched.reproduce.PauseAt):
+    # The strategy with an off-by-one: the paused thread stops a step early.
     def __init__(
-        self,
-        mover: ExecContext,
-        k: int,
-        inside: Callable[[ExecContext], bool] = lambda ctx: False,
+        self, paused: str | None, k: int, inside: xensched.reproduce._Sections
     ) -> None:
-        super().__init__(mover, k - 1, inside)
+        super().__init__(paused, max(k - 1, 0), inside)
 
 
 def _off_by_one(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(xensched.reproduce, "ObserveAt", _ObserveBeforeTheKthPoint)
+    mp.setattr(xensched.reproduce, "PauseAt", _PausedOneStepEarly)
 
 
 def _every_other_point(mp: pytest.MonkeyPatch) -> None:
     real = xensched.reproduce._run_once
 
-    def run_once(
-        sc: object, k: int | None
-    ) -> tuple[object, ControlledDriver, ExecContext]:
-        return real(sc, k if k is None else k - k % 2)  # type: ignore[arg-type]
+    def run_once(sc: Scenario, paused: str | None, k: int) -> Execution:
+        return real(sc, paused, k - k % 2)
 
     mp.setattr(xensched.reproduce, "_run_once", run_once)
 
@@ -312,8 +314,8 @@ def _miscounting(**counts: int) -> Callable[[pytest.MonkeyPatch], None]:
     def plant(mp: pytest.MonkeyPatch) -> None:
         real = xensched.reproduce.reproduce_transition
 
-        def reproduce_transition(t: Transition) -> Result:
-            r = real(t)
+        def reproduce_transition(t: Transition, mutants: Sequence[str] = ()) -> Result:
+            r = real(t, mutants)
             return dataclasses.replace(
                 r, **{k: getattr(r, k) + d for k, d in counts.items()}
             )
@@ -326,10 +328,10 @@ def _miscounting(**counts: int) -> Callable[[pytest.MonkeyPatch], None]:
 @pytest.mark.parametrize(
     ("plant", "message"),
     [
-        (_off_by_one, r"missing \[(\d+)\], observed \[0, 0, 1,"),
-        (_every_other_point, "not observed once at each"),
+        (_off_by_one, r"paused at \d+ made \d+ steps alone"),
+        (_every_other_point, "not paused once at each"),
         (_miscounting(runs=-1), "were done"),
-        (_miscounting(points=1), "made .* alone"),
+        (_miscounting(points=1), "the mover made .* steps alone"),
     ],
     ids=["off-by-one", "every-other-point", "runs-miscounted", "points-miscounted"],
 )
@@ -365,3 +367,40 @@ def test_build_host_starting_state(direction: Direction) -> None:
         assert pools["p"].cpus == (2, MOVING_CPU)
         assert h.cpupool_free_cpus.peek() == frozenset()
     assert pools["p"].domains == ("d1",)
+
+
+def test_without_the_lock_recheck_the_fixed_protocol_fails() -> None:
+    # The observers' side: a pCPU that read the lock pointer before the move and
+    # takes the old lock after it, with no re-check, runs the new scheduler's code
+    # under the old lock. Only pausing the observer finds it.
+    t = Transition("credit", "credit2", "add", FIXED)
+    assert result(t).problems == ()
+    mutant = reproduce_transition(t, [NO_LOCK_RECHECK])
+    assert MISMATCH in mutant.problems
+    assert mutant.to_json()["mutants"] == [NO_LOCK_RECHECK]
+
+
+def test_each_problem_comes_with_a_replay_that_shows_it(tmp_path: Path) -> None:
+    r = result(Transition("rtds", "credit2", "add", LEGACY))
+    for i, kind in enumerate(r.problems):
+        path = tmp_path / f"{kind}.json"
+        path.write_text(r.replay(i).to_json())
+        replay = load_replay(str(path))
+        assert replay.violation is not None
+        assert replay.violation.kind == kind
+        play = ReplaySchedule(replay.schedule, replay.accesses)
+        play.begin(0)
+        assert replay.scenario is not None
+        ex = Explorer(ScenarioTarget(replay.scenario), play, runs=1).execute(0)
+        kinds = (v.kind.value for v in ex.violations)
+        got = set(zip(kinds, ex.violation_steps, strict=True))
+        assert (kind, replay.violation.step) in got
+        assert json.loads(path.read_text())["strategy"] == "reproduce"
+
+
+def test_workers_give_the_same_results() -> None:
+    sel = [
+        Transition("credit", "arinc653", "add", LEGACY),
+        Transition("credit", "credit2", "add", LEGACY),
+    ]
+    assert reproduce(sel, workers=2) == [result(t) for t in sel]

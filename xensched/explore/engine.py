@@ -16,6 +16,7 @@ wait-for graph; an execution longer than ``max_steps`` is a ``livelock`` violati
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -224,6 +225,17 @@ class Execution:
     final_state: Hashable = field(compare=False)
     #: The step during which each violation was recorded.
     violation_steps: tuple[int, ...] = ()
+
+    def first_of(self, kind: str) -> Execution:
+        """This execution with its violations reordered so that the first one of
+        ``kind`` comes first (what a replay file records for that kind)."""
+        pairs = list(zip(self.violations, self.violation_steps, strict=False))
+        pairs.sort(key=lambda p: (p[0].kind.value != kind, p[1]))
+        return dataclasses.replace(
+            self,
+            violations=tuple(p[0] for p in pairs),
+            violation_steps=tuple(p[1] for p in pairs),
+        )
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -153,10 +153,10 @@ def shrink(
         play.begin(0)
         ex = Explorer(target_of(sc), play, runs=1).execute(0)
         if any(v.kind.value == kind for v in ex.violations):
-            return _first_of(ex, kind)
+            return ex.first_of(kind)
         return None
 
-    best = _first_of(execution, kind)
+    best = execution.first_of(kind)
     best_sc = scenario
     start = _size(best)
 
@@ -196,22 +196,11 @@ def shrink(
                 ).explore()
                 runs += res.runs
                 if res.failing is not None and kind in res.kinds:
-                    ex = _first_of(res.failing, kind)
+                    ex = res.failing.first_of(kind)
             if ex is not None:
                 best, best_sc, changed = ex, cand_sc, True
                 break
     return Shrunk(best, best_sc, runs, start, _size(best))
-
-
-def _first_of(ex: Execution, kind: str) -> Execution:
-    """``ex`` with the violation of ``kind`` first (the one a shrink keeps)."""
-    pairs = list(zip(ex.violations, ex.violation_steps, strict=False))
-    pairs.sort(key=lambda p: (p[0].kind.value != kind, p[1]))
-    return dataclasses.replace(
-        ex,
-        violations=tuple(p[0] for p in pairs),
-        violation_steps=tuple(p[1] for p in pairs),
-    )
 
 
 def _smaller_scenarios(sc: Scenario) -> list[Scenario]:
