@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -28,7 +28,11 @@ from tests._cli_process import CliProcess
 from tests._schemas import schema, validate
 from xensched.cli import build_parser, main
 from xensched.explore import command
-from xensched.explore.engine import ScenarioTarget
+from xensched.explore.engine import ExploreResult, ScenarioTarget
+from xensched.violation import Violation, ViolationKind
+
+if TYPE_CHECKING:
+    from xensched.explore.engine import Execution
 
 LEGACY = ["explore", "--seed", "1", "--protocol", "legacy", "--no-progress"]
 #: Exhaustive with DPOR and clean: the fixed round trip into an ARINC 653 pool.
@@ -191,6 +195,26 @@ def test_two_workers_share_the_exhaustive_search(fixed: Ran, tmp_path: Path) -> 
     assert doc["exhaustive"] is True
     assert doc["violations"] == []
     assert len(doc["details"]["workers"]) == 2
+
+
+def test_merge_keeps_the_kinds_each_worker_found() -> None:
+    def found(*kinds: ViolationKind) -> ExploreResult:
+        res = ExploreResult("dpor", 1, runs=3, distinct=3, points=30, seconds=0.5)
+        res.violations = [Violation(k, 1, "schedule", k.value, "pcpu1") for k in kinds]
+        res.kinds = {k.value for k in kinds}
+        res.failing = cast("Execution", object())
+        res.exhaustive = True
+        res.stop_reason = "violation found"
+        return res
+
+    mismatch, crash = ViolationKind.LOCK_MISMATCH, ViolationKind.CRASH
+    clean = ExploreResult("dpor", 1, runs=2, exhaustive=True, stop_reason="exhausted")
+    merged = command._merge([found(mismatch), clean, found(mismatch, crash)])
+    assert [v.kind for v in merged.violations] == [mismatch, crash]
+    assert merged.kinds == {"lock-mismatch", "crash"}
+    assert (merged.runs, merged.points, merged.seconds) == (8, 60, 0.5)
+    assert merged.stop_reason == "violation found"
+    assert merged.exhaustive is True
 
 
 # -- explore: strategies, scenarios and options ------------------------------------------
