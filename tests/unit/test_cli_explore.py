@@ -29,6 +29,7 @@ from tests._schemas import schema, validate
 from xensched.cli import build_parser, main
 from xensched.explore import command
 from xensched.explore.engine import ExploreResult, ScenarioTarget
+from xensched.scenario import builtin
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
@@ -215,6 +216,24 @@ def test_merge_keeps_the_kinds_each_worker_found() -> None:
     assert (merged.runs, merged.points, merged.seconds) == (8, 60, 0.5)
     assert merged.stop_reason == "violation found"
     assert merged.exhaustive is True
+
+
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+def test_workers_share_out_the_runs_of_a_random_strategy(strategy: str) -> None:
+    # What each worker process runs, run here: --runs 5 over 2 workers is 3 + 2.
+    sc = builtin("round-trip", protocol="fixed", pool="arinc653").to_json(indent=None)
+    opts = {
+        "strategy": strategy,
+        "depth": 3,
+        "max_preemptions": None,
+        "runs": 5,
+        "seconds": None,
+        "keep_going": False,
+        "max_steps": 20_000,
+    }
+    parts = [command._shard_worker(sc, 1, opts, k, 2) for k in range(2)]
+    assert [r.runs for r in parts] == [3, 2]
+    assert command._merge(parts).runs == 5
 
 
 # -- explore: strategies, scenarios and options ------------------------------------------

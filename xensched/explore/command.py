@@ -309,8 +309,8 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=1,
         metavar="N",
         help="share the exploration among N processes: disjoint subtrees (dfs, "
-        "dpor), runs (random, pct), each member's share (portfolio); results "
-        "merged (default: 1)",
+        "dpor; --runs bounds each), the --runs shared out (random, pct), each "
+        "member's share (portfolio); results merged (default: 1)",
     )
     _outputs(p, explore=True)
     p.set_defaults(func=cmd_explore)
@@ -401,11 +401,16 @@ def _shard_worker(
         max_preemptions=opts["max_preemptions"],
         shard=(k, n) if n > 1 else None,
     )
+    runs = opts["runs"]
+    if opts["strategy"] in ("random", "pct"):
+        # Shard k runs the runs k, k+n, ... of the whole: of the first --runs, those
+        # are its share. A tree search's subtrees are uneven: each may run --runs.
+        runs = len(range(k, runs, n))
     return Explorer(
         ScenarioTarget(sc, seed),
         search,
         seed=seed,
-        runs=opts["runs"],
+        runs=runs,
         seconds=opts["seconds"],
         keep_going=opts["keep_going"],
         max_steps=opts["max_steps"],
