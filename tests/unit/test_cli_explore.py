@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import re
 import signal
 import sys
@@ -25,6 +26,7 @@ from jsonschema import Draft202012Validator
 
 import xensched
 from tests._cli_process import CliProcess
+from tests._outputs import no_space
 from tests._schemas import schema, validate
 from xensched.cli import build_parser, main
 from xensched.explore import command
@@ -163,6 +165,22 @@ def test_explore_timeline_is_a_chrome_trace(legacy: Ran) -> None:
     names = {e["args"]["name"] for e in events if e.get("name") == "thread_name"}
     assert names == {"pcpu1", "xl"}
     assert any(e["ph"] == "X" for e in events)
+
+
+def test_a_replay_file_that_cannot_be_written_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
+    r = tmp_path / "r.json"
+    argv = [*LEGACY, "--no-shrink", "--replay-out", str(r)]
+    code, out, err = _run(argv, capsys)
+    assert code == 1  # the violations' status, not 4
+    assert _one_line_error(err, "explore").endswith(
+        f"--replay-out {r}: not written: No space left on device"
+    )
+    assert "replay: xensched replay" not in out
+    assert not r.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
 
 
 # -- explore: exhaustive and clean, and shared among workers -----------------------------

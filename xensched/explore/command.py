@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import inspect
 import multiprocessing
-import os
 import shlex
 import sys
 import time
@@ -638,7 +636,7 @@ def _finish_explore(
             options={"max_steps": args.max_steps},
         )
         replay_file = _replay_path(args, sc, seed)
-        failed = _write_text(replay_file, replay.to_json())
+        failed = write_json_report("--replay-out", replay_file, replay.to_dict())
         if failed:
             print(f"xensched explore: error: {failed}", file=sys.stderr)
             exit_code = exit_code or EXIT_NOT_WRITTEN
@@ -661,19 +659,6 @@ def _finish_explore(
             return exit_code or EXIT_NOT_WRITTEN
         print(f"result written to {args.json}")
     return exit_code
-
-
-def _write_text(path: str, text: str) -> str | None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        return f"{path}: {e.strerror or e}"
-    return None
 
 
 def _write_timeline(path: str, rec: Any, exit_code: int, cmd: str) -> int:
