@@ -16,6 +16,8 @@ from jsonschema import Draft202012Validator
 #: Report kind -> the package that ships its schema (``schemas/KIND.schema.json``).
 KINDS = {
     "reproduce": "xensched",
+    "explore": "xensched",
+    "replay": "xensched",
     "protocols": "xensched",
     "scenario": "xensched",
     "stress": "xensched_stress",
@@ -42,12 +44,13 @@ def validator(kind: str) -> Draft202012Validator:
 def validate(kind: str, data: object) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``data`` is a valid ``kind`` report.
 
-    A stress report's ``config.scenario`` is a scenario: checked against that schema too.
+    A stress report's ``config.scenario`` and a replay file's ``scenario`` are
+    scenarios: checked against that schema too.
     """
     validator(kind).validate(data)
-    if kind == "stress":
+    if kind in ("stress", "replay"):
         assert isinstance(data, dict)
-        scenario = data["config"]["scenario"]
+        scenario = (data["config"] if kind == "stress" else data)["scenario"]
         if scenario is not None:
             validator("scenario").validate(scenario)
 

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import inspect
 import multiprocessing
-import os
 import shlex
 import sys
 import time
@@ -106,16 +104,19 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _outputs(p: argparse.ArgumentParser, *, replay_out: bool) -> None:
+def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
     out = p.add_argument_group("output")
     out.add_argument(
         "--json",
         metavar="FILE",
         help='write the result to FILE: {"violations": [...] as in xensched stress, '
         '"runs", "distinct", "points_per_second", "exhaustive", ...} (written even '
-        "when interrupted)",
+        "when interrupted)"
+        if explore
+        else 'write the result to FILE: {"reproduced": true|false|null, '
+        '"violations": [...] as in xensched stress, ...}',
     )
-    if replay_out:
+    if explore:
         out.add_argument(
             "--replay-out",
             metavar="FILE",
@@ -130,9 +131,16 @@ def _outputs(p: argparse.ArgumentParser, *, replay_out: bool) -> None:
     out.add_argument(
         "--timeline",
         metavar="FILE",
-        help="draw the (shrunk) failing execution: FILE.json in Chrome's trace-event "
-        "format (Perfetto, chrome://tracing), FILE.svg or FILE.html a picture",
+        help=(
+            "draw the (shrunk) failing execution"
+            if explore
+            else "draw the execution, when it shows a violation"
+        )
+        + ": FILE.json in Chrome's trace-event format (Perfetto, chrome://tracing), "
+        "FILE.svg or FILE.html a picture",
     )
+    if not explore:
+        return  # one execution: nothing to show progress of
     prog = out.add_mutually_exclusive_group()
     prog.add_argument(
         "--progress",
@@ -156,8 +164,9 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
             "strategy choosing who runs at every step, until a violation, --runs, "
             "--seconds, or the strategy has run every execution it covers "
             "(exhaustive: dfs without a bound cut, dpor). The failing execution is "
-            "shrunk, printed as a per-CPU story and written as a replay file. The "
-            "seed is printed first."
+            "shrunk (unless --no-shrink), printed as a per-CPU story and written as "
+            "a replay file, with the command that replays it. The seed is printed "
+            "first."
         ),
         epilog=(
             "exit status: 0 no violation, 1 violations, 2 usage error, 3 deadlock, "
@@ -197,11 +206,34 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     sc.add_argument(
         "--direction", choices=["add", "remove"], help="switch-race, patch-move"
     )
-    sc.add_argument("--domains", type=integer(0, 64), metavar="N")
-    sc.add_argument("--vcpus", type=integer(1, 16), metavar="N")
-    sc.add_argument("--controllers", type=integer(0, 8), metavar="N")
-    sc.add_argument("--domain-moves", type=probability, metavar="P")
-    sc.add_argument("--traffic", type=probability, metavar="P")
+    sc.add_argument(
+        "--domains",
+        type=integer(0, 64),
+        metavar="N",
+        help="guest domains, 0 to 64, placed in the pools round-robin",
+    )
+    sc.add_argument(
+        "--vcpus", type=integer(1, 16), metavar="N", help="vCPUs per guest domain"
+    )
+    sc.add_argument(
+        "--controllers",
+        type=integer(0, 8),
+        metavar="N",
+        help="random toolstack threads (xl0...), 0 to 8",
+    )
+    sc.add_argument(
+        "--domain-moves",
+        type=probability,
+        metavar="P",
+        help="fraction of a random toolstack's moves that move a domain",
+    )
+    sc.add_argument(
+        "--traffic",
+        type=probability,
+        metavar="P",
+        help="pCPU loops: probability of a vCPU wake, sleep or migrate after each "
+        "schedule()",
+    )
     sc.add_argument(
         "--schedules",
         type=integer(1, 1000),
@@ -275,9 +307,10 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=1,
         metavar="N",
         help="share the exploration among N processes: disjoint subtrees (dfs, "
-        "dpor) or runs (random, pct); results merged (default: 1)",
+        "dpor; --runs bounds each), the --runs shared out (random, pct), each "
+        "member's share (portfolio); results merged (default: 1)",
     )
-    _outputs(p, replay_out=True)
+    _outputs(p, explore=True)
     p.set_defaults(func=cmd_explore)
 
 
@@ -286,20 +319,22 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "replay",
         help="run a replay file's execution again, step by step",
         description=(
-            "Run the execution a replay file records (written by xensched explore, "
-            "reproduce --replay-dir, or the pytest plugin) once more, checking at "
-            "every step that the chosen thread is enabled and about to make the "
-            "recorded access. Shows the same violation at the same step, or says "
-            "where the run diverged from the file."
+            "Run the execution that a replay file of xensched explore records once "
+            "more, checking at every step that the chosen thread is enabled and "
+            "about to make the recorded access. Shows the same violation at the same "
+            "step, or says where the run diverged from the file. The seed and the "
+            "scenario come from the file. (The replay file of a pytest test, written "
+            "by @pytest.mark.explore, is replayed by pytest --xensched-replay FILE: "
+            "given one, this command says so.)"
         ),
         epilog=(
             "exit status: as xensched explore: 0 no violation, 1 violations, 2 "
             "usage error (a malformed file, or one that diverged), 3 deadlock, 4 a "
-            "report file could not be written."
+            "report file could not be written, 128 + signal when interrupted."
         ),
     )
     p.add_argument("file", metavar="FILE", help="a replay file (JSON)")
-    _outputs(p, replay_out=False)
+    _outputs(p, explore=False)
     p.set_defaults(func=cmd_replay)
 
 
@@ -364,11 +399,16 @@ def _shard_worker(
         max_preemptions=opts["max_preemptions"],
         shard=(k, n) if n > 1 else None,
     )
+    runs = opts["runs"]
+    if opts["strategy"] in ("random", "pct"):
+        # Shard k runs the runs k, k+n, ... of the whole: of the first --runs, those
+        # are its share. A tree search's subtrees are uneven: each may run --runs.
+        runs = len(range(k, runs, n))
     return Explorer(
         ScenarioTarget(sc, seed),
         search,
         seed=seed,
-        runs=opts["runs"],
+        runs=runs,
         seconds=opts["seconds"],
         keep_going=opts["keep_going"],
         max_steps=opts["max_steps"],
@@ -384,13 +424,14 @@ def _merge(parts: list[ExploreResult]) -> ExploreResult:
         out.distinct += r.distinct
         out.points += r.points
         out.seconds = max(out.seconds, r.seconds)
-        out.kinds |= r.kinds
         out.interrupted |= r.interrupted
         if r.failing is not None and out.failing is None:
             out.failing = r.failing
             out.violations = list(r.violations)
         elif r.failing is not None:
+            # Before out.kinds takes r's: the kinds only this worker found.
             out.violations += [v for v in r.violations if v.kind.value not in out.kinds]
+        out.kinds |= r.kinds
     out.exhaustive = all(r.exhaustive for r in parts)
     reasons = {r.stop_reason for r in parts}
     out.stop_reason = (
@@ -595,7 +636,7 @@ def _finish_explore(
             options={"max_steps": args.max_steps},
         )
         replay_file = _replay_path(args, sc, seed)
-        failed = _write_text(replay_file, replay.to_json())
+        failed = write_json_report("--replay-out", replay_file, replay.to_dict())
         if failed:
             print(f"xensched explore: error: {failed}", file=sys.stderr)
             exit_code = exit_code or EXIT_NOT_WRITTEN
@@ -618,19 +659,6 @@ def _finish_explore(
             return exit_code or EXIT_NOT_WRITTEN
         print(f"result written to {args.json}")
     return exit_code
-
-
-def _write_text(path: str, text: str) -> str | None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        return f"{path}: {e.strerror or e}"
-    return None
 
 
 def _write_timeline(path: str, rec: Any, exit_code: int, cmd: str) -> int:
@@ -717,11 +745,14 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     except (ConfigError, OutputPathError) as e:
         return _err("replay", str(e))
     if replay.scenario is None:
+        # A shard's node id ([shardK/N]) is only collected with that shard count.
+        shard = replay.options.get("shard")
+        shards = f" --xensched-shards {shard[1]}" if isinstance(shard, list) else ""
         return _err(
             "replay",
             f"{args.file} records a pytest test ({replay.nodeid}): replay it with "
             f"pytest {shlex.quote(replay.nodeid or '')} --xensched-replay "
-            f"{shlex.quote(args.file)}",
+            f"{shlex.quote(args.file)}{shards}",
         )
     sc = replay.scenario
     print(

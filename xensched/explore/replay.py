@@ -168,6 +168,10 @@ class Replay:
             raise ConfigError(
                 f"replay.options: expected an object, got {_kind(options)}"
             )
+        for key in ("schedule", "accesses"):
+            # words() takes a missing list as empty, which would blame the other one.
+            if key not in r.data:
+                raise ConfigError(f"replay.{key}: missing")
         schedule = tuple(r.words("schedule"))
         accesses = tuple(r.words("accesses"))
         if len(accesses) != len(schedule):

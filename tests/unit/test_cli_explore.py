@@ -1,0 +1,552 @@
+"""``xensched explore`` and ``xensched replay`` through the real entry point.
+
+The legacy round trip is explored once per module (the race found, shrunk, told as a
+story, written as a replay file, a timeline and JSON) and its files are then read and
+replayed, tampered with and broken. The exhaustive clean search runs the round trip
+with an ARINC 653 pool, the smallest of the pairings (96 executions, under a second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+from jsonschema import Draft202012Validator
+
+import xensched
+from tests._cli_process import CliProcess
+from tests._outputs import no_space
+from tests._schemas import schema, validate
+from xensched.cli import build_parser, main
+from xensched.explore import command
+from xensched.explore.engine import ExploreResult, ScenarioTarget
+from xensched.scenario import builtin
+from xensched.violation import Violation, ViolationKind
+
+if TYPE_CHECKING:
+    from xensched.explore.engine import Execution
+
+LEGACY = ["explore", "--seed", "1", "--protocol", "legacy", "--no-progress"]
+#: Exhaustive with DPOR and clean: the fixed round trip into an ARINC 653 pool.
+FIXED = [*LEGACY[:3], "--protocol", "fixed", "--pool", "arinc653", "--no-progress"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+    dir: Path
+
+    def json(self, name: str = "e.json") -> Any:
+        return json.loads((self.dir / name).read_text(encoding="utf-8"))
+
+
+def _main(argv: list[str], where: Path) -> Ran:
+    """``main(argv)`` with its output kept (module fixtures cannot use capsys)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return Ran(code, out.getvalue(), err.getvalue(), where)
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    """The legacy round trip explored (dpor), shrunk and written: about 1.5 s."""
+    d = tmp_path_factory.mktemp("legacy")
+    files = ["--json", d / "e.json", "--replay-out", d / "r.json"]
+    return _main([*LEGACY, *map(str, files), "--timeline", str(d / "t.json")], d)
+
+
+@pytest.fixture(scope="module")
+def fixed(tmp_path_factory: pytest.TempPathFactory) -> Ran:
+    d = tmp_path_factory.mktemp("fixed")
+    return _main(
+        [*FIXED, "--json", str(d / "e.json"), "--timeline", str(d / "t.json")], d
+    )
+
+
+def _one_line_error(err: str, cmd: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"xensched {cmd}: error: ")
+    return lines[0]
+
+
+# -- explore: the legacy race ------------------------------------------------------------
+
+
+def test_explore_finds_shrinks_and_tells_the_legacy_race(legacy: Ran) -> None:
+    assert legacy.code == 1, legacy.err
+    lines = legacy.out.splitlines()
+    assert lines[0] == (
+        f"xensched {xensched.__version__} explore: seed 1, scenario round-trip "
+        "(legacy), strategy dpor, 1 worker"
+    )
+    assert re.match(r"\d+ runs \(\d+ distinct schedules, 0 cut short\) in ", lines[1])
+    assert lines[1].endswith("; not exhaustive; violation found")
+    assert any(re.match(r"shrunk in \d+ runs: ", line) for line in lines)
+    # The story: a row per step, then the violation under the step that saw it.
+    assert "the failing execution (1 preemptions):" in lines
+    bang = [line.strip() for line in lines if line.strip().startswith("!! ")]
+    assert bang[0].startswith("!! lock-mismatch on cpu1 in schedule(): ")
+    assert re.search(r"(?m)^ +\d+  pcpu1 +schedule\(\): ", legacy.out)
+    replay = legacy.dir / "r.json"
+    assert f"replay: xensched replay {replay}" in lines
+    assert f"timeline written to {legacy.dir / 't.json'}" in lines
+    assert lines[-1] == f"result written to {legacy.dir / 'e.json'}"
+    assert legacy.err == ""
+
+
+def test_explore_writes_the_replay_file(legacy: Ran) -> None:
+    data = legacy.json("r.json")
+    validate("replay", data)
+    assert data["scenario"]["name"] == "round-trip"
+    assert data["scenario"]["protocol"] == "legacy"
+    assert (data["seed"], data["strategy"], data["nodeid"]) == (1, "dpor", None)
+    assert data["options"] == {"max_steps": 20_000}
+    assert len(data["schedule"]) == len(data["accesses"]) > 0
+    assert set(data["schedule"]) == {"xl", "pcpu1"}
+    v = data["violation"]
+    assert (v["kind"], v["cpu"], v["context"]) == ("lock-mismatch", 1, "pcpu1")
+    assert data["schedule"][v["step"]] == "pcpu1"
+
+
+def test_explore_json(legacy: Ran) -> None:
+    doc = legacy.json()
+    validate("explore", doc)
+    assert doc["command"] == "explore"
+    assert (doc["scenario"], doc["protocol"], doc["strategy"]) == (
+        "round-trip",
+        "legacy",
+        "dpor",
+    )
+    assert doc["seed"] == 1
+    assert 0 < doc["distinct"] <= doc["runs"]
+    assert doc["points"] > doc["runs"]
+    assert doc["points_per_second"] > 0
+    assert doc["exhaustive"] is False
+    assert doc["stop_reason"] == "violation found"
+    assert doc["kinds"] == ["lock-mismatch"]
+    assert doc["replay"] == str(legacy.dir / "r.json")
+    assert doc["exit_code"] == 1
+    # Each violation is shaped as in a stress report.
+    as_in_stress = Draft202012Validator(
+        {"$ref": "#/$defs/violation", "$defs": schema("stress")["$defs"]}
+    )
+    assert doc["violations"]
+    for v in doc["violations"]:
+        as_in_stress.validate(v)
+    assert doc["violations"][0]["kind"] == "lock-mismatch"
+    assert doc["violations"][0]["events"]
+
+
+def test_explore_timeline_is_a_chrome_trace(legacy: Ran) -> None:
+    trace = legacy.json("t.json")
+    events = trace["traceEvents"]
+    assert isinstance(events, list)
+    names = {e["args"]["name"] for e in events if e.get("name") == "thread_name"}
+    assert names == {"pcpu1", "xl"}
+    assert any(e["ph"] == "X" for e in events)
+
+
+def test_a_replay_file_that_cannot_be_written_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
+    r = tmp_path / "r.json"
+    argv = [*LEGACY, "--no-shrink", "--replay-out", str(r)]
+    code, out, err = _run(argv, capsys)
+    assert code == 1  # the violations' status, not 4
+    assert _one_line_error(err, "explore").endswith(
+        f"--replay-out {r}: not written: No space left on device"
+    )
+    assert "replay: xensched replay" not in out
+    assert not r.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+# -- explore: exhaustive and clean, and shared among workers -----------------------------
+
+
+def test_fixed_dpor_is_exhaustive_and_clean(fixed: Ran) -> None:
+    assert fixed.code == 0, fixed.err
+    assert "; exhaustive; exhausted" in fixed.out
+    assert "!!" not in fixed.out
+    assert f"no violation: {fixed.dir / 't.json'} not written" in fixed.out
+    assert not (fixed.dir / "t.json").exists()
+    doc = fixed.json()
+    validate("explore", doc)
+    assert doc["exhaustive"] is True
+    assert doc["stop_reason"] == "exhausted"
+    assert (doc["violations"], doc["kinds"], doc["replay"]) == ([], [], None)
+    assert doc["runs"] == doc["distinct"] > 1
+    assert doc["exit_code"] == 0
+
+
+def test_two_workers_share_the_exhaustive_search(fixed: Ran, tmp_path: Path) -> None:
+    ran = _main(
+        [*FIXED, "--workers", "2", "--json", str(tmp_path / "e.json")], tmp_path
+    )
+    assert ran.code == 0, ran.err
+    assert ran.out.splitlines()[0].endswith("strategy dpor, 2 workers")
+    doc = ran.json()
+    validate("explore", doc)
+    # Disjoint subtrees that cover the tree: the same executions, once each.
+    assert doc["runs"] == fixed.json()["runs"]
+    assert doc["exhaustive"] is True
+    assert doc["violations"] == []
+    assert len(doc["details"]["workers"]) == 2
+
+
+def test_merge_keeps_the_kinds_each_worker_found() -> None:
+    def found(*kinds: ViolationKind) -> ExploreResult:
+        res = ExploreResult("dpor", 1, runs=3, distinct=3, points=30, seconds=0.5)
+        res.violations = [Violation(k, 1, "schedule", k.value, "pcpu1") for k in kinds]
+        res.kinds = {k.value for k in kinds}
+        res.failing = cast("Execution", object())
+        res.exhaustive = True
+        res.stop_reason = "violation found"
+        return res
+
+    mismatch, crash = ViolationKind.LOCK_MISMATCH, ViolationKind.CRASH
+    clean = ExploreResult("dpor", 1, runs=2, exhaustive=True, stop_reason="exhausted")
+    merged = command._merge([found(mismatch), clean, found(mismatch, crash)])
+    assert [v.kind for v in merged.violations] == [mismatch, crash]
+    assert merged.kinds == {"lock-mismatch", "crash"}
+    assert (merged.runs, merged.points, merged.seconds) == (8, 60, 0.5)
+    assert merged.stop_reason == "violation found"
+    assert merged.exhaustive is True
+
+
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+def test_workers_share_out_the_runs_of_a_random_strategy(strategy: str) -> None:
+    # What each worker process runs, run here: --runs 5 over 2 workers is 3 + 2.
+    sc = builtin("round-trip", protocol="fixed", pool="arinc653").to_json(indent=None)
+    opts = {
+        "strategy": strategy,
+        "depth": 3,
+        "max_preemptions": None,
+        "runs": 5,
+        "seconds": None,
+        "keep_going": False,
+        "max_steps": 20_000,
+    }
+    parts = [command._shard_worker(sc, 1, opts, k, 2) for k in range(2)]
+    assert [r.runs for r in parts] == [3, 2]
+    assert command._merge(parts).runs == 5
+
+
+# -- explore: strategies, scenarios and options ------------------------------------------
+
+
+def test_pct_prints_its_probability_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [*FIXED, "--strategy", "pct", "--runs", "5"]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0
+    assert re.search(
+        r"(?m)^PCT depth 3: a bug of depth 3 among 2 threads and \d+ steps is found "
+        r"by one run with probability >= \S+; these 5 runs miss it with "
+        r"probability <= \S+$",
+        out,
+    )
+
+
+def test_switch_race_remove_legacy_rtds_finds_the_race(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["explore", "--scenario", "switch-race", "--direction", "remove"]
+    argv += ["--boot", "credit", "--pool", "rtds", "--protocol", "legacy"]
+    # PCT with this seed finds it in a few runs (DPOR takes a thousand).
+    argv += ["--strategy", "pct", "--seed", "2", "--no-shrink", "--no-progress"]
+    argv += ["--replay-out", str(tmp_path / "r.json")]
+    code, out, _ = _run(argv, capsys)
+    assert code == 1
+    assert "scenario switch-race (legacy), strategy pct" in out
+    assert re.search(r"(?m)^ +!! lock-mismatch on cpu3 in schedule\(\): ", out)
+    assert "shrunk in" not in out
+    data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    validate("replay", data)
+    assert [(p["name"], p["sched"]) for p in data["scenario"]["pools"]] == [
+        ("p", "rtds")
+    ]
+    assert data["scenario"]["boot"] == "credit"
+
+
+@pytest.fixture
+def explored(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The scenario each explore hands the explorer."""
+    seen: list[Any] = []
+
+    def spy(sc: Any, seed: int) -> ScenarioTarget:
+        seen.append(sc)
+        return ScenarioTarget(sc, seed)
+
+    monkeypatch.setattr(command, "ScenarioTarget", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("options", "boot", "pools"),
+    [
+        (
+            ["--pool", "credit2"],
+            "credit",
+            [{"name": "p", "sched": "credit2", "cpus": []}],
+        ),
+        (
+            ["--boot", "rtds", "--pool", "credit"],
+            "rtds",
+            [{"name": "p", "sched": "credit", "cpus": []}],
+        ),
+        (
+            ["--pool", "p9:rtds:1"],
+            "credit",
+            [{"name": "p9", "sched": "rtds", "cpus": [1]}],
+        ),
+    ],
+)
+def test_pool_is_a_scheduler_name_or_a_pool_spec(
+    options: list[str],
+    boot: str,
+    pools: list[dict[str, Any]],
+    explored: list[Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [*LEGACY, "--strategy", "random", "--runs", "1", *options]
+    code, _, err = _run(argv, capsys)
+    assert code in (0, 1), err
+    (sc,) = explored
+    assert sc.name == "round-trip"
+    assert (sc.boot, sc.to_dict()["pools"]) == (boot, pools)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (
+            ["--max-preemptions", "2"],
+            "--max-preemptions bounds the dfs strategy (and the portfolio's), not dpor",
+        ),
+        (["--scenario", "nope"], "scenario 'nope': not a built-in (patch-move, "),
+        (["--direction", "add"], "--direction: scenario 'round-trip' has no direction"),
+        (["--pool", "credit", "--pool", "rtds"], "--pool: one scheduler name"),
+        (["--pool", "credit", "--pool", "p:rtds"], "scheduler names or pool specs"),
+        (
+            ["--scenario", "stress-default", "--pool", "rtds"],
+            "--pool rtds: scenario 'stress-default' has no pool scheduler parameter",
+        ),
+        (["--json", "/no/such/dir/e.json"], "--json"),
+    ],
+)
+def test_explore_usage_errors_are_one_line_exit_2(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run([*LEGACY, *argv], capsys)
+    assert code == 2
+    assert out == ""
+    assert needle in _one_line_error(err, "explore")
+
+
+def test_explore_bad_option_values_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, needle in [
+        (["--strategy", "bfs"], "argument --strategy: invalid choice: 'bfs'"),
+        (["--pool", "bogus"], "argument --pool: pool 'bogus': expected NAME:SCHED"),
+        (["--workers", "0"], "--workers 0: must be an integer in [1, 64]"),
+    ]:
+        code, out, err = _run([*LEGACY, *argv], capsys)
+        assert (code, out) == (2, "")
+        assert needle in err.splitlines()[-1]
+
+
+# -- replay ------------------------------------------------------------------------------
+
+
+def test_replay_reproduces_the_race(
+    legacy: Ran, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replay = legacy.dir / "r.json"
+    step = legacy.json("r.json")["violation"]["step"]
+    argv = ["replay", str(replay), "--json", str(tmp_path / "j.json")]
+    code, out, err = _run(argv, capsys)
+    assert (code, err) == (1, "")
+    assert out.startswith(
+        f"xensched {xensched.__version__} replay: {replay}: scenario round-trip "
+        "(legacy), seed 1, "
+    )
+    assert re.search(r"(?m)^ +!! lock-mismatch on cpu1 in schedule\(\): ", out)
+    assert f"recorded: lock-mismatch at step {step}: reproduced" in out
+    doc = json.loads((tmp_path / "j.json").read_text(encoding="utf-8"))
+    validate("explore", doc)
+    assert (doc["command"], doc["strategy"], doc["runs"]) == ("replay", "replay", 1)
+    assert doc["reproduced"] is True
+    assert doc["kinds"] == ["lock-mismatch"]
+    assert doc["replay"] == str(replay)
+    assert doc["exit_code"] == 1
+
+
+def _write(path: Path, data: Any) -> str:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+def test_replay_of_a_tampered_file_says_where_it_diverged(
+    legacy: Ran, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = legacy.json("r.json")
+    data["accesses"][10] = "load no_such_object"
+    f = _write(tmp_path / "r.json", data)
+    code, _, err = _run(["replay", f], capsys)
+    assert code == 2
+    line = _one_line_error(err, "replay")
+    assert f"{f} does not fit this code and scenario: " in line
+    assert "diverged at step 10: " in line
+    assert "was to load no_such_object, but now it is to " in line
+
+
+def _drop_schedule(d: dict[str, Any]) -> None:
+    del d["schedule"]
+
+
+def _shorten(d: dict[str, Any]) -> None:
+    d["accesses"].pop()
+
+
+@pytest.mark.parametrize(
+    ("breaks", "needle"),
+    [
+        (None, re.escape("not JSON (line 1: ")),
+        (
+            lambda d: d.update(version=2),
+            re.escape("replay.version: 2 (this xensched reads version 1)"),
+        ),
+        (_drop_schedule, "replay.schedule: missing"),
+        (_shorten, r"replay.accesses: (\d+) entries for (\d+) steps"),
+        (
+            lambda d: d.update(seed="1"),
+            "replay.seed: expected an integer, got a string",
+        ),
+        (lambda d: d.update(scenario=None), "replay: needs a scenario or a nodeid"),
+    ],
+)
+def test_replay_of_a_malformed_file_names_the_field(
+    breaks: Any,
+    needle: str,
+    legacy: Ran,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    f = tmp_path / "r.json"
+    if breaks is None:
+        f.write_text('{"format": ', encoding="utf-8")
+    else:
+        data = legacy.json("r.json")
+        breaks(data)
+        _write(f, data)
+    code, out, err = _run(["replay", str(f)], capsys)
+    assert (code, out) == (2, "")
+    line = _one_line_error(err, "replay")
+    m = re.search(re.escape(f"{f}: ") + needle, line)
+    assert m, line
+    if m.groups():
+        assert int(m[1]) == int(m[2]) - 1
+
+
+@pytest.mark.parametrize(
+    ("shard", "extra"), [(None, ""), ([1, 4], " --xensched-shards 4")]
+)
+def test_replay_of_a_pytest_test_says_how_to_replay_it(
+    shard: list[int] | None,
+    extra: str,
+    legacy: Ran,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = legacy.json("r.json")
+    nodeid = "tests/test_x.py::test_race[a b]"
+    data.update(scenario=None, nodeid=nodeid, options={"shard": shard})
+    validate("replay", data)
+    f = _write(tmp_path / "r.json", data)
+    code, out, err = _run(["replay", f], capsys)
+    assert (code, out) == (2, "")
+    assert _one_line_error(err, "replay").endswith(
+        f"{f} records a pytest test ({nodeid}): replay it with pytest '{nodeid}' "
+        f"--xensched-replay {f}{extra}"
+    )
+
+
+# -- help ----------------------------------------------------------------------------
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices[name]
+    assert isinstance(p, argparse.ArgumentParser)
+    return p
+
+
+@pytest.mark.parametrize("name", ["explore", "replay"])
+def test_help_explains_every_option(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run([name, "--help"], capsys)
+    assert code == 0
+    for action in _subparser(name)._actions:
+        assert action.help, action.option_strings or action.dest
+        for opt in action.option_strings:
+            assert opt in out
+    flat = " ".join(out.split())
+    assert "exit status: " in flat
+    assert "128 + signal when interrupted" in flat
+
+
+def test_top_level_help_lists_both_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["--help"], capsys)
+    assert code == 0
+    assert re.search(r"(?m)^  explore +explore ", out)
+    assert re.search(r"(?m)^  replay +run a replay file", out)
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_writes_the_json_and_exits_130(tmp_path: Path) -> None:
+    f = tmp_path / "e.json"
+    argv = ["-m", "xensched", "explore", "--strategy", "random", "--runs", "1000000"]
+    argv += ["--protocol", "fixed", "--seed", "3", "--no-progress", "--json", str(f)]
+    p = CliProcess(argv, tmp_path)
+    try:
+        p.wait_for(r"explore: seed 3, ")
+        time.sleep(0.3)  # into the runs
+        p.signal(signal.SIGINT)
+        assert p.finish(timeout=30) == 130, p.err
+    finally:
+        p.kill()
+    assert "Traceback" not in p.err
+    assert re.search(r"(?m)^interrupted after \d+ runs$", p.err)
+    assert "; not exhaustive; interrupted" in p.out
+    assert f"result written to {f}" in p.out
+    doc = json.loads(f.read_text(encoding="utf-8"))
+    validate("explore", doc)
+    assert doc["stop_reason"] == "interrupted"
+    assert doc["exit_code"] == 130
+    assert 0 < doc["runs"] < 1_000_000
