@@ -477,6 +477,7 @@ class Scenario:
             if why:
                 raise ConfigError(f"setup[{i}] {str(op)!r}: {why}")
         self._validate_threads()
+        self._validate_pool_names()
 
     def _take(self, taken: dict[int, str], c: int, who: str, where: str) -> None:
         if not 0 <= c < self.cpus:
@@ -484,6 +485,27 @@ class Scenario:
         if c in taken:
             raise ConfigError(f"{where}: cpu{c} is also in {taken[c]}")
         taken[c] = who
+
+    def _validate_pool_names(self) -> None:
+        """Every pool an operation names exists: set up, or created by an operation
+        (threads run concurrently, so any operation's creation counts). A name that
+        never exists would have every such operation refused with ENOENT: a run that
+        silently does nothing."""
+        known = {POOL0, *(p.name for p in self.pools)}
+        ops: list[tuple[str, XlOp]] = [
+            (f"setup[{i}]", op) for i, op in enumerate(self.setup)
+        ]
+        for i, t in enumerate(self.threads):
+            if isinstance(t, Toolstack) and t.ops is not None:
+                ops += [(f"threads[{i}].ops[{j}]", op) for j, op in enumerate(t.ops)]
+        known |= {op.args[0] for _, op in ops if op.verb == "cpupool-create"}
+        for where, op in ops:
+            for name, arg in zip(XL_VERBS[op.verb], op.args, strict=False):
+                if name == "POOL" and arg not in known:
+                    raise ConfigError(
+                        f"{where} {str(op)!r}: no cpupool {arg!r} (pools: "
+                        f"{', '.join(sorted(known))})"
+                    )
 
     def _validate_threads(self) -> None:
         pcpus: set[int] = set()

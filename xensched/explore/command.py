@@ -319,8 +319,8 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "replay",
         help="run a replay file's execution again, step by step",
         description=(
-            "Run the execution that a replay file of xensched explore records once "
-            "more, checking at every step that the chosen thread is enabled and "
+            "Run the execution that a replay file of xensched explore (or of "
+            "xensched reproduce --replay-dir) records once more, checking at every step that the chosen thread is enabled and "
             "about to make the recorded access. Shows the same violation at the same "
             "step, or says where the run diverged from the file. The seed and the "
             "scenario come from the file. (The replay file of a pytest test, written "
