@@ -145,8 +145,9 @@ def _create_temporary(directory: str, name: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name in {directory}")
 
 
-def write_json_atomic(path: str, data: object) -> None:
-    """Write JSON to ``path`` through a temporary file, so a reader never sees half.
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees
+    half.
 
     A new file gets mode 0666 less the umask; a file replaced keeps its mode. The data
     is synced before the rename, so a crash leaves the old file or the new one.
@@ -167,8 +168,7 @@ def write_json_atomic(path: str, data: object) -> None:
             else:
                 if stat.S_ISREG(old.st_mode):
                     os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
-            json.dump(data, f, indent=2)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -176,6 +176,11 @@ def write_json_atomic(path: str, data: object) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str, data: object) -> None:
+    """Write JSON to ``path`` (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_json_report(option: str, path: str, data: object) -> str | None:

@@ -24,7 +24,6 @@ memory-model reorderings (no event says which store a load saw).
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import html
 import json
 import math
@@ -34,7 +33,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from xensched.outputs import _create_temporary, _target
+from xensched.outputs import write_text_atomic
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -782,24 +781,4 @@ def write_timeline(
     else:
         data = chrome_trace(events, marks, title=title, logical=logical)
         text = json.dumps(data, indent=1) + "\n"
-    _write_atomic(name, text)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    target = _target(path)
-    directory = os.path.dirname(target)
-    fd, tmp = _create_temporary(directory, os.path.basename(target))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            with contextlib.suppress(FileNotFoundError):
-                old = os.stat(target)
-                if os.path.isfile(target):
-                    os.fchmod(f.fileno(), old.st_mode & 0o7777)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(name, text)

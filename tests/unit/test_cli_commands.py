@@ -132,6 +132,7 @@ def test_reproduce_filters_select_the_moves(
     def record(
         selected: Sequence[Transition],
         progress: Callable[[int, int, Result], None] | None = None,
+        **options: object,
     ) -> list[Result]:
         asked.extend(selected)
         return []
@@ -185,6 +186,7 @@ def test_reproduce_interrupted_json_is_valid_and_incomplete(
     def one_then_ctrl_c(
         selected: Sequence[Transition],
         progress: Callable[[int, int, Result], None] | None = None,
+        **options: object,
     ) -> list[Result]:
         real(selected[:1], progress)
         raise KeyboardInterrupt

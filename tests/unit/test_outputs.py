@@ -341,6 +341,7 @@ def test_reproduce_interrupted_keeps_130_when_the_file_is_not_written(
     def one_then_ctrl_c(
         selected: Sequence[Transition],
         progress: Callable[[int, int, Result], None] | None = None,
+        **options: object,
     ) -> list[Result]:
         real(selected[:1], progress)
         raise KeyboardInterrupt
