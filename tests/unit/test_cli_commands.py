@@ -85,8 +85,8 @@ def test_reproduce_table_json_and_exit_0(
     assert code == 0
     assert err == ""
     assert out.splitlines()[0] == (
-        f"xensched {xensched.__version__} reproduce: 2 moves, each observed at every "
-        "interaction point (controlled driver, deterministic)"
+        f"xensched {xensched.__version__} reproduce: 2 moves, every thread paused at "
+        "every interaction point (controlled driver, deterministic)"
     )
     data = json.loads(f.read_text(encoding="utf-8"))
     validate("reproduce", data)
