@@ -68,7 +68,7 @@ def test_reproduce_asks_each_protocol_once(capsys: pytest.CaptureFixture[str]) -
     argv += ["--protocol", "fixed-without:lock-irq,barrier", "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "reproduce: 1 moves, each observed" in out
+    assert "reproduce: 1 moves, every thread paused" in out
     assert "fixed-without:lock-irq,barrier: problems in 1 of 1 moves" in out
 
 

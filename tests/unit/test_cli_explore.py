@@ -317,9 +317,9 @@ def explored(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
             [{"name": "p", "sched": "credit", "cpus": []}],
         ),
         (
-            ["--pool", "p9:rtds:1"],
+            ["--pool", "p:rtds"],
             "credit",
-            [{"name": "p9", "sched": "rtds", "cpus": [1]}],
+            [{"name": "p", "sched": "rtds", "cpus": []}],
         ),
     ],
 )
@@ -550,3 +550,16 @@ def test_ctrl_c_writes_the_json_and_exits_130(tmp_path: Path) -> None:
     assert doc["stop_reason"] == "interrupted"
     assert doc["exit_code"] == 130
     assert 0 < doc["runs"] < 1_000_000
+
+
+def test_a_pool_spec_that_drops_a_pool_the_programs_use_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # round-trip's toolstack moves pCPU 1 into pool p: replacing p by p9 would leave
+    # every move refused (ENOENT), a run that silently does nothing.
+    assert main(["explore", "--pool", "p9:rtds:1", "--seed", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "xensched explore: error: threads[0].ops[1] 'cpupool-cpu-add p 1': no "
+        "cpupool 'p' (pools: Pool-0, p9)"
+    )

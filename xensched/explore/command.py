@@ -380,6 +380,8 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         if specs:
             given["pool"] = [PoolSpec.parse(s) for s in specs]
         sc = scenario_from_options(args.scenario, **given)
+        if specs:
+            sc.unknown_pools()  # the programs may name a pool the specs dropped
     sc = sc.bounded(args.schedules, args.moves)
     sc.validate()
     return sc
