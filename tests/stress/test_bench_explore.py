@@ -29,6 +29,7 @@ def _fake_process(workers: int, cap: float) -> dict[str, object]:
         "wall_s": 1.0,
         "runs_per_s": 10.0 * workers,
         "exploring_s": 0.5,
+        "kinds": [],
     }
 
 
@@ -165,4 +166,5 @@ def test_the_worker_figure_runs_xensched_explore() -> None:
     assert isinstance(row["runs"], int)
     assert row["runs"] >= 1
     assert row["exhaustive"] is False  # 0.2 s cannot exhaust the move
+    assert row["kinds"] == []
     assert 0.2 <= float(row["exploring_s"]) < float(row["wall_s"])  # type: ignore[arg-type]

@@ -435,6 +435,7 @@ def _explore_doc() -> dict[str, Any]:
                     "wall_s": 1.0,
                     "runs_per_s": 5.0,
                     "exploring_s": 0.5,
+                    "kinds": [],
                 }
             ],
         },
