@@ -482,7 +482,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "(e) exploration: each strategy's median time and runs to the legacy "
             "round trip's violation, DPOR proving the fixed round trip (and "
             "unreduced DFS within a budget), DFS within 2 preemptions and DPOR "
-            "over the switch-race moves (default: a few moves, about 2 minutes for "
+            "over the switch-race moves (default: a few moves, about 3.5 minutes for "
             "(e) in all; --explore-full: all 32 moves, up to about 45 minutes at the "
             "default caps), interaction points/s, runs/s with 1 and 2 workers. "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "

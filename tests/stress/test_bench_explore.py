@@ -68,6 +68,9 @@ def test_quick_form_with_tiny_caps_text_and_json(
     assert e["points_per_s"]["points"] > 0
     assert [r["workers"] for r in e["workers"]["runs"]] == [1, 2]
     assert e["workers"]["speedup"] == 2.0
+    # Twice the runs in the same wall time: the search itself was not shorter.
+    assert e["workers"]["exhaustion_speedup"] == 1.0
+    assert "time to exhaust the exploration: 1.00x (20 executions for the 10" in out
     heads = re.findall(r"^  (\d)\. ", out, re.M)
     assert heads == ["1", "2", "5", "3", "4", "6"]
     assert re.search(r"random +(median|not found in 2000 runs / 0.05 s)", out)

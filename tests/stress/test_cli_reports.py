@@ -427,6 +427,7 @@ def _explore_doc() -> dict[str, Any]:
         "workers": move
         | {
             "speedup": 1.5,
+            "exhaustion_speedup": None,
             "runs": [
                 {
                     "workers": 1,
@@ -461,6 +462,7 @@ def _explore_doc() -> dict[str, Any]:
         (("explore", "prove", "dpor", "runs"), "drop"),
         (("explore", "points_per_s", "per_s"), "rename"),
         (("explore", "workers", "runs", 0, "wall_s"), "drop"),
+        (("explore", "workers", "exhaustion_speedup"), "stringify"),
     ],
 )
 def test_bench_schema_refuses_a_changed_report(
