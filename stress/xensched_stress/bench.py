@@ -483,7 +483,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "round trip's violation, DPOR proving the fixed round trip (and "
             "unreduced DFS within a budget), DFS within 2 preemptions and DPOR "
             "over the switch-race moves (default: a few moves, about 3.5 minutes for "
-            "(e) in all; --explore-full: all 32 moves, up to about 45 minutes at the "
+            "(e) in all; --explore-full: all 32 moves, about 40 minutes at the "
             "default caps), interaction points/s, runs/s with 1 and 2 workers. "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
             "written is refused before any part runs), 4 done but --json FILE could "
@@ -557,7 +557,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
         action="store_true",
         help="figures 3 and 4 over all 32 switch-race moves (4 x 4 boot x pool "
         "schedulers, add and remove) instead of a few; up to 32 x (2 x "
-        "--move-cap + --dpor-cap), about 45 minutes at the defaults",
+        "--move-cap + --dpor-cap), about 40 minutes at the defaults",
     )
     e.add_argument(
         "--find-cap",
