@@ -1,6 +1,6 @@
 """``xensched bench``: the stress harness's figures, measured side by side in one run.
 
-Four parts (``--only a,c`` to pick):
+Five parts (``--only a,c`` to pick):
 
 a. the legacy protocol's race (Credit <-> Credit2 pCPU moves): in how many of N seeds
    a stress run finds a violation within 2 s, and the median time to the first one;
@@ -13,7 +13,11 @@ d. scale: 2, 8, 32 and 128 pCPUs, ops/s and RSS per pCPU (each size in a fresh
    interpreter, so that RSS figures do not inherit the previous run's heap), for the
    default workload and for one without Credit1, whose idle pCPUs trylock every busy
    peer of their pool at each ``schedule()`` (``csched_load_balance`` walks
-   ``online & ~prv->idlers``), O(busy pCPUs) per call.
+   ``online & ~prv->idlers``), O(busy pCPUs) per call;
+e. exploration (:mod:`xensched_stress.bench_explore`): each strategy's time to the
+   legacy round trip's violation, DPOR's proofs of the fixed round trip and of the
+   switch-race moves, bounded DFS over those moves, interaction points per second,
+   runs per second with 1 and 2 workers; a few moves unless ``--explore-full``.
 
 Figures are printed, never asserted: they depend on the machine and the interpreter.
 """
@@ -55,6 +59,7 @@ from xensched.schedule import schedule
 from xensched.seeds import SEED_MAX
 from xensched.smp import bind
 
+from .bench_explore import FIND_RUNS, ExploreBench, bench_explore
 from .config import PoolSpec, StressConfig
 from .process import python_description
 from .report import EXIT_OK, EXIT_USAGE
@@ -64,7 +69,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
 
-PARTS = ("a", "b", "c", "d")
+PARTS = ("a", "b", "c", "d", "e")
 RACE_BOUND = 2.0
 #: (a) runs free-running threads alone, then with delay injection widening the race
 #: windows: without it the free-threaded build misses the 2 s bound in some seeds.
@@ -473,7 +478,13 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "Parts: (a) legacy race found per seed and median time to it, without "
             "and with delay injection; (b) fixed "
             "protocol over the 16 pairings; (c) schedule() throughput against a bare "
-            "acquire/release loop; (d) ops/s and RSS at 2, 8, 32 and 128 pCPUs. "
+            "acquire/release loop; (d) ops/s and RSS at 2, 8, 32 and 128 pCPUs; "
+            "(e) exploration: each strategy's median time and runs to the legacy "
+            "round trip's violation, DPOR proving the fixed round trip (and "
+            "unreduced DFS within a budget), DFS within 2 preemptions and DPOR "
+            "over the switch-race moves (default: a few moves, about 3.5 minutes for "
+            "(e) in all; --explore-full: all 32 moves, about 40 minutes at the "
+            "default caps), interaction points/s, runs/s with 1 and 2 workers. "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
             "written is refused before any part runs), 4 done but --json FILE could "
             "not be written at the end (the figures are printed first)."
@@ -482,20 +493,22 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a short smoke run: 5 seeds, 8 s of fixed stress, 1 s figures",
+        help="a short smoke run: 5 seeds, 8 s of fixed stress, 1 s figures; (e) "
+        "with 1 s caps",
     )
     p.add_argument(
         "--only",
         type=_parts,
         default=PARTS,
         metavar="PARTS",
-        help="comma-separated parts to run, of a,b,c,d (default: all)",
+        help="comma-separated parts to run, of a,b,c,d,e (default: all)",
     )
     p.add_argument(
         "--seeds",
         type=integer(1, MAX_SEEDS),
         metavar="N",
-        help=f"seeds for (a), 1 to {MAX_SEEDS} (default: 20; quick: 5)",
+        help=f"seeds for (a) and for the randomised strategies of (e), 1 to "
+        f"{MAX_SEEDS} (default: 20; quick: 5)",
     )
     p.add_argument(
         "--seed",
@@ -534,8 +547,61 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
         metavar="N",
         help=f"pCPUs for (b) and (c), 2 to {MAX_CPUS} (default: %(default)s)",
     )
+    e = p.add_argument_group(
+        "exploration (e)",
+        'Caps in seconds, each in (0, 86400]; a capped figure says so ("not found '
+        'in", "bound not exhausted", "not exhaustive").',
+    )
+    e.add_argument(
+        "--explore-full",
+        action="store_true",
+        help="figures 3 and 4 over all 32 switch-race moves (4 x 4 boot x pool "
+        "schedulers, add and remove) instead of a few; up to 32 x (2 x "
+        "--move-cap + --dpor-cap), about 40 minutes at the defaults",
+    )
+    e.add_argument(
+        "--find-cap",
+        type=seconds(),
+        metavar="S",
+        help=f"(e) 1: cap per seed and strategy, beside {FIND_RUNS} runs "
+        "(default: 5; quick: 1)",
+    )
+    e.add_argument(
+        "--dfs-budget",
+        type=seconds(),
+        metavar="S",
+        help="(e) 2: unreduced DFS on the fixed round trip (default: 10; quick: 1)",
+    )
+    e.add_argument(
+        "--move-cap",
+        type=seconds(),
+        metavar="S",
+        help="(e) 3: cap per switch-race move and protocol of bounded DFS "
+        "(default: 10; quick: 1)",
+    )
+    e.add_argument(
+        "--dpor-cap",
+        type=seconds(),
+        metavar="S",
+        help="(e) 2, 4 and 6: cap per DPOR exploration (default: 60; quick: 5)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     return p
+
+
+def _explore_caps(args: argparse.Namespace, seeds: int) -> ExploreBench:
+    def cap(given: float | None, default: float, quick: float) -> float:
+        return given if given is not None else (quick if args.quick else default)
+
+    return ExploreBench(
+        seeds=seeds,
+        base_seed=args.seed,
+        find_cap=cap(args.find_cap, 5.0, 1.0),
+        dfs_budget=cap(args.dfs_budget, 10.0, 1.0),
+        move_cap=cap(args.move_cap, 10.0, 1.0),
+        dpor_cap=cap(args.dpor_cap, 60.0, 5.0),
+        full=args.explore_full,
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> int:
@@ -585,6 +651,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
         out["throughput"] = bench_throughput(fig, args.cpus)
     if "d" in parts:
         out["scale"] = bench_scale(fig, SCALE_SIZES)
+    if "e" in parts:
+        out["explore"] = bench_explore(_explore_caps(args, seeds))
     out["wall_s"] = time.monotonic() - t0
     print(f"bench done in {out['wall_s']:.1f}s", flush=True)
     if args.json is not None:

@@ -272,6 +272,8 @@ def test_bench_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "usage: xensched bench" in out
     assert "--quick" in out
+    assert "--explore-full" in out
+    assert "exploration (e):" in out
 
 
 def test_scenario_file_with_an_override(

@@ -20,6 +20,7 @@ import pytest
 from tests._schemas import errors, validate
 from xensched.cli import main
 from xensched_stress import bench
+from xensched_stress.bench_explore import ExploreBench
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -228,6 +229,14 @@ def test_stress_help_documents_every_exit_code(
 
 # -- xensched bench ------------------------------------------------------------------------
 
+PART_FUNCTIONS = (
+    "bench_race",
+    "bench_fixed",
+    "bench_throughput",
+    "bench_scale",
+    "bench_explore",
+)
+
 
 def test_bench_every_part_text_and_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -236,7 +245,7 @@ def test_bench_every_part_text_and_json(
     monkeypatch.setattr(bench, "SCALE_SIZES", (2,))
     f = tmp_path / "b.json"
     argv = ["bench", "--seeds=1", "--seed=3", "--race-delay=0", "--fixed-total=0.32"]
-    argv += ["--figure-duration=0.2", "--cpus=4", "--json", str(f)]
+    argv += ["--figure-duration=0.2", "--cpus=4", "--json", str(f), "--only=a,b,c,d"]
     code, out, err = _run(argv, capsys)
     assert (code, err) == (0, "")
     data = _load(f, "bench")
@@ -276,7 +285,7 @@ def test_bench_options_reach_the_parts(
 
         return run
 
-    for name in ("bench_race", "bench_fixed", "bench_throughput", "bench_scale"):
+    for name in PART_FUNCTIONS:
         monkeypatch.setattr(bench, name, part(name))
     assert main(["bench"]) == 0
     assert calls == [
@@ -285,13 +294,20 @@ def test_bench_options_reach_the_parts(
         ("bench_fixed", (60.0, 1, 4)),
         ("bench_throughput", (3.0, 4)),
         ("bench_scale", (3.0, bench.SCALE_SIZES)),
+        ("bench_explore", (ExploreBench(20, 1, 5.0, 10.0, 10.0, 60.0, False),)),
     ]
     calls.clear()
-    assert main(["bench", "--quick", "--only", "d,a", "--race-delay", "0.5"]) == 0
+    assert main(["bench", "--quick", "--only", "d,e,a", "--race-delay", "0.5"]) == 0
     assert calls == [
         ("bench_race", (5, 1, 0.5)),
         ("bench_scale", (1.0, (2, 8, 32, 128))),
+        ("bench_explore", (ExploreBench(5, 1, 1.0, 1.0, 1.0, 5.0, False),)),
     ]
+    calls.clear()
+    argv = ["bench", "--only=e", "--seed=7", "--seeds=3", "--explore-full"]
+    argv += ["--find-cap=0.5", "--dfs-budget=2", "--move-cap=3", "--dpor-cap=4"]
+    assert main([*argv, "--quick"]) == 0
+    assert calls == [("bench_explore", (ExploreBench(3, 7, 0.5, 2.0, 3.0, 4.0, True),))]
     calls.clear()
     argv = ["bench", "--only=b,c", "--seed=9", "--cpus=6", "--fixed-total=2"]
     assert main([*argv, "--figure-duration=0.5"]) == 0
@@ -311,6 +327,11 @@ def test_bench_options_reach_the_parts(
         (["--seeds", "many"], "--seeds"),
         (["--figure-duration", "soon"], "--figure-duration"),
         (["--json"], "--json"),
+        (["--find-cap", "0"], "--find-cap"),
+        (["--dfs-budget", "-1"], "--dfs-budget"),
+        (["--move-cap", "never"], "--move-cap"),
+        (["--dpor-cap", "inf"], "--dpor-cap"),
+        (["--explore-full=yes"], "--explore-full"),
     ],
 )
 def test_bench_usage_errors_exit_2_before_any_part(
@@ -322,13 +343,104 @@ def test_bench_usage_errors_exit_2_before_any_part(
     def never(*args: object) -> dict[str, object]:
         raise AssertionError("a part ran")
 
-    for name in ("bench_race", "bench_fixed", "bench_throughput", "bench_scale"):
+    for name in PART_FUNCTIONS:
         monkeypatch.setattr(bench, name, never)
     code, out, err = _run(["bench", *argv], capsys)
     assert (code, out) == (2, "")
     last = err.splitlines()[-1]
     assert last.startswith("xensched bench: error: ")
     assert option in last
+
+
+def _explore_doc() -> dict[str, Any]:
+    run: dict[str, Any] = {"runs": 5, "seconds": 0.5, "exhaustive": True}
+    run |= {"stop_reason": "exhausted", "kinds": []}
+    move = {"boot": "credit", "pool": "credit2", "direction": "add"}
+    return {
+        "full": False,
+        "total_s": 3.0,
+        "find": {
+            "seeds": 1,
+            "cap_runs": 2000,
+            "cap_s": 5.0,
+            "aim_s": 0.013,
+            "strategies": [
+                {
+                    "strategy": "random",
+                    "deterministic": False,
+                    "seeds_tried": 1,
+                    "found": 1,
+                    "median_s": 0.01,
+                    "median_runs": 3,
+                    "aim_met": True,
+                    "runs": [
+                        {
+                            "seed": 1,
+                            "found": True,
+                            "seconds": 0.01,
+                            "runs": 3,
+                            "kind": "lock-mismatch",
+                        }
+                    ],
+                }
+            ],
+        },
+        "prove": {
+            "dpor": run,
+            "dfs": run | {"exhaustive": False, "stop_reason": "time reached"},
+            "dfs_budget_s": 10.0,
+            "aim_s": 0.5,
+            "aim_met": False,
+        },
+        "bounded_dfs": {
+            "bound": 2,
+            "cap_s": 10.0,
+            "full": False,
+            "total_s": 1.0,
+            "moves": [
+                move
+                | {
+                    "fixed": run | {"bound": "exhaustive"},
+                    "legacy": run
+                    | {"bound": "bound exhausted", "kinds": ["assert"]}
+                    | {"first_failing_run": 2},
+                }
+            ],
+        },
+        "dpor_moves": {
+            "cap_s": 60.0,
+            "full": False,
+            "proven": 1,
+            "total_s": 0.5,
+            "aim_s": 600.0,
+            "aim_met": False,
+            "moves": [move | run],
+        },
+        "points_per_s": {
+            "points": 100,
+            "seconds": 0.5,
+            "per_s": 200.0,
+            "dfs_per_s": 190.0,
+            "aim_per_s": 20000,
+            "aim_met": False,
+        },
+        "workers": move
+        | {
+            "speedup": 1.5,
+            "exhaustion_speedup": None,
+            "runs": [
+                {
+                    "workers": 1,
+                    "runs": 5,
+                    "exhaustive": True,
+                    "wall_s": 1.0,
+                    "runs_per_s": 5.0,
+                    "exploring_s": 0.5,
+                    "kinds": [],
+                }
+            ],
+        },
+    }
 
 
 @pytest.mark.parametrize(
@@ -342,6 +454,15 @@ def test_bench_usage_errors_exit_2_before_any_part(
         (("race", 0, "runs", 0, "found"), "unknown"),
         (("fixed", "pairings", 0, "boot"), "unknown"),
         (("fixed", "pairings"), "rename"),
+        (("explore", "find", "strategies", 0, "median_s"), "stringify"),
+        (("explore", "find", "strategies", 0, "runs", 0, "kind"), "unknown"),
+        (("explore", "bounded_dfs", "moves", 0, "fixed", "bound"), "unknown"),
+        (("explore", "bounded_dfs", "moves", 0, "direction"), "unknown"),
+        (("explore", "dpor_moves", "moves", 0, "exhaustive"), "stringify"),
+        (("explore", "prove", "dpor", "runs"), "drop"),
+        (("explore", "points_per_s", "per_s"), "rename"),
+        (("explore", "workers", "runs", 0, "wall_s"), "drop"),
+        (("explore", "workers", "exhaustion_speedup"), "stringify"),
     ],
 )
 def test_bench_schema_refuses_a_changed_report(
@@ -390,6 +511,7 @@ def test_bench_schema_refuses_a_changed_report(
             ),
             1.0,
         ),
+        "explore": _explore_doc(),
         "wall_s": 1.0,
     }
     validate("bench", doc)

@@ -81,9 +81,14 @@ def test_stress_option_refused_in_one_line(
         (["--fixed-total", "-1"], "--fixed-total -1: must be a finite number"),
         (["--figure-duration", "0"], "--figure-duration 0: must be a finite number"),
         (["--seeds", "-1"], "--seeds -1: must be an integer in [1, 1000]"),
-        (["--only", ""], "--only '': must name at least one part, of a, b, c, d"),
+        (["--only", ""], "--only '': must name at least one part, of a, b, c, d, e"),
         (["--only", " , "], "--only ' , ': must name at least one part"),
-        (["--only", "a,e"], "--only 'a,e': unknown part 'e'; choose from a, b, c, d"),
+        (
+            ["--only", "a,f"],
+            "--only 'a,f': unknown part 'f'; choose from a, b, c, d, e",
+        ),
+        (["--move-cap", "0"], "--move-cap 0: must be a finite number of seconds"),
+        (["--dpor-cap", "nan"], "--dpor-cap nan: must be a finite number"),
         # --cpus and --race-delay each their own message.
         (["--cpus", "0"], "--cpus 0: must be an integer in [2, 256]"),
         (["--race-delay", "5"], "--race-delay 5: must be a probability in [0, 1]"),

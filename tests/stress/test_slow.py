@@ -6,6 +6,7 @@ The default suite keeps every stress test under 2 s; these take up to a minute.
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
@@ -77,4 +78,14 @@ def test_bench_quick_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "(a) legacy Credit <-> Credit2 moves" in out
     assert "(c) throughput" in out
+    assert "bench done" in out
+
+
+def test_bench_explore_quick_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """Part (e) at --quick, the worker processes real."""
+    assert bench.main(["--quick", "--only", "e", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "(e) exploration" in out
+    assert re.search(r"dpor +median", out)  # found by the seed-independent DPOR
+    assert re.search(r"2 workers: \d+ runs", out)
     assert "bench done" in out
