@@ -42,7 +42,7 @@ def test_reproduce_runs_a_fixed_without_spec(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out_json = tmp_path / "r.json"
-    argv = ["reproduce", "--boot", "credit", "--pool", "credit2"]
+    argv = ["reproduce", "--pause", "mover", "--boot", "credit", "--pool", "credit2"]
     argv += ["--direction", "add", "--no-progress", "--json", str(out_json)]
     argv += ["--protocol", "fixed", "--protocol", "fixed-without:pointer-last"]
     assert main(argv) == 0
@@ -63,12 +63,13 @@ def test_reproduce_runs_a_fixed_without_spec(
 
 
 def test_reproduce_asks_each_protocol_once(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["reproduce", "--boot", "credit", "--pool", "credit", "--direction", "add"]
+    argv = ["reproduce", "--pause", "mover", "--boot", "credit", "--pool", "credit"]
+    argv += ["--direction", "add"]
     argv += ["--protocol", "fixed-without:barrier,lock-irq"]
     argv += ["--protocol", "fixed-without:lock-irq,barrier", "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "reproduce: 1 moves, every thread paused" in out
+    assert "reproduce: 1 moves, the mover paused" in out
     assert "fixed-without:lock-irq,barrier: problems in 1 of 1 moves" in out
 
 

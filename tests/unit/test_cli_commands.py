@@ -80,12 +80,13 @@ def test_reproduce_table_json_and_exit_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     f = tmp_path / "r.json"
-    argv = ["reproduce", *RTDS_ADD, "--protocol", "legacy", "--protocol", "fixed"]
+    argv = ["reproduce", "--pause", "mover", *RTDS_ADD, "--protocol", "legacy"]
+    argv += ["--protocol", "fixed"]
     code, out, err = _run([*argv, "--no-progress", "--json", str(f)], capsys)
     assert code == 0
     assert err == ""
     assert out.splitlines()[0] == (
-        f"xensched {xensched.__version__} reproduce: 2 moves, every thread paused at "
+        f"xensched {xensched.__version__} reproduce: 2 moves, the mover paused at "
         "every interaction point (controlled driver, deterministic)"
     )
     data = json.loads(f.read_text(encoding="utf-8"))
@@ -115,7 +116,8 @@ def test_a_table_of_dashes_fails(
 
     monkeypatch.setattr(xensched.cli, "render_reproduce_table", dashes)
     f = tmp_path / "r.json"
-    argv = ["reproduce", *RTDS_ADD, "--protocol", "legacy", "--protocol", "fixed"]
+    argv = ["reproduce", "--pause", "mover", *RTDS_ADD, "--protocol", "legacy"]
+    argv += ["--protocol", "fixed"]
     code, out, _ = _run([*argv, "--no-progress", "--json", str(f)], capsys)
     assert code == 0
     assert _table(out)["rtds", "credit2", "cpu-add (rtds->credit2)"]["legacy"] == "-"
@@ -170,7 +172,8 @@ def test_reproduce_remove_row_and_verbose(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_reproduce_progress(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["reproduce", "--boot", "credit", "--pool", "credit", "--direction", "add"]
+    argv = ["reproduce", "--pause", "mover", "--boot", "credit", "--pool", "credit"]
+    argv += ["--direction", "add"]
     code, _, err = _run([*argv, "--protocol", "fixed", "--progress"], capsys)
     assert code == 0
     assert "[1/1] credit -> credit (add, fixed): none\n" in err
@@ -193,7 +196,8 @@ def test_reproduce_interrupted_json_is_valid_and_incomplete(
 
     monkeypatch.setattr(xensched.reproduce, "reproduce", one_then_ctrl_c)
     f = tmp_path / "r.json"
-    argv = ["reproduce", *RTDS_ADD, "--no-progress", "--json", str(f)]
+    argv = ["reproduce", "--pause", "mover", *RTDS_ADD, "--no-progress"]
+    argv += ["--json", str(f)]
     code, out, err = _run(argv, capsys)
     assert code == 130
     assert err == "interrupted after 1 of 2 moves\n"

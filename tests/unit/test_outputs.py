@@ -33,7 +33,16 @@ if TYPE_CHECKING:
     from xensched.reproduce import Result, Transition
 
 #: The smallest reproduce run: one move, one protocol (about 0.3 s).
-SMALL = ["--boot", "credit", "--pool", "credit", "--direction", "add"]
+SMALL = [
+    "--pause",
+    "mover",
+    "--boot",
+    "credit",
+    "--pool",
+    "credit",
+    "--direction",
+    "add",
+]
 SMALL += ["--protocol", "fixed", "--no-progress"]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -177,7 +177,7 @@ def _kinds(h: Host) -> set[tuple[str, str]]:
 
 def _reproduce(boot: str, pool: str, direction: str, p: SwitchProtocol) -> set[str]:
     t = Transition(boot, pool, direction, p)  # type: ignore[arg-type]
-    return set(reproduce_transition(t).problems)
+    return set(reproduce_transition(t, pause="mover").problems)
 
 
 def test_fixed_is_clean_here() -> None:
@@ -272,8 +272,10 @@ def test_without_barrier_only_the_smp_mb_point_goes(pool: str) -> None:
 def test_without_barrier_reproduce_sees_nothing_yet() -> None:
     """Sequentially consistent memory: the missing barrier is not observable."""
     t = Transition("credit", "credit2", "add", without(Part.BARRIER))
-    r = reproduce_transition(t)
-    f = reproduce_transition(Transition("credit", "credit2", "add", FIXED))
+    r = reproduce_transition(t, pause="mover")
+    f = reproduce_transition(
+        Transition("credit", "credit2", "add", FIXED), pause="mover"
+    )
     assert r.problems == f.problems == ()
     assert r.points == f.points - 1
 
@@ -356,10 +358,12 @@ def test_the_readme_protocol_is_fixed_without_barrier(mymod: str) -> None:
 def test_a_user_protocol_runs_through_reproduce(mymod: str) -> None:
     for direction in ("add", "remove"):
         mine = reproduce_transition(
-            Transition("rtds", "credit2", direction, SwitchProtocol.parse(mymod))
+            Transition("rtds", "credit2", direction, SwitchProtocol.parse(mymod)),
+            pause="mover",
         )
         ref = reproduce_transition(
-            Transition("rtds", "credit2", direction, without(Part.BARRIER))
+            Transition("rtds", "credit2", direction, without(Part.BARRIER)),
+            pause="mover",
         )
         assert (mine.problems, mine.points) == (ref.problems, ref.points)
         assert mine.to_json()["protocol"] == "mymod:switch"

@@ -105,7 +105,8 @@ def test_scenario_schema_refuses_a_changed_report(
 def legacy_move(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The report of one legacy move that finds every problem (made once: 0.5 s)."""
     f = tmp_path_factory.mktemp("reproduce") / "r.json"
-    argv = ["reproduce", "--boot", "rtds", "--pool", "credit2", "--direction", "add"]
+    argv = ["reproduce", "--pause", "mover", "--boot", "rtds", "--pool", "credit2"]
+    argv += ["--direction", "add"]
     assert main([*argv, "--protocol", "legacy", "--no-progress", "--json", str(f)]) == 0
     return json.loads(f.read_text(encoding="utf-8"))
 

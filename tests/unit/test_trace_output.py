@@ -30,7 +30,8 @@ def test_render_violation_keeps_each_lock_event_apart() -> None:
 def test_reproduce_verbose_shows_attempt_then_acquired(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["reproduce", "--boot", "rtds", "--pool", "credit2", "--direction", "add"]
+    argv = ["reproduce", "--pause", "mover", "--boot", "rtds", "--pool", "credit2"]
+    argv += ["--direction", "add"]
     assert main([*argv, "--protocol", "legacy", "-v", "--no-progress"]) == 0
     out = capsys.readouterr().out
     # One block per violation: "[move]", then "KIND on cpuN in ...", then events.
