@@ -75,6 +75,10 @@ class DPOR(TreeSearch):
         return super().choose(step, enabled, pending, last)  # type: ignore[arg-type]
 
     def analyse(self, steps: Sequence[Step]) -> None:
+        # The steps before the one whose choice changed replay an execution that was
+        # analysed already: their races were found then (the backtrack sets live on
+        # in the nodes). Their clocks are still needed.
+        start = max(self._prefix - 1, 0)
         clocks: list[Clock] = []
         pos: list[int] = []
         thread_clock: dict[str, Clock] = {}
@@ -132,7 +136,7 @@ class DPOR(TreeSearch):
             clocks.append(clock)
             pos.append(clock[t])
             thread_clock[t] = clock
-            for i in cands:
+            for i in cands if j >= start else ():
                 base = dict(pre)
                 for k in cands:
                     if k != i:
