@@ -32,9 +32,10 @@ any of its runs.
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import itertools
 import multiprocessing
+import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -309,22 +310,27 @@ def reproduce(
             if progress is not None:
                 progress(i + 1, len(todo), r)
         return results
-    # spawn, not fork: the caller may have threads.
+    # spawn, not fork: the caller may have threads. multiprocessing.Pool, not
+    # concurrent.futures: terminate() ends it quietly when the user interrupts.
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        min(workers, len(todo)), mp_context=ctx
-    ) as pool:
-        futures = [pool.submit(reproduce_transition, t, mutants, pause) for t in todo]
-        try:
-            for i, f in enumerate(futures):
-                r = f.result()
-                results.append(r)
-                if progress is not None:
-                    progress(i + 1, len(todo), r)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-            raise
+    pool = ctx.Pool(min(workers, len(todo)), initializer=ignore_interrupts)
+    try:
+        each = functools.partial(reproduce_transition, mutants=mutants, pause=pause)
+        for i, r in enumerate(pool.imap(each, todo)):
+            results.append(r)
+            if progress is not None:
+                progress(i + 1, len(todo), r)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
     return results
+
+
+def ignore_interrupts() -> None:
+    """In a worker process: leave Ctrl-C (sent to the whole process group) to the
+    parent, which ends the workers itself (``Pool.terminate()``, a SIGTERM: that
+    one a worker must not ignore)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

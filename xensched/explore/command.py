@@ -17,7 +17,6 @@ interrupted (130 for Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import inspect
 import multiprocessing
 import shlex
@@ -545,30 +544,31 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
 def _explore_workers(
     sc: Scenario, seed: int, opts: dict[str, Any], n: int, stop: RaiseInterrupt
 ) -> ExploreResult:
+    from xensched.reproduce import ignore_interrupts
+
     # spawn, not fork: the parent may have threads (and fork is not safe with them).
+    # multiprocessing.Pool: terminate() ends it quietly when the user interrupts.
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
-        futures = [
-            pool.submit(_shard_worker, sc.to_json(indent=None), seed, opts, k, n)
-            for k in range(n)
-        ]
-        try:
-            parts = [f.result() for f in futures]
-        except KeyboardInterrupt:
-            for f in futures:
-                f.cancel()
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-            parts = [f.result() for f in futures if f.done() and not f.cancelled()]
-            if not parts:
-                res = ExploreResult(opts["strategy"], seed)
-                res.interrupted = True
-                res.stop_reason = "interrupted"
-                return res
-            merged = _merge(parts)
-            merged.interrupted = True
-            merged.stop_reason = "interrupted"
-            return merged
+    pool = ctx.Pool(n, initializer=ignore_interrupts)
+    pending = [
+        pool.apply_async(_shard_worker, (sc.to_json(indent=None), seed, opts, k, n))
+        for k in range(n)
+    ]
+    try:
+        parts = [r.get() for r in pending]
+        pool.close()
+    except KeyboardInterrupt:
+        parts = [r.get() for r in pending if r.ready() and r.successful()]
+        pool.terminate()
+        merged = _merge(parts) if parts else ExploreResult(opts["strategy"], seed)
+        merged.interrupted = True
+        merged.stop_reason = "interrupted"
+        return merged
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
     return _merge(parts)
 
 
