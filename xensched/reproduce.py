@@ -141,6 +141,8 @@ class PauseAt:
     """
 
     name = "reproduce"
+    #: It reads no pending operation (the explorer then records the chosen one's).
+    needs_pending = False
 
     def __init__(self, paused: str | None, k: int, inside: _Sections) -> None:
         self.paused = paused

@@ -158,6 +158,16 @@ class _StepOfViolation(Instrument):
         self.steps.append(max(len(self.chooser.steps) - 1, 0))
 
 
+class _NoPendingMap(dict[str, Op]):
+    """What a strategy that says ``needs_pending = False`` gets: reading it is a bug."""
+
+    def __missing__(self, key: str) -> Op:
+        raise KeyError(f"{key}: this strategy said it reads no pending operation")
+
+
+_NoPending = _NoPendingMap()
+
+
 class _Chooser:
     """The driver's strategy for one execution: asks the search, records the steps."""
 
@@ -171,6 +181,8 @@ class _Chooser:
         self.max_steps = max_steps
         self.turn_timeout = turn_timeout
         self.steps: list[Step] = []
+        #: The strategy never reads ``pending`` (``needs_pending = False``).
+        self.lazy = not getattr(search, "needs_pending", True)
         self.livelock = False
         self.error: BaseException | None = None
 
@@ -198,7 +210,12 @@ class _Chooser:
             driver.abandon(f"livelock: no end after {n} steps")
             return None
         names = [c.name for c in ready]
-        pending = {c.name: self._pending(driver, c) for c in ready}
+        if self.lazy:
+            # The strategy looks at no pending operation: only the chosen thread's
+            # is recorded (for the replay file's accesses).
+            pending: Mapping[str, Op] = _NoPending
+        else:
+            pending = {c.name: self._pending(driver, c) for c in ready}
         try:
             name = self.search.choose(
                 n, names, pending, last.name if last is not None else None
@@ -209,8 +226,14 @@ class _Chooser:
             return None
         if name is None:
             return None
-        self.steps.append(Step(name, pending[name], tuple(names), pending))
-        return ready[names.index(name)]
+        i = names.index(name)
+        if self.lazy:
+            op = self._pending(driver, ready[i])
+            pending = {name: op}
+        else:
+            op = pending[name]
+        self.steps.append(Step(name, op, tuple(names), pending))
+        return ready[i]
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ class SegmentSchedule:
     """Plays a segment list forgivingly; see the module docstring."""
 
     name = "segments"
+    needs_pending = False
 
     def __init__(self, segs: Segments) -> None:
         self.segs = list(segs)
