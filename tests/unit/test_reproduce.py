@@ -265,11 +265,11 @@ def test_transitions_cover_the_64_combinations() -> None:
     )
 
 
-#: Run by default: both sides remapping (every kind of problem); the named tests
-#: above add one side remapping and none (the mover's family). The other 60 moves are
-#: `slow` (`pytest -m slow`); .ci/run's `xensched reproduce` checks all 64 on every
-#: CI run.
-DEFAULT_MOVES = {("rtds", "credit2")}
+#: Run by default: a move where both sides remap (every kind of problem), under both
+#: protocols; the named tests above add one side remapping and none (the mover's
+#: family). The other 62 moves are `slow` (`pytest -m slow`); .ci/run's `xensched
+#: reproduce` checks all 64 on every CI run.
+DEFAULT_MOVES = {("rtds", "credit2", "add")}
 
 
 @pytest.mark.parametrize(
@@ -277,7 +277,9 @@ DEFAULT_MOVES = {("rtds", "credit2")}
     [
         pytest.param(
             t,
-            marks=() if (t.boot, t.pool) in DEFAULT_MOVES else pytest.mark.slow,
+            marks=()
+            if (t.boot, t.pool, t.direction) in DEFAULT_MOVES
+            else pytest.mark.slow,
             id=t.describe(),
         )
         for t in ORDER
@@ -427,4 +429,4 @@ def test_workers_give_the_same_results() -> None:
         Transition("credit", "arinc653", "add", LEGACY),
         Transition("credit", "credit2", "add", LEGACY),
     ]
-    assert reproduce(sel, workers=2) == [result(t) for t in sel]
+    assert reproduce(sel, workers=2, pause="mover") == [mover_result(t) for t in sel]
