@@ -35,7 +35,7 @@ from xensched.errors import ConfigError, XenschedError
 from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
 from xensched.mutants import MUTANTS
-from xensched.options import Parser, integer, refusal
+from xensched.options import Parser, add_progress_option, integer, refusal
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
@@ -225,17 +225,7 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="after the table, show the first violation of each kind per move, "
         "with the events that led to it",
     )
-    prog = p.add_mutually_exclusive_group()
-    prog.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="show progress on stderr (default: when stderr is a terminal)",
-    )
-    prog.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress"
-    )
+    add_progress_option(p)
     p.set_defaults(func=_cmd_reproduce)
 
 

@@ -15,6 +15,8 @@ import math
 import re
 from typing import TYPE_CHECKING, NoReturn
 
+from xensched.errors import ConfigError
+from xensched.host import Topology
 from xensched.seeds import parse_seed
 
 if TYPE_CHECKING:
@@ -109,3 +111,30 @@ def seed(text: str) -> int:
         return parse_seed(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{_OWN}{e}") from None  # names the text
+
+
+def topology(text: str) -> str:
+    """An argparse type: a topology ``SxC`` (sockets x cores), kept as given."""
+    try:
+        Topology.parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def add_progress_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+) -> None:
+    """``--progress`` / ``--no-progress`` (``args.progress``: None means "when stderr
+    is a terminal")."""
+    prog = parser.add_mutually_exclusive_group()
+    prog.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show progress on stderr (default: when stderr is a terminal)",
+    )
+    prog.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress"
+    )

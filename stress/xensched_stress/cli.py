@@ -29,6 +29,7 @@ from xensched.options import (
     probability,
     seconds,
     seed as seed_option,
+    topology,
 )
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
@@ -101,14 +102,6 @@ def _pool(text: str) -> PoolSpec:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _topology(text: str) -> str:
-    try:
-        Topology.parse(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
 def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     p = Parser(
         prog=prog,
@@ -149,7 +142,7 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
     host.add_argument(
         "--topology",
-        type=_topology,
+        type=topology,
         metavar="SxC",
         help="sockets x cores, e.g. 2x4; Credit2 makes one runqueue per socket "
         "(default: one socket)",
