@@ -89,6 +89,7 @@ __all__ = [
     "add_timeout_listener",
     "assert_no_violations",
     "derive_seed",
+    "fail_collection",
     "failure_section",
     "get_base_seed",
     "item_section",
@@ -219,6 +220,26 @@ class _XdistNode(Protocol):
     # The part of xdist's WorkerController that pytest_configure_node uses.
     config: pytest.Config
     workerinput: dict[str, Any]
+
+
+def fail_collection(
+    report: pytest.CollectReport,
+    config: pytest.Config,
+    problems_of: Callable[[pytest.Config, list[pytest.Item]], list[str]],
+) -> pytest.CollectReport:
+    """Turn the misuse of a marker into a collection error (for a plugin's
+    ``pytest_make_collect_report`` wrapper): the session stops before any test runs,
+    rather than failing the test after the others ran, under xdist too, where a
+    worker's ``UsageError`` is an internal error. ``problems_of`` names each misuse
+    among the collected items, one line each."""
+    if report.passed:
+        items = [x for x in report.result if isinstance(x, pytest.Item)]
+        problems = problems_of(config, items)
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(problems)
+            report.result = []
+    return report
 
 
 def _seed_option(text: str) -> int:

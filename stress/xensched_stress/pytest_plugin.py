@@ -62,6 +62,7 @@ from xensched.pytest_plugin import (
     add_section_contributor,
     add_timeout_listener,
     derive_seed,
+    fail_collection,
     failure_section as _core_section,
     rerun_command as _core_rerun,
 )
@@ -610,15 +611,7 @@ def pytest_make_collect_report(
     # A collection error, so that a misspelt or invalid field stops the session
     # before any test runs (rather than failing its test after the others ran), under
     # xdist too, where a worker's UsageError is an internal error.
-    report = yield
-    if report.passed:
-        items = [x for x in report.result if isinstance(x, pytest.Item)]
-        problems = stress_mark_problems(collector.config, items)
-        if problems:
-            report.outcome = "failed"
-            report.longrepr = "\n".join(problems)
-            report.result = []
-    return report
+    return fail_collection((yield), collector.config, stress_mark_problems)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from xensched.errors import XenschedError
+from xensched.pytest_plugin import fail_collection
 from xensched.seeds import derive_seed
 
 if TYPE_CHECKING:
@@ -307,15 +308,7 @@ def pytest_make_collect_report(
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     # A collection error, as the stress marker's: the session stops before any test
     # runs, under xdist too (where a worker's UsageError is an internal error).
-    report = yield
-    if report.passed:
-        items = [x for x in report.result if isinstance(x, pytest.Item)]
-        problems = mark_problems(collector.config, items)
-        if problems:
-            report.outcome = "failed"
-            report.longrepr = "\n".join(problems)
-            report.result = []
-    return report
+    return fail_collection((yield), collector.config, mark_problems)
 
 
 def pytest_collection_modifyitems(
