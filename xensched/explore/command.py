@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 import xensched
 from xensched.errors import ConfigError
 from xensched.explore import STRATEGIES, make_strategy
-from xensched.explore.engine import Explorer, ExploreResult, ScenarioTarget
+from xensched.explore.engine import (
+    DEFAULT_MAX_STEPS,
+    Explorer,
+    ExploreResult,
+    ScenarioTarget,
+)
 from xensched.explore.replay import (
     Replay,
     ReplayDivergedError,
@@ -36,8 +41,14 @@ from xensched.explore.replay import (
 )
 from xensched.explore.shrink import preemptions, shrink
 from xensched.explore.story import record, render_story, timeline_events
-from xensched.host import Topology
-from xensched.options import integer, probability, seconds
+from xensched.options import (
+    add_progress_option,
+    integer,
+    probability,
+    seconds,
+    seed as seed_option,
+    topology,
+)
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
@@ -58,7 +69,9 @@ from xensched.signals import RaiseInterrupt, signal_name, stop_signals
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
-    from xensched.explore.engine import Execution
+    from collections.abc import Callable
+
+    from xensched.explore.story import Recorder
     from xensched.options import Parser
     from xensched.scenario import Scenario
 
@@ -84,23 +97,6 @@ def _pool(text: str) -> str:
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
-
-
-def _topology(text: str) -> str:
-    try:
-        Topology.parse(text)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def _seed(text: str) -> int:
-    from xensched.seeds import parse_seed
-
-    try:
-        return parse_seed(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
@@ -140,17 +136,7 @@ def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
     )
     if not explore:
         return  # one execution: nothing to show progress of
-    prog = out.add_mutually_exclusive_group()
-    prog.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="show progress on stderr (default: when stderr is a terminal)",
-    )
-    prog.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress"
-    )
+    add_progress_option(out)
 
 
 def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -191,7 +177,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="a built-in name, a JSON file or inline JSON (default: round-trip)",
     )
     sc.add_argument("--cpus", type=integer(1, 256), metavar="N", help="pCPUs")
-    sc.add_argument("--topology", type=_topology, metavar="SxC", help="e.g. 2x4")
+    sc.add_argument("--topology", type=topology, metavar="SxC", help="e.g. 2x4")
     sc.add_argument("--boot", choices=list(SCHEDULERS), help="boot scheduler")
     sc.add_argument(
         "--pool",
@@ -270,7 +256,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     ex.add_argument(
         "--seed",
-        type=_seed,
+        type=seed_option,
         metavar="S",
         help="seed of the strategy and of the programs' choices (default: "
         "$XENSCHED_SEED, else a fresh one; printed first)",
@@ -386,24 +372,26 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     return sc
 
 
-def _shard_worker(
-    sc_json: str, seed: int, opts: dict[str, Any], k: int, n: int
+def _explore_share(
+    sc: Scenario,
+    seed: int,
+    opts: dict[str, Any],
+    shard: tuple[int, int] | None = None,
+    progress: Callable[[ExploreResult], None] | None = None,
 ) -> ExploreResult:
-    """One worker process's share of an exploration."""
-    from xensched.scenario import Scenario
-
-    sc = Scenario.from_json(sc_json)
+    """The exploration ``opts`` describe, or share ``shard`` of it."""
     search = make_strategy(
         opts["strategy"],
         seed=seed,
         depth=opts["depth"],
         max_preemptions=opts["max_preemptions"],
-        shard=(k, n) if n > 1 else None,
+        shard=shard if shard is not None and shard[1] > 1 else None,
     )
     runs = opts["runs"]
-    if opts["strategy"] in ("random", "pct"):
+    if shard is not None and opts["strategy"] in ("random", "pct"):
         # Shard k runs the runs k, k+n, ... of the whole: of the first --runs, those
         # are its share. A tree search's subtrees are uneven: each may run --runs.
+        k, n = shard
         runs = len(range(k, runs, n))
     return Explorer(
         ScenarioTarget(sc, seed),
@@ -413,7 +401,17 @@ def _shard_worker(
         seconds=opts["seconds"],
         keep_going=opts["keep_going"],
         max_steps=opts["max_steps"],
+        progress=progress,
     ).explore()
+
+
+def _shard_worker(
+    sc_json: str, seed: int, opts: dict[str, Any], k: int, n: int
+) -> ExploreResult:
+    """One worker process's share of an exploration."""
+    from xensched.scenario import Scenario
+
+    return _explore_share(Scenario.from_json(sc_json), seed, opts, (k, n))
 
 
 def _merge(parts: list[ExploreResult]) -> ExploreResult:
@@ -518,22 +516,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     }
     with stop.armed():
         if args.workers == 1:
-            search = make_strategy(
-                args.strategy,
-                seed=seed,
-                depth=args.depth,
-                max_preemptions=args.max_preemptions,
-            )
-            res = Explorer(
-                ScenarioTarget(sc, seed),
-                search,
-                seed=seed,
-                runs=args.runs,
-                seconds=args.seconds,
-                keep_going=args.keep_going,
-                max_steps=args.max_steps,
-                progress=progress,
-            ).explore()
+            res = _explore_share(sc, seed, opts, progress=progress)
         else:
             res = _explore_workers(sc, seed, opts, args.workers, stop)
     if show:
@@ -599,9 +582,7 @@ def _finish_explore(
             f"runs miss it with probability <= {d['miss_probability']:.3g}"
         )
     replay_file: str | None = None
-    story = ""
-    kinds = set(res.kinds)
-    exit_code = _exit_code(kinds)
+    exit_code = _exit_code(res.kinds)
     failing = res.failing
     if failing is not None and failing.violations:
         kind = failing.violations[0].kind.value
@@ -618,9 +599,8 @@ def _finish_explore(
         ex, rec = record(ScenarioTarget(shown_sc, seed), failing.schedule)
         if ex.violations:
             failing = ex
-        story = render_story(rec, ex.steps)
         print(f"\nthe failing execution ({preemptions(ex.steps)} preemptions):")
-        print(story)
+        print(render_story(rec, ex.steps))
         print()
         print(render_violation(failing.violations[0]))
         others = sorted(res.kinds - {kind})
@@ -663,12 +643,9 @@ def _finish_explore(
     return exit_code
 
 
-def _write_timeline(path: str, rec: Any, exit_code: int, cmd: str) -> int:
-    try:
-        from xensched.timeline import Mark, write_timeline
-    except ImportError:  # pragma: no cover - the module ships with the package
-        print(f"xensched {cmd}: error: no timeline support", file=sys.stderr)
-        return exit_code or EXIT_NOT_WRITTEN
+def _write_timeline(path: str, rec: Recorder, exit_code: int, cmd: str) -> int:
+    from xensched.timeline import Mark, write_timeline  # only when one is asked for
+
     marks = [
         Mark(max(seq - 1, 0), v.context, v.kind.value, v.message)
         for seq, _, v in rec.violations
@@ -763,23 +740,15 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         f"{replay.strategy}",
         flush=True,
     )
-    max_steps = int(replay.options.get("max_steps", 20_000))
-    target = ScenarioTarget(sc, replay.seed)
     play = ReplaySchedule(replay.schedule, replay.accesses)
-    from xensched.explore.story import Recorder
-
-    recorders: list[Recorder] = []
-
-    def make(step_of: Any) -> list[Recorder]:
-        recorders.append(Recorder(step_of))
-        return recorders
-
-    explorer = Explorer(target, play, seed=replay.seed, runs=1, max_steps=max_steps)
-    play.begin(0)
     t0 = time.perf_counter()
     try:
         with stop.armed():
-            ex: Execution = explorer.execute(0, make)
+            ex, rec = record(
+                ScenarioTarget(sc, replay.seed),
+                search=play,
+                max_steps=int(replay.options.get("max_steps", DEFAULT_MAX_STEPS)),
+            )
     except ReplayDivergedError as e:
         return _err("replay", f"{args.file} does not fit this code and scenario: {e}")
     except KeyboardInterrupt:
@@ -792,7 +761,6 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     res.kinds = {v.kind.value for v in ex.violations}
     res.failing = ex if ex.violations else None
     res.stop_reason = "replayed"
-    rec = recorders[0]
     print(render_story(rec, ex.steps))
     for v in ex.violations:
         print()

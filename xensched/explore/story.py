@@ -19,7 +19,7 @@ from xensched.interaction import Instrument, PointKind
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from xensched.explore.base import Step
+    from xensched.explore.base import SearchStrategy, Step
     from xensched.explore.engine import Execution, Target
     from xensched.interaction import Access
     from xensched.smp import Event, ExecContext
@@ -157,9 +157,17 @@ def timeline_events(rec: Recorder) -> list[Event]:
     return [(a.seq, a.thread, a.kind, a.label, a.fn) for a in rec.accesses]
 
 
-def record(target: Target, schedule: Sequence[str]) -> tuple[Execution, Recorder]:
-    """Run ``schedule`` once more on ``target`` with a :class:`Recorder`."""
-    from xensched.explore.engine import Explorer
+def record(
+    target: Target,
+    schedule: Sequence[str] = (),
+    *,
+    search: SearchStrategy | None = None,
+    max_steps: int | None = None,
+) -> tuple[Execution, Recorder]:
+    """Run one execution of ``target`` with a :class:`Recorder`: ``schedule`` again
+    (played as segments, forgivingly), or what ``search`` chooses (a replay's
+    :class:`~xensched.explore.replay.ReplaySchedule`, whose errors propagate)."""
+    from xensched.explore.engine import DEFAULT_MAX_STEPS, Explorer
     from xensched.explore.shrink import SegmentSchedule, segments
 
     recorders: list[Recorder] = []
@@ -168,7 +176,8 @@ def record(target: Target, schedule: Sequence[str]) -> tuple[Execution, Recorder
         recorders.append(Recorder(step_of))
         return recorders
 
-    play = SegmentSchedule(segments(schedule))
+    play = search if search is not None else SegmentSchedule(segments(schedule))
     play.begin(0)
-    ex = Explorer(target, play, runs=1).execute(0, make)
+    explorer = Explorer(target, play, runs=1, max_steps=max_steps or DEFAULT_MAX_STEPS)
+    ex = explorer.execute(0, make)
     return ex, recorders[0]
