@@ -402,6 +402,25 @@ def test_replay_reproduces_the_race(
     assert doc["exit_code"] == 1
 
 
+def test_replay_interrupted_still_writes_its_json(
+    legacy: Ran,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "record", ctrl_c)
+    argv = ["replay", str(legacy.dir / "r.json"), "--json", str(tmp_path / "j.json")]
+    code, _, err = _run(argv, capsys)
+    assert (code, err) == (130, "interrupted\n")
+    doc = json.loads((tmp_path / "j.json").read_text(encoding="utf-8"))
+    validate("explore", doc)
+    assert (doc["stop_reason"], doc["exit_code"]) == ("interrupted", 130)
+    assert doc["reproduced"] is None
+
+
 def _write(path: Path, data: Any) -> str:
     path.write_text(json.dumps(data), encoding="utf-8")
     return str(path)

@@ -109,7 +109,8 @@ def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
         "when interrupted)"
         if explore
         else 'write the result to FILE: {"reproduced": true|false|null, '
-        '"violations": [...] as in xensched stress, ...}',
+        '"violations": [...] as in xensched stress, ...} (written even when '
+        "interrupted)",
     )
     if explore:
         out.add_argument(
@@ -629,7 +630,9 @@ def _finish_explore(
             exit_code = _write_timeline(args.timeline, rec, exit_code, "explore")
     elif args.timeline:
         print(f"no violation: {args.timeline} not written")
-    if res.interrupted:
+    # A signal during the shrinking and the story (not armed: they finish) still
+    # ends the command as interrupted, once the files are out.
+    if res.interrupted or stop.signum is not None:
         by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
         print(f"{by}interrupted after {res.runs} runs", file=sys.stderr)
         exit_code = 130 if stop.signum is None else 128 + stop.signum
@@ -752,8 +755,20 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     except ReplayDivergedError as e:
         return _err("replay", f"{args.file} does not fit this code and scenario: {e}")
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130 if stop.signum is None else 128 + stop.signum
+        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
+        print(f"{by}interrupted", file=sys.stderr)
+        code = 130 if stop.signum is None else 128 + stop.signum
+        if args.json:
+            res = ExploreResult("replay", replay.seed, interrupted=True)
+            res.seconds = time.perf_counter() - t0
+            res.stop_reason = "interrupted"
+            doc = _document(
+                "replay", sc, replay.seed, res, code, args.file, {"reproduced": None}
+            )
+            failed = write_json_report("--json", args.json, doc)
+            if failed is not None:
+                print(f"xensched replay: error: {failed}", file=sys.stderr)
+        return code
     res = ExploreResult("replay", replay.seed, runs=1, distinct=1)
     res.points = len(ex.steps)
     res.seconds = time.perf_counter() - t0
