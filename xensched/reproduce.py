@@ -39,6 +39,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from xensched.drivers.controlled import round_robin
 from xensched.explore.engine import Explorer, ScenarioTarget
 from xensched.explore.replay import Replay
 from xensched.interaction import Instrument, PointKind
@@ -167,7 +168,7 @@ class PauseAt:
         else:
             others = [t for t in enabled if t != p] or list(enabled)
             outside = [t for t in others if not self.inside.occupied(t)]
-            pick = _next_after(outside or others, last, self.inside.order)
+            pick = round_robin(self.inside.order, outside or others, last)
         self.made[pick] = self.made.get(pick, 0) + 1
         return pick
 
@@ -180,17 +181,6 @@ class PauseAt:
 
     def summary(self) -> dict[str, object]:
         return {"paused": self.paused, "k": self.k}
-
-
-def _next_after(ready: Sequence[str], last: str | None, order: Sequence[str]) -> str:
-    """The first of ``ready`` after ``last`` in spawn order (round-robin's step)."""
-    if last is None or last not in order:
-        return ready[0]
-    i = order.index(last)
-    for t in (*order[i + 1 :], *order[: i + 1]):
-        if t in ready:
-            return t
-    return ready[0]
 
 
 class _Sections(Instrument):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from xensched.errors import Abandoned, DeadlockError
 from xensched.interaction import PointKind
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 
 _LOCK = PointKind.LOCK
+T = TypeVar("T")
 
 
 class Strategy(Protocol):
@@ -421,11 +422,16 @@ def next_after(
     ready: Sequence[ExecContext], last: ExecContext | None, driver: ControlledDriver
 ) -> ExecContext:
     """The first of ``ready`` after ``last`` in spawn order (round-robin's step)."""
-    order = [p.ctx for p in driver._order]
+    return round_robin([p.ctx for p in driver._order], ready, last)
+
+
+def round_robin(order: Sequence[T], ready: Sequence[T], last: T | None) -> T:
+    """The first of ``ready`` after ``last`` in ``order`` (``ready[0]`` when ``last``
+    is not in it): round-robin's step, over contexts or thread names alike."""
     if last is None or last not in order:
         return ready[0]
     i = order.index(last)
-    for ctx in order[i + 1 :] + order[: i + 1]:
-        if ctx in ready:
-            return ctx
+    for x in (*order[i + 1 :], *order[: i + 1]):
+        if x in ready:
+            return x
     return ready[0]
