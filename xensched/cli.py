@@ -39,8 +39,10 @@ from xensched.options import Parser, add_progress_option, integer, refusal
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
+    check_output_dir,
     check_output_paths,
     write_json_report,
+    write_text_atomic,
 )
 from xensched.protocol import WITHOUT, Part, SwitchProtocol
 from xensched.report import (
@@ -142,10 +144,10 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
             "written; the exit status is then 128 + the signal (130, 143, 129)."
         ),
         epilog=(
-            "exit status: 0 the run completed, 2 usage error (a --json FILE that "
-            "cannot be written is refused before the run), 4 the run completed but "
-            "--json FILE could not be written at the end (the table is printed "
-            "first), 130 interrupted."
+            "exit status: 0 the run completed, 2 usage error (a --json FILE or "
+            "--replay-dir DIR that cannot be written is refused before the run), 4 "
+            "the run completed but --json FILE could not be written (or a replay "
+            "file) at the end (the table is printed first), 130 interrupted."
         ),
     )
     names = list(SCHEDULERS)
@@ -258,15 +260,10 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             seen.add(value)
     try:
         check_output_paths(("--json", args.json))
+        if args.replay_dir is not None:
+            check_output_dir("--replay-dir", args.replay_dir)
     except OutputPathError as e:
         print(f"xensched reproduce: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.replay_dir is not None and not os.path.isdir(args.replay_dir):
-        print(
-            f"xensched reproduce: error: --replay-dir {args.replay_dir}: not a "
-            "directory",
-            file=sys.stderr,
-        )
         return EXIT_USAGE
     todo = transitions(
         boots=args.boot or tuple(SCHEDULERS),
@@ -335,6 +332,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 print(f"xensched reproduce: error: {failed}", file=sys.stderr)
         raise
     replays: dict[int, dict[str, str]] = {}
+    unwritten: list[str] = []
     if args.replay_dir is not None:
         replays, unwritten = _write_replays(args.replay_dir, results)
         for line in unwritten:
@@ -351,7 +349,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                     print(render_violation(v))
     print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s", flush=True)
     # Interrupted: the shell's convention, 128 + the signal (130 for Ctrl-C, SIGINT).
-    code = EXIT_OK
+    code = EXIT_NOT_WRITTEN if unwritten else EXIT_OK
     if interrupted:
         code = EXIT_INTERRUPTED if stop.signum is None else 128 + stop.signum
     # The table is out before the file is tried: a full disk must not cost it.
@@ -378,10 +376,9 @@ def _write_replays(
             name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             path = os.path.join(directory, name)
             try:
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(r.replay(j).to_json())
+                write_text_atomic(path, r.replay(j).to_json())
             except OSError as e:
-                errors.append(f"{path}: {e.strerror or e}")
+                errors.append(f"--replay-dir {path}: not written: {e.strerror or e}")
                 continue
             out.setdefault(i, {})[kind] = path
     return out, errors

@@ -109,6 +109,30 @@ def check_output_path(option: str, path: str) -> None:
     os.unlink(probe)
 
 
+def check_output_dir(option: str, directory: str) -> None:
+    """Refuse ``directory`` for ``option`` unless files can be written in it (an
+    existing directory that accepts a new file: see :func:`check_output_path`).
+
+    Raises:
+        OutputPathError: one line, ``"--replay-dir DIR: the problem"``.
+    """
+    where = f"{option} {_show(directory)}"
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        raise OutputPathError(f"{where}: does not exist") from None
+    except OSError as e:
+        raise OutputPathError(f"{where}: {_reason(e)}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputPathError(f"{where}: not a directory")
+    try:
+        fd, probe = _create_temporary(directory, "probe")
+    except OSError as e:
+        raise OutputPathError(f"{where}: cannot create a file ({_reason(e)})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_output_paths(*options: tuple[str, str | None]) -> None:
     """:func:`check_output_path` for each ``(option, path)`` given (``None``: not
     given); two options may not name the same file.

@@ -20,6 +20,7 @@ from xensched.cli import main
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
+    check_output_dir,
     check_output_path,
     check_output_paths,
     write_json_atomic,
@@ -388,3 +389,15 @@ def test_reproduce_help_documents_the_exit_codes(
     assert main(["reproduce", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "4 the run completed but --json FILE could not be written" in out
+
+
+def test_an_output_directory_must_exist_be_one_and_take_files(tmp_path: Path) -> None:
+    check_output_dir("--replay-dir", str(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(OutputPathError, match=f"^--replay-dir {f}: not a directory$"):
+        check_output_dir("--replay-dir", str(f))
+    gone = tmp_path / "gone"
+    with pytest.raises(OutputPathError, match=f"^--replay-dir {gone}: does not exist$"):
+        check_output_dir("--replay-dir", str(gone))

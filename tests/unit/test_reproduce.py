@@ -430,3 +430,25 @@ def test_workers_give_the_same_results() -> None:
         Transition("credit", "credit2", "add", LEGACY),
     ]
     assert reproduce(sel, workers=2, pause="mover") == [mover_result(t) for t in sel]
+
+
+def test_replay_dir_is_checked_before_the_run_and_written_after(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xensched.cli import main
+
+    argv = ["reproduce", "--pause", "mover", "--boot", "rtds", "--pool", "credit2"]
+    argv += ["--direction", "add", "--protocol", "legacy", "--no-progress"]
+    missing = tmp_path / "nope"
+    assert main([*argv, "--replay-dir", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"xensched reproduce: error: --replay-dir {missing}: does not exist\n"
+    )
+    assert main([*argv, "--replay-dir", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == [
+        f"rtds-credit2-add-legacy-{kind}.json"
+        for kind in sorted(
+            mover_result(Transition("rtds", "credit2", "add", LEGACY)).problems
+        )
+    ]
