@@ -152,10 +152,39 @@ def test_release_of_free_lock_raises(host: Host, lock: SpinLock) -> None:
 # -- contention and the watchdog -------------------------------------------------------
 
 
-def test_contended_acquisition_is_counted(host: Host, lock: SpinLock) -> None:
-    """pcpu0 spins until pcpu1 lets go; ordered by the LOCK point, not by sleeping."""
+class _RefusalSeen:
+    """A ``threading.Lock`` stand-in that says when a non-blocking attempt failed.
+
+    The LOCK point comes just before the real attempt, so a test that lets the holder
+    go on seeing the point alone may let the spinner find the lock free (uncontended).
+    Waiting for the refused attempt itself orders the two without sleeping.
+    """
+
+    def __init__(self, inner: threading.Lock) -> None:
+        self._inner = inner
+        self.refused = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._inner.acquire(blocking, timeout)
+        if not ok and not blocking:
+            self.refused.set()
+        return ok
+
+    def release(self) -> None:
+        self._inner.release()
+
+    def locked(self) -> bool:
+        return self._inner.locked()
+
+
+def test_contended_acquisition_is_counted(
+    host: Host, lock: SpinLock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pcpu0 spins until pcpu1 lets go; ordered by the refused attempt, not by sleeping."""
     watch = SpinWatch()
     host.bus.add_instrument(watch)
+    seen = _RefusalSeen(lock._lock)
+    monkeypatch.setattr(lock, "_lock", seen)
     held, go = threading.Event(), threading.Event()
     got = threading.Event()
     threads = _hold_in_thread(host, lock, 1, held, go)
@@ -168,6 +197,7 @@ def test_contended_acquisition_is_counted(host: Host, lock: SpinLock) -> None:
 
         threads.start(host.cpu_contexts[0], spinner)
         watch.wait_spinning(lock.name, {"pcpu0"})
+        assert seen.refused.wait(timeout=10.0), "pcpu0 never tried the held lock"
         assert not got.is_set()
         go.set()
     assert got.is_set()
