@@ -79,6 +79,12 @@ class PointKind(enum.Enum):
     ENTER = "enter"
     EXIT = "exit"
     WAIT = "wait"
+    # smp_load_acquire() / smp_store_release(): a load or store with an ordering.
+    LOAD_ACQUIRE = "load-acquire"
+    STORE_RELEASE = "store-release"
+    # A buffered store becoming visible to the other CPUs: a step of its own under
+    # the controlled driver with a store-buffer memory model (xensched.memory_model).
+    DRAIN = "drain"
 
 
 #: Kinds that change the object (for dependence: two accesses to one object
@@ -86,6 +92,8 @@ class PointKind(enum.Enum):
 WRITES = frozenset(
     {
         PointKind.STORE,
+        PointKind.STORE_RELEASE,
+        PointKind.DRAIN,
         PointKind.RMW,
         PointKind.LOCK,
         PointKind.ACQUIRED,
@@ -176,6 +184,18 @@ class MemoryModel(Protocol):
     ) -> T:
         """An atomic, fully ordered read-modify-write (``xchg``, ``set_bit``):
         store ``fn(old)``, return ``old``. The caller holds the cell's lock."""
+        ...
+
+    def load_acquire(self, ctx: ExecContext | None, cell: Cell[T]) -> T:
+        """``smp_load_acquire()``: a load that later accesses cannot pass."""
+        ...
+
+    def store_release(self, ctx: ExecContext | None, cell: Cell[T], value: T) -> None:
+        """``smp_store_release()``: a store that cannot pass earlier accesses."""
+
+    def peek(self, ctx: ExecContext | None, cell: Cell[T]) -> T:
+        """What ``ctx`` would read now without reordering (its own buffered store,
+        else memory): for checks and reports, never a choice of the model."""
         ...
 
     def barrier(self, ctx: ExecContext | None, kind: PointKind) -> None:

@@ -24,8 +24,14 @@ changes under it, and no Python container is shared between threads.
 the predicates of bounded waits use it, never model logic. ``wait_until(pred, what)``
 is the model's one way to wait for a cell (``vcpu_sleep_sync()``), a driver's wait.
 
-Left out: ``READ_ONCE``/``WRITE_ONCE`` as distinct accesses (every access here is
-single-copy atomic), dependency ordering.
+``load()`` and ``store()`` are ``READ_ONCE()`` and ``WRITE_ONCE()``: every access here
+is single-copy atomic, and the compiler is not emulated. :func:`smp_load_acquire` and
+:func:`smp_store_release` are the ordered forms, :func:`xchg` and :func:`cmpxchg` the
+fully ordered read-modify-writes. Under a store-buffer memory model
+(:mod:`xensched.memory_model`) a fully ordered read-modify-write is a full barrier
+point followed by the access, as Arm builds ``xchg`` from ``dmb`` and an exclusive pair.
+
+Left out: dependency ordering (address, data and control dependencies order nothing).
 """
 
 from __future__ import annotations
@@ -110,8 +116,12 @@ class Cell(Shared, Generic[T]):
         """An atomic, fully ordered read-modify-write (``xchg``, ``test_and_set_bit``):
         stores ``fn(old)``; returns ``old``."""
         bus = self._bus
-        bus._point(self._rmw, _depth)
         mem = bus._memory
+        if mem is not None and _ctx() is not None:
+            # Fully ordered: earlier stores drain first (a CPU of a store-buffer
+            # model waits at this point until its buffer is empty).
+            _barrier(_MB, _depth + 1)
+        bus._point(self._rmw, _depth)
         with _ATOMIC[self.oid % _STRIPES]:
             if mem is None:
                 old = self.value
@@ -124,8 +134,13 @@ class Cell(Shared, Generic[T]):
         self._bus.wait_until(lambda: pred(self.value), what, self)
 
     def peek(self) -> T:
-        """Read for a check, a report or the harness: no interaction point, no event."""
-        return self.value
+        """Read for a check, a report or the harness: no interaction point, no event.
+
+        Under a store-buffer memory model, the calling CPU sees its own buffered
+        store, as its next load would; anyone else sees memory.
+        """
+        mem = self._bus._memory
+        return self.value if mem is None else mem.peek(_ctx(), self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}={self.value!r}>"
@@ -208,10 +223,10 @@ _WMB = PointKind.WMB
 _RMB = PointKind.RMB
 
 
-def _barrier(kind: PointKind) -> None:
+def _barrier(kind: PointKind, _depth: int = 4) -> None:
     ctx = current()
     bus = ctx.bus
-    bus._point(Access(kind, ctx.fence), 4)
+    bus._point(Access(kind, ctx.fence), _depth)
     mem = bus._memory
     if mem is not None:
         mem.barrier(ctx, kind)
@@ -230,3 +245,40 @@ def smp_wmb() -> None:
 def smp_rmb() -> None:
     """Load-load barrier."""
     _barrier(_RMB)
+
+
+_ACQ = PointKind.LOAD_ACQUIRE
+_REL = PointKind.STORE_RELEASE
+
+
+def smp_load_acquire(cell: Cell[T]) -> T:
+    """``smp_load_acquire()``: no later load or store of this CPU passes it."""
+    bus = cell._bus
+    bus._point(Access(_ACQ, cell), 3)
+    mem = bus._memory
+    return cell.value if mem is None else mem.load_acquire(_ctx(), cell)
+
+
+def smp_store_release(cell: Cell[T], value: T) -> None:
+    """``smp_store_release()``: no earlier load or store of this CPU passes it."""
+    bus = cell._bus
+    bus._point(Access(_REL, cell, value), 3)
+    mem = bus._memory
+    if mem is None:
+        cell.value = value
+    else:
+        mem.store_release(_ctx(), cell, value)
+
+
+def xchg(cell: Cell[T], value: T) -> T:
+    """``xchg()``: store ``value``, return the old one; atomic and fully ordered."""
+    return cell.exchange(lambda _old: value, 4)
+
+
+def cmpxchg(cell: Cell[T], old: T, new: T) -> T:
+    """``cmpxchg()``: store ``new`` if the value is ``old``; returns the value found.
+
+    Fully ordered whether or not it stores (stronger than the kernel's, whose failed
+    ``cmpxchg`` orders nothing).
+    """
+    return cell.exchange(lambda cur: new if cur == old else cur, 4)

@@ -214,6 +214,19 @@ class RecordingSC:
         cell.value = fn(old)
         return old
 
+    def load_acquire(self, ctx: ExecContext | None, cell: Cell[Any]) -> Any:
+        self._log(ctx, "load-acquire", cell.label)
+        return cell.value
+
+    def store_release(
+        self, ctx: ExecContext | None, cell: Cell[Any], value: Any
+    ) -> None:
+        self._log(ctx, "store-release", cell.label)
+        cell.value = value
+
+    def peek(self, ctx: ExecContext | None, cell: Cell[Any]) -> Any:
+        return cell.value
+
     def barrier(self, ctx: ExecContext | None, kind: PointKind) -> None:
         self._log(ctx, kind.value, "-")
 

@@ -84,6 +84,13 @@ class World:
         self._bus = self._host.bus
         return self._host
 
+    def memory_model(self, name: str, seed: int = 0) -> None:
+        """Run this execution under memory model ``name`` (``sc``, ``tso``,
+        ``relaxed``: :mod:`xensched.memory_model`). Call it before the threads run."""
+        from xensched.memory_model import make_memory_model
+
+        self.bus.memory = make_memory_model(name, seed)
+
     def cell(self, label: str, value: T) -> Cell[T]:
         """A shared field, every load and store an interaction point."""
         return Cell(self.bus, label, value)
