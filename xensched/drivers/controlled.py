@@ -18,6 +18,16 @@ shared condition with ``notify_all`` wakes every participant at every point, and
 free-threaded CPython, whose contended locks spin with ``sched_yield()`` before they
 sleep, that herd made a controlled run 30 times slower on a loaded machine.
 
+Under a store-buffer memory model (:mod:`xensched.memory_model`) the strategy also
+chooses when a buffered store drains and which older value a load may return: each
+drain that the model allows now is offered as a *pseudo-thread* ``CPU>field`` beside
+the participants, and a participant about to make a load with ``k`` older admissible
+values is offered as ``CPU~1`` ... ``CPU~k`` too. Picking a drain makes it at once (no
+thread runs) and asks again; picking ``CPU~j`` runs ``CPU`` with its load returning the
+``j``-th older value. A participant about to make an access that orders its buffered
+stores (a full barrier, a release) is not runnable until its buffer is empty. When
+every participant has ended, the remaining stores drain, still one choice at a time.
+
 The driver keeps the list of steps it scheduled (:attr:`ControlledDriver.steps`), one
 ``(context, point, label)`` per turn, so that a failing interleaving can be printed as a
 step list. A strategy sees what each waiting thread will do when it next runs
@@ -30,23 +40,34 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from xensched.errors import Abandoned, DeadlockError
-from xensched.interaction import PointKind
-from xensched.smp import bind
+from xensched.interaction import Access, PointKind
+from xensched.smp import ExecContext, bind
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from xensched.interaction import Access, Bus
-    from xensched.smp import ExecContext
+    from xensched.interaction import Bus
+    from xensched.memory import Cell
+    from xensched.memory_model import StoreBufferModel
     from xensched.spinlock import SpinLock
 
 
 _LOCK = PointKind.LOCK
+_DRAIN = PointKind.DRAIN
+_LOADS = frozenset({PointKind.LOAD, PointKind.LOAD_ACQUIRE})
 T = TypeVar("T")
+
+
+def thread_of(name: str) -> str:
+    """The thread a step's name stands for: ``CPU~k`` (a load returning an older
+    value) is ``CPU``; a drain ``CPU>field`` is a thread of its own."""
+    if ">" in name:
+        return name
+    return name.partition("~")[0]
 
 
 class Strategy(Protocol):
@@ -130,6 +151,13 @@ class ControlledDriver:
         self.abandoned: str | None = None
         self._deadlock_reported = False
         self.steps: list[tuple[str, str, str]] = []
+        # The store-buffer model of the run (None: sequential consistency), and the
+        # pseudo-threads offered at the current pick: ctx -> (access, owner, what).
+        self._mem: StoreBufferModel | None = None
+        self._pseudo: dict[
+            ExecContext, tuple[Access, ExecContext, Cell[Any] | int]
+        ] = {}
+        self._pseudo_ctx: dict[str, ExecContext] = {}
 
     # -- setup -----------------------------------------------------------------------------
     def spawn(self, ctx: ExecContext, fn: Callable[[], object]) -> None:
@@ -186,7 +214,20 @@ class ControlledDriver:
         """What ``ctx`` will do when it next runs (``None`` before its first point
         or while it waits for a condition)."""
         part = self._parts.get(ctx)
-        return part.next if part is not None else None
+        if part is None:
+            pseudo = self._pseudo.get(ctx)
+            return pseudo[0] if pseudo is not None else None
+        return part.next
+
+    def owner_of(self, ctx: ExecContext) -> ExecContext:
+        """The participant a pseudo-thread acts for (``ctx`` itself otherwise)."""
+        pseudo = self._pseudo.get(ctx)
+        return pseudo[1] if pseudo is not None else ctx
+
+    @property
+    def memory(self) -> StoreBufferModel | None:
+        """The store-buffer model whose choices this run makes, if any."""
+        return self._mem
 
     def parked(self, ctx: ExecContext) -> bool:
         """Is ``ctx`` parked until a condition holds (:meth:`wait_for`)?"""
@@ -231,6 +272,10 @@ class ControlledDriver:
         """Run every participant to the end; returns the errors they raised."""
         prev = self.bus.driver
         self.bus.driver = self
+        mem = self.bus.memory
+        if mem is not None and hasattr(mem, "drain_options"):
+            self._mem = cast("StoreBufferModel", mem)
+            self._mem.controlled = True
         try:
             with self._mutex:
                 self._started = True
@@ -255,6 +300,8 @@ class ControlledDriver:
                 raise
         finally:
             self.bus.driver = prev
+            if self._mem is not None:
+                self._mem.controlled = False
         return [(p.ctx, p.error) for p in self._order if p.error is not None]
 
     def _join(self, deadline: float) -> None:
@@ -301,29 +348,73 @@ class ControlledDriver:
         if p.until is not None and not p.until():
             return False
         w = p.wants
-        return w is None or w.owner is None
+        if w is not None and w.owner is not None:
+            return False
+        mem = self._mem
+        nxt = p.next
+        return mem is None or nxt is None or mem.may_proceed(p.ctx, nxt[0])
+
+    def _offer_pseudo(self, ready: list[ExecContext]) -> None:
+        """With ``_mutex`` held: add the memory model's choices to ``ready``."""
+        mem = self._mem
+        assert mem is not None
+        self._pseudo = {}
+        for ctx in list(ready):
+            acc = self._parts[ctx].next
+            if acc is None or acc[0] not in _LOADS:
+                continue
+            k = mem.load_choices(ctx, cast("Cell[Any]", acc[1]))
+            for j in range(1, k + 1):
+                pc = self._pseudo_context(f"{ctx.name}~{j}")
+                self._pseudo[pc] = (acc, ctx, j)
+                ready.append(pc)
+        for owner, cell in mem.drain_options():
+            pc = self._pseudo_context(f"{owner.name}>{cell.label}")
+            self._pseudo[pc] = (Access(_DRAIN, cell), owner, cell)
+            ready.append(pc)
+
+    def _pseudo_context(self, name: str) -> ExecContext:
+        pc = self._pseudo_ctx.get(name)
+        if pc is None:
+            # Not registered on the bus: it never runs model code, only names a step.
+            pc = self._pseudo_ctx[name] = ExecContext(self.bus, name, None)
+        return pc
 
     def _schedule_next(self, last: ExecContext | None) -> None:
         """With ``_mutex`` held: give the turn to the strategy's pick."""
-        if self.abandoned is not None:
-            self._open_all()
-            return
-        ready = [p.ctx for p in self._order if self._runnable(p)]
-        if ready:
+        while True:
+            if self.abandoned is not None:
+                self._open_all()
+                return
+            ready = [p.ctx for p in self._order if self._runnable(p)]
+            if self._mem is not None:
+                self._offer_pseudo(ready)
+            if not ready:
+                break
             picked = self.strategy.pick(ready, last, self)
             if picked is None:
                 self._ended_by_strategy()
                 return
-            self._running = picked
-            self._open(self._parts[picked])
-        else:
-            self._running = None
-            if self.deadlock is None and any(
-                p.state is _State.READY for p in self._order
-            ):
-                # Described once, while every side of the cycle is still there.
-                self.deadlock = self._describe("no participant can run")
-            self._open_all()
+            pseudo = self._pseudo.get(picked)
+            if pseudo is None:
+                self._running = picked
+                self._open(self._parts[picked])
+                return
+            _, owner, what = pseudo
+            assert self._mem is not None
+            if isinstance(what, int):  # CPU~k: the owner runs, its load reads older
+                self._mem.choose_load(owner, what)
+                self._running = owner
+                self._open(self._parts[owner])
+                return
+            self._mem.drain(owner, what)
+            self.steps.append((picked.name, _DRAIN.value, what.label))
+            last = picked
+        self._running = None
+        if self.deadlock is None and any(p.state is _State.READY for p in self._order):
+            # Described once, while every side of the cycle is still there.
+            self.deadlock = self._describe("no participant can run")
+        self._open_all()
 
     def _ended_by_strategy(self) -> None:
         """With ``_mutex`` held: the strategy returned no thread (it may have called

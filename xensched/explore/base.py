@@ -18,6 +18,14 @@ steps that make no access of their own:
   ``SCHEDULE_SOFTIRQ``) resumes. The condition reads state that any write may change,
   so it is taken to depend on every write.
 
+Under a store-buffer memory model two more kinds of step exist (see
+:mod:`xensched.drivers.controlled`): a *drain* ``CPU>field`` (the buffered store
+reaching memory: a write of the field) and a load of ``CPU~k`` (``CPU`` running, its
+load returning an older value: the same thread as ``CPU``, :func:`thread_of`). Every
+operation of a CPU then also touches that CPU's store buffer (``also``: read by the
+CPU's own accesses, written by its drains), so a drain depends on the accesses of its
+CPU that it may enable (a barrier waiting for the buffer to empty) or reorder.
+
 Left out: operations that are not interaction points (``Cell.peek()``, which only
 checks and wait conditions use) are invisible here: a check that reads a field with
 ``peek()`` is not ordered against the writes of that field by dependence.
@@ -28,12 +36,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from xensched.drivers.controlled import thread_of
 from xensched.interaction import WRITES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["START", "WAKE", "Op", "SearchStrategy", "Step", "independent"]
+__all__ = [
+    "START",
+    "WAKE",
+    "Op",
+    "SearchStrategy",
+    "Step",
+    "independent",
+    "thread_of",
+    "variants",
+]
 
 _LOCK_KINDS = frozenset({"lock", "trylock", "unlock"})
 _WRITE_VALUES = frozenset(k.value for k in WRITES)
@@ -42,11 +60,13 @@ _WRITE_VALUES = frozenset(k.value for k in WRITES)
 class Op(NamedTuple):
     """A pending access: its kind (a :class:`~xensched.interaction.PointKind` value, or
     ``start`` / ``wake``), the object's ``oid`` (0 for the pseudo-operations) and
-    label."""
+    label; under a store-buffer model, ``also`` is the ``oid`` of the store buffer of
+    the CPU it acts for (0: none)."""
 
     kind: str
     oid: int
     label: str
+    also: int = 0
 
     @property
     def is_write(self) -> bool:
@@ -71,7 +91,19 @@ def independent(a: Op, b: Op) -> bool:
     if a.kind == "wake" or b.kind == "wake":
         other = b if a.kind == "wake" else a
         return other.kind == "wake" or not other.is_write
-    return a.oid != b.oid or not (a.is_write or b.is_write)
+    if a.oid == b.oid:
+        return not (a.is_write or b.is_write)
+    if a.also and a.also == b.also:
+        # One CPU's store buffer: its drains write it, its accesses read it.
+        return a.kind != "drain" and b.kind != "drain"
+    return True
+
+
+def variants(name: str, enabled: Sequence[str]) -> list[str]:
+    """The names in ``enabled`` that stand for the same thread as ``name`` (its
+    loads of older values, under a relaxed memory model), ``name`` first."""
+    t = thread_of(name)
+    return [name] + [u for u in enabled if u != name and thread_of(u) == t]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xensched.explore.base import START, independent
+from xensched.explore.base import START, independent, thread_of, variants
 from xensched.explore.tree import TreeSearch
 
 if TYPE_CHECKING:
@@ -89,9 +89,9 @@ class DPOR(TreeSearch):
         trylocks: dict[int, dict[str, int]] = {}
         last_writer: dict[str, int] = {}  # each thread's latest write (for wakes)
         last_wake: dict[str, int] = {}
-        names = [s.thread for s in steps]
+        names = [thread_of(s.thread) for s in steps]
         for j, s in enumerate(steps):
-            t = s.thread
+            t = names[j]
             op = self._op(s.op)
             pre = thread_clock.get(t, {})
             deps: list[int] = []
@@ -126,6 +126,17 @@ class DPOR(TreeSearch):
                 w = last_write.get(oid)
                 deps = [w] if w is not None else []
                 cands = deps
+            also = op.also
+            drain = op.kind == "drain"
+            if also and op.kind not in ("start", "wake"):
+                # The CPU's store buffer (see base.independent): drains write it,
+                # the CPU's own accesses read it.
+                w = last_write.get(also)
+                extra = [w] if w is not None else []
+                if drain:
+                    extra += list(reads.get(also, {}).values())
+                deps = deps + extra
+                cands = cands + extra
             cands = [e for e in dict.fromkeys(cands) if names[e] != t]
             clock = dict(pre)
             for d in deps:
@@ -151,6 +162,12 @@ class DPOR(TreeSearch):
                 if op.kind == "wake":
                     last_wake[t] = j
                 continue
+            if also:
+                if drain:
+                    last_write[also] = j
+                    reads.pop(also, None)
+                elif also != oid:
+                    reads.setdefault(also, {})[t] = j
             if op.is_write:
                 last_write[oid] = j
                 reads.pop(oid, None)
@@ -177,25 +194,35 @@ class DPOR(TreeSearch):
         j: int,
     ) -> None:
         node = self.nodes[i]
-        ti, pi = steps[i].thread, pos[i]
+        ti, pi = thread_of(steps[i].thread), pos[i]
         first: dict[str, int] = {}
         initials: list[str] = []
         for e in range(i + 1, j + 1):
             if e != j and clocks[e].get(ti, 0) >= pi:
                 continue  # happens after i: not in v
-            te = steps[e].thread
+            te = thread_of(steps[e].thread)
             if te in first:
                 continue
             first[te] = e
             ce = clocks[e]
             if all(ce.get(q, 0) < pos[f] for q, f in first.items() if q != te):
                 initials.append(te)
-        if any(p in node.backtrack or p in node.sleep for p in initials):
+        # Names enabled here, by thread (a thread's loads of older values are
+        # names of their own).
+        here: dict[str, list[str]] = {}
+        for u in node.enabled:
+            here.setdefault(thread_of(u), []).append(u)
+        if any(
+            u in node.backtrack or u in node.sleep
+            for p in initials
+            for u in here.get(p, ())
+        ):
             return
-        tj = steps[j].thread
-        runnable = [p for p in initials if p in node.enabled]
+        tj = thread_of(steps[j].thread)
+        runnable = [p for p in initials if p in here]
         if runnable:
-            node.backtrack.add(tj if tj in runnable else runnable[0])
+            p = tj if tj in runnable else runnable[0]
+            node.backtrack.update(variants(here[p][0], node.enabled))
         else:
             node.backtrack.update(node.enabled)
 

@@ -195,7 +195,10 @@ class _Chooser:
         acc = driver.next_access(ctx)
         if acc is not None:
             obj = acc[1]
-            return Op(acc[0]._value_, obj.oid, obj.label)
+            if driver.memory is None:
+                return Op(acc[0]._value_, obj.oid, obj.label)
+            fence = driver.owner_of(ctx).fence
+            return Op(acc[0]._value_, obj.oid, obj.label, fence.oid if fence else 0)
         return WAKE if driver.parked(ctx) else START
 
     def pick(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xensched.explore.base import independent
+from xensched.explore.base import independent, thread_of, variants
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -70,7 +70,12 @@ class Node:
     def cost(self, thread: str) -> int:
         """1 when choosing ``thread`` here is a preemption."""
         last = self.last
-        return 0 if last is None or thread == last or last not in self.enabled else 1
+        if last is None or thread == last:
+            return 0
+        was = thread_of(last)
+        if thread_of(thread) == was:
+            return 0  # the same thread, its load reading an older value
+        return 1 if any(thread_of(t) == was for t in self.enabled) else 0
 
     def left(self) -> list[str]:
         """What is still to try here, the cheapest (no preemption) first."""
@@ -165,11 +170,12 @@ class TreeSearch:
             preemptions = parent.preemptions + parent.cost(parent.chosen)
             if self.sleep_sets:
                 ran = parent.pending[parent.chosen]
+                who = thread_of(parent.chosen)
                 for t, op in parent.sleep.items():
-                    if independent(op, ran):
+                    if thread_of(t) != who and independent(op, ran):
                         sleep[t] = op
                 for t in parent.done:
-                    if t != parent.chosen and independent(parent.pending[t], ran):
+                    if thread_of(t) != who and independent(parent.pending[t], ran):
                         sleep[t] = parent.pending[t]
         node = Node(tuple(enabled), pending, last, preemptions, sleep)
         self.nodes.append(node)
@@ -187,7 +193,11 @@ class TreeSearch:
         awake.sort(key=node.cost)
         node.chosen = awake[0]
         node.done.add(node.chosen)
-        node.backtrack = self.initial_backtrack(node)
+        # Which older value a load returns is a choice of the program, not an
+        # order of threads: each of them is tried wherever its thread is.
+        node.backtrack = self.initial_backtrack(node) | set(
+            variants(node.chosen, enabled)
+        )
         if bound is not None:
             node.backtrack = {
                 t for t in node.backtrack if preemptions + node.cost(t) <= bound
