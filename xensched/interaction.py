@@ -277,6 +277,9 @@ class Bus:
         self._driver: Driver | None = None
         self._memory: MemoryModel | None = None
         self._unobserved_loads = False
+        # A load makes a point (something sees it); without one, a memory model
+        # still answers it.
+        self._load_points = True
         self.lock_timeout = lock_timeout
         self.strict = strict
         self._instruments: list[Instrument] = []
@@ -334,12 +337,10 @@ class Bus:
         """A load nobody observes (no driver, no memory model, no instrument that
         takes points, and a trace that leaves loads out) is a plain read: its point
         would do nothing, so a cell skips it. The stress harness's hot path."""
-        self._unobserved_loads = (
-            self._driver is None
-            and self._memory is None
-            and not self._point_instruments
-            and not self._trace_all
+        self._load_points = bool(
+            self._driver is not None or self._point_instruments or self._trace_all
         )
+        self._unobserved_loads = self._memory is None and not self._load_points
 
     # -- registration -------------------------------------------------------------
 
