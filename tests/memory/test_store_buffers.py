@@ -179,3 +179,12 @@ def test_dpor_finds_what_unreduced_dfs_finds_with_drains_and_early_loads(
     """The drain steps and loads of older values are choices DPOR reduces over:
     its outcome set is the unreduced search's."""
     assert outcomes(make(model), DPOR()) == outcomes(make(model), BoundedDFS(None))
+
+
+def test_dpor_blind_to_one_field_misses_the_reordering_dfs_finds() -> None:
+    """The planted defect: a DPOR that takes every access of ``flag`` (its loads
+    and its drain) as independent of everything misses MP's weak outcome under
+    relaxed, which unreduced DFS finds."""
+    found = outcomes(mp("relaxed"), BoundedDFS(None))
+    assert (1, 0) in found
+    assert (1, 0) not in outcomes(mp("relaxed"), DPOR(ignore="flag"))
