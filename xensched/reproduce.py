@@ -139,6 +139,12 @@ class PauseAt:
     violation, unless the lock stops it, as it must), until none of them is enabled;
     then ``paused`` goes on (and any other that it unblocks, as before). ``paused``
     ``None`` is the dry run: every thread in turn, in spawn order.
+
+    Under a store-buffer memory model, when ``paused`` stops, one of its buffered
+    stores becomes visible first: the newest the model lets go (a FIFO buffer only
+    ever offers its oldest), so that the others find its stores in the most
+    reordered state the model allows. Other stores drain only when nothing else
+    can run.
     """
 
     name = "reproduce"
@@ -150,9 +156,11 @@ class PauseAt:
         self.k = k
         self.inside = inside
         self.made: dict[str, int] = {}
+        self._reordered = False
 
     def begin(self, run: int) -> bool:
         self.made = {}
+        self._reordered = False
         return run == 0
 
     def choose(
@@ -163,10 +171,27 @@ class PauseAt:
         last: str | None,
     ) -> str | None:
         p = self.paused
+        own = [t for t in enabled if p is not None and t.startswith(p + ">")]
         if p is not None and p in enabled and self.made.get(p, 0) < self.k:
             pick = p
+        elif p is not None and own and self.made.get(p, 0) < self.k:
+            # It waits for its own buffer to drain (a barrier, a release): still
+            # its turn alone.
+            pick = own[0]
+        elif (
+            p is not None
+            and not self._reordered
+            and self.made.get(p, 0) >= self.k
+            and own
+        ):
+            self._reordered = True
+            pick = own[-1]
         else:
             others = [t for t in enabled if t != p] or list(enabled)
+            if p is not None and self.made.get(p, 0) >= self.k:
+                # The paused thread's stores stay buffered while anything else
+                # can go (another's drain included).
+                others = [t for t in others if not t.startswith(p + ">")] or others
             outside = [t for t in others if not self.inside.occupied(t)]
             pick = round_robin(self.inside.order, outside or others, last)
         self.made[pick] = self.made.get(pick, 0) + 1
