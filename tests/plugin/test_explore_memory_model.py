@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from tests._schemas import validate
 from xensched.explore.pytest_explore import replay_path
 from xensched.explore.threads import World
 
@@ -75,6 +76,7 @@ def test_the_option_overrides_the_marker_not_the_body(
     )
     path = replay_path(project.path / ".xensched" / "replays", "test_sb.py::test_plain")
     recorded = json.loads(path.read_text(encoding="utf-8"))
+    validate("replay", recorded)
     assert recorded["options"]["memory_model"] == "tso"
     # The replay runs the recorded schedule under the same model, and fails as it did.
     again = project.runpytest(

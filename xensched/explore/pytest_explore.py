@@ -29,12 +29,12 @@ max_preemptions=None, keep_going=False, shards=1, seconds=None, memory_model=Non
 ``seed=None`` is the per-test seed (the base seed ^ crc32 of the node id, less any shard
 suffix, so that the shards of a randomised strategy share one seed).
 ``memory_model`` (``sc``, ``tso`` or ``relaxed``: :mod:`xensched.memory_model`) is the
-model of the bus or host the body makes (:meth:`~xensched.explore.threads.World.use_memory_model`);
-``--xensched-memory-model M`` sets it for every marked test, over the marker's; a body
-that picks a model itself (``World.memory_model``, ``World.host(memory_model=...)``)
-keeps its own. Under ``tso`` and ``relaxed`` the drains of the store buffers are steps
-the strategy chooses, so the exploration covers reorderings. The test fails when an execution
-records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
+model of the bus or host the body makes
+(:meth:`~xensched.explore.threads.World.use_memory_model`); ``--xensched-memory-model
+M`` sets it for every marked test, over the marker's; a body that picks a model itself
+(``World.memory_model``, ``World.host(memory_model=...)``) keeps its own. Under ``tso``
+and ``relaxed`` the drains of the store buffers are steps the strategy chooses, so the
+exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
 failing :meth:`~xensched.explore.threads.World.check` an ``assert``. The failure says
 the violation, the exploration's figures and the failing schedule step by step; the
 failing execution is written as a replay file (``--xensched-replay-dir``, default
@@ -97,9 +97,9 @@ _PROPERTY: Final = "xensched_explore"
 MARKER_HELP: Final = (
     "explore(strategy='dpor', runs=200, seed=None, depth=3, max_preemptions=None, "
     "keep_going=False, shards=1, seconds=None, memory_model=None): run the test "
-    "body (which takes the "
-    "xensched_world fixture) once per execution of a systematic exploration of the "
-    "threads it starts"
+    "body (which takes the xensched_world fixture) once per execution of a "
+    "systematic exploration of the threads it starts, under memory_model (sc, tso "
+    "or relaxed; --xensched-memory-model overrides it)"
 )
 
 _REPLAY_KEY: Final = pytest.StashKey["Replay | None"]()
