@@ -478,6 +478,8 @@ class Bus:
         if waiter is not None and ctx is not None and ctx.bus is self:
             waiter(ctx, pred, what)
             return
+        if ctx is not None:
+            _flush_own(self._memory, ctx)
         deadline = time.monotonic() + self.lock_timeout
         while not pred():
             if obj is not None:
@@ -559,3 +561,12 @@ class Bus:
             self._violations.clear()
             self._kept_kinds.clear()
             self._dropped.clear()
+
+
+def _flush_own(memory: MemoryModel | None, ctx: ExecContext) -> None:
+    """A CPU about to wait (free-running) lets its store buffer drain first: a
+    waiting CPU that kept its stores could wait forever for a CPU that waits for
+    them, where hardware drains a buffer in bounded time."""
+    flush = getattr(memory, "flush", None)
+    if flush is not None:
+        flush(ctx)

@@ -88,7 +88,8 @@ def test_stress_options_land_in_the_report_and_its_rerun(
     lines = out.splitlines()
     assert lines[0] == "seed=11"
     assert lines[1] == (
-        "xensched stress: seed=11 protocol=fixed-without:barrier boot=credit2 "
+        "xensched stress: seed=11 protocol=fixed-without:barrier memory_model=sc "
+        "boot=credit2 "
         "pCPUs=6 pools: Pool-0=credit2[0,1,2,3], p1=rtds[4,5]; 3 domain(s) x 1 vCPU(s)"
     )
     assert "stopped: ops reached after " in out
