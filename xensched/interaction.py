@@ -338,7 +338,9 @@ class Bus:
         takes points, and a trace that leaves loads out) is a plain read: its point
         would do nothing, so a cell skips it. The stress harness's hot path."""
         self._load_points = bool(
-            self._driver is not None or self._point_instruments or self._trace_all
+            self._driver is not None
+            or self._trace_all
+            or any(getattr(i, "wants_loads", True) for i in self._point_instruments)
         )
         self._unobserved_loads = self._memory is None and not self._load_points
 
