@@ -479,6 +479,8 @@ class Bus:
         waiter = getattr(self.driver, "wait_until", None)
         if waiter is not None and ctx is not None and ctx.bus is self:
             waiter(ctx, pred, what)
+            if obj is not None:
+                self._note(Access(_WAIT, obj))  # what held: seen (race detector)
             return
         if ctx is not None:
             _flush_own(self._memory, ctx)
@@ -492,6 +494,8 @@ class Bus:
                 self.violation(ViolationKind.DEADLOCK, "wait_until", msg)
                 raise DeadlockError(msg)
             time.sleep(_WAIT_POLL)
+        if obj is not None:
+            self._note(Access(_WAIT, obj))
 
     # -- violations ---------------------------------------------------------------
 

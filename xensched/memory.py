@@ -58,7 +58,10 @@ _RMW = PointKind.RMW
 # Atomic read-modify-writes of cells are made atomic by a small pool of striped locks
 # (emulator bookkeeping), not one lock per cell: a host has thousands of cells.
 _STRIPES = 64
-_ATOMIC = tuple(threading.Lock() for _ in range(_STRIPES))
+_STRIPE_LOCKS = tuple(threading.Lock() for _ in range(_STRIPES))
+#: The value of a fully ordered read-modify-write's access record (a plain one has
+#: none), so that instruments can tell ``xchg`` from a read-modify-write under a lock.
+_ATOMIC = "atomic"
 
 
 def _ctx() -> ExecContext | None:
@@ -69,15 +72,21 @@ def _ctx() -> ExecContext | None:
 class Cell(Shared, Generic[T]):
     """One shared memory location of the emulated host."""
 
-    __slots__ = ("_rd", "_rmw", "value")
+    __slots__ = ("_rd", "_rmw", "_xchg", "racy", "value")
 
-    def __init__(self, bus: Bus, label: str, value: T) -> None:
+    def __init__(
+        self, bus: Bus, label: str, value: T, *, racy: str | None = None
+    ) -> None:
         super().__init__(bus, label)
         self.value = value
+        #: Why Xen reads this field without ordering, on purpose (``None``: it does
+        #: not): the race detector's declaration (:mod:`xensched.race_detector`).
+        self.racy = racy
         # The access records of a load and of a read-modify-write never change: made
         # once here rather than at every point.
         self._rd = Access(_LOAD, self)
         self._rmw = Access(_RMW, self)
+        self._xchg = Access(_RMW, self, _ATOMIC)
 
     # Bus._point() called directly (Bus.point() is one call more): these run at most
     # interaction points.
@@ -123,8 +132,8 @@ class Cell(Shared, Generic[T]):
             # Fully ordered: earlier stores drain first (a CPU of a store-buffer
             # model waits at this point until its buffer is empty).
             _barrier(_MB, _depth + 1)
-        bus._point(self._rmw, _depth)
-        with _ATOMIC[self.oid % _STRIPES]:
+        bus._point(self._xchg, _depth)
+        with _STRIPE_LOCKS[self.oid % _STRIPES]:
             if mem is None:
                 old = self.value
                 self.value = fn(old)
@@ -153,8 +162,15 @@ class CpuMask(Cell[frozenset[int]]):
 
     __slots__ = ()
 
-    def __init__(self, bus: Bus, label: str, cpus: Iterable[int] = frozenset()) -> None:
-        super().__init__(bus, label, frozenset(cpus))
+    def __init__(
+        self,
+        bus: Bus,
+        label: str,
+        cpus: Iterable[int] = frozenset(),
+        *,
+        racy: str | None = None,
+    ) -> None:
+        super().__init__(bus, label, frozenset(cpus), racy=racy)
 
     def test(self, cpu: int) -> bool:
         """``cpumask_test_cpu()``."""
@@ -190,8 +206,10 @@ class RunQueue(Cell[tuple[E, ...]]):
 
     __slots__ = ()
 
-    def __init__(self, bus: Bus, label: str, items: Iterable[E] = ()) -> None:
-        super().__init__(bus, label, tuple(items))
+    def __init__(
+        self, bus: Bus, label: str, items: Iterable[E] = (), *, racy: str | None = None
+    ) -> None:
+        super().__init__(bus, label, tuple(items), racy=racy)
 
     def insert(self, pos: int, item: E) -> None:
         self.update(lambda q: (*q[:pos], item, *q[pos:]), 4)

@@ -27,6 +27,7 @@ class ViolationKind(enum.StrEnum):
     LIVELOCK = "livelock"
     LOCK_ORDER = "lock-order"
     IRQ_INVERSION = "irq-inversion"
+    DATA_RACE = "data-race"
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -47,6 +48,8 @@ _DESCRIPTIONS = {
     "a deadlock waiting for its timing",
     ViolationKind.IRQ_INVERSION: "a lock class was used both with IRQs enabled and "
     "disabled, or an IRQ-safe one held while an IRQ-unsafe one was taken",
+    ViolationKind.DATA_RACE: "two CPUs accessed one shared field, at least one "
+    "writing, unordered by happens-before (the race detector)",
 }
 
 

@@ -108,9 +108,10 @@ class World:
         if self._bus is not None:
             self._bus.memory = make_memory_model(name)
 
-    def cell(self, label: str, value: T) -> Cell[T]:
-        """A shared field, every load and store an interaction point."""
-        return Cell(self.bus, label, value)
+    def cell(self, label: str, value: T, *, racy: str | None = None) -> Cell[T]:
+        """A shared field, every load and store an interaction point; ``racy``: why
+        its reads race with its writes on purpose (:mod:`xensched.race_detector`)."""
+        return Cell(self.bus, label, value, racy=racy)
 
     def lock(self, name: str) -> SpinLock:
         """A spinlock (a real ``threading.Lock`` under the driver's control)."""
