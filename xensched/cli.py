@@ -1,4 +1,4 @@
-"""The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, and the
+"""The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, ``litmus``, and the
 commands other packages add.
 
 Mirrors nothing in Xen. ``reproduce``, ``protocols`` and ``scenarios`` are built in;
@@ -34,6 +34,7 @@ import xensched
 from xensched.errors import ConfigError, XenschedError
 from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
+from xensched.litmus.command import add_litmus_parser
 from xensched.mutants import MUTANTS
 from xensched.options import Parser, add_progress_option, integer, refusal
 from xensched.outputs import (
@@ -74,6 +75,8 @@ Emulate Xen's scheduler locking with real threads and real locks.
   explore     explore a scenario's interleavings (random, PCT, DFS, DPOR), shrink
               the failing one and write a replay file
   replay      run a replay file's execution again, step by step
+  litmus      run litmus tests (the kernel memory model's C format) under the
+              sc, tso and relaxed memory models; --catalog runs the built-in ones
   protocols   list the switch protocols: the presets and the parts of the fix
   scenarios   list the built-in scenarios, or print one (as JSON with --json)
 """
@@ -520,6 +523,7 @@ def build_parser(
     _reproduce_parser(sub)
     add_explore_parser(sub)
     add_replay_parser(sub)
+    add_litmus_parser(sub)
     _protocols_parser(sub)
     _scenarios_parser(sub)
     # Listed for --help; `main` hands their arguments to their own parsers

@@ -60,6 +60,7 @@ from xensched.litmus.syntax import (
     Unlock,
     Xchg,
     atoms,
+    show,
 )
 
 __all__ = ["parse", "parse_file"]
@@ -212,7 +213,9 @@ class _Parser:
         return shared, regs
 
     # -- processes -------------------------------------------------------------------
-    def process(self, expected: int) -> tuple[int, tuple[str, ...], dict[str, str], tuple[Stmt, ...], set[str]]:
+    def process(
+        self, expected: int, preset: set[str]
+    ) -> tuple[int, tuple[str, ...], dict[str, str], tuple[Stmt, ...], set[str]]:
         t = self.ident("a process P0(...) or the final condition")
         m = re.fullmatch(r"P(\d+)", t.text)
         if m is None:
@@ -239,7 +242,8 @@ class _Parser:
             if not self.at(")"):
                 self.expect(",")
         self.params = params
-        self.regs = set()
+        # Registers the initial state gives a value are known before any statement.
+        self.regs = set(preset)
         body = self.block()
         return index, tuple(params), params, body, self.regs
 
@@ -374,6 +378,10 @@ class _Parser:
                 out = self.rmw(f.text, reg, line)
             else:
                 self.unsupported(f.text, f.line)
+            if self.tok.kind == "op" and self.tok.text not in (";", "}"):
+                self.unsupported(
+                    f"{f.text} inside an expression (assign it to a register)", f.line
+                )
         else:
             out = Assign(reg, self.expr(), line)
         self.expect(";", " after the statement")
@@ -564,13 +572,11 @@ def parse(text: str, where: str = "<litmus>") -> LitmusTest:
     procs: list[Process] = []
     kinds: dict[str, str] = {}
     while p.tok.kind == "ident" and re.fullmatch(r"P\d+", p.tok.text):
-        index, params, pk, body, regs = p.process(len(procs))
+        preset = {r for t, r in init_regs if t == len(procs)}
+        index, params, pk, body, regs = p.process(len(procs), preset)
         for v, k in pk.items():
             if kinds.setdefault(v, k) != k:
                 p.fail(f"{v} is an int in one process and a spinlock_t in another")
-        for (t, r), _ in init_regs.items():
-            if t == index and r not in regs:
-                regs.add(r)
         values = tuple(sorted((r, init_regs.get((index, r), 0)) for r in regs))
         procs.append(Process(index, params, body, values))
     if not procs:
@@ -579,7 +585,6 @@ def parse(text: str, where: str = "<litmus>") -> LitmusTest:
         if t >= len(procs):
             raise LitmusError(f"{where}: initial value of {t}:{r}: there is no P{t}")
     line = p.tok.line
-    start = p.i
     if p.accept("exists"):
         quant: Literal["exists", "~exists", "forall"] = "exists"
     elif p.at("~") and p.peek().text == "exists":
@@ -594,9 +599,6 @@ def parse(text: str, where: str = "<litmus>") -> LitmusTest:
     prop = p.prop()
     if p.tok.kind != "eof":
         p.fail(f"unexpected {p._shown()} after the final condition")
-    text_of = " ".join(t.text for t in p.toks[start : p.i])
-    text_of = re.sub(r"\( ", "(", re.sub(r" \)", ")", text_of))
-    text_of = re.sub(r" ?([:=]) ?", r"\1", text_of).replace("~ ", "~")
     for s in shared:
         if s not in kinds:
             kinds[s] = "int"
@@ -625,7 +627,7 @@ def parse(text: str, where: str = "<litmus>") -> LitmusTest:
         variables=variables,
         locks=locks,
         processes=tuple(procs),
-        condition=Condition(quant, prop, text_of),
+        condition=Condition(quant, prop, f"{quant} ({show(prop)})"),
     )
 
 

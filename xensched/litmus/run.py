@@ -268,12 +268,10 @@ def _missing(test: LitmusTest, model: str) -> str:
     """Why ``model`` cannot show the test's weak outcome (from its ``Needs:`` note)."""
     if not test.needs:
         return f"{model} forbids an outcome the kernel model allows (no Needs: note)"
-    alts = [" + ".join(sorted(a)) for a in test.needs]
+    alts = " or ".join(" + ".join(sorted(a)) for a in test.needs)
     lacking = sorted({c for a in test.needs for c in a - CAPABILITIES[model]})
-    return (
-        f"the weak outcome needs {' or '.join(alts)}; {model} does no "
-        f"{', '.join(lacking)} ({'; '.join(CLASSES[c] for c in lacking)})"
-    )
+    what = "; ".join(f"{c}: {CLASSES[c]}" for c in lacking)
+    return f"the weak outcome needs {alts}, which {model} does not do ({what})"
 
 
 def expected_verdict(test: LitmusTest, model: str) -> Verdict | None:

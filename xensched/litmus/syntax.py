@@ -46,6 +46,7 @@ __all__ = [
     "Xchg",
     "atoms",
     "holds",
+    "show",
 ]
 
 Result = Literal["Always", "Sometimes", "Never"]
@@ -258,6 +259,20 @@ def atoms(p: Prop) -> list[Atom]:
     if isinstance(p, Not):
         return atoms(p.prop)
     return atoms(p.left) + atoms(p.right)
+
+
+def show(p: Prop, inside: str = "") -> str:
+    """``p`` written as in a litmus file (``/\\`` binds tighter than ``\\/``)."""
+    if isinstance(p, Atom):
+        return f"{p.key}={p.value}"
+    if isinstance(p, Not):
+        inner = show(p.prop, "~")
+        return f"~{inner}"
+    if isinstance(p, And):
+        text = f"{show(p.left, 'and')} /\\ {show(p.right, 'and')}"
+        return f"({text})" if inside == "~" else text
+    text = f"{show(p.left, 'or')} \\/ {show(p.right, 'or')}"
+    return f"({text})" if inside in ("~", "and") else text
 
 
 def holds(p: Prop, state: Mapping[str, int]) -> bool:
