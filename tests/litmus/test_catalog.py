@@ -72,8 +72,6 @@ def test_each_verdict_is_the_predicted_one_and_never_weaker(
         assert "which " + model + " does not do" in r.reason
 
 
-
-
 def test_switch_sched_without_its_barrier_fails_on_relaxed_only() -> None:
     assert _run("SwitchSched", "relaxed").observed
     assert not _run("SwitchSched", "tso").observed

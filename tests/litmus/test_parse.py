@@ -54,7 +54,7 @@ P0(int *x, int *y, spinlock_t *s)
 	r1 = READ_ONCE(*x);
 	spin_unlock(s);
 	/* a block
-	   comment */
+	comment */
 	r0 = smp_load_acquire(y);
 }
 
@@ -103,8 +103,8 @@ def test_every_supported_construct_is_read() -> None:
         Unlock("s"),
         Load("r0", "y", acquire=True),
     )
-    assert p0.body[2].line == 20  # type: ignore[union-attr]
-    assert p0.body[-1].line == 28  # type: ignore[union-attr]
+    assert p0.body[2].line == 20
+    assert p0.body[-1].line == 28
     assert p1.registers == (("r0", 0), ("r1", 0), ("r3", 7))
     assert p1.body[2:5] == (
         Xchg("r0", "x", Const(3)),
@@ -194,21 +194,61 @@ def test_each_unsupported_construct_is_named_with_its_line(
         ("C T\n{ x=y; }\nP0(int *x) {}\nexists (x=0)", ":2:", "pointer initial value"),
         ("C T\n{}\nP0(atomic_t *v) {}\nexists (0:r0=0)", ":3:", "'atomic_t parameter'"),
         ("C T\n{}\nP1(int *x) {}\nexists (x=0)", ":3:", "expected P0"),
-        ("C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(*x, 1)\n}\nexists (x=1)", ":5:", "expected ';'"),
+        (
+            "C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(*x, 1)\n}\nexists (x=1)",
+            ":5:",
+            "expected ';'",
+        ),
         ("C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(*x, 1);\n", ":5:", "unterminated block"),
         ("C T\n{}\nP0(int *x) {}\n", ":4:", "final exists"),
-        ("C T\n{}\nP0(int *x) {}\nlocations [x]\nexists (x=0)", ":4:", "'locations clause'"),
-        ("C T\n{}\nP0(int *x) {}\nexists (x=0) junk", ":4:", "after the final condition"),
+        (
+            "C T\n{}\nP0(int *x) {}\nlocations [x]\nexists (x=0)",
+            ":4:",
+            "'locations clause'",
+        ),
+        (
+            "C T\n{}\nP0(int *x) {}\nexists (x=0) junk",
+            ":4:",
+            "after the final condition",
+        ),
         ("C T\n{}\nP0(int *x) {}\nexists (x=y)", ":4:", "comparing two locations"),
         ("C T\n{}\nP0(int *x) {}\nexists (0:r9=0)", ":4:", "no register of P0"),
         ("C T\n{}\nP0(int *x) {}\nexists (q=0)", ":4:", "no shared variable"),
-        ("C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(*q, 1);\n}\nexists (x=0)", ":4:", "q is not a parameter"),
-        ("C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(x, 1);\n}\nexists (x=0)", ":4:", "takes *VAR"),
-        ("C T\n{}\nP0(int *x) {\n\tr0 = smp_load_acquire(*x);\n}\nexists (x=0)", ":4:", "not *VAR"),
-        ("C T\n{}\nP0(int *x) {\n\tr0 = r7;\n}\nexists (x=0)", ":4:", "unknown register r7"),
-        ("C T\n{}\nP0(int *x, spinlock_t *s) {\n\tspin_lock(x);\n}\nexists (x=0)", ":4:", "not a spinlock_t"),
-        ("C T\n{}\nP0(int *x) {\n\tREAD_ONCE(*x);\n}\nexists (x=0)", ":4:", "assigned to a register"),
-        ("C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(*x, 1); @\n}\nexists (x=0)", ":4:", "unexpected character '@'"),
+        (
+            "C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(*q, 1);\n}\nexists (x=0)",
+            ":4:",
+            "q is not a parameter",
+        ),
+        (
+            "C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(x, 1);\n}\nexists (x=0)",
+            ":4:",
+            "takes *VAR",
+        ),
+        (
+            "C T\n{}\nP0(int *x) {\n\tr0 = smp_load_acquire(*x);\n}\nexists (x=0)",
+            ":4:",
+            "not *VAR",
+        ),
+        (
+            "C T\n{}\nP0(int *x) {\n\tr0 = r7;\n}\nexists (x=0)",
+            ":4:",
+            "unknown register r7",
+        ),
+        (
+            "C T\n{}\nP0(int *x, spinlock_t *s) {\n\tspin_lock(x);\n}\nexists (x=0)",
+            ":4:",
+            "not a spinlock_t",
+        ),
+        (
+            "C T\n{}\nP0(int *x) {\n\tREAD_ONCE(*x);\n}\nexists (x=0)",
+            ":4:",
+            "assigned to a register",
+        ),
+        (
+            "C T\n{}\nP0(int *x) {\n\tWRITE_ONCE(*x, 1); @\n}\nexists (x=0)",
+            ":4:",
+            "unexpected character '@'",
+        ),
     ],
 )
 def test_malformed_files_are_one_line_errors(text: str, where: str, words: str) -> None:

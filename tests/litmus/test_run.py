@@ -163,7 +163,8 @@ def test_dpor_and_dfs_find_the_same_outcomes_under_sc(test: object) -> None:
     assert isinstance(test, LitmusTest)
     dpor = run_test(test, "sc", search="dpor")
     dfs = run_test(test, "sc", search="dfs")
-    assert dpor.exhaustive and dfs.exhaustive
+    assert dpor.exhaustive
+    assert dfs.exhaustive
     assert set(dpor.outcomes) == set(dfs.outcomes)
     assert dpor.verdict == dfs.verdict == expected_verdict(test, "sc")
 
@@ -178,6 +179,7 @@ def test_dpor_and_dfs_find_the_same_outcomes_with_store_buffers(
     (test,) = [t for t in catalog() if t.name == name]
     dpor = run_test(test, model, search="dpor")
     dfs = run_test(test, model, search="dfs")
-    assert dpor.exhaustive and dfs.exhaustive
+    assert dpor.exhaustive
+    assert dfs.exhaustive
     assert set(dpor.outcomes) == set(dfs.outcomes)
     assert dpor.executions < dfs.executions

@@ -126,7 +126,7 @@ def render_result(test: LitmusTest, r: LitmusResult) -> str:
         mark = "*" if outcome in r.matching else " "
         lines.append(f"  {mark} {n:>{width}}  {outcome}")
     search = "exhaustive" if r.exhaustive else "NOT exhaustive"
-    verdict = r.verdict or "none"
+    verdict: str = r.verdict or "none"
     if verdict == "weaker":
         verdict = "WEAKER"  # a bug of the model: not to be missed in the output
     lines.append(
@@ -156,8 +156,8 @@ def render_table(results: list[LitmusResult], models: list[str]) -> str:
     for t, by in tests.items():
         cells = []
         for m in models:
-            r = by.get(m)
-            cells.append(f"{(r.verdict or 'none') if r else '':<8}")
+            got = by.get(m)
+            cells.append(f"{(got.verdict or 'none') if got is not None else '':<8}")
         rows.append(f"{t:<{w}}  {expected[t]:<9}  " + "  ".join(cells).rstrip())
     return "\n".join(rows)
 
@@ -195,7 +195,9 @@ def _cmd_litmus(args: argparse.Namespace) -> int:
     try:
         for t in tests:
             for m in models:
-                r = run_test(t, m, search=args.search, max_executions=args.max_executions)
+                r = run_test(
+                    t, m, search=args.search, max_executions=args.max_executions
+                )
                 results.append(r)
                 if not args.quiet:
                     print(render_result(t, r), end="\n\n", flush=True)

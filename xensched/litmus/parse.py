@@ -140,10 +140,14 @@ class _Parser:
         return self.toks[min(self.i + k, len(self.toks) - 1)]
 
     def fail(self, what: str, line: int | None = None) -> NoReturn:
-        raise LitmusError(f"{self.where}:{self.tok.line if line is None else line}: {what}")
+        raise LitmusError(
+            f"{self.where}:{self.tok.line if line is None else line}: {what}"
+        )
 
     def unsupported(self, name: str, line: int) -> NoReturn:
-        self.fail(f"unsupported construct {name!r} (outside the supported subset)", line)
+        self.fail(
+            f"unsupported construct {name!r} (outside the supported subset)", line
+        )
 
     def next(self) -> _Tok:
         t = self.tok
@@ -206,7 +210,9 @@ class _Parser:
                     continue
                 self.expect("=", f" after {name}")
                 if self.tok.kind == "ident" or self.at("&"):
-                    self.unsupported(f"{name}={self.tok.text} (pointer initial value)", line)
+                    self.unsupported(
+                        f"{name}={self.tok.text} (pointer initial value)", line
+                    )
                 shared[name] = self.integer()
             if not self.at("}"):
                 self.expect(";", " between initial values")
@@ -425,7 +431,11 @@ class _Parser:
         while self.tok.kind == "op" and self.tok.text in self._LEVELS[level]:
             op = self.next().text
             left = Binary(op, left, self.expr(level + 1))
-        if level == 0 and self.tok.kind == "op" and self.tok.text in ("*", "/", "%", "&", "|", "^", "?"):
+        if (
+            level == 0
+            and self.tok.kind == "op"
+            and self.tok.text in ("*", "/", "%", "&", "|", "^", "?")
+        ):
             self.unsupported(f"operator {self.tok.text}", self.tok.line)
         return left
 
@@ -446,13 +456,18 @@ class _Parser:
             if self.at("("):
                 if t.text in ("READ_ONCE", "smp_load_acquire", "xchg", "cmpxchg"):
                     self.unsupported(
-                        f"{t.text} inside an expression (assign it to a register)", t.line
+                        f"{t.text} inside an expression (assign it to a register)",
+                        t.line,
                     )
                 self.unsupported(t.text, t.line)
             if t.text in self.params:
-                self.unsupported(f"{t.text} read without READ_ONCE (plain access)", t.line)
+                self.unsupported(
+                    f"{t.text} read without READ_ONCE (plain access)", t.line
+                )
             if t.text not in self.regs:
-                self.fail(f"unknown register {t.text} (declare it: int {t.text};)", t.line)
+                self.fail(
+                    f"unknown register {t.text} (declare it: int {t.text};)", t.line
+                )
             return Reg(t.text)
         if self.at("*"):
             self.unsupported("* (a plain access through a pointer)", t.line)
@@ -505,14 +520,19 @@ def _header(text: str, where: str) -> tuple[str, str, int, int]:
         raise LitmusError(f"{where}:1: empty file: expected 'C name'")
     head = lines[n].strip().split(None, 1)
     if head[0] != "C":
-        arch = f" (a {head[0]} test: only C litmus tests are read)" if head[0] in (
-            "X86",
-            "AArch64",
-            "ARM",
-            "PPC",
-            "RISCV",
-            "LISA",
-        ) else ""
+        arch = (
+            f" (a {head[0]} test: only C litmus tests are read)"
+            if head[0]
+            in (
+                "X86",
+                "AArch64",
+                "ARM",
+                "PPC",
+                "RISCV",
+                "LISA",
+            )
+            else ""
+        )
         raise LitmusError(f"{where}:{n + 1}: expected 'C name' as the first line{arch}")
     if len(head) < 2:
         raise LitmusError(f"{where}:{n + 1}: the 'C' header has no test name")
@@ -537,7 +557,9 @@ def _header(text: str, where: str) -> tuple[str, str, int, int]:
     return name, "\n".join(comments), pos, line
 
 
-def _notes(comment: str, where: str) -> tuple[Result | None, tuple[frozenset[str], ...]]:
+def _notes(
+    comment: str, where: str
+) -> tuple[Result | None, tuple[frozenset[str], ...]]:
     result: Result | None = None
     needs: list[frozenset[str]] = []
     for raw in comment.split("\n"):
@@ -595,23 +617,31 @@ def parse(text: str, where: str = "<litmus>") -> LitmusTest:
     elif p.tok.kind == "ident" and p.tok.text in ("locations", "filter"):
         p.unsupported(f"{p.tok.text} clause", line)
     else:
-        p.fail(f"expected the final exists, ~exists or forall clause, found {p._shown()}")
+        p.fail(
+            f"expected the final exists, ~exists or forall clause, found {p._shown()}"
+        )
     prop = p.prop()
     if p.tok.kind != "eof":
         p.fail(f"unexpected {p._shown()} after the final condition")
     for s in shared:
         if s not in kinds:
             kinds[s] = "int"
-    variables = tuple(sorted((v, shared.get(v, 0)) for v, k in kinds.items() if k == "int"))
+    variables = tuple(
+        sorted((v, shared.get(v, 0)) for v, k in kinds.items() if k == "int")
+    )
     locks = tuple(sorted(v for v, k in kinds.items() if k == "spinlock"))
     for s in shared:
         if kinds[s] != "int":
-            raise LitmusError(f"{where}: {s} is a spinlock_t: it takes no initial value")
+            raise LitmusError(
+                f"{where}: {s} is a spinlock_t: it takes no initial value"
+            )
     names = {v for v, _ in variables}
     for a in atoms(prop):
         if a.thread is None:
             if a.name not in names:
-                raise LitmusError(f"{where}:{line}: {a.name} in the condition is no shared variable")
+                raise LitmusError(
+                    f"{where}:{line}: {a.name} in the condition is no shared variable"
+                )
         elif a.thread >= len(procs) or a.name not in dict(procs[a.thread].registers):
             raise LitmusError(
                 f"{where}:{line}: {a.thread}:{a.name} in the condition is no register of P{a.thread}"
@@ -620,7 +650,8 @@ def parse(text: str, where: str = "<litmus>") -> LitmusTest:
         name=name,
         source=where,
         comment="\n".join(
-            re.sub(r"^\s*\*? ?", "", x).rstrip() for x in comment.strip("\n").split("\n")
+            re.sub(r"^\s*\*? ?", "", x).rstrip()
+            for x in comment.strip("\n").split("\n")
         ).strip(),
         result=result,
         needs=needs,

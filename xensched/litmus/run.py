@@ -46,7 +46,6 @@ from xensched.explore.threads import ThreadsTarget, World
 from xensched.litmus.syntax import (
     CLASSES,
     Assign,
-    Binary,
     Cmpxchg,
     Const,
     Decl,
@@ -296,7 +295,9 @@ def run_test(
     """Run ``test`` under ``model`` exhaustively; see the module docstring."""
     check_model_name(model)
     if search not in SEARCHES:
-        raise ValueError(f"unknown search {search!r}: expected one of {', '.join(SEARCHES)}")
+        raise ValueError(
+            f"unknown search {search!r}: expected one of {', '.join(SEARCHES)}"
+        )
     strategy = DPOR() if search == "dpor" else BoundedDFS(None)
     explorer = Explorer(
         ThreadsTarget(_setup(test, model)),

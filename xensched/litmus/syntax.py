@@ -11,11 +11,13 @@ Left out: pointers, ``atomic_t``, RCU, loops, and every primitive the parser ref
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from xensched.errors import XenschedError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "CLASSES",
