@@ -1,6 +1,6 @@
 """``xensched bench``: the stress harness's figures, measured side by side in one run.
 
-Five parts (``--only a,c`` to pick):
+Six parts (``--only a,c`` to pick):
 
 a. the legacy protocol's race (Credit <-> Credit2 pCPU moves): in how many of N seeds
    a stress run finds a violation within 2 s, and the median time to the first one;
@@ -17,7 +17,9 @@ d. scale: 2, 8, 32 and 128 pCPUs, ops/s and RSS per pCPU (each size in a fresh
 e. exploration (:mod:`xensched_stress.bench_explore`): each strategy's time to the
    legacy round trip's violation, DPOR's proofs of the fixed round trip and of the
    switch-race moves, bounded DFS over those moves, interaction points per second,
-   runs per second with 1 and 2 workers; a few moves unless ``--explore-full``.
+   runs per second with 1 and 2 workers; a few moves unless ``--explore-full``;
+f. litmus (:mod:`xensched_stress.bench_litmus`): the ``xensched litmus`` catalog under
+   ``sc``, ``tso`` and ``relaxed`` side by side, tests and executions per second.
 
 Figures are printed, never asserted: they depend on the machine and the interpreter.
 """
@@ -60,6 +62,7 @@ from xensched.seeds import SEED_MAX
 from xensched.smp import bind
 
 from .bench_explore import FIND_RUNS, ExploreBench, bench_explore
+from .bench_litmus import bench_litmus
 from .config import PoolSpec, StressConfig
 from .process import python_description
 from .report import EXIT_OK, EXIT_USAGE
@@ -69,7 +72,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
 
-PARTS = ("a", "b", "c", "d", "e")
+PARTS = ("a", "b", "c", "d", "e", "f")
 RACE_BOUND = 2.0
 #: (a) runs free-running threads alone, then with delay injection widening the race
 #: windows: without it the free-threaded build misses the 2 s bound in some seeds.
@@ -484,7 +487,9 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "unreduced DFS within a budget), DFS within 2 preemptions and DPOR "
             "over the switch-race moves (default: a few moves, about 3.5 minutes for "
             "(e) in all; --explore-full: all 32 moves, about 40 minutes at the "
-            "default caps), interaction points/s, runs/s with 1 and 2 workers. "
+            "default caps), interaction points/s, runs/s with 1 and 2 workers; "
+            "(f) litmus tests/s of the xensched litmus catalog under sc, tso and "
+            "relaxed (about 15 s; quick: the two-thread tests). "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
             "written is refused before any part runs), 4 done but --json FILE could "
             "not be written at the end (the figures are printed first)."
@@ -501,7 +506,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
         type=_parts,
         default=PARTS,
         metavar="PARTS",
-        help="comma-separated parts to run, of a,b,c,d,e (default: all)",
+        help="comma-separated parts to run, of a,b,c,d,e,f (default: all)",
     )
     p.add_argument(
         "--seeds",
@@ -653,6 +658,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
         out["scale"] = bench_scale(fig, SCALE_SIZES)
     if "e" in parts:
         out["explore"] = bench_explore(_explore_caps(args, seeds))
+    if "f" in parts:
+        out["litmus"] = bench_litmus(args.quick)
     out["wall_s"] = time.monotonic() - t0
     print(f"bench done in {out['wall_s']:.1f}s", flush=True)
     if args.json is not None:

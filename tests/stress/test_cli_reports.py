@@ -235,6 +235,7 @@ PART_FUNCTIONS = (
     "bench_throughput",
     "bench_scale",
     "bench_explore",
+    "bench_litmus",
 )
 
 
@@ -295,13 +296,15 @@ def test_bench_options_reach_the_parts(
         ("bench_throughput", (3.0, 4)),
         ("bench_scale", (3.0, bench.SCALE_SIZES)),
         ("bench_explore", (ExploreBench(20, 1, 5.0, 10.0, 10.0, 60.0, False),)),
+        ("bench_litmus", (False,)),
     ]
     calls.clear()
-    assert main(["bench", "--quick", "--only", "d,e,a", "--race-delay", "0.5"]) == 0
+    assert main(["bench", "--quick", "--only", "d,f,e,a", "--race-delay", "0.5"]) == 0
     assert calls == [
         ("bench_race", (5, 1, 0.5)),
         ("bench_scale", (1.0, (2, 8, 32, 128))),
         ("bench_explore", (ExploreBench(5, 1, 1.0, 1.0, 1.0, 5.0, False),)),
+        ("bench_litmus", (True,)),
     ]
     calls.clear()
     argv = ["bench", "--only=e", "--seed=7", "--seeds=3", "--explore-full"]
