@@ -12,7 +12,7 @@ this package never imports the stress harness: the dependency goes from
 (``xensched.protocol``); ``xensched protocols`` lists the presets and parts.
 
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
-found (``stress``), 2 usage error, 3 deadlock (``stress``), 4 a report file could not
+found (``stress``) or a ``weaker`` litmus verdict (``litmus``), 2 usage error, 3 deadlock (``stress``), 4 a report file could not
 be written at the end (when nothing above applies; ``xensched.outputs``), 130
 interrupted. ``reproduce`` takes SIGTERM and SIGHUP as it takes Ctrl-C (partial table
 and JSON) and exits 128 + the signal's number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
