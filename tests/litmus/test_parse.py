@@ -262,10 +262,10 @@ def test_malformed_files_are_one_line_errors(text: str, where: str, words: str) 
 
 def test_bad_notes_are_refused() -> None:
     body = "{}\nP0(int *x) {}\nexists (x=0)\n"
-    with pytest.raises(LitmusError, match="Result: 'Maybe'"):
+    with pytest.raises(LitmusError, match=r"^t\.litmus:2: Result: 'Maybe'"):
         parse(f"C T\n(* Result: Maybe *)\n{body}", "t.litmus")
-    with pytest.raises(LitmusError, match="unknown class out-of-thin-air"):
-        parse(f"C T\n(* Needs: out-of-thin-air *)\n{body}", "t.litmus")
+    with pytest.raises(LitmusError, match=r"^t\.litmus:3: Needs: unknown class oota"):
+        parse(f"C T\n(*\n * Needs: oota\n *)\n{body}", "t.litmus")
 
 
 def test_a_missing_file_is_a_litmus_error(tmp_path: object) -> None:

@@ -558,17 +558,21 @@ def _header(text: str, where: str) -> tuple[str, str, int, int]:
 
 
 def _notes(
-    comment: str, where: str
+    comment: str, where: str, text: str
 ) -> tuple[Result | None, tuple[frozenset[str], ...]]:
     result: Result | None = None
     needs: list[frozenset[str]] = []
+    lines = text.split("\n")
     for raw in comment.split("\n"):
+        # The note's own line, for the message (the first line that holds it).
+        at = next((i + 1 for i, x in enumerate(lines) if raw.strip() in x), 0)
         m = re.match(r"\s*\*?\s*Result:\s*(\S+)", raw)
         if m is not None:
             word = m.group(1).rstrip(".")
             if word not in _RESULTS:
                 raise LitmusError(
-                    f"{where}: Result: {word!r}: expected Always, Sometimes or Never"
+                    f"{where}:{at}: Result: {word!r}: expected Always, Sometimes "
+                    "or Never"
                 )
             result = cast("Result", word)
         m = re.match(r"\s*\*?\s*Needs:\s*(.*)", raw)
@@ -578,7 +582,7 @@ def _notes(
                 unknown = sorted(classes - set(CLASSES))
                 if unknown or not classes:
                     raise LitmusError(
-                        f"{where}: Needs: unknown class {', '.join(unknown) or '(none)'}; "
+                        f"{where}:{at}: Needs: unknown class {', '.join(unknown) or '(none)'}; "
                         f"known: {', '.join(CLASSES)}"
                     )
                 needs.append(classes)
@@ -588,7 +592,7 @@ def _notes(
 def parse(text: str, where: str = "<litmus>") -> LitmusTest:
     """Parse one test; ``where`` names it in errors (a path)."""
     name, comment, pos, line = _header(text, where)
-    result, needs = _notes(comment, where)
+    result, needs = _notes(comment, where, text)
     p = _Parser(_tokens(text[pos:], line, where), where)
     shared, init_regs = p.init_block()
     procs: list[Process] = []
