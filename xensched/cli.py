@@ -36,7 +36,13 @@ from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
 from xensched.litmus.command import add_litmus_parser
 from xensched.mutants import MUTANTS
-from xensched.options import Parser, add_progress_option, integer, refusal
+from xensched.options import (
+    Parser,
+    add_memory_model_option,
+    add_progress_option,
+    integer,
+    refusal,
+)
 from xensched.outputs import (
     EXIT_NOT_WRITTEN,
     OutputPathError,
@@ -192,6 +198,7 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="run the model with this named edit (repeatable): "
         + "; ".join(f"{k}: {v}" for k, v in MUTANTS.items()),
     )
+    add_memory_model_option(p)
     p.add_argument(
         "--pause",
         choices=["all", "mover"],
@@ -205,7 +212,8 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "--replay-dir",
         metavar="DIR",
         help="write a replay file for each problem found (the execution that showed "
-        "it first) to DIR, as BOOT-POOL-DIRECTION-PROTOCOL-KIND.json; replay one "
+        "it first) to DIR, as BOOT-POOL-DIRECTION-PROTOCOL-KIND.json "
+        "(-MODEL before .json under --memory-model tso or relaxed); replay one "
         "with `xensched replay FILE`",
     )
     p.add_argument(
@@ -293,7 +301,8 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     print(
         f"xensched {xensched.__version__} reproduce: {len(todo)} moves, "
         + ("every thread" if args.pause == "all" else "the mover")
-        + " paused at every interaction point (controlled driver, deterministic)",
+        + " paused at every interaction point (controlled driver, deterministic)"
+        + (f", memory model {args.memory_model}" if args.memory_model != "sc" else ""),
         flush=True,
     )
     interrupted = False
@@ -317,6 +326,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 mutants=tuple(args.mutant or ()),
                 workers=workers,
                 pause=args.pause,
+                memory_model=args.memory_model,
             )
     except KeyboardInterrupt:
         interrupted = True
@@ -375,7 +385,8 @@ def _write_replays(
     for i, r in enumerate(results):
         t = r.transition
         for j, kind in enumerate(r.problems):
-            name = f"{t.boot}-{t.pool}-{t.direction}-{t.protocol}-{kind}.json"
+            model = f"-{r.memory_model}" if r.memory_model != "sc" else ""
+            name = f"{t.boot}-{t.pool}-{t.direction}-{t.protocol}-{kind}{model}.json"
             name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             path = os.path.join(directory, name)
             try:

@@ -24,6 +24,7 @@ from xensched.domain import DOMID_IDLE, Domain, Vcpu
 from xensched.errors import ConfigError, XenError
 from xensched.interaction import Bus
 from xensched.memory import Cell, CpuMask, RunQueue
+from xensched.memory_model import check_model_name, make_memory_model
 from xensched.mutants import check_mutants
 from xensched.percpu import PerCpu
 from xensched.protocol import SwitchProtocol
@@ -122,6 +123,11 @@ class Host:
         strict: raise on a failed ASSERT instead of recording it and going on.
         trace_all: name the Xen function of every event, not only of lock
             attempts (see :class:`~xensched.interaction.Bus`; it costs throughput).
+        mutants: named edits of the model (:mod:`xensched.mutants`).
+        memory_model: ``"sc"``, ``"tso"`` or ``"relaxed"``
+            (:mod:`xensched.memory_model`), installed once the host has booted.
+        memory_seed: the seed of the model's drain delays under the free-running
+            driver.
 
     Raises:
         ConfigError: an invalid configuration.
@@ -136,6 +142,8 @@ class Host:
         "they do (the harness switches it between set-up and the run)",
         "mutants": "configuration: the named edits of xensched.mutants, set as the "
         "protocol is",
+        "memory_model": "configuration: the name of the memory model on the bus "
+        "(xensched.memory_model), set before CPUs run",
     }
 
     def __init__(
@@ -150,8 +158,14 @@ class Host:
         strict: bool = False,
         trace_all: bool = True,
         mutants: Iterable[str] = (),
+        memory_model: str = "sc",
+        memory_seed: int = 0,
     ) -> None:
         self.mutants = check_mutants(mutants)
+        try:
+            self.memory_model = check_model_name(memory_model)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         topo = Topology.parse(topology) if isinstance(topology, str) else topology
         if topo is None:
             if cpus is None:
@@ -196,6 +210,8 @@ class Host:
 
         with bind(self.cpu_contexts[0]):
             self._boot(sched, dom0_vcpus)
+        # Boot is set-up, made under sequential consistency; what runs next is not.
+        self.bus.memory = make_memory_model(memory_model, memory_seed)
 
     # -- boot -------------------------------------------------------------------------
     def _boot(self, sched: str, dom0_vcpus: int) -> None:

@@ -277,6 +277,9 @@ class Bus:
         self._driver: Driver | None = None
         self._memory: MemoryModel | None = None
         self._unobserved_loads = False
+        # A load makes a point (something sees it); without one, a memory model
+        # still answers it.
+        self._load_points = True
         self.lock_timeout = lock_timeout
         self.strict = strict
         self._instruments: list[Instrument] = []
@@ -334,12 +337,12 @@ class Bus:
         """A load nobody observes (no driver, no memory model, no instrument that
         takes points, and a trace that leaves loads out) is a plain read: its point
         would do nothing, so a cell skips it. The stress harness's hot path."""
-        self._unobserved_loads = (
-            self._driver is None
-            and self._memory is None
-            and not self._point_instruments
-            and not self._trace_all
+        self._load_points = bool(
+            self._driver is not None
+            or self._trace_all
+            or any(getattr(i, "wants_loads", True) for i in self._point_instruments)
         )
+        self._unobserved_loads = self._memory is None and not self._load_points
 
     # -- registration -------------------------------------------------------------
 
@@ -477,6 +480,8 @@ class Bus:
         if waiter is not None and ctx is not None and ctx.bus is self:
             waiter(ctx, pred, what)
             return
+        if ctx is not None:
+            _flush_own(self._memory, ctx)
         deadline = time.monotonic() + self.lock_timeout
         while not pred():
             if obj is not None:
@@ -558,3 +563,12 @@ class Bus:
             self._violations.clear()
             self._kept_kinds.clear()
             self._dropped.clear()
+
+
+def _flush_own(memory: MemoryModel | None, ctx: ExecContext) -> None:
+    """A CPU about to wait (free-running) lets its store buffer drain first: a
+    waiting CPU that kept its stores could wait forever for a CPU that waits for
+    them, where hardware drains a buffer in bounded time."""
+    flush = getattr(memory, "flush", None)
+    if flush is not None:
+        flush(ctx)

@@ -38,8 +38,8 @@ Under the controlled driver they are steps the strategy picks
 drain is a step of a pseudo-thread named ``CPU>field``, and a load that returns the
 ``k``-th older admissible value is a step of ``CPU~k``, so exploration, DPOR, replay
 and shrinking all cover reorderings. Under the free-running driver a store drains
-after a seeded random number of loads and stores (any CPU's), and loads read the
-newest value: ``relaxed`` then samples store reorderings only.
+after a seeded random delay (up to :data:`FREE_MAX_DELAY_NS`, seen at the next load
+or store of any CPU), and loads read the newest value: ``relaxed`` then samples store reorderings only.
 
 Left out: load buffering (a load never returns a value stored after it in any
 order, so LB-shaped outcomes are forbidden), non-multi-copy atomicity (IRIW),
@@ -52,6 +52,7 @@ from __future__ import annotations
 import heapq
 import random
 import threading
+import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xensched.interaction import PointKind
@@ -75,14 +76,15 @@ T = TypeVar("T")
 #: The models a host can run, weakest last.
 MODELS = ("sc", "tso", "relaxed")
 
-#: A store drains, under the free-running driver, after up to this many operations of
-#: the model (loads, stores, barriers, lock operations of any CPU).
-FREE_MAX_DELAY = 48
+#: A store drains, under the free-running driver, after a seeded random delay of up
+#: to this many nanoseconds (at the next load or store of any CPU after it).
+FREE_MAX_DELAY_NS = 200_000
 
 #: Values of a field kept for early loads (older ones can no longer be chosen; a
 #: controlled run that would need one reads the oldest kept).
 HISTORY = 16
 
+_now = time.perf_counter_ns
 _MB = PointKind.MB
 _WMB = PointKind.WMB
 _RMB = PointKind.RMB
@@ -163,7 +165,6 @@ class StoreBufferModel:
         #: the strategy's choices, never the model's.
         self.controlled = False
         self._rng = random.Random(seed)
-        self._ops = 0
         self._due: list[tuple[int, int, _Entry, _Cpu]] = []  # free-running drains
         #: Stores drained and early loads taken, for reports and the benchmark.
         self.drains = 0
@@ -188,10 +189,11 @@ class StoreBufferModel:
     def _write_memory(self, cell: Cell[Any], value: Any) -> int:
         """With ``_mu`` held: ``value`` reaches memory now; returns its time."""
         self._clock += 1
-        h = self._history(cell)
-        h.append((self._clock, value))
-        if len(h) > HISTORY:
-            del h[0]
+        if self.controlled:  # only a controlled run's early loads read the past
+            h = self._history(cell)
+            h.append((self._clock, value))
+            if len(h) > HISTORY:
+                del h[0]
         cell.value = value
         return self._clock
 
@@ -207,14 +209,35 @@ class StoreBufferModel:
         while c.buffer:
             self._drain_entry(c, c.buffer[0])
 
-    def _tick(self) -> None:
-        """With ``_mu`` held, free-running only: drain what is due."""
-        self._ops += 1
+    def _tick(self, now: int) -> None:
+        """With ``_mu`` held, free-running only: drain what is due at ``now``."""
         due = self._due
-        while due and due[0][0] <= self._ops:
+        while due and due[0][0] <= now:
             _, _, e, c = heapq.heappop(due)
             if e in c.buffer:  # not drained by a barrier meanwhile
                 self._drain_entry(c, e)
+
+    def _free_load(self, ctx: ExecContext, cell: Cell[T]) -> T:
+        """A load under the free-running driver: the newest value, its own buffered
+        store first. Most find their CPU's buffer empty and nothing due, and take
+        no lock: only the CPU itself fills its buffer, and a value is read whole."""
+        due = self._due
+        if due:
+            now = _now()
+            try:
+                ripe = due[0][0] <= now
+            except IndexError:  # emptied by another CPU since the test above
+                ripe = False
+            if ripe:
+                with self._mu:
+                    self._tick(now)
+        c = self._cpus.get(ctx)
+        if c is None or not c.buffer:
+            return cell.value
+        with self._mu:
+            own = self._newest_buffered(c, cell)
+            value: T = own.value if own is not None else cell.value
+            return value
 
     def _newest_buffered(self, c: _Cpu, cell: Cell[Any]) -> _Entry | None:
         for e in reversed(c.buffer):
@@ -241,9 +264,9 @@ class StoreBufferModel:
     def _load(self, ctx: ExecContext | None, cell: Cell[T], acquire: bool) -> T:
         if ctx is None:
             return cell.value
+        if not self.controlled:
+            return self._free_load(ctx, cell)
         with self._mu:
-            if not self.controlled:
-                self._tick()
             c = self._cpu(ctx)
             own = self._newest_buffered(c, cell)
             choice, c.choice = c.choice, 0
@@ -279,12 +302,13 @@ class StoreBufferModel:
             e = _Entry(cell, value, c.epoch, self._seq)
             c.buffer.append(e)
             if not self.controlled:
-                self._tick()
+                now = _now()
+                self._tick(now)
                 # Due no earlier than what must drain before it, so the heap only
                 # ever pops a store the model allows to go.
-                delay = self._rng.randint(0, FREE_MAX_DELAY)
+                delay = self._rng.randint(0, FREE_MAX_DELAY_NS)
                 prior = c.last_due if self.fifo else self._prior_due(c, e)
-                e.due = max(self._ops + delay, prior)
+                e.due = max(now + delay, prior)
                 c.last_due = max(c.last_due, e.due)
                 heapq.heappush(self._due, (e.due, e.seq, e, c))
 
@@ -294,6 +318,14 @@ class StoreBufferModel:
             if o is not e and (o.epoch < e.epoch or o.cell is e.cell):
                 due = max(due, o.due)
         return due
+
+    def _idle(self, ctx: ExecContext) -> bool:
+        """Free-running and nothing buffered: an ordering point has nothing to do
+        (the load floors only matter to a controlled run's early loads)."""
+        if self.controlled:
+            return False
+        c = self._cpus.get(ctx)
+        return c is None or not c.buffer
 
     # -- the MemoryModel protocol --------------------------------------------------
     def load(self, ctx: ExecContext | None, cell: Cell[T]) -> T:
@@ -309,9 +341,11 @@ class StoreBufferModel:
         self._store(ctx, cell, value, True)
 
     def peek(self, ctx: ExecContext | None, cell: Cell[T]) -> T:
+        c = self._cpus.get(ctx) if ctx is not None else None
+        if c is None or not c.buffer:  # only ctx itself fills its buffer
+            return cell.value
         with self._mu:
-            c = self._cpus.get(ctx) if ctx is not None else None
-            own = self._newest_buffered(c, cell) if c is not None else None
+            own = self._newest_buffered(c, cell)
             value: T = own.value if own is not None else cell.value
             return value
 
@@ -332,7 +366,7 @@ class StoreBufferModel:
             return old
 
     def barrier(self, ctx: ExecContext | None, kind: PointKind) -> None:
-        if ctx is None:
+        if ctx is None or self._idle(ctx):
             return
         with self._mu:
             c = self._cpu(ctx)
@@ -345,7 +379,7 @@ class StoreBufferModel:
                 c.floor = max(c.floor, c.read)
 
     def acquire(self, ctx: ExecContext | None, lock: SpinLock) -> None:
-        if ctx is None:
+        if ctx is None or self._idle(ctx):
             return
         with self._mu:
             c = self._cpu(ctx)
@@ -355,7 +389,7 @@ class StoreBufferModel:
             c.floor = c.read = max(c.read, self._clock)
 
     def release(self, ctx: ExecContext | None, lock: SpinLock) -> None:
-        if ctx is None:
+        if ctx is None or self._idle(ctx):
             return
         with self._mu:
             self._drain_all(self._cpu(ctx))
@@ -417,6 +451,16 @@ class StoreBufferModel:
         """``ctx``'s pending load returns the ``k``-th older admissible value."""
         with self._mu:
             self._cpu(ctx).choice = k
+
+    def start_controlled(self) -> None:
+        """A controlled run begins: what set-up left buffered reaches memory, and
+        the past starts now (every field's history is its present value)."""
+        with self._mu:
+            for c in self._cpus.values():
+                self._drain_all(c)
+            self._hist.clear()
+            self._due.clear()
+            self.controlled = True
 
     def buffered(self, ctx: ExecContext) -> int:
         """Stores ``ctx`` has not drained yet."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from xensched.errors import ConfigError
 from xensched.host import Topology
+from xensched.memory_model import MODELS
 from xensched.seeds import parse_seed
 
 if TYPE_CHECKING:
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_SECONDS",
+    "MEMORY_MODEL_HELP",
     "Parser",
+    "add_memory_model_option",
     "integer",
     "probability",
     "refusal",
@@ -137,4 +140,35 @@ def add_progress_option(
     )
     prog.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress"
+    )
+
+
+#: What ``--memory-model`` (and the pytest option) says of each model, once.
+MEMORY_MODEL_HELP = (
+    "sc: sequential consistency, a load sees the last store; "
+    "tso: x86, a FIFO store buffer per CPU, a later load may pass an earlier store; "
+    "relaxed: Arm-like, stores drain out of order unless barriers, acquire/release "
+    "or locks order them, and loads may be satisfied early "
+    "(see xensched.memory_model)"
+)
+
+
+def add_memory_model_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    default: str | None = "sc",
+    default_text: str | None = None,
+) -> None:
+    """``--memory-model sc|tso|relaxed`` (``args.memory_model``).
+
+    ``default`` ``None`` means "not given" (the scenario's or the file's model then
+    applies); ``default_text`` says what that is in the help.
+    """
+    shown = default_text if default_text is not None else str(default)
+    parser.add_argument(
+        "--memory-model",
+        choices=list(MODELS),
+        default=default,
+        metavar="{" + ",".join(MODELS) + "}",
+        help=f"the memory model the threads run under: {MEMORY_MODEL_HELP} "
+        f"(default: {shown})",
     )

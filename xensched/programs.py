@@ -536,7 +536,7 @@ class ControlledRun:
             )
         self.scenario = scenario
         self.seed = seed
-        self.host = build_host(scenario, lock_timeout=lock_timeout)
+        self.host = build_host(scenario, lock_timeout=lock_timeout, memory_seed=seed)
         self.harness = Harness(self.host)
         self.programs = list(scenario.threads if threads is None else threads)
         self.contexts: list[ExecContext] = [

@@ -102,8 +102,9 @@ _DESCRIPTIONS = {
     ),
     Part.BARRIER: (
         "94734ab7c3: smp_mb() before the schedule_lock store in the switch_sched of "
-        "Credit, Credit2 and RTDS. Without it: no barrier. Not observable while the "
-        "emulated memory is sequentially consistent: only the barrier point goes"
+        "Credit, Credit2 and RTDS. Without it: no barrier. Observable under the "
+        "relaxed memory model (the lock pointer may become visible before the "
+        "scheduler swap: a lock-mismatch), not under sc or tso"
     ),
     Part.UNLOCK_BY_POINTER: (
         "94734ab7c3: schedule_cpu_switch releases the lock it took by pointer, "

@@ -14,7 +14,8 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   harness's plugin (``xensched_stress.pytest_plugin``, its own ``pytest11`` entry
   point) adds its ``--stress-duration`` and the ``xensched stress`` commands.
 - the ``explore`` marker, the ``xensched_world`` fixture and the options
-  ``--xensched-replay``, ``--xensched-replay-dir`` and ``--xensched-shards``: declared
+  ``--xensched-replay``, ``--xensched-replay-dir``, ``--xensched-shards`` and
+  ``--xensched-memory-model`` (over the marker's ``memory_model=``): declared
   here, implemented in :mod:`xensched.explore.pytest_explore` (registered as a plugin
   in ``pytest_configure``, so that a session imports the explorer only then).
 - :func:`assert_no_violations`, for any run report with ``exit_code``, ``violations``,
@@ -64,6 +65,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, final
 
 import pytest
 
+from xensched.memory_model import MODELS
+from xensched.options import MEMORY_MODEL_HELP
 from xensched.seeds import (
     SEED_ENV as SEED_ENV,
     SEED_MAX as SEED_MAX,
@@ -291,6 +294,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="Split every @pytest.mark.explore test into N items, disjoint shares "
         "of its exploration (for pytest-xdist), overriding the marker's shards",
+    )
+    group.addoption(
+        "--xensched-memory-model",
+        choices=list(MODELS),
+        default=None,
+        help="Run every @pytest.mark.explore test under this memory model, "
+        f"overriding the marker's memory_model: {MEMORY_MODEL_HELP} (default: the "
+        "marker's, else sc; a test that picks one itself keeps it)",
     )
 
 

@@ -98,6 +98,8 @@ class Result:
     #: The execution that showed each problem first (for a replay file).
     executions: tuple[Execution, ...] = field(default=(), compare=False)
     mutants: tuple[str, ...] = ()
+    #: The memory model the move ran under (:mod:`xensched.memory_model`).
+    memory_model: str = "sc"
 
     def replay(self, i: int) -> Replay:
         """The replay of the execution that showed ``problems[i]`` first."""
@@ -105,7 +107,7 @@ class Result:
             self.executions[i].first_of(self.problems[i]),
             seed=0,
             strategy="reproduce",
-            scenario=scenario_of(self.transition, self.mutants),
+            scenario=scenario_of(self.transition, self.mutants, self.memory_model),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -119,6 +121,9 @@ class Result:
             "runs": self.runs,
             "switch_points": self.points,
             **({"mutants": list(self.mutants)} if self.mutants else {}),
+            **(
+                {"memory_model": self.memory_model} if self.memory_model != "sc" else {}
+            ),
             "first": [
                 {
                     "kind": v.kind.value,
@@ -139,6 +144,12 @@ class PauseAt:
     violation, unless the lock stops it, as it must), until none of them is enabled;
     then ``paused`` goes on (and any other that it unblocks, as before). ``paused``
     ``None`` is the dry run: every thread in turn, in spawn order.
+
+    Under a store-buffer memory model, when ``paused`` stops, one of its buffered
+    stores becomes visible first: the newest the model lets go (a FIFO buffer only
+    ever offers its oldest), so that the others find its stores in the most
+    reordered state the model allows. Other stores drain only when nothing else
+    can run.
     """
 
     name = "reproduce"
@@ -150,9 +161,11 @@ class PauseAt:
         self.k = k
         self.inside = inside
         self.made: dict[str, int] = {}
+        self._reordered = False
 
     def begin(self, run: int) -> bool:
         self.made = {}
+        self._reordered = False
         return run == 0
 
     def choose(
@@ -163,10 +176,27 @@ class PauseAt:
         last: str | None,
     ) -> str | None:
         p = self.paused
+        own = [t for t in enabled if p is not None and t.startswith(p + ">")]
         if p is not None and p in enabled and self.made.get(p, 0) < self.k:
             pick = p
+        elif p is not None and own and self.made.get(p, 0) < self.k:
+            # It waits for its own buffer to drain (a barrier, a release): still
+            # its turn alone.
+            pick = own[0]
+        elif (
+            p is not None
+            and not self._reordered
+            and self.made.get(p, 0) >= self.k
+            and own
+        ):
+            self._reordered = True
+            pick = own[-1]
         else:
             others = [t for t in enabled if t != p] or list(enabled)
+            if p is not None and self.made.get(p, 0) >= self.k:
+                # The paused thread's stores stay buffered while anything else
+                # can go (another's drain included).
+                others = [t for t in others if not t.startswith(p + ">")] or others
             outside = [t for t in others if not self.inside.occupied(t)]
             pick = round_robin(self.inside.order, outside or others, last)
         self.made[pick] = self.made.get(pick, 0) + 1
@@ -201,10 +231,14 @@ class _Sections(Instrument):
             self._depth[ctx.name] = self._depth.get(ctx.name, 0) - 1
 
 
-def scenario_of(t: Transition, mutants: Sequence[str] = ()) -> Scenario:
-    """The ``patch-move`` scenario of one transition."""
+def scenario_of(
+    t: Transition, mutants: Sequence[str] = (), memory_model: str = "sc"
+) -> Scenario:
+    """The ``patch-move`` scenario of one transition, under ``memory_model``."""
     sc = patch_move(t.boot, t.pool, t.direction, str(t.protocol))
-    return sc.replace(mutants=tuple(mutants)) if mutants else sc
+    if mutants or memory_model != "sc":
+        sc = sc.replace(mutants=tuple(mutants), memory_model=memory_model)
+    return sc
 
 
 def build_host(
@@ -230,13 +264,22 @@ PAUSE_MOVER = "mover"
 
 
 def reproduce_transition(
-    t: Transition, mutants: Sequence[str] = (), pause: str = PAUSE_ALL
+    t: Transition,
+    mutants: Sequence[str] = (),
+    pause: str = PAUSE_ALL,
+    memory_model: str = "sc",
 ) -> Result:
     """Observe one transition with every thread (``pause="mover"``: the mover
-    alone) paused at every one of its steps."""
+    alone) paused at every one of its steps, under ``memory_model``.
+
+    Under ``tso`` or ``relaxed`` the drains of the store buffers are steps too
+    (pseudo-threads ``CPU>field``); this strategy takes them when no thread can go
+    on (a barrier or release waiting for them) and as the others' round-robin
+    reaches them, so one drain order is tried per run, not every one: that is
+    ``xensched explore``'s job."""
     if pause not in (PAUSE_ALL, PAUSE_MOVER):
         raise ValueError(f"pause={pause!r}: {PAUSE_ALL} or {PAUSE_MOVER}")
-    sc = scenario_of(t, mutants)
+    sc = scenario_of(t, mutants, memory_model)
     dry = _run_once(sc, None, 0)
     made: dict[str, int] = {}
     for name in dry.schedule:
@@ -264,6 +307,7 @@ def reproduce_transition(
         tuple(seen[p][0] for p in problems),
         tuple(seen[p][1] for p in problems),
         tuple(mutants),
+        sc.memory_model,
     )
 
 
@@ -286,6 +330,7 @@ def reproduce(
     mutants: Sequence[str] = (),
     workers: int = 1,
     pause: str = PAUSE_ALL,
+    memory_model: str = "sc",
 ) -> list[Result]:
     """Run :func:`reproduce_transition` for each transition (all 64 by default).
 
@@ -297,7 +342,7 @@ def reproduce(
     results: list[Result] = []
     if workers <= 1 or len(todo) <= 1:
         for i, t in enumerate(todo):
-            r = reproduce_transition(t, mutants, pause)
+            r = reproduce_transition(t, mutants, pause, memory_model)
             results.append(r)
             if progress is not None:
                 progress(i + 1, len(todo), r)
@@ -307,7 +352,12 @@ def reproduce(
     ctx = multiprocessing.get_context("spawn")
     pool = ctx.Pool(min(workers, len(todo)), initializer=ignore_interrupts)
     try:
-        each = functools.partial(reproduce_transition, mutants=mutants, pause=pause)
+        each = functools.partial(
+            reproduce_transition,
+            mutants=mutants,
+            pause=pause,
+            memory_model=memory_model,
+        )
         for i, r in enumerate(pool.imap(each, todo)):
             results.append(r)
             if progress is not None:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from xensched.errors import ConfigError, XenError
 from xensched.host import MAX_CPUS, Host, Topology
+from xensched.memory_model import check_model_name, make_memory_model
 from xensched.mutants import check_mutants
 from xensched.options import MAX_SECONDS
 from xensched.protocol import SwitchProtocol
@@ -390,6 +391,9 @@ class Scenario:
     threads: tuple[Program, ...] = ()
     #: Named edits of the model (:mod:`xensched.mutants`), applied after set-up.
     mutants: tuple[str, ...] = ()
+    #: The memory model the threads run under (:mod:`xensched.memory_model`); the
+    #: set-up is sequentially consistent.
+    memory_model: str = "sc"
 
     # -- checks ------------------------------------------------------------------------
     def validate(self) -> None:
@@ -425,6 +429,10 @@ class Scenario:
             check_mutants(self.mutants)
         except ConfigError as e:
             raise ConfigError(f"mutants: {e}") from None
+        try:
+            check_model_name(self.memory_model)
+        except ValueError as e:
+            raise ConfigError(f"memory_model: {e}") from None
         if self.dom0_vcpus < 0:
             raise ConfigError(f"dom0_vcpus={self.dom0_vcpus}: must be >= 0")
         taken: dict[int, str] = {}
@@ -622,6 +630,7 @@ class Scenario:
             "setup": [str(op) for op in self.setup],
             "threads": [_program_to_dict(t) for t in self.threads],
             "mutants": list(self.mutants),
+            "memory_model": self.memory_model,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -655,6 +664,7 @@ class Scenario:
             setup=tuple(XlOp.parse(s) for s in r.words("setup")),
             threads=tuple(_program_from(t) for t in r.objects("threads")),
             mutants=tuple(r.words("mutants")),
+            memory_model=r.text("memory_model", "sc"),
         )
         r.done()
         sc.validate()
@@ -840,6 +850,7 @@ def build_host(
     lock_timeout: float = 10.0,
     trace_all: bool = True,
     on_step: Callable[[int, int], None] | None = None,
+    memory_seed: int = 0,
 ) -> Host:
     """The host of ``scenario``, set up and ready for its threads.
 
@@ -916,6 +927,8 @@ def build_host(
     h.bus.trace_all = trace_all
     _switch_protocol(h, sc.protocol)
     h.mutants = check_mutants(sc.mutants)
+    h.memory_model = sc.memory_model
+    h.bus.memory = make_memory_model(sc.memory_model, memory_seed)
     return h
 
 
@@ -1240,6 +1253,7 @@ def override_scenario(
     controllers: int | None = None,
     domain_moves: float | None = None,
     traffic: float | None = None,
+    memory_model: str | None = None,
 ) -> Scenario:
     """``sc`` with the ``xensched stress`` options that were given (not ``None``).
 
@@ -1266,6 +1280,8 @@ def override_scenario(
         changes["pools"] = tuple(pool)
     if protocol is not None:
         changes["protocol"] = protocol
+    if memory_model is not None:
+        changes["memory_model"] = memory_model
     if domains is not None:
         size = vcpus or (sc.domains[0].vcpus if sc.domains else DEFAULT_VCPUS)
         changes["domains"] = tuple(

@@ -134,6 +134,11 @@ class SpinLock(Shared):
         contended = False
         if not self._lock.acquire(blocking=False):
             contended = True
+            # The spinning CPU's stores drain meanwhile (the holder may be waiting
+            # for one of them); free-running only: a controlled waiter never gets here.
+            flush = getattr(bus._memory, "flush", None)
+            if flush is not None:
+                flush(ctx)
             if not self._lock.acquire(timeout=bus.lock_timeout):
                 holder = self.owner
                 msg = (

@@ -25,6 +25,8 @@ class ViolationKind(enum.StrEnum):
     DEADLOCK = "deadlock"
     CRASH = "crash"
     LIVELOCK = "livelock"
+    LOCK_ORDER = "lock-order"
+    IRQ_INVERSION = "irq-inversion"
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -41,6 +43,10 @@ _DESCRIPTIONS = {
     ViolationKind.DEADLOCK: "a bounded wait for a lock or a turn ran out",
     ViolationKind.CRASH: "emulated code raised an unexpected exception",
     ViolationKind.LIVELOCK: "a controlled execution ran past its step bound",
+    ViolationKind.LOCK_ORDER: "two lock classes were taken in both orders (lockdep): "
+    "a deadlock waiting for its timing",
+    ViolationKind.IRQ_INVERSION: "a lock class was used both with IRQs enabled and "
+    "disabled, or an IRQ-safe one held while an IRQ-unsafe one was taken",
 }
 
 

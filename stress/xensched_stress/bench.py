@@ -18,8 +18,10 @@ e. exploration (:mod:`xensched_stress.bench_explore`): each strategy's time to t
    legacy round trip's violation, DPOR's proofs of the fixed round trip and of the
    switch-race moves, bounded DFS over those moves, interaction points per second,
    runs per second with 1 and 2 workers; a few moves unless ``--explore-full``;
-f. litmus (:mod:`xensched_stress.bench_litmus`): the ``xensched litmus`` catalog under
-   ``sc``, ``tso`` and ``relaxed`` side by side, tests and executions per second.
+f. memory models: ``schedule()`` calls per second under ``sc``, ``tso`` and
+   ``relaxed`` (free-running, store buffers draining after seeded delays), in turn on
+   hosts of one shape, with each model's ratio to ``sc``; and litmus tests per second
+   (the built-in catalog, each test exhaustively under each model).
 
 Figures are printed, never asserted: they depend on the machine and the interpreter.
 """
@@ -41,6 +43,7 @@ from xensched import SCHEDULERS, Host
 from xensched.cli import ExternalCommand
 from xensched.drivers.free import free_running
 from xensched.host import MAX_CPUS
+from xensched.memory_model import MODELS
 from xensched.options import (
     Parser,
     integer,
@@ -62,7 +65,6 @@ from xensched.seeds import SEED_MAX
 from xensched.smp import bind
 
 from .bench_explore import FIND_RUNS, ExploreBench, bench_explore
-from .bench_litmus import bench_litmus
 from .config import PoolSpec, StressConfig
 from .process import python_description
 from .report import EXIT_OK, EXIT_USAGE
@@ -332,6 +334,70 @@ def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, o
     }
 
 
+# -- (f) memory models ------------------------------------------------------------------------
+
+
+def _litmus_rate(budget: float) -> tuple[int, float] | None:
+    """(tests run, seconds) for the built-in litmus catalog under every model, or
+    None when this build has no litmus runner."""
+    try:
+        from xensched.litmus import run_catalog  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    n = 0
+    while True:
+        n += len(run_catalog())
+        if time.perf_counter() - t0 >= budget:
+            break
+    return n, time.perf_counter() - t0
+
+
+def bench_memory_models(
+    duration: float, cpus: int, rounds: int = 2
+) -> dict[str, object]:
+    cfg = StressConfig(cpus=cpus, duration=duration / rounds, seed=1)
+    print(
+        f"(f) memory models: schedule() loop on {cpus} pCPU threads, default stress "
+        f"shape, under each model in turn, {rounds} rounds of {duration / rounds:g}s, "
+        "best round kept"
+    )
+    rates: dict[str, float] = {}
+    drains: dict[str, int] = {}
+    for _ in range(rounds):
+        for model in MODELS:
+            h = build_host(
+                cfg.to_scenario().replace(memory_model=model),
+                trace_all=False,
+                memory_seed=1,
+            )
+            rate = _loop_rate(
+                h, _raw_schedule, duration / rounds, cfg.gil_switch_interval
+            )
+            rates[model] = max(rates.get(model, 0.0), rate)
+            mem = h.bus.memory
+            drains[model] = getattr(mem, "drains", 0)
+    sc = rates["sc"]
+    for model in MODELS:
+        extra = "" if model == "sc" else f"  (ratio to sc {rates[model] / sc:.3f})"
+        print(f"    {model:8s} schedule() loop: {rates[model]:>10,.0f}/s{extra}")
+    out: dict[str, object] = {
+        "schedule_per_s": rates,
+        "ratio_to_sc": {m: rates[m] / sc for m in MODELS},
+    }
+    lit = _litmus_rate(duration)
+    if lit is None:
+        print("    litmus: no runner in this build")
+    else:
+        n, secs = lit
+        print(
+            f"    litmus catalog, exhaustive under each model: {n / secs:,.1f} "
+            f"tests/s ({n} in {secs:.1f}s)"
+        )
+        out["litmus_per_s"] = n / secs
+    return out
+
+
 # -- (d) scale ------------------------------------------------------------------------------
 
 
@@ -488,8 +554,8 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "over the switch-race moves (default: a few moves, about 3.5 minutes for "
             "(e) in all; --explore-full: all 32 moves, about 40 minutes at the "
             "default caps), interaction points/s, runs/s with 1 and 2 workers; "
-            "(f) litmus tests/s of the xensched litmus catalog under sc, tso and "
-            "relaxed (about 15 s; quick: the two-thread tests). "
+            "(f) schedule() throughput under the sc, tso and relaxed memory models "
+            "and litmus tests per second. "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
             "written is refused before any part runs), 4 done but --json FILE could "
             "not be written at the end (the figures are printed first)."
@@ -659,7 +725,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
     if "e" in parts:
         out["explore"] = bench_explore(_explore_caps(args, seeds))
     if "f" in parts:
-        out["litmus"] = bench_litmus(args.quick)
+        out["memory_models"] = bench_memory_models(fig, args.cpus)
     out["wall_s"] = time.monotonic() - t0
     print(f"bench done in {out['wall_s']:.1f}s", flush=True)
     if args.json is not None:

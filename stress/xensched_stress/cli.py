@@ -25,6 +25,7 @@ from xensched.host import MAX_CPUS
 from xensched.options import (
     MAX_SECONDS,
     Parser,
+    add_memory_model_option,
     integer,
     probability,
     seconds,
@@ -77,6 +78,7 @@ _SHAPE_OPTIONS = (
     "controllers",
     "domain_moves",
     "traffic",
+    "memory_model",
 )
 
 _EPILOG = """\
@@ -124,7 +126,8 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         "FILE, overrides that field of the scenario: --cpus, --topology, --boot, "
         "--protocol as they are; --pool replaces its pools; --domains/--vcpus its "
         "domains; --traffic every pCPU loop; --switch-interval, --domain-moves and "
-        "--controllers its random toolstack threads.",
+        "--controllers its random toolstack threads; --memory-model its memory "
+        "model.",
     )
     host.add_argument(
         "--scenario",
@@ -191,6 +194,10 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         metavar="N",
         help=f"vCPUs per guest domain, 1 to {MAX_DOMAIN_VCPUS} (default: "
         f"{_DEFAULTS.vcpus})",
+    )
+    # None unless given: beside --scenario, the scenario's own model stands.
+    add_memory_model_option(
+        host, default=None, default_text="sc, or the --scenario's own"
     )
 
     run = p.add_argument_group("run")

@@ -15,6 +15,7 @@ Mirrors nothing in Xen.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import warnings
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
+from xensched.memory_model import check_model_name
 from xensched.options import MAX_SECONDS
 from xensched.scenario import (
     MAX_DOMAIN_VCPUS,
@@ -80,6 +82,12 @@ class StressConfig:
     events kept with each. Together they bound the memory and the report of a
     ``keep_going`` run of any length.
 
+    ``memory_model`` is what the threads run under (:mod:`xensched.memory_model`):
+    ``sc``, ``tso`` or ``relaxed``; its store buffers drain after delays drawn from
+    ``seed``. With ``scenario`` given, ``sc`` leaves the scenario's own model, and
+    another overrides it (:meth:`to_scenario`; :attr:`run_memory_model` is the one
+    that runs).
+
     ``scenario``, when given, is what runs: its host and programs replace the shape
     and workload fields (``cpus`` to ``domain_moves``), which are then not used.
     """
@@ -108,6 +116,7 @@ class StressConfig:
     trace_all: bool = False
     max_violations: int = 100
     max_events: int = 24
+    memory_model: str = "sc"
 
     def validate(self) -> None:
         """Check everything that can be checked before building a host.
@@ -115,6 +124,10 @@ class StressConfig:
         Raises:
             ConfigError: naming the first problem found.
         """
+        try:
+            check_model_name(self.memory_model)
+        except ValueError as e:
+            raise ConfigError(f"memory_model: {e}") from None
         if self.scenario is not None:
             self.scenario.validate()
         else:
@@ -210,11 +223,22 @@ class StressConfig:
             return self.scenario.pools
         return self.pools or default_pools(self.cpus, self.boot)
 
+    @property
+    def run_memory_model(self) -> str:
+        """The memory model that runs: ``memory_model``, or the scenario's when
+        that is ``sc``."""
+        if self.scenario is not None and self.memory_model == "sc":
+            return self.scenario.memory_model
+        return self.memory_model
+
     def to_scenario(self) -> Scenario:
-        """What runs: ``scenario``, or ``stress-default`` shaped by the fields."""
+        """What runs: ``scenario``, or ``stress-default`` shaped by the fields, under
+        :attr:`run_memory_model`."""
         if self.scenario is not None:
-            return self.scenario
-        return stress_default(
+            if self.scenario.memory_model == self.run_memory_model:
+                return self.scenario
+            return dataclasses.replace(self.scenario, memory_model=self.memory_model)
+        sc = stress_default(
             self.cpus,
             topology=self.topology,
             boot=self.boot,
@@ -227,6 +251,9 @@ class StressConfig:
             domain_moves=self.domain_moves,
             switch_interval=self.switch_interval,
         )
+        if self.memory_model == "sc":
+            return sc
+        return dataclasses.replace(sc, memory_model=self.memory_model)
 
 
 def _positive(name: str, value: float, hi: float = MAX_SECONDS) -> None:
@@ -274,6 +301,10 @@ def rerun_command(cfg: StressConfig) -> str:
     else:
         args += ["--duration", repr(cfg.duration)]
     args += ["--seed", str(cfg.seed)]
+    model = cfg.run_memory_model
+    if model != "sc":
+        # Also when the scenario's JSON above says it: the line reads as the run.
+        args += ["--memory-model", model]
     workload: list[tuple[str, object, object]] = [
         ("--switch-interval", cfg.switch_interval, _DEFAULTS.switch_interval),
         ("--controllers", cfg.controllers, _DEFAULTS.controllers),

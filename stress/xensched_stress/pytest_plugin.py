@@ -568,7 +568,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "**fields): the StressConfig of this test's xensched_stress runs; any "
         "StressConfig field may be given (topology, pools, domains, vcpus, ops, seed, "
         "switch_interval, delay_injection, keep_going, watchdog, scenario, "
-        "max_violations, max_events); "
+        "max_violations, max_events, memory_model='sc'|'tso'|'relaxed'); "
         "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
         "or a built-in name; duration is scaled by --stress-duration",
     )

@@ -154,6 +154,8 @@ class StressReport:
         """The report as JSON-ready data (``--json FILE``)."""
         cfg = asdict(self.config)
         cfg["pools"] = [p.spec() for p in self.config.pools]
+        # The model that ran (a scenario's own, unless the config overrode it).
+        cfg["memory_model"] = self.config.run_memory_model
         if self.config.scenario is not None:
             # The scenario's own JSON, which `--scenario` and from_json read back.
             cfg["scenario"] = self.config.scenario.to_dict()
@@ -222,14 +224,15 @@ class StressReport:
         if cfg.scenario is None:
             out.append(
                 f"xensched stress: seed={self.seed} protocol={cfg.protocol} "
-                f"boot={cfg.boot} pCPUs={cfg.cpus} pools: {pools or '-'}; "
+                f"memory_model={cfg.run_memory_model} boot={cfg.boot} pCPUs={cfg.cpus} pools: {pools or '-'}; "
                 f"{cfg.domains} domain(s) x {cfg.vcpus} vCPU(s)"
             )
         else:
             sc = cfg.scenario
             out.append(
                 f"xensched stress: seed={self.seed} scenario {sc.name}: "
-                f"protocol={sc.protocol} boot={sc.boot} pCPUs={sc.cpus} pools: "
+                f"protocol={sc.protocol} memory_model={cfg.run_memory_model} "
+                f"boot={sc.boot} pCPUs={sc.cpus} pools: "
                 f"{pools or '-'}; {len(sc.domains)} domain(s), "
                 f"{len(sc.threads)} thread program(s)"
             )

@@ -222,6 +222,7 @@ class _Run(Workload):
             lock_timeout=cfg.lock_bound,
             trace_all=cfg.trace_all,
             on_step=self._setup_step,
+            memory_seed=cfg.seed,
         )
         h.bus.max_violations = cfg.max_violations
         h.bus.max_events = cfg.max_events
@@ -496,6 +497,11 @@ class _Run(Workload):
         h = self.host
         if h is None or self.deadlock is not None or self.stragglers:
             return
+        # Every thread has stopped: what a store buffer still holds reaches memory,
+        # as it would on a machine left to itself, before the audit reads it.
+        flush = getattr(h.bus.memory, "flush", None)
+        if flush is not None:
+            flush()
         if h.violations:
             return
         with bind(h.toolstack_context("audit")):

@@ -30,7 +30,7 @@ from xensched.programs import (
     thread_rng as thread_rng,
 )
 from xensched.scenario import PcpuLoop, PcpuOps, Toolstack
-from xensched.smp import bind
+from xensched.smp import bind, current_or_none
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,6 +65,7 @@ class FreeEnv:
         return self._run.cpus_off.is_set()
 
     def pause(self, seconds: float) -> bool:
+        self._drain()
         return self._run.halt.wait(seconds)
 
     def toolstacks_done(self) -> bool:
@@ -74,6 +75,7 @@ class FreeEnv:
         return self.leaving() or self.toolstacks_done()
 
     def wait_for_work(self, pending: Callable[[], bool]) -> bool:
+        self._drain()
         while not pending():
             if self.work_done():
                 return False
@@ -84,6 +86,16 @@ class FreeEnv:
         self, ctx: ExecContext, stats: CpuStats | XlStats, exc: Exception
     ) -> bool:
         return self._run.step_failed(ctx, stats, exc)
+
+    def _drain(self) -> None:
+        """The calling CPU, about to sleep or idle, lets its store buffer drain (as
+        ``Bus.wait_until`` does): nothing else would make its stores visible while
+        the others idle too."""
+        h = self._run.host
+        ctx = current_or_none()
+        flush = getattr(h.bus.memory if h is not None else None, "flush", None)
+        if flush is not None and ctx is not None:
+            flush(ctx)
 
 
 class CtlState(XlStats):

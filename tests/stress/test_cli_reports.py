@@ -88,7 +88,8 @@ def test_stress_options_land_in_the_report_and_its_rerun(
     lines = out.splitlines()
     assert lines[0] == "seed=11"
     assert lines[1] == (
-        "xensched stress: seed=11 protocol=fixed-without:barrier boot=credit2 "
+        "xensched stress: seed=11 protocol=fixed-without:barrier memory_model=sc "
+        "boot=credit2 "
         "pCPUs=6 pools: Pool-0=credit2[0,1,2,3], p1=rtds[4,5]; 3 domain(s) x 1 vCPU(s)"
     )
     assert "stopped: ops reached after " in out
@@ -235,7 +236,7 @@ PART_FUNCTIONS = (
     "bench_throughput",
     "bench_scale",
     "bench_explore",
-    "bench_litmus",
+    "bench_memory_models",
 )
 
 
@@ -296,15 +297,14 @@ def test_bench_options_reach_the_parts(
         ("bench_throughput", (3.0, 4)),
         ("bench_scale", (3.0, bench.SCALE_SIZES)),
         ("bench_explore", (ExploreBench(20, 1, 5.0, 10.0, 10.0, 60.0, False),)),
-        ("bench_litmus", (False,)),
+        ("bench_memory_models", (3.0, 4)),
     ]
     calls.clear()
-    assert main(["bench", "--quick", "--only", "d,f,e,a", "--race-delay", "0.5"]) == 0
+    assert main(["bench", "--quick", "--only", "d,e,a", "--race-delay", "0.5"]) == 0
     assert calls == [
         ("bench_race", (5, 1, 0.5)),
         ("bench_scale", (1.0, (2, 8, 32, 128))),
         ("bench_explore", (ExploreBench(5, 1, 1.0, 1.0, 1.0, 5.0, False),)),
-        ("bench_litmus", (True,)),
     ]
     calls.clear()
     argv = ["bench", "--only=e", "--seed=7", "--seeds=3", "--explore-full"]

@@ -140,7 +140,7 @@ def test_bench_refuses_every_bad_path_before_any_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     parts = ("bench_race", "bench_fixed", "bench_throughput", "bench_scale")
-    for part in (*parts, "bench_explore", "bench_litmus"):
+    for part in (*parts, "bench_explore"):
         monkeypatch.setattr(bench, part, _never)
     for path, problem in bad_output_paths(tmp_path):
         assert xensched_main(["bench", "--only", "c", "--json", path]) == 2, path

@@ -275,7 +275,7 @@ class ControlledDriver:
         mem = self.bus.memory
         if mem is not None and hasattr(mem, "drain_options"):
             self._mem = cast("StoreBufferModel", mem)
-            self._mem.controlled = True
+            self._mem.start_controlled()
         try:
             with self._mutex:
                 self._started = True

@@ -17,6 +17,7 @@ interrupted (130 for Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import multiprocessing
 import shlex
@@ -42,6 +43,7 @@ from xensched.explore.replay import (
 from xensched.explore.shrink import preemptions, shrink
 from xensched.explore.story import record, render_story, timeline_events
 from xensched.options import (
+    add_memory_model_option,
     add_progress_option,
     integer,
     probability,
@@ -189,6 +191,9 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "for stress (repeatable)",
     )
     sc.add_argument("--protocol", metavar="SPEC", help="see `xensched protocols`")
+    add_memory_model_option(
+        sc, default=None, default_text="the scenario's own, sc for the built-ins"
+    )
     sc.add_argument(
         "--direction", choices=["add", "remove"], help="switch-race, patch-move"
     )
@@ -309,7 +314,10 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
             "xensched reproduce --replay-dir) records once more, checking at every step that the chosen thread is enabled and "
             "about to make the recorded access. Shows the same violation at the same "
             "step, or says where the run diverged from the file. The seed and the "
-            "scenario come from the file. (The replay file of a pytest test, written "
+            "scenario come from the file, the memory model too unless --memory-model "
+            "overrides it (a schedule recorded under another model then diverges: "
+            "its drain steps, CPU>field, or early loads, CPU~k, do not exist, or new "
+            "ones do). (The replay file of a pytest test, written "
             "by @pytest.mark.explore, is replayed by pytest --xensched-replay FILE: "
             "given one, this command says so.)"
         ),
@@ -320,6 +328,7 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         ),
     )
     p.add_argument("file", metavar="FILE", help="a replay file (JSON)")
+    add_memory_model_option(p, default=None, default_text="the file's scenario's")
     _outputs(p, explore=False)
     p.set_defaults(func=cmd_replay)
 
@@ -332,6 +341,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         "topology",
         "boot",
         "protocol",
+        "memory_model",
         "direction",
         "domains",
         "vcpus",
@@ -492,7 +502,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         return _err("explore", str(e))
     print(
         f"xensched {xensched.__version__} explore: seed {seed}, scenario {sc.name} "
-        f"({sc.protocol}), strategy {args.strategy}, {args.workers} worker"
+        f"({_setting(sc)}), strategy {args.strategy}, {args.workers} worker"
         + ("s" if args.workers > 1 else ""),
         flush=True,
     )
@@ -682,6 +692,7 @@ def _document(
         "command": cmd,
         "scenario": sc.name,
         "protocol": sc.protocol,
+        "memory_model": sc.memory_model,
         "strategy": res.strategy,
         "seed": seed,
         "runs": res.runs,
@@ -713,6 +724,13 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+def _setting(sc: Scenario) -> str:
+    """The protocol, and the memory model when it is not ``sc``, for a header line."""
+    if sc.memory_model == "sc":
+        return sc.protocol
+    return f"{sc.protocol}, memory model {sc.memory_model}"
+
+
 # -- replay -------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
     stop = RaiseInterrupt()
@@ -737,9 +755,16 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             f"{shlex.quote(args.file)}{shards}",
         )
     sc = replay.scenario
+    if args.memory_model is not None and args.memory_model != sc.memory_model:
+        print(
+            f"xensched replay: the file's scenario ran under {sc.memory_model}; "
+            f"replaying it under {args.memory_model} (--memory-model)",
+            flush=True,
+        )
+        sc = dataclasses.replace(sc, memory_model=args.memory_model)
     print(
         f"xensched {xensched.__version__} replay: {args.file}: scenario {sc.name} "
-        f"({sc.protocol}), seed {replay.seed}, {len(replay.schedule)} steps found by "
+        f"({_setting(sc)}), seed {replay.seed}, {len(replay.schedule)} steps found by "
         f"{replay.strategy}",
         flush=True,
     )

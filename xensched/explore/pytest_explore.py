@@ -25,10 +25,16 @@ resolved once, as usual, and passed to every call::
         xensched_world.check(both_counted)
 
 The marker: ``explore(strategy="dpor", runs=200, seed=None, depth=3,
-max_preemptions=None, keep_going=False, shards=1, seconds=None)``; ``seed=None`` is the
-per-test seed (the base seed ^ crc32 of the node id, less any shard suffix, so that the
-shards of a randomised strategy share one seed). The test fails when an execution
-records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
+max_preemptions=None, keep_going=False, shards=1, seconds=None, memory_model=None)``;
+``seed=None`` is the per-test seed (the base seed ^ crc32 of the node id, less any shard
+suffix, so that the shards of a randomised strategy share one seed).
+``memory_model`` (``sc``, ``tso`` or ``relaxed``: :mod:`xensched.memory_model`) is the
+model of the bus or host the body makes
+(:meth:`~xensched.explore.threads.World.use_memory_model`); ``--xensched-memory-model
+M`` sets it for every marked test, over the marker's; a body that picks a model itself
+(``World.memory_model``, ``World.host(memory_model=...)``) keeps its own. Under ``tso``
+and ``relaxed`` the drains of the store buffers are steps the strategy chooses, so the
+exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
 failing :meth:`~xensched.explore.threads.World.check` an ``assert``. The failure says
 the violation, the exploration's figures and the failing schedule step by step; the
 failing execution is written as a replay file (``--xensched-replay-dir``, default
@@ -90,9 +96,10 @@ _SHARD_ARG: Final = "xensched_shard"
 _PROPERTY: Final = "xensched_explore"
 MARKER_HELP: Final = (
     "explore(strategy='dpor', runs=200, seed=None, depth=3, max_preemptions=None, "
-    "keep_going=False, shards=1, seconds=None): run the test body (which takes the "
-    "xensched_world fixture) once per execution of a systematic exploration of the "
-    "threads it starts"
+    "keep_going=False, shards=1, seconds=None, memory_model=None): run the test "
+    "body (which takes the xensched_world fixture) once per execution of a "
+    "systematic exploration of the threads it starts, under memory_model (sc, tso "
+    "or relaxed; --xensched-memory-model overrides it)"
 )
 
 _REPLAY_KEY: Final = pytest.StashKey["Replay | None"]()
@@ -111,6 +118,7 @@ class ExploreSpec:
     keep_going: bool = False
     shards: int = 1
     seconds: float | None = None
+    memory_model: str | None = None
 
     @classmethod
     def of(cls, mark: pytest.Mark, shards: int | None = None) -> ExploreSpec:
@@ -145,6 +153,14 @@ class ExploreSpec:
         whole("depth", self.depth, 1, False)
         whole("max_preemptions", self.max_preemptions, 0, True)
         whole("shards", self.shards, 1, False)
+        model: object = self.memory_model  # the marker's, of any type
+        if model is not None:
+            from xensched.memory_model import MODELS
+
+            if model not in MODELS:
+                raise TypeError(
+                    f"memory_model={model!r}: expected one of {', '.join(MODELS)}"
+                )
         if not isinstance(self.keep_going, bool):
             raise TypeError(f"keep_going={self.keep_going!r}: expected a bool")
         seconds: object = self.seconds  # the marker's, of any type
@@ -187,10 +203,15 @@ def replay_path(directory: Path, nodeid: str) -> Path:
     return directory / f"{name}.json"
 
 
-def replay_command(nodeid: str, path: str, shards: int | None) -> str:
-    """The shell command that re-runs one replay file."""
+def replay_command(
+    nodeid: str, path: str, shards: int | None, memory_model: str | None = None
+) -> str:
+    """The shell command that re-runs one replay file (``memory_model``: the
+    ``--xensched-memory-model`` it ran with)."""
     quoted = "'" + nodeid.replace("'", "'\"'\"'") + "'"
     extra = f" --xensched-shards {shards}" if shards is not None else ""
+    if memory_model is not None:
+        extra += f" --xensched-memory-model {memory_model}"
     return f"pytest {quoted} --xensched-replay {path}{extra}"
 
 
@@ -218,6 +239,11 @@ def describe_failure(res: ExploreResult, ex: Execution, *, what: str) -> list[st
 # -- hooks -------------------------------------------------------------------------------
 def _shards_option(config: pytest.Config) -> int | None:
     value: int | None = config.getoption("xensched_shards")
+    return value
+
+
+def _model_option(config: pytest.Config) -> str | None:
+    value: str | None = config.getoption("xensched_memory_model")
     return value
 
 
@@ -336,8 +362,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     args = {n: pyfuncitem.funcargs[n] for n in names if n != FIXTURE}
     test = pyfuncitem.obj
+    model = _model_option(config) or spec.memory_model
 
     def setup(world: World) -> None:
+        if model is not None:
+            world.use_memory_model(model)
         test(**args, **({FIXTURE: world} if FIXTURE in names else {}))
 
     replay = config.stash[_REPLAY_KEY]
@@ -400,6 +429,7 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         "max_preemptions": spec.max_preemptions,
         "shard": list(shard) if shard is not None else None,
         "base_seed": base_seed,
+        "memory_model": _model_option(item.config) or spec.memory_model or "sc",
     }
     replay = Replay.of(
         res.failing,
@@ -413,13 +443,16 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         res, res.failing, what=f"{spec.strategy} exploration (seed {seed})"
     )
     shards = _shards_option(item.config)
+    given_model = _model_option(item.config)
     lines += [
         f"replay file: {shown}",
         "re-run this schedule with:",
-        f"  {replay_command(item.nodeid, shown, shards)}",
+        f"  {replay_command(item.nodeid, shown, shards, given_model)}",
     ]
     if spec.seed is None:
         extra = [f"--xensched-shards {shards}"] if shards is not None else []
+        if given_model is not None:
+            extra.append(f"--xensched-memory-model {given_model}")
         lines += [
             "re-run the exploration with:",
             f"  {rerun_command(item.nodeid, base_seed, extra)}",

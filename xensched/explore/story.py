@@ -103,7 +103,7 @@ def render_story(
         upto = rec.violations[0][1] if rec.violations else len(steps) - 1
     upto = min(upto + context, len(steps) - 1) if steps else upto
     threads = sorted(
-        {s.thread for s in steps},
+        {_owner(s.thread) for s in steps},
         key=lambda t: (
             (0, int(t[4:])) if t.startswith("pcpu") and t[4:].isdigit() else (1, t)
         ),
@@ -124,21 +124,28 @@ def render_story(
         by_step.setdefault(a.step, []).append(a)
     prev: str | None = None
     for i, s in enumerate(steps[: upto + 1]):
-        if s.thread != prev:
+        who = _owner(s.thread)
+        if who != prev:
             why = (
                 f" (preempts {prev})" if prev is not None and prev in s.enabled else ""
             )
-            lines.append(f"  {'':>5}  --- {s.thread}{why}")
-            prev = s.thread
-        indent = "  " * col[s.thread]
-        head = f"  {i:>5}  {s.thread:<{width}}  {indent}"
+            lines.append(f"  {'':>5}  --- {who}{why}")
+            prev = who
+        indent = "  " * col[who]
+        head = f"  {i:>5}  {who:<{width}}  {indent}"
         accs = by_step.get(i, [])
-        if not any(PointKind(a.kind) not in _QUIET for a in accs):
+        if s.op.kind == "drain":
+            lines.append(head + f"its store to {s.op.label} becomes visible (drain)")
+        elif not any(PointKind(a.kind) not in _QUIET for a in accs):
             lines.append(head + s.op.describe())
+        back = s.thread.partition("~")[2] if ">" not in s.thread else ""
         for a in accs:
             if PointKind(a.kind) not in _QUIET:
                 what = f"{a.kind} {a.label}"
-                if a.value is not None:
+                if back and a.kind in ("load", "load-acquire"):
+                    what += f" -> an older value ({back} back, satisfied early)"
+                    back = ""
+                elif a.value is not None:
                     what += f" -> {a.value}" if a.kind == "load" else f" = {a.value}"
                 fn = f"{a.fn}(): " if a.fn else ""
                 lines.append(head + fn + what)
@@ -149,6 +156,12 @@ def render_story(
             if seq < 0 or seq >= len(rec.accesses) or rec.accesses[seq].step <= upto:
                 lines.append(f"  {'':>5}  {'':<{width}}  !! {v.describe()}")
     return "\n".join(lines)
+
+
+def _owner(name: str) -> str:
+    """The CPU a step acts for: ``pcpu1>field`` (a drain) and ``pcpu1~2`` (a load of
+    an older value) are ``pcpu1``'s."""
+    return name.partition(">")[0].partition("~")[0]
 
 
 def timeline_events(rec: Recorder) -> list[Event]:

@@ -63,12 +63,17 @@ class World:
         self._state: Callable[[], Hashable] | None = None
         self.checks: list[Callable[[], object]] = []
         self.driver: ControlledDriver | None = None
+        # The model a bus or host made here gets unless the set-up picks one.
+        self._default_model = "sc"
 
     @property
     def bus(self) -> Bus:
         """The execution's bus (a host's, once :meth:`host` made one)."""
         if self._bus is None:
+            from xensched.memory_model import make_memory_model
+
             self._bus = Bus()
+            self._bus.memory = make_memory_model(self._default_model)
         return self._bus
 
     def host(self, *args: Any, **kwargs: Any) -> Host:
@@ -80,6 +85,7 @@ class World:
 
         if self._bus is not None:
             raise RuntimeError("World.host() must come before any cell, lock or thread")
+        kwargs.setdefault("memory_model", self._default_model)
         self._host = Host(*args, **kwargs)
         self._bus = self._host.bus
         return self._host
@@ -90,6 +96,17 @@ class World:
         from xensched.memory_model import make_memory_model
 
         self.bus.memory = make_memory_model(name, seed)
+
+    def use_memory_model(self, name: str) -> None:
+        """The memory model of this execution unless the set-up function picks one
+        itself (:meth:`memory_model`, ``host(memory_model=...)``): what
+        ``@pytest.mark.explore(memory_model=...)`` and ``--xensched-memory-model``
+        set. Call it before the set-up function runs."""
+        from xensched.memory_model import check_model_name, make_memory_model
+
+        self._default_model = check_model_name(name)
+        if self._bus is not None:
+            self._bus.memory = make_memory_model(name)
 
     def cell(self, label: str, value: T) -> Cell[T]:
         """A shared field, every load and store an interaction point."""

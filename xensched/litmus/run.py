@@ -89,6 +89,7 @@ __all__ = [
     "LitmusResult",
     "expected_verdict",
     "format_outcome",
+    "run_all",
     "run_test",
 ]
 
