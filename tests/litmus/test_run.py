@@ -151,12 +151,17 @@ def test_an_unknown_model_or_search_is_refused() -> None:
         run_test(parse(SB), "sc", search="bfs")
 
 
-# Unreduced DFS is slow on three or four threads (a few seconds each): those are
-# left to DPOR's own soundness tests; here every two-thread test of the catalog.
-_SMALL = [t for t in catalog() if len(t.processes) <= 2]
+# Unreduced DFS takes seconds on three threads (WRC 2 s, ISA2 7 s: slow, opt-in) and
+# more than 20,000 executions on IRIW's four (left out); the two-thread tests of the
+# catalog stay in the default run.
+_SC_CASES = [
+    pytest.param(t, id=t.name, marks=[pytest.mark.slow] if len(t.processes) > 2 else [])
+    for t in catalog()
+    if len(t.processes) <= 3
+]
 
 
-@pytest.mark.parametrize("test", _SMALL, ids=[t.name for t in _SMALL])
+@pytest.mark.parametrize("test", _SC_CASES)
 def test_dpor_and_dfs_find_the_same_outcomes_under_sc(test: object) -> None:
     from xensched.litmus.syntax import LitmusTest
 
