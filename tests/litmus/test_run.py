@@ -142,6 +142,7 @@ exists (x=3)
     assert r.errors
     assert r.errors[0].startswith("deadlock")
     assert r.reason.startswith("an execution failed: deadlock")
+    assert "\n" not in r.reason
 
 
 def test_an_unknown_model_or_search_is_refused() -> None:

@@ -137,7 +137,7 @@ def render_result(test: LitmusTest, r: LitmusResult) -> str:
     if r.reason:
         lines.append(f"  why: {r.reason}")
     for e in r.errors:
-        lines.append(f"  failed execution: {e}")
+        lines.append("  failed execution: " + e.replace("\n", "\n    "))
     return "\n".join(lines)
 
 

@@ -339,7 +339,7 @@ def run_test(
     if not exhaustive:
         reason = f"not exhaustive: stopped after {i} executions"
     elif errors:
-        reason = f"an execution failed: {errors[0]}"
+        reason = f"an execution failed: {errors[0].splitlines()[0]}"
     elif test.result is not None:
         found = _classify(test, len(matching), len(counts))
         if found == test.result:
