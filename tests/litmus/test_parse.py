@@ -127,6 +127,21 @@ def test_every_supported_construct_is_read() -> None:
     assert c.text == r"exists (0:r0=1 /\ ~(1:r1=0 \/ x=2) /\ z=-1)"
 
 
+def test_kernel_style_comments_everywhere() -> None:
+    text = (
+        "C MP+kernel-style\n\n(*\n * Result: Never\n *)\n\n{}\n\n"
+        "P0(int *buf, int *flag) // Producer\n{\n\tWRITE_ONCE(*buf, 1);\n"
+        "\tsmp_store_release(flag, 1);\n}\n\n"
+        "P1(int *buf, int *flag) // Consumer\n{\n\tint r0;\n\tint r1;\n\n"
+        "\tr0 = smp_load_acquire(flag);\n\tr1 = READ_ONCE(*buf); (* herd's *)\n}\n\n"
+        "exists (1:r0=1 /\\ 1:r1=0) (* Bad outcome. *)\n"
+    )
+    t = parse(text)
+    assert t.result == "Never"
+    assert t.processes[1].body[-1] == Load("r1", "buf", acquire=False)
+    assert t.condition.text == "exists (1:r0=1 /\\ 1:r1=0)"
+
+
 def test_condition_quantifiers_and_empty_initial_state() -> None:
     base = "C T\n{}\nP0(int *x)\n{\n\tWRITE_ONCE(*x, 1);\n}\n"
     for clause, quant in (

@@ -4,7 +4,8 @@ Mirrors nothing in Xen: the format of ``tools/memory-model/litmus-tests/*.litmus
 in Linux (herd7's C litmus dialect), restricted to what the emulator's memory models
 can run:
 
-- a ``C name`` header line, then optional ``(* ... *)`` comment blocks; a comment's
+- a ``C name`` header line, then optional ``(* ... *)`` comment blocks (also after
+  the final condition); a comment's
   ``Result: Always|Sometimes|Never`` line is the kernel model's verdict, and a
   ``Needs: CLASS[+CLASS] | ...`` line (xensched's note) names the reorderings the
   weak outcome needs (:data:`~xensched.litmus.syntax.CLASSES`);
@@ -65,11 +66,13 @@ from xensched.litmus.syntax import (
 
 __all__ = ["parse", "parse_file"]
 
+# ``(* ... *)`` comments (herd's) start with ``(*`` and a space, as after the final
+# condition: ``READ_ONCE(*x)`` must stay a call.
 _TOKEN = re.compile(
     r"""
     (?P<ws>[ \t\r\f\v]+)
   | (?P<nl>\n)
-  | (?P<comment>//[^\n]*|/\*.*?\*/)
+  | (?P<comment>//[^\n]*|/\*.*?\*/|\(\*\s.*?\*\))
   | (?P<int>\d+)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>/\\|\\/|==|!=|<=|>=|&&|\|\||->|\+\+|--|[{}()\[\];,*=!~:+\-<>&|.?%/^])
