@@ -60,10 +60,8 @@ P0(int *x, int *y, spinlock_t *s)
 
 P1(int *x, int *z, spinlock_t *s)
 {
-	int r0;
-	int r1;
+	int r0 = xchg(x, 3), r1;
 
-	r0 = xchg(x, 3);
 	r1 = cmpxchg(z, 0, r0);
 	xchg(z, 4);
 	if (r0 == 1 && !(r1 != 0) || r3 >= 2) {
@@ -106,8 +104,10 @@ def test_every_supported_construct_is_read() -> None:
     assert p0.body[2].line == 20
     assert p0.body[-1].line == 28
     assert p1.registers == (("r0", 0), ("r1", 0), ("r3", 7))
-    assert p1.body[2:5] == (
+    assert p1.body[:5] == (
+        Decl("r0", None),
         Xchg("r0", "x", Const(3)),
+        Decl("r1", None),
         Cmpxchg("r1", "z", Const(0), Reg("r0")),
         Xchg(None, "z", Const(4)),
     )

@@ -359,12 +359,21 @@ class _Parser:
             if reg in self.params:
                 self.fail(f"register {reg} shadows a parameter", line)
             self.regs.add(reg)
-            init = self.expr() if self.accept("=") else None
-            out.append(Decl(reg, init, line))
+            if not self.accept("="):
+                out.append(Decl(reg, None, line))
+            elif self._call_next():
+                # int r0 = READ_ONCE(*x);: the declaration, then the access.
+                out.append(Decl(reg, None, line))
+                out.append(self.access(reg, line))
+            else:
+                out.append(Decl(reg, self.expr(), line))
             if not self.accept(","):
                 break
         self.expect(";", " after the declaration")
         return out
+
+    def _call_next(self) -> bool:
+        return self.tok.kind == "ident" and self.peek().text == "("
 
     def assignment(self) -> Stmt:
         t = self.next()
@@ -374,26 +383,31 @@ class _Parser:
             self.unsupported(f"plain store to {reg} (use WRITE_ONCE)", line)
         self.regs.add(reg)
         self.expect("=")
-        f = self.tok
-        out: Stmt
-        if f.kind == "ident" and self.peek().text == "(":
-            self.next()
-            if f.text in ("READ_ONCE", "smp_load_acquire"):
-                self.expect("(")
-                var = self.shared(f.text == "READ_ONCE", f.text)
-                self.expect(")")
-                out = Load(reg, var, f.text == "smp_load_acquire", line)
-            elif f.text in ("xchg", "cmpxchg"):
-                out = self.rmw(f.text, reg, line)
-            else:
-                self.unsupported(f.text, f.line)
-            if self.tok.kind == "op" and self.tok.text not in (";", "}"):
-                self.unsupported(
-                    f"{f.text} inside an expression (assign it to a register)", f.line
-                )
-        else:
-            out = Assign(reg, self.expr(), line)
+        out = (
+            self.access(reg, line)
+            if self._call_next()
+            else Assign(reg, self.expr(), line)
+        )
         self.expect(";", " after the statement")
+        return out
+
+    def access(self, reg: str, line: int) -> Stmt:
+        """``READ_ONCE(*x)`` and the other calls whose value goes to ``reg``."""
+        f = self.next()
+        out: Stmt
+        if f.text in ("READ_ONCE", "smp_load_acquire"):
+            self.expect("(")
+            var = self.shared(f.text == "READ_ONCE", f.text)
+            self.expect(")")
+            out = Load(reg, var, f.text == "smp_load_acquire", line)
+        elif f.text in ("xchg", "cmpxchg"):
+            out = self.rmw(f.text, reg, line)
+        else:
+            self.unsupported(f.text, f.line)
+        if self.tok.kind == "op" and self.tok.text not in (";", ",", "}"):
+            self.unsupported(
+                f"{f.text} inside an expression (assign it to a register)", f.line
+            )
         return out
 
     def rmw(self, name: str, reg: str | None, line: int) -> Stmt:
