@@ -5,17 +5,17 @@ in Linux (herd7's C litmus dialect), restricted to what the emulator's memory mo
 can run:
 
 - a ``C name`` header line, then optional ``(* ... *)`` comment blocks (also after
-  the final condition); a comment's
-  ``Result: Always|Sometimes|Never`` line is the kernel model's verdict, and a
-  ``Needs: CLASS[+CLASS] | ...`` line (xensched's note) names the reorderings the
-  weak outcome needs (:data:`~xensched.litmus.syntax.CLASSES`);
+  the final condition); a comment's ``Result: Always|Sometimes|Never`` line is the
+  kernel model's verdict, and a ``Needs: CLASS[+CLASS] | ...`` line (xensched's note)
+  names the reorderings the weak outcome needs
+  (:data:`~xensched.litmus.syntax.CLASSES`);
 - an initial-state block ``{ x=0; y=1; 0:r1=2; }`` (``int x=0;`` too); shared
   variables not listed start at 0;
 - ``Pn(int *x, spinlock_t *s) { ... }`` functions, ``n`` counting from 0, over
-  ``int r;`` declarations, ``READ_ONCE``, ``WRITE_ONCE``, ``smp_load_acquire``,
-  ``smp_store_release``, ``smp_mb``, ``smp_wmb``, ``smp_rmb``, ``spin_lock``,
-  ``spin_unlock``, ``xchg``, ``cmpxchg``, assignments of register expressions and
-  ``if``/``else`` on registers;
+  ``int r;`` declarations (``int r = READ_ONCE(*x);`` too), ``READ_ONCE``,
+  ``WRITE_ONCE``, ``smp_load_acquire``, ``smp_store_release``, ``smp_mb``,
+  ``smp_wmb``, ``smp_rmb``, ``spin_lock``, ``spin_unlock``, ``xchg``, ``cmpxchg``,
+  assignments of register expressions and ``if``/``else`` on registers;
 - a final ``exists``, ``~exists`` or ``forall`` clause over ``n:reg=v`` and
   ``var=v`` atoms with ``/\\``, ``\\/``, ``~`` and parentheses.
 
