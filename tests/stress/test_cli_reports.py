@@ -312,11 +312,12 @@ def test_bench_options_reach_the_parts(
     assert main([*argv, "--quick"]) == 0
     assert calls == [("bench_explore", (ExploreBench(3, 7, 0.5, 2.0, 3.0, 4.0, True),))]
     calls.clear()
-    argv = ["bench", "--only=b,c", "--seed=9", "--cpus=6", "--fixed-total=2"]
+    argv = ["bench", "--only=b,c,f", "--seed=9", "--cpus=6", "--fixed-total=2"]
     assert main([*argv, "--figure-duration=0.5"]) == 0
     assert calls == [
         ("bench_fixed", (2.0, 9, 6)),
         ("bench_throughput", (0.5, 6)),
+        ("bench_memory_models", (0.5, 6)),
     ]
     capsys.readouterr()
 
@@ -519,3 +520,20 @@ def test_bench_schema_refuses_a_changed_report(
     }
     validate("bench", doc)
     assert errors("bench", _mutate(doc, path, change))
+
+
+def test_bench_memory_models_part_text_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Part (f) at its smallest: each model's schedule() rate side by side."""
+    f = tmp_path / "b.json"
+    argv = ["bench", "--figure-duration=0.2", "--cpus=2", "--json", str(f), "--only=f"]
+    code, out, err = _run(argv, capsys)
+    assert (code, err) == (0, "")
+    data = _load(f, "bench")
+    mm = data["memory_models"]
+    assert set(mm["schedule_per_s"]) == {"sc", "tso", "relaxed"}
+    assert all(v > 0 for v in mm["schedule_per_s"].values())
+    assert mm["ratio_to_sc"]["sc"] == 1.0
+    for model in ("sc", "tso", "relaxed"):
+        assert re.search(rf"^ +{model} +schedule\(\) loop: +[\d,]+/s", out, re.M)
