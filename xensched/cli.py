@@ -1,9 +1,10 @@
-"""The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, ``litmus``, and the
-commands other packages add.
+"""The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, ``litmus``,
+and the commands other packages add.
 
-Mirrors nothing in Xen. ``reproduce``, ``protocols`` and ``scenarios`` are built in;
-other subcommands (the stress harness's ``stress`` and ``bench``) are found through the
-entry-point group ``xensched.commands``, each naming an :class:`ExternalCommand`. So
+Mirrors nothing in Xen. ``reproduce``, ``explore``, ``replay``, ``litmus``,
+``protocols`` and ``scenarios`` are built in; other subcommands (the stress harness's
+``stress`` and ``bench``) are found through the entry-point group
+``xensched.commands``, each naming an :class:`ExternalCommand`. So
 this package never imports the stress harness: the dependency goes from
 ``xensched_stress`` to ``xensched`` only, and ``xensched`` works without it installed.
 
@@ -12,10 +13,11 @@ this package never imports the stress harness: the dependency goes from
 (``xensched.protocol``); ``xensched protocols`` lists the presets and parts.
 
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
-found (``stress``) or a ``weaker`` litmus verdict (``litmus``), 2 usage error, 3 deadlock (``stress``), 4 a report file could not
-be written at the end (when nothing above applies; ``xensched.outputs``), 130
-interrupted. ``reproduce`` takes SIGTERM and SIGHUP as it takes Ctrl-C (partial table
-and JSON) and exits 128 + the signal's number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
+found (``stress``) or a ``weaker`` verdict (``litmus``), 2 usage error, 3 deadlock
+(``stress``), 4 a report file could not be written at the end (when nothing above
+applies; ``xensched.outputs``), 130 interrupted. ``reproduce`` takes SIGTERM and
+SIGHUP as it takes Ctrl-C (partial table and JSON) and exits 128 + the signal's
+number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
 """
 
 from __future__ import annotations
