@@ -20,6 +20,7 @@ KINDS = {
     "replay": "xensched",
     "protocols": "xensched",
     "scenario": "xensched",
+    "litmus": "xensched",
     "stress": "xensched_stress",
     "bench": "xensched_stress",
 }

@@ -1,9 +1,10 @@
-"""The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, and the
-commands other packages add.
+"""The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, ``litmus``,
+and the commands other packages add.
 
-Mirrors nothing in Xen. ``reproduce``, ``protocols`` and ``scenarios`` are built in;
-other subcommands (the stress harness's ``stress`` and ``bench``) are found through the
-entry-point group ``xensched.commands``, each naming an :class:`ExternalCommand`. So
+Mirrors nothing in Xen. ``reproduce``, ``explore``, ``replay``, ``litmus``,
+``protocols`` and ``scenarios`` are built in; other subcommands (the stress harness's
+``stress`` and ``bench``) are found through the entry-point group
+``xensched.commands``, each naming an :class:`ExternalCommand`. So
 this package never imports the stress harness: the dependency goes from
 ``xensched_stress`` to ``xensched`` only, and ``xensched`` works without it installed.
 
@@ -12,10 +13,11 @@ this package never imports the stress harness: the dependency goes from
 (``xensched.protocol``); ``xensched protocols`` lists the presets and parts.
 
 Exit codes: 0 the run completed (for ``reproduce`` the verdicts are data), 1 violations
-found (``stress``), 2 usage error, 3 deadlock (``stress``), 4 a report file could not
-be written at the end (when nothing above applies; ``xensched.outputs``), 130
-interrupted. ``reproduce`` takes SIGTERM and SIGHUP as it takes Ctrl-C (partial table
-and JSON) and exits 128 + the signal's number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
+found (``stress``) or a ``weaker`` verdict (``litmus``), 2 usage error, 3 deadlock
+(``stress``), 4 a report file could not be written at the end (when nothing above
+applies; ``xensched.outputs``), 130 interrupted. ``reproduce`` takes SIGTERM and
+SIGHUP as it takes Ctrl-C (partial table and JSON) and exits 128 + the signal's
+number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import xensched
 from xensched.errors import ConfigError, XenschedError
 from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
+from xensched.litmus.command import add_litmus_parser
 from xensched.mutants import MUTANTS
 from xensched.options import (
     Parser,
@@ -80,6 +83,8 @@ Emulate Xen's scheduler locking with real threads and real locks.
   explore     explore a scenario's interleavings (random, PCT, DFS, DPOR), shrink
               the failing one and write a replay file
   replay      run a replay file's execution again, step by step
+  litmus      run litmus tests (the kernel memory model's C format) under the
+              sc, tso and relaxed memory models; --catalog runs the built-in ones
   protocols   list the switch protocols: the presets and the parts of the fix
   scenarios   list the built-in scenarios, or print one (as JSON with --json)
 """
@@ -531,6 +536,7 @@ def build_parser(
     _reproduce_parser(sub)
     add_explore_parser(sub)
     add_replay_parser(sub)
+    add_litmus_parser(sub)
     _protocols_parser(sub)
     _scenarios_parser(sub)
     # Listed for --help; `main` hands their arguments to their own parsers

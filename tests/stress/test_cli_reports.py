@@ -523,9 +523,14 @@ def test_bench_schema_refuses_a_changed_report(
 
 
 def test_bench_memory_models_part_text_and_json(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Part (f) at its smallest: each model's schedule() rate side by side."""
+    """Part (f) at its smallest: each model's schedule() rate side by side, and the
+    litmus rate over two tests of the catalog (the whole of it takes ~12 s)."""
+    import xensched.litmus as litmus
+
+    small = [t for t in litmus.catalog() if t.name in ("SB", "MP")]
+    monkeypatch.setattr(litmus, "run_catalog", lambda: litmus.run_all(small))
     f = tmp_path / "b.json"
     argv = ["bench", "--figure-duration=0.2", "--cpus=2", "--json", str(f), "--only=f"]
     code, out, err = _run(argv, capsys)
@@ -535,5 +540,7 @@ def test_bench_memory_models_part_text_and_json(
     assert set(mm["schedule_per_s"]) == {"sc", "tso", "relaxed"}
     assert all(v > 0 for v in mm["schedule_per_s"].values())
     assert mm["ratio_to_sc"]["sc"] == 1.0
+    assert mm["litmus_per_s"] > 0
+    assert re.search(r"^ +litmus catalog, exhaustive under each model: ", out, re.M)
     for model in ("sc", "tso", "relaxed"):
         assert re.search(rf"^ +{model} +schedule\(\) loop: +[\d,]+/s", out, re.M)

@@ -81,7 +81,7 @@ def test_stress_option_refused_in_one_line(
         (["--fixed-total", "-1"], "--fixed-total -1: must be a finite number"),
         (["--figure-duration", "0"], "--figure-duration 0: must be a finite number"),
         (["--seeds", "-1"], "--seeds -1: must be an integer in [1, 1000]"),
-        (["--only", ""], "--only '': must name at least one part, of a, b, c, d, e"),
+        (["--only", ""], "--only '': must name at least one part, of a, b, c, d, e, f"),
         (["--only", " , "], "--only ' , ': must name at least one part"),
         (
             ["--only", "a,g"],
