@@ -57,8 +57,22 @@ def _run(name: str, model: str) -> LitmusResult:
     return run_test(BY_NAME[name], model)
 
 
+#: Run in the default test run; the rest of the catalog is slow (opt-in) here, and
+#: ``.ci/run`` runs all of it through ``xensched litmus --catalog`` on every build.
+QUICK = {
+    "MP", "MP+wmb", "MP+wmb+rmb", "MP+release+acquire", "MP+locks", "SB", "SB+mbs",
+    "SB+xchgs", "LB", "2+2W", "R", "CoRR",
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("model", ["sc", "tso", "relaxed"])
-@pytest.mark.parametrize("test", TESTS, ids=[t.name for t in TESTS])
+@pytest.mark.parametrize(
+    "test",
+    [
+        pytest.param(t, id=t.name, marks=[] if t.name in QUICK else [pytest.mark.slow])
+        for t in TESTS
+    ],
+)
 def test_each_verdict_is_the_predicted_one_and_never_weaker(
     test: LitmusTest, model: str
 ) -> None:
