@@ -64,6 +64,14 @@ def _refill_slice(credit: int) -> int:
     return credit + CSCHED_CREDITS_PER_TSLICE
 
 
+#: The race detector's declaration (``Cell(racy=)``) of ``prv->idlers``.
+IDLERS_RACY = (
+    "cpumask_set_cpu()/cpumask_clear_cpu() by csched_schedule() and init_pdata(); "
+    "csched_load_balance(), _csched_cpu_pick() and __runq_tickle() read it without "
+    "prv->lock as a hint: a stale mask costs a missed steal or a wasted trylock"
+)
+
+
 class CschedVcpu:
     """``struct csched_vcpu``: its fields change under its pCPU's runqueue lock."""
 
@@ -125,7 +133,7 @@ class Credit(Scheduler):
             bus, f"credit@{instance}.prv->master", None
         )
         # prv->idlers: read without any lock by load balancing on other pCPUs.
-        self.idlers = CpuMask(bus, f"credit@{instance}.prv->idlers")
+        self.idlers = CpuMask(bus, f"credit@{instance}.prv->idlers", racy=IDLERS_RACY)
         self._pcpus: dict[int, CschedPcpu] = {}
 
     PRIVATE: ClassVar[dict[str, str]] = {
