@@ -224,9 +224,11 @@ def _pick(h: Host, v: Vcpu) -> int:
 
 def vcpu_migrate(h: Host, v: Vcpu) -> None:
     """``vcpu_migrate()``: move a vCPU flagged ``migrating`` to a pCPU of its pool."""
+    # As Xen 4.7: the first round locks the vCPU's own pCPU, and pick_cpu runs only
+    # with the old and new pCPUs' locks held; a pick whose lock is not the one held
+    # is locked on the next round.
+    old_cpu = new_cpu = v.processor.load()
     for _ in range(_MIGRATE_RETRIES):
-        old_cpu = v.processor.load()
-        new_cpu = _pick(h, v)
         old_lock = h.percpu[old_cpu].schedule_data.schedule_lock.load()
         new_lock = h.percpu[new_cpu].schedule_data.schedule_lock.load()
         flags = _lock_double(old_lock, new_lock)

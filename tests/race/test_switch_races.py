@@ -48,8 +48,6 @@ FIXED_REMAINING = frozenset(
         ("dNvN->processor", "migrate", "vcpu_sleep_nosync"),
         ("per_cpu(cpupool, N)", "_load_balance", "schedule_cpu_switch"),
         ("dNvN.arincN_vcpu.awake", "do_schedule", "sleep"),
-        ("credit@p.pcpu[N].runq", "_pick_next", "load"),
-        ("creditN@p.rqd[N].idle", "do_schedule", "pick_cpu"),
     }
 )
 
