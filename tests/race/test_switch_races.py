@@ -95,16 +95,17 @@ DEFAULT_LOCK_PAIRINGS = [
 ]
 
 
+@pytest.mark.parametrize("direction", ["add", "remove"])
 @pytest.mark.parametrize(("boot", "pool"), DEFAULT_LOCK_PAIRINGS)
 def test_the_switch_without_the_old_lock_races_where_the_lock_stays(
-    boot: str, pool: str
+    boot: str, pool: str, direction: str
 ) -> None:
-    found = reports(boot, pool, "add", "fixed-without:old-lock", runs=2)
+    found = reports(boot, pool, direction, "fixed-without:old-lock", 3, pct=True)
     switch = {k for k in found if k[0] in SWITCH_FIELDS and "switch_sched" in k}
     assert switch, found
     # The fix orders these: the same search on the fixed protocol reports none.
-    fixed = reports(boot, pool, "add", "fixed", runs=2)
-    assert not switch & fixed
+    fixed = reports(boot, pool, direction, "fixed", 3, pct=True)
+    assert not {k for k in fixed if k[0] in SWITCH_FIELDS and "switch_sched" in k}
 
 
 WITH_CREDIT2_OR_RTDS = [
