@@ -45,6 +45,16 @@ if TYPE_CHECKING:
     from xensched.schedulers.base import Scheduler
 
 
+#: The race detector's declaration (``Cell(racy=)``) of ``cpu_valid``.
+CPU_VALID_RACY = (
+    "cpumask_set_cpu()/cpumask_clear_cpu() under cpupool_lock "
+    "(cpupool_assign_cpu_locked, cpupool_unassign_cpu); scheduler code reads it "
+    "without that lock (cpupool_domain_cpumask(), cpupool_online_cpumask() in "
+    "csched_load_balance, vcpu_migrate's re-check): a stale mask costs a missed or "
+    "wasted balance, and cpu_disable_scheduler() answers EAGAIN to a late placement"
+)
+
+
 class Cpupool:
     """``struct cpupool``."""
 
@@ -55,7 +65,7 @@ class Cpupool:
         self.name = name
         self.sched = sched
         # Written under cpupool_lock; read without it by schedulers and vcpu_migrate.
-        self.cpu_valid = CpuMask(bus, f"cpupool[{name}].cpu_valid")
+        self.cpu_valid = CpuMask(bus, f"cpupool[{name}].cpu_valid", racy=CPU_VALID_RACY)
         self.domains: RunQueue[Domain] = RunQueue(bus, f"cpupool[{name}].domains")
 
     @property

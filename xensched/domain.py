@@ -32,6 +32,16 @@ if TYPE_CHECKING:
 DOMID_IDLE = 0x7FFF
 
 
+#: The race detector's declaration (``Cell(racy=)``) of ``awake`` and ``migrating``.
+PAUSE_FLAGS_RACY = (
+    "a bit of v->pause_flags (_VPF_blocked, _VPF_migrating): changed only with "
+    "set_bit()/test_and_clear_bit() (vcpu_block, vcpu_unblock, vcpu_migrate), read "
+    "plainly by vcpu_runnable() and context_saved()'s test_bit() without the vCPU's "
+    "lock; each change is followed by a sleep, wake or migration that re-reads it "
+    "under the lock"
+)
+
+
 class Vcpu:
     """``struct vcpu``. Fields read by other pCPUs are :class:`~xensched.memory.Cell`."""
 
@@ -51,12 +61,19 @@ class Vcpu:
         self.domain = domain
         self.vcpu_id = vcpu_id
         self.name = f"idle{processor}" if domain.is_idle else f"{domain.name}v{vcpu_id}"
+        # Not declared racy, as schedule_lock is not (xensched.percpu): the read
+        # before vcpu_schedule_lock*() takes the lock is racy by design, the re-read
+        # under it is not, and a declaration would cover both.
         self.processor: Cell[int] = Cell(bus, f"{self.name}->processor", processor)
         self.sched_priv: Cell[Any] = Cell(bus, f"{self.name}->sched_priv", None)
         # Set by schedule() under the vCPU's lock, cleared by context_saved().
         self.is_running: Cell[bool] = Cell(bus, f"{self.name}->is_running", False)
-        self.awake: Cell[bool] = Cell(bus, f"{self.name}->awake", domain.is_idle)
-        self.migrating: Cell[bool] = Cell(bus, f"{self.name}->migrating", False)
+        self.awake: Cell[bool] = Cell(
+            bus, f"{self.name}->awake", domain.is_idle, racy=PAUSE_FLAGS_RACY
+        )
+        self.migrating: Cell[bool] = Cell(
+            bus, f"{self.name}->migrating", False, racy=PAUSE_FLAGS_RACY
+        )
         # A stand-in for hard affinity: the pCPU a requested migration aims at.
         self.affinity: Cell[int | None] = Cell(bus, f"{self.name}->affinity", None)
 

@@ -34,6 +34,9 @@ class ScheduleData:
         self.cpu = cpu
         self._lock = SpinLock(bus, f"schedule_data[{cpu}]._lock")
         # What everybody locks; schedulers remap it (the subject of the patch).
+        # Not declared racy: sched_lock()'s read before the lock is racy by design,
+        # but a declaration covers the field, and would also silence the re-read
+        # under the lock, where the legacy protocol's remap races show.
         self.schedule_lock: Cell[SpinLock] = Cell(
             bus, f"schedule_data[{cpu}].schedule_lock", self._lock
         )

@@ -60,6 +60,10 @@ def _clear(pending: bool) -> bool:
     return False
 
 
+def _true(value: bool) -> bool:
+    return True
+
+
 def _not(value: bool) -> bool:
     return not value
 
@@ -153,7 +157,8 @@ def _vcpu_sleep_nosync_locked(h: Host, v: Vcpu, lock: SpinLock) -> None:
 
 def cpu_raise_softirq(h: Host, cpu: int) -> None:
     """``cpu_raise_softirq(cpu, SCHEDULE_SOFTIRQ)``: ask ``cpu`` to reschedule."""
-    h.percpu[cpu].softirq.store(True)
+    # test_and_set_bit(), as Xen's cpu_raise_softirq() sets the pending bit.
+    h.percpu[cpu].softirq.exchange(_true)
 
 
 def vcpu_sleep_sync(h: Host, v: Vcpu) -> None:
@@ -174,13 +179,15 @@ def vcpu_sleep_sync(h: Host, v: Vcpu) -> None:
 
 def vcpu_unblock(h: Host, v: Vcpu) -> None:
     """``vcpu_unblock()``: clear the blocked flag and wake."""
-    v.awake.store(True)
+    # test_and_clear_bit(_VPF_blocked): atomic, as in Xen. Xen wakes only if the bit
+    # was set; vcpu_wake() re-checks vcpu_runnable() under the lock either way.
+    v.awake.exchange(_true)
     vcpu_wake(h, v)
 
 
 def vcpu_block(h: Host, v: Vcpu) -> None:
     """``vcpu_block()``, as seen from the scheduler: set blocked, sleep."""
-    v.awake.store(False)
+    v.awake.exchange(_clear)  # set_bit(_VPF_blocked): atomic, with no lock held
     vcpu_sleep_nosync(h, v)
 
 
@@ -217,9 +224,11 @@ def _pick(h: Host, v: Vcpu) -> int:
 
 def vcpu_migrate(h: Host, v: Vcpu) -> None:
     """``vcpu_migrate()``: move a vCPU flagged ``migrating`` to a pCPU of its pool."""
+    # As Xen 4.7: the first round locks the vCPU's own pCPU, and pick_cpu runs only
+    # with the old and new pCPUs' locks held; a pick whose lock is not the one held
+    # is locked on the next round.
+    old_cpu = new_cpu = v.processor.load()
     for _ in range(_MIGRATE_RETRIES):
-        old_cpu = v.processor.load()
-        new_cpu = _pick(h, v)
         old_lock = h.percpu[old_cpu].schedule_data.schedule_lock.load()
         new_lock = h.percpu[new_cpu].schedule_data.schedule_lock.load()
         flags = _lock_double(old_lock, new_lock)
@@ -239,10 +248,10 @@ def vcpu_migrate(h: Host, v: Vcpu) -> None:
         h.bus.violation(ViolationKind.DEADLOCK, "vcpu_migrate", msg)
         raise DeadlockError(msg)
     # Still running somewhere: context_saved() will call us again.
-    if v.is_running.load() or not v.migrating.load():
+    # test_and_clear_bit(_VPF_migrating), as in Xen.
+    if v.is_running.load() or not v.migrating.exchange(_clear):
         _unlock_double(old_lock, new_lock, flags)
         return
-    v.migrating.store(False)
     ops = VCPU2OP(h, v)
     check_held(old_lock, old_cpu, ops, "vcpu_migrate")
     check_held(new_lock, new_cpu, ops, "vcpu_migrate")
@@ -264,7 +273,7 @@ def _vcpu_migrate_start(h: Host, v: Vcpu, lock: SpinLock) -> None:
     protocol, as George Dunlap's commit says of Xen. Setting the flag and taking the
     vCPU off its runqueue in one critical section closes the gap.
     """
-    v.migrating.store(True)
+    v.migrating.exchange(_true)  # set_bit(_VPF_migrating)
     _vcpu_sleep_nosync_locked(h, v, lock)
 
 

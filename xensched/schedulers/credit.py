@@ -17,7 +17,8 @@ Simplified (documented, not Xen): priorities are UNDER/OVER/IDLE only (no BOOST)
 ``schedule()`` burns a fixed ``CSCHED_CREDITS_PER_TICK`` from the running vCPU; the
 periodic ``csched_acct`` is replaced by a local refill of the vCPUs on a runqueue when
 everything it could run is OVER; the master ticker is a flag; no affinity steps; no
-``__runq_tickle`` (every pCPU thread calls ``schedule()`` in its own loop).
+``__runq_tickle`` (every pCPU thread calls ``schedule()`` in its own loop); no SMT or
+core weighing in ``csched_cpu_pick``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ def _burn(credit: int) -> int:
 
 def _refill_slice(credit: int) -> int:
     return credit + CSCHED_CREDITS_PER_TSLICE
+
+
+def _cycle(cpu: int, cpus: list[int]) -> int:
+    """``cpumask_cycle()``: the first of ``cpus`` after ``cpu``, wrapping around."""
+    return next((c for c in cpus if c > cpu), cpus[0])
+
+
+#: The race detector's declaration (``Cell(racy=)``) of ``prv->idlers``.
+IDLERS_RACY = (
+    "cpumask_set_cpu()/cpumask_clear_cpu() by csched_schedule() and init_pdata(); "
+    "csched_load_balance(), _csched_cpu_pick() and __runq_tickle() read it without "
+    "prv->lock as a hint: a stale mask costs a missed steal or a wasted trylock"
+)
 
 
 class CschedVcpu:
@@ -125,7 +139,7 @@ class Credit(Scheduler):
             bus, f"credit@{instance}.prv->master", None
         )
         # prv->idlers: read without any lock by load balancing on other pCPUs.
-        self.idlers = CpuMask(bus, f"credit@{instance}.prv->idlers")
+        self.idlers = CpuMask(bus, f"credit@{instance}.prv->idlers", racy=IDLERS_RACY)
         self._pcpus: dict[int, CschedPcpu] = {}
 
     PRIVATE: ClassVar[dict[str, str]] = {
@@ -314,18 +328,25 @@ class Credit(Scheduler):
             self._runq_remove(v.processor.load(), svc, "csched_vcpu_sleep")
 
     def pick_cpu(self, v: Vcpu) -> int:
+        """``_csched_cpu_pick``, without SMT weighing: stay if idle, else an idler.
+
+        Reads ``prv->idlers`` (a hint) and, as ``IS_RUNQ_IDLE``, the runqueue of
+        ``v->processor`` only, whose lock the caller holds.
+        """
         pool = v.domain.cpupool.load()
         cpus = sorted(pool.cpu_valid.load()) if pool is not None else self.pool_cpus()
-        if not cpus:
-            return v.processor.load()
         here = v.processor.load()
-
-        def load(cpu: int) -> tuple[int, bool, int]:
-            # A racy read of the peer's runqueue length, as a load estimate.
-            spc = self._pcpu(cpu)
-            return (len(spc.runq.load()) if spc else 0, cpu != here, cpu)
-
-        return min(cpus, key=load)
+        if not cpus:
+            return here
+        cpu = here if here in cpus else _cycle(here, cpus)
+        idlers = self.idlers.load() & set(cpus)
+        if cpu == here:
+            spc = self._pcpu(here)
+            if spc is not None and not spc.runq.load():
+                idlers |= {here}
+        if cpu not in idlers and idlers:
+            cpu = _cycle(cpu, sorted(idlers))
+        return cpu
 
     # -- do_schedule --------------------------------------------------------------------
     def do_schedule(self, cpu: int, now: int) -> Vcpu:

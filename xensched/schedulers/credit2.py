@@ -88,6 +88,16 @@ def _reset(credit: int) -> int:
     return min(credit, 0) + CSCHED2_CREDIT_INIT
 
 
+#: The race detector's declaration (``Cell(racy=)``) of ``prv->initialized`` and
+#: ``rqd->active``.
+OWN_BIT_RACY = (
+    "init_pdata()/csched2_deinit_pdata() change it with cpumask_set_cpu()/"
+    "cpumask_clear_cpu() under prv->lock alone; csched2_schedule()'s BUG_ON tests "
+    "the running pCPU's own bit under its runqueue lock, a bit no one else changes "
+    "while that pCPU schedules here"
+)
+
+
 class Csched2RunqueueData:
     """``struct csched2_runqueue_data``."""
 
@@ -101,7 +111,7 @@ class Csched2RunqueueData:
         self.runq: RunQueue[Csched2Vcpu] = RunQueue(bus, f"{name}.runq")
         # Every vCPU assigned here.
         self.svc: RunQueue[Csched2Vcpu] = RunQueue(bus, f"{name}.svc")
-        self.active = CpuMask(bus, f"{name}.active")
+        self.active = CpuMask(bus, f"{name}.active", racy=OWN_BIT_RACY)
         self.idle = CpuMask(bus, f"{name}.idle")
         self.cs = CriticalSection(bus, name)
 
@@ -121,7 +131,9 @@ class Credit2(Scheduler):
             Cell(h.bus, f"credit2@{instance}.runq_map[{cpu}]", -1)
             for cpu in range(h.nr_cpus)
         )
-        self.initialized = CpuMask(h.bus, f"credit2@{instance}.initialized")
+        self.initialized = CpuMask(
+            h.bus, f"credit2@{instance}.initialized", racy=OWN_BIT_RACY
+        )
         self.active_queues = CpuMask(h.bus, f"credit2@{instance}.active_queues")
 
     def _rqi_of(self, cpu: int) -> int:
