@@ -174,7 +174,7 @@ def test_explore_lockdep_reports_it_writes_a_replay_that_replays_it(
 
 
 def test_the_default_is_the_measured_one() -> None:
-    # See the README's Lockdep section: off, its cost being above 10%.
+    # See the README's section "Lock order: --lockdep": off, its cost being above 10%.
     assert LOCKDEP_DEFAULT is False
     assert StressConfig().lockdep is LOCKDEP_DEFAULT
 
