@@ -36,10 +36,12 @@ import xensched
 from xensched.errors import ConfigError, XenschedError
 from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
+from xensched.instruments import LockdepSummary
 from xensched.litmus.command import add_litmus_parser
 from xensched.mutants import MUTANTS
 from xensched.options import (
     Parser,
+    add_lockdep_option,
     add_memory_model_option,
     add_progress_option,
     integer,
@@ -201,6 +203,7 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         + "; ".join(f"{k}: {v}" for k, v in MUTANTS.items()),
     )
     add_memory_model_option(p)
+    add_lockdep_option(p)
     p.add_argument(
         "--pause",
         choices=["all", "mover"],
@@ -304,7 +307,8 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         f"xensched {xensched.__version__} reproduce: {len(todo)} moves, "
         + ("every thread" if args.pause == "all" else "the mover")
         + " paused at every interaction point (controlled driver, deterministic)"
-        + (f", memory model {args.memory_model}" if args.memory_model != "sc" else ""),
+        + (f", memory model {args.memory_model}" if args.memory_model != "sc" else "")
+        + (", lockdep on" if args.lockdep else ""),
         flush=True,
     )
     interrupted = False
@@ -329,6 +333,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 workers=workers,
                 pause=args.pause,
                 memory_model=args.memory_model,
+                lockdep=args.lockdep,
             )
     except KeyboardInterrupt:
         interrupted = True
@@ -362,6 +367,9 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                     print()
                     print(f"[{r.transition.describe()}]")
                     print(render_violation(v))
+    if args.lockdep and results:
+        print()
+        print("\n".join(_lockdep_union(results).lines()))
     print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s", flush=True)
     # Interrupted: the shell's convention, 128 + the signal (130 for Ctrl-C, SIGINT).
     code = EXIT_NOT_WRITTEN if unwritten else EXIT_OK
@@ -375,6 +383,15 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             return EXIT_NOT_WRITTEN if code == EXIT_OK else code
         print(f"results written to {args.json}")
     return code
+
+
+def _lockdep_union(results: Sequence[Result]) -> LockdepSummary:
+    """What lockdep checked over every move (the text report's lines)."""
+    out = LockdepSummary()
+    for r in results:
+        if r.lockdep is not None:
+            out = out.merge(r.lockdep)
+    return out
 
 
 def _write_replays(

@@ -7,7 +7,8 @@ indices (``credit2@p.rqd[0].lock`` is of class ``credit2.rqd[].lock``, every pCP
 default lock of ``schedule_data[]._lock``), so what one run teaches about one runqueue
 lock holds for all of them. When a CPU acquires a lock of class ``B`` while it holds
 one of class ``A``, the edge ``A -> B`` joins the order graph, with the Xen function of
-each acquisition and the CPU. An edge that closes a cycle is a ``lock-order``
+each acquisition and the CPU (checked when the CPU asks for ``B``, before it waits, so a
+wait that deadlocks is reported too). An edge that closes a cycle is a ``lock-order``
 violation naming both chains: the new one and the path already in the graph, even if
 no deadlock happened in that run. A class taken both with IRQs enabled and disabled,
 or an IRQ-safe class held while an IRQ-unsafe one is taken, is an ``irq-inversion``.
@@ -141,21 +142,38 @@ class Lockdep(Instrument):
         self._succ: dict[str, set[str]] = {}
         self._held: dict[ExecContext, list[_Held]] = {}
         self._fn: dict[ExecContext, str] = {}
+        self._classes: dict[str, str] = {}
         #: Per class: seen with IRQs disabled (True), enabled (False), or both.
         self.irq_use: dict[str, set[bool]] = {}
         self.reported: set[tuple[str, str]] = set()
         #: Declared acquisitions against the order: (sanction, edge), first of each.
         self.sanctioned: dict[tuple[str, str], tuple[Sanction, Edge]] = {}
-        self.acquisitions = 0
+        # Per context, written by its own thread only: no lock on the hot path.
+        self._count: dict[ExecContext, int] = {}
+
+    @property
+    def acquisitions(self) -> int:
+        """The acquisitions checked (trylocks that succeeded included)."""
+        return sum(list(self._count.values()))
 
     # -- the instrument -------------------------------------------------------------
     def on_point(self, ctx: ExecContext, access: Access) -> None:
+        # Most points are loads, stores and calls: the kinds tested first are the
+        # ones the graph needs, the rest fall through every test.
         kind = access[0]
-        if kind is _LOCK or kind is _TRYLOCK:
-            ev = ctx.events[-1] if ctx.events else None
-            self._fn[ctx] = ev[2] if ev is not None and ev[1] is access else "?"
-        elif kind is _ACQUIRED or kind is _TRY_OK:
-            self._acquired(ctx, access[1], trylock=kind is _TRY_OK)  # type: ignore[arg-type]
+        if kind is _ACQUIRED:
+            self._push(ctx, access[1])  # type: ignore[arg-type]
+        elif kind is _LOCK:
+            # Checked when the CPU asks for the lock, before it waits, as lockdep's
+            # lock_acquire(): the order is reported even if this wait deadlocks.
+            fn = self._fn[ctx] = self._name(ctx, access)
+            self._check(ctx, access[1], fn, trylock=False)  # type: ignore[arg-type]
+        elif kind is _TRY_OK:
+            fn = self._fn.get(ctx, "?")
+            self._check(ctx, access[1], fn, trylock=True)  # type: ignore[arg-type]
+            self._push(ctx, access[1])  # type: ignore[arg-type]
+        elif kind is _TRYLOCK:
+            self._fn[ctx] = self._name(ctx, access)
         elif kind is _UNLOCK:
             held = self._held.get(ctx)
             if held:
@@ -165,17 +183,48 @@ class Lockdep(Instrument):
                         del held[i]
                         break
 
-    def _acquired(self, ctx: ExecContext, lock: SpinLock, trylock: bool) -> None:
-        cls = lock_class(lock.name)
-        fn = self._fn.pop(ctx, "?")
-        irq_off = not ctx.irq_enabled
+    @staticmethod
+    def _name(ctx: ExecContext, access: Access) -> str:
+        """The Xen function of the point ``access`` just made (its event's)."""
+        ev = ctx.events[-1] if ctx.events else None
+        return ev[2] if ev is not None and ev[1] is access else "?"
+
+    def _class(self, lock: SpinLock) -> str:
+        cls = self._classes.get(lock.name)
+        if cls is None:  # two regular expressions: once per lock name
+            cls = self._classes[lock.name] = lock_class(lock.name)
+        return cls
+
+    def _push(self, ctx: ExecContext, lock: SpinLock) -> None:
+        """``lock`` is now held by ``ctx``: later requests order after it."""
         held = self._held.get(ctx)
         if held is None:
             with self._mu:
                 held = self._held.setdefault(ctx, [])
+        count = self._count
+        count[ctx] = count.get(ctx, 0) + 1
+        held.append(
+            _Held(lock, self._class(lock), self._fn.pop(ctx, "?"), not ctx.irq_enabled)
+        )
+
+    def _check(self, ctx: ExecContext, lock: SpinLock, fn: str, trylock: bool) -> None:
+        """``ctx`` asks for ``lock`` (or a trylock got it): the IRQ rules, and the
+        edges from every lock it holds."""
+        cls = self._class(lock)
+        irq_off = not ctx.irq_enabled
+        held: list[_Held] = self._held.get(ctx) or []
+        # The fast path, without the lock: nothing new to learn when the class is
+        # already known in this IRQ state and every edge it would make is in the
+        # graph (sets and dicts only grow, and a reader sees a whole entry). An
+        # IRQ-safe holder of a known edge whose classes' IRQ use is unchanged was
+        # checked when the edge was made, or its class is already reported.
+        use0 = self.irq_use.get(cls)
+        if use0 is not None and irq_off in use0:
+            edges = self.edges
+            if trylock or all(h.cls == cls or (h.cls, cls) in edges for h in held):
+                return
         reports: list[tuple[ViolationKind, str, str, tuple[str, str]]] = []
         with self._mu:
-            self.acquisitions += 1
             use = self.irq_use.setdefault(cls, set())
             if irq_off not in use:
                 use.add(irq_off)
@@ -234,7 +283,6 @@ class Lockdep(Instrument):
                                     key,
                                 )
                             )
-        held.append(_Held(lock, cls, fn, irq_off))
         for kind, where, message, _ in reports:
             ctx.bus.violation(kind, where, message)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from xensched.errors import ConfigError
 from xensched.host import Topology
+from xensched.instruments import LOCKDEP_DEFAULT
 from xensched.memory_model import MODELS
 from xensched.seeds import parse_seed
 
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_SECONDS",
     "MEMORY_MODEL_HELP",
     "Parser",
+    "add_lockdep_option",
     "add_memory_model_option",
     "integer",
     "probability",
@@ -171,4 +173,31 @@ def add_memory_model_option(
         metavar="{" + ",".join(MODELS) + "}",
         help=f"the memory model the threads run under: {MEMORY_MODEL_HELP} "
         f"(default: {shown})",
+    )
+
+
+#: What ``--lockdep`` (and the pytest option) does, once.
+LOCKDEP_HELP = (
+    "check the lock order as Linux's lockdep does (xensched.lockdep): lock classes, "
+    "the order graph, a lock-order violation for a cycle and irq-inversion for a "
+    "class taken with IRQs both on and off, even when no deadlock happens; the "
+    "report adds the acquisitions checked and the declared exceptions used"
+)
+
+
+def add_lockdep_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    default: bool | None = LOCKDEP_DEFAULT,
+    default_text: str | None = None,
+) -> None:
+    """``--lockdep`` / ``--no-lockdep`` (``args.lockdep``); ``default`` None means
+    "not given" (the caller decides: ``xensched replay`` follows the file), and
+    ``default_text`` says what that is in the help."""
+    shown = default_text or ("on" if default else "off")
+    parser.add_argument(
+        "--lockdep",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=f"{LOCKDEP_HELP} (default: {shown}; it "
+        "costs 10 to 30%% of schedule() throughput: README, Lock order)",
     )

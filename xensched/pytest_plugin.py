@@ -15,7 +15,9 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   point) adds its ``--stress-duration`` and the ``xensched stress`` commands.
 - the ``explore`` marker, the ``xensched_world`` fixture and the options
   ``--xensched-replay``, ``--xensched-replay-dir``, ``--xensched-shards`` and
-  ``--xensched-memory-model`` (over the marker's ``memory_model=``): declared
+  ``--xensched-memory-model`` (over the marker's ``memory_model=``) and
+  ``--xensched-lockdep`` / ``--no-xensched-lockdep`` (over the ``explore`` and
+  ``stress`` markers' ``lockdep=``): declared
   here, implemented in :mod:`xensched.explore.pytest_explore` (registered as a plugin
   in ``pytest_configure``, so that a session imports the explorer only then).
 - :func:`assert_no_violations`, for any run report with ``exit_code``, ``violations``,
@@ -53,6 +55,7 @@ so the plugin is a thin adapter (xdist's ``get_xdist_worker_id`` next to its
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import faulthandler
 import importlib
@@ -65,8 +68,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, final
 
 import pytest
 
+from xensched.instruments import LOCKDEP_DEFAULT
 from xensched.memory_model import MODELS
-from xensched.options import MEMORY_MODEL_HELP
+from xensched.options import LOCKDEP_HELP, MEMORY_MODEL_HELP
 from xensched.seeds import (
     SEED_ENV as SEED_ENV,
     SEED_MAX as SEED_MAX,
@@ -302,6 +306,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Run every @pytest.mark.explore test under this memory model, "
         f"overriding the marker's memory_model: {MEMORY_MODEL_HELP} (default: the "
         "marker's, else sc; a test that picks one itself keeps it)",
+    )
+    group.addoption(
+        "--xensched-lockdep",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Run every @pytest.mark.explore and @pytest.mark.stress test with "
+        "lockdep on (--no-xensched-lockdep: off), overriding the markers' lockdep=: "
+        f"{LOCKDEP_HELP} (default: the marker's, else "
+        f"{'on' if LOCKDEP_DEFAULT else 'off'})",
     )
 
 

@@ -42,7 +42,9 @@ from typing import TYPE_CHECKING, Literal
 from xensched.drivers.controlled import round_robin
 from xensched.explore.engine import Explorer, ScenarioTarget
 from xensched.explore.replay import Replay
+from xensched.instruments import LOCKDEP_DEFAULT, LockdepSummary
 from xensched.interaction import Instrument, PointKind
+from xensched.lockdep import Lockdep
 from xensched.protocol import SwitchProtocol
 from xensched.scenario import (
     PATCH_MOVING_CPU,
@@ -100,6 +102,8 @@ class Result:
     mutants: tuple[str, ...] = ()
     #: The memory model the move ran under (:mod:`xensched.memory_model`).
     memory_model: str = "sc"
+    #: What lockdep checked over the move's runs (``lockdep=True``), else None.
+    lockdep: LockdepSummary | None = field(default=None, compare=False)
 
     def replay(self, i: int) -> Replay:
         """The replay of the execution that showed ``problems[i]`` first."""
@@ -108,6 +112,7 @@ class Result:
             seed=0,
             strategy="reproduce",
             scenario=scenario_of(self.transition, self.mutants, self.memory_model),
+            options={"lockdep": True} if self.lockdep is not None else None,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -124,6 +129,7 @@ class Result:
             **(
                 {"memory_model": self.memory_model} if self.memory_model != "sc" else {}
             ),
+            **({"lockdep": self.lockdep.to_json()} if self.lockdep is not None else {}),
             "first": [
                 {
                     "kind": v.kind.value,
@@ -248,13 +254,26 @@ def build_host(
     return scenario_build_host(patch_move(boot, pool, direction, str(protocol)))
 
 
-def _run_once(sc: Scenario, paused: str | None, k: int) -> Execution:
+def _run_once(
+    sc: Scenario,
+    paused: str | None,
+    k: int,
+    lockdep: list[LockdepSummary] | None = None,
+) -> Execution:
+    """One run; with ``lockdep`` a list, a fresh Lockdep checks it and its summary
+    is appended."""
     order = [p.name for p in sc.threads]
     sections = _Sections(order)
     strategy = PauseAt(paused, k, sections)
     strategy.begin(0)
     explorer = Explorer(ScenarioTarget(sc), strategy, runs=1)
-    return explorer.execute(0, lambda step_of: [sections])
+    dep = Lockdep() if lockdep is not None else None
+    ex = explorer.execute(
+        0, lambda step_of: [sections] if dep is None else [sections, dep]
+    )
+    if dep is not None and lockdep is not None:
+        lockdep.append(LockdepSummary.of(dep))
+    return ex
 
 
 #: What ``pause`` takes: every thread, or the mover alone (the observers then never
@@ -268,6 +287,7 @@ def reproduce_transition(
     mutants: Sequence[str] = (),
     pause: str = PAUSE_ALL,
     memory_model: str = "sc",
+    lockdep: bool = LOCKDEP_DEFAULT,
 ) -> Result:
     """Observe one transition with every thread (``pause="mover"``: the mover
     alone) paused at every one of its steps, under ``memory_model``.
@@ -276,11 +296,18 @@ def reproduce_transition(
     (pseudo-threads ``CPU>field``); this strategy takes them when no thread can go
     on (a barrier or release waiting for them) and as the others' round-robin
     reaches them, so one drain order is tried per run, not every one: that is
-    ``xensched explore``'s job."""
+    ``xensched explore``'s job.
+
+    ``lockdep``: each run has a fresh :class:`~xensched.lockdep.Lockdep` on its bus
+    (a problem must come back from its replay file alone); the result's summary is
+    the union over the runs."""
     if pause not in (PAUSE_ALL, PAUSE_MOVER):
         raise ValueError(f"pause={pause!r}: {PAUSE_ALL} or {PAUSE_MOVER}")
     sc = scenario_of(t, mutants, memory_model)
-    dry = _run_once(sc, None, 0)
+    deps: list[LockdepSummary] | None = [] if lockdep else None
+    # By keyword, and only when on: tests swap in a three-argument _run_once.
+    run_once = _run_once if deps is None else functools.partial(_run_once, lockdep=deps)
+    dry = run_once(sc, None, 0)
     made: dict[str, int] = {}
     for name in dry.schedule:
         made[name] = made.get(name, 0) + 1
@@ -295,7 +322,7 @@ def reproduce_transition(
     threads = [p.name for p in sc.threads] if pause == PAUSE_ALL else [MOVER]
     for thread in threads:
         for k in range(made.get(thread, 0) + 1):
-            note(_run_once(sc, thread, k))
+            note(run_once(sc, thread, k))
             runs += 1
     order = [kind.value for kind in ViolationKind]
     problems = tuple(sorted(seen, key=order.index))
@@ -308,6 +335,9 @@ def reproduce_transition(
         tuple(seen[p][1] for p in problems),
         tuple(mutants),
         sc.memory_model,
+        functools.reduce(LockdepSummary.merge, deps, LockdepSummary())
+        if deps is not None
+        else None,
     )
 
 
@@ -331,6 +361,7 @@ def reproduce(
     workers: int = 1,
     pause: str = PAUSE_ALL,
     memory_model: str = "sc",
+    lockdep: bool = LOCKDEP_DEFAULT,
 ) -> list[Result]:
     """Run :func:`reproduce_transition` for each transition (all 64 by default).
 
@@ -342,7 +373,7 @@ def reproduce(
     results: list[Result] = []
     if workers <= 1 or len(todo) <= 1:
         for i, t in enumerate(todo):
-            r = reproduce_transition(t, mutants, pause, memory_model)
+            r = reproduce_transition(t, mutants, pause, memory_model, lockdep)
             results.append(r)
             if progress is not None:
                 progress(i + 1, len(todo), r)
@@ -357,6 +388,7 @@ def reproduce(
             mutants=mutants,
             pause=pause,
             memory_model=memory_model,
+            lockdep=lockdep,
         )
         for i, r in enumerate(pool.imap(each, todo)):
             results.append(r)

@@ -1,6 +1,6 @@
 """``xensched bench``: the stress harness's figures, measured side by side in one run.
 
-Six parts (``--only a,c`` to pick):
+Seven parts (``--only a,c`` to pick):
 
 a. the legacy protocol's race (Credit <-> Credit2 pCPU moves): in how many of N seeds
    a stress run finds a violation within 2 s, and the median time to the first one;
@@ -21,7 +21,9 @@ e. exploration (:mod:`xensched_stress.bench_explore`): each strategy's time to t
 f. memory models: ``schedule()`` calls per second under ``sc``, ``tso`` and
    ``relaxed`` (free-running, store buffers draining after seeded delays), in turn on
    hosts of one shape, with each model's ratio to ``sc``; and litmus tests per second
-   (the built-in catalog, each test exhaustively under each model).
+   (the built-in catalog, each test exhaustively under each model);
+g. instruments: ``schedule()`` calls per second with lockdep (:mod:`xensched.lockdep`)
+   off and on, in turn on hosts of one shape, round after round, and the ratio.
 
 Figures are printed, never asserted: they depend on the machine and the interpreter.
 """
@@ -43,6 +45,7 @@ from xensched import SCHEDULERS, Host
 from xensched.cli import ExternalCommand
 from xensched.drivers.free import free_running
 from xensched.host import MAX_CPUS
+from xensched.lockdep import Lockdep
 from xensched.memory_model import MODELS
 from xensched.options import (
     Parser,
@@ -74,7 +77,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
 
-PARTS = ("a", "b", "c", "d", "e", "f")
+PARTS = ("a", "b", "c", "d", "e", "f", "g")
 RACE_BOUND = 2.0
 #: (a) runs free-running threads alone, then with delay injection widening the race
 #: windows: without it the free-threaded build misses the 2 s bound in some seeds.
@@ -398,6 +401,78 @@ def bench_memory_models(
     return out
 
 
+# -- (g) instruments -------------------------------------------------------------------------
+
+
+def _cpu_per_call(h: Host, calls: int) -> float:
+    """Seconds of this thread's CPU time per ``schedule()`` call on pCPU 0, alone:
+    a figure that other processes on the machine do not inflate."""
+    with bind(h.cpu_contexts[0]):
+        for _ in range(calls // 10):  # warm the caches and the graph
+            schedule(h)
+        t0 = time.thread_time()
+        for _ in range(calls):
+            schedule(h)
+        return (time.thread_time() - t0) / calls
+
+
+def bench_instruments(duration: float, cpus: int, rounds: int = 2) -> dict[str, object]:
+    cfg = StressConfig(cpus=cpus, duration=duration / rounds, seed=1)
+    print(
+        f"(g) instruments: schedule() loop on {cpus} pCPU threads, default stress "
+        f"shape, lockdep off and on in turn, {rounds} rounds of {duration / rounds:g}s, "
+        "best round kept; then the CPU time of one schedule() call on one thread, "
+        "off and on in turn, 5 rounds, least kept"
+    )
+    rates: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    checked = 0
+    names = ("off", "on")
+    for _ in range(rounds):
+        for name in names:
+            h = _shaped_host(cfg)
+            dep = Lockdep() if name == "on" else None
+            if dep is not None:
+                h.bus.add_instrument(dep)
+            rate = _loop_rate(
+                h, _raw_schedule, duration / rounds, cfg.gil_switch_interval
+            )
+            rates[name] = max(rates.get(name, 0.0), rate)
+            if dep is not None:
+                checked = max(checked, dep.acquisitions)
+    calls = max(200, int(min(rates.values()) * duration / 40))
+    with free_running(cfg.gil_switch_interval):
+        for _ in range(5):
+            for name in names:
+                h = _shaped_host(cfg)
+                if name == "on":
+                    h.bus.add_instrument(Lockdep())
+                c = _cpu_per_call(h, calls)
+                cpu[name] = min(cpu.get(name, c), c)
+    ratio = rates["on"] / rates["off"]
+    cpu_ratio = cpu["off"] / cpu["on"]
+    print(f"    lockdep off schedule() loop: {rates['off']:>10,.0f}/s")
+    print(
+        f"    lockdep on  schedule() loop: {rates['on']:>10,.0f}/s  (ratio to off "
+        f"{ratio:.3f}; {checked:,} acquisitions checked in one round)"
+    )
+    print(
+        f"    one schedule() call, CPU time: off {cpu['off'] * 1e6:.1f} us, on "
+        f"{cpu['on'] * 1e6:.1f} us  (throughput ratio {cpu_ratio:.3f}, cost "
+        f"{100 * (1 - cpu_ratio):.1f}%)"
+    )
+    return {
+        "schedule_per_s": {"lockdep_off": rates["off"], "lockdep_on": rates["on"]},
+        "lockdep_ratio": ratio,
+        "lockdep_acquisitions": checked,
+        "cpu_us_per_schedule": {
+            "lockdep_off": cpu["off"] * 1e6,
+            "lockdep_on": cpu["on"] * 1e6,
+        },
+        "lockdep_cpu_ratio": cpu_ratio,
+    }
+
+
 # -- (d) scale ------------------------------------------------------------------------------
 
 
@@ -555,7 +630,8 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "(e) in all; --explore-full: all 32 moves, about 40 minutes at the "
             "default caps), interaction points/s, runs/s with 1 and 2 workers; "
             "(f) schedule() throughput under the sc, tso and relaxed memory models "
-            "and litmus tests per second. "
+            "and litmus tests per second; (g) schedule() throughput with lockdep "
+            "off and on. "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
             "written is refused before any part runs), 4 done but --json FILE could "
             "not be written at the end (the figures are printed first)."
@@ -572,7 +648,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
         type=_parts,
         default=PARTS,
         metavar="PARTS",
-        help="comma-separated parts to run, of a,b,c,d,e,f (default: all)",
+        help="comma-separated parts to run, of a,b,c,d,e,f,g (default: all)",
     )
     p.add_argument(
         "--seeds",
@@ -726,6 +802,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
         out["explore"] = bench_explore(_explore_caps(args, seeds))
     if "f" in parts:
         out["memory_models"] = bench_memory_models(fig, args.cpus)
+    if "g" in parts:
+        out["instruments"] = bench_instruments(fig, args.cpus)
     out["wall_s"] = time.monotonic() - t0
     print(f"bench done in {out['wall_s']:.1f}s", flush=True)
     if args.json is not None:

@@ -25,6 +25,7 @@ from xensched.host import MAX_CPUS
 from xensched.options import (
     MAX_SECONDS,
     Parser,
+    add_lockdep_option,
     add_memory_model_option,
     integer,
     probability,
@@ -201,6 +202,7 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
     )
 
     run = p.add_argument_group("run")
+    add_lockdep_option(run)
     bound = run.add_mutually_exclusive_group()
     bound.add_argument(
         "--duration",
@@ -375,6 +377,7 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         "lock_timeout": args.lock_timeout,
         "max_violations": args.max_violations,
         "max_events": args.max_events,
+        "lockdep": args.lockdep,
     }
     given = {
         name: getattr(args, name)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
+from xensched.instruments import LOCKDEP_DEFAULT
 from xensched.memory_model import check_model_name
 from xensched.options import MAX_SECONDS
 from xensched.scenario import (
@@ -88,6 +89,9 @@ class StressConfig:
     another overrides it (:meth:`to_scenario`; :attr:`run_memory_model` is the one
     that runs).
 
+    ``lockdep`` installs :class:`xensched.lockdep.Lockdep` on the host's bus for the
+    whole run (:mod:`xensched.instruments`).
+
     ``scenario``, when given, is what runs: its host and programs replace the shape
     and workload fields (``cpus`` to ``domain_moves``), which are then not used.
     """
@@ -117,6 +121,7 @@ class StressConfig:
     max_violations: int = 100
     max_events: int = 24
     memory_model: str = "sc"
+    lockdep: bool = LOCKDEP_DEFAULT
 
     def validate(self) -> None:
         """Check everything that can be checked before building a host.
@@ -124,6 +129,8 @@ class StressConfig:
         Raises:
             ConfigError: naming the first problem found.
         """
+        if not isinstance(self.lockdep, bool):
+            raise ConfigError(f"lockdep: {self.lockdep!r}: expected a bool")
         try:
             check_model_name(self.memory_model)
         except ValueError as e:
@@ -332,6 +339,8 @@ def rerun_command(cfg: StressConfig) -> str:
         args.append("--keep-going")
     if cfg.trace_all:
         args.append("--trace-all")
+    if cfg.lockdep != LOCKDEP_DEFAULT:
+        args.append("--lockdep" if cfg.lockdep else "--no-lockdep")
     return shlex.join(args)
 
 

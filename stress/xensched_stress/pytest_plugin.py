@@ -568,7 +568,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "**fields): the StressConfig of this test's xensched_stress runs; any "
         "StressConfig field may be given (topology, pools, domains, vcpus, ops, seed, "
         "switch_interval, delay_injection, keep_going, watchdog, scenario, "
-        "max_violations, max_events, memory_model='sc'|'tso'|'relaxed'); "
+        "max_violations, max_events, memory_model='sc'|'tso'|'relaxed', "
+        "lockdep=True|False, which --xensched-lockdep overrides); "
         "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
         "or a built-in name; duration is scaled by --stress-duration",
     )
@@ -633,6 +634,9 @@ def xensched_stress(request: pytest.FixtureRequest, xensched_seed: int) -> Stres
         misuse = str(exc)
     else:
         misuse = ""
+        lockdep = request.config.getoption("xensched_lockdep", None)
+        if lockdep is not None:
+            fields["lockdep"] = lockdep  # --xensched-lockdep, over the marks
     if misuse:
         # A misused marker: the message says it all, the plugin's frames do not.
         pytest.fail(misuse, pytrace=False)

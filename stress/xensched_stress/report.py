@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from xensched import SpinLockStats, Violation
+    from xensched.instruments import LockdepSummary
     from xensched.smp import Event
 
     from .config import StressConfig
@@ -97,6 +98,8 @@ class StressReport:
     first_context: tuple[Event, ...] = ()
     #: violations past ``config.max_violations``, counted by kind but not kept
     violations_dropped: Mapping[str, int] = field(default_factory=dict)
+    #: what lockdep checked (``config.lockdep``), or None when it was off
+    lockdep: LockdepSummary | None = None
 
     # -- derived figures ------------------------------------------------------------
     @property
@@ -213,6 +216,7 @@ class StressReport:
             "delays_injected": self.delays_injected,
             "process": asdict(self.process),
             "stragglers": list(self.stragglers),
+            "lockdep": self.lockdep.to_json() if self.lockdep is not None else None,
         }
 
     # -- the human report ---------------------------------------------------------------
@@ -265,6 +269,8 @@ class StressReport:
         if self.delays_injected:
             out.append(f"injected delays: {self.delays_injected}")
         out.extend(self._render_locks(max_locks))
+        if self.lockdep is not None:
+            out.extend(self.lockdep.lines())
         out.append("")
         out.extend(self._render_violations())
         if self.deadlock is not None:

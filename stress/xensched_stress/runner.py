@@ -44,7 +44,9 @@ from typing import TYPE_CHECKING
 
 from xensched import DeadlockError, ViolationKind, XenschedError
 from xensched.drivers.free import DelayInjector, free_running
+from xensched.instruments import LockdepSummary
 from xensched.interaction import Instrument
+from xensched.lockdep import Lockdep
 from xensched.programs import Harness
 from xensched.scenario import build_host
 from xensched.smp import bind
@@ -166,6 +168,7 @@ class _Run(Workload):
         self._setup_tick = self.started + PROGRESS_INTERVAL
         self._setup_shown = False
         self.injector: DelayInjector | None = None
+        self.lockdep: Lockdep | None = None
         self._meta = threading.Lock()  # harness bookkeeping, never held long
         self.t0 = time.monotonic()
         self.t_end: float | None = None
@@ -230,6 +233,10 @@ class _Run(Workload):
         self.harness = Harness(h)
         self.pools = tuple((p.name, p.sched, p.cpus) for p in h.list_cpupools())
         h.bus.add_instrument(_StopOnViolation(self))
+        if cfg.lockdep:
+            # After the set-up: what is checked is the run's workload.
+            self.lockdep = Lockdep()
+            h.bus.add_instrument(self.lockdep)
         if cfg.delay_injection > 0:
             self.injector = DelayInjector(
                 cfg.delay_injection, cfg.seed, max_delay=cfg.max_delay
@@ -565,4 +572,7 @@ class _Run(Workload):
             pools=self.pools,
             stragglers=self.stragglers,
             first_context=self.first_context,
+            lockdep=(
+                LockdepSummary.of(self.lockdep) if self.lockdep is not None else None
+            ),
         )

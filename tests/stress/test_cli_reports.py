@@ -237,6 +237,7 @@ PART_FUNCTIONS = (
     "bench_scale",
     "bench_explore",
     "bench_memory_models",
+    "bench_instruments",
 )
 
 
@@ -298,6 +299,7 @@ def test_bench_options_reach_the_parts(
         ("bench_scale", (3.0, bench.SCALE_SIZES)),
         ("bench_explore", (ExploreBench(20, 1, 5.0, 10.0, 10.0, 60.0, False),)),
         ("bench_memory_models", (3.0, 4)),
+        ("bench_instruments", (3.0, 4)),
     ]
     calls.clear()
     assert main(["bench", "--quick", "--only", "d,e,a", "--race-delay", "0.5"]) == 0
@@ -544,3 +546,29 @@ def test_bench_memory_models_part_text_and_json(
     assert re.search(r"^ +litmus catalog, exhaustive under each model: ", out, re.M)
     for model in ("sc", "tso", "relaxed"):
         assert re.search(rf"^ +{model} +schedule\(\) loop: +[\d,]+/s", out, re.M)
+
+
+def test_bench_instruments_part_text_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Part (g) at its smallest: schedule() with lockdep off and on, side by side."""
+    f = tmp_path / "b.json"
+    argv = ["bench", "--figure-duration=0.2", "--cpus=2", "--json", str(f), "--only=g"]
+    code, out, err = _run(argv, capsys)
+    assert (code, err) == (0, "")
+    data = _load(f, "bench")
+    g = data["instruments"]
+    assert set(g["schedule_per_s"]) == {"lockdep_off", "lockdep_on"}
+    assert all(v > 0 for v in g["schedule_per_s"].values())
+    assert g["lockdep_acquisitions"] > 0
+    assert g["lockdep_ratio"] == pytest.approx(
+        g["schedule_per_s"]["lockdep_on"] / g["schedule_per_s"]["lockdep_off"]
+    )
+    assert all(v > 0 for v in g["cpu_us_per_schedule"].values())
+    assert re.search(r"^ +lockdep off schedule\(\) loop: +[\d,]+/s", out, re.M)
+    assert re.search(
+        r"^ +lockdep on +schedule\(\) loop: +[\d,]+/s +\(ratio to off", out, re.M
+    )
+    assert re.search(
+        r"one schedule\(\) call, CPU time: off [\d.]+ us, on [\d.]+ us", out
+    )

@@ -42,7 +42,9 @@ from xensched.explore.replay import (
 )
 from xensched.explore.shrink import preemptions, shrink
 from xensched.explore.story import record, render_story, timeline_events
+from xensched.instruments import LockdepSummary, summary_of, with_lockdep
 from xensched.options import (
+    add_lockdep_option,
     add_memory_model_option,
     add_progress_option,
     integer,
@@ -194,6 +196,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     add_memory_model_option(
         sc, default=None, default_text="the scenario's own, sc for the built-ins"
     )
+    add_lockdep_option(sc)
     sc.add_argument(
         "--direction", choices=["add", "remove"], help="switch-race, patch-move"
     )
@@ -329,6 +332,7 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     p.add_argument("file", metavar="FILE", help="a replay file (JSON)")
     add_memory_model_option(p, default=None, default_text="the file's scenario's")
+    add_lockdep_option(p, default=None, default_text="as the file's execution ran")
     _outputs(p, explore=False)
     p.set_defaults(func=cmd_replay)
 
@@ -404,8 +408,9 @@ def _explore_share(
         # are its share. A tree search's subtrees are uneven: each may run --runs.
         k, n = shard
         runs = len(range(k, runs, n))
-    return Explorer(
-        ScenarioTarget(sc, seed),
+    target = with_lockdep(ScenarioTarget(sc, seed), bool(opts.get("lockdep")))
+    res = Explorer(
+        target,
         search,
         seed=seed,
         runs=runs,
@@ -414,6 +419,31 @@ def _explore_share(
         max_steps=opts["max_steps"],
         progress=progress,
     ).explore()
+    summary = summary_of(target)
+    if summary is not None:
+        # Carried to the command (and across a worker's pickle) with the result;
+        # popped before the details are written.
+        res.details[_LOCKDEP] = summary
+    return res
+
+
+#: The key of :class:`LockdepSummary` in ``ExploreResult.details``.
+_LOCKDEP = "lockdep"
+
+
+def _pop_lockdep(res: ExploreResult) -> LockdepSummary | None:
+    """The lockdep summary ``_explore_share`` left in ``res.details``, taken out
+    (of every worker's too: the union)."""
+    out: LockdepSummary | None = None
+    parts: list[Any] = [res.details]
+    workers = res.details.get("workers")
+    if isinstance(workers, list):
+        parts += [w for w in workers if isinstance(w, dict)]
+    for d in parts:
+        s = d.pop(_LOCKDEP, None)
+        if isinstance(s, LockdepSummary):
+            out = s if out is None else out.merge(s)
+    return out
 
 
 def _shard_worker(
@@ -524,6 +554,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         "seconds": args.seconds,
         "keep_going": args.keep_going,
         "max_steps": args.max_steps,
+        "lockdep": args.lockdep,
     }
     with stop.armed():
         if args.workers == 1:
@@ -532,7 +563,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             res = _explore_workers(sc, seed, opts, args.workers, stop)
     if show:
         sys.stderr.write(_progress_line(res) + "\n")
-    return _finish_explore(args, sc, seed, res, stop)
+    return _finish_explore(args, sc, seed, res, stop, _pop_lockdep(res))
 
 
 def _explore_workers(
@@ -578,6 +609,7 @@ def _finish_explore(
     seed: int,
     res: ExploreResult,
     stop: RaiseInterrupt,
+    lockdep: LockdepSummary | None = None,
 ) -> int:
     print(
         f"{res.runs} runs ({res.distinct} distinct schedules, {res.abandoned} cut "
@@ -599,7 +631,15 @@ def _finish_explore(
         kind = failing.violations[0].kind.value
         shown_sc: Scenario = sc
         if not args.no_shrink and kind != ViolationKind.LIVELOCK.value:
-            s = shrink(failing, kind, scenario=sc, seed=seed)
+            s = shrink(
+                failing,
+                kind,
+                scenario=sc,
+                seed=seed,
+                make_target=lambda c: with_lockdep(
+                    ScenarioTarget(c, seed), args.lockdep
+                ),
+            )
             failing = s.execution
             shown_sc = s.scenario or sc
             print(
@@ -607,7 +647,9 @@ def _finish_explore(
                 f"{s.before[1]} -> {s.after[1]} steps to the violation, "
                 f"{s.before[2]} -> {s.after[2]} threads"
             )
-        ex, rec = record(ScenarioTarget(shown_sc, seed), failing.schedule)
+        ex, rec = record(
+            with_lockdep(ScenarioTarget(shown_sc, seed), args.lockdep), failing.schedule
+        )
         if ex.violations:
             failing = ex
         print(f"\nthe failing execution ({preemptions(ex.steps)} preemptions):")
@@ -626,7 +668,10 @@ def _finish_explore(
             seed=seed,
             strategy=res.strategy,
             scenario=shown_sc,
-            options={"max_steps": args.max_steps},
+            options={
+                "max_steps": args.max_steps,
+                **({"lockdep": True} if args.lockdep else {}),
+            },
         )
         replay_file = _replay_path(args, sc, seed)
         failed = write_json_report("--replay-out", replay_file, replay.to_dict())
@@ -640,6 +685,8 @@ def _finish_explore(
             exit_code = _write_timeline(args.timeline, rec, exit_code, "explore")
     elif args.timeline:
         print(f"no violation: {args.timeline} not written")
+    if lockdep is not None:
+        print("\n".join(lockdep.lines()))
     # A signal during the shrinking and the story (not armed: they finish) still
     # ends the command as interrupted, once the files are out.
     if res.interrupted or stop.signum is not None:
@@ -647,7 +694,15 @@ def _finish_explore(
         print(f"{by}interrupted after {res.runs} runs", file=sys.stderr)
         exit_code = 130 if stop.signum is None else 128 + stop.signum
     if args.json:
-        doc = _document("explore", sc, seed, res, exit_code, replay_file)
+        doc = _document(
+            "explore",
+            sc,
+            seed,
+            res,
+            exit_code,
+            replay_file,
+            {"lockdep": _json(lockdep)},
+        )
         failed = write_json_report("--json", args.json, doc)
         if failed is not None:
             print(f"xensched explore: error: {failed}", file=sys.stderr)
@@ -714,6 +769,10 @@ def _document(
     return doc
 
 
+def _json(summary: LockdepSummary | None) -> dict[str, object] | None:
+    return summary.to_json() if summary is not None else None
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
@@ -770,10 +829,14 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     )
     play = ReplaySchedule(replay.schedule, replay.accesses)
     t0 = time.perf_counter()
+    on = args.lockdep
+    if on is None:
+        on = replay.options.get("lockdep") is True
+    target = with_lockdep(ScenarioTarget(sc, replay.seed), on)
     try:
         with stop.armed():
             ex, rec = record(
-                ScenarioTarget(sc, replay.seed),
+                target,
                 search=play,
                 max_steps=int(replay.options.get("max_steps", DEFAULT_MAX_STEPS)),
             )
@@ -788,7 +851,13 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             res.seconds = time.perf_counter() - t0
             res.stop_reason = "interrupted"
             doc = _document(
-                "replay", sc, replay.seed, res, code, args.file, {"reproduced": None}
+                "replay",
+                sc,
+                replay.seed,
+                res,
+                code,
+                args.file,
+                {"reproduced": None, "lockdep": _json(summary_of(target))},
             )
             failed = write_json_report("--json", args.json, doc)
             if failed is not None:
@@ -814,6 +883,9 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             f"\nrecorded: {want.kind} at step {want.step}: "
             + ("reproduced" if same else "NOT reproduced")
         )
+    replayed = summary_of(target)
+    if replayed is not None:
+        print("\n".join(replayed.lines()))
     exit_code = _exit_code(res.kinds)
     if args.timeline:
         if rec.violations:
@@ -828,7 +900,7 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             res,
             exit_code,
             args.file,
-            {"reproduced": same},
+            {"reproduced": same, "lockdep": _json(summary_of(target))},
         )
         failed = write_json_report("--json", args.json, doc)
         if failed is not None:

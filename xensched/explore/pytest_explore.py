@@ -25,14 +25,19 @@ resolved once, as usual, and passed to every call::
         xensched_world.check(both_counted)
 
 The marker: ``explore(strategy="dpor", runs=200, seed=None, depth=3,
-max_preemptions=None, keep_going=False, shards=1, seconds=None, memory_model=None)``;
+max_preemptions=None, keep_going=False, shards=1, seconds=None, memory_model=None,
+lockdep=None)``;
 ``seed=None`` is the per-test seed (the base seed ^ crc32 of the node id, less any shard
 suffix, so that the shards of a randomised strategy share one seed).
 ``memory_model`` (``sc``, ``tso`` or ``relaxed``: :mod:`xensched.memory_model`) is the
 model of the bus or host the body makes
 (:meth:`~xensched.explore.threads.World.use_memory_model`); ``--xensched-memory-model
 M`` sets it for every marked test, over the marker's; a body that picks a model itself
-(``World.memory_model``, ``World.host(memory_model=...)``) keeps its own. Under ``tso``
+(``World.memory_model``, ``World.host(memory_model=...)``) keeps its own.
+``lockdep=True`` (or ``--xensched-lockdep``, over the marker's) puts a fresh
+:class:`~xensched.lockdep.Lockdep` on the bus of each execution
+(:meth:`~xensched.explore.threads.World.use_lockdep`): a lock-order cycle or an IRQ
+inversion among the body's threads fails the test like any violation. Under ``tso``
 and ``relaxed`` the drains of the store buffers are steps the strategy chooses, so the
 exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
 failing :meth:`~xensched.explore.threads.World.check` an ``assert``. The failure says
@@ -70,6 +75,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from xensched.errors import XenschedError
+from xensched.instruments import LOCKDEP_DEFAULT
 from xensched.pytest_plugin import fail_collection
 from xensched.seeds import derive_seed
 
@@ -96,7 +102,8 @@ _SHARD_ARG: Final = "xensched_shard"
 _PROPERTY: Final = "xensched_explore"
 MARKER_HELP: Final = (
     "explore(strategy='dpor', runs=200, seed=None, depth=3, max_preemptions=None, "
-    "keep_going=False, shards=1, seconds=None, memory_model=None): run the test "
+    "keep_going=False, shards=1, seconds=None, memory_model=None, lockdep=None): "
+    "run the test "
     "body (which takes the xensched_world fixture) once per execution of a "
     "systematic exploration of the threads it starts, under memory_model (sc, tso "
     "or relaxed; --xensched-memory-model overrides it)"
@@ -119,6 +126,7 @@ class ExploreSpec:
     shards: int = 1
     seconds: float | None = None
     memory_model: str | None = None
+    lockdep: bool | None = None
 
     @classmethod
     def of(cls, mark: pytest.Mark, shards: int | None = None) -> ExploreSpec:
@@ -163,6 +171,8 @@ class ExploreSpec:
                 )
         if not isinstance(self.keep_going, bool):
             raise TypeError(f"keep_going={self.keep_going!r}: expected a bool")
+        if self.lockdep is not None and not isinstance(self.lockdep, bool):
+            raise TypeError(f"lockdep={self.lockdep!r}: expected a bool")
         seconds: object = self.seconds  # the marker's, of any type
         if seconds is not None and (
             not isinstance(seconds, int | float)
@@ -244,6 +254,11 @@ def _shards_option(config: pytest.Config) -> int | None:
 
 def _model_option(config: pytest.Config) -> str | None:
     value: str | None = config.getoption("xensched_memory_model")
+    return value
+
+
+def _lockdep_option(config: pytest.Config) -> bool | None:
+    value: bool | None = config.getoption("xensched_lockdep", None)
     return value
 
 
@@ -363,10 +378,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     args = {n: pyfuncitem.funcargs[n] for n in names if n != FIXTURE}
     test = pyfuncitem.obj
     model = _model_option(config) or spec.memory_model
+    lockdep = _lockdep_option(config)
+    if lockdep is None:
+        lockdep = spec.lockdep if spec.lockdep is not None else LOCKDEP_DEFAULT
 
     def setup(world: World) -> None:
         if model is not None:
             world.use_memory_model(model)
+        world.use_lockdep(lockdep)
         test(**args, **({FIXTURE: world} if FIXTURE in names else {}))
 
     replay = config.stash[_REPLAY_KEY]

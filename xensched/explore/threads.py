@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from xensched.explore.engine import _Chooser
     from xensched.host import Host
+    from xensched.lockdep import Lockdep
     from xensched.smp import ExecContext
     from xensched.violation import Violation
 
@@ -65,6 +66,9 @@ class World:
         self.driver: ControlledDriver | None = None
         # The model a bus or host made here gets unless the set-up picks one.
         self._default_model = "sc"
+        #: The Lockdep on this execution's bus (:meth:`use_lockdep`), or None.
+        self.lockdep: Lockdep | None = None
+        self._want_lockdep = False
 
     @property
     def bus(self) -> Bus:
@@ -74,6 +78,7 @@ class World:
 
             self._bus = Bus()
             self._bus.memory = make_memory_model(self._default_model)
+            self._install_lockdep()
         return self._bus
 
     def host(self, *args: Any, **kwargs: Any) -> Host:
@@ -88,6 +93,7 @@ class World:
         kwargs.setdefault("memory_model", self._default_model)
         self._host = Host(*args, **kwargs)
         self._bus = self._host.bus
+        self._install_lockdep()
         return self._host
 
     def memory_model(self, name: str, seed: int = 0) -> None:
@@ -107,6 +113,21 @@ class World:
         self._default_model = check_model_name(name)
         if self._bus is not None:
             self._bus.memory = make_memory_model(name)
+
+    def use_lockdep(self, on: bool) -> None:
+        """Check this execution's lock order (:class:`~xensched.lockdep.Lockdep` on
+        its bus, fresh for each execution): what ``@pytest.mark.explore(lockdep=True)``
+        and ``--xensched-lockdep`` set. Call it before the set-up function runs."""
+        self._want_lockdep = on
+        if on and self._bus is not None:
+            self._install_lockdep()
+
+    def _install_lockdep(self) -> None:
+        if self._want_lockdep and self.lockdep is None and self._bus is not None:
+            from xensched.lockdep import Lockdep
+
+            self.lockdep = Lockdep()
+            self._bus.add_instrument(self.lockdep)
 
     def cell(self, label: str, value: T, *, racy: str | None = None) -> Cell[T]:
         """A shared field, every load and store an interaction point; ``racy``: why
