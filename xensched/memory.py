@@ -62,6 +62,8 @@ _STRIPE_LOCKS = tuple(threading.Lock() for _ in range(_STRIPES))
 #: The value of a fully ordered read-modify-write's access record (a plain one has
 #: none), so that instruments can tell ``xchg`` from a read-modify-write under a lock.
 _ATOMIC = "atomic"
+#: The value of the access record of a load marked :func:`data_race`.
+_DATA_RACE = "data_race"
 
 
 def _ctx() -> ExecContext | None:
@@ -72,7 +74,7 @@ def _ctx() -> ExecContext | None:
 class Cell(Shared, Generic[T]):
     """One shared memory location of the emulated host."""
 
-    __slots__ = ("_rd", "_rmw", "_xchg", "racy", "value")
+    __slots__ = ("_racy_rd", "_rd", "_rmw", "_xchg", "racy", "value")
 
     def __init__(
         self, bus: Bus, label: str, value: T, *, racy: str | None = None
@@ -87,6 +89,7 @@ class Cell(Shared, Generic[T]):
         self._rd = Access(_LOAD, self)
         self._rmw = Access(_RMW, self)
         self._xchg = Access(_RMW, self, _ATOMIC)
+        self._racy_rd = Access(_LOAD, self, _DATA_RACE)
 
     # Bus._point() called directly (Bus.point() is one call more): these run at most
     # interaction points.
@@ -304,3 +307,22 @@ def cmpxchg(cell: Cell[T], old: T, new: T) -> T:
     ``cmpxchg`` orders nothing).
     """
     return cell.exchange(lambda cur: new if cur == old else cur, 4)
+
+
+def data_race(cell: Cell[T]) -> T:
+    """A load that Xen makes racily on purpose *here* (Linux's ``data_race()``): the
+    race detector does not check it, while the field's other accesses stay checked.
+
+    For a read whose race is by design at one place only, as the read of the lock
+    pointer before taking the lock it names (re-read under it: the retry-on-change
+    of ``sched-if.h``); a field read racily everywhere is declared on the field
+    (``Cell(racy=)``) instead.
+    """
+    bus = cell._bus
+    if bus._unobserved_loads:
+        return cell.value
+    mem = bus._memory
+    if not bus._load_points:
+        return mem.load(_ctx(), cell)  # type: ignore[union-attr]
+    bus._point(cell._racy_rd, 3)
+    return cell.value if mem is None else mem.load(_ctx(), cell)

@@ -27,6 +27,9 @@ each other, only with plain accesses.
 What Xen reads racily on purpose is declared on the field (``Cell(..., racy=REASON)``,
 one declaration per field, as Linux marks a read ``data_race()`` or ``READ_ONCE``): a
 plain read of such a field races with nothing, its writes still race with each other.
+A read racy at one place only is marked there, :func:`xensched.memory.data_race`
+(the lock pointer read before the lock it names, re-read under it): that read is not
+checked, the field's other accesses are.
 
 Each pair (field, two Xen functions) is reported once. Loads must be points for the
 detector to see them: installing it makes every load one (``wants_loads``), which
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xensched.interaction import Instrument, PointKind
-from xensched.memory import _ATOMIC
+from xensched.memory import _ATOMIC, _DATA_RACE
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
@@ -169,6 +172,10 @@ class RaceDetector(Instrument):
         if kind is _LOAD or kind is _STORE or kind is _RMW:
             if not hasattr(obj, "racy"):
                 return  # not a field (a fence, a lock)
+            if access[2] == _DATA_RACE:  # data_race(): unchecked, still a load
+                with self._mu:
+                    _join(self._thread(ctx).acq_pending, self._field(obj.oid).sync)
+                return
             atomic = kind is _RMW and access[2] == ATOMIC
             self._access(ctx, obj, kind, atomic)
         elif kind is _ACQ or kind is _REL:

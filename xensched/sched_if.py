@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from xensched.checks import ASSERT, ViolationKind
 from xensched.errors import DeadlockError
+from xensched.memory import data_race
 from xensched.mutants import NO_LOCK_RECHECK, NO_TRYLOCK_RECHECK
 from xensched.smp import current
 from xensched.spinlock import (
@@ -57,16 +58,18 @@ def _livelock(what: str) -> DeadlockError:
 
 def _lock_loop(
     h: Host,
-    cpu_of: Callable[[], int],
+    cpu_of: Callable[[bool], int],
     take: Callable[[SpinLock], None],
     drop: Callable[[SpinLock], None],
 ) -> SpinLock:
+    """``cpu_of(racy)``: the pCPU whose lock to take; ``racy`` for the read before
+    the lock, which races on purpose (``data_race``), not the re-check under it."""
     for _ in range(_MAX_RETRIES):
-        lock = h.percpu[cpu_of()].schedule_data.schedule_lock.load()
+        lock = data_race(h.percpu[cpu_of(True)].schedule_data.schedule_lock)
         take(lock)
         if NO_LOCK_RECHECK in h.mutants:
             return lock  # the mutant: no re-check
-        if lock is h.percpu[cpu_of()].schedule_data.schedule_lock.load():
+        if lock is h.percpu[cpu_of(False)].schedule_data.schedule_lock.load():
             return lock
         lock.retries += 1  # we hold `lock`: it protects its own counter
         drop(lock)
@@ -77,17 +80,17 @@ def _lock_loop(
 
 
 def pcpu_schedule_lock(h: Host, cpu: int) -> SpinLock:
-    return _lock_loop(h, lambda: cpu, spin_lock, spin_unlock)
+    return _lock_loop(h, lambda _racy: cpu, spin_lock, spin_unlock)
 
 
 def pcpu_schedule_lock_irq(h: Host, cpu: int) -> SpinLock:
-    return _lock_loop(h, lambda: cpu, spin_lock_irq, spin_unlock_irq)
+    return _lock_loop(h, lambda _racy: cpu, spin_lock_irq, spin_unlock_irq)
 
 
 def pcpu_schedule_lock_irqsave(h: Host, cpu: int) -> tuple[SpinLock, bool]:
     flags = local_irq_save()
     try:
-        lock = _lock_loop(h, lambda: cpu, spin_lock, spin_unlock)
+        lock = _lock_loop(h, lambda _racy: cpu, spin_lock, spin_unlock)
     except BaseException:
         local_irq_restore(flags)
         raise
@@ -123,7 +126,7 @@ def pcpu_schedule_unlock_irqrestore(
 def pcpu_schedule_trylock(h: Host, cpu: int) -> SpinLock | None:
     """One attempt; ``None`` when the lock is busy or moved while we took it."""
     sd = h.percpu[cpu].schedule_data
-    lock = sd.schedule_lock.load()
+    lock = data_race(sd.schedule_lock)
     if not spin_trylock(lock):
         return None
     if NO_TRYLOCK_RECHECK in h.mutants:
@@ -138,18 +141,25 @@ def pcpu_schedule_trylock(h: Host, cpu: int) -> SpinLock | None:
 # -- vcpu_* -------------------------------------------------------------------------
 
 
+def _processor(v: Vcpu) -> Callable[[bool], int]:
+    def cpu_of(racy: bool) -> int:
+        return data_race(v.processor) if racy else v.processor.load()
+
+    return cpu_of
+
+
 def vcpu_schedule_lock(h: Host, v: Vcpu) -> SpinLock:
-    return _lock_loop(h, v.processor.load, spin_lock, spin_unlock)
+    return _lock_loop(h, _processor(v), spin_lock, spin_unlock)
 
 
 def vcpu_schedule_lock_irq(h: Host, v: Vcpu) -> SpinLock:
-    return _lock_loop(h, v.processor.load, spin_lock_irq, spin_unlock_irq)
+    return _lock_loop(h, _processor(v), spin_lock_irq, spin_unlock_irq)
 
 
 def vcpu_schedule_lock_irqsave(h: Host, v: Vcpu) -> tuple[SpinLock, bool]:
     flags = local_irq_save()
     try:
-        lock = _lock_loop(h, v.processor.load, spin_lock, spin_unlock)
+        lock = _lock_loop(h, _processor(v), spin_lock, spin_unlock)
     except BaseException:
         local_irq_restore(flags)
         raise

@@ -42,10 +42,6 @@ SWITCH_FIELDS = frozenset(
 #: walk: (field class, the two Xen functions, sorted).
 FIXED_REMAINING = frozenset(
     {
-        ("schedule_data[N].schedule_lock", "_reroute", "schedule"),
-        ("dNvN->processor", "_runq_steal", "vcpu_sleep_nosync"),
-        ("dNvN->processor", "do_schedule", "vcpu_sleep_nosync"),
-        ("dNvN->processor", "migrate", "vcpu_sleep_nosync"),
         ("per_cpu(cpupool, N)", "_load_balance", "schedule_cpu_switch"),
         ("dNvN.arincN_vcpu.awake", "do_schedule", "sleep"),
     }
