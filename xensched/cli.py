@@ -36,7 +36,7 @@ import xensched
 from xensched.errors import ConfigError, XenschedError
 from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
-from xensched.instruments import LockdepSummary
+from xensched.instruments import LockdepSummary, RaceSummary
 from xensched.litmus.command import add_litmus_parser
 from xensched.mutants import MUTANTS
 from xensched.options import (
@@ -44,6 +44,7 @@ from xensched.options import (
     add_lockdep_option,
     add_memory_model_option,
     add_progress_option,
+    add_race_detector_option,
     integer,
     refusal,
 )
@@ -204,6 +205,7 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     add_memory_model_option(p)
     add_lockdep_option(p)
+    add_race_detector_option(p)
     p.add_argument(
         "--pause",
         choices=["all", "mover"],
@@ -308,7 +310,8 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         + ("every thread" if args.pause == "all" else "the mover")
         + " paused at every interaction point (controlled driver, deterministic)"
         + (f", memory model {args.memory_model}" if args.memory_model != "sc" else "")
-        + (", lockdep on" if args.lockdep else ""),
+        + (", lockdep on" if args.lockdep else "")
+        + (", race detector on" if args.race_detector else ""),
         flush=True,
     )
     interrupted = False
@@ -334,6 +337,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 pause=args.pause,
                 memory_model=args.memory_model,
                 lockdep=args.lockdep,
+                race_detector=args.race_detector,
             )
     except KeyboardInterrupt:
         interrupted = True
@@ -370,6 +374,9 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     if args.lockdep and results:
         print()
         print("\n".join(_lockdep_union(results).lines()))
+    if args.race_detector and results:
+        print()
+        print("\n".join(_race_union(results).lines()))
     print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s", flush=True)
     # Interrupted: the shell's convention, 128 + the signal (130 for Ctrl-C, SIGINT).
     code = EXIT_NOT_WRITTEN if unwritten else EXIT_OK
@@ -391,6 +398,15 @@ def _lockdep_union(results: Sequence[Result]) -> LockdepSummary:
     for r in results:
         if r.lockdep is not None:
             out = out.merge(r.lockdep)
+    return out
+
+
+def _race_union(results: Sequence[Result]) -> RaceSummary:
+    """What the race detector checked over every move (the text report's lines)."""
+    out = RaceSummary()
+    for r in results:
+        if r.race_detector is not None:
+            out = out.merge(r.race_detector)
     return out
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from xensched.errors import ConfigError
 from xensched.host import Topology
-from xensched.instruments import LOCKDEP_DEFAULT
+from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
 from xensched.memory_model import MODELS
 from xensched.seeds import parse_seed
 
@@ -30,6 +30,7 @@ __all__ = [
     "Parser",
     "add_lockdep_option",
     "add_memory_model_option",
+    "add_race_detector_option",
     "integer",
     "probability",
     "refusal",
@@ -200,4 +201,32 @@ def add_lockdep_option(
         default=default,
         help=f"{LOCKDEP_HELP} (default: {shown}; it "
         "costs 10 to 30%% of schedule() throughput: README, Lock order)",
+    )
+
+
+#: What ``--race-detector`` (and the pytest option) does, once.
+RACE_DETECTOR_HELP = (
+    "detect data races by happens-before (xensched.race_detector): two accesses to "
+    "one field from different contexts, one a write, unordered by locks, atomics, "
+    "release/acquire or barriers, are a data-race violation naming both; the report "
+    "adds the accesses checked and each race found"
+)
+
+
+def add_race_detector_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    default: bool | None = RACE_DETECTOR_DEFAULT,
+    default_text: str | None = None,
+) -> None:
+    """``--race-detector`` / ``--no-race-detector`` (``args.race_detector``);
+    ``default`` None means "not given" (``xensched replay`` follows the file), and
+    ``default_text`` says what that is in the help."""
+    shown = default_text or ("on" if default else "off")
+    parser.add_argument(
+        "--race-detector",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=f"{RACE_DETECTOR_HELP} (default: {shown}; off by default because it "
+        "makes every load an interaction point, which costs schedule() throughput, "
+        "see the README)",
     )

@@ -17,7 +17,8 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   ``--xensched-replay``, ``--xensched-replay-dir``, ``--xensched-shards`` and
   ``--xensched-memory-model`` (over the marker's ``memory_model=``) and
   ``--xensched-lockdep`` / ``--no-xensched-lockdep`` (over the ``explore`` and
-  ``stress`` markers' ``lockdep=``): declared
+  ``stress`` markers' ``lockdep=``), ``--xensched-race-detector`` /
+  ``--no-xensched-race-detector`` (over the markers' ``race_detector=``): declared
   here, implemented in :mod:`xensched.explore.pytest_explore` (registered as a plugin
   in ``pytest_configure``, so that a session imports the explorer only then).
 - :func:`assert_no_violations`, for any run report with ``exit_code``, ``violations``,
@@ -68,9 +69,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, final
 
 import pytest
 
-from xensched.instruments import LOCKDEP_DEFAULT
+from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
 from xensched.memory_model import MODELS
-from xensched.options import LOCKDEP_HELP, MEMORY_MODEL_HELP
+from xensched.options import LOCKDEP_HELP, MEMORY_MODEL_HELP, RACE_DETECTOR_HELP
 from xensched.seeds import (
     SEED_ENV as SEED_ENV,
     SEED_MAX as SEED_MAX,
@@ -315,6 +316,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "lockdep on (--no-xensched-lockdep: off), overriding the markers' lockdep=: "
         f"{LOCKDEP_HELP} (default: the marker's, else "
         f"{'on' if LOCKDEP_DEFAULT else 'off'})",
+    )
+    group.addoption(
+        "--xensched-race-detector",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Run every @pytest.mark.explore and @pytest.mark.stress test with "
+        "the race detector on (--no-xensched-race-detector: off), overriding the "
+        f"markers' race_detector=: {RACE_DETECTOR_HELP} (default: the marker's, "
+        f"else {'on' if RACE_DETECTOR_DEFAULT else 'off'})",
     )
 
 

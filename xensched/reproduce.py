@@ -37,15 +37,21 @@ import itertools
 import multiprocessing
 import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from xensched.drivers.controlled import round_robin
 from xensched.explore.engine import Explorer, ScenarioTarget
 from xensched.explore.replay import Replay
-from xensched.instruments import LOCKDEP_DEFAULT, LockdepSummary
+from xensched.instruments import (
+    LOCKDEP_DEFAULT,
+    RACE_DETECTOR_DEFAULT,
+    LockdepSummary,
+    RaceSummary,
+)
 from xensched.interaction import Instrument, PointKind
 from xensched.lockdep import Lockdep
 from xensched.protocol import SwitchProtocol
+from xensched.race_detector import RaceDetector
 from xensched.scenario import (
     PATCH_MOVING_CPU,
     PATCH_PEER_CPU,
@@ -104,6 +110,8 @@ class Result:
     memory_model: str = "sc"
     #: What lockdep checked over the move's runs (``lockdep=True``), else None.
     lockdep: LockdepSummary | None = field(default=None, compare=False)
+    #: What the race detector checked over the move's runs, else None.
+    race_detector: RaceSummary | None = field(default=None, compare=False)
 
     def replay(self, i: int) -> Replay:
         """The replay of the execution that showed ``problems[i]`` first."""
@@ -112,7 +120,11 @@ class Result:
             seed=0,
             strategy="reproduce",
             scenario=scenario_of(self.transition, self.mutants, self.memory_model),
-            options={"lockdep": True} if self.lockdep is not None else None,
+            options={
+                **({"lockdep": True} if self.lockdep is not None else {}),
+                **({"race_detector": True} if self.race_detector is not None else {}),
+            }
+            or None,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -130,6 +142,11 @@ class Result:
                 {"memory_model": self.memory_model} if self.memory_model != "sc" else {}
             ),
             **({"lockdep": self.lockdep.to_json()} if self.lockdep is not None else {}),
+            **(
+                {"race_detector": self.race_detector.to_json()}
+                if self.race_detector is not None
+                else {}
+            ),
             "first": [
                 {
                     "kind": v.kind.value,
@@ -259,20 +276,23 @@ def _run_once(
     paused: str | None,
     k: int,
     lockdep: list[LockdepSummary] | None = None,
+    races: list[RaceSummary] | None = None,
 ) -> Execution:
-    """One run; with ``lockdep`` a list, a fresh Lockdep checks it and its summary
-    is appended."""
+    """One run; with ``lockdep`` (``races``) a list, a fresh Lockdep (RaceDetector)
+    checks it and its summary is appended."""
     order = [p.name for p in sc.threads]
     sections = _Sections(order)
     strategy = PauseAt(paused, k, sections)
     strategy.begin(0)
     explorer = Explorer(ScenarioTarget(sc), strategy, runs=1)
     dep = Lockdep() if lockdep is not None else None
-    ex = explorer.execute(
-        0, lambda step_of: [sections] if dep is None else [sections, dep]
-    )
+    det = RaceDetector() if races is not None else None
+    extra: list[Instrument] = [i for i in (dep, det) if i is not None]
+    ex = explorer.execute(0, lambda step_of: [sections, *extra])
     if dep is not None and lockdep is not None:
         lockdep.append(LockdepSummary.of(dep))
+    if det is not None and races is not None:
+        races.append(RaceSummary.of(det))
     return ex
 
 
@@ -288,6 +308,7 @@ def reproduce_transition(
     pause: str = PAUSE_ALL,
     memory_model: str = "sc",
     lockdep: bool = LOCKDEP_DEFAULT,
+    race_detector: bool = RACE_DETECTOR_DEFAULT,
 ) -> Result:
     """Observe one transition with every thread (``pause="mover"``: the mover
     alone) paused at every one of its steps, under ``memory_model``.
@@ -300,13 +321,22 @@ def reproduce_transition(
 
     ``lockdep``: each run has a fresh :class:`~xensched.lockdep.Lockdep` on its bus
     (a problem must come back from its replay file alone); the result's summary is
-    the union over the runs."""
+    the union over the runs; ``race_detector`` the same with a
+    :class:`~xensched.race_detector.RaceDetector`."""
     if pause not in (PAUSE_ALL, PAUSE_MOVER):
         raise ValueError(f"pause={pause!r}: {PAUSE_ALL} or {PAUSE_MOVER}")
     sc = scenario_of(t, mutants, memory_model)
     deps: list[LockdepSummary] | None = [] if lockdep else None
+    dets: list[RaceSummary] | None = [] if race_detector else None
     # By keyword, and only when on: tests swap in a three-argument _run_once.
-    run_once = _run_once if deps is None else functools.partial(_run_once, lockdep=deps)
+    extra: dict[str, Any] = {}
+    if deps is not None:
+        extra["lockdep"] = deps
+    if dets is not None:
+        extra["races"] = dets
+    run_once: Callable[[Scenario, str | None, int], Execution] = (
+        functools.partial(_run_once, **extra) if extra else _run_once
+    )
     dry = run_once(sc, None, 0)
     made: dict[str, int] = {}
     for name in dry.schedule:
@@ -338,6 +368,9 @@ def reproduce_transition(
         functools.reduce(LockdepSummary.merge, deps, LockdepSummary())
         if deps is not None
         else None,
+        functools.reduce(RaceSummary.merge, dets, RaceSummary())
+        if dets is not None
+        else None,
     )
 
 
@@ -362,6 +395,7 @@ def reproduce(
     pause: str = PAUSE_ALL,
     memory_model: str = "sc",
     lockdep: bool = LOCKDEP_DEFAULT,
+    race_detector: bool = RACE_DETECTOR_DEFAULT,
 ) -> list[Result]:
     """Run :func:`reproduce_transition` for each transition (all 64 by default).
 
@@ -373,7 +407,9 @@ def reproduce(
     results: list[Result] = []
     if workers <= 1 or len(todo) <= 1:
         for i, t in enumerate(todo):
-            r = reproduce_transition(t, mutants, pause, memory_model, lockdep)
+            r = reproduce_transition(
+                t, mutants, pause, memory_model, lockdep, race_detector
+            )
             results.append(r)
             if progress is not None:
                 progress(i + 1, len(todo), r)
@@ -389,6 +425,7 @@ def reproduce(
             pause=pause,
             memory_model=memory_model,
             lockdep=lockdep,
+            race_detector=race_detector,
         )
         for i, r in enumerate(pool.imap(each, todo)):
             results.append(r)

@@ -22,8 +22,9 @@ f. memory models: ``schedule()`` calls per second under ``sc``, ``tso`` and
    ``relaxed`` (free-running, store buffers draining after seeded delays), in turn on
    hosts of one shape, with each model's ratio to ``sc``; and litmus tests per second
    (the built-in catalog, each test exhaustively under each model);
-g. instruments: ``schedule()`` calls per second with lockdep (:mod:`xensched.lockdep`)
-   off and on, in turn on hosts of one shape, round after round, and the ratio.
+g. instruments: ``schedule()`` calls per second with no instrument, with lockdep
+   (:mod:`xensched.lockdep`) and with the race detector (:mod:`xensched.race_detector`),
+   in turn on hosts of one shape, round after round, and each one's ratio to none.
 
 Figures are printed, never asserted: they depend on the machine and the interpreter.
 """
@@ -61,6 +62,7 @@ from xensched.outputs import (
     check_output_paths,
     write_json_report,
 )
+from xensched.race_detector import RaceDetector
 from xensched.scenario import build_host
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
 from xensched.schedule import schedule
@@ -416,60 +418,91 @@ def _cpu_per_call(h: Host, calls: int) -> float:
         return (time.thread_time() - t0) / calls
 
 
+def _instrument(name: str) -> Lockdep | RaceDetector | None:
+    if name == "lockdep":
+        return Lockdep()
+    if name == "race_detector":
+        return RaceDetector()
+    return None
+
+
 def bench_instruments(duration: float, cpus: int, rounds: int = 2) -> dict[str, object]:
     cfg = StressConfig(cpus=cpus, duration=duration / rounds, seed=1)
     print(
         f"(g) instruments: schedule() loop on {cpus} pCPU threads, default stress "
-        f"shape, lockdep off and on in turn, {rounds} rounds of {duration / rounds:g}s, "
-        "best round kept; then the CPU time of one schedule() call on one thread, "
-        "off and on in turn, 5 rounds, least kept"
+        "shape, no instrument, lockdep, the race detector in turn, "
+        f"{rounds} rounds of {duration / rounds:g}s, best round kept; then the CPU "
+        "time of one schedule() call on one thread, each in turn, 5 rounds, least kept"
     )
     rates: dict[str, float] = {}
     cpu: dict[str, float] = {}
     checked = 0
-    names = ("off", "on")
+    accesses = 0
+    names = ("off", "lockdep", "race_detector")
     for _ in range(rounds):
         for name in names:
             h = _shaped_host(cfg)
-            dep = Lockdep() if name == "on" else None
-            if dep is not None:
-                h.bus.add_instrument(dep)
+            inst = _instrument(name)
+            if inst is not None:
+                h.bus.add_instrument(inst)
             rate = _loop_rate(
                 h, _raw_schedule, duration / rounds, cfg.gil_switch_interval
             )
             rates[name] = max(rates.get(name, 0.0), rate)
-            if dep is not None:
-                checked = max(checked, dep.acquisitions)
+            if isinstance(inst, Lockdep):
+                checked = max(checked, inst.acquisitions)
+            elif isinstance(inst, RaceDetector):
+                accesses = max(accesses, inst.accesses)
     calls = max(200, int(min(rates.values()) * duration / 40))
     with free_running(cfg.gil_switch_interval):
         for _ in range(5):
             for name in names:
                 h = _shaped_host(cfg)
-                if name == "on":
-                    h.bus.add_instrument(Lockdep())
+                inst = _instrument(name)
+                if inst is not None:
+                    h.bus.add_instrument(inst)
                 c = _cpu_per_call(h, calls)
                 cpu[name] = min(cpu.get(name, c), c)
-    ratio = rates["on"] / rates["off"]
-    cpu_ratio = cpu["off"] / cpu["on"]
+    ratio = rates["lockdep"] / rates["off"]
+    cpu_ratio = cpu["off"] / cpu["lockdep"]
+    race_ratio = rates["race_detector"] / rates["off"]
+    race_cpu_ratio = cpu["off"] / cpu["race_detector"]
     print(f"    lockdep off schedule() loop: {rates['off']:>10,.0f}/s")
     print(
-        f"    lockdep on  schedule() loop: {rates['on']:>10,.0f}/s  (ratio to off "
-        f"{ratio:.3f}; {checked:,} acquisitions checked in one round)"
+        f"    lockdep on  schedule() loop: {rates['lockdep']:>10,.0f}/s  (ratio to "
+        f"off {ratio:.3f}; {checked:,} acquisitions checked in one round)"
+    )
+    print(
+        f"    race detector on schedule() loop: {rates['race_detector']:>10,.0f}/s  "
+        f"(ratio to off {race_ratio:.3f}; {accesses:,} accesses checked in one round)"
     )
     print(
         f"    one schedule() call, CPU time: off {cpu['off'] * 1e6:.1f} us, on "
-        f"{cpu['on'] * 1e6:.1f} us  (throughput ratio {cpu_ratio:.3f}, cost "
+        f"{cpu['lockdep'] * 1e6:.1f} us  (throughput ratio {cpu_ratio:.3f}, cost "
         f"{100 * (1 - cpu_ratio):.1f}%)"
     )
+    print(
+        f"    one schedule() call, CPU time: off {cpu['off'] * 1e6:.1f} us, race "
+        f"detector on {cpu['race_detector'] * 1e6:.1f} us  (throughput ratio "
+        f"{race_cpu_ratio:.3f}, cost {100 * (1 - race_cpu_ratio):.1f}%)"
+    )
     return {
-        "schedule_per_s": {"lockdep_off": rates["off"], "lockdep_on": rates["on"]},
+        "schedule_per_s": {
+            "lockdep_off": rates["off"],
+            "lockdep_on": rates["lockdep"],
+            "race_detector_on": rates["race_detector"],
+        },
         "lockdep_ratio": ratio,
         "lockdep_acquisitions": checked,
         "cpu_us_per_schedule": {
             "lockdep_off": cpu["off"] * 1e6,
-            "lockdep_on": cpu["on"] * 1e6,
+            "lockdep_on": cpu["lockdep"] * 1e6,
+            "race_detector_on": cpu["race_detector"] * 1e6,
         },
         "lockdep_cpu_ratio": cpu_ratio,
+        "race_detector_ratio": race_ratio,
+        "race_detector_accesses": accesses,
+        "race_detector_cpu_ratio": race_cpu_ratio,
     }
 
 
@@ -630,8 +663,8 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "(e) in all; --explore-full: all 32 moves, about 40 minutes at the "
             "default caps), interaction points/s, runs/s with 1 and 2 workers; "
             "(f) schedule() throughput under the sc, tso and relaxed memory models "
-            "and litmus tests per second; (g) schedule() throughput with lockdep "
-            "off and on. "
+            "and litmus tests per second; (g) schedule() throughput with no "
+            "instrument, lockdep, the race detector. "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
             "written is refused before any part runs), 4 done but --json FILE could "
             "not be written at the end (the figures are printed first)."

@@ -27,6 +27,7 @@ from xensched.options import (
     Parser,
     add_lockdep_option,
     add_memory_model_option,
+    add_race_detector_option,
     integer,
     probability,
     seconds,
@@ -203,6 +204,7 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
 
     run = p.add_argument_group("run")
     add_lockdep_option(run)
+    add_race_detector_option(run)
     bound = run.add_mutually_exclusive_group()
     bound.add_argument(
         "--duration",
@@ -378,6 +380,7 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         "max_violations": args.max_violations,
         "max_events": args.max_events,
         "lockdep": args.lockdep,
+        "race_detector": args.race_detector,
     }
     given = {
         name: getattr(args, name)

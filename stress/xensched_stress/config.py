@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
-from xensched.instruments import LOCKDEP_DEFAULT
+from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
 from xensched.memory_model import check_model_name
 from xensched.options import MAX_SECONDS
 from xensched.scenario import (
@@ -90,7 +90,8 @@ class StressConfig:
     that runs).
 
     ``lockdep`` installs :class:`xensched.lockdep.Lockdep` on the host's bus for the
-    whole run (:mod:`xensched.instruments`).
+    whole run (:mod:`xensched.instruments`); ``race_detector`` does the same with
+    :class:`xensched.race_detector.RaceDetector` (every load then a point).
 
     ``scenario``, when given, is what runs: its host and programs replace the shape
     and workload fields (``cpus`` to ``domain_moves``), which are then not used.
@@ -122,6 +123,7 @@ class StressConfig:
     max_events: int = 24
     memory_model: str = "sc"
     lockdep: bool = LOCKDEP_DEFAULT
+    race_detector: bool = RACE_DETECTOR_DEFAULT
 
     def validate(self) -> None:
         """Check everything that can be checked before building a host.
@@ -131,6 +133,8 @@ class StressConfig:
         """
         if not isinstance(self.lockdep, bool):
             raise ConfigError(f"lockdep: {self.lockdep!r}: expected a bool")
+        if not isinstance(self.race_detector, bool):
+            raise ConfigError(f"race_detector: {self.race_detector!r}: expected a bool")
         try:
             check_model_name(self.memory_model)
         except ValueError as e:
@@ -341,6 +345,8 @@ def rerun_command(cfg: StressConfig) -> str:
         args.append("--trace-all")
     if cfg.lockdep != LOCKDEP_DEFAULT:
         args.append("--lockdep" if cfg.lockdep else "--no-lockdep")
+    if cfg.race_detector != RACE_DETECTOR_DEFAULT:
+        args.append("--race-detector" if cfg.race_detector else "--no-race-detector")
     return shlex.join(args)
 
 

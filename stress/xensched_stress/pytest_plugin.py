@@ -569,7 +569,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "StressConfig field may be given (topology, pools, domains, vcpus, ops, seed, "
         "switch_interval, delay_injection, keep_going, watchdog, scenario, "
         "max_violations, max_events, memory_model='sc'|'tso'|'relaxed', "
-        "lockdep=True|False, which --xensched-lockdep overrides); "
+        "lockdep=True|False, which --xensched-lockdep overrides, "
+        "race_detector=True|False, which --xensched-race-detector overrides); "
         "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
         "or a built-in name; duration is scaled by --stress-duration",
     )
@@ -637,6 +638,9 @@ def xensched_stress(request: pytest.FixtureRequest, xensched_seed: int) -> Stres
         lockdep = request.config.getoption("xensched_lockdep", None)
         if lockdep is not None:
             fields["lockdep"] = lockdep  # --xensched-lockdep, over the marks
+        races = request.config.getoption("xensched_race_detector", None)
+        if races is not None:
+            fields["race_detector"] = races  # --xensched-race-detector, likewise
     if misuse:
         # A misused marker: the message says it all, the plugin's frames do not.
         pytest.fail(misuse, pytrace=False)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from xensched import SpinLockStats, Violation
-    from xensched.instruments import LockdepSummary
+    from xensched.instruments import LockdepSummary, RaceSummary
     from xensched.smp import Event
 
     from .config import StressConfig
@@ -100,6 +100,8 @@ class StressReport:
     violations_dropped: Mapping[str, int] = field(default_factory=dict)
     #: what lockdep checked (``config.lockdep``), or None when it was off
     lockdep: LockdepSummary | None = None
+    #: what the race detector checked (``config.race_detector``), or None when off
+    race_detector: RaceSummary | None = None
 
     # -- derived figures ------------------------------------------------------------
     @property
@@ -217,6 +219,9 @@ class StressReport:
             "process": asdict(self.process),
             "stragglers": list(self.stragglers),
             "lockdep": self.lockdep.to_json() if self.lockdep is not None else None,
+            "race_detector": (
+                self.race_detector.to_json() if self.race_detector is not None else None
+            ),
         }
 
     # -- the human report ---------------------------------------------------------------
@@ -271,6 +276,8 @@ class StressReport:
         out.extend(self._render_locks(max_locks))
         if self.lockdep is not None:
             out.extend(self.lockdep.lines())
+        if self.race_detector is not None:
+            out.extend(self.race_detector.lines())
         out.append("")
         out.extend(self._render_violations())
         if self.deadlock is not None:

@@ -44,10 +44,11 @@ from typing import TYPE_CHECKING
 
 from xensched import DeadlockError, ViolationKind, XenschedError
 from xensched.drivers.free import DelayInjector, free_running
-from xensched.instruments import LockdepSummary
+from xensched.instruments import LockdepSummary, RaceSummary
 from xensched.interaction import Instrument
 from xensched.lockdep import Lockdep
 from xensched.programs import Harness
+from xensched.race_detector import RaceDetector
 from xensched.scenario import build_host
 from xensched.smp import bind
 
@@ -169,6 +170,7 @@ class _Run(Workload):
         self._setup_shown = False
         self.injector: DelayInjector | None = None
         self.lockdep: Lockdep | None = None
+        self.race_detector: RaceDetector | None = None
         self._meta = threading.Lock()  # harness bookkeeping, never held long
         self.t0 = time.monotonic()
         self.t_end: float | None = None
@@ -237,6 +239,10 @@ class _Run(Workload):
             # After the set-up: what is checked is the run's workload.
             self.lockdep = Lockdep()
             h.bus.add_instrument(self.lockdep)
+        if cfg.race_detector:
+            # After the set-up too: set-up's writes happen before every thread.
+            self.race_detector = RaceDetector()
+            h.bus.add_instrument(self.race_detector)
         if cfg.delay_injection > 0:
             self.injector = DelayInjector(
                 cfg.delay_injection, cfg.seed, max_delay=cfg.max_delay
@@ -574,5 +580,10 @@ class _Run(Workload):
             first_context=self.first_context,
             lockdep=(
                 LockdepSummary.of(self.lockdep) if self.lockdep is not None else None
+            ),
+            race_detector=(
+                RaceSummary.of(self.race_detector)
+                if self.race_detector is not None
+                else None
             ),
         )

@@ -551,14 +551,15 @@ def test_bench_memory_models_part_text_and_json(
 def test_bench_instruments_part_text_and_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Part (g) at its smallest: schedule() with lockdep off and on, side by side."""
+    """Part (g) at its smallest: schedule() with no instrument, lockdep and the race
+    detector, side by side."""
     f = tmp_path / "b.json"
     argv = ["bench", "--figure-duration=0.2", "--cpus=2", "--json", str(f), "--only=g"]
     code, out, err = _run(argv, capsys)
     assert (code, err) == (0, "")
     data = _load(f, "bench")
     g = data["instruments"]
-    assert set(g["schedule_per_s"]) == {"lockdep_off", "lockdep_on"}
+    assert set(g["schedule_per_s"]) == {"lockdep_off", "lockdep_on", "race_detector_on"}
     assert all(v > 0 for v in g["schedule_per_s"].values())
     assert g["lockdep_acquisitions"] > 0
     assert g["lockdep_ratio"] == pytest.approx(
@@ -572,3 +573,11 @@ def test_bench_instruments_part_text_and_json(
     assert re.search(
         r"one schedule\(\) call, CPU time: off [\d.]+ us, on [\d.]+ us", out
     )
+    assert g["race_detector_accesses"] > 0
+    assert g["race_detector_ratio"] == pytest.approx(
+        g["schedule_per_s"]["race_detector_on"] / g["schedule_per_s"]["lockdep_off"]
+    )
+    assert re.search(
+        r"^ +race detector on schedule\(\) loop: +[\d,]+/s +\(ratio to off", out, re.M
+    )
+    assert re.search(r"CPU time: off [\d.]+ us, race detector on [\d.]+ us", out)

@@ -42,11 +42,18 @@ from xensched.explore.replay import (
 )
 from xensched.explore.shrink import preemptions, shrink
 from xensched.explore.story import record, render_story, timeline_events
-from xensched.instruments import LockdepSummary, summary_of, with_lockdep
+from xensched.instruments import (
+    LockdepSummary,
+    RaceSummary,
+    races_of,
+    summary_of,
+    with_instruments,
+)
 from xensched.options import (
     add_lockdep_option,
     add_memory_model_option,
     add_progress_option,
+    add_race_detector_option,
     integer,
     probability,
     seconds,
@@ -197,6 +204,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         sc, default=None, default_text="the scenario's own, sc for the built-ins"
     )
     add_lockdep_option(sc)
+    add_race_detector_option(sc)
     sc.add_argument(
         "--direction", choices=["add", "remove"], help="switch-race, patch-move"
     )
@@ -333,6 +341,9 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("file", metavar="FILE", help="a replay file (JSON)")
     add_memory_model_option(p, default=None, default_text="the file's scenario's")
     add_lockdep_option(p, default=None, default_text="as the file's execution ran")
+    add_race_detector_option(
+        p, default=None, default_text="as the file's execution ran"
+    )
     _outputs(p, explore=False)
     p.set_defaults(func=cmd_replay)
 
@@ -408,7 +419,11 @@ def _explore_share(
         # are its share. A tree search's subtrees are uneven: each may run --runs.
         k, n = shard
         runs = len(range(k, runs, n))
-    target = with_lockdep(ScenarioTarget(sc, seed), bool(opts.get("lockdep")))
+    target = with_instruments(
+        ScenarioTarget(sc, seed),
+        lockdep=bool(opts.get("lockdep")),
+        race_detector=bool(opts.get("race_detector")),
+    )
     res = Explorer(
         target,
         search,
@@ -419,29 +434,49 @@ def _explore_share(
         max_steps=opts["max_steps"],
         progress=progress,
     ).explore()
+    # Carried to the command (and across a worker's pickle) with the result;
+    # popped before the details are written.
     summary = summary_of(target)
     if summary is not None:
-        # Carried to the command (and across a worker's pickle) with the result;
-        # popped before the details are written.
         res.details[_LOCKDEP] = summary
+    races = races_of(target)
+    if races is not None:
+        res.details[_RACES] = races
     return res
 
 
-#: The key of :class:`LockdepSummary` in ``ExploreResult.details``.
+#: The keys of :class:`LockdepSummary` and :class:`RaceSummary` in
+#: ``ExploreResult.details``.
 _LOCKDEP = "lockdep"
+_RACES = "race_detector"
+
+
+def _detail_parts(res: ExploreResult) -> list[Any]:
+    parts: list[Any] = [res.details]
+    workers = res.details.get("workers")
+    if isinstance(workers, list):
+        parts += [w for w in workers if isinstance(w, dict)]
+    return parts
 
 
 def _pop_lockdep(res: ExploreResult) -> LockdepSummary | None:
     """The lockdep summary ``_explore_share`` left in ``res.details``, taken out
     (of every worker's too: the union)."""
     out: LockdepSummary | None = None
-    parts: list[Any] = [res.details]
-    workers = res.details.get("workers")
-    if isinstance(workers, list):
-        parts += [w for w in workers if isinstance(w, dict)]
-    for d in parts:
+    for d in _detail_parts(res):
         s = d.pop(_LOCKDEP, None)
         if isinstance(s, LockdepSummary):
+            out = s if out is None else out.merge(s)
+    return out
+
+
+def _pop_races(res: ExploreResult) -> RaceSummary | None:
+    """The race summary ``_explore_share`` left in ``res.details``, taken out (of
+    every worker's too: the union)."""
+    out: RaceSummary | None = None
+    for d in _detail_parts(res):
+        s = d.pop(_RACES, None)
+        if isinstance(s, RaceSummary):
             out = s if out is None else out.merge(s)
     return out
 
@@ -555,6 +590,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         "keep_going": args.keep_going,
         "max_steps": args.max_steps,
         "lockdep": args.lockdep,
+        "race_detector": args.race_detector,
     }
     with stop.armed():
         if args.workers == 1:
@@ -563,7 +599,8 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             res = _explore_workers(sc, seed, opts, args.workers, stop)
     if show:
         sys.stderr.write(_progress_line(res) + "\n")
-    return _finish_explore(args, sc, seed, res, stop, _pop_lockdep(res))
+    lockdep = _pop_lockdep(res)
+    return _finish_explore(args, sc, seed, res, stop, lockdep, _pop_races(res))
 
 
 def _explore_workers(
@@ -610,6 +647,7 @@ def _finish_explore(
     res: ExploreResult,
     stop: RaiseInterrupt,
     lockdep: LockdepSummary | None = None,
+    races: RaceSummary | None = None,
 ) -> int:
     print(
         f"{res.runs} runs ({res.distinct} distinct schedules, {res.abandoned} cut "
@@ -636,8 +674,10 @@ def _finish_explore(
                 kind,
                 scenario=sc,
                 seed=seed,
-                make_target=lambda c: with_lockdep(
-                    ScenarioTarget(c, seed), args.lockdep
+                make_target=lambda c: with_instruments(
+                    ScenarioTarget(c, seed),
+                    lockdep=args.lockdep,
+                    race_detector=args.race_detector,
                 ),
             )
             failing = s.execution
@@ -648,7 +688,12 @@ def _finish_explore(
                 f"{s.before[2]} -> {s.after[2]} threads"
             )
         ex, rec = record(
-            with_lockdep(ScenarioTarget(shown_sc, seed), args.lockdep), failing.schedule
+            with_instruments(
+                ScenarioTarget(shown_sc, seed),
+                lockdep=args.lockdep,
+                race_detector=args.race_detector,
+            ),
+            failing.schedule,
         )
         if ex.violations:
             failing = ex
@@ -671,6 +716,7 @@ def _finish_explore(
             options={
                 "max_steps": args.max_steps,
                 **({"lockdep": True} if args.lockdep else {}),
+                **({"race_detector": True} if args.race_detector else {}),
             },
         )
         replay_file = _replay_path(args, sc, seed)
@@ -687,6 +733,8 @@ def _finish_explore(
         print(f"no violation: {args.timeline} not written")
     if lockdep is not None:
         print("\n".join(lockdep.lines()))
+    if races is not None:
+        print("\n".join(races.lines()))
     # A signal during the shrinking and the story (not armed: they finish) still
     # ends the command as interrupted, once the files are out.
     if res.interrupted or stop.signum is not None:
@@ -701,7 +749,7 @@ def _finish_explore(
             res,
             exit_code,
             replay_file,
-            {"lockdep": _json(lockdep)},
+            {"lockdep": _json(lockdep), "race_detector": _json(races)},
         )
         failed = write_json_report("--json", args.json, doc)
         if failed is not None:
@@ -769,7 +817,7 @@ def _document(
     return doc
 
 
-def _json(summary: LockdepSummary | None) -> dict[str, object] | None:
+def _json(summary: LockdepSummary | RaceSummary | None) -> dict[str, object] | None:
     return summary.to_json() if summary is not None else None
 
 
@@ -832,7 +880,12 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     on = args.lockdep
     if on is None:
         on = replay.options.get("lockdep") is True
-    target = with_lockdep(ScenarioTarget(sc, replay.seed), on)
+    races_on = args.race_detector
+    if races_on is None:
+        races_on = replay.options.get("race_detector") is True
+    target = with_instruments(
+        ScenarioTarget(sc, replay.seed), lockdep=on, race_detector=races_on
+    )
     try:
         with stop.armed():
             ex, rec = record(
@@ -857,7 +910,11 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 res,
                 code,
                 args.file,
-                {"reproduced": None, "lockdep": _json(summary_of(target))},
+                {
+                    "reproduced": None,
+                    "lockdep": _json(summary_of(target)),
+                    "race_detector": _json(races_of(target)),
+                },
             )
             failed = write_json_report("--json", args.json, doc)
             if failed is not None:
@@ -886,6 +943,9 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     replayed = summary_of(target)
     if replayed is not None:
         print("\n".join(replayed.lines()))
+    replayed_races = races_of(target)
+    if replayed_races is not None:
+        print("\n".join(replayed_races.lines()))
     exit_code = _exit_code(res.kinds)
     if args.timeline:
         if rec.violations:
@@ -900,7 +960,11 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             res,
             exit_code,
             args.file,
-            {"reproduced": same, "lockdep": _json(summary_of(target))},
+            {
+                "reproduced": same,
+                "lockdep": _json(summary_of(target)),
+                "race_detector": _json(races_of(target)),
+            },
         )
         failed = write_json_report("--json", args.json, doc)
         if failed is not None:

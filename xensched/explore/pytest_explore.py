@@ -26,7 +26,7 @@ resolved once, as usual, and passed to every call::
 
 The marker: ``explore(strategy="dpor", runs=200, seed=None, depth=3,
 max_preemptions=None, keep_going=False, shards=1, seconds=None, memory_model=None,
-lockdep=None)``;
+lockdep=None, race_detector=None)``;
 ``seed=None`` is the per-test seed (the base seed ^ crc32 of the node id, less any shard
 suffix, so that the shards of a randomised strategy share one seed).
 ``memory_model`` (``sc``, ``tso`` or ``relaxed``: :mod:`xensched.memory_model`) is the
@@ -37,7 +37,11 @@ M`` sets it for every marked test, over the marker's; a body that picks a model 
 ``lockdep=True`` (or ``--xensched-lockdep``, over the marker's) puts a fresh
 :class:`~xensched.lockdep.Lockdep` on the bus of each execution
 (:meth:`~xensched.explore.threads.World.use_lockdep`): a lock-order cycle or an IRQ
-inversion among the body's threads fails the test like any violation. Under ``tso``
+inversion among the body's threads fails the test like any violation.
+``race_detector=True`` (or ``--xensched-race-detector``, over the marker's) puts a
+fresh :class:`~xensched.race_detector.RaceDetector` there
+(:meth:`~xensched.explore.threads.World.use_race_detector`): a data race among the
+body's threads fails the test. Under ``tso``
 and ``relaxed`` the drains of the store buffers are steps the strategy chooses, so the
 exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
 failing :meth:`~xensched.explore.threads.World.check` an ``assert``. The failure says
@@ -75,7 +79,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from xensched.errors import XenschedError
-from xensched.instruments import LOCKDEP_DEFAULT
+from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
 from xensched.pytest_plugin import fail_collection
 from xensched.seeds import derive_seed
 
@@ -102,7 +106,8 @@ _SHARD_ARG: Final = "xensched_shard"
 _PROPERTY: Final = "xensched_explore"
 MARKER_HELP: Final = (
     "explore(strategy='dpor', runs=200, seed=None, depth=3, max_preemptions=None, "
-    "keep_going=False, shards=1, seconds=None, memory_model=None, lockdep=None): "
+    "keep_going=False, shards=1, seconds=None, memory_model=None, lockdep=None, "
+    "race_detector=None): "
     "run the test "
     "body (which takes the xensched_world fixture) once per execution of a "
     "systematic exploration of the threads it starts, under memory_model (sc, tso "
@@ -127,6 +132,7 @@ class ExploreSpec:
     seconds: float | None = None
     memory_model: str | None = None
     lockdep: bool | None = None
+    race_detector: bool | None = None
 
     @classmethod
     def of(cls, mark: pytest.Mark, shards: int | None = None) -> ExploreSpec:
@@ -173,6 +179,9 @@ class ExploreSpec:
             raise TypeError(f"keep_going={self.keep_going!r}: expected a bool")
         if self.lockdep is not None and not isinstance(self.lockdep, bool):
             raise TypeError(f"lockdep={self.lockdep!r}: expected a bool")
+        races = self.race_detector
+        if races is not None and not isinstance(races, bool):
+            raise TypeError(f"race_detector={races!r}: expected a bool")
         seconds: object = self.seconds  # the marker's, of any type
         if seconds is not None and (
             not isinstance(seconds, int | float)
@@ -259,6 +268,11 @@ def _model_option(config: pytest.Config) -> str | None:
 
 def _lockdep_option(config: pytest.Config) -> bool | None:
     value: bool | None = config.getoption("xensched_lockdep", None)
+    return value
+
+
+def _race_detector_option(config: pytest.Config) -> bool | None:
+    value: bool | None = config.getoption("xensched_race_detector", None)
     return value
 
 
@@ -381,11 +395,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     lockdep = _lockdep_option(config)
     if lockdep is None:
         lockdep = spec.lockdep if spec.lockdep is not None else LOCKDEP_DEFAULT
+    races = _race_detector_option(config)
+    if races is None:
+        races = (
+            spec.race_detector
+            if spec.race_detector is not None
+            else RACE_DETECTOR_DEFAULT
+        )
 
     def setup(world: World) -> None:
         if model is not None:
             world.use_memory_model(model)
         world.use_lockdep(lockdep)
+        world.use_race_detector(races)
         test(**args, **({FIXTURE: world} if FIXTURE in names else {}))
 
     replay = config.stash[_REPLAY_KEY]

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from xensched.explore.engine import _Chooser
     from xensched.host import Host
     from xensched.lockdep import Lockdep
+    from xensched.race_detector import RaceDetector
     from xensched.smp import ExecContext
     from xensched.violation import Violation
 
@@ -69,6 +70,9 @@ class World:
         #: The Lockdep on this execution's bus (:meth:`use_lockdep`), or None.
         self.lockdep: Lockdep | None = None
         self._want_lockdep = False
+        #: The RaceDetector on this execution's bus (:meth:`use_race_detector`).
+        self.race_detector: RaceDetector | None = None
+        self._want_race_detector = False
 
     @property
     def bus(self) -> Bus:
@@ -79,6 +83,7 @@ class World:
             self._bus = Bus()
             self._bus.memory = make_memory_model(self._default_model)
             self._install_lockdep()
+            self._install_race_detector()
         return self._bus
 
     def host(self, *args: Any, **kwargs: Any) -> Host:
@@ -94,6 +99,7 @@ class World:
         self._host = Host(*args, **kwargs)
         self._bus = self._host.bus
         self._install_lockdep()
+        self._install_race_detector()
         return self._host
 
     def memory_model(self, name: str, seed: int = 0) -> None:
@@ -128,6 +134,26 @@ class World:
 
             self.lockdep = Lockdep()
             self._bus.add_instrument(self.lockdep)
+
+    def use_race_detector(self, on: bool) -> None:
+        """Detect this execution's data races (a fresh
+        :class:`~xensched.race_detector.RaceDetector` on its bus for each execution):
+        what ``@pytest.mark.explore(race_detector=True)`` and
+        ``--xensched-race-detector`` set. Call it before the set-up function runs."""
+        self._want_race_detector = on
+        if on and self._bus is not None:
+            self._install_race_detector()
+
+    def _install_race_detector(self) -> None:
+        if (
+            self._want_race_detector
+            and self.race_detector is None
+            and self._bus is not None
+        ):
+            from xensched.race_detector import RaceDetector
+
+            self.race_detector = RaceDetector()
+            self._bus.add_instrument(self.race_detector)
 
     def cell(self, label: str, value: T, *, racy: str | None = None) -> Cell[T]:
         """A shared field, every load and store an interaction point; ``racy``: why
