@@ -97,10 +97,16 @@ class Cell(Shared, Generic[T]):
         bus = self._bus
         if bus._unobserved_loads:  # nothing would see the point: a plain read
             return self.value
+        return self._observed_load(self._rd)
+
+    def _observed_load(self, access: Access) -> T:
+        """A load something sees: a point (unless only the memory model would see
+        it, see ``Bus._retune``), then the value, through the model if any."""
+        bus = self._bus
         mem = bus._memory
-        if not bus._load_points:  # only the memory model answers (see Bus._retune)
+        if not bus._load_points:
             return mem.load(_ctx(), self)  # type: ignore[union-attr]
-        bus._point(self._rd, 3)
+        bus._point(access, 4)
         return self.value if mem is None else mem.load(_ctx(), self)
 
     def store(self, value: T) -> None:
@@ -318,11 +324,6 @@ def data_race(cell: Cell[T]) -> T:
     of ``sched-if.h``); a field read racily everywhere is declared on the field
     (``Cell(racy=)``) instead.
     """
-    bus = cell._bus
-    if bus._unobserved_loads:
+    if cell._bus._unobserved_loads:
         return cell.value
-    mem = bus._memory
-    if not bus._load_points:
-        return mem.load(_ctx(), cell)  # type: ignore[union-attr]
-    bus._point(cell._racy_rd, 3)
-    return cell.value if mem is None else mem.load(_ctx(), cell)
+    return cell._observed_load(cell._racy_rd)

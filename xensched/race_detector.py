@@ -46,7 +46,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xensched.interaction import Instrument, PointKind
+from xensched.interaction import _PLUMBING as _BUS_PLUMBING, Instrument, PointKind
 from xensched.memory import _ATOMIC, _DATA_RACE
 from xensched.violation import ViolationKind
 
@@ -77,19 +77,11 @@ _RMB = PointKind.RMB
 _WAIT = PointKind.WAIT
 
 # Frames of these modules are plumbing: the Xen function is the nearest other frame.
-_PLUMBING = frozenset(
-    {
-        "xensched.interaction",
-        "xensched.memory",
-        "xensched.spinlock",
-        "xensched.sched_if",
-        "xensched.checks",
-        "xensched.smp",
-        "xensched.race_detector",
-        "xensched.drivers.controlled",
-        "xensched.drivers.free",
-    }
-)
+_PLUMBING = _BUS_PLUMBING | {
+    "xensched.race_detector",
+    "xensched.drivers.controlled",
+    "xensched.drivers.free",
+}
 
 
 def _xen_function() -> str:
