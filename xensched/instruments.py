@@ -37,7 +37,6 @@ __all__ = [
     "RACE_DETECTOR_DEFAULT",
     "InstrumentedTarget",
     "LockdepSummary",
-    "LockdepTarget",
     "RaceSummary",
     "SanctionUse",
 ]
@@ -231,19 +230,6 @@ class InstrumentedTarget:
         return self._races if self.race_detector else None
 
 
-class LockdepTarget(InstrumentedTarget):
-    """An :class:`InstrumentedTarget` with lockdep alone; :attr:`summary` is its
-    union."""
-
-    def __init__(self, inner: Target) -> None:
-        super().__init__(inner, lockdep=True)
-
-    @property
-    def summary(self) -> LockdepSummary:
-        self._fold()
-        return self._deps
-
-
 def with_instruments(
     target: Target, *, lockdep: bool = False, race_detector: bool = False
 ) -> Target:
@@ -251,11 +237,6 @@ def with_instruments(
     if lockdep or race_detector:
         return InstrumentedTarget(target, lockdep=lockdep, race_detector=race_detector)
     return target
-
-
-def with_lockdep(target: Target, on: bool) -> Target:
-    """``target``, wrapped in a :class:`LockdepTarget` when ``on``."""
-    return LockdepTarget(target) if on else target
 
 
 def summary_of(target: Target) -> LockdepSummary | None:

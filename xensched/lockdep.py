@@ -186,8 +186,7 @@ class Lockdep(Instrument):
     @staticmethod
     def _name(ctx: ExecContext, access: Access) -> str:
         """The Xen function of the point ``access`` just made (its event's)."""
-        ev = ctx.events[-1] if ctx.events else None
-        return ev[2] if ev is not None and ev[1] is access else "?"
+        return ctx.function_of(access) or "?"
 
     def _class(self, lock: SpinLock) -> str:
         cls = self._classes.get(lock.name)
@@ -251,7 +250,7 @@ class Lockdep(Instrument):
                     if s is not None:
                         self.sanctioned.setdefault((h.cls, cls), (s, edge))
                         continue
-                    if h.irq_off and not irq_off and h.cls != cls:
+                    if h.irq_off and not irq_off:
                         key = (h.cls, cls + "@irq")
                         if key not in self.reported:
                             self.reported.add(key)
@@ -292,7 +291,7 @@ class Lockdep(Instrument):
         if inst is None or instance_of(h.lock.name) == inst:
             return None
         for s in self._sanctions:
-            if s.where == fn and s.held == h.cls and s.taken == lock_class(lock.name):
+            if s.where == fn and s.held == h.cls and s.taken == self._class(lock):
                 return s
         return None
 

@@ -186,21 +186,39 @@ LOCKDEP_HELP = (
 )
 
 
+def _add_instrument_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    about: str,
+    cost: str,
+    default: bool | None,
+    default_text: str | None,
+) -> None:
+    """``--FLAG`` / ``--no-FLAG`` for an optional checker; ``default`` None means
+    "not given" (the caller decides: ``xensched replay`` follows the file), and
+    ``default_text`` says what that is in the help."""
+    shown = default_text or ("on" if default else "off")
+    parser.add_argument(
+        flag,
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=f"{about} (default: {shown}; {cost})",
+    )
+
+
 def add_lockdep_option(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     default: bool | None = LOCKDEP_DEFAULT,
     default_text: str | None = None,
 ) -> None:
-    """``--lockdep`` / ``--no-lockdep`` (``args.lockdep``); ``default`` None means
-    "not given" (the caller decides: ``xensched replay`` follows the file), and
-    ``default_text`` says what that is in the help."""
-    shown = default_text or ("on" if default else "off")
-    parser.add_argument(
+    """``--lockdep`` / ``--no-lockdep`` (``args.lockdep``)."""
+    _add_instrument_option(
+        parser,
         "--lockdep",
-        action=argparse.BooleanOptionalAction,
-        default=default,
-        help=f"{LOCKDEP_HELP} (default: {shown}; it "
-        "costs 10 to 30%% of schedule() throughput: README, Lock order)",
+        LOCKDEP_HELP,
+        "it costs 10 to 30%% of schedule() throughput: README, Lock order",
+        default,
+        default_text,
     )
 
 
@@ -218,15 +236,13 @@ def add_race_detector_option(
     default: bool | None = RACE_DETECTOR_DEFAULT,
     default_text: str | None = None,
 ) -> None:
-    """``--race-detector`` / ``--no-race-detector`` (``args.race_detector``);
-    ``default`` None means "not given" (``xensched replay`` follows the file), and
-    ``default_text`` says what that is in the help."""
-    shown = default_text or ("on" if default else "off")
-    parser.add_argument(
+    """``--race-detector`` / ``--no-race-detector`` (``args.race_detector``)."""
+    _add_instrument_option(
+        parser,
         "--race-detector",
-        action=argparse.BooleanOptionalAction,
-        default=default,
-        help=f"{RACE_DETECTOR_HELP} (default: {shown}; off by default because it "
-        "makes every load an interaction point, which costs schedule() throughput, "
-        "see the README)",
+        RACE_DETECTOR_HELP,
+        "off by default because it makes every load an interaction point, which "
+        "costs schedule() throughput, see the README",
+        default,
+        default_text,
     )

@@ -169,9 +169,9 @@ class RaceDetector(Instrument):
                     _join(self._thread(ctx).acq_pending, self._field(obj.oid).sync)
                 return
             atomic = kind is _RMW and access[2] == ATOMIC
-            self._access(ctx, obj, kind, atomic)
+            self._access(ctx, access, obj, kind, atomic)
         elif kind is _ACQ or kind is _REL:
-            self._access(ctx, obj, kind, True)
+            self._access(ctx, access, obj, kind, True)
         elif kind is _ACQUIRED or kind is _TRY_OK:
             with self._mu:
                 t = self._thread(ctx)
@@ -182,10 +182,11 @@ class RaceDetector(Instrument):
                 t = self._thread(ctx)
                 self._locks[obj.oid] = dict(t.clock)
                 t.clock[t.name] += 1
-                if obj.label in t.held:
-                    t.held.reverse()
-                    t.held.remove(obj.label)
-                    t.held.reverse()
+                held = t.held
+                for i in range(len(held) - 1, -1, -1):  # the innermost hold of it
+                    if held[i] == obj.label:
+                        del held[i]
+                        break
         elif kind is _MB or kind is _WMB or kind is _RMB:
             with self._mu:
                 t = self._thread(ctx)
@@ -209,9 +210,16 @@ class RaceDetector(Instrument):
         return s
 
     def _access(
-        self, ctx: ExecContext, cell: object, kind: PointKind, marked: bool
+        self,
+        ctx: ExecContext,
+        access: Access,
+        cell: object,
+        kind: PointKind,
+        marked: bool,
     ) -> None:
-        fn = _xen_function()
+        # The bus named the event's Xen function already when it traces it (every
+        # point with trace_all, and never a load without): walk the stack otherwise.
+        fn = ctx.function_of(access) or _xen_function()
         label: str = cell.label  # type: ignore[attr-defined]
         racy: str | None = cell.racy  # type: ignore[attr-defined]
         reports: list[tuple[str, Seen, Seen]] = []

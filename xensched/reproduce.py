@@ -39,7 +39,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from xensched.drivers.controlled import round_robin
+from xensched.drivers.controlled import drain_of, round_robin
 from xensched.explore.engine import Explorer, ScenarioTarget
 from xensched.explore.replay import Replay
 from xensched.instruments import (
@@ -199,7 +199,7 @@ class PauseAt:
         last: str | None,
     ) -> str | None:
         p = self.paused
-        own = [t for t in enabled if p is not None and t.startswith(p + ">")]
+        own = [t for t in enabled if p is not None and drain_of(t) == p]
         if p is not None and p in enabled and self.made.get(p, 0) < self.k:
             pick = p
         elif p is not None and own and self.made.get(p, 0) < self.k:
@@ -219,7 +219,7 @@ class PauseAt:
             if p is not None and self.made.get(p, 0) >= self.k:
                 # The paused thread's stores stay buffered while anything else
                 # can go (another's drain included).
-                others = [t for t in others if not t.startswith(p + ">")] or others
+                others = [t for t in others if drain_of(t) != p] or others
             outside = [t for t in others if not self.inside.occupied(t)]
             pick = round_robin(self.inside.order, outside or others, last)
         self.made[pick] = self.made.get(pick, 0) + 1

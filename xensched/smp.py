@@ -74,6 +74,16 @@ class ExecContext:
             )
         return ()
 
+    def function_of(self, access: object) -> str:
+        """The Xen function the bus named for ``access``, the point or note this
+        context just made (from its own thread, in an instrument): ``""`` when the
+        trace left it out (a load without ``trace_all``) or named none."""
+        events = self.events
+        if not events:
+            return ""
+        _, last, fn = events[-1]
+        return fn if last is access else ""
+
     def last_event(self) -> Event | None:
         """The newest event, or None (safe while the owning thread appends)."""
         try:

@@ -19,7 +19,7 @@ from tests._schemas import validate
 from xensched.cli import main
 from xensched.explore import make_strategy
 from xensched.explore.engine import Explorer, ScenarioTarget
-from xensched.instruments import LOCKDEP_DEFAULT, LockdepSummary, LockdepTarget
+from xensched.instruments import LOCKDEP_DEFAULT, InstrumentedTarget, LockdepSummary
 from xensched.lockdep import Lockdep
 from xensched.protocol import SwitchProtocol
 from xensched.reproduce import Transition, reproduce_transition
@@ -66,9 +66,11 @@ def _explore_lockdep(
     sc = builtin(
         "switch-race", boot=boot, pool=pool, direction=direction, protocol=protocol
     )
-    target = LockdepTarget(ScenarioTarget(sc, 1))
+    target = InstrumentedTarget(ScenarioTarget(sc, 1), lockdep=True)
     res = Explorer(target, make_strategy("random", seed=1), runs=runs).explore()
-    return res.kinds, target.summary
+    summary = target.lockdep_summary
+    assert summary is not None
+    return res.kinds, summary
 
 
 @pytest.mark.parametrize("direction", ["add", "remove"])
@@ -268,7 +270,7 @@ def test_lockdep_summary_merges_and_serialises() -> None:
 
 def test_a_lockdep_target_gives_each_execution_its_own_lockdep() -> None:
     sc = builtin("switch-race", boot="credit", pool="credit2")
-    target = LockdepTarget(ScenarioTarget(sc, 1))
+    target = InstrumentedTarget(ScenarioTarget(sc, 1), lockdep=True)
     seen: list[Lockdep] = []
     for _ in range(2):
         run = target.new_run()

@@ -62,12 +62,23 @@ _LOADS = frozenset({PointKind.LOAD, PointKind.LOAD_ACQUIRE})
 T = TypeVar("T")
 
 
+def drain_of(name: str) -> str | None:
+    """The CPU whose buffered store the step ``name`` drains (``CPU>field``), or
+    None when it is not a drain."""
+    cpu, sep, _ = name.partition(">")
+    return cpu if sep else None
+
+
+def acts_for(name: str) -> str:
+    """The CPU a step acts for: its own name, or the CPU of a drain (``CPU>field``)
+    or of a load of an older value (``CPU~k``)."""
+    return drain_of(name) or name.partition("~")[0]
+
+
 def thread_of(name: str) -> str:
     """The thread a step's name stands for: ``CPU~k`` (a load returning an older
     value) is ``CPU``; a drain ``CPU>field`` is a thread of its own."""
-    if ">" in name:
-        return name
-    return name.partition("~")[0]
+    return name if drain_of(name) is not None else name.partition("~")[0]
 
 
 class Strategy(Protocol):

@@ -886,6 +886,27 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     target = with_instruments(
         ScenarioTarget(sc, replay.seed), lockdep=on, race_detector=races_on
     )
+
+    def write_json(res: ExploreResult, code: int, reproduced: bool | None) -> bool:
+        """The ``--json`` report; False (said on stderr) when it was not written."""
+        doc = _document(
+            "replay",
+            sc,
+            replay.seed,
+            res,
+            code,
+            args.file,
+            {
+                "reproduced": reproduced,
+                "lockdep": _json(summary_of(target)),
+                "race_detector": _json(races_of(target)),
+            },
+        )
+        failed = write_json_report("--json", args.json, doc)
+        if failed is not None:
+            print(f"xensched replay: error: {failed}", file=sys.stderr)
+        return failed is None
+
     try:
         with stop.armed():
             ex, rec = record(
@@ -903,22 +924,7 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             res = ExploreResult("replay", replay.seed, interrupted=True)
             res.seconds = time.perf_counter() - t0
             res.stop_reason = "interrupted"
-            doc = _document(
-                "replay",
-                sc,
-                replay.seed,
-                res,
-                code,
-                args.file,
-                {
-                    "reproduced": None,
-                    "lockdep": _json(summary_of(target)),
-                    "race_detector": _json(races_of(target)),
-                },
-            )
-            failed = write_json_report("--json", args.json, doc)
-            if failed is not None:
-                print(f"xensched replay: error: {failed}", file=sys.stderr)
+            write_json(res, code, None)
         return code
     res = ExploreResult("replay", replay.seed, runs=1, distinct=1)
     res.points = len(ex.steps)
@@ -952,22 +958,6 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             exit_code = _write_timeline(args.timeline, rec, exit_code, "replay")
         else:
             print(f"no violation: {args.timeline} not written")
-    if args.json:
-        doc = _document(
-            "replay",
-            sc,
-            replay.seed,
-            res,
-            exit_code,
-            args.file,
-            {
-                "reproduced": same,
-                "lockdep": _json(summary_of(target)),
-                "race_detector": _json(races_of(target)),
-            },
-        )
-        failed = write_json_report("--json", args.json, doc)
-        if failed is not None:
-            print(f"xensched replay: error: {failed}", file=sys.stderr)
-            return exit_code or EXIT_NOT_WRITTEN
+    if args.json and not write_json(res, exit_code, same):
+        return exit_code or EXIT_NOT_WRITTEN
     return exit_code

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from xensched.drivers.controlled import acts_for
 from xensched.interaction import Instrument, PointKind
 
 if TYPE_CHECKING:
@@ -72,8 +73,7 @@ class Recorder(Instrument):
         value: str | None = None
         if kind in _VALUED:
             value = _short(access[2] if kind is not PointKind.LOAD else obj.peek())  # type: ignore[attr-defined]
-        ev = ctx.events[-1] if ctx.events else None
-        fn = ev[2] if ev is not None and ev[1] is access else ""
+        fn = ctx.function_of(access)
         self.accesses.append(
             Recorded(
                 len(self.accesses),
@@ -103,7 +103,7 @@ def render_story(
         upto = rec.violations[0][1] if rec.violations else len(steps) - 1
     upto = min(upto + context, len(steps) - 1) if steps else upto
     threads = sorted(
-        {_owner(s.thread) for s in steps},
+        {acts_for(s.thread) for s in steps},
         key=lambda t: (
             (0, int(t[4:])) if t.startswith("pcpu") and t[4:].isdigit() else (1, t)
         ),
@@ -124,7 +124,7 @@ def render_story(
         by_step.setdefault(a.step, []).append(a)
     prev: str | None = None
     for i, s in enumerate(steps[: upto + 1]):
-        who = _owner(s.thread)
+        who = acts_for(s.thread)
         if who != prev:
             why = (
                 f" (preempts {prev})" if prev is not None and prev in s.enabled else ""
@@ -156,12 +156,6 @@ def render_story(
             if seq < 0 or seq >= len(rec.accesses) or rec.accesses[seq].step <= upto:
                 lines.append(f"  {'':>5}  {'':<{width}}  !! {v.describe()}")
     return "\n".join(lines)
-
-
-def _owner(name: str) -> str:
-    """The CPU a step acts for: ``pcpu1>field`` (a drain) and ``pcpu1~2`` (a load of
-    an older value) are ``pcpu1``'s."""
-    return name.partition(">")[0].partition("~")[0]
 
 
 def timeline_events(rec: Recorder) -> list[Event]:
