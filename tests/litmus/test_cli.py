@@ -4,10 +4,13 @@ schema."""
 from __future__ import annotations
 
 import json
+import re
+import signal
 from pathlib import Path
 
 import pytest
 
+from tests._cli_process import CliProcess
 from tests._schemas import errors, validate
 from xensched.cli import main
 from xensched.litmus.builtin import catalog_files
@@ -138,3 +141,26 @@ def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for opt in ("--catalog", "--model", "--json", "--list", "--search"):
         assert opt in out
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_an_interrupted_run_writes_the_runs_done_so_far(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    f = tmp_path / "l.json"
+    p = CliProcess(
+        ["-m", "xensched", "litmus", "--catalog", "--json", str(f)], tmp_path
+    )
+    try:
+        p.wait_for(r"verdict: ")  # a first run is done
+        p.signal(signum)
+        assert p.finish(timeout=60) == code, p.err
+    finally:
+        p.kill()
+    assert "Traceback" not in p.err
+    assert re.search(r"interrupted after \d+ runs", p.err)
+    doc = json.loads(f.read_text(encoding="utf-8"))
+    validate("litmus", doc)
+    assert 0 < len(doc["results"]) < 108

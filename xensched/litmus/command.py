@@ -6,7 +6,8 @@ condition), whether the condition's proposition was observed, the expected ``Res
 and the verdict (:mod:`xensched.litmus.run`); then a table of the verdicts. Exit 0,
 1 if any verdict is ``weaker`` (the model shows an outcome the kernel model forbids),
 2 for bad input (a missing file, a parse error, no test), 4 if ``--json`` could not be
-written, 130 when interrupted.
+written, 130 when interrupted (128 + the signal for SIGTERM or SIGHUP); the --json report
+holds the runs done before an interruption.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from xensched.outputs import (
     check_output_paths,
     write_json_report,
 )
+from xensched.signals import RaiseInterrupt, signal_name, stop_signals
 
 if TYPE_CHECKING:
     import argparse
@@ -109,7 +111,7 @@ def add_litmus_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="print only the table of verdicts, not each histogram",
     )
-    p.set_defaults(func=_cmd_litmus)
+    p.set_defaults(func=_cmd_litmus_signals)
 
 
 def _err(text: str) -> int:
@@ -176,7 +178,13 @@ def _load(args: argparse.Namespace) -> list[LitmusTest] | str:
     return tests
 
 
-def _cmd_litmus(args: argparse.Namespace) -> int:
+def _cmd_litmus_signals(args: argparse.Namespace) -> int:
+    stop = RaiseInterrupt()
+    with stop_signals(stop):
+        return _cmd_litmus(args, stop)
+
+
+def _cmd_litmus(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     loaded = _load(args)
     if isinstance(loaded, str):
         return _err(loaded)
@@ -193,17 +201,23 @@ def _cmd_litmus(args: argparse.Namespace) -> int:
     models: list[str] = list(dict.fromkeys(args.model or MODELS))
     results: list[LitmusResult] = []
     try:
-        for t in tests:
-            for m in models:
-                r = run_test(
-                    t, m, search=args.search, max_executions=args.max_executions
-                )
-                results.append(r)
-                if not args.quiet:
-                    print(render_result(t, r), end="\n\n", flush=True)
+        with stop.armed():
+            for t in tests:
+                for m in models:
+                    r = run_test(
+                        t, m, search=args.search, max_executions=args.max_executions
+                    )
+                    results.append(r)
+                    if not args.quiet:
+                        print(render_result(t, r), end="\n\n", flush=True)
     except KeyboardInterrupt:
-        print(f"interrupted after {len(results)} runs", file=sys.stderr)
-        return 130
+        # Ctrl-C, SIGTERM or SIGHUP: the runs done so far are still the report.
+        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
+        print(f"{by}interrupted after {len(results)} runs", file=sys.stderr)
+        code = 130 if stop.signum is None else 128 + stop.signum
+        if args.json:
+            _write_json(args.json, results)
+        return code
     print(render_table(results, models))
     weaker = [r for r in results if r.verdict == "weaker"]
     none = [r for r in results if r.verdict is None and r.expected is not None]
@@ -217,10 +231,16 @@ def _cmd_litmus(args: argparse.Namespace) -> int:
     )
     code = EXIT_WEAKER if weaker else 0
     if args.json:
-        doc = {"results": [r.to_json() for r in results]}
-        failed = write_json_report("--json", args.json, doc)
-        if failed is not None:
-            print(f"xensched litmus: error: {failed}", file=sys.stderr)
+        if not _write_json(args.json, results):
             return code or EXIT_NOT_WRITTEN
         print(f"results written to {args.json}")
     return code
+
+
+def _write_json(path: str, results: list[LitmusResult]) -> bool:
+    """The ``--json`` report; False (said on stderr) when it was not written."""
+    doc = {"results": [r.to_json() for r in results]}
+    failed = write_json_report("--json", path, doc)
+    if failed is not None:
+        print(f"xensched litmus: error: {failed}", file=sys.stderr)
+    return failed is None
