@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, ViolationKind, check_held
 from xensched.errors import DeadlockError, XenError
+from xensched.mutants import NO_DEINIT_PDATA
 from xensched.protocol import Part
 from xensched.sched_if import (
     pcpu_schedule_lock,
@@ -504,7 +505,8 @@ def _switch_fixed(h: Host, cpu: int, old_ops: Scheduler, new_ops: Scheduler) -> 
         pcpu_schedule_unlock_irq(h, old_lock, cpu)
     new_ops.tick_resume(cpu)
     if p.has(Part.DEINIT_BEFORE_FREE):
-        old_ops.deinit_pdata(ppriv_old, cpu)
+        if NO_DEINIT_PDATA not in h.mutants:
+            old_ops.deinit_pdata(ppriv_old, cpu)
         old_ops.free_vdata(vpriv_old)
         old_ops.free_pdata(ppriv_old, cpu)
     else:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, BUG_ON, CriticalSection
 from xensched.memory import Cell, CpuMask, RunQueue
+from xensched.mutants import CREDIT2_LOCK_ORDER
 from xensched.sched_if import (
     pcpu_schedule_lock,
     vcpu_schedule_lock_irq,
@@ -262,6 +263,12 @@ class Credit2(Scheduler):
             "!local_irq_is_enabled()",
             cpu=cpu,
         )
+        # The credit2-lock-order mutant: our own runqueue's lock first, against the
+        # documented order (private, then runqueue) that _deinit() keeps.
+        rq_lock = None
+        if CREDIT2_LOCK_ORDER in self.h.mutants:
+            rq_lock = self.rqd[self._rqi_of(cpu)].lock
+            spin_lock(rq_lock)
         # We own a runqueue lock already, but it is another scheduler's: taking our
         # private lock after it does not break our ordering rule. spin_lock, not
         # spin_lock_irq, whose unlock would turn IRQs back on under that lock.
@@ -281,6 +288,8 @@ class Credit2(Scheduler):
         if pointer_last:
             self._reroute(cpu, self.rqd[rqi].lock, barrier)
         (spin_unlock_irq if prv_lock_irq else spin_unlock)(self.lock)
+        if rq_lock is not None:
+            spin_unlock(rq_lock)
 
     # -- per-vCPU -----------------------------------------------------------------------
     def alloc_vdata(self, v: Vcpu, dd: Any) -> Any:
