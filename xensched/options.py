@@ -19,6 +19,7 @@ from xensched.errors import ConfigError
 from xensched.host import Topology
 from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
 from xensched.memory_model import MODELS
+from xensched.mutants import CATALOG, Mutant, find_mutant
 from xensched.seeds import parse_seed
 
 if TYPE_CHECKING:
@@ -30,8 +31,11 @@ __all__ = [
     "Parser",
     "add_lockdep_option",
     "add_memory_model_option",
+    "add_mutant_option",
     "add_race_detector_option",
     "integer",
+    "mutant",
+    "mutant_protocol",
     "probability",
     "refusal",
     "seconds",
@@ -246,3 +250,52 @@ def add_race_detector_option(
         default,
         default_text,
     )
+
+
+def mutant(text: str) -> Mutant:
+    """An argparse type: a mutant of :data:`xensched.mutants.CATALOG`."""
+    try:
+        return find_mutant(text)
+    except ConfigError:
+        raise refusal(
+            repr(text),
+            f"no such mutant; choose one of {', '.join(m.name for m in CATALOG)} "
+            "(`xensched mutate --list`)",
+        ) from None
+
+
+def add_mutant_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+) -> None:
+    """``--mutant NAME`` (``args.mutant``: a :class:`~xensched.mutants.Mutant` or None).
+
+    A mutant is a protocol plus edits: combine it with ``--protocol`` through
+    :func:`mutant_protocol`, which refuses the two together when they disagree.
+    """
+    parser.add_argument(
+        "--mutant",
+        type=mutant,
+        default=None,
+        metavar="NAME",
+        help="run a mutant of the fix from the mutation catalog instead of the fix "
+        "itself: its protocol (legacy, or the fixed switch without one part) and "
+        "its edits of the model; `xensched mutate --list` names them (default: "
+        "none)",
+    )
+
+
+def mutant_protocol(protocol: str | None, m: Mutant | None) -> str | None:
+    """The protocol a run uses given ``--protocol`` (None: not given) and ``--mutant``.
+
+    Raises:
+        ConfigError: both given and the mutant's protocol is another one (a mutant
+            that only edits the model runs on any protocol).
+    """
+    if m is None or m.protocol == "fixed":
+        return protocol
+    if protocol is not None and protocol != m.protocol:
+        raise ConfigError(
+            f"--mutant {m.name} runs --protocol {m.protocol}; it cannot be combined "
+            f"with --protocol {protocol}"
+        )
+    return m.protocol
