@@ -1,8 +1,8 @@
 """The ``xensched`` command: ``reproduce``, ``protocols``, ``scenarios``, ``litmus``,
-and the commands other packages add.
+``mutate``, and the commands other packages add.
 
 Mirrors nothing in Xen. ``reproduce``, ``explore``, ``replay``, ``litmus``,
-``protocols`` and ``scenarios`` are built in; other subcommands (the stress harness's
+``mutate``, ``protocols`` and ``scenarios`` are built in; other subcommands (the stress harness's
 ``stress`` and ``bench``) are found through the entry-point group
 ``xensched.commands``, each naming an :class:`ExternalCommand`. So
 this package never imports the stress harness: the dependency goes from
@@ -38,14 +38,16 @@ from xensched.explore.command import add_explore_parser, add_replay_parser
 from xensched.host import MAX_CPUS
 from xensched.instruments import LockdepSummary, RaceSummary
 from xensched.litmus.command import add_litmus_parser
-from xensched.mutants import MUTANTS
+from xensched.mutate import add_mutate_parser
 from xensched.options import (
     Parser,
     add_lockdep_option,
     add_memory_model_option,
+    add_mutant_option,
     add_progress_option,
     add_race_detector_option,
     integer,
+    mutant_protocol,
     refusal,
 )
 from xensched.outputs import (
@@ -88,6 +90,8 @@ Emulate Xen's scheduler locking with real threads and real locks.
   replay      run a replay file's execution again, step by step
   litmus      run litmus tests (the kernel memory model's C format) under the
               sc, tso and relaxed memory models; --catalog runs the built-in ones
+  mutate      the mutation catalog of the fix: --list names every mutant (each
+              command's --mutant NAME runs one)
   protocols   list the switch protocols: the presets and the parts of the fix
   scenarios   list the built-in scenarios, or print one (as JSON with --json)
 """
@@ -153,7 +157,11 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
             "points while the others run (the explorer, on the controlled driver), "
             "so windows on either side are tried and the output is the same on "
             "every run. Prints a table of the problems "
-            "found per move and protocol; exit 0 when the run completed. Ctrl-C, "
+            "found per move and protocol; exit 0 when the run completed. --mutant "
+            "NAME runs a mutant of the fix in place of the presets: its protocol "
+            "(a mutant that only edits the model: fixed, or each --protocol given; "
+            "a --protocol the mutant's protocol disagrees with is refused), its "
+            "edits on every move. Ctrl-C, "
             "SIGTERM or SIGHUP stop it with the moves done so far printed and "
             "written; the exit status is then 128 + the signal (130, 143, 129)."
         ),
@@ -195,14 +203,7 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         f"fixed, {WITHOUT}PART[,PART...] or MODULE:FUNCTION (a schedule_cpu_switch "
         "of your own); see `xensched protocols`",
     )
-    p.add_argument(
-        "--mutant",
-        action="append",
-        choices=list(MUTANTS),
-        metavar="NAME",
-        help="run the model with this named edit (repeatable): "
-        + "; ".join(f"{k}: {v}" for k, v in MUTANTS.items()),
-    )
+    add_mutant_option(p)
     add_memory_model_option(p)
     add_lockdep_option(p)
     add_race_detector_option(p)
@@ -276,20 +277,28 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 )
                 return EXIT_USAGE
             seen.add(value)
+    protocols: Sequence[SwitchProtocol] = SwitchProtocol.PRESETS
+    if args.protocol:
+        protocols = list(dict.fromkeys(args.protocol))
+    mutant = args.mutant
     try:
+        if mutant is not None:
+            for given in protocols if args.protocol else ():
+                mutant_protocol(str(given), mutant)  # refuses a disagreeing one
+            if not args.protocol:
+                protocols = [SwitchProtocol.parse(mutant.protocol)]
         check_output_paths(("--json", args.json))
         if args.replay_dir is not None:
             check_output_dir("--replay-dir", args.replay_dir)
-    except OutputPathError as e:
+    except (ConfigError, OutputPathError) as e:
         print(f"xensched reproduce: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    mutant_name = None if mutant is None else str(mutant.name)
     todo = transitions(
         boots=args.boot or tuple(SCHEDULERS),
         pools=args.pool or tuple(SCHEDULERS),
         directions=args.direction or DIRECTIONS,
-        protocols=list(dict.fromkeys(args.protocol))
-        if args.protocol
-        else SwitchProtocol.PRESETS,
+        protocols=protocols,
     )
     show = sys.stderr.isatty() if args.progress is None else args.progress
     results: list[Result] = []
@@ -309,6 +318,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         f"xensched {xensched.__version__} reproduce: {len(todo)} moves, "
         + ("every thread" if args.pause == "all" else "the mover")
         + " paused at every interaction point (controlled driver, deterministic)"
+        + (f", mutant {mutant_name}" if mutant_name is not None else "")
         + (f", memory model {args.memory_model}" if args.memory_model != "sc" else "")
         + (", lockdep on" if args.lockdep else "")
         + (", race detector on" if args.race_detector else ""),
@@ -320,6 +330,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         return {
             "xensched": xensched.__version__,
             "complete": not interrupted and len(results) == len(todo),
+            "mutant": mutant_name,
             "results": [
                 r.to_json() | ({"replays": replays[i]} if i in replays else {})
                 for i, r in enumerate(results)
@@ -332,7 +343,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             reproduce(
                 todo,
                 progress=progress,
-                mutants=tuple(args.mutant or ()),
+                mutants=tuple(sorted(mutant.edits)) if mutant is not None else (),
                 workers=workers,
                 pause=args.pause,
                 memory_model=args.memory_model,
@@ -362,9 +373,9 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         for line in unwritten:
             print(f"xensched reproduce: error: {line}", file=sys.stderr)
     if results:
-        print(render_reproduce_table(results))
+        print(render_reproduce_table(results, mutant_name))
         print()
-        print(render_summary(results))
+        print(render_summary(results, mutant_name))
         if args.verbose:
             for r in results:
                 for v in r.first:
@@ -570,6 +581,7 @@ def build_parser(
     add_explore_parser(sub)
     add_replay_parser(sub)
     add_litmus_parser(sub)
+    add_mutate_parser(sub)
     _protocols_parser(sub)
     _scenarios_parser(sub)
     # Listed for --help; `main` hands their arguments to their own parsers

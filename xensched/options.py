@@ -23,7 +23,9 @@ from xensched.mutants import CATALOG, Mutant, find_mutant
 from xensched.seeds import parse_seed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+
+    from xensched.scenario import Scenario
 
 __all__ = [
     "MAX_SECONDS",
@@ -36,6 +38,7 @@ __all__ = [
     "integer",
     "mutant",
     "mutant_protocol",
+    "mutant_scenario",
     "probability",
     "refusal",
     "seconds",
@@ -264,6 +267,27 @@ def mutant(text: str) -> Mutant:
         ) from None
 
 
+class _Once(argparse.Action):
+    """Store the value, refusing the option a second time: one mutant per run (a
+    second ``--mutant`` would silently drop the first)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        first = getattr(namespace, self.dest, None)
+        if first is not None:
+            parser.error(
+                f"{option_string} given twice ({getattr(first, 'name', first)}, then "
+                f"{getattr(values, 'name', values)}): one mutant per run (`xensched "
+                "mutate` runs them all)"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def add_mutant_option(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
 ) -> None:
@@ -275,6 +299,7 @@ def add_mutant_option(
     parser.add_argument(
         "--mutant",
         type=mutant,
+        action=_Once,
         default=None,
         metavar="NAME",
         help="run a mutant of the fix from the mutation catalog instead of the fix "
@@ -299,3 +324,17 @@ def mutant_protocol(protocol: str | None, m: Mutant | None) -> str | None:
             f"with --protocol {protocol}"
         )
     return m.protocol
+
+
+def mutant_scenario(sc: Scenario, m: Mutant | None) -> Scenario:
+    """``sc`` running ``m``: a protocol mutant's protocol and, on any protocol, its
+    edits added to the scenario's.
+
+    Unlike :meth:`Mutant.apply`, an edit mutant keeps ``sc``'s protocol: ``--protocol
+    legacy --mutant no-lock-recheck`` runs the edit on legacy.
+    """
+    if m is None:
+        return sc
+    if m.protocol != "fixed":
+        return m.apply(sc)
+    return sc.replace(mutants=tuple(sorted(set(sc.mutants) | m.edits)))

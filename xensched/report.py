@@ -36,15 +36,21 @@ def _protocols(results: Sequence[Result]) -> list[str]:
     return list(dict.fromkeys(str(r.transition.protocol) for r in results))
 
 
-def render_reproduce_table(results: Sequence[Result]) -> str:
-    """A table: one row per move, one column per protocol spec, the problems found."""
+def _column(proto: str, mutant: str | None) -> str:
+    """A protocol's column (and summary line): with ``mutant``, named after it."""
+    return proto if mutant is None else f"mutant {mutant} ({proto})"
+
+
+def render_reproduce_table(results: Sequence[Result], mutant: str | None = None) -> str:
+    """A table: one row per move, one column per protocol spec, the problems found;
+    ``mutant`` (``--mutant NAME``) names the columns, each that mutant's run."""
     rows: dict[tuple[str, str, str], dict[str, str]] = {}
     for r in results:
         t = r.transition
         cell = ", ".join(r.problems) if r.problems else "-"
         rows.setdefault((t.boot, t.pool, t.direction), {})[str(t.protocol)] = cell
     protocols = _protocols(results)
-    head = ["boot", "pool", "move", *protocols]
+    head = ["boot", "pool", "move", *(_column(p, mutant) for p in protocols)]
     body = []
     for (boot, pool, direction), cells in rows.items():
         move = (
@@ -66,15 +72,15 @@ def render_reproduce_table(results: Sequence[Result]) -> str:
     return "\n".join(out)
 
 
-def render_summary(results: Sequence[Result]) -> str:
-    """Counts per protocol and what each kind means."""
+def render_summary(results: Sequence[Result], mutant: str | None = None) -> str:
+    """Counts per protocol (``mutant``: named after it) and what each kind means."""
     lines = []
     for proto in _protocols(results):
         rs = [r for r in results if str(r.transition.protocol) == proto]
         bad = [r for r in rs if r.problems]
         kinds = sorted({k for r in bad for k in r.problems})
         lines.append(
-            f"{proto}: problems in {len(bad)} of {len(rs)} moves"
+            f"{_column(proto, mutant)}: problems in {len(bad)} of {len(rs)} moves"
             + (f" ({', '.join(kinds)})" if kinds else "")
         )
     seen = sorted({k for r in results for k in r.problems})

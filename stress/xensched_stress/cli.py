@@ -27,8 +27,10 @@ from xensched.options import (
     Parser,
     add_lockdep_option,
     add_memory_model_option,
+    add_mutant_option,
     add_race_detector_option,
     integer,
+    mutant_protocol,
     probability,
     seconds,
     seed as seed_option,
@@ -129,7 +131,8 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         "--protocol as they are; --pool replaces its pools; --domains/--vcpus its "
         "domains; --traffic every pCPU loop; --switch-interval, --domain-moves and "
         "--controllers its random toolstack threads; --memory-model its memory "
-        "model.",
+        "model. --mutant runs a mutant of the fix on whatever runs: its protocol "
+        "(an explicit --protocol must be the same) and its edits.",
     )
     host.add_argument(
         "--scenario",
@@ -178,8 +181,9 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         metavar="SPEC",
         help="schedule_cpu_switch() before Xen commit 94734ab7c3 (legacy), after it "
         "(fixed), fixed-without:PART[,PART...] or a MODULE:FUNCTION of your own; see "
-        f"`xensched protocols` (default: {_DEFAULTS.protocol})",
+        f"`xensched protocols` (default: {_DEFAULTS.protocol}, or --mutant's)",
     )
+    add_mutant_option(host)
     host.add_argument(
         "--domains",
         type=integer(0, MAX_DOMAINS),
@@ -381,12 +385,18 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         "max_events": args.max_events,
         "lockdep": args.lockdep,
         "race_detector": args.race_detector,
+        "mutant": None if args.mutant is None else args.mutant.name,
     }
     given = {
         name: getattr(args, name)
         for name in _SHAPE_OPTIONS
         if getattr(args, name) is not None
     }
+    # Refuses a --protocol the mutant disagrees with; the mutant's own protocol is
+    # applied by StressConfig.to_scenario (so a built-in keeps its name in the rerun).
+    protocol = mutant_protocol(args.protocol, args.mutant)
+    if args.scenario is None and protocol is not None:
+        given["protocol"] = protocol
     if args.scenario is not None:
         sc = scenario_from_options(args.scenario, **given)
         return StressConfig(scenario=sc, **run)
@@ -506,7 +516,9 @@ def _main(
     except OutputPathError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"seed={seed}", flush=True)
+    # The seed line first, as it always is: a mutant is named on the same line.
+    mutant = f" mutant={cfg.mutant}" if cfg.mutant is not None else ""
+    print(f"seed={seed}{mutant}", flush=True)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = _Progress(sys.stderr, in_place=sys.stderr.isatty()) if show else None
     try:

@@ -25,7 +25,8 @@ from xensched import SCHEDULERS, ConfigError, Topology
 from xensched.host import MAX_CPUS
 from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
 from xensched.memory_model import check_model_name
-from xensched.options import MAX_SECONDS
+from xensched.mutants import find_mutant
+from xensched.options import MAX_SECONDS, mutant_scenario
 from xensched.scenario import (
     MAX_DOMAIN_VCPUS,
     MAX_DOMAINS,
@@ -95,6 +96,12 @@ class StressConfig:
 
     ``scenario``, when given, is what runs: its host and programs replace the shape
     and workload fields (``cpus`` to ``domain_moves``), which are then not used.
+
+    ``mutant`` names a mutant of the fix (:data:`xensched.mutants.CATALOG`) that runs
+    in place of the fix: its protocol replaces ``protocol`` (or the scenario's; a
+    ``protocol`` other than the default ``fixed`` must then be the mutant's own), and
+    its edits are added to the scenario's (:meth:`to_scenario`; :attr:`run_protocol`
+    is the protocol that runs).
     """
 
     cpus: int = 4
@@ -124,6 +131,7 @@ class StressConfig:
     memory_model: str = "sc"
     lockdep: bool = LOCKDEP_DEFAULT
     race_detector: bool = RACE_DETECTOR_DEFAULT
+    mutant: str | None = None
 
     def validate(self) -> None:
         """Check everything that can be checked before building a host.
@@ -143,6 +151,14 @@ class StressConfig:
             self.scenario.validate()
         else:
             self._validate_shape()
+        if self.mutant is not None:
+            m = find_mutant(self.mutant)
+            # "fixed", the default, gives way: a marker cannot say it was not given.
+            if self.scenario is None and self.protocol not in ("fixed", m.protocol):
+                raise ConfigError(
+                    f"mutant {m.name} runs protocol {m.protocol}, not "
+                    f"protocol={self.protocol}"
+                )
         self._validate_run()
 
     def _validate_shape(self) -> None:
@@ -235,6 +251,15 @@ class StressConfig:
         return self.pools or default_pools(self.cpus, self.boot)
 
     @property
+    def run_protocol(self) -> str:
+        """The protocol that runs: the mutant's, else the scenario's or ``protocol``."""
+        if self.mutant is not None:
+            m = find_mutant(self.mutant)
+            if m.protocol != "fixed":
+                return m.protocol
+        return self.scenario.protocol if self.scenario is not None else self.protocol
+
+    @property
     def run_memory_model(self) -> str:
         """The memory model that runs: ``memory_model``, or the scenario's when
         that is ``sc``."""
@@ -244,7 +269,11 @@ class StressConfig:
 
     def to_scenario(self) -> Scenario:
         """What runs: ``scenario``, or ``stress-default`` shaped by the fields, under
-        :attr:`run_memory_model`."""
+        :attr:`run_memory_model`, running :attr:`mutant` when one is named."""
+        m = find_mutant(self.mutant) if self.mutant is not None else None
+        return mutant_scenario(self._unmutated_scenario(), m)
+
+    def _unmutated_scenario(self) -> Scenario:
         if self.scenario is not None:
             if self.scenario.memory_model == self.run_memory_model:
                 return self.scenario
@@ -305,12 +334,14 @@ def rerun_command(cfg: StressConfig) -> str:
         args += ["--boot", cfg.boot]
         for p in cfg.pools:
             args += ["--pool", p.spec()]
-        args += ["--protocol", cfg.protocol]
+        args += ["--protocol", cfg.run_protocol]
         args += ["--domains", str(cfg.domains), "--vcpus", str(cfg.vcpus)]
     if cfg.ops is not None:
         args += ["--ops", str(cfg.ops)]
     else:
         args += ["--duration", repr(cfg.duration)]
+    if cfg.mutant is not None:
+        args += ["--mutant", cfg.mutant]
     args += ["--seed", str(cfg.seed)]
     model = cfg.run_memory_model
     if model != "sc":

@@ -166,6 +166,7 @@ class StressReport:
             cfg["scenario"] = self.config.scenario.to_dict()
         return {
             "seed": self.seed,
+            "mutant": self.config.mutant,
             "exit_code": self.exit_code,
             "stop_reason": self.stop_reason.value,
             "interrupted": self.interrupted,
@@ -230,17 +231,19 @@ class StressReport:
         cfg = self.config
         out: list[str] = []
         pools = ", ".join(f"{n}={s}[{','.join(map(str, c))}]" for n, s, c in self.pools)
+        mutant = f" mutant={cfg.mutant}" if cfg.mutant is not None else ""
         if cfg.scenario is None:
             out.append(
-                f"xensched stress: seed={self.seed} protocol={cfg.protocol} "
+                f"xensched stress: seed={self.seed}{mutant} "
+                f"protocol={cfg.run_protocol} "
                 f"memory_model={cfg.run_memory_model} boot={cfg.boot} pCPUs={cfg.cpus} pools: {pools or '-'}; "
                 f"{cfg.domains} domain(s) x {cfg.vcpus} vCPU(s)"
             )
         else:
             sc = cfg.scenario
             out.append(
-                f"xensched stress: seed={self.seed} scenario {sc.name}: "
-                f"protocol={sc.protocol} memory_model={cfg.run_memory_model} "
+                f"xensched stress: seed={self.seed}{mutant} scenario {sc.name}: "
+                f"protocol={cfg.run_protocol} memory_model={cfg.run_memory_model} "
                 f"boot={sc.boot} pCPUs={sc.cpus} pools: "
                 f"{pools or '-'}; {len(sc.domains)} domain(s), "
                 f"{len(sc.threads)} thread program(s)"

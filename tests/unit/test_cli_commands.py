@@ -109,9 +109,9 @@ def test_a_table_of_dashes_fails(
 ) -> None:
     """The planted bug of issue 7: every cell rendered as '-' must not pass."""
 
-    def dashes(results: Sequence[Result]) -> str:
+    def dashes(results: Sequence[Result], mutant: str | None = None) -> str:
         return render_reproduce_table(
-            [dataclasses.replace(r, problems=()) for r in results]
+            [dataclasses.replace(r, problems=()) for r in results], mutant
         )
 
     monkeypatch.setattr(xensched.cli, "render_reproduce_table", dashes)

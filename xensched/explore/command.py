@@ -52,9 +52,12 @@ from xensched.instruments import (
 from xensched.options import (
     add_lockdep_option,
     add_memory_model_option,
+    add_mutant_option,
     add_progress_option,
     add_race_detector_option,
     integer,
+    mutant_protocol,
+    mutant_scenario,
     probability,
     seconds,
     seed as seed_option,
@@ -180,7 +183,9 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "As for xensched stress: a built-in takes the options it has parameters for "
         "(round-trip and switch-race: --boot and --pool SCHED pick the two "
         "schedulers; switch-race and patch-move: --direction); other options "
-        "override fields. Unbounded programs get --schedules and --moves.",
+        "override fields. Unbounded programs get --schedules and --moves. --mutant "
+        "runs a mutant of the fix on the scenario: its protocol (an explicit "
+        "--protocol must be the same) and its edits; the replay file carries both.",
     )
     sc.add_argument(
         "--scenario",
@@ -199,7 +204,12 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="a scheduler name (the built-in's other scheduler), or a pool spec as "
         "for stress (repeatable)",
     )
-    sc.add_argument("--protocol", metavar="SPEC", help="see `xensched protocols`")
+    sc.add_argument(
+        "--protocol",
+        metavar="SPEC",
+        help="see `xensched protocols` (default: the scenario's, or --mutant's)",
+    )
+    add_mutant_option(sc)
     add_memory_model_option(
         sc, default=None, default_text="the scenario's own, sc for the built-ins"
     )
@@ -355,7 +365,6 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         "cpus",
         "topology",
         "boot",
-        "protocol",
         "memory_model",
         "direction",
         "domains",
@@ -367,6 +376,9 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         v = getattr(args, opt)
         if v is not None:
             given[opt] = v
+    protocol = mutant_protocol(args.protocol, args.mutant)
+    if protocol is not None:
+        given["protocol"] = protocol
     pools = args.pool or []
     names = [p for p in pools if p in SCHEDULERS]
     specs = [p for p in pools if p not in SCHEDULERS]
@@ -393,7 +405,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         sc = scenario_from_options(args.scenario, **given)
         if specs:
             sc.unknown_pools()  # the programs may name a pool the specs dropped
-    sc = sc.bounded(args.schedules, args.moves)
+    sc = mutant_scenario(sc, args.mutant).bounded(args.schedules, args.moves)
     sc.validate()
     return sc
 
@@ -567,7 +579,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         return _err("explore", str(e))
     print(
         f"xensched {xensched.__version__} explore: seed {seed}, scenario {sc.name} "
-        f"({_setting(sc)}), strategy {args.strategy}, {args.workers} worker"
+        f"({_setting(sc, _mutant_name(args))}), strategy {args.strategy}, {args.workers} worker"
         + ("s" if args.workers > 1 else ""),
         flush=True,
     )
@@ -715,6 +727,7 @@ def _finish_explore(
             scenario=shown_sc,
             options={
                 "max_steps": args.max_steps,
+                **({"mutant": args.mutant.name} if args.mutant is not None else {}),
                 **({"lockdep": True} if args.lockdep else {}),
                 **({"race_detector": True} if args.race_detector else {}),
             },
@@ -749,7 +762,11 @@ def _finish_explore(
             res,
             exit_code,
             replay_file,
-            {"lockdep": _json(lockdep), "race_detector": _json(races)},
+            {
+                "mutant": _mutant_name(args),
+                "lockdep": _json(lockdep),
+                "race_detector": _json(races),
+            },
         )
         failed = write_json_report("--json", args.json, doc)
         if failed is not None:
@@ -831,11 +848,21 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _setting(sc: Scenario) -> str:
-    """The protocol, and the memory model when it is not ``sc``, for a header line."""
-    if sc.memory_model == "sc":
-        return sc.protocol
-    return f"{sc.protocol}, memory model {sc.memory_model}"
+def _mutant_name(args: argparse.Namespace) -> str | None:
+    return None if args.mutant is None else str(args.mutant.name)
+
+
+def _setting(sc: Scenario, mutant: str | None = None) -> str:
+    """The protocol, the mutant and the edits when there are, and the memory model
+    when it is not ``sc``, for a header line."""
+    out = [sc.protocol]
+    if mutant is not None:
+        out.append(f"mutant {mutant}")
+    if sc.mutants:
+        out.append(f"edits {', '.join(sc.mutants)}")
+    if sc.memory_model != "sc":
+        out.append(f"memory model {sc.memory_model}")
+    return ", ".join(out)
 
 
 # -- replay -------------------------------------------------------------------------------
@@ -869,9 +896,11 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             flush=True,
         )
         sc = dataclasses.replace(sc, memory_model=args.memory_model)
+    mutant = replay.options.get("mutant")
+    recorded_mutant = mutant if isinstance(mutant, str) else None
     print(
         f"xensched {xensched.__version__} replay: {args.file}: scenario {sc.name} "
-        f"({_setting(sc)}), seed {replay.seed}, {len(replay.schedule)} steps found by "
+        f"({_setting(sc, recorded_mutant)}), seed {replay.seed}, {len(replay.schedule)} steps found by "
         f"{replay.strategy}",
         flush=True,
     )
@@ -897,6 +926,7 @@ def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             code,
             args.file,
             {
+                "mutant": recorded_mutant,
                 "reproduced": reproduced,
                 "lockdep": _json(summary_of(target)),
                 "race_detector": _json(races_of(target)),
