@@ -331,7 +331,8 @@ def mutant_scenario(sc: Scenario, m: Mutant | None) -> Scenario:
     edits added to the scenario's.
 
     Unlike :meth:`Mutant.apply`, an edit mutant keeps ``sc``'s protocol: ``--protocol
-    legacy --mutant no-lock-recheck`` runs the edit on legacy.
+    legacy --mutant no-lock-recheck`` runs the edit on legacy (the commands set the
+    protocol first: the one given, else the mutant's).
     """
     if m is None:
         return sc

@@ -392,10 +392,13 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         for name in _SHAPE_OPTIONS
         if getattr(args, name) is not None
     }
-    # Refuses a --protocol the mutant disagrees with; the mutant's own protocol is
-    # applied by StressConfig.to_scenario (so a built-in keeps its name in the rerun).
+    # Refuses a --protocol the mutant disagrees with. Not given, the mutant's own
+    # runs, fixed for a mutant that only edits the model, even on a --scenario of
+    # another protocol; given, an edit mutant runs on it.
     protocol = mutant_protocol(args.protocol, args.mutant)
-    if args.scenario is None and protocol is not None:
+    if protocol is None and args.mutant is not None:
+        protocol = args.mutant.protocol
+    if protocol is not None:
         given["protocol"] = protocol
     if args.scenario is not None:
         sc = scenario_from_options(args.scenario, **given)

@@ -98,10 +98,12 @@ class StressConfig:
     and workload fields (``cpus`` to ``domain_moves``), which are then not used.
 
     ``mutant`` names a mutant of the fix (:data:`xensched.mutants.CATALOG`) that runs
-    in place of the fix: its protocol replaces ``protocol`` (or the scenario's; a
-    ``protocol`` other than the default ``fixed`` must then be the mutant's own), and
-    its edits are added to the scenario's (:meth:`to_scenario`; :attr:`run_protocol`
-    is the protocol that runs).
+    in place of the fix: a protocol mutant's protocol replaces ``protocol`` (or the
+    scenario's; a ``protocol`` other than the default ``fixed`` must then be the
+    mutant's own), and its edits are added to the scenario's, on the scenario's
+    protocol (:meth:`to_scenario`; :attr:`run_protocol` is the protocol that runs).
+    ``xensched stress --scenario NAME --mutant EDIT`` sets the scenario's protocol
+    to ``fixed`` itself, unless ``--protocol`` says another.
     """
 
     cpus: int = 4
@@ -154,7 +156,9 @@ class StressConfig:
         if self.mutant is not None:
             m = find_mutant(self.mutant)
             # "fixed", the default, gives way: a marker cannot say it was not given.
-            if self.scenario is None and self.protocol not in ("fixed", m.protocol):
+            # An edit mutant runs on any protocol.
+            other = self.protocol not in ("fixed", m.protocol)
+            if self.scenario is None and m.protocol != "fixed" and other:
                 raise ConfigError(
                     f"mutant {m.name} runs protocol {m.protocol}, not "
                     f"protocol={self.protocol}"

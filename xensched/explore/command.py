@@ -376,7 +376,11 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         v = getattr(args, opt)
         if v is not None:
             given[opt] = v
+    # Not given, the mutant's protocol runs (fixed for one that only edits the
+    # model); given, it must be the mutant's, or an edit mutant runs on it.
     protocol = mutant_protocol(args.protocol, args.mutant)
+    if protocol is None and args.mutant is not None:
+        protocol = args.mutant.protocol
     if protocol is not None:
         given["protocol"] = protocol
     pools = args.pool or []
@@ -858,8 +862,10 @@ def _setting(sc: Scenario, mutant: str | None = None) -> str:
     out = [sc.protocol]
     if mutant is not None:
         out.append(f"mutant {mutant}")
-    if sc.mutants:
-        out.append(f"edits {', '.join(sc.mutants)}")
+    # An edit mutant's edit has the mutant's name: named once.
+    edits = [e for e in sc.mutants if e != mutant]
+    if edits:
+        out.append(f"edits {', '.join(edits)}")
     if sc.memory_model != "sc":
         out.append(f"memory model {sc.memory_model}")
     return ", ".join(out)
