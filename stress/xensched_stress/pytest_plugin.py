@@ -570,7 +570,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "switch_interval, delay_injection, keep_going, watchdog, scenario, "
         "max_violations, max_events, memory_model='sc'|'tso'|'relaxed', "
         "lockdep=True|False, which --xensched-lockdep overrides, "
-        "race_detector=True|False, which --xensched-race-detector overrides); "
+        "race_detector=True|False, which --xensched-race-detector overrides, "
+        "mutant='NAME', a mutant of the fix from `xensched mutate --list`); "
         "pool='NAME:SCHED[:CPUS]' is short for one pool; scenario= takes a Scenario "
         "or a built-in name; duration is scaled by --stress-duration",
     )

@@ -15,6 +15,7 @@ from xensched import ConfigError
 from xensched.mutants import NO_LOCK_RECHECK
 from xensched_stress.cli import build_parser, config_from_args, main
 from xensched_stress.config import StressConfig, rerun_command
+from xensched_stress.pytest_plugin import stress_config_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -106,6 +107,13 @@ def test_a_marker_config_names_the_mutant() -> None:
         StressConfig(mutant="nope").validate()
     with pytest.raises(ConfigError, match="runs protocol fixed-without:pointer-last"):
         StressConfig(protocol="legacy", mutant="pointer-first").validate()
+    # As the marker gives it: @pytest.mark.stress(scenario=..., mutant=...).
+    marked = stress_config_for(
+        "t.py::t", 1, {"scenario": "round-trip", "mutant": "no-old-lock"}
+    )
+    assert marked.to_scenario().protocol == "fixed-without:old-lock"
+    with pytest.raises(ConfigError, match="mutant 'nope'"):
+        stress_config_for("t.py::t", 1, {"mutant": "nope"})
 
 
 def test_the_mutant_is_named_in_every_output(
