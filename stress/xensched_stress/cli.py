@@ -392,12 +392,14 @@ def config_from_args(args: argparse.Namespace, seed: int) -> StressConfig:
         for name in _SHAPE_OPTIONS
         if getattr(args, name) is not None
     }
-    # Refuses a --protocol the mutant disagrees with. Not given, the mutant's own
-    # runs, fixed for a mutant that only edits the model, even on a --scenario of
-    # another protocol; given, an edit mutant runs on it.
-    protocol = mutant_protocol(args.protocol, args.mutant)
-    if protocol is None and args.mutant is not None:
-        protocol = args.mutant.protocol
+    protocol = mutant_protocol(args.protocol, args.mutant)  # refuses a disagreeing one
+    m = args.mutant
+    if m is not None and args.protocol is None:
+        # The mutant's own protocol runs, fixed for an edit, even on a --scenario of
+        # another. Beside a --scenario, a protocol mutant's is left to
+        # StressConfig.to_scenario: a built-in then keeps its name in the rerun line.
+        keep = args.scenario is not None and m.protocol != "fixed"
+        protocol = None if keep else m.protocol
     if protocol is not None:
         given["protocol"] = protocol
     if args.scenario is not None:

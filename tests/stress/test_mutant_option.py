@@ -146,3 +146,10 @@ def test_without_a_mutant_the_json_says_null(
     data = json.loads(f.read_text(encoding="utf-8"))
     validate("stress", data)
     assert data["mutant"] is None
+
+
+def test_a_builtin_keeps_its_name_in_the_rerun_line() -> None:
+    cfg = _config("--scenario", "round-trip", "--mutant", "pointer-first")
+    assert rerun_command(cfg).startswith(
+        "xensched stress --scenario round-trip --duration 2.0 --mutant pointer-first "
+    )
