@@ -221,7 +221,8 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="DIR",
         help="write a replay file for each problem found (the execution that showed "
         "it first) to DIR, as BOOT-POOL-DIRECTION-PROTOCOL-KIND.json "
-        "(-MODEL before .json under --memory-model tso or relaxed); replay one "
+        "(+EDIT after PROTOCOL under an edit --mutant, -MODEL before .json under "
+        "--memory-model tso or relaxed); replay one "
         "with `xensched replay FILE`",
     )
     p.add_argument(
@@ -432,8 +433,12 @@ def _write_replays(
         t = r.transition
         for j, kind in enumerate(r.problems):
             model = f"-{r.memory_model}" if r.memory_model != "sc" else ""
-            name = f"{t.boot}-{t.pool}-{t.direction}-{t.protocol}-{kind}{model}.json"
-            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            # An edit mutant's file must not take the intact protocol's name.
+            edits = "".join(f"+{e}" for e in r.mutants)
+            name = (
+                f"{t.boot}-{t.pool}-{t.direction}-{t.protocol}{edits}-{kind}{model}.json"
+            )
+            name = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
             path = os.path.join(directory, name)
             try:
                 write_text_atomic(path, r.replay(j).to_json())

@@ -235,3 +235,26 @@ def test_mutate_without_list_says_the_kill_table_is_not_built(
     assert (code, out) == (2, "")
     assert err.count("\n") == 1
     assert err.startswith("xensched mutate: the kill table is not built yet")
+
+
+def test_reproduce_replays_of_an_edit_mutant_are_named_after_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not after the intact protocol, whose files they would replace."""
+    d, f = tmp_path / "replays", tmp_path / "r.json"
+    d.mkdir()
+    argv = ["reproduce", "--boot", "credit", "--pool", "credit2", "--direction"]
+    argv += ["remove", "--pause", "mover", "--workers", "1", "--no-progress"]
+    argv += ["--mutant", NO_LOCK_RECHECK, "--replay-dir", str(d), "--json", str(f)]
+    code, _, _ = _run(argv, capsys)
+    assert code == 0
+    [result] = _read(f, "reproduce")["results"]
+    assert result["mutants"] == [NO_LOCK_RECHECK]
+    assert "lock-mismatch" in result["problems"]
+    replay = d / f"credit-credit2-remove-fixed+{NO_LOCK_RECHECK}-lock-mismatch.json"
+    assert result["replays"]["lock-mismatch"] == str(replay)
+    assert _read(replay, "replay")["scenario"]["mutants"] == [NO_LOCK_RECHECK]
+    code, out, _ = _run(["replay", str(replay)], capsys)
+    assert code == 1
+    assert f"(fixed, edits {NO_LOCK_RECHECK})" in out.splitlines()[0]
+    assert "reproduced" in out
