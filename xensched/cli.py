@@ -435,9 +435,7 @@ def _write_replays(
             model = f"-{r.memory_model}" if r.memory_model != "sc" else ""
             # An edit mutant's file must not take the intact protocol's name.
             edits = "".join(f"+{e}" for e in r.mutants)
-            name = (
-                f"{t.boot}-{t.pool}-{t.direction}-{t.protocol}{edits}-{kind}{model}.json"
-            )
+            name = f"{t.boot}-{t.pool}-{t.direction}-{t.protocol}{edits}-{kind}{model}.json"
             name = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
             path = os.path.join(directory, name)
             try:
