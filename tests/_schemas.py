@@ -23,6 +23,7 @@ KINDS = {
     "litmus": "xensched",
     "stress": "xensched_stress",
     "bench": "xensched_stress",
+    "fuzz": "xensched_stress",
 }
 
 

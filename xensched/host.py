@@ -425,6 +425,26 @@ class Host:
         with self._caller():
             vcpu_request_migrate(self, v, cpu)
 
+    def vcpu_pin(self, v: Vcpu, cpu: int) -> None:
+        """``xl vcpu-pin``: hard affinity to ``cpu`` (``vcpu_set_hard_affinity()``).
+
+        Xen refuses an affinity with no online pCPU of the vCPU's cpupool (EINVAL);
+        here an affinity is one pCPU, so that pCPU must be in the pool. It reads the
+        pool's pCPUs without ``cpupool_lock``, as Xen reads ``VCPU2ONLINE(v)``.
+        """
+        with self._caller():
+            pool = v.domain.cpupool.load()
+            if pool is None or not 0 <= cpu < self.nr_cpus:
+                raise XenError(
+                    errno.EINVAL, f"cpu{cpu} is not a pCPU of {v.name}'s pool"
+                )
+            if not pool.cpu_valid.test(cpu):
+                raise XenError(
+                    errno.EINVAL,
+                    f"cpu{cpu} is not in cpupool {pool.name!r} of {v.name}",
+                )
+            vcpu_request_migrate(self, v, cpu)
+
     def schedule(self, cpu: int) -> Vcpu:
         """Run ``schedule()`` on pCPU ``cpu`` from the calling thread."""
         with self.on_cpu(cpu):

@@ -126,6 +126,7 @@ XL_VERBS: Final[dict[str, tuple[str, ...]]] = {
     "create": ("NAME", "POOL", "VCPUS"),
     "destroy": ("DOMAIN",),
     "vcpu-migrate": ("VCPU", "CPU?"),
+    "vcpu-pin": ("VCPU", "CPU"),
     "vcpu-sleep": ("VCPU",),
     "vcpu-wake": ("VCPU",),
 }
@@ -960,6 +961,8 @@ def apply_xl(h: Host, op: XlOp) -> None:
         h.destroy_domain(a[0])
     elif v == "vcpu-migrate":
         h.migrate(h.vcpu(a[0]), int(a[1]) if len(a) > 1 else None)
+    elif v == "vcpu-pin":
+        h.vcpu_pin(h.vcpu(a[0]), int(a[1]))
     elif v == "vcpu-sleep":
         h.sleep(h.vcpu(a[0]))
     else:

@@ -28,6 +28,8 @@ class ViolationKind(enum.StrEnum):
     LOCK_ORDER = "lock-order"
     IRQ_INVERSION = "irq-inversion"
     DATA_RACE = "data-race"
+    MEMBERSHIP = "membership"
+    XL_RESULT = "xl-result"
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -50,6 +52,12 @@ _DESCRIPTIONS = {
     "disabled, or an IRQ-safe one held while an IRQ-unsafe one was taken",
     ViolationKind.DATA_RACE: "two CPUs accessed one shared field, at least one "
     "writing, unordered by happens-before (the race detector)",
+    ViolationKind.MEMBERSHIP: "after an xl operation the host differs from the "
+    "reference model of membership (pools, free pCPUs, domains, each pCPU's "
+    "scheduler and lock): xensched fuzz",
+    ViolationKind.XL_RESULT: "an xl operation was accepted where Xen refuses it, "
+    "refused where Xen accepts it or with another errno, or refused yet changed the "
+    "host: xensched fuzz",
 }
 
 

@@ -1,0 +1,699 @@
+"""Fuzzed cpupool move loops: random xl sequences against a host whose pCPUs hammer
+``schedule()``, checked after every operation against a reference model.
+
+Mirrors the rules of ``xen/common/cpupool.c`` and the ``xl`` commands of Xen 4.7 (in
+:class:`Membership`, a model of membership written from those rules and nothing else):
+which pCPUs are free or in which pool, which domains where, which scheduler instance
+each pCPU runs and which lock it uses, and the errno of each refusal.
+
+:class:`XlFuzzMachine` is a Hypothesis ``RuleBasedStateMachine``. Each example builds
+a host (one traffic domain, ``t1``, in Pool-0), starts one OS thread per pCPU running
+``schedule()`` in a loop with seeded vCPU wake/sleep/migrate traffic (the stress
+workload's :func:`xensched.programs.run_pcpu_loop`, free-running), and runs the rules
+on Hypothesis's thread, which is the toolstack: ``cpupool-create`` (a random
+scheduler), ``cpupool-destroy``, ``cpupool-cpu-add``, ``cpupool-cpu-remove``, a pCPU
+move (remove then add, as xl does), ``cpupool-migrate``, ``create``, ``destroy`` and
+``vcpu-pin``, invalid ones included. After every operation:
+
+- Xen's answer must be the model's: accepted, or refused with the same errno;
+- a refused operation must leave the host unchanged, an accepted one must leave it as
+  the model says (``membership`` otherwise; ``xl-result`` for a wrong answer);
+- no check of the emulated Xen (ASSERT, lock-mismatch, lockdep...) may have fired.
+
+A failure raises :class:`FuzzFailure`; Hypothesis shrinks the sequence and keeps it in
+its example database. Every machine records the operations it ran in ``log`` (the
+class attribute :attr:`XlFuzzMachine.last_log` holds the last machine's), so that the
+last, shrunk execution can be printed as an xl script.
+
+pytest users subclass it (see the README, *xensched fuzz*)::
+
+    class Legacy(XlFuzzMachine):
+        config = FuzzConfig(protocol="legacy")
+
+    TestLegacy = Legacy.TestCase
+
+Harness rules (not Xen's), as in :mod:`xensched.programs`: the traffic domain is
+never destroyed (its vCPUs are the pCPUs' traffic); before ``cpupool-migrate`` the
+toolstack takes the domain's traffic guard and waits until no migration of its vCPUs
+is pending. ``cpupool-cpu-remove`` refused with EAGAIN or EBUSY while vCPUs are
+still being moved off the pCPU is retried, as xl and libxc do, up to
+:attr:`FuzzConfig.attempts` times; a removal still refused then is a transient
+refusal: the model expects the host unchanged and the sequence goes on.
+
+Left out: concurrent toolstacks (one toolstack thread, Hypothesis's: the model then
+knows the order of operations), scheduler parameters, vCPU soft affinity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import hypothesis.strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+from xensched import SCHEDULERS, XenError
+from xensched.drivers.free import free_running
+from xensched.lockdep import Lockdep
+from xensched.programs import CpuStats, Harness, run_pcpu_loop, thread_rng
+from xensched.race_detector import RaceDetector
+from xensched.scenario import (
+    POOL0,
+    DomainSpec,
+    PcpuLoop,
+    Scenario,
+    Toolstack,
+    XlOp,
+    apply_xl,
+    build_host,
+)
+from xensched.smp import bind
+from xensched.violation import Violation, ViolationKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from xensched import Host
+    from xensched.smp import ExecContext
+
+__all__ = [
+    "TRAFFIC_DOMAIN",
+    "FuzzConfig",
+    "FuzzFailure",
+    "Hammer",
+    "Membership",
+    "XlFuzzMachine",
+    "script_scenario",
+]
+
+#: The domain whose vCPUs the pCPU threads wake, put to sleep and migrate.
+TRAFFIC_DOMAIN = "t1"
+#: Names the rules draw from: one more than can exist, so that some are unknown.
+POOL_NAMES = (POOL0, "p1", "p2")
+UNKNOWN_POOL = "p9"
+GUEST_NAMES = ("d1", "d2")
+#: An idle pCPU polls its SCHEDULE_SOFTIRQ this often.
+_IDLE_POLL = 0.0005
+#: Joining the pCPU threads at the end of an example.
+_JOIN_BOUND = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class FuzzConfig:
+    """What one fuzzing campaign runs on (each example builds a fresh host)."""
+
+    cpus: int = 4
+    boot: str = "credit"
+    protocol: str = "fixed"
+    #: Edits of the model (:mod:`xensched.mutants`).
+    edits: tuple[str, ...] = ()
+    memory_model: str = "sc"
+    lockdep: bool = False
+    race_detector: bool = False
+    seed: int = 0
+    #: Chance of a vCPU operation after each ``schedule()`` of a pCPU thread.
+    traffic: float = 0.2
+    #: Tries of a ``cpupool-cpu-remove`` refused with EAGAIN/EBUSY.
+    attempts: int = 50
+    #: A lock wait longer than this is a deadlock.
+    lock_timeout: float = 5.0
+
+    def scenario(self) -> Scenario:
+        """The host of each example: ``t1`` (2 vCPUs) in Pool-0, every pCPU looping."""
+        return Scenario(
+            name="fuzz",
+            description="xensched fuzz: random xl operations while pCPUs schedule()",
+            cpus=self.cpus,
+            boot=self.boot,
+            domains=(DomainSpec(TRAFFIC_DOMAIN, 2, POOL0),),
+            protocol=self.protocol,
+            mutants=self.edits,
+            memory_model=self.memory_model,
+            threads=tuple(PcpuLoop(c, None, self.traffic) for c in range(self.cpus)),
+        )
+
+    def key(self) -> str:
+        """Names the campaign in the example database (a failure of one protocol is
+        not replayed first under another)."""
+        parts = [self.boot, str(self.cpus), self.protocol, *self.edits]
+        return "-".join([*parts, self.memory_model])
+
+
+class FuzzFailure(AssertionError):  # noqa: N818 (what a failing test raises)
+    """What the machine raises: the violations of one operation."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(v.describe() for v in violations))
+
+
+# -- the reference model ----------------------------------------------------------------
+@dataclass(slots=True)
+class _Pool:
+    sched: str
+    cpus: set[int] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+
+
+class Membership:
+    """The membership Xen must show, kept by Xen's rules in plain Python.
+
+    :meth:`predict` says what Xen answers to an operation (None: accepted, else the
+    errno), checking in the order Xen checks; :meth:`apply` makes an accepted one.
+    """
+
+    def __init__(self, nr_cpus: int) -> None:
+        self.nr_cpus = nr_cpus
+        self.pools: dict[str, _Pool] = {}
+        self.free: set[int] = set()
+        #: Domain name -> (pool, vCPUs).
+        self.domains: dict[str, tuple[str, int]] = {}
+
+    @classmethod
+    def of(cls, h: Host) -> Membership:
+        """The model of ``h`` as it is now (after set-up)."""
+        m = cls(h.nr_cpus)
+        for p in h.list_cpupools():
+            m.pools[p.name] = _Pool(p.sched, set(p.cpus), set(p.domains))
+        m.free = set(h.cpupool_free_cpus.peek())
+        for d in h.domains.values():
+            pool = d.cpupool.peek()
+            m.domains[d.name] = (pool.name if pool else "", len(d.vcpus))
+        return m
+
+    def state(self) -> tuple[object, ...]:
+        return (
+            tuple(
+                (n, p.sched, tuple(sorted(p.cpus)), tuple(sorted(p.domains)))
+                for n, p in sorted(self.pools.items())
+            ),
+            tuple(sorted(self.free)),
+            tuple(sorted(self.domains.items())),
+        )
+
+    @staticmethod
+    def observe(h: Host) -> tuple[object, ...]:
+        """What ``h`` shows, in :meth:`state`'s shape."""
+        domains = []
+        for d in h.domains.values():
+            pool = d.cpupool.peek()
+            domains.append((d.name, (pool.name if pool else "", len(d.vcpus))))
+        return (
+            tuple(
+                sorted(
+                    (p.name, p.sched, p.cpus, tuple(sorted(p.domains)))
+                    for p in h.list_cpupools()
+                )
+            ),
+            tuple(sorted(h.cpupool_free_cpus.peek())),
+            tuple(sorted(domains)),
+        )
+
+    def pool_of_cpu(self, cpu: int) -> str | None:
+        for name, p in self.pools.items():
+            if cpu in p.cpus:
+                return name
+        return None
+
+    def _vcpu_pool(self, vcpu: str) -> str | None:
+        for name, (pool, n) in self.domains.items():
+            for i in range(n):
+                if vcpu == f"{name}v{i}":
+                    return pool
+        return None
+
+    def predict(self, op: XlOp) -> int | None:
+        a, v = op.args, op.verb
+        if v == "cpupool-create":
+            return errno.EEXIST if a[0] in self.pools else None
+        if v == "cpupool-destroy":
+            p = self.pools.get(a[0])
+            if p is None:
+                return errno.ENOENT
+            return errno.EBUSY if p.cpus or p.domains else None
+        if v in ("cpupool-cpu-add", "cpupool-cpu-remove"):
+            p = self.pools.get(a[0])
+            cpu = int(a[1])
+            if p is None:
+                return errno.ENOENT
+            if not 0 <= cpu < self.nr_cpus:
+                return errno.EINVAL
+            if v == "cpupool-cpu-add":
+                return errno.EBUSY if cpu not in self.free else None
+            if cpu not in p.cpus:
+                return errno.EINVAL
+            return errno.EBUSY if len(p.cpus) == 1 and p.domains else None
+        if v == "cpupool-migrate":
+            if a[0] not in self.domains or a[1] not in self.pools:
+                return errno.ENOENT
+            if a[0] == "Domain-0":
+                return errno.EINVAL
+            if self.domains[a[0]][0] == a[1]:
+                return None
+            return errno.EINVAL if not self.pools[a[1]].cpus else None
+        if v == "create":
+            if a[1] not in self.pools:
+                return errno.ENOENT
+            if a[0] in self.domains:
+                return errno.EEXIST
+            return errno.EINVAL if not self.pools[a[1]].cpus else None
+        if v == "destroy":
+            if a[0] not in self.domains:
+                return errno.ENOENT
+            return errno.EINVAL if a[0] == "Domain-0" else None
+        if v == "vcpu-pin":
+            pool = self._vcpu_pool(a[0])
+            if pool is None:
+                return errno.ENOENT
+            return None if int(a[1]) in self.pools[pool].cpus else errno.EINVAL
+        raise ValueError(f"the model has no rule for {op}")
+
+    def apply(self, op: XlOp) -> None:
+        a, v = op.args, op.verb
+        if v == "cpupool-create":
+            self.pools[a[0]] = _Pool(a[1])
+        elif v == "cpupool-destroy":
+            del self.pools[a[0]]
+        elif v == "cpupool-cpu-add":
+            self.free.discard(int(a[1]))
+            self.pools[a[0]].cpus.add(int(a[1]))
+        elif v == "cpupool-cpu-remove":
+            self.pools[a[0]].cpus.discard(int(a[1]))
+            self.free.add(int(a[1]))
+        elif v == "cpupool-migrate":
+            old, n = self.domains[a[0]]
+            self.pools[old].domains.discard(a[0])
+            self.pools[a[1]].domains.add(a[0])
+            self.domains[a[0]] = (a[1], n)
+        elif v == "create":
+            self.domains[a[0]] = (a[1], int(a[2]))
+            self.pools[a[1]].domains.add(a[0])
+        elif v == "destroy":
+            pool, _ = self.domains.pop(a[0])
+            self.pools[pool].domains.discard(a[0])
+
+
+def check_schedulers(h: Host) -> list[str]:
+    """Each pCPU runs its pool's scheduler instance (the boot one when free) and uses
+    the lock that instance designates for it: what is wrong, one line each."""
+    wrong = []
+    owner = {c: p for p in h.cpupool_list for c in p.cpu_valid.peek()}
+    for cpu in range(h.nr_cpus):
+        pool = owner.get(cpu)
+        want = pool.sched if pool is not None else h.ops
+        runs = h.scheduler_of(cpu)
+        if runs is not want:
+            wrong.append(f"cpu{cpu} runs {runs.label}, not {want.label}")
+            continue
+        lock = h.lock_of(cpu)
+        designated = want.lock_for(cpu)
+        if designated is not None and lock is not designated:
+            wrong.append(
+                f"cpu{cpu} ({want.label}) uses {lock.name}, not {designated.name}"
+            )
+    return wrong
+
+
+# -- the pCPU threads ------------------------------------------------------------------------
+class _Stats(CpuStats):
+    __slots__ = ("exited",)
+
+
+class Hammer:
+    """A host whose pCPU threads run ``schedule()`` with traffic until :meth:`stop`.
+
+    It is :class:`xensched.programs.Env` for those threads: they leave on ``off``;
+    an exception in one is a ``crash`` violation on the bus (a deadlock one too).
+    """
+
+    def __init__(self, cfg: FuzzConfig, example_seed: int) -> None:
+        self.cfg = cfg
+        self.seed = example_seed
+        self.host = build_host(
+            cfg.scenario(),
+            lock_timeout=cfg.lock_timeout,
+            trace_all=False,
+            memory_seed=example_seed,
+        )
+        self.harness = Harness(self.host)
+        self.lockdep: Lockdep | None = None
+        self.race_detector: RaceDetector | None = None
+        if cfg.lockdep:
+            self.lockdep = Lockdep()
+            self.host.bus.add_instrument(self.lockdep)
+        if cfg.race_detector:
+            self.race_detector = RaceDetector()
+            self.host.bus.add_instrument(self.race_detector)
+        self.off = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.stragglers: list[str] = []
+        self.schedules = 0
+        self._stats: list[_Stats] = []
+
+    # Env
+    def stopping(self) -> bool:
+        return self.off.is_set()
+
+    def leaving(self) -> bool:
+        return self.off.is_set()
+
+    def pause(self, seconds: float) -> bool:
+        return self.off.wait(seconds)
+
+    def work_done(self) -> bool:
+        return self.off.is_set()
+
+    def wait_for_work(self, pending: Callable[[], bool]) -> bool:
+        while not pending():
+            if self.off.wait(_IDLE_POLL):
+                return False
+        return True
+
+    def failed(self, ctx: ExecContext, stats: object, exc: Exception) -> bool:
+        self.host.bus.violation(
+            ViolationKind.CRASH,
+            "fuzz",
+            f"{type(exc).__name__}: {exc}",
+            cpu=ctx.cpu,
+        )
+        return True
+
+    def _main(self, cpu: int, st: _Stats) -> None:
+        h = self.host
+        ctx = h.cpu_contexts[cpu]
+        with bind(ctx):
+            try:
+                run_pcpu_loop(
+                    h,
+                    self.harness,
+                    PcpuLoop(cpu, None, self.cfg.traffic),
+                    ctx,
+                    thread_rng(self.seed, ctx.name),
+                    st,
+                    self,
+                )
+            except BaseException as e:  # a pCPU thread never dies silently
+                self.failed(ctx, st, e if isinstance(e, Exception) else Exception(e))
+
+    def start(self) -> None:
+        for cpu in range(self.host.nr_cpus):
+            st = _Stats(None)
+            self._stats.append(st)
+            t = threading.Thread(
+                target=self._main, args=(cpu, st), name=f"pcpu{cpu}", daemon=True
+            )
+            t.start()
+            self.threads.append(t)
+
+    def stop(self) -> None:
+        """Stop and join the pCPU threads (bounded); one still alive is listed."""
+        self.off.set()
+        end = time.monotonic() + _JOIN_BOUND
+        for t in self.threads:
+            t.join(max(0.0, end - time.monotonic()))
+            if t.is_alive():
+                self.stragglers.append(t.name)
+        self.schedules = sum(s.count for s in self._stats)
+        if self.stragglers:
+            self.host.bus.violation(
+                ViolationKind.DEADLOCK,
+                "fuzz",
+                f"pCPU threads still running {_JOIN_BOUND:.0f} s after the stop: "
+                + ", ".join(self.stragglers),
+            )
+
+
+# -- the state machine ------------------------------------------------------------------
+def _cpu_strategy(n: int) -> st.SearchStrategy[int]:
+    # One past the last pCPU: Xen's EINVAL for a pCPU that does not exist.
+    return st.integers(0, n)
+
+
+class XlFuzzMachine(RuleBasedStateMachine):
+    """Random xl sequences on a hammered host; see the module docstring.
+
+    Subclass it and set :attr:`config` (a :class:`FuzzConfig`) to fuzz another
+    protocol, mutant, boot scheduler or memory model; ``Subclass.TestCase`` is a
+    ``unittest`` case that pytest collects.
+    """
+
+    config: ClassVar[FuzzConfig] = FuzzConfig()
+    #: The operations of the last machine built (the last example run).
+    last_log: ClassVar[list[str]] = []
+    #: Examples and operations run by every machine of this class, and the refusals
+    #: seen by errno name (campaign figures; written by Hypothesis's thread only).
+    examples: ClassVar[int] = 0
+    operations: ClassVar[int] = 0
+    schedules: ClassVar[int] = 0
+    refusals: ClassVar[dict[str, int]] = {}
+    #: Called after each operation with the class (progress).
+    on_step: ClassVar[Callable[[type[XlFuzzMachine]], None] | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        cls = type(self)
+        cls.examples += 1
+        self.log: list[str] = []
+        cls.last_log = self.log
+        self.hammer = Hammer(self.config, self.config.seed + cls.examples)
+        self.host = self.hammer.host
+        self.model = Membership.of(self.host)
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(free_running())
+        self._stack.enter_context(bind(self.host.toolstack_context("xl")))
+        self.hammer.start()
+        self._seen = 0
+        self._failed = False
+
+    def teardown(self) -> None:
+        try:
+            self.hammer.stop()
+        finally:
+            self._stack.close()
+            type(self).schedules += self.hammer.schedules
+        if not self._failed:
+            self._fail_on([], XlOp("teardown"))
+
+    # -- one operation ------------------------------------------------------------------
+    def _violation(self, kind: ViolationKind, op: XlOp, message: str) -> Violation:
+        return Violation(kind, None, f"xl {op}", message, "xl")
+
+    def _fail_on(self, found: list[Violation], op: XlOp) -> None:
+        fired = self.host.violations[self._seen :]
+        self._seen = len(self.host.violations)
+        found = [*fired, *found]
+        if found:
+            self._failed = True
+            raise FuzzFailure(found)
+
+    def _run(self, op: XlOp, action: Callable[[], object] | None = None) -> None:
+        cls = type(self)
+        cls.operations += 1
+        self.log.append(str(op))
+        expected = self.model.predict(op)
+        got: int | None = None
+        transient = False
+        for attempt in range(self.config.attempts if op.verb.endswith("remove") else 1):
+            try:
+                (action or (lambda: apply_xl(self.host, op)))()
+                got = None
+                break
+            except XenError as e:
+                got = e.errno
+                retry = op.verb == "cpupool-cpu-remove" and got in (
+                    errno.EAGAIN,
+                    errno.EBUSY,
+                )
+                if not retry or expected is not None:
+                    break
+                transient = attempt + 1 == self.config.attempts
+                time.sleep(min(0.0002 * (attempt + 1), 0.005))
+        if got is not None:
+            name = errno.errorcode.get(got, str(got))
+            cls.refusals[name] = cls.refusals.get(name, 0) + 1
+        found: list[Violation] = []
+        if got != expected and not transient:
+            xen = "accepted it" if got is None else f"refused it with {_errname(got)}"
+            found.append(
+                self._violation(
+                    ViolationKind.XL_RESULT,
+                    op,
+                    f"Xen {xen}; the model says {_errname(expected)}",
+                )
+            )
+        elif got is None:
+            self.model.apply(op)
+        seen = Membership.observe(self.host)
+        if seen != self.model.state():
+            kind = ViolationKind.MEMBERSHIP if got is None else ViolationKind.XL_RESULT
+            found.append(
+                self._violation(
+                    kind,
+                    op,
+                    ("accepted" if got is None else f"refused ({_errname(got)})")
+                    + f", the host shows {_diff(seen, self.model.state())}",
+                )
+            )
+        found += [
+            self._violation(ViolationKind.MEMBERSHIP, op, line)
+            for line in check_schedulers(self.host)
+        ]
+        if cls.on_step is not None:
+            cls.on_step(cls)
+        self._fail_on(found, op)
+
+    # -- rules ------------------------------------------------------------------------
+    @initialize(sched=st.sampled_from(sorted(SCHEDULERS)), data=st.data())
+    def a_second_pool(self, sched: str, data: st.DataObject) -> None:
+        """Every sequence starts with a pool of a random scheduler holding one pCPU:
+        the switches between schedulers are what the fuzzing is for."""
+        cpu = data.draw(st.integers(1, self.config.cpus - 1), label="cpu")
+        self._run(XlOp("cpupool-create", ("p1", sched)))
+        self._run(XlOp("cpupool-cpu-remove", (POOL0, str(cpu))))
+        self._run(XlOp("cpupool-cpu-add", ("p1", str(cpu))))
+
+    @rule(
+        name=st.sampled_from((*POOL_NAMES[1:], POOL0)),
+        sched=st.sampled_from(sorted(SCHEDULERS)),
+    )
+    def cpupool_create(self, name: str, sched: str) -> None:
+        self._run(XlOp("cpupool-create", (name, sched)))
+
+    @rule(name=st.sampled_from((*POOL_NAMES, UNKNOWN_POOL)))
+    def cpupool_destroy(self, name: str) -> None:
+        self._run(XlOp("cpupool-destroy", (name,)))
+
+    @rule(name=st.sampled_from(POOL_NAMES), data=st.data())
+    def cpupool_cpu_add(self, name: str, data: st.DataObject) -> None:
+        cpu = data.draw(_cpu_strategy(self.config.cpus), label="cpu")
+        self._run(XlOp("cpupool-cpu-add", (name, str(cpu))))
+
+    @rule(name=st.sampled_from(POOL_NAMES), data=st.data())
+    def cpupool_cpu_remove(self, name: str, data: st.DataObject) -> None:
+        cpu = data.draw(_cpu_strategy(self.config.cpus), label="cpu")
+        self._run(XlOp("cpupool-cpu-remove", (name, str(cpu))))
+
+    @rule(data=st.data())
+    def cpu_move(self, data: st.DataObject) -> None:
+        """The xl flow of a pCPU move: cpu-remove from its pool, cpu-add to another."""
+        owned = sorted(
+            (name, c) for name, p in self.model.pools.items() for c in p.cpus
+        )
+        if not owned:
+            return
+        src, cpu = data.draw(st.sampled_from(owned), label="from")
+        self._run(XlOp("cpupool-cpu-remove", (src, str(cpu))))
+        others = sorted(set(self.model.pools) - {src}) or [src]
+        if cpu in self.model.free:
+            dst = data.draw(st.sampled_from(others), label="to")
+            self._run(XlOp("cpupool-cpu-add", (dst, str(cpu))))
+
+    @rule(
+        name=st.sampled_from(("Domain-0", TRAFFIC_DOMAIN, *GUEST_NAMES)),
+        pool=st.sampled_from((*POOL_NAMES, UNKNOWN_POOL)),
+    )
+    def cpupool_migrate(self, name: str, pool: str) -> None:
+        op = XlOp("cpupool-migrate", (name, pool))
+        d = self.host.domains.get(name)
+        guards = self.hammer.harness.guards
+        guard = guards.get(d) if d is not None else None
+        if d is None or guard is None:
+            self._run(op)
+            return
+
+        def migrate() -> None:
+            # Harness rule (module docstring): no traffic on the domain and no
+            # migration of its vCPUs pending while it moves.
+            with _held(guard):
+                self.host.bus.wait_until(
+                    lambda: not any(v.migrating.peek() for v in d.vcpus),
+                    f"the pending migrations of {d.name}",
+                )
+                apply_xl(self.host, op)
+
+        self._run(op, migrate)
+
+    @rule(
+        name=st.sampled_from(GUEST_NAMES),
+        pool=st.sampled_from((*POOL_NAMES, UNKNOWN_POOL)),
+        vcpus=st.integers(1, 3),
+    )
+    def create(self, name: str, pool: str, vcpus: int) -> None:
+        self._run(XlOp("create", (name, pool, str(vcpus))))
+
+    @rule(name=st.sampled_from(("Domain-0", *GUEST_NAMES)))
+    def destroy(self, name: str) -> None:
+        self._run(XlOp("destroy", (name,)))
+
+    @rule(
+        name=st.sampled_from((TRAFFIC_DOMAIN, *GUEST_NAMES)),
+        index=st.integers(0, 2),
+        data=st.data(),
+    )
+    def vcpu_pin(self, name: str, index: int, data: st.DataObject) -> None:
+        cpu = data.draw(st.integers(0, self.config.cpus - 1), label="cpu")
+        self._run(XlOp("vcpu-pin", (f"{name}v{index}", str(cpu))))
+
+
+@contextlib.contextmanager
+def _held(lock: Any) -> Iterator[None]:
+    from xensched.spinlock import spin_lock, spin_unlock
+
+    spin_lock(lock)
+    try:
+        yield
+    finally:
+        spin_unlock(lock)
+
+
+def _errname(e: int | None) -> str:
+    return "accepted" if e is None else errno.errorcode.get(e, str(e))
+
+
+def _diff(seen: tuple[object, ...], want: tuple[object, ...]) -> str:
+    names = ("pools", "free pCPUs", "domains")
+    parts = [
+        f"{n} {s!r} where the model has {w!r}"
+        for n, s, w in zip(names, seen, want, strict=True)
+        if s != w
+    ]
+    return "; ".join(parts) or "the same state"
+
+
+def machine_class(cfg: FuzzConfig) -> type[XlFuzzMachine]:
+    """A machine for ``cfg``, named after it (the example database keys on the name)."""
+    return type(
+        f"XlFuzz[{cfg.key()}]",
+        (XlFuzzMachine,),
+        {
+            "config": cfg,
+            "examples": 0,
+            "operations": 0,
+            "schedules": 0,
+            "refusals": {},
+            "last_log": [],
+        },
+    )
+
+
+def script_scenario(cfg: FuzzConfig, ops: list[str], schedules: int = 3) -> Scenario:
+    """The scenario of an xl script for the explorer: the fuzz host, a toolstack
+    running ``ops`` and pCPUs calling ``schedule()`` ``schedules`` times each."""
+    sc = cfg.scenario()
+    return replace(
+        sc,
+        name="fuzz-script",
+        description="a shrunk xensched fuzz sequence, for exploration",
+        threads=(
+            *(
+                replace(t, schedules=schedules)
+                for t in sc.threads
+                if isinstance(t, PcpuLoop)
+            ),
+            Toolstack("xl", ops=tuple(XlOp.parse(o) for o in ops if o != "teardown")),
+        ),
+    )

@@ -1,0 +1,644 @@
+"""``xensched fuzz``: Hypothesis-driven xl sequences against a hammered host.
+
+Mirrors nothing in Xen; the machine and the model are :mod:`xensched_stress.fuzz`'s.
+Prints ``seed=...`` first, then runs Hypothesis in batches (each with its own seed,
+derived from the base seed) until ``--duration`` is used up or a sequence fails. The
+example database is ``.hypothesis/xensched-fuzz`` in the working directory: a rerun
+tries the saved failures first. A failing sequence, shrunk by Hypothesis, is printed as
+an xl script (one command per line), written to ``--script FILE``
+(``xensched-fuzz-SEED.xl`` by default) with the command that replays it
+(``--replay FILE``: those operations in order, on a hammered host, with the same
+checks). Unless ``--no-explore``, the script also runs under the explorer (controlled
+driver, bounded); a failure found there comes with a replay file for
+``xensched replay``.
+
+Exit codes, as ``xensched stress``: 0 nothing found, 1 violations, 2 usage error, 3 a
+deadlock, 4 a report file not written at the end, 130 interrupted (Ctrl-C, SIGTERM or
+SIGHUP: the partial report is printed and written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hypothesis import HealthCheck, Phase, seed as hypothesis_seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import Flaky
+from hypothesis.stateful import run_state_machine_as_test
+
+import xensched
+from xensched import SCHEDULERS, ConfigError, XenError
+from xensched.cli import ExternalCommand
+from xensched.errors import XenschedError
+from xensched.host import MAX_CPUS
+from xensched.options import (
+    MAX_SECONDS,
+    Parser,
+    add_lockdep_option,
+    add_memory_model_option,
+    add_mutant_option,
+    add_progress_option,
+    add_race_detector_option,
+    integer,
+    mutant_protocol,
+    seconds,
+    seed as seed_option,
+)
+from xensched.outputs import (
+    EXIT_NOT_WRITTEN,
+    OutputPathError,
+    check_output_paths,
+    write_json_report,
+    write_text_atomic,
+)
+from xensched.scenario import XL_VERBS, XlOp, check_protocol
+from xensched.seeds import derive_seed, resolve_base_seed
+from xensched.signals import RaiseInterrupt, signal_name, stop_signals
+from xensched.violation import Violation, ViolationKind
+
+from .fuzz import FuzzConfig, FuzzFailure, XlFuzzMachine, machine_class, script_scenario
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from xensched.mutants import Mutant
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_DEADLOCK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: Examples per Hypothesis batch, and operations per example at most.
+BATCH = 10
+STEPS = 25
+DATABASE = os.path.join(".hypothesis", "xensched-fuzz")
+#: Explorer runs given to a failing script.
+EXPLORE_RUNS = 200
+#: Violations printed (the --json report has them all).
+_SHOWN = 5
+
+
+def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
+    p = Parser(
+        prog=prog,
+        description=(
+            "Throw random sequences of xl operations (cpupool-create with a random "
+            "scheduler, cpupool-destroy, cpupool-cpu-add/-remove, pCPU moves, "
+            "cpupool-migrate, create, destroy, vcpu-pin; invalid ones included) at a "
+            "host whose pCPU threads hammer schedule() with vCPU traffic. After every "
+            "operation the host is compared with a reference model of membership "
+            "(free pCPUs, pools, domains, each pCPU's scheduler and lock, Xen's errno "
+            "for a refusal), and every check of the emulated Xen is watched. "
+            "Hypothesis generates the sequences and shrinks a failing one, which is "
+            "printed as an xl script with the command that replays it. The seed is "
+            "printed first."
+        ),
+        epilog=(
+            "exit status: 0 nothing found, 1 violations, 2 usage error, 3 deadlock, 4 "
+            "a report file could not be written at the end, 130 interrupted (the "
+            "partial report is printed and written). The example database is "
+            f"{DATABASE} in the working directory."
+        ),
+    )
+    p.add_argument(
+        "--duration",
+        type=seconds(MAX_SECONDS),
+        default=10.0,
+        metavar="S",
+        help="fuzz for S seconds (default: 10); a failure ends the run earlier",
+    )
+    p.add_argument(
+        "--seed",
+        type=seed_option,
+        default=None,
+        metavar="S",
+        help="base seed (default: $XENSCHED_SEED or a fresh one, printed first)",
+    )
+    p.add_argument(
+        "--cpus",
+        type=integer(2, MAX_CPUS),
+        default=4,
+        metavar="N",
+        help="pCPUs of the host (default: 4)",
+    )
+    p.add_argument(
+        "--boot",
+        choices=list(SCHEDULERS),
+        default="credit",
+        help="boot scheduler, Pool-0's (default: credit)",
+    )
+    p.add_argument(
+        "--protocol",
+        type=_protocol,
+        default=None,
+        metavar="SPEC",
+        help="schedule_cpu_switch protocol: legacy, fixed, fixed-without:PART[,...] "
+        "or MODULE:FUNCTION (default: fixed; see `xensched protocols`)",
+    )
+    add_mutant_option(p)
+    add_memory_model_option(p)
+    add_lockdep_option(p)
+    add_race_detector_option(p)
+    p.add_argument(
+        "--traffic",
+        type=float,
+        default=0.2,
+        metavar="P",
+        help="chance of a vCPU wake/sleep/migrate after each schedule() of a pCPU "
+        "thread (default: 0.2)",
+    )
+    p.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="run the xl script FILE (one operation per line, as fuzz prints it) "
+        "instead of generating sequences, with the same checks",
+    )
+    p.add_argument(
+        "--script",
+        metavar="FILE",
+        help="where to write the shrunk failing sequence (default: "
+        "xensched-fuzz-SEED.xl in the working directory)",
+    )
+    p.add_argument(
+        "--no-explore",
+        dest="explore",
+        action="store_false",
+        help="do not run a failing script under the explorer (by default it gets "
+        f"{EXPLORE_RUNS} random runs, and a replay file when they fail)",
+    )
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help='also write the report, with "violations" as xensched stress has them, '
+        "to FILE (written even when interrupted)",
+    )
+    add_progress_option(p)
+    return p
+
+
+def _protocol(text: str) -> str:
+    try:
+        return check_protocol(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+@dataclass
+class FuzzReport:
+    """What a campaign found; :meth:`to_json` is the ``--json`` report."""
+
+    seed: int
+    config: FuzzConfig
+    mutant: str | None
+    examples: int = 0
+    operations: int = 0
+    schedules: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    violations: list[Violation] = field(default_factory=list)
+    script: list[str] = field(default_factory=list)
+    script_file: str | None = None
+    replay_command: str | None = None
+    explorer: dict[str, object] | None = None
+    flaky: bool = False
+    complete: bool = True
+
+    @property
+    def exit_code(self) -> int:
+        if not self.complete:
+            return EXIT_INTERRUPTED
+        if any(v.kind is ViolationKind.DEADLOCK for v in self.violations):
+            return EXIT_DEADLOCK
+        return EXIT_FOUND if self.violations else EXIT_OK
+
+    def to_json(self) -> dict[str, object]:
+        c = self.config
+        return {
+            "xensched": xensched.__version__,
+            "seed": self.seed,
+            "complete": self.complete,
+            "config": {
+                "cpus": c.cpus,
+                "boot": c.boot,
+                "protocol": c.protocol,
+                "edits": list(c.edits),
+                "memory_model": c.memory_model,
+                "lockdep": c.lockdep,
+                "race_detector": c.race_detector,
+                "traffic": c.traffic,
+            },
+            "mutant": self.mutant,
+            "examples": self.examples,
+            "operations": self.operations,
+            "schedules": self.schedules,
+            "refusals": dict(sorted(self.refusals.items())),
+            "seconds": round(self.seconds, 3),
+            "violations": [v.to_json() for v in self.violations],
+            "script": self.script,
+            "script_file": self.script_file,
+            "replay_command": self.replay_command,
+            "flaky": self.flaky,
+            "explorer": self.explorer,
+        }
+
+
+def _run_campaign(
+    cfg: FuzzConfig, duration: float, report: FuzzReport, show: bool
+) -> None:
+    machine = machine_class(cfg)
+    db = DirectoryBasedExampleDatabase(DATABASE)
+    t0 = time.monotonic()
+    last_shown = [0.0]
+
+    def on_step(cls: type[XlFuzzMachine]) -> None:
+        now = time.monotonic()
+        if show and now - last_shown[0] >= 0.5:
+            last_shown[0] = now
+            sys.stderr.write(
+                f"\r\x1b[K{now - t0:5.1f}s  {cls.examples} examples, "
+                f"{cls.operations} xl operations"
+            )
+            sys.stderr.flush()
+
+    machine.on_step = on_step
+    batch = 0
+    try:
+        while time.monotonic() - t0 < duration:
+            batch_settings = settings(
+                max_examples=BATCH,
+                stateful_step_count=STEPS,
+                deadline=None,
+                database=db,
+                suppress_health_check=list(HealthCheck),
+                report_multiple_bugs=False,
+                print_blob=False,
+                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+            )
+            hypothesis_seed(derive_seed(cfg.seed, f"fuzz-batch-{batch}"))(machine)
+            batch += 1
+            try:
+                with contextlib.redirect_stdout(sys.stderr if show else _DEVNULL):
+                    run_state_machine_as_test(machine, settings=batch_settings)
+            except FuzzFailure as e:
+                report.violations = e.violations
+                break
+            except Flaky as e:
+                # The failure depended on the interleaving: the shrunk sequence did
+                # not fail again. What failed first is the last FuzzFailure inside.
+                report.flaky = True
+                report.violations = _first_failure(e) or [
+                    Violation(ViolationKind.CRASH, None, "fuzz", str(e), "xl")
+                ]
+                break
+    finally:
+        report.examples = machine.examples
+        report.operations = machine.operations
+        report.schedules = machine.schedules
+        report.refusals = dict(machine.refusals)
+        report.seconds = time.monotonic() - t0
+        report.script = list(machine.last_log)
+        if show:
+            sys.stderr.write("\n")
+
+
+class _Devnull:
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+_DEVNULL = _Devnull()
+
+
+def _first_failure(e: BaseException) -> list[Violation] | None:
+    seen: list[BaseException] = [e]
+    while seen:
+        x = seen.pop()
+        if isinstance(x, FuzzFailure):
+            return x.violations
+        seen.extend(getattr(x, "exceptions", ()) or ())
+        if x.__cause__ is not None:
+            seen.append(x.__cause__)
+        if x.__context__ is not None:
+            seen.append(x.__context__)
+    return None
+
+
+def _replay_script(cfg: FuzzConfig, lines: list[str], report: FuzzReport) -> None:
+    """Run the script's operations in order on one hammered host."""
+    t0 = time.monotonic()
+    machine = machine_class(cfg)()
+    try:
+        for line in lines:
+            op = XlOp.parse(line)
+            if op.verb == "cpupool-migrate":
+                machine.cpupool_migrate(*op.args)
+            else:
+                machine._run(op)
+    except FuzzFailure as e:
+        report.violations = e.violations
+    finally:
+        machine.teardown() if not report.violations else _quiet_teardown(machine)
+        report.examples = 1
+        report.operations = len(machine.log)
+        report.schedules = machine.hammer.schedules
+        report.script = list(machine.log)
+        report.seconds = time.monotonic() - t0
+
+
+def _quiet_teardown(machine: XlFuzzMachine) -> None:
+    machine._failed = True
+    machine.teardown()
+
+
+def read_script(path: str) -> list[str]:
+    """The operations of an xl script: one per line, ``xl`` optional, ``#`` comments.
+
+    Raises:
+        ConfigError: unreadable, or a line that is not an operation fuzz runs.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"--replay {path}: {e.strerror or e}") from None
+    ops = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if words[0] == "xl":
+            words = words[1:]
+        op = XlOp(words[0], tuple(words[1:])) if words else XlOp("")
+        why = op.problem()
+        if not why and op.verb not in _FUZZ_VERBS:
+            why = f"fuzz does not run {op.verb!r}; it runs {', '.join(_FUZZ_VERBS)}"
+        if why:
+            raise ConfigError(f"--replay {path}:{n}: {why}")
+        ops.append(str(op))
+    return ops
+
+
+_FUZZ_VERBS = tuple(
+    v for v in XL_VERBS if v not in ("vcpu-migrate", "vcpu-sleep", "vcpu-wake")
+)
+
+
+def _explore_script(
+    cfg: FuzzConfig, script: str, report: FuzzReport, prog: str
+) -> None:
+    """Run the failing script under the explorer, bounded; record what it found."""
+    sc = script_scenario(cfg, report.script)
+    base = os.path.splitext(script)[0]
+    scenario_file = base + ".scenario.json"
+    replay_file = base + ".replay.json"
+    try:
+        write_text_atomic(scenario_file, sc.to_json() + "\n")
+    except OSError as e:
+        report.explorer = {"ran": False, "why": f"{scenario_file}: {e}"}
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "explore.json")
+        argv = [
+            sys.executable,
+            "-m",
+            "xensched",
+            "explore",
+            "--scenario",
+            scenario_file,
+            "--strategy",
+            "random",
+            "--runs",
+            str(EXPLORE_RUNS),
+            "--seed",
+            str(cfg.seed),
+            "--replay-out",
+            replay_file,
+            "--no-progress",
+            "--json",
+            out,
+        ]
+        if cfg.lockdep:
+            argv.append("--lockdep")
+        if cfg.race_detector:
+            argv.append("--race-detector")
+        try:
+            subprocess.run(argv, capture_output=True, timeout=300, check=False)
+            with open(out, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+            report.explorer = {"ran": False, "why": str(e)}
+            return
+    kinds = sorted({v["kind"] for v in data.get("violations", [])})
+    found = bool(kinds) and os.path.exists(replay_file)
+    report.explorer = {
+        "ran": True,
+        "runs": data.get("runs"),
+        "kinds": kinds,
+        "scenario": scenario_file,
+        "replay_file": replay_file if found else None,
+    }
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "xensched fuzz") -> int:
+    stop = RaiseInterrupt()
+    with stop_signals(stop):
+        return _main(argv, prog, stop)
+
+
+def _err(prog: str, msg: str) -> int:
+    print(f"{prog}: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _main(argv: Sequence[str] | None, prog: str, stop: RaiseInterrupt) -> int:
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    try:
+        seed = resolve_base_seed(args.seed)
+    except ValueError as e:
+        return _err(prog, str(e))
+    m: Mutant | None = args.mutant
+    try:
+        protocol = mutant_protocol(args.protocol, m) or "fixed"
+        if not 0.0 <= args.traffic <= 1.0:
+            raise ConfigError(f"--traffic {args.traffic}: must be in [0, 1]")
+        cfg = FuzzConfig(
+            cpus=args.cpus,
+            boot=args.boot,
+            protocol=protocol,
+            edits=tuple(sorted(m.edits)) if m is not None else (),
+            memory_model=args.memory_model,
+            lockdep=bool(args.lockdep),
+            race_detector=bool(args.race_detector),
+            seed=seed,
+            traffic=args.traffic,
+        )
+        cfg.scenario().validate()
+        lines = read_script(args.replay) if args.replay is not None else None
+        script = args.script or f"xensched-fuzz-{seed}.xl"
+        check_output_paths(("--json", args.json), ("--script", script))
+    except (ConfigError, OutputPathError) as e:
+        return _err(prog, str(e))
+    mutant = f" mutant={m.name}" if m is not None else ""
+    print(f"seed={seed}{mutant}", flush=True)
+    print(
+        f"xensched {xensched.__version__} fuzz: {cfg.cpus} pCPUs (boot {cfg.boot}), "
+        f"protocol {cfg.protocol}"
+        + (f", edits {', '.join(cfg.edits)}" if cfg.edits else "")
+        + (f", memory model {cfg.memory_model}" if cfg.memory_model != "sc" else "")
+        + (", lockdep on" if cfg.lockdep else "")
+        + (", race detector on" if cfg.race_detector else "")
+        + (
+            f", replaying {args.replay}"
+            if lines is not None
+            else f", {args.duration:g} s, example database {DATABASE}"
+        ),
+        flush=True,
+    )
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    report = FuzzReport(seed, cfg, m.name if m is not None else None)
+    try:
+        with stop.armed():
+            if lines is not None:
+                _replay_script(cfg, lines, report)
+            else:
+                _run_campaign(cfg, args.duration, report, show)
+    except KeyboardInterrupt:
+        report.complete = False
+    except (XenschedError, XenError) as e:
+        report.violations.append(
+            Violation(
+                ViolationKind.CRASH, None, "fuzz", f"{type(e).__name__}: {e}", "xl"
+            )
+        )
+    if stop.signum is not None:
+        print(
+            f"{prog}: {signal_name(stop.signum)} received: partial report",
+            file=sys.stderr,
+            flush=True,
+        )
+    failed: list[str] = []
+    if report.violations and report.complete and lines is None:
+        failed += _write_script(prog, args, cfg, m, script, report)
+    _print(report)
+    if args.json is not None:
+        problem = write_json_report("--json", args.json, report.to_json())
+        if problem is not None:
+            failed.append(problem)
+        else:
+            print(f"report written to {args.json}", flush=True)
+    for problem in failed:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+    code = report.exit_code
+    return EXIT_NOT_WRITTEN if failed and code == EXIT_OK else code
+
+
+def _write_script(
+    prog: str,
+    args: argparse.Namespace,
+    cfg: FuzzConfig,
+    m: Mutant | None,
+    script: str,
+    report: FuzzReport,
+) -> list[str]:
+    replay = ["--replay", script, "--cpus", str(cfg.cpus), "--boot", cfg.boot]
+    replay += ["--mutant", m.name] if m is not None else ["--protocol", cfg.protocol]
+    if m is not None and args.protocol is not None:
+        replay += ["--protocol", cfg.protocol]
+    if cfg.memory_model != "sc":
+        replay += ["--memory-model", cfg.memory_model]
+    if cfg.lockdep:
+        replay.append("--lockdep")
+    if cfg.race_detector:
+        replay.append("--race-detector")
+    replay += ["--seed", str(cfg.seed)]
+    report.replay_command = f"{prog} {shlex.join(replay)}"
+    header = [
+        f"# xensched fuzz seed={cfg.seed}: {report.violations[0].describe().splitlines()[0]}",
+        f"# replay: {report.replay_command}",
+    ]
+    try:
+        write_text_atomic(
+            script, "\n".join([*header, *(f"xl {o}" for o in report.script)]) + "\n"
+        )
+    except OSError as e:
+        return [f"--script {shlex.quote(script)}: not written: {e.strerror or e}"]
+    report.script_file = script
+    if args.explore and args.replay is None:
+        _explore_script(cfg, script, report, prog)
+    return []
+
+
+def _print(report: FuzzReport) -> None:
+    refused = ", ".join(f"{k} {n}" for k, n in sorted(report.refusals.items()))
+    print(
+        f"{report.examples} examples, {report.operations} xl operations "
+        f"({refused or 'none refused'}), {report.schedules:,} schedule() calls "
+        f"in {report.seconds:.1f}s",
+        flush=True,
+    )
+    if not report.complete:
+        print("interrupted: partial report", flush=True)
+    if not report.violations:
+        print("no violation", flush=True)
+        return
+    print(f"{len(report.violations)} violation(s):", flush=True)
+    for v in report.violations[:_SHOWN]:
+        print(f"  {v.describe()}", flush=True)
+    if len(report.violations) > _SHOWN:
+        more = len(report.violations) - _SHOWN
+        print(f"  ... and {more} more (all of them in --json)", flush=True)
+    if report.flaky:
+        print(
+            "the failure depended on the interleaving: Hypothesis could not make the "
+            "shrunk sequence fail again; the sequence below is the last one run",
+            flush=True,
+        )
+    if report.script:
+        shrunk = not report.flaky and report.script_file is not None
+        print("shrunk sequence:" if shrunk else "sequence:", flush=True)
+        for o in report.script:
+            print(f"  xl {o}", flush=True)
+    if report.script_file is not None:
+        print(f"script written to {report.script_file}", flush=True)
+        print(f"replay: {report.replay_command}", flush=True)
+    ex = report.explorer
+    if ex is not None:
+        if ex.get("replay_file"):
+            print(
+                f"explorer: {', '.join(str(k) for k in _kinds(ex))} in the script's "
+                f"scenario; replay: xensched replay {ex['replay_file']}",
+                flush=True,
+            )
+        elif ex.get("ran"):
+            print(
+                f"explorer: nothing in {ex.get('runs')} controlled runs of the script "
+                "(the failure needs free-running timing the bounded exploration did "
+                "not reach)",
+                flush=True,
+            )
+
+
+def _kinds(ex: dict[str, object]) -> list[object]:
+    kinds = ex.get("kinds")
+    return list(kinds) if isinstance(kinds, list) else []
+
+
+#: ``xensched fuzz``, found through the ``xensched.commands`` entry-point group.
+COMMAND = ExternalCommand(
+    summary="fuzz xl cpupool sequences against a hammered host (Hypothesis)",
+    main=lambda argv, prog: main(argv, prog=prog),
+)

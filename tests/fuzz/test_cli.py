@@ -1,0 +1,158 @@
+"""``xensched fuzz`` as a user runs it: options refused before any work, a clean
+campaign on the fix, a failing one on a mutant with its script, the replay of that
+script, the explorer's replay file, and the --json report against its schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests._schemas import validate
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _fuzz(
+    cwd: Path, *argv: str, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "xensched", "fuzz", "--no-progress", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--cpus", "1"], "--cpus 1: must be an integer in [2, 256]"),
+        (["--mutant", "nope"], "--mutant 'nope': no such mutant"),
+        (["--mutant", "legacy", "--protocol", "fixed"], "cannot be combined"),
+        (["--duration", "-1"], "--duration"),
+        (["--traffic", "2"], "--traffic 2.0: must be in [0, 1]"),
+        (["--replay", "missing.xl"], "--replay missing.xl: No such file"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    r = _fuzz(tmp_path, *argv)
+    assert r.returncode == 2, r.stderr
+    assert says in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stdout == ""
+
+
+def test_a_bad_script_line_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "s.xl").write_text(
+        "# a comment\nxl cpupool-create p1 credit2\nxl vcpu-wake d1v0\n"
+    )
+    r = _fuzz(tmp_path, "--replay", "s.xl")
+    assert r.returncode == 2
+    assert "--replay s.xl:3: fuzz does not run 'vcpu-wake'" in r.stderr
+
+
+def test_the_fix_runs_clean(tmp_path: Path) -> None:
+    r = _fuzz(tmp_path, "--duration", "1", "--seed", "7", "--json", "out.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("seed=7\n")
+    data = json.loads((tmp_path / "out.json").read_text())
+    validate("fuzz", data)
+    assert data["violations"] == []
+    assert data["complete"]
+    assert data["examples"] >= 1
+    assert data["operations"] >= 1
+    assert data["schedules"] > 0
+
+
+def test_a_script_replays_a_mutant_and_not_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "s.xl").write_text(
+        "xl cpupool-create p1 credit2\n"
+        "xl cpupool-cpu-remove Pool-0 3\n"
+        "xl cpupool-cpu-add p1 3\n"
+        "xl cpupool-cpu-remove p1 3\n"
+        "xl cpupool-cpu-add p1 3\n"
+    )
+    r = _fuzz(
+        tmp_path, "--replay", "s.xl", "--mutant", "no-deinit-pdata", "--json", "m.json"
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ASSERT(!cpumask_test_cpu(cpu, &prv->initialized))" in r.stdout
+    data = json.loads((tmp_path / "m.json").read_text())
+    validate("fuzz", data)
+    assert data["mutant"] == "no-deinit-pdata"
+    assert [v["kind"] for v in data["violations"]] == ["assert"]
+    assert _fuzz(tmp_path, "--replay", "s.xl").returncode == 0
+
+
+@pytest.mark.slow
+def test_a_mutant_is_found_shrunk_written_replayed_and_explored(tmp_path: Path) -> None:
+    r = _fuzz(
+        tmp_path,
+        "--duration",
+        "60",
+        "--seed",
+        "1",
+        "--mutant",
+        "unlock-by-cpu",
+        "--json",
+        "out.json",
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    validate("fuzz", data)
+    assert data["violations"][0]["kind"] == "assert"
+    script = tmp_path / data["script_file"]
+    lines = [x for x in script.read_text().splitlines() if not x.startswith("#")]
+    assert lines == [f"xl {o}" for o in data["script"]]
+    assert any("cpupool-cpu-add" in x for x in lines)
+    assert "shrunk sequence:" in r.stdout
+    assert f"replay: {data['replay_command']}" in r.stdout
+    # The printed replay command fails again.
+    argv = data["replay_command"].split()[2:]
+    assert _fuzz(tmp_path, *argv).returncode == 1
+    # The explorer's replay file replays the violation.
+    ex = data["explorer"]
+    assert ex["ran"], ex
+    assert ex["replay_file"], ex
+    rp = subprocess.run(
+        [sys.executable, "-m", "xensched", "replay", ex["replay_file"]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rp.returncode == 1, rp.stdout + rp.stderr
+    # The example database in the working directory keeps the failure.
+    assert (tmp_path / ".hypothesis" / "xensched-fuzz").is_dir()
+
+
+@pytest.mark.slow
+def test_legacy_is_found(tmp_path: Path) -> None:
+    r = _fuzz(
+        tmp_path,
+        "--duration",
+        "30",
+        "--seed",
+        "2",
+        "--mutant",
+        "legacy",
+        "--no-explore",
+        "--json",
+        "out.json",
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    validate("fuzz", data)
+    assert {v["kind"] for v in data["violations"]} & {"lock-mismatch", "assert"}
+    assert data["script_file"]
+    assert data["replay_command"]
