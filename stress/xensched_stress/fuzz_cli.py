@@ -13,8 +13,8 @@ driver, bounded); a failure found there comes with a replay file for
 ``xensched replay``.
 
 Exit codes, as ``xensched stress``: 0 nothing found, 1 violations, 2 usage error, 3 a
-deadlock, 4 a report file not written at the end, 130 interrupted (Ctrl-C, SIGTERM or
-SIGHUP: the partial report is printed and written).
+deadlock, 4 a report file not written at the end; Ctrl-C, SIGTERM and SIGHUP stop it
+with the partial report printed and written, exit 128 + the signal (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
         ),
         epilog=(
             "exit status: 0 nothing found, 1 violations, 2 usage error, 3 deadlock, 4 "
-            "a report file could not be written at the end, 130 interrupted (the "
-            "partial report is printed and written). The example database is "
+            "a report file could not be written at the end; Ctrl-C, SIGTERM or SIGHUP "
+            "stop it with the partial report printed and written, exit 128 + the "
+            "signal (130, 143, 129). The example database is "
             f"{DATABASE} in the working directory."
         ),
     )
@@ -543,6 +544,8 @@ def _main(argv: Sequence[str] | None, prog: str, stop: RaiseInterrupt) -> int:
     for problem in failed:
         print(f"{prog}: error: {problem}", file=sys.stderr)
     code = report.exit_code
+    if code == EXIT_INTERRUPTED and stop.signum is not None:
+        code = 128 + stop.signum  # as reproduce and litmus: 143 SIGTERM, 129 SIGHUP
     return EXIT_NOT_WRITTEN if failed and code == EXIT_OK else code
 
 

@@ -5,12 +5,14 @@ script, the explorer's replay file, and the --json report against its schema."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests._cli_process import CliProcess
 from tests._schemas import validate
 
 if TYPE_CHECKING:
@@ -156,3 +158,38 @@ def test_legacy_is_found(tmp_path: Path) -> None:
     assert {v["kind"] for v in data["violations"]} & {"lock-mismatch", "assert"}
     assert data["script_file"]
     assert data["replay_command"]
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_a_signal_stops_it_with_the_report_written(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    p = CliProcess(
+        [
+            "-m",
+            "xensched",
+            "fuzz",
+            "--duration",
+            "600",
+            "--seed",
+            "4",
+            "--progress",
+            "--json",
+            "out.json",
+        ],
+        tmp_path,
+    )
+    try:
+        p.wait_for(r"examples, \d+ xl operations", stream="err")
+        p.signal(signum)
+        assert p.finish(timeout=60) == code, p.err
+    finally:
+        p.kill()
+    assert "Traceback" not in p.err
+    assert "interrupted: partial report" in p.out
+    data = json.loads((tmp_path / "out.json").read_text())
+    validate("fuzz", data)
+    assert data["complete"] is False
+    assert data["operations"] > 0
