@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from xensched import SCHEDULERS, XenError
+from xensched import SCHEDULERS, XenError, XenschedError
 from xensched.drivers.free import free_running
 from xensched.lockdep import Lockdep
 from xensched.programs import CpuStats, Harness, run_pcpu_loop, thread_rng
@@ -450,6 +450,9 @@ class XlFuzzMachine(RuleBasedStateMachine):
     operations: ClassVar[int] = 0
     schedules: ClassVar[int] = 0
     refusals: ClassVar[dict[str, int]] = {}
+    #: Set by a signal handler: the machine raises KeyboardInterrupt before its
+    #: next operation, never inside one (whose locks would stay held).
+    stop: ClassVar[threading.Event | None] = None
     #: Called after each operation with the class (progress).
     on_step: ClassVar[Callable[[type[XlFuzzMachine]], None] | None] = None
 
@@ -464,7 +467,8 @@ class XlFuzzMachine(RuleBasedStateMachine):
         self.model = Membership.of(self.host)
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(free_running())
-        self._stack.enter_context(bind(self.host.toolstack_context("xl")))
+        self._ctx = self.host.toolstack_context("xl")
+        self._stack.enter_context(bind(self._ctx))
         self.hammer.start()
         self._seen = 0
         self._failed = False
@@ -477,6 +481,18 @@ class XlFuzzMachine(RuleBasedStateMachine):
             type(self).schedules += self.hammer.schedules
         if not self._failed:
             self._fail_on([], XlOp("teardown"))
+
+    def _abandon(self) -> None:
+        """Ctrl-C in the middle of an operation: release the emulated locks the
+        toolstack holds, so that the pCPU threads can stop, and report nothing of
+        this example (what it saw after the interruption is not the model's)."""
+        self._failed = True
+        ctx = self._ctx
+        for lock in list(self.host.bus.locks):
+            if lock.owner == ctx.name:
+                with contextlib.suppress(XenschedError):
+                    lock.release()
+        ctx.irq_enabled = True
 
     # -- one operation ------------------------------------------------------------------
     def _violation(self, kind: ViolationKind, op: XlOp, message: str) -> Violation:
@@ -492,6 +508,9 @@ class XlFuzzMachine(RuleBasedStateMachine):
 
     def _run(self, op: XlOp, action: Callable[[], object] | None = None) -> None:
         cls = type(self)
+        if cls.stop is not None and cls.stop.is_set():
+            self._failed = True
+            raise KeyboardInterrupt
         cls.operations += 1
         self.log.append(str(op))
         expected = self.model.predict(op)
@@ -502,6 +521,9 @@ class XlFuzzMachine(RuleBasedStateMachine):
                 (action or (lambda: apply_xl(self.host, op)))()
                 got = None
                 break
+            except (KeyboardInterrupt, SystemExit):
+                self._abandon()
+                raise
             except XenError as e:
                 got = e.errno
                 retry = op.verb == "cpupool-cpu-remove" and got in (

@@ -24,9 +24,11 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -63,13 +65,13 @@ from xensched.outputs import (
 )
 from xensched.scenario import XL_VERBS, XlOp, check_protocol
 from xensched.seeds import derive_seed, resolve_base_seed
-from xensched.signals import RaiseInterrupt, signal_name, stop_signals
+from xensched.signals import signal_name, stop_signals
 from xensched.violation import Violation, ViolationKind
 
 from .fuzz import FuzzConfig, FuzzFailure, XlFuzzMachine, machine_class, script_scenario
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from xensched.mutants import Mutant
 
@@ -250,7 +252,11 @@ class FuzzReport:
 
 
 def _run_campaign(
-    cfg: FuzzConfig, duration: float, report: FuzzReport, show: bool
+    cfg: FuzzConfig,
+    duration: float,
+    report: FuzzReport,
+    show: bool,
+    stop: threading.Event,
 ) -> None:
     machine = machine_class(cfg)
     db = DirectoryBasedExampleDatabase(DATABASE)
@@ -270,7 +276,7 @@ def _run_campaign(
     machine.on_step = on_step
     batch = 0
     try:
-        while time.monotonic() - t0 < duration:
+        while time.monotonic() - t0 < duration and not stop.is_set():
             batch_settings = settings(
                 max_examples=BATCH,
                 stateful_step_count=STEPS,
@@ -450,9 +456,38 @@ def _explore_script(
     }
 
 
+class _Stop:
+    """Ctrl-C, SIGTERM and SIGHUP: the first one asks the machine to stop before its
+    next operation (so that no emulated lock is left held); a second Ctrl-C raises at
+    once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.event = threading.Event()
+
+    def __call__(self, signum: int) -> None:
+        if self.signum is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self.signum = signum
+        self.event.set()
+
+    @contextlib.contextmanager
+    def sigint(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = signal.signal(signal.SIGINT, lambda n, f: self(n))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "xensched fuzz") -> int:
-    stop = RaiseInterrupt()
-    with stop_signals(stop):
+    stop = _Stop()
+    with stop_signals(stop), stop.sigint():
         return _main(argv, prog, stop)
 
 
@@ -461,7 +496,7 @@ def _err(prog: str, msg: str) -> int:
     return EXIT_USAGE
 
 
-def _main(argv: Sequence[str] | None, prog: str, stop: RaiseInterrupt) -> int:
+def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
     parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
@@ -511,12 +546,14 @@ def _main(argv: Sequence[str] | None, prog: str, stop: RaiseInterrupt) -> int:
     )
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     report = FuzzReport(seed, cfg, m.name if m is not None else None)
+    XlFuzzMachine.stop = stop.event
     try:
-        with stop.armed():
-            if lines is not None:
-                _replay_script(cfg, lines, report)
-            else:
-                _run_campaign(cfg, args.duration, report, show)
+        if lines is not None:
+            _replay_script(cfg, lines, report)
+        else:
+            _run_campaign(cfg, args.duration, report, show, stop.event)
+        if stop.event.is_set():
+            report.complete = False
     except KeyboardInterrupt:
         report.complete = False
     except (XenschedError, XenError) as e:
@@ -525,6 +562,8 @@ def _main(argv: Sequence[str] | None, prog: str, stop: RaiseInterrupt) -> int:
                 ViolationKind.CRASH, None, "fuzz", f"{type(e).__name__}: {e}", "xl"
             )
         )
+    finally:
+        XlFuzzMachine.stop = None
     if stop.signum is not None:
         print(
             f"{prog}: {signal_name(stop.signum)} received: partial report",

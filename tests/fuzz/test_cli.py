@@ -14,6 +14,7 @@ import pytest
 
 from tests._cli_process import CliProcess
 from tests._schemas import validate
+from xensched_stress.fuzz_cli import main
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,22 +45,29 @@ def _fuzz(
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(
-    tmp_path: Path, argv: list[str], says: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    says: str,
 ) -> None:
-    r = _fuzz(tmp_path, *argv)
-    assert r.returncode == 2, r.stderr
-    assert says in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
-    assert r.stdout == ""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--no-progress", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert says in err
+    assert len(err.strip().splitlines()) == 1
+    assert out == ""
 
 
-def test_a_bad_script_line_names_file_and_line(tmp_path: Path) -> None:
+def test_a_bad_script_line_names_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "s.xl").write_text(
         "# a comment\nxl cpupool-create p1 credit2\nxl vcpu-wake d1v0\n"
     )
-    r = _fuzz(tmp_path, "--replay", "s.xl")
-    assert r.returncode == 2
-    assert "--replay s.xl:3: fuzz does not run 'vcpu-wake'" in r.stderr
+    assert main(["--replay", "s.xl"]) == 2
+    assert "--replay s.xl:3: fuzz does not run 'vcpu-wake'" in capsys.readouterr().err
 
 
 def test_the_fix_runs_clean(tmp_path: Path) -> None:
