@@ -398,6 +398,8 @@ class KillReport:
 
     mutants: list[MutantResult] = field(default_factory=list)
     intact: list[Outcome] = field(default_factory=list)
+    #: The mutants the table was to run, finished or not.
+    selected: list[str] = field(default_factory=list)
     complete: bool = False
     seconds: float = 0.0
 
@@ -469,6 +471,7 @@ def run_kill_table(
     """
     out = report if report is not None else KillReport()
     chosen = list(mutants)
+    out.selected = [m.name for m in chosen]
     intact = list(dict.fromkeys(k for m in chosen for k in plan.get(m.name, ())))
     total = len(chosen) + len(intact)
     procs = _Procs()
@@ -558,8 +561,10 @@ def render_kill_table(r: KillReport) -> str:
     for e in r.errors:
         lines.append(f"error: {e}")
     killed = sum(m.killed for m in r.mutants)
+    total = max(len(r.selected), len(r.mutants))
+    left = total - len(r.mutants)
     lines.append(
-        f"{killed} of {len(r.mutants)} mutants killed in {r.seconds:.1f}s"
-        + ("" if r.complete else " (interrupted)")
+        f"{killed} of {total} mutants killed in {r.seconds:.1f}s"
+        + ("" if r.complete else f" (interrupted: {left} not finished)")
     )
     return "\n".join(lines)
