@@ -400,6 +400,8 @@ class KillReport:
     intact: list[Outcome] = field(default_factory=list)
     #: The mutants the table was to run, finished or not.
     selected: list[str] = field(default_factory=list)
+    #: How many intact checks the table was to run.
+    intact_planned: int = 0
     complete: bool = False
     seconds: float = 0.0
 
@@ -473,6 +475,7 @@ def run_kill_table(
     chosen = list(mutants)
     out.selected = [m.name for m in chosen]
     intact = list(dict.fromkeys(k for m in chosen for k in plan.get(m.name, ())))
+    out.intact_planned = len(intact)
     total = len(chosen) + len(intact)
     procs = _Procs()
     t0 = time.monotonic()
@@ -554,9 +557,13 @@ def render_kill_table(r: KillReport) -> str:
         )
         lines += [f"  {', '.join(o.kinds)}: {o.by}" for o in flagged]
     else:
+        ran = len(r.intact)
+        of = (
+            "" if ran >= r.intact_planned else f" that finished (of {r.intact_planned})"
+        )
         lines.append(
             f"intact fix (--protocol {INTACT_PROTOCOL}): not flagged by the "
-            f"{len(r.intact)} commands"
+            f"{ran} commands{of}"
         )
     for e in r.errors:
         lines.append(f"error: {e}")
