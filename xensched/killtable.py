@@ -54,6 +54,7 @@ __all__ = [
     "MutantResult",
     "Outcome",
     "load_plan",
+    "new_report",
     "render_kill_table",
     "run_kill_table",
 ]
@@ -440,6 +441,24 @@ class KillReport:
         }
 
 
+def _intact_killers(
+    mutants: Sequence[Mutant], plan: Mapping[str, Sequence[Killer]]
+) -> list[Killer]:
+    # Each distinct killer once, in the plan's order.
+    return list(dict.fromkeys(k for m in mutants for k in plan.get(m.name, ())))
+
+
+def new_report(
+    mutants: Iterable[Mutant], plan: Mapping[str, Sequence[Killer]] = PLAN
+) -> KillReport:
+    """An empty table for ``mutants``: what an interrupt before any result shows."""
+    chosen = list(mutants)
+    return KillReport(
+        selected=[m.name for m in chosen],
+        intact_planned=len(_intact_killers(chosen, plan)),
+    )
+
+
 def _run_mutant(
     m: Mutant, killers: Sequence[Killer], timeout: float, procs: _Procs
 ) -> MutantResult:
@@ -467,15 +486,14 @@ def run_kill_table(
 
     ``workers`` killer commands run at once (processes; each mutant's killers in
     turn). ``on_done(result, done, total)`` is called as each mutant or intact check
-    finishes (a :class:`MutantResult` or the intact :class:`Outcome`). ``report`` is
-    filled as results come in, so that a caller interrupted (``KeyboardInterrupt``)
-    still has what finished; the processes running then are killed.
+    finishes (a :class:`MutantResult` or the intact :class:`Outcome`). ``report``
+    (from :func:`new_report`) is filled as results come in, so that a caller
+    interrupted (``KeyboardInterrupt``) still has what finished; the processes
+    running then are killed.
     """
-    out = report if report is not None else KillReport()
     chosen = list(mutants)
-    out.selected = [m.name for m in chosen]
-    intact = list(dict.fromkeys(k for m in chosen for k in plan.get(m.name, ())))
-    out.intact_planned = len(intact)
+    out = report if report is not None else new_report(chosen, plan)
+    intact = _intact_killers(chosen, plan)
     total = len(chosen) + len(intact)
     procs = _Procs()
     t0 = time.monotonic()

@@ -19,10 +19,10 @@ from xensched.errors import ConfigError
 from xensched.killtable import (
     DEFAULT_TIMEOUT,
     PLAN,
-    KillReport,
     MutantResult,
     Outcome,
     load_plan,
+    new_report,
     render_kill_table,
     run_kill_table,
 )
@@ -199,7 +199,7 @@ def _cmd_mutate(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         f"{'s' if workers != 1 else ''}, each killer bounded by {args.timeout:g} s",
         flush=True,
     )
-    report = KillReport()
+    report = new_report(chosen, plan)
     code: int | None = None
     try:
         with stop.armed():
