@@ -17,9 +17,12 @@ fixed`` in place of the mutant: a check that flags the fix itself would make eve
 kill worthless. The race detector's declared races (``Cell(racy=)``) never reach a
 report's violations, so they are aside here too.
 
-Left out: stress runs as killers (free-running, so nondeterministic: the table must
-be the same on every run and every machine), and any retry of a killer that timed
-out or failed: that is an error of the table, reported as one.
+Left out of :data:`PLAN`: ``stress`` and ``fuzz`` runs as killers (free-running, so
+nondeterministic: the table must be the same on every run and every machine; a
+``--plan`` file can add them, e.g. ``["fuzz", "--seed", "1", "--duration", "10",
+"--no-explore"]`` kills ``no-deinit-pdata`` with the fix clean). Left out entirely:
+any retry of a killer that timed out or failed: that is an error of the table,
+reported as one.
 """
 
 from __future__ import annotations
@@ -240,7 +243,8 @@ def read_report(doc: Any) -> tuple[tuple[str, ...], int | None]:
 
     ``reproduce``'s report has ``"results"``, each with ``"problems"`` and ``"runs"``;
     every other command's has ``"violations"`` (each with a ``"kind"``) and, for
-    ``explore``, ``"runs"``.
+    ``explore``, ``"runs"``, for ``fuzz``, ``"examples"`` (Hypothesis's, counted as
+    runs).
     """
     if not isinstance(doc, dict):
         raise ValueError("the report is not a JSON object")
@@ -253,8 +257,10 @@ def read_report(doc: Any) -> tuple[tuple[str, ...], int | None]:
             runs += int(r.get("runs", 0))
     elif "violations" in doc:
         kinds.extend(v["kind"] for v in doc["violations"])
-        if isinstance(doc.get("runs"), int):
-            runs = doc["runs"]
+        for key in ("runs", "examples"):
+            if isinstance(doc.get(key), int):
+                runs = doc[key]
+                break
     else:
         raise ValueError("the report has neither violations nor results")
     return tuple(dict.fromkeys(str(k) for k in kinds)), runs

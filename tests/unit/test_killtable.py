@@ -94,6 +94,8 @@ def test_reports_of_both_shapes_are_read() -> None:
     assert read_report(explore) == (("lock-order",), 1)
     stress = {"violations": [], "schedule": 10}
     assert read_report(stress) == ((), None)
+    fuzz = {"violations": [{"kind": "assert"}], "examples": 12}
+    assert read_report(fuzz) == (("assert",), 12)
     with pytest.raises(ValueError, match="neither"):
         read_report({"runs": 3})
 
