@@ -21,6 +21,7 @@ KINDS = {
     "protocols": "xensched",
     "scenario": "xensched",
     "litmus": "xensched",
+    "mutate": "xensched",
     "stress": "xensched_stress",
     "bench": "xensched_stress",
     "fuzz": "xensched_stress",

@@ -90,8 +90,9 @@ Emulate Xen's scheduler locking with real threads and real locks.
   replay      run a replay file's execution again, step by step
   litmus      run litmus tests (the kernel memory model's C format) under the
               sc, tso and relaxed memory models; --catalog runs the built-in ones
-  mutate      the mutation catalog of the fix: --list names every mutant (each
-              command's --mutant NAME runs one)
+  mutate      run the harness's commands against every mutant of the fix and
+              print the kill table; --list names the mutants (each command's
+              --mutant NAME runs one)
   protocols   list the switch protocols: the presets and the parts of the fix
   scenarios   list the built-in scenarios, or print one (as JSON with --json)
 """

@@ -72,6 +72,7 @@ __all__ = [
     "load_scenario",
     "override_scenario",
     "patch_move",
+    "peer_round_trip",
     "round_trip",
     "scenario_from_options",
     "scenario_reference",
@@ -1170,9 +1171,58 @@ def switch_race(
     )
 
 
+#: ``peer-round-trip``: the observer pCPU that load-balances and the peer it trylocks.
+PEER_OBSERVER_CPU: Final = 1
+PEER_MOVING_CPU: Final = 2
+
+
+def peer_round_trip(
+    boot: str = "credit2", pool: str = "credit", protocol: str = "fixed"
+) -> Scenario:
+    """A pool peer out of the pool and back while another pCPU trylocks it.
+
+    A 3-pCPU host booting ``boot`` (Pool-0 = pCPU 0) with a pool ``p`` of scheduler
+    ``pool`` holding pCPUs 1 and 2, and no guest. The toolstack moves pCPU 2 out of
+    ``p`` (it becomes free, under ``boot``) and back in, while pCPU 1 runs
+    ``schedule()`` twice: with nothing to run, Credit's ``csched_load_balance``
+    trylocks every busy peer of the pool with ``pcpu_schedule_trylock``. This is the
+    one caller of the trylock, and one move cannot show a missing re-check: an idle
+    peer is in ``prv->idlers`` until ``deinit_pdata`` clears it, which is after the
+    switch, so the observer only sees the peer's lock pointer change when it read the
+    pool's pCPUs before the peer left and the pointer while the peer was away (on the
+    boot scheduler's lock, Credit2's runqueue lock by default) and takes that lock
+    after the peer came back. The re-check is what gives the stale lock back.
+    """
+    x, obs = PEER_MOVING_CPU, PEER_OBSERVER_CPU
+    return Scenario(
+        name="peer-round-trip",
+        description=(
+            f"pCPU {x} out of a {pool} pool (boot {boot}) and back while its pool "
+            f"peer pCPU {obs} schedules and trylocks it (csched_load_balance)"
+        ),
+        cpus=3,
+        boot=boot,
+        pools=(PoolSpec("p", pool, (obs, x)),),
+        dom0_vcpus=1,
+        protocol=protocol,
+        threads=(
+            Toolstack(
+                "xl",
+                ops=(
+                    XlOp("cpupool-cpu-remove", ("p", str(x))),
+                    XlOp("cpupool-cpu-add", ("p", str(x))),
+                ),
+                interval=0.0,
+            ),
+            PcpuOps(obs, (CpuOp("schedule"), CpuOp("schedule"))),
+        ),
+    )
+
+
 #: Named scenarios: a value, or a factory whose parameters all have defaults.
 BUILTIN: Final[dict[str, Callable[..., Scenario]]] = {
     "patch-move": patch_move,
+    "peer-round-trip": peer_round_trip,
     "round-trip": round_trip,
     "stress-default": stress_default,
     "switch-race": switch_race,

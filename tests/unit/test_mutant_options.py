@@ -228,15 +228,6 @@ def test_mutate_list_names_every_mutant_with_a_line_each(
     assert {find_mutant(line.split()[0]) for line in lines} == set(CATALOG)
 
 
-def test_mutate_without_list_says_the_kill_table_is_not_built(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    code, out, err = _run(["mutate"], capsys)
-    assert (code, out) == (2, "")
-    assert err.count("\n") == 1
-    assert err.startswith("xensched mutate: the kill table is not built yet")
-
-
 def test_reproduce_replays_of_an_edit_mutant_are_named_after_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -49,4 +49,4 @@ def test_every_report_schema_is_package_data() -> None:
             )
             assert named, rel
             found += 1
-    assert found == 9
+    assert found == 10
