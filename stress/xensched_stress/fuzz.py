@@ -50,13 +50,14 @@ import contextlib
 import errno
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from xensched import SCHEDULERS, XenError, XenschedError
+from xensched import SCHEDULERS, DeadlockError, XenError, XenschedError
 from xensched.drivers.free import free_running
 from xensched.lockdep import Lockdep
 from xensched.programs import CpuStats, Harness, run_pcpu_loop, thread_rng
@@ -73,6 +74,8 @@ from xensched.scenario import (
 )
 from xensched.smp import bind
 from xensched.violation import Violation, ViolationKind
+
+from .diagnostics import dump_locks, dump_threads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -100,6 +103,9 @@ GUEST_NAMES = ("d1", "d2")
 _IDLE_POLL = 0.0005
 #: Joining the pCPU threads at the end of an example.
 _JOIN_BOUND = 10.0
+#: The lock wait bound once a deadlock is seen: the threads stuck behind it give up
+#: quickly, so that the example ends (as the stress runner's teardown).
+_TEARDOWN_LOCK_TIMEOUT = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +150,13 @@ class FuzzConfig:
 
 
 class FuzzFailure(AssertionError):  # noqa: N818 (what a failing test raises)
-    """What the machine raises: the violations of one operation."""
+    """What the machine raises: the violations of one operation, and, after a
+    deadlock, ``dump``: every thread's stack and every lock's owner, taken while the
+    threads were stuck."""
 
-    def __init__(self, violations: list[Violation]) -> None:
+    def __init__(self, violations: list[Violation], dump: str | None = None) -> None:
         self.violations = violations
+        self.dump = dump
         super().__init__("; ".join(v.describe() for v in violations))
 
 
@@ -353,6 +362,9 @@ class Hammer:
         self.stragglers: list[str] = []
         self.schedules = 0
         self._stats: list[_Stats] = []
+        #: The first deadlock's stacks and lock owners (None: none seen).
+        self.dump: str | None = None
+        self._dump_lock = threading.Lock()  # plumbing: two pCPUs may time out at once
 
     # Env
     def stopping(self) -> bool:
@@ -374,13 +386,25 @@ class Hammer:
         return True
 
     def failed(self, ctx: ExecContext, stats: object, exc: Exception) -> bool:
-        self.host.bus.violation(
-            ViolationKind.CRASH,
-            "fuzz",
-            f"{type(exc).__name__}: {exc}",
-            cpu=ctx.cpu,
-        )
+        """A pCPU thread's exception: a ``deadlock`` (the bus recorded it when the
+        wait ran out; the dump is taken here, while the others are still stuck) or a
+        ``crash``. The thread leaves; what it held is released so that the others do
+        not wait behind a dead context."""
+        if isinstance(exc, DeadlockError):
+            self.deadlocked(f"{ctx.name}: {exc}")
+        else:
+            crashed(self.host, ctx, exc)
+        release_held(self.host, ctx)
         return True
+
+    def deadlocked(self, why: str) -> None:
+        """Keep the first deadlock's dump; the threads behind it give up quickly."""
+        with self._dump_lock:
+            if self.dump is not None:
+                return
+            self.dump = f"{why}\n\n{dump_locks(self.host)}\n\n{dump_threads()}"
+        bus = self.host.bus
+        bus.lock_timeout = min(bus.lock_timeout, _TEARDOWN_LOCK_TIMEOUT)
 
     def _main(self, cpu: int, st: _Stats) -> None:
         h = self.host
@@ -419,12 +443,35 @@ class Hammer:
                 self.stragglers.append(t.name)
         self.schedules = sum(s.count for s in self._stats)
         if self.stragglers:
-            self.host.bus.violation(
-                ViolationKind.DEADLOCK,
-                "fuzz",
+            why = (
                 f"pCPU threads still running {_JOIN_BOUND:.0f} s after the stop: "
-                + ", ".join(self.stragglers),
+                + ", ".join(self.stragglers)
             )
+            self.deadlocked(why)
+            self.host.bus.violation(ViolationKind.DEADLOCK, "fuzz", why)
+
+
+def crashed(h: Host, ctx: ExecContext, exc: BaseException) -> None:
+    """An exception out of emulated code: a ``crash`` violation with its traceback."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = tb[-1].name if tb else "fuzz"
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    h.bus.violation(
+        ViolationKind.CRASH,
+        where,
+        f"{ctx.name} crashed: {type(exc).__name__}: {exc}\n{text}",
+        cpu=ctx.cpu,
+    )
+
+
+def release_held(h: Host, ctx: ExecContext) -> None:
+    """Release the emulated locks ``ctx`` holds and give it its IRQs back (a context
+    that will not go on: the others must not wait behind it)."""
+    for lock in list(h.bus.locks):
+        if lock.owner == ctx.name:
+            with contextlib.suppress(XenschedError):
+                lock.release()
+    ctx.irq_enabled = True
 
 
 # -- the state machine ------------------------------------------------------------------
@@ -453,8 +500,20 @@ class XlFuzzMachine(RuleBasedStateMachine):
     #: Set by a signal handler: the machine raises KeyboardInterrupt before its
     #: next operation, never inside one (whose locks would stay held).
     stop: ClassVar[threading.Event | None] = None
+    #: The shortest failing execution seen, its operations and its failure (the
+    #: sequence to report when Hypothesis cannot make the shrunk one fail again).
+    shortest_failure: ClassVar[tuple[list[str], FuzzFailure] | None] = None
     #: Called after each operation with the class (progress).
     on_step: ClassVar[Callable[[type[XlFuzzMachine]], None] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Each subclass counts its own campaign (a pytest subclass does not add to
+        # another's figures, nor share its refusals dict).
+        super().__init_subclass__(**kwargs)
+        cls.examples = cls.operations = cls.schedules = 0
+        cls.refusals = {}
+        cls.last_log = []
+        cls.shortest_failure = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -487,12 +546,7 @@ class XlFuzzMachine(RuleBasedStateMachine):
         toolstack holds, so that the pCPU threads can stop, and report nothing of
         this example (what it saw after the interruption is not the model's)."""
         self._failed = True
-        ctx = self._ctx
-        for lock in list(self.host.bus.locks):
-            if lock.owner == ctx.name:
-                with contextlib.suppress(XenschedError):
-                    lock.release()
-        ctx.irq_enabled = True
+        release_held(self.host, self._ctx)
 
     # -- one operation ------------------------------------------------------------------
     def _violation(self, kind: ViolationKind, op: XlOp, message: str) -> Violation:
@@ -504,7 +558,26 @@ class XlFuzzMachine(RuleBasedStateMachine):
         found = [*fired, *found]
         if found:
             self._failed = True
-            raise FuzzFailure(found)
+            failure = FuzzFailure(found, self.hammer.dump)
+            cls = type(self)
+            shortest = cls.shortest_failure
+            if shortest is None or len(self.log) <= len(shortest[0]):
+                cls.shortest_failure = (list(self.log), failure)
+            raise failure
+
+    def _broken(self, op: XlOp, exc: Exception) -> NoReturn:
+        """The operation did not return: its wait ran out (a ``deadlock``, which the
+        bus recorded) or the emulated Xen raised (a ``crash``). What the toolstack
+        holds is released, so that the pCPU threads can stop."""
+        if isinstance(exc, DeadlockError):
+            self.hammer.deadlocked(f"xl {op}: {exc}")
+        else:
+            crashed(self.host, self._ctx, exc)
+        release_held(self.host, self._ctx)
+        self._fail_on([], op)
+        raise AssertionError(
+            "unreachable: a violation was recorded"
+        )  # pragma: no cover
 
     def _run(self, op: XlOp, action: Callable[[], object] | None = None) -> None:
         cls = type(self)
@@ -534,6 +607,8 @@ class XlFuzzMachine(RuleBasedStateMachine):
                     break
                 transient = attempt + 1 == self.config.attempts
                 time.sleep(min(0.0002 * (attempt + 1), 0.005))
+            except Exception as e:  # not an answer of Xen's: a deadlock or a crash
+                self._broken(op, e)
         if got is not None:
             name = errno.errorcode.get(got, str(got))
             cls.refusals[name] = cls.refusals.get(name, 0) + 1

@@ -209,6 +209,8 @@ class FuzzReport:
     script_file: str | None = None
     replay_command: str | None = None
     explorer: dict[str, object] | None = None
+    #: After a deadlock: every thread's stack and every lock's owner.
+    deadlock: str | None = None
     flaky: bool = False
     complete: bool = True
 
@@ -247,6 +249,7 @@ class FuzzReport:
             "script_file": self.script_file,
             "replay_command": self.replay_command,
             "flaky": self.flaky,
+            "deadlock": self.deadlock,
             "explorer": self.explorer,
         }
 
@@ -275,6 +278,7 @@ def _run_campaign(
 
     machine.on_step = on_step
     batch = 0
+    failing: list[str] | None = None
     try:
         while time.monotonic() - t0 < duration and not stop.is_set():
             batch_settings = settings(
@@ -293,15 +297,23 @@ def _run_campaign(
                 with contextlib.redirect_stdout(sys.stderr if show else _DEVNULL):
                     run_state_machine_as_test(machine, settings=batch_settings)
             except FuzzFailure as e:
+                # Hypothesis ran the shrunk sequence last: ``last_log`` is its.
                 report.violations = e.violations
+                report.deadlock = e.dump
                 break
             except Flaky as e:
                 # The failure depended on the interleaving: the shrunk sequence did
-                # not fail again. What failed first is the last FuzzFailure inside.
+                # not fail again, and the last sequence run is one that passed. The
+                # shortest one that failed is the machine's ``shortest_failure``.
                 report.flaky = True
-                report.violations = _first_failure(e) or [
-                    Violation(ViolationKind.CRASH, None, "fuzz", str(e), "xl")
-                ]
+                if machine.shortest_failure is not None:
+                    failing, failure = machine.shortest_failure
+                    report.violations = failure.violations
+                    report.deadlock = failure.dump
+                else:
+                    report.violations = _first_failure(e) or [
+                        Violation(ViolationKind.CRASH, None, "fuzz", str(e), "xl")
+                    ]
                 break
     finally:
         report.examples = machine.examples
@@ -309,7 +321,7 @@ def _run_campaign(
         report.schedules = machine.schedules
         report.refusals = dict(machine.refusals)
         report.seconds = time.monotonic() - t0
-        report.script = list(machine.last_log)
+        report.script = list(machine.last_log if failing is None else failing)
         if show:
             sys.stderr.write("\n")
 
@@ -352,8 +364,13 @@ def _replay_script(cfg: FuzzConfig, lines: list[str], report: FuzzReport) -> Non
                 machine._run(op)
     except FuzzFailure as e:
         report.violations = e.violations
+        report.deadlock = e.dump
     finally:
-        machine.teardown() if not report.violations else _quiet_teardown(machine)
+        try:
+            machine.teardown() if not report.violations else _quiet_teardown(machine)
+        except FuzzFailure as e:  # what fired after the last operation
+            report.violations = e.violations
+            report.deadlock = e.dump
         report.examples = 1
         report.operations = len(machine.log)
         report.schedules = machine.hammer.schedules
@@ -643,10 +660,15 @@ def _print(report: FuzzReport) -> None:
     if len(report.violations) > _SHOWN:
         more = len(report.violations) - _SHOWN
         print(f"  ... and {more} more (all of them in --json)", flush=True)
+    if report.deadlock is not None:
+        print("deadlock:", flush=True)
+        for line in report.deadlock.splitlines():
+            print(f"  {line}", flush=True)
     if report.flaky:
         print(
             "the failure depended on the interleaving: Hypothesis could not make the "
-            "shrunk sequence fail again; the sequence below is the last one run",
+            "shrunk sequence fail again; the sequence below is the shortest that "
+            "failed",
             flush=True,
         )
     if report.script:

@@ -1,0 +1,143 @@
+"""How the fuzz machine fails when Xen does not answer: a deadlock (in an operation or
+in a pCPU thread) comes with every thread's stack and the lock owners, a crash with its
+traceback, and the threads stop; a failure that does not come back when Hypothesis
+replays it is reported with the sequence that failed; what fires after a replayed
+script's last operation is reported, not raised."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from xensched.scenario import XlOp
+from xensched.spinlock import spin_lock_irq
+from xensched.violation import Violation, ViolationKind
+from xensched_stress import fuzz_cli
+from xensched_stress.fuzz import FuzzConfig, FuzzFailure, Hammer, XlFuzzMachine
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+CFG = FuzzConfig(cpus=2, seed=5, lock_timeout=0.3)
+#: Bound of the polls below (a wait, not an assertion on time).
+_POLL_BOUND = 30.0
+
+
+class Small(XlFuzzMachine):
+    config = CFG
+
+
+@pytest.fixture
+def machine() -> Iterator[XlFuzzMachine]:
+    before = threading.active_count()
+    m = Small()
+    try:
+        yield m
+    finally:
+        m._failed = True  # the test looks at the failure itself
+        m.teardown()
+        assert threading.active_count() == before  # no pCPU thread left behind
+
+
+def test_a_stuck_operation_is_a_deadlock_with_stacks(machine: XlFuzzMachine) -> None:
+    never = XlOp("cpupool-destroy", ("p9",))
+    with pytest.raises(FuzzFailure) as e:
+        machine._run(
+            never, lambda: machine.host.bus.wait_until(lambda: False, "nothing")
+        )
+    assert [v.kind for v in e.value.violations] == [ViolationKind.DEADLOCK]
+    dump = e.value.dump
+    assert dump is not None
+    assert dump.startswith("xl cpupool-destroy p9: xl waited")
+    assert "--- thread pcpu0 ---" in dump
+    assert "locks held:" in dump
+
+
+def test_a_stuck_pcpu_is_a_deadlock_with_stacks(machine: XlFuzzMachine) -> None:
+    h = machine.host
+    # A planted bug: the toolstack (this thread is bound to it) takes pCPU 1's lock
+    # and never lets it go.
+    spin_lock_irq(h.lock_of(1))
+    end = time.monotonic() + _POLL_BOUND
+    while machine.hammer.dump is None and time.monotonic() < end:
+        time.sleep(0.01)
+    with pytest.raises(FuzzFailure) as e:
+        machine._run(XlOp("cpupool-destroy", ("p9",)))
+    assert ViolationKind.DEADLOCK in {v.kind for v in e.value.violations}
+    assert e.value.dump is not None
+    assert "spun on 'schedule_data[1]._lock'" in e.value.dump.splitlines()[0]
+    assert "held by xl" in e.value.dump
+
+
+def test_an_exception_in_xen_is_a_crash_with_its_traceback(
+    machine: XlFuzzMachine,
+) -> None:
+    def boom() -> None:
+        raise RuntimeError("planted")
+
+    with pytest.raises(FuzzFailure) as e:
+        machine._run(XlOp("cpupool-destroy", ("p9",)), boom)
+    (v,) = e.value.violations
+    assert v.kind is ViolationKind.CRASH
+    assert "xl crashed: RuntimeError: planted" in v.message
+    assert "in boom" in v.message
+    assert e.value.dump is None
+
+
+class FailsOnce(XlFuzzMachine):
+    """Fails on its first example only: Hypothesis's replay of it passes (Flaky)."""
+
+    config = FuzzConfig(cpus=2, seed=5)
+    left: int = 1
+
+    def _run(self, op: XlOp, action: object = None) -> None:
+        super()._run(op)
+        if type(self).left == 0:
+            self.log.append("passing-run")  # tells the runs that passed apart
+        elif op.verb == "cpupool-cpu-add":
+            type(self).left -= 1
+            planted = Violation(ViolationKind.MEMBERSHIP, None, "xl", "planted", "xl")
+            self._fail_on([planted], op)
+
+
+def test_a_failure_that_does_not_come_back_is_reported_with_its_sequence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fuzz_cli, "machine_class", lambda cfg: FailsOnce)
+    report = fuzz_cli.FuzzReport(5, FailsOnce.config, None)
+    fuzz_cli._run_campaign(FailsOnce.config, 60.0, report, False, threading.Event())
+    assert report.flaky
+    assert [v.message for v in report.violations] == ["planted"]
+    # The sequence that failed (the initial pool's three operations), not the
+    # passing one Hypothesis ran last.
+    assert report.script[0].startswith("cpupool-create p1 ")
+    assert report.script[-1].startswith("cpupool-cpu-add p1 ")
+    assert len(report.script) == 3
+    assert "passing-run" not in report.script
+
+
+def test_what_fires_after_a_replayed_script_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stop = Hammer.stop
+
+    def late(self: Hammer) -> None:
+        stop(self)
+        self.host.bus.violation(ViolationKind.ASSERT, "late", "planted")
+
+    monkeypatch.setattr(Hammer, "stop", late)
+    report = fuzz_cli.FuzzReport(5, CFG, None)
+    fuzz_cli._replay_script(CFG, ["cpupool-create p1 credit2"], report)
+    assert [v.message for v in report.violations] == ["planted"]
+    assert report.exit_code == fuzz_cli.EXIT_FOUND
+
+
+def test_each_subclass_counts_its_own_campaign() -> None:
+    assert Small.refusals is not XlFuzzMachine.refusals
+    assert FailsOnce.refusals is not Small.refusals
+    assert Small.shortest_failure is None or Small.shortest_failure[0]
