@@ -497,6 +497,9 @@ class XlFuzzMachine(RuleBasedStateMachine):
     operations: ClassVar[int] = 0
     schedules: ClassVar[int] = 0
     refusals: ClassVar[dict[str, int]] = {}
+    #: ``cpupool-cpu-remove``s still refused with EAGAIN/EBUSY after every attempt
+    #: (allowed by the model: the host must be unchanged).
+    transient: ClassVar[int] = 0
     #: Set by a signal handler: the machine raises KeyboardInterrupt before its
     #: next operation, never inside one (whose locks would stay held).
     stop: ClassVar[threading.Event | None] = None
@@ -510,7 +513,7 @@ class XlFuzzMachine(RuleBasedStateMachine):
         # Each subclass counts its own campaign (a pytest subclass does not add to
         # another's figures, nor share its refusals dict).
         super().__init_subclass__(**kwargs)
-        cls.examples = cls.operations = cls.schedules = 0
+        cls.examples = cls.operations = cls.schedules = cls.transient = 0
         cls.refusals = {}
         cls.last_log = []
         cls.shortest_failure = None
@@ -609,6 +612,8 @@ class XlFuzzMachine(RuleBasedStateMachine):
                 time.sleep(min(0.0002 * (attempt + 1), 0.005))
             except Exception as e:  # not an answer of Xen's: a deadlock or a crash
                 self._broken(op, e)
+        if transient:
+            cls.transient += 1
         if got is not None:
             name = errno.errorcode.get(got, str(got))
             cls.refusals[name] = cls.refusals.get(name, 0) + 1
@@ -766,14 +771,7 @@ def machine_class(cfg: FuzzConfig) -> type[XlFuzzMachine]:
     return type(
         f"XlFuzz[{cfg.key()}]",
         (XlFuzzMachine,),
-        {
-            "config": cfg,
-            "examples": 0,
-            "operations": 0,
-            "schedules": 0,
-            "refusals": {},
-            "last_log": [],
-        },
+        {"config": cfg},  # the campaign's figures: __init_subclass__
     )
 
 

@@ -203,6 +203,7 @@ class FuzzReport:
     operations: int = 0
     schedules: int = 0
     refusals: dict[str, int] = field(default_factory=dict)
+    transient: int = 0
     seconds: float = 0.0
     violations: list[Violation] = field(default_factory=list)
     script: list[str] = field(default_factory=list)
@@ -243,6 +244,7 @@ class FuzzReport:
             "operations": self.operations,
             "schedules": self.schedules,
             "refusals": dict(sorted(self.refusals.items())),
+            "transient_refusals": self.transient,
             "seconds": round(self.seconds, 3),
             "violations": [v.to_json() for v in self.violations],
             "script": self.script,
@@ -320,6 +322,7 @@ def _run_campaign(
         report.operations = machine.operations
         report.schedules = machine.schedules
         report.refusals = dict(machine.refusals)
+        report.transient = machine.transient
         report.seconds = time.monotonic() - t0
         report.script = list(machine.last_log if failing is None else failing)
         if show:
@@ -374,6 +377,7 @@ def _replay_script(cfg: FuzzConfig, lines: list[str], report: FuzzReport) -> Non
         report.examples = 1
         report.operations = len(machine.log)
         report.schedules = machine.hammer.schedules
+        report.transient = machine.transient
         report.script = list(machine.log)
         report.seconds = time.monotonic() - t0
 
@@ -649,6 +653,12 @@ def _print(report: FuzzReport) -> None:
         f"in {report.seconds:.1f}s",
         flush=True,
     )
+    if report.transient:
+        print(
+            f"{report.transient} cpupool-cpu-remove still refused after "
+            "every retry while vCPUs were moved off (allowed: host unchanged)",
+            flush=True,
+        )
     if not report.complete:
         print("interrupted: partial report", flush=True)
     if not report.violations:

@@ -6,13 +6,15 @@ script's last operation is reported, not raised."""
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 
-from xensched.scenario import XlOp
+from xensched import XenError
+from xensched.scenario import XlOp, apply_xl
 from xensched.spinlock import spin_lock_irq
 from xensched.violation import Violation, ViolationKind
 from xensched_stress import fuzz_cli
@@ -141,3 +143,41 @@ def test_each_subclass_counts_its_own_campaign() -> None:
     assert Small.refusals is not XlFuzzMachine.refusals
     assert FailsOnce.refusals is not Small.refusals
     assert Small.shortest_failure is None or Small.shortest_failure[0]
+
+
+class FewAttempts(XlFuzzMachine):
+    config = FuzzConfig(cpus=2, seed=5, attempts=3)
+
+
+@pytest.mark.parametrize("changes_host", [False, True])
+def test_a_removal_refused_while_vcpus_move_is_allowed_if_nothing_changed(
+    changes_host: bool,
+) -> None:
+    before = threading.active_count()
+    m = FewAttempts()
+    transient = FewAttempts.transient
+    calls: list[int] = []
+    remove = XlOp("cpupool-cpu-remove", ("Pool-0", "1"))
+
+    def eagain() -> None:
+        # A planted host: every try answers EAGAIN (vCPUs still on the pCPU); the
+        # bad one removes the pCPU all the same on its first try.
+        calls.append(1)
+        if changes_host and len(calls) == 1:
+            apply_xl(m.host, remove)
+        raise XenError(errno.EAGAIN, "planted")
+
+    try:
+        if changes_host:
+            with pytest.raises(FuzzFailure) as e:
+                m._run(remove, eagain)
+            assert [v.kind for v in e.value.violations] == [ViolationKind.XL_RESULT]
+            assert "refused (EAGAIN), the host shows" in e.value.violations[0].message
+        else:
+            m._run(remove, eagain)
+        assert len(calls) == 3
+        assert FewAttempts.transient == transient + 1
+    finally:
+        m._failed = True
+        m.teardown()
+    assert threading.active_count() == before
