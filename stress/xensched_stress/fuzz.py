@@ -78,7 +78,7 @@ from xensched.violation import Violation, ViolationKind
 from .diagnostics import dump_locks, dump_threads
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from xensched import Host
     from xensched.smp import ExecContext
@@ -90,7 +90,9 @@ __all__ = [
     "Hammer",
     "Membership",
     "XlFuzzMachine",
+    "run_script",
     "script_scenario",
+    "shrink_by_replay",
 ]
 
 #: The domain whose vCPUs the pCPU threads wake, put to sleep and migrate.
@@ -773,6 +775,78 @@ def machine_class(cfg: FuzzConfig) -> type[XlFuzzMachine]:
         (XlFuzzMachine,),
         {"config": cfg},  # the campaign's figures: __init_subclass__
     )
+
+
+def run_script(machine: type[XlFuzzMachine], ops: Sequence[str]) -> FuzzFailure | None:
+    """Run the xl operations ``ops`` in order on a fresh ``machine`` (a hammered
+    host, every check after every operation): its failure, or None. The machine's
+    threads are stopped and joined; what fires after the last operation counts."""
+    m = machine()
+    failure: FuzzFailure | None = None
+    try:
+        for line in ops:
+            op = XlOp.parse(line)
+            if op.verb == "cpupool-migrate":
+                m.cpupool_migrate(
+                    *op.args
+                )  # under the harness rule, as the rule runs it
+            else:
+                m._run(op)
+    except FuzzFailure as e:
+        failure = e
+    finally:
+        if failure is not None:
+            m._failed = True  # reported: teardown only stops the threads
+        try:
+            m.teardown()
+        except FuzzFailure as e:
+            failure = e
+    return failure
+
+
+def shrink_by_replay(
+    machine: type[XlFuzzMachine],
+    ops: Sequence[str],
+    failure: FuzzFailure,
+    seconds: float,
+    tries: int = 5,
+) -> tuple[list[str], FuzzFailure]:
+    """Shrink a failing sequence whose failure depends on the interleaving, which
+    Hypothesis gives up on (Flaky): delta debugging by replay. Chunks of operations
+    (halves, then quarters, down to single ones) are removed, and a removal is kept
+    when one of ``tries`` replays still fails with a violation of a kind the original
+    failure had. Stops when no single operation can go or after ``seconds``; returns
+    the shortest sequence and the failure of its last failing replay."""
+    kinds = {v.kind for v in failure.violations}
+    deadline = time.monotonic() + seconds
+    best, best_failure = list(ops), failure
+
+    def fails(candidate: list[str]) -> FuzzFailure | None:
+        for _ in range(tries):
+            if time.monotonic() > deadline:
+                return None
+            f = run_script(machine, candidate)
+            if f is not None and kinds & {v.kind for v in f.violations}:
+                return f
+        return None
+
+    n = 2
+    while len(best) > 1 and time.monotonic() < deadline:
+        chunk = max(1, -(-len(best) // n))
+        removed = False
+        i = 0
+        while i < len(best) and time.monotonic() < deadline:
+            candidate = best[:i] + best[i + chunk :]
+            f = fails(candidate) if candidate else None
+            if f is not None:
+                best, best_failure, removed = candidate, f, True
+            else:
+                i += chunk
+        if not removed:
+            if chunk == 1:
+                break
+            n = min(n * 2, len(best))
+    return best, best_failure
 
 
 def script_scenario(cfg: FuzzConfig, ops: list[str], schedules: int = 3) -> Scenario:

@@ -68,7 +68,15 @@ from xensched.seeds import derive_seed, resolve_base_seed
 from xensched.signals import signal_name, stop_signals
 from xensched.violation import Violation, ViolationKind
 
-from .fuzz import FuzzConfig, FuzzFailure, XlFuzzMachine, machine_class, script_scenario
+from .fuzz import (
+    FuzzConfig,
+    FuzzFailure,
+    XlFuzzMachine,
+    machine_class,
+    run_script,
+    script_scenario,
+    shrink_by_replay,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -82,6 +90,10 @@ STEPS = 25
 DATABASE = os.path.join(".hypothesis", "xensched-fuzz")
 #: Explorer runs given to a failing script.
 EXPLORE_RUNS = 200
+#: A failure Hypothesis could not replay (Flaky) is shrunk by replaying for this long,
+#: and its replay command runs the script up to FLAKY_RUNS times.
+FLAKY_SHRINK_SECONDS = 30.0
+FLAKY_RUNS = 20
 #: Violations printed (the --json report has them all).
 _SHOWN = 5
 
@@ -163,6 +175,15 @@ def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
         "instead of generating sequences, with the same checks",
     )
     p.add_argument(
+        "--runs",
+        type=integer(1, 10_000),
+        default=None,
+        metavar="N",
+        help="with --replay: run the script up to N times, a fresh host each, "
+        "stopping at the first failure (default: 1; the replay command of a failure "
+        f"that depends on the interleaving says {FLAKY_RUNS})",
+    )
+    p.add_argument(
         "--script",
         metavar="FILE",
         help="where to write the shrunk failing sequence (default: "
@@ -213,6 +234,8 @@ class FuzzReport:
     #: After a deadlock: every thread's stack and every lock's owner.
     deadlock: str | None = None
     flaky: bool = False
+    #: A flaky failure's sequence before shrink_by_replay, in operations.
+    unshrunk: int | None = None
     complete: bool = True
 
     @property
@@ -251,6 +274,7 @@ class FuzzReport:
             "script_file": self.script_file,
             "replay_command": self.replay_command,
             "flaky": self.flaky,
+            "unshrunk_operations": self.unshrunk,
             "deadlock": self.deadlock,
             "explorer": self.explorer,
         }
@@ -312,6 +336,12 @@ def _run_campaign(
                     failing, failure = machine.shortest_failure
                     report.violations = failure.violations
                     report.deadlock = failure.dump
+                    report.unshrunk = len(failing)
+                    failing, failure = shrink_by_replay(
+                        machine, failing, failure, FLAKY_SHRINK_SECONDS
+                    )
+                    report.violations = failure.violations
+                    report.deadlock = failure.dump
                 else:
                     report.violations = _first_failure(e) or [
                         Violation(ViolationKind.CRASH, None, "fuzz", str(e), "xl")
@@ -354,37 +384,28 @@ def _first_failure(e: BaseException) -> list[Violation] | None:
     return None
 
 
-def _replay_script(cfg: FuzzConfig, lines: list[str], report: FuzzReport) -> None:
-    """Run the script's operations in order on one hammered host."""
+def _replay_script(
+    cfg: FuzzConfig, lines: list[str], report: FuzzReport, runs: int = 1
+) -> None:
+    """Run the script's operations in order on a hammered host, up to ``runs`` times
+    (a fresh host each), until one run fails."""
     t0 = time.monotonic()
-    machine = machine_class(cfg)()
+    machine = machine_class(cfg)
     try:
-        for line in lines:
-            op = XlOp.parse(line)
-            if op.verb == "cpupool-migrate":
-                machine.cpupool_migrate(*op.args)
-            else:
-                machine._run(op)
-    except FuzzFailure as e:
-        report.violations = e.violations
-        report.deadlock = e.dump
+        for _ in range(runs):
+            failure = run_script(machine, lines)
+            if failure is not None:
+                report.violations = failure.violations
+                report.deadlock = failure.dump
+                break
     finally:
-        try:
-            machine.teardown() if not report.violations else _quiet_teardown(machine)
-        except FuzzFailure as e:  # what fired after the last operation
-            report.violations = e.violations
-            report.deadlock = e.dump
-        report.examples = 1
-        report.operations = len(machine.log)
-        report.schedules = machine.hammer.schedules
+        report.examples = machine.examples
+        report.operations = machine.operations
+        report.schedules = machine.schedules
+        report.refusals = dict(machine.refusals)
         report.transient = machine.transient
-        report.script = list(machine.log)
+        report.script = list(machine.last_log)
         report.seconds = time.monotonic() - t0
-
-
-def _quiet_teardown(machine: XlFuzzMachine) -> None:
-    machine._failed = True
-    machine.teardown()
 
 
 def read_script(path: str) -> list[str]:
@@ -544,6 +565,8 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
             traffic=args.traffic,
         )
         cfg.scenario().validate()
+        if args.runs is not None and args.replay is None:
+            raise ConfigError("--runs N goes with --replay FILE")
         lines = read_script(args.replay) if args.replay is not None else None
         script = args.script or f"xensched-fuzz-{seed}.xl"
         check_output_paths(("--json", args.json), ("--script", script))
@@ -570,7 +593,7 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
     XlFuzzMachine.stop = stop.event
     try:
         if lines is not None:
-            _replay_script(cfg, lines, report)
+            _replay_script(cfg, lines, report, args.runs or 1)
         else:
             _run_campaign(cfg, args.duration, report, show, stop.event)
         if stop.event.is_set():
@@ -628,6 +651,8 @@ def _write_script(
     if cfg.race_detector:
         replay.append("--race-detector")
     replay += ["--seed", str(cfg.seed)]
+    if report.flaky:
+        replay += ["--runs", str(FLAKY_RUNS)]
     report.replay_command = f"{prog} {shlex.join(replay)}"
     header = [
         f"# xensched fuzz seed={cfg.seed}: {report.violations[0].describe().splitlines()[0]}",
@@ -675,14 +700,19 @@ def _print(report: FuzzReport) -> None:
         for line in report.deadlock.splitlines():
             print(f"  {line}", flush=True)
     if report.flaky:
+        how = (
+            f", shrunk by replaying it from {report.unshrunk} operations"
+            if report.unshrunk is not None
+            else ""
+        )
         print(
             "the failure depended on the interleaving: Hypothesis could not make the "
-            "shrunk sequence fail again; the sequence below is the shortest that "
-            "failed",
+            f"shrunk sequence fail again; the sequence below failed{how} (a replay "
+            "may need several runs)",
             flush=True,
         )
     if report.script:
-        shrunk = not report.flaky and report.script_file is not None
+        shrunk = report.script_file is not None
         print("shrunk sequence:" if shrunk else "sequence:", flush=True)
         for o in report.script:
             print(f"  xl {o}", flush=True)

@@ -7,6 +7,7 @@ script's last operation is reported, not raised."""
 from __future__ import annotations
 
 import errno
+import random
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -18,7 +19,14 @@ from xensched.scenario import XlOp, apply_xl
 from xensched.spinlock import spin_lock_irq
 from xensched.violation import Violation, ViolationKind
 from xensched_stress import fuzz_cli
-from xensched_stress.fuzz import FuzzConfig, FuzzFailure, Hammer, XlFuzzMachine
+from xensched_stress.fuzz import (
+    FuzzConfig,
+    FuzzFailure,
+    Hammer,
+    XlFuzzMachine,
+    run_script,
+    shrink_by_replay,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -111,6 +119,7 @@ def test_a_failure_that_does_not_come_back_is_reported_with_its_sequence(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(fuzz_cli, "machine_class", lambda cfg: FailsOnce)
+    monkeypatch.setattr(fuzz_cli, "FLAKY_SHRINK_SECONDS", 5.0)
     report = fuzz_cli.FuzzReport(5, FailsOnce.config, None)
     fuzz_cli._run_campaign(FailsOnce.config, 60.0, report, False, threading.Event())
     assert report.flaky
@@ -121,6 +130,7 @@ def test_a_failure_that_does_not_come_back_is_reported_with_its_sequence(
     assert report.script[-1].startswith("cpupool-cpu-add p1 ")
     assert len(report.script) == 3
     assert "passing-run" not in report.script
+    assert report.unshrunk == 3  # and shrinking by replay found nothing shorter
 
 
 def test_what_fires_after_a_replayed_script_is_reported(
@@ -181,3 +191,56 @@ def test_a_removal_refused_while_vcpus_move_is_allowed_if_nothing_changed(
         m._failed = True
         m.teardown()
     assert threading.active_count() == before
+
+
+class FailsOnP2(XlFuzzMachine):
+    """A planted bug: creating pool p2 fails, one time in two (by a seeded coin)."""
+
+    config = FuzzConfig(cpus=2, seed=5)
+    coin = random.Random(1)
+
+    def _run(self, op: XlOp, action: object = None) -> None:
+        super()._run(op)
+        p2 = op.verb == "cpupool-create" and op.args[0] == "p2"
+        if p2 and type(self).coin.random() < 0.5:
+            planted = Violation(ViolationKind.ASSERT, None, "xl", "planted", "xl")
+            self._fail_on([planted], op)
+
+
+def test_shrinking_by_replay_keeps_what_fails_now_and_then() -> None:
+    script = [
+        "cpupool-create p1 credit2",
+        "cpupool-cpu-remove Pool-0 1",
+        "cpupool-cpu-add p1 1",
+        "create d1 p1 1",
+        "cpupool-create p2 rtds",
+        "destroy d1",
+        "cpupool-destroy p9",
+    ]
+    first = None
+    while first is None:  # bounded: a fair coin (seeded) comes up tails soon
+        first = run_script(FailsOnP2, script)
+    ops, failure = shrink_by_replay(FailsOnP2, script, first, seconds=60, tries=8)
+    assert ops == ["cpupool-create p2 rtds"]
+    assert [v.message for v in failure.violations] == ["planted"]
+
+
+def test_a_replay_runs_until_it_fails(tmp_path: Path) -> None:
+    report = fuzz_cli.FuzzReport(5, CFG, None)
+    fuzz_cli._replay_script(CFG, ["cpupool-create p1 credit2"], report, runs=3)
+    assert report.examples == 3
+    assert report.violations == []
+    assert report.refusals == {}
+    report = fuzz_cli.FuzzReport(5, CFG, None)
+    fuzz_cli._replay_script(CFG, ["cpupool-destroy p9"] * 2, report, runs=2)
+    assert report.refusals == {"ENOENT": 4}
+
+
+def test_runs_without_replay_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert fuzz_cli.main(["--runs", "3"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "xensched fuzz: error: --runs N goes with --replay FILE\n"
+    assert out == ""
