@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests._schemas import validate
 from xensched import XenError
 from xensched.scenario import XlOp, apply_xl
 from xensched.spinlock import spin_lock_irq
@@ -244,3 +245,19 @@ def test_runs_without_replay_is_one_line(
     out, err = capsys.readouterr()
     assert err == "xensched fuzz: error: --runs N goes with --replay FILE\n"
     assert out == ""
+
+
+def test_a_deadlock_report_exits_3_and_validates() -> None:
+    report = fuzz_cli.FuzzReport(5, CFG, None)
+    report.violations = [
+        Violation(ViolationKind.DEADLOCK, 1, "_spin_lock", "pcpu1 spun", "pcpu1")
+    ]
+    report.deadlock = "pcpu1 spun\n\nlocks held:\n  none"
+    report.flaky, report.unshrunk, report.transient = True, 7, 2
+    report.script = ["cpupool-create p1 credit2"]
+    assert report.exit_code == fuzz_cli.EXIT_DEADLOCK
+    data = report.to_json()
+    validate("fuzz", data)
+    assert data["deadlock"] == report.deadlock
+    assert data["unshrunk_operations"] == 7
+    assert data["transient_refusals"] == 2
