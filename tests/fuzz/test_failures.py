@@ -1,8 +1,10 @@
 """How the fuzz machine fails when Xen does not answer: a deadlock (in an operation or
 in a pCPU thread) comes with every thread's stack and the lock owners, a crash with its
 traceback, and the threads stop; a failure that does not come back when Hypothesis
-replays it is reported with the sequence that failed; what fires after a replayed
-script's last operation is reported, not raised."""
+replays it is reported with the sequence that failed, shrunk by replaying it; a replay
+runs until it fails; what fires after a replayed script's last operation is reported,
+not raised; the allowance for removals refused while vCPUs move holds only when the
+host is unchanged."""
 
 from __future__ import annotations
 
