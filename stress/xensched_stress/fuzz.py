@@ -310,8 +310,19 @@ class Membership:
 
 def check_schedulers(h: Host) -> list[str]:
     """Each pCPU runs its pool's scheduler instance (the boot one when free) and uses
-    the lock that instance designates for it: what is wrong, one line each."""
+    the lock that instance designates for it, and each pool but Pool-0 has an
+    instance of its own (``scheduler_alloc()``; Pool-0 and the free pCPUs run the
+    boot one, ``&ops``): what is wrong, one line each."""
     wrong = []
+    seen: dict[int, str] = {id(h.ops): POOL0}
+    for p in h.cpupool_list:
+        if p is h.cpupool0:
+            if p.sched is not h.ops:
+                wrong.append(f"{POOL0} runs {p.sched.label}, not the boot scheduler")
+            continue
+        other = seen.setdefault(id(p.sched), p.name)
+        if other != p.name:
+            wrong.append(f"{p.name} shares its scheduler instance with {other}")
     owner = {c: p for p in h.cpupool_list for c in p.cpu_valid.peek()}
     for cpu in range(h.nr_cpus):
         pool = owner.get(cpu)

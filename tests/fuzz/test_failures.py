@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests._schemas import validate
-from xensched import XenError
+from xensched import Host, XenError
 from xensched.scenario import XlOp, apply_xl
+from xensched.smp import bind
 from xensched.spinlock import spin_lock_irq
 from xensched.violation import Violation, ViolationKind
 from xensched_stress import fuzz_cli
@@ -27,6 +28,7 @@ from xensched_stress.fuzz import (
     FuzzFailure,
     Hammer,
     XlFuzzMachine,
+    check_schedulers,
     run_script,
     shrink_by_replay,
 )
@@ -263,3 +265,16 @@ def test_a_deadlock_report_exits_3_and_validates() -> None:
     assert data["deadlock"] == report.deadlock
     assert data["unshrunk_operations"] == 7
     assert data["transient_refusals"] == 2
+
+
+def test_planted_shared_scheduler_instance_is_seen() -> None:
+    h = Host(4, sched="credit", dom0_vcpus=1)
+    with bind(h.toolstack_context("xl")):
+        h.cpupool_create("p1", "credit2")
+        h.cpupool_create("p2", "credit2")
+    assert check_schedulers(h) == []
+    pools = {p.name: p for p in h.cpupool_list}
+    pools["p2"].sched = pools["p1"].sched  # planted: one instance for two pools
+    assert check_schedulers(h) == ["p2 shares its scheduler instance with p1"]
+    pools["p2"].sched = h.ops  # planted: a pool on the boot instance
+    assert check_schedulers(h) == ["p2 shares its scheduler instance with Pool-0"]
