@@ -23,7 +23,12 @@ move (remove then add, as xl does), ``cpupool-migrate``, ``create``, ``destroy``
 A failure raises :class:`FuzzFailure`; Hypothesis shrinks the sequence and keeps it in
 its example database. Every machine records the operations it ran in ``log`` (the
 class attribute :attr:`XlFuzzMachine.last_log` holds the last machine's), so that the
-last, shrunk execution can be printed as an xl script.
+last, shrunk execution can be printed as an xl script; the shortest failing one is
+kept too (:attr:`XlFuzzMachine.shortest_failure`) for a failure Hypothesis cannot
+replay, which :func:`shrink_by_replay` shrinks by replaying (:func:`run_script`).
+An operation that does not return in time, or a pCPU thread stuck on a lock, is a
+``deadlock`` whose :attr:`FuzzFailure.dump` has every thread's stack and every lock's
+owner; the example's threads then give up quickly and are joined.
 
 pytest users subclass it (see the README, *xensched fuzz*)::
 
