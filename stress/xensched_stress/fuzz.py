@@ -826,13 +826,16 @@ def shrink_by_replay(
     failure: FuzzFailure,
     seconds: float,
     tries: int = 5,
+    max_tries: int = 40,
 ) -> tuple[list[str], FuzzFailure]:
     """Shrink a failing sequence whose failure depends on the interleaving, which
     Hypothesis gives up on (Flaky): delta debugging by replay. Chunks of operations
     (halves, then quarters, down to single ones) are removed, and a removal is kept
     when one of ``tries`` replays still fails with a violation of a kind the original
-    failure had. Stops when no single operation can go or after ``seconds``; returns
-    the shortest sequence and the failure of its last failing replay."""
+    failure had. When no single operation can go, the tries are doubled (a rare
+    failure needs more replays to be seen) up to ``max_tries``, and it stops there or
+    after ``seconds``; returns the shortest sequence and the failure of its last
+    failing replay."""
     kinds = {v.kind for v in failure.violations}
     deadline = time.monotonic() + seconds
     best, best_failure = list(ops), failure
@@ -860,7 +863,9 @@ def shrink_by_replay(
                 i += chunk
         if not removed:
             if chunk == 1:
-                break
+                if tries * 2 > max_tries:
+                    break
+                tries *= 2  # seen by fails(): the next single-op pass replays more
             n = min(n * 2, len(best))
     return best, best_failure
 

@@ -700,11 +700,13 @@ def _print(report: FuzzReport) -> None:
         for line in report.deadlock.splitlines():
             print(f"  {line}", flush=True)
     if report.flaky:
-        how = (
-            f", shrunk by replaying it from {report.unshrunk} operations"
-            if report.unshrunk is not None
-            else ""
-        )
+        how = ""
+        if report.unshrunk is not None:
+            how = (
+                f", shrunk by replaying it from {report.unshrunk} operations"
+                if report.unshrunk > len(report.script)
+                else ", which replaying could not shorten"
+            )
         print(
             "the failure depended on the interleaving: Hypothesis could not make the "
             f"shrunk sequence fail again; the sequence below failed{how} (a replay "
