@@ -177,7 +177,9 @@ def test_a_dpor_that_ignores_a_dependence_misses_what_dfs_finds() -> None:
 
 
 # -- the built-in Xen scenarios, against bounded DFS -------------------------------------
-@pytest.mark.parametrize("protocol", ["legacy", "fixed"])
+@pytest.mark.parametrize(
+    "protocol", [pytest.param("legacy", marks=pytest.mark.slow), "fixed"]
+)
 def test_dpor_covers_bounded_dfs_on_round_trip(protocol: str) -> None:
     target = ScenarioTarget(round_trip(protocol=protocol))
     dfs = explore(target, BoundedDFS(1))
@@ -198,7 +200,9 @@ def test_a_dpor_blind_to_the_lock_pointer_misses_the_race() -> None:
 
 
 # -- sharding ---------------------------------------------------------------------------
-@pytest.mark.parametrize("strategy", ["dpor", "dfs"])
+@pytest.mark.parametrize(
+    "strategy", ["dpor", pytest.param("dfs", marks=pytest.mark.slow)]
+)
 def test_shards_cover_the_tree(strategy: str) -> None:
     # DFS's shards split its tree exactly. DPOR's try every thread at the split
     # (a superset of a source set) and their sleep sets do not cross shards: they

@@ -60,12 +60,14 @@ def _problems(
     return set(reproduce_transition(t, pause="mover", memory_model=model).problems)
 
 
+@pytest.mark.slow
 def test_reproduce_shows_the_missing_barrier_under_relaxed_only() -> None:
     for model, want in (("sc", set()), ("tso", set()), ("relaxed", {"lock-mismatch"})):
         got = _problems("credit", "credit2", "add", "fixed-without:barrier", model)
         assert got == want, model
 
 
+@pytest.mark.slow
 def test_xen_4_7_arinc653_switch_has_no_barrier_and_relaxed_shows_it() -> None:
     """A result, not a bug of the model: 94734ab7c3's ``a653_switch_sched`` stores the
     lock pointer with no ``smp_mb()`` before it (later Xen does the barrier and the

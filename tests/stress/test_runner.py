@@ -158,6 +158,7 @@ def test_legacy_credit_credit2_race_is_found() -> None:
     assert "what every context did last" in r.render()
 
 
+@pytest.mark.slow
 def test_keep_going_counts_every_violation() -> None:
     cfg = StressConfig(
         boot="rtds",

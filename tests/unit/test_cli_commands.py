@@ -156,6 +156,7 @@ def test_reproduce_filters_select_the_moves(
     assert {str(t.protocol) for t in asked} == {"legacy", "fixed"}
 
 
+@pytest.mark.slow
 def test_reproduce_remove_row_and_verbose(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["reproduce", "--boot", "rtds", "--pool", "credit2", "--direction"]
     code, out, _ = _run([*argv, "remove", "--protocol", "legacy", "-v"], capsys)
@@ -325,6 +326,7 @@ def test_version_and_missing_or_unknown_command(
         assert re.search(rf"^  {cmd} ", out, re.M), cmd
 
 
+@pytest.mark.slow
 def test_reproduce_in_a_subprocess(tmp_path: Path) -> None:
     """``python -m xensched``: the table on stdout, nothing on stderr, exit 0."""
     f = tmp_path / "r.json"

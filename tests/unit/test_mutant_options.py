@@ -228,6 +228,7 @@ def test_mutate_list_names_every_mutant_with_a_line_each(
     assert {find_mutant(line.split()[0]) for line in lines} == set(CATALOG)
 
 
+@pytest.mark.slow
 def test_reproduce_replays_of_an_edit_mutant_are_named_after_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -355,6 +355,7 @@ def test_the_readme_protocol_is_fixed_without_barrier(mymod: str) -> None:
     assert h.lock_of(X) is h.scheduler_of(X).lock_for(X)
 
 
+@pytest.mark.slow
 def test_a_user_protocol_runs_through_reproduce(mymod: str) -> None:
     for direction in ("add", "remove"):
         mine = reproduce_transition(

@@ -181,7 +181,9 @@ def expected(t: Transition) -> tuple[set[str], set[str]]:
     [
         ("credit", "credit2", "add"),  # Credit -> Credit2: window [2]
         ("credit2", "credit", "add"),  # Credit2 -> Credit: window [1]
-        ("credit", "credit2", "remove"),  # Credit2 -> Credit, out of a pool
+        pytest.param(
+            "credit", "credit2", "remove", marks=pytest.mark.slow
+        ),  # Credit2 -> Credit, out of a pool
     ],
 )
 def test_problem_1_window_on_legacy_only(
@@ -201,6 +203,7 @@ def test_problem_1_window_on_legacy_only(
     assert fixed.first == ()
 
 
+@pytest.mark.slow
 def test_problems_2_and_3_rtds_to_credit2_on_legacy() -> None:
     legacy = result(Transition("rtds", "credit2", "add", LEGACY))
     assert {MISMATCH, ASSERT, CLOBBERED} <= set(legacy.problems)
@@ -395,6 +398,7 @@ def test_build_host_starting_state(direction: Direction) -> None:
     assert pools["p"].domains == ("d1",)
 
 
+@pytest.mark.slow
 def test_without_the_lock_recheck_the_fixed_protocol_fails() -> None:
     # The observers' side: a pCPU that read the lock pointer before the move and
     # takes the old lock after it, with no re-check, runs the new scheduler's code
