@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import shlex
@@ -238,6 +239,15 @@ class FuzzReport:
     unshrunk: int | None = None
     complete: bool = True
 
+    def take_figures(self, machine: type[XlFuzzMachine], seconds: float) -> None:
+        """The campaign figures a machine class counted, and the time it took."""
+        self.examples = machine.examples
+        self.operations = machine.operations
+        self.schedules = machine.schedules
+        self.refusals = dict(machine.refusals)
+        self.transient = machine.transient
+        self.seconds = seconds
+
     @property
     def exit_code(self) -> int:
         if not self.complete:
@@ -320,7 +330,9 @@ def _run_campaign(
             hypothesis_seed(derive_seed(cfg.seed, f"fuzz-batch-{batch}"))(machine)
             batch += 1
             try:
-                with contextlib.redirect_stdout(sys.stderr if show else _DEVNULL):
+                # Hypothesis prints the falsifying steps: to the terminal's stderr
+                # when progress shows, else nowhere (the report prints the script).
+                with contextlib.redirect_stdout(sys.stderr if show else io.StringIO()):
                     run_state_machine_as_test(machine, settings=batch_settings)
             except FuzzFailure as e:
                 # Hypothesis ran the shrunk sequence last: ``last_log`` is its.
@@ -348,26 +360,10 @@ def _run_campaign(
                     ]
                 break
     finally:
-        report.examples = machine.examples
-        report.operations = machine.operations
-        report.schedules = machine.schedules
-        report.refusals = dict(machine.refusals)
-        report.transient = machine.transient
-        report.seconds = time.monotonic() - t0
+        report.take_figures(machine, time.monotonic() - t0)
         report.script = list(machine.last_log if failing is None else failing)
         if show:
             sys.stderr.write("\n")
-
-
-class _Devnull:
-    def write(self, s: str) -> int:
-        return len(s)
-
-    def flush(self) -> None:
-        pass
-
-
-_DEVNULL = _Devnull()
 
 
 def _first_failure(e: BaseException) -> list[Violation] | None:
@@ -399,13 +395,8 @@ def _replay_script(
                 report.deadlock = failure.dump
                 break
     finally:
-        report.examples = machine.examples
-        report.operations = machine.operations
-        report.schedules = machine.schedules
-        report.refusals = dict(machine.refusals)
-        report.transient = machine.transient
+        report.take_figures(machine, time.monotonic() - t0)
         report.script = list(machine.last_log)
-        report.seconds = time.monotonic() - t0
 
 
 def read_script(path: str) -> list[str]:
