@@ -78,12 +78,13 @@ from xensched.scenario import (
     build_host,
 )
 from xensched.smp import bind
+from xensched.spinlock import spin_lock, spin_unlock
 from xensched.violation import Violation, ViolationKind
 
 from .diagnostics import dump_locks, dump_threads
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
 
     from xensched import Host
     from xensched.smp import ExecContext
@@ -346,10 +347,6 @@ def check_schedulers(h: Host) -> list[str]:
 
 
 # -- the pCPU threads ------------------------------------------------------------------------
-class _Stats(CpuStats):
-    __slots__ = ("exited",)
-
-
 class Hammer:
     """A host whose pCPU threads run ``schedule()`` with traffic until :meth:`stop`.
 
@@ -379,7 +376,7 @@ class Hammer:
         self.threads: list[threading.Thread] = []
         self.stragglers: list[str] = []
         self.schedules = 0
-        self._stats: list[_Stats] = []
+        self._stats: list[CpuStats] = []
         #: The first deadlock's stacks and lock owners (None: none seen).
         self.dump: str | None = None
         self._dump_lock = threading.Lock()  # plumbing: two pCPUs may time out at once
@@ -424,7 +421,7 @@ class Hammer:
         bus = self.host.bus
         bus.lock_timeout = min(bus.lock_timeout, _TEARDOWN_LOCK_TIMEOUT)
 
-    def _main(self, cpu: int, st: _Stats) -> None:
+    def _main(self, cpu: int, st: CpuStats) -> None:
         h = self.host
         ctx = h.cpu_contexts[cpu]
         with bind(ctx):
@@ -443,7 +440,7 @@ class Hammer:
 
     def start(self) -> None:
         for cpu in range(self.host.nr_cpus):
-            st = _Stats(None)
+            st = CpuStats(None)
             self._stats.append(st)
             t = threading.Thread(
                 target=self._main, args=(cpu, st), name=f"pcpu{cpu}", daemon=True
@@ -610,7 +607,9 @@ class XlFuzzMachine(RuleBasedStateMachine):
         expected = self.model.predict(op)
         got: int | None = None
         transient = False
-        for attempt in range(self.config.attempts if op.verb.endswith("remove") else 1):
+        # Only a removal is retried: vCPUs still being moved off the pCPU.
+        removal = op.verb == "cpupool-cpu-remove"
+        for attempt in range(self.config.attempts if removal else 1):
             try:
                 (action or (lambda: apply_xl(self.host, op)))()
                 got = None
@@ -620,10 +619,7 @@ class XlFuzzMachine(RuleBasedStateMachine):
                 raise
             except XenError as e:
                 got = e.errno
-                retry = op.verb == "cpupool-cpu-remove" and got in (
-                    errno.EAGAIN,
-                    errno.EBUSY,
-                )
+                retry = removal and got in (errno.EAGAIN, errno.EBUSY)
                 if not retry or expected is not None:
                     break
                 transient = attempt + 1 == self.config.attempts
@@ -728,12 +724,15 @@ class XlFuzzMachine(RuleBasedStateMachine):
         def migrate() -> None:
             # Harness rule (module docstring): no traffic on the domain and no
             # migration of its vCPUs pending while it moves.
-            with _held(guard):
+            spin_lock(guard)
+            try:
                 self.host.bus.wait_until(
                     lambda: not any(v.migrating.peek() for v in d.vcpus),
                     f"the pending migrations of {d.name}",
                 )
                 apply_xl(self.host, op)
+            finally:
+                spin_unlock(guard)
 
         self._run(op, migrate)
 
@@ -757,17 +756,6 @@ class XlFuzzMachine(RuleBasedStateMachine):
     def vcpu_pin(self, name: str, index: int, data: st.DataObject) -> None:
         cpu = data.draw(st.integers(0, self.config.cpus - 1), label="cpu")
         self._run(XlOp("vcpu-pin", (f"{name}v{index}", str(cpu))))
-
-
-@contextlib.contextmanager
-def _held(lock: Any) -> Iterator[None]:
-    from xensched.spinlock import spin_lock, spin_unlock
-
-    spin_lock(lock)
-    try:
-        yield
-    finally:
-        spin_unlock(lock)
 
 
 def _errname(e: int | None) -> str:

@@ -40,7 +40,8 @@ def _fuzz(
         (["--mutant", "nope"], "--mutant 'nope': no such mutant"),
         (["--mutant", "legacy", "--protocol", "fixed"], "cannot be combined"),
         (["--duration", "-1"], "--duration"),
-        (["--traffic", "2"], "--traffic 2.0: must be in [0, 1]"),
+        (["--traffic", "2"], "--traffic 2: must be a probability in [0, 1]"),
+        (["--protocol", "fixed-without:nope"], "unknown part 'nope'"),
         (["--replay", "missing.xl"], "--replay missing.xl: No such file"),
     ],
 )
