@@ -64,7 +64,7 @@ from xensched.outputs import (
     write_json_report,
     write_text_atomic,
 )
-from xensched.scenario import XL_VERBS, XlOp
+from xensched.scenario import XL_VERBS, XlOp, check_protocol
 from xensched.seeds import derive_seed, resolve_base_seed
 from xensched.signals import signal_name, stop_signals
 from xensched.violation import Violation, ViolationKind
@@ -152,7 +152,7 @@ def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--protocol",
-        # Checked with the rest of the config (FuzzConfig.scenario().validate()),
+        # Checked with the rest of the config (check_protocol in _main),
         # for a one-line error naming the part or module at fault, as stress does.
         default=None,
         metavar="SPEC",
@@ -536,7 +536,7 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
         return _err(prog, str(e))
     m: Mutant | None = args.mutant
     try:
-        protocol = mutant_protocol(args.protocol, m) or "fixed"
+        protocol = check_protocol(mutant_protocol(args.protocol, m) or "fixed")
         cfg = FuzzConfig(
             cpus=args.cpus,
             boot=args.boot,

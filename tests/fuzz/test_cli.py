@@ -41,7 +41,10 @@ def _fuzz(
         (["--mutant", "legacy", "--protocol", "fixed"], "cannot be combined"),
         (["--duration", "-1"], "--duration"),
         (["--traffic", "2"], "--traffic 2: must be a probability in [0, 1]"),
-        (["--protocol", "fixed-without:nope"], "unknown part 'nope'"),
+        (
+            ["--protocol", "fixed-without:nope"],
+            "error: protocol fixed-without:nope: unknown part 'nope'",
+        ),
         (["--replay", "missing.xl"], "--replay missing.xl: No such file"),
     ],
 )
