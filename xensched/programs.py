@@ -65,6 +65,7 @@ __all__ = [
     "Env",
     "Harness",
     "XlStats",
+    "migrations_landed",
     "run_controlled",
     "run_program",
     "thread_rng",
@@ -225,7 +226,7 @@ class Harness:
         self.toolstack = SharedExclusive(h.bus)
 
 
-def _migrations_landed(d: Domain) -> Callable[[], bool]:
+def migrations_landed(d: Domain) -> Callable[[], bool]:
     # A wait predicate: it only reads (a plain flag today).
     def landed() -> bool:
         return not any(v.migrating.peek() for v in d.vcpus)
@@ -393,7 +394,7 @@ def _move_domain(
             # module docstring); the pCPU running the vCPU was asked to reschedule,
             # so this takes one schedule() there.
             h.bus.wait_until(
-                _migrations_landed(d), f"the pending migrations of {d.name}"
+                migrations_landed(d), f"the pending migrations of {d.name}"
             )
             if _xl(st, lambda: h.cpupool_migrate(d, dst), prog.attempts, env):
                 st.domain_moves += 1

@@ -65,7 +65,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from xensched import SCHEDULERS, DeadlockError, XenError, XenschedError
 from xensched.drivers.free import free_running
 from xensched.lockdep import Lockdep
-from xensched.programs import CpuStats, Harness, run_pcpu_loop, thread_rng
+from xensched.programs import (
+    CpuStats,
+    Harness,
+    migrations_landed,
+    run_pcpu_loop,
+    thread_rng,
+)
 from xensched.race_detector import RaceDetector
 from xensched.scenario import (
     POOL0,
@@ -727,8 +733,7 @@ class XlFuzzMachine(RuleBasedStateMachine):
             spin_lock(guard)
             try:
                 self.host.bus.wait_until(
-                    lambda: not any(v.migrating.peek() for v in d.vcpus),
-                    f"the pending migrations of {d.name}",
+                    migrations_landed(d), f"the pending migrations of {d.name}"
                 )
                 apply_xl(self.host, op)
             finally:
