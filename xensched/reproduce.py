@@ -22,6 +22,14 @@ at every one of its points, the observers as well as the mover:
    (read the lock pointer, the move completes, act on the stale lock), which is how a
    pCPU without the re-check of the lock macros goes wrong.
 
+A cpu-remove also runs the built-in scenario ``busy-peer-remove``
+(:func:`xensched.scenario.busy_peer_remove`): pCPU ``x`` leaves the pool while it runs a
+vCPU and a pool peer load-balances. That is the one window of
+``pcpu_schedule_trylock`` a single move opens (Credit's ``csched_load_balance`` trylocks
+only busy peers, and ``patch-move``'s ``x`` is idle); there the dry run is followed by
+the runs that pause the load-balancing peer at each of its points, not the other
+threads, whose windows are ``patch-move``'s.
+
 Each problem found comes with the execution that showed it first, which can be written
 as a replay file (``xensched reproduce --replay-dir DIR``; ``xensched replay FILE``).
 
@@ -53,9 +61,12 @@ from xensched.lockdep import Lockdep
 from xensched.protocol import SwitchProtocol
 from xensched.race_detector import RaceDetector
 from xensched.scenario import (
+    BUSY_OBSERVER_CPU,
     PATCH_MOVING_CPU,
     PATCH_PEER_CPU,
+    PcpuOps,
     build_host as scenario_build_host,
+    busy_peer_remove,
     patch_move,
 )
 from xensched.schedulers import SCHEDULERS
@@ -112,6 +123,8 @@ class Result:
     lockdep: LockdepSummary | None = field(default=None, compare=False)
     #: What the race detector checked over the move's runs, else None.
     race_detector: RaceSummary | None = field(default=None, compare=False)
+    #: The scenario each of ``executions`` ran (empty: ``patch-move``'s, for all).
+    scenarios: tuple[Scenario, ...] = field(default=(), compare=False)
 
     def replay(self, i: int) -> Replay:
         """The replay of the execution that showed ``problems[i]`` first."""
@@ -119,7 +132,9 @@ class Result:
             self.executions[i].first_of(self.problems[i]),
             seed=0,
             strategy="reproduce",
-            scenario=scenario_of(self.transition, self.mutants, self.memory_model),
+            scenario=self.scenarios[i]
+            if self.scenarios
+            else scenario_of(self.transition, self.mutants, self.memory_model),
             options={
                 **({"lockdep": True} if self.lockdep is not None else {}),
                 **({"race_detector": True} if self.race_detector is not None else {}),
@@ -258,7 +273,22 @@ def scenario_of(
     t: Transition, mutants: Sequence[str] = (), memory_model: str = "sc"
 ) -> Scenario:
     """The ``patch-move`` scenario of one transition, under ``memory_model``."""
-    sc = patch_move(t.boot, t.pool, t.direction, str(t.protocol))
+    return _variant(
+        patch_move(t.boot, t.pool, t.direction, str(t.protocol)), mutants, memory_model
+    )
+
+
+def busy_scenario_of(
+    t: Transition, mutants: Sequence[str] = (), memory_model: str = "sc"
+) -> Scenario | None:
+    """The ``busy-peer-remove`` scenario of a cpu-remove (None for a cpu-add)."""
+    if t.direction != "remove":
+        return None
+    sc = busy_peer_remove(t.boot, t.pool, str(t.protocol))
+    return _variant(sc, mutants, memory_model)
+
+
+def _variant(sc: Scenario, mutants: Sequence[str], memory_model: str) -> Scenario:
     if mutants or memory_model != "sc":
         sc = sc.replace(mutants=tuple(mutants), memory_model=memory_model)
     return sc
@@ -341,18 +371,31 @@ def reproduce_transition(
     made: dict[str, int] = {}
     for name in dry.schedule:
         made[name] = made.get(name, 0) + 1
-    seen: dict[str, tuple[Violation, Execution]] = {}
+    seen: dict[str, tuple[Violation, Execution, Scenario]] = {}
 
-    def note(ex: Execution) -> None:
+    def note(ex: Execution, of: Scenario) -> None:
         for v in ex.violations:
-            seen.setdefault(v.kind.value, (v, ex))
+            seen.setdefault(v.kind.value, (v, ex, of))
 
-    note(dry)
+    note(dry, sc)
     runs = 1
     threads = [p.name for p in sc.threads] if pause == PAUSE_ALL else [MOVER]
     for thread in threads:
         for k in range(made.get(thread, 0) + 1):
-            note(run_once(sc, thread, k))
+            note(run_once(sc, thread, k), sc)
+            runs += 1
+    busy = busy_scenario_of(t, mutants, memory_model)
+    if busy is not None and pause == PAUSE_ALL:
+        busy_dry = run_once(busy, None, 0)
+        note(busy_dry, busy)
+        runs += 1
+        observer = next(
+            p.name
+            for p in busy.threads
+            if isinstance(p, PcpuOps) and p.cpu == BUSY_OBSERVER_CPU
+        )
+        for k in range(busy_dry.schedule.count(observer) + 1):
+            note(run_once(busy, observer, k), busy)
             runs += 1
     order = [kind.value for kind in ViolationKind]
     problems = tuple(sorted(seen, key=order.index))
@@ -371,6 +414,7 @@ def reproduce_transition(
         functools.reduce(RaceSummary.merge, dets, RaceSummary())
         if dets is not None
         else None,
+        tuple(seen[p][2] for p in problems),
     )
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "POOL0",
     "SCENARIO_VERSION",
     "SETUP_CONTEXT",
+    "SETUP_ONLY_VERBS",
     "SETUP_PROTOCOL",
     "XL_VERBS",
     "CpuOp",
@@ -130,7 +131,12 @@ XL_VERBS: Final[dict[str, tuple[str, ...]]] = {
     "vcpu-pin": ("VCPU", "CPU"),
     "vcpu-sleep": ("VCPU",),
     "vcpu-wake": ("VCPU",),
+    # Not xl's: pCPU CPU runs schedule() once, so that a scenario can start with a
+    # vCPU running. Setup only: a toolstack thread must not act as a pCPU.
+    "schedule": ("CPU",),
 }
+#: Verbs of :data:`XL_VERBS` that only ``setup`` may use.
+SETUP_ONLY_VERBS: Final = frozenset({"schedule"})
 #: Verbs of :class:`CpuOp`: what a pCPU does in Xen, run on that pCPU.
 CPU_VERBS: Final[dict[str, tuple[str, ...]]] = {
     "schedule": (),
@@ -484,6 +490,8 @@ class Scenario:
                 raise ConfigError(f"{where}.pool {d.pool!r}: no such pool")
         for i, op in enumerate(self.setup):
             why = op.problem()
+            if not why and op.verb == "schedule" and int(op.args[0]) >= self.cpus:
+                why = f"cpu{op.args[0]} does not exist (cpus={self.cpus})"
             if why:
                 raise ConfigError(f"setup[{i}] {str(op)!r}: {why}")
         self._validate_threads()
@@ -561,6 +569,8 @@ class Scenario:
                         )
                     for j, xop in enumerate(t.ops):
                         why = xop.problem()
+                        if not why and xop.verb in SETUP_ONLY_VERBS:
+                            why = f"{xop.verb!r} is for setup only"
                         if why:
                             raise ConfigError(f"{where}.ops[{j}] {str(xop)!r}: {why}")
                 elif t.moves is not None and t.moves < 0:
@@ -966,6 +976,8 @@ def apply_xl(h: Host, op: XlOp) -> None:
         h.vcpu_pin(h.vcpu(a[0]), int(a[1]))
     elif v == "vcpu-sleep":
         h.sleep(h.vcpu(a[0]))
+    elif v == "schedule":
+        h.schedule(int(a[0]))
     else:
         assert v == "vcpu-wake"
         h.wake(h.vcpu(a[0]))
@@ -1219,8 +1231,62 @@ def peer_round_trip(
     )
 
 
+#: ``busy-peer-remove``: the pool peer that load-balances, the pCPU that leaves the
+#: pool while running a vCPU, and the third pCPU of the pool that takes the vCPU.
+BUSY_OBSERVER_CPU: Final = 2
+BUSY_MOVING_CPU: Final = 3
+BUSY_SPARE_CPU: Final = 4
+
+
+def busy_peer_remove(
+    boot: str = "credit2", pool: str = "credit", protocol: str = "fixed"
+) -> Scenario:
+    """A pool pCPU removed while it runs a vCPU and a pool peer load-balances.
+
+    A 5-pCPU host booting ``boot`` (Pool-0 = pCPUs 0-1) with a pool ``p`` of
+    scheduler ``pool`` holding pCPUs 2, 3 and 4, and a guest whose one vCPU runs on
+    pCPU 3 when the threads start. The toolstack removes pCPU 3 from ``p`` while pCPU
+    3 reschedules when asked (to let its vCPU go: ``cpu_disable_scheduler`` moves it
+    to pCPU 4, whose lock nobody holds) and pCPU 2, with nothing to run, runs
+    ``schedule()`` once: Credit's ``csched_load_balance`` trylocks pCPU 3, which is
+    busy (not in ``prv->idlers``). The window: pCPU 2 reads pCPU 3's lock pointer,
+    the removal completes (the pointer now names the boot scheduler's lock, unless it
+    uses the same per-pCPU lock as Credit), and pCPU 2 takes the stale lock. With the
+    re-check of ``pcpu_schedule_trylock`` the attempt fails; without it,
+    ``pcpu_schedule_unlock``'s ``ASSERT`` fires. This is the one window of that
+    trylock a single move opens, so ``xensched reproduce`` runs this scenario beside
+    ``patch-move`` on every cpu-remove.
+    """
+    x, obs, spare = BUSY_MOVING_CPU, BUSY_OBSERVER_CPU, BUSY_SPARE_CPU
+    return Scenario(
+        name="busy-peer-remove",
+        description=(
+            f"pCPU {x} out of a {pool} pool (boot {boot}) while it runs a vCPU and "
+            f"its pool peer pCPU {obs} load-balances (csched_load_balance)"
+        ),
+        cpus=5,
+        boot=boot,
+        pools=(PoolSpec("p", pool, (obs, x, spare)),),
+        domains=(DomainSpec("d1", 1, "p"),),
+        dom0_vcpus=1,
+        protocol=protocol,
+        setup=(XlOp("vcpu-migrate", ("d1v0", str(x))), XlOp("schedule", (str(x),))),
+        threads=(
+            Toolstack(
+                "xl-mover",
+                ops=(XlOp("cpupool-cpu-remove", ("p", str(x))),),
+                interval=0.0,
+                attempts=PATCH_MOVE_ATTEMPTS,
+            ),
+            PcpuOps(x, (CpuOp("idle", (str(PATCH_OBSERVER_IDLE),)),)),
+            PcpuOps(obs, (CpuOp("schedule"),)),
+        ),
+    )
+
+
 #: Named scenarios: a value, or a factory whose parameters all have defaults.
 BUILTIN: Final[dict[str, Callable[..., Scenario]]] = {
+    "busy-peer-remove": busy_peer_remove,
     "patch-move": patch_move,
     "peer-round-trip": peer_round_trip,
     "round-trip": round_trip,

@@ -64,7 +64,7 @@ from xensched.outputs import (
     write_json_report,
     write_text_atomic,
 )
-from xensched.scenario import XL_VERBS, XlOp, check_protocol
+from xensched.scenario import SETUP_ONLY_VERBS, XL_VERBS, XlOp, check_protocol
 from xensched.seeds import derive_seed, resolve_base_seed
 from xensched.signals import signal_name, stop_signals
 from xensched.violation import Violation, ViolationKind
@@ -424,7 +424,9 @@ def read_script(path: str) -> list[str]:
 
 
 _FUZZ_VERBS = tuple(
-    v for v in XL_VERBS if v not in ("vcpu-migrate", "vcpu-sleep", "vcpu-wake")
+    v
+    for v in XL_VERBS
+    if v not in ("vcpu-migrate", "vcpu-sleep", "vcpu-wake", *SETUP_ONLY_VERBS)
 )
 
 

@@ -72,6 +72,9 @@ def test_a_bad_script_line_names_file_and_line(
     )
     assert main(["--replay", "s.xl"]) == 2
     assert "--replay s.xl:3: fuzz does not run 'vcpu-wake'" in capsys.readouterr().err
+    (tmp_path / "s.xl").write_text("xl schedule 1\n")
+    assert main(["--replay", "s.xl"]) == 2
+    assert "--replay s.xl:1: fuzz does not run 'schedule'" in capsys.readouterr().err
 
 
 def test_the_fix_runs_clean(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from xensched import SwitchProtocol
 from xensched.checks import ViolationKind
 from xensched.explore.engine import Explorer, ScenarioTarget
 from xensched.explore.replay import ReplaySchedule, load_replay
-from xensched.mutants import NO_LOCK_RECHECK
+from xensched.mutants import NO_LOCK_RECHECK, NO_TRYLOCK_RECHECK
 from xensched.reproduce import (
     MOVER,
     MOVING_CPU,
@@ -45,6 +45,7 @@ from xensched.reproduce import (
     reproduce_transition,
     transitions,
 )
+from xensched.scenario import BUSY_OBSERVER_CPU, builtin
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,6 +61,8 @@ MISMATCH = ViolationKind.LOCK_MISMATCH.value
 ASSERT = ViolationKind.ASSERT.value
 CLOBBERED = ViolationKind.LOCK_CLOBBERED.value
 EXCLUSION = ViolationKind.MUTUAL_EXCLUSION.value
+#: The load-balancing pCPU thread of ``busy-peer-remove``.
+OBSERVER = f"pcpu{BUSY_OBSERVER_CPU}"
 
 
 ORDER = transitions()
@@ -67,10 +70,14 @@ ORDER = transitions()
 
 @dataclasses.dataclass(frozen=True)
 class Observed:
-    """A transition's result and every run it made: ``(paused, k, execution)``."""
+    """A transition's result and every run it made: ``(scenario, paused, k,
+    execution)``."""
 
     result: Result
-    runs: tuple[tuple[str | None, int, Execution], ...]
+    runs: tuple[tuple[str, str | None, int, Execution], ...]
+
+    def of(self, scenario: str) -> list[tuple[str | None, int, Execution]]:
+        return [(p, k, ex) for name, p, k, ex in self.runs if name == scenario]
 
 
 def observe(
@@ -79,12 +86,12 @@ def observe(
     """``reproduce_transition(t)``, logging every run it makes; ``plant`` may first
     swap a bug into :mod:`xensched.reproduce`."""
     with pytest.MonkeyPatch.context() as mp:
-        logs: list[tuple[str | None, int, Execution]] = []
+        logs: list[tuple[str, str | None, int, Execution]] = []
         real = xensched.reproduce._run_once
 
         def run_once(sc: Scenario, paused: str | None, k: int) -> Execution:
             ex = real(sc, paused, k)
-            logs.append((paused, k, ex))
+            logs.append((sc.name, paused, k, ex))
             return ex
 
         mp.setattr(xensched.reproduce, "_run_once", run_once)
@@ -95,29 +102,49 @@ def observe(
 
 
 def check_observed_at_every_point(seen: Observed) -> None:
-    """Every thread is paused at every one of its steps: one dry run counts each
-    thread's steps ``N``; then, for every thread and every ``k`` in ``0..N``, one
-    run where that thread alone makes its first ``k`` steps (fewer only when it
-    cannot go on: not enabled, or finished) before any other thread runs. ``runs``
-    counts them all and ``points`` is the mover's count."""
+    """Every thread of ``patch-move`` is paused at every one of its steps: one dry
+    run counts each thread's steps ``N``; then, for every thread and every ``k`` in
+    ``0..N``, one run where that thread alone makes its first ``k`` steps (fewer only
+    when it cannot go on: not enabled, or finished) before any other thread runs.
+    A cpu-remove does the same in ``busy-peer-remove`` for its load-balancing
+    observer alone. ``runs`` counts them all and ``points`` is the mover's count."""
     r = seen.result
     assert r.runs == len(seen.runs), f"runs={r.runs}, but {len(seen.runs)} were done"
-    dry = [ex for paused, _, ex in seen.runs if paused is None]
+    names = {name for name, *_ in seen.runs}
+    busy = {"busy-peer-remove"} if r.transition.direction == "remove" else set()
+    assert names == {"patch-move", *busy}, f"ran {sorted(names)}"
+    counts = _check_paused_at_every_point(seen.of("patch-move"), None)
+    assert r.points == counts.get(MOVER), (
+        f"points={r.points}, but the mover made {counts.get(MOVER)} steps alone"
+    )
+    if busy:
+        _check_paused_at_every_point(seen.of("busy-peer-remove"), OBSERVER)
+
+
+def _check_paused_at_every_point(
+    runs: list[tuple[str | None, int, Execution]], only: str | None
+) -> dict[str, int]:
+    """One dry run, then ``only`` (every thread, for None) paused at each of its
+    points; returns each thread's steps in the dry run."""
+    dry = [ex for paused, _, ex in runs if paused is None]
     assert len(dry) == 1, f"{len(dry)} dry runs, not one"
     counts: dict[str, int] = {}
     for name in dry[0].schedule:
         counts[name] = counts.get(name, 0) + 1
-    assert r.points == counts.get(MOVER), (
-        f"points={r.points}, but the mover made {counts.get(MOVER)} steps alone"
+    paused_threads = {paused for paused, _, _ in runs if paused is not None}
+    assert paused_threads == (set(counts) if only is None else {only}), (
+        f"paused {sorted(paused_threads)}"
     )
     for thread, n in counts.items():
-        ks = sorted(k for paused, k, _ in seen.runs if paused == thread)
+        if only is not None and thread != only:
+            continue
+        ks = sorted(k for paused, k, _ in runs if paused == thread)
         missing = sorted(set(range(n + 1)) - set(ks))
         assert ks == list(range(n + 1)), (
             f"{thread} is not paused once at each of its {n + 1} positions: "
             f"missing {missing}, paused at {ks}"
         )
-    for paused, k, ex in seen.runs:
+    for paused, k, ex in runs:
         if paused is None:
             continue
         j = next((i for i, t in enumerate(ex.schedule) if t != paused), None)
@@ -127,6 +154,7 @@ def check_observed_at_every_point(seen: Observed) -> None:
         assert j == k or stuck, (
             f"{paused} paused at {k} made {j} steps alone before another thread ran"
         )
+    return counts
 
 
 @functools.cache
@@ -456,3 +484,50 @@ def test_replay_dir_is_checked_before_the_run_and_written_after(
             mover_result(Transition("rtds", "credit2", "add", LEGACY)).problems
         )
     ]
+
+
+def _busy_runs(protocol: str, mutants: tuple[str, ...]) -> list[Execution]:
+    # reproduce's runs of busy-peer-remove: the dry run, then the load-balancing
+    # observer paused at each of its points (credit2 boot, Credit pool).
+    sc = builtin("busy-peer-remove", protocol=protocol).replace(mutants=mutants)
+    dry = xensched.reproduce._run_once(sc, None, 0)
+    n = dry.schedule.count(OBSERVER)
+    return [dry] + [xensched.reproduce._run_once(sc, OBSERVER, k) for k in range(n + 1)]
+
+
+def test_without_the_trylock_recheck_a_busy_peer_keeps_a_stale_lock() -> None:
+    # The observer reads the busy pCPU's lock pointer, the removal completes (the
+    # pointer now names Credit2's runqueue lock), and it trylocks Credit's old
+    # per-pCPU lock: the re-check gives it back; without it, the unlock's ASSERT.
+    intact = [v for ex in _busy_runs("fixed", ()) for v in ex.violations]
+    assert intact == []
+    found = [
+        v for ex in _busy_runs("fixed", (NO_TRYLOCK_RECHECK,)) for v in ex.violations
+    ]
+    assert {(v.kind.value, v.where, v.cpu) for v in found} == {
+        (ASSERT, "pcpu_schedule_unlock", MOVING_CPU)
+    }
+
+
+@pytest.mark.slow
+def test_reproduce_shows_the_missing_trylock_recheck_with_a_replay(
+    tmp_path: Path,
+) -> None:
+    t = Transition("credit2", "credit", "remove", FIXED)
+    assert result(t).problems == ()
+    r = reproduce_transition(t, [NO_TRYLOCK_RECHECK])
+    assert r.problems == (ASSERT,)
+    replay = r.replay(0)
+    assert replay.scenario is not None
+    assert replay.scenario.name == "busy-peer-remove"
+    path = tmp_path / "r.json"
+    path.write_text(replay.to_json())
+    loaded = load_replay(str(path))
+    play = ReplaySchedule(loaded.schedule, loaded.accesses)
+    play.begin(0)
+    assert loaded.scenario is not None
+    ex = Explorer(ScenarioTarget(loaded.scenario), play, runs=1).execute(0)
+    assert loaded.violation is not None
+    assert (ASSERT, loaded.violation.step) in set(
+        zip((v.kind.value for v in ex.violations), ex.violation_steps, strict=True)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 from typing import Any
@@ -359,3 +360,28 @@ def test_pcpu_ops_program_shape() -> None:
     assert mover.name == "xl-mover"
     assert isinstance(x, PcpuOps)
     assert (x.cpu, peer.name) == (3, "pcpu2")
+
+
+def test_setup_schedule_starts_a_vcpu_running() -> None:
+    sc = builtin("busy-peer-remove")
+    assert XlOp.parse("schedule 3") in sc.setup
+    assert Scenario.from_json(sc.to_json()) == sc
+    h = build_host(sc)
+    d1v0 = h.vcpu("d1v0")
+    assert h.percpu[3].schedule_data.curr.peek() is d1v0
+    # Busy, so that Credit's load balancing trylocks it.
+    assert 3 not in h.scheduler_of(3).idlers.peek()  # type: ignore[attr-defined]
+
+
+def test_schedule_is_for_setup_only_and_names_an_existing_cpu() -> None:
+    sc = builtin("busy-peer-remove")
+    mover = sc.threads[0]
+    assert isinstance(mover, Toolstack)
+    bad = dataclasses.replace(mover, ops=(XlOp.parse("schedule 3"),))
+    with pytest.raises(
+        ConfigError,
+        match=r"threads\[0\]\.ops\[0\] 'schedule 3': 'schedule' is for setup",
+    ):
+        sc.replace(threads=(bad, *sc.threads[1:]))
+    with pytest.raises(ConfigError, match=r"setup\[0\] 'schedule 5': cpu5 does not"):
+        sc.replace(setup=(XlOp.parse("schedule 5"),))
