@@ -345,7 +345,10 @@ def test_pool_is_a_scheduler_name_or_a_pool_spec(
             ["--max-preemptions", "2"],
             "--max-preemptions bounds the dfs strategy (and the portfolio's), not dpor",
         ),
-        (["--scenario", "nope"], "scenario 'nope': not a built-in (busy-peer-remove, patch-move, "),
+        (
+            ["--scenario", "nope"],
+            "scenario 'nope': not a built-in (busy-peer-remove, patch-move, ",
+        ),
         (["--direction", "add"], "--direction: scenario 'round-trip' has no direction"),
         (["--pool", "credit", "--pool", "rtds"], "--pool: one scheduler name"),
         (["--pool", "credit", "--pool", "p:rtds"], "scheduler names or pool specs"),
