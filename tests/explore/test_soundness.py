@@ -216,3 +216,19 @@ def test_shards_cover_the_tree(strategy: str) -> None:
     total = sum(p.runs for p in parts)
     assert total == whole.runs if strategy == "dfs" else total >= whole.runs
     assert set().union(*(p.final_states for p in parts)) == whole.final_states
+
+
+def test_bounded_shards_cover_every_round() -> None:
+    # With a bound, each round splits its own tree: the shards together reach the
+    # final states of the whole bounded search, and each says the bound held.
+    from xensched.explore import make_strategy
+
+    target = ThreadsTarget(chain_of_three)
+    whole = explore(target, make_strategy("dfs", max_preemptions=1))
+    assert whole.details["bound_reached"] == 1
+    parts = [
+        explore(target, make_strategy("dfs", max_preemptions=1, shard=(k, 2)))
+        for k in range(2)
+    ]
+    assert all(p.details["bound_exhausted"] for p in parts)
+    assert set().union(*(p.final_states for p in parts)) == whole.final_states

@@ -122,6 +122,35 @@ def test_dfs_says_whether_its_bound_cut_the_search() -> None:
     assert full.exhaustive
 
 
+def test_bounded_dfs_searches_fewer_preemptions_first() -> None:
+    # Iterative context bounding: the legacy round trip fails with one preemption,
+    # so a search bounded by 3 stops in its round of bound 1, on an execution with
+    # one preemption; a search that began at its bound (the deepest first) would
+    # run on into executions with more.
+    target = ScenarioTarget(round_trip(protocol="legacy"))
+    res = Explorer(target, make_strategy("dfs", max_preemptions=3), runs=2000).explore()
+    assert res.failing is not None
+    assert res.details["bound_reached"] == 1
+    assert preemptions(res.failing.steps) == 1
+    # abba deadlocks only with a preemption: round 0 finds nothing, round 1 does.
+    ab = Explorer(ThreadsTarget(abba), make_strategy("dfs", max_preemptions=2))
+    found = ab.explore()
+    assert found.kinds == {"deadlock"}
+    assert found.details["bound_reached"] == 1
+
+
+def test_bounded_dfs_stops_at_the_round_that_pruned_nothing() -> None:
+    def alone(w: World) -> None:
+        c = w.cell("c", 0)
+        w.thread("t", lambda: c.store(1))
+
+    res = Explorer(ThreadsTarget(alone), make_strategy("dfs", max_preemptions=5))
+    done = res.explore()
+    assert done.exhaustive
+    assert done.details["bound_reached"] == 0
+    assert done.runs == 1
+
+
 @pytest.fixture(scope="module")
 def legacy_failure() -> tuple[object, ...]:
     sc = round_trip(protocol="legacy")

@@ -3,7 +3,9 @@
 Mirrors nothing in Xen. Every enabled thread is tried at every step, as long as the
 execution's preemptions stay within ``max_preemptions`` (``None``: no bound, every
 interleaving; feasible only for a few dozen steps). Most concurrency bugs need few
-preemptions, so a small bound covers much in little time; the search says whether it
+preemptions, so a small bound covers much in little time, and the bounded search is
+iterative (:mod:`xensched.explore.tree`): within 0 preemptions first, then 1, up to
+the bound; the search says whether it
 was *exhaustive* (no choice was cut by the bound: every interleaving was run) or only
 *bound-exhausted*. It is also the reference that DPOR's reductions are checked
 against.

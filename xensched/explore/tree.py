@@ -14,6 +14,12 @@ what its race analysis adds.
 
 A *preemption* is a step that switches away from a thread that could have gone on.
 Both searches try the thread that ran last first, so the first execution has none.
+With a preemption bound ``B`` the search is *iterative* (Musuvathi and Qadeer's
+iterative context bounding): it searches the tree within 0 preemptions, then within 1,
+up to ``B``, so that a bug that needs few preemptions is found before the many
+executions with more are tried. Each round re-runs the executions of the rounds before
+(a small share: the executions within ``b`` preemptions grow with the ``b``-th power
+of the steps); only the last round decides whether the search was exhaustive.
 """
 
 from __future__ import annotations
@@ -107,6 +113,9 @@ class TreeSearch:
         shard: tuple[int, int] | None = None,
     ) -> None:
         self.max_preemptions = max_preemptions
+        #: The bound of the current round of the iterative search (see the module
+        #: docstring); ``None`` without a bound.
+        self.bound = None if max_preemptions is None else 0
         #: ``(k, n)``: explore only the ``k``-th of ``n`` disjoint subtrees (see
         #: :meth:`_split`); ``None``: the whole tree.
         self.shard = shard
@@ -118,6 +127,7 @@ class TreeSearch:
         self._exhausted = False
         self.pruned = False  # a choice was left out for the preemption bound
         self.executions = 0
+        self._round_executions = 0  # executions of the current round
         self.sleep_blocked = 0  # executions cut short: every enabled thread slept
 
     # -- what subclasses decide ---------------------------------------------------------
@@ -144,6 +154,18 @@ class TreeSearch:
                 node.chosen = left[0]
                 node.done.add(left[0])
                 self._prefix = i + 1
+                return True
+        # A shard goes on even when its share pruned nothing: another's may have,
+        # and the next round splits the tree anew.
+        if self.bound is not None and (self.pruned or self.shard is not None):
+            assert self.max_preemptions is not None
+            if self.bound < self.max_preemptions:
+                # The next round: the whole tree again, one more preemption allowed.
+                self.bound += 1
+                self.pruned = False
+                self._round_executions = 0
+                self.nodes = []
+                self._prefix = 0
                 return True
         self._exhausted = True
         return False
@@ -182,7 +204,7 @@ class TreeSearch:
         awake = [t for t in enabled if t not in sleep]
         if not awake:
             return None  # sleep-set blocked: an equivalent execution has been run
-        bound = self.max_preemptions
+        bound = self.bound
         if bound is not None:
             allowed = [t for t in awake if preemptions + node.cost(t) <= bound]
             if len(allowed) < len(awake):
@@ -221,11 +243,9 @@ class TreeSearch:
             if len(todo) < 2:
                 continue
             options = sorted(node.enabled, key=node.cost)
-            if self.max_preemptions is not None:
+            if self.bound is not None:
                 options = [
-                    t
-                    for t in options
-                    if node.preemptions + node.cost(t) <= self.max_preemptions
+                    t for t in options if node.preemptions + node.cost(t) <= self.bound
                 ]
             mine = frozenset(t for m, t in enumerate(options) if m % n == k)
             node.only = mine
@@ -236,11 +256,14 @@ class TreeSearch:
                 del self.nodes[i + 1 :]
             return
         self.foreign = k != 0
-        self._exhausted = True
+        if self.bound is None:
+            self._exhausted = True
+        # Else this round's tree was that one execution: begin() starts the next.
 
     def end(self, steps: Sequence[Step], abandoned: bool) -> None:
         self.executions += 1
-        first = self.executions == 1
+        self._round_executions += 1
+        first = self._round_executions == 1
         self.foreign = False
         if abandoned and self.nodes and not self.nodes[-1].chosen:
             self.sleep_blocked += 1
@@ -262,6 +285,7 @@ class TreeSearch:
     def summary(self) -> dict[str, object]:
         return {
             "max_preemptions": self.max_preemptions,
+            **({"bound_reached": self.bound} if self.bound is not None else {}),
             "bound_exhausted": self._exhausted,
             "pruned_by_bound": self.pruned,
             "sleep_blocked": self.sleep_blocked,
