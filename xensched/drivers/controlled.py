@@ -38,6 +38,7 @@ about to make), which dependency-aware exploration and sleep sets need.
 from __future__ import annotations
 
 import enum
+import functools
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
@@ -62,6 +63,9 @@ _LOADS = frozenset({PointKind.LOAD, PointKind.LOAD_ACQUIRE})
 T = TypeVar("T")
 
 
+# Pure functions of a step's name, called at every step by the searches (sleep sets,
+# preemption costs, DPOR's analysis): cached, as a run has only a few names.
+@functools.lru_cache(maxsize=4096)
 def drain_of(name: str) -> str | None:
     """The CPU whose buffered store the step ``name`` drains (``CPU>field``), or
     None when it is not a drain."""
@@ -69,12 +73,14 @@ def drain_of(name: str) -> str | None:
     return cpu if sep else None
 
 
+@functools.lru_cache(maxsize=4096)
 def acts_for(name: str) -> str:
     """The CPU a step acts for: its own name, or the CPU of a drain (``CPU>field``)
     or of a load of an older value (``CPU~k``)."""
     return drain_of(name) or name.partition("~")[0]
 
 
+@functools.lru_cache(maxsize=4096)
 def thread_of(name: str) -> str:
     """The thread a step's name stands for: ``CPU~k`` (a load returning an older
     value) is ``CPU``; a drain ``CPU>field`` is a thread of its own."""
