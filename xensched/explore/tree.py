@@ -50,6 +50,7 @@ class Node:
         "enabled",
         "last",
         "only",
+        "order",
         "pending",
         "preemptions",
         "sleep",
@@ -72,6 +73,9 @@ class Node:
         self.backtrack: set[str] = set()
         self.done: set[str] = set()
         self.only: frozenset[str] | None = None  # this shard's share of the choices
+        #: At the split of a sharded search: every choice, in the order a single
+        #: search would try them (see :meth:`TreeSearch._split`).
+        self.order: tuple[str, ...] | None = None
 
     def cost(self, thread: str) -> int:
         """1 when choosing ``thread`` here is a preemption."""
@@ -153,6 +157,11 @@ class TreeSearch:
                 del self.nodes[i + 1 :]
                 node.chosen = left[0]
                 node.done.add(left[0])
+                if node.order is not None:
+                    # The choices before it are another shard's (or were this
+                    # one's): as done, they go to sleep below it where independent,
+                    # as in a single search that tried them first.
+                    node.done.update(node.order[: node.order.index(left[0])])
                 self._prefix = i + 1
                 return True
         # A shard goes on even when its share pruned nothing: another's may have,
@@ -233,8 +242,11 @@ class TreeSearch:
         search has two or more choices to try becomes the split: every thread
         enabled there is tried (a superset of any source set, so nothing is lost),
         dealt round-robin to the shards, and below it each shard searches its
-        subtrees in full. The first execution counts for the shard its choice at
-        the split went to; with no such step, the tree was that one execution.
+        subtrees in full. Each branch starts with the sleep set a single search
+        would give it: the choices dealt before it count as done (:meth:`begin`),
+        since some shard explores each of them in full. The first execution counts
+        for the shard its choice at the split went to; with no such step, the tree
+        was that one execution.
         """
         assert self.shard is not None
         k, n = self.shard
@@ -249,6 +261,7 @@ class TreeSearch:
                 ]
             mine = frozenset(t for m, t in enumerate(options) if m % n == k)
             node.only = mine
+            node.order = tuple(options)
             node.backtrack |= mine
             self.foreign = node.chosen not in mine
             if self.foreign:
