@@ -44,6 +44,7 @@ import functools
 import itertools
 import multiprocessing
 import signal
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -367,43 +368,45 @@ def reproduce_transition(
     run_once: Callable[[Scenario, str | None, int], Execution] = (
         functools.partial(_run_once, **extra) if extra else _run_once
     )
-    dry = run_once(sc, None, 0)
-    made: dict[str, int] = {}
-    for name in dry.schedule:
-        made[name] = made.get(name, 0) + 1
     seen: dict[str, tuple[Violation, Execution, Scenario]] = {}
+    runs = 0
 
     def note(ex: Execution, of: Scenario) -> None:
         for v in ex.violations:
             seen.setdefault(v.kind.value, (v, ex, of))
 
-    note(dry, sc)
-    runs = 1
-    threads = [p.name for p in sc.threads] if pause == PAUSE_ALL else [MOVER]
-    for thread in threads:
-        for k in range(made.get(thread, 0) + 1):
-            note(run_once(sc, thread, k), sc)
-            runs += 1
+    def paused_at_every_point(
+        of: Scenario, threads: Sequence[str] | None
+    ) -> Counter[str]:
+        """A dry run, then each of ``threads`` (None: every thread of ``of``)
+        paused at each of its points; returns each thread's steps in the dry run."""
+        nonlocal runs
+        dry = run_once(of, None, 0)
+        note(dry, of)
+        runs += 1
+        made = Counter(dry.schedule)
+        for thread in threads if threads is not None else [p.name for p in of.threads]:
+            for k in range(made[thread] + 1):
+                note(run_once(of, thread, k), of)
+                runs += 1
+        return made
+
+    made = paused_at_every_point(sc, None if pause == PAUSE_ALL else [MOVER])
     busy = busy_scenario_of(t, mutants, memory_model)
     if busy is not None and pause == PAUSE_ALL:
-        busy_dry = run_once(busy, None, 0)
-        note(busy_dry, busy)
-        runs += 1
         observer = next(
             p.name
             for p in busy.threads
             if isinstance(p, PcpuOps) and p.cpu == BUSY_OBSERVER_CPU
         )
-        for k in range(busy_dry.schedule.count(observer) + 1):
-            note(run_once(busy, observer, k), busy)
-            runs += 1
+        paused_at_every_point(busy, [observer])
     order = [kind.value for kind in ViolationKind]
     problems = tuple(sorted(seen, key=order.index))
     return Result(
         t,
         problems,
         runs,
-        made.get(MOVER, 0),
+        made[MOVER],
         tuple(seen[p][0] for p in problems),
         tuple(seen[p][1] for p in problems),
         tuple(mutants),
