@@ -298,6 +298,9 @@ class Bus:
         self._kept_kinds: set[ViolationKind] = set()
         self._dropped: dict[ViolationKind, int] = {}
         self._oids = 0
+        #: While not None, ``Cell.peek()`` appends its cell here: the controlled
+        #: driver learns what a wake condition reads.
+        self._peeks: list[Any] | None = None
         self.locks: list[SpinLock] = []
         self.contexts: list[ExecContext] = []
         self._retune()

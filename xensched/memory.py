@@ -165,7 +165,11 @@ class Cell(Shared, Generic[T]):
         Under a store-buffer memory model, the calling CPU sees its own buffered
         store, as its next load would; anyone else sees memory.
         """
-        mem = self._bus._memory
+        bus = self._bus
+        peeks = bus._peeks
+        if peeks is not None:
+            peeks.append(self)
+        mem = bus._memory
         return self.value if mem is None else mem.peek(_ctx(), self)
 
     def __repr__(self) -> str:

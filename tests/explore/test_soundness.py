@@ -1,8 +1,8 @@
 """DPOR's reduction checked against the unreduced answer, and a planted defect caught.
 
-The reference is unreduced DFS (every interleaving). On small programs of shared
-cells and locks it is exhaustive, and DPOR must find exactly its set of final states
-and of violation kinds. On the built-in Xen scenarios, whose interleavings are far too
+The reference is unreduced DFS (every interleaving, a choice at every interaction
+point). On small programs of shared cells and locks it is exhaustive, and DPOR must
+find exactly its set of final states and of violation kinds. On the built-in Xen scenarios, whose interleavings are far too
 many for unreduced DFS, the reference is DFS within a preemption bound: everything it
 finds, DPOR (exhaustive, no bound) must find too. A DPOR that ignores one dependence
 (accesses to the lock pointer, or to a runqueue) is shown to miss what DFS finds, so
@@ -34,6 +34,11 @@ def explore(
     return Explorer(
         target, search, runs=runs, keep_going=True, collect_states=True
     ).explore()
+
+
+def unreduced(target: Target, runs: int = 20_000) -> ExploreResult:
+    """The reference: DFS without a bound (a choice at every point)."""
+    return explore(target, BoundedDFS(None), runs)
 
 
 # -- small programs, exhaustively -------------------------------------------------------
@@ -129,6 +134,25 @@ def racy_check(w: World) -> None:
     w.thread("reader", reader)
 
 
+def pulse(w: World) -> None:
+    # A flag raised and lowered again: the waiter wakes only if it runs in between.
+    # A wake that was enabled and never ran has no step to race with: DPOR finds
+    # this only since it tries such threads where they were enabled.
+    flag, seen = w.cell("flag", 0), w.cell("seen", 0)
+
+    def pulser() -> None:
+        flag.store(1)
+        flag.store(0)
+
+    def waiter() -> None:
+        w.bus.wait_until(lambda: flag.peek() == 1, "the pulse")
+        seen.store(1)
+
+    w.thread("waiter", waiter)
+    w.thread("pulser", pulser)
+    w.final_state(seen.peek)
+
+
 PROGRAMS = [
     lost_update,
     locked_counter,
@@ -136,13 +160,14 @@ PROGRAMS = [
     trylock_handoff,
     chain_of_three,
     racy_check,
+    pulse,
 ]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda f: f.__name__)
 def test_dpor_finds_what_unreduced_dfs_finds(program: Callable[[World], None]) -> None:
     target = ThreadsTarget(program)
-    dfs = explore(target, BoundedDFS(None))
+    dfs = unreduced(target)
     dpor = explore(target, DPOR())
     assert dfs.exhaustive
     assert dpor.exhaustive
@@ -154,24 +179,27 @@ def test_dpor_finds_what_unreduced_dfs_finds(program: Callable[[World], None]) -
 def test_the_small_programs_have_the_answers_they_should() -> None:
     # The reference itself, checked against what the programs are known to do.
     def states(program: Callable[[World], None]) -> set[object]:
-        return explore(ThreadsTarget(program), BoundedDFS(None)).final_states
+        return unreduced(ThreadsTarget(program)).final_states
 
     assert states(lost_update) == {1, 2}
     assert states(locked_counter) == {3}
     assert states(message_passing) == {(0, 0), (0, 1), (1, 1)}
     assert states(trylock_handoff) == {(True,), (False,)}
     assert len(states(chain_of_three)) == 6  # every order of the three
-    assert explore(ThreadsTarget(racy_check), BoundedDFS(None)).kinds == {"crash"}
+    assert unreduced(ThreadsTarget(racy_check)).kinds == {"crash"}
+    # The waiter woke (1), or slept through the pulse and never woke (0, deadlock).
+    assert states(pulse) == {0, 1}
+    assert unreduced(ThreadsTarget(pulse)).kinds == {"deadlock"}
 
 
 def test_dpor_reduces() -> None:
     target = ThreadsTarget(locked_counter)
-    assert explore(target, DPOR()).runs < explore(target, BoundedDFS(None)).runs / 10
+    assert explore(target, DPOR()).runs < unreduced(target).runs / 10
 
 
 def test_a_dpor_that_ignores_a_dependence_misses_what_dfs_finds() -> None:
     target = ThreadsTarget(lost_update)
-    assert explore(target, BoundedDFS(None)).final_states == {1, 2}
+    assert unreduced(target).final_states == {1, 2}
     planted = explore(target, DPOR(ignore="runq"))
     assert planted.final_states == {2}  # the lost update is never run
 

@@ -88,7 +88,12 @@ def thread_of(name: str) -> str:
 
 
 class Strategy(Protocol):
-    """Picks the next thread to run; must be deterministic for exact replay."""
+    """Picks the next thread to run; must be deterministic for exact replay.
+
+    A strategy may also have ``condition_read(ctx, cells)``, told what parked
+    ``ctx``'s wake condition read when it was evaluated (the cells it peeked); it
+    is not used under a store-buffer memory model.
+    """
 
     def pick(
         self,
@@ -175,6 +180,9 @@ class ControlledDriver:
             ExecContext, tuple[Access, ExecContext, Cell[Any] | int]
         ] = {}
         self._pseudo_ctx: dict[str, ExecContext] = {}
+        self._condition_read: Callable[[ExecContext, list[Cell[Any]]], None] | None = (
+            getattr(strategy, "condition_read", None)
+        )
 
     # -- setup -----------------------------------------------------------------------------
     def spawn(self, ctx: ExecContext, fn: Callable[[], object]) -> None:
@@ -293,6 +301,8 @@ class ControlledDriver:
         if mem is not None and hasattr(mem, "drain_options"):
             self._mem = cast("StoreBufferModel", mem)
             self._mem.start_controlled()
+            # Every access also touches its CPU's store buffer: a wake too.
+            self._condition_read = None
         try:
             with self._mutex:
                 self._started = True
@@ -362,8 +372,25 @@ class ControlledDriver:
     def _runnable(self, p: _Participant) -> bool:
         if p.state is not _State.READY:
             return False
-        if p.until is not None and not p.until():
-            return False
+        until = p.until
+        if until is not None:
+            told = self._condition_read
+            if told is None:
+                if not until():
+                    return False
+            else:
+                # What the condition reads: only a write to it can change
+                # whether it holds.
+                bus = self.bus
+                peeks: list[Cell[Any]] = []
+                bus._peeks = peeks
+                try:
+                    holds = until()
+                finally:
+                    bus._peeks = None
+                told(p.ctx, peeks)
+                if not holds:
+                    return False
         w = p.wants
         if w is not None and w.owner is not None:
             return False

@@ -15,8 +15,12 @@ steps that make no access of their own:
 - ``start``: a thread's first step, before its first point; it touches nothing shared,
   so it is independent of everything;
 - ``wake``: a thread parked until a condition holds (an idle pCPU waiting for
-  ``SCHEDULE_SOFTIRQ``) resumes. The condition reads state that any write may change,
-  so it is taken to depend on every write.
+  ``SCHEDULE_SOFTIRQ``) resumes. When the driver saw the condition read one cell
+  (it records what the condition peeks), the wake is a read of that cell
+  (``softirq_pending(3)``): only a write to it can change whether the thread may
+  resume. Otherwise the wake is taken to depend on every write (``oid`` 0). The end
+  of another thread, which a condition may wait for too, is no access: it can only
+  enable a wake, never disable one, so there is no order to try there.
 
 Under a store-buffer memory model two more kinds of step exist (see
 :mod:`xensched.drivers.controlled`): a *drain* ``CPU>field`` (the buffered store
@@ -77,7 +81,13 @@ class Op(NamedTuple):
         return self.kind in _LOCK_KINDS
 
     def describe(self) -> str:
-        return self.kind if not self.oid else f"{self.kind} {self.label}"
+        # A wake is described without the cell its condition read: replay files
+        # name it so, whatever the driver learnt.
+        return (
+            self.kind
+            if not self.oid or self.kind == "wake"
+            else f"{self.kind} {self.label}"
+        )
 
 
 START = Op("start", 0, "")
@@ -89,8 +99,10 @@ def independent(a: Op, b: Op) -> bool:
     if a.kind == "start" or b.kind == "start":
         return True
     if a.kind == "wake" or b.kind == "wake":
-        other = b if a.kind == "wake" else a
-        return other.kind == "wake" or not other.is_write
+        wake, other = (a, b) if a.kind == "wake" else (b, a)
+        if other.kind == "wake" or not other.is_write:
+            return True
+        return bool(wake.oid) and wake.oid != other.oid
     if a.oid == b.oid:
         return not (a.is_write or b.is_write)
     if a.also and a.also == b.also:

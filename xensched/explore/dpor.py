@@ -13,6 +13,12 @@ in which every enabled thread sleeps is cut short (``sleep_blocked``). When no n
 has anything left to try, every Mazurkiewicz trace of the program has been run: the
 search is *exhaustive*.
 
+A race needs both steps run. A thread that was enabled at a step and never ran again
+(parked until a condition that a later write made false again, as a pulse of a flag
+does, or left behind by a deadlock) has no step to race with: wherever its pending
+operation depended on the step taken instead, it is tried there too
+(:meth:`DPOR._never_ran`).
+
 Dependence comes from the access records (:func:`xensched.explore.base.independent`):
 same object and at least one write; every lock operation writes its lock. Races on a
 lock are taken between *acquisitions* (the last ``lock`` or successful ``trylock`` of
@@ -100,7 +106,11 @@ class DPOR(TreeSearch):
             if op.kind == "start":
                 pass
             elif op.kind == "wake":
-                deps = [e for q, e in last_writer.items() if q != t]
+                if oid:  # its condition read one cell: a read of it
+                    w = last_write.get(oid)
+                    deps = [w] if w is not None else []
+                else:
+                    deps = [e for q, e in last_writer.items() if q != t]
                 cands = deps
             elif op.is_lock:
                 w = last_write.get(oid)
@@ -160,7 +170,10 @@ class DPOR(TreeSearch):
             # What later steps see of this one.
             if op.kind in ("start", "wake"):
                 if op.kind == "wake":
-                    last_wake[t] = j
+                    if oid:
+                        reads.setdefault(oid, {})[t] = j
+                    else:
+                        last_wake[t] = j
                 continue
             if also:
                 if drain:
@@ -184,6 +197,29 @@ class DPOR(TreeSearch):
                     last_unlock[oid] = j
             else:
                 reads.setdefault(oid, {})[t] = j
+        if not self.abandoned:
+            self._never_ran(steps, names)
+
+    def _never_ran(self, steps: Sequence[Step], names: Sequence[str]) -> None:
+        """Try, at each step, the enabled threads that never ran again whose
+        pending operation depended on the step taken (see the module docstring).
+
+        A cut-short execution is skipped: its threads did not run because an
+        equivalent execution ran them.
+        """
+        last: dict[str, int] = {}
+        for j, t in enumerate(names):
+            last[t] = j
+        for j, s in enumerate(steps):
+            ran = self._op(s.op)
+            node = self.nodes[j]
+            for u in s.enabled:
+                tu = thread_of(u)
+                if tu == names[j] or last.get(tu, -1) > j:
+                    continue
+                if u in node.sleep or independent(self._op(s.pending[u]), ran):
+                    continue
+                node.backtrack.update(variants(u, node.enabled))
 
     def _reverse(
         self,

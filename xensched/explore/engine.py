@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from xensched.drivers.controlled import ControlledDriver
     from xensched.explore.base import SearchStrategy
     from xensched.host import Host
-    from xensched.interaction import Access, Bus
+    from xensched.interaction import Access, Bus, Shared
     from xensched.scenario import Scenario
     from xensched.smp import ExecContext
     from xensched.violation import Violation
@@ -181,6 +181,8 @@ class _Chooser:
         self.max_steps = max_steps
         self.turn_timeout = turn_timeout
         self.steps: list[Step] = []
+        # Each parked participant's wake, from what its condition last read.
+        self._wakes: dict[ExecContext, Op] = {}
         #: The strategy never reads ``pending`` (``needs_pending = False``).
         self.lazy = not getattr(search, "needs_pending", True)
         self.livelock = False
@@ -189,6 +191,16 @@ class _Chooser:
         # was built from: a thread that did not run keeps its access, and building
         # its Op again at every step was a tenth of a controlled run's cost.
         self._ops: dict[ExecContext, tuple[Access, Op]] = {}
+
+    def condition_read(self, ctx: ExecContext, cells: Sequence[Shared]) -> None:
+        """The driver's ``condition_read``: ``ctx`` resumes when its condition
+        holds; a condition that read one cell makes its wake a read of that cell
+        (see :mod:`xensched.explore.base`)."""
+        first = cells[0] if cells else None
+        if first is not None and all(c is first for c in cells):
+            self._wakes[ctx] = Op("wake", first.oid, first.label)
+        else:
+            self._wakes[ctx] = WAKE
 
     def step_now(self) -> int:
         """The step now running (the last one chosen)."""
@@ -207,7 +219,7 @@ class _Chooser:
                 return op
             fence = driver.owner_of(ctx).fence
             return Op(acc[0]._value_, obj.oid, obj.label, fence.oid if fence else 0)
-        return WAKE if driver.parked(ctx) else START
+        return self._wakes.get(ctx, WAKE) if driver.parked(ctx) else START
 
     def pick(
         self,

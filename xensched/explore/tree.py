@@ -133,6 +133,7 @@ class TreeSearch:
         self.executions = 0
         self._round_executions = 0  # executions of the current round
         self.sleep_blocked = 0  # executions cut short: every enabled thread slept
+        self.abandoned = False  # the execution being analysed was cut short
 
     # -- what subclasses decide ---------------------------------------------------------
     def initial_backtrack(self, node: Node) -> set[str]:
@@ -281,6 +282,7 @@ class TreeSearch:
         if abandoned and self.nodes and not self.nodes[-1].chosen:
             self.sleep_blocked += 1
             self.nodes.pop()  # the blocked node was never left
+        self.abandoned = abandoned
         self.analyse(steps)
         if first and self.shard is not None:
             self._split()
