@@ -90,9 +90,12 @@ def thread_of(name: str) -> str:
 class Strategy(Protocol):
     """Picks the next thread to run; must be deterministic for exact replay.
 
-    A strategy may also have ``condition_read(ctx, cells)``, told what parked
-    ``ctx``'s wake condition read when it was evaluated (the cells it peeked); it
-    is not used under a store-buffer memory model.
+    A strategy may also have ``elide(ctx, access) -> bool``: asked at each point
+    before anything else, True lets ``ctx`` make ``access`` at once, without a
+    scheduling point (an access no other thread conflicts with, see
+    :mod:`xensched.explore.visible`); and ``condition_read(ctx, cells)``, told what
+    parked ``ctx``'s wake condition read when it was evaluated (the cells it
+    peeked). Neither is used under a store-buffer memory model.
     """
 
     def pick(
@@ -180,6 +183,9 @@ class ControlledDriver:
             ExecContext, tuple[Access, ExecContext, Cell[Any] | int]
         ] = {}
         self._pseudo_ctx: dict[str, ExecContext] = {}
+        self._elide: Callable[[ExecContext, Access], bool] | None = getattr(
+            strategy, "elide", None
+        )
         self._condition_read: Callable[[ExecContext, list[Cell[Any]]], None] | None = (
             getattr(strategy, "condition_read", None)
         )
@@ -301,8 +307,8 @@ class ControlledDriver:
         if mem is not None and hasattr(mem, "drain_options"):
             self._mem = cast("StoreBufferModel", mem)
             self._mem.start_controlled()
-            # Every access also touches its CPU's store buffer: a wake too.
-            self._condition_read = None
+            # Every access also touches its CPU's store buffer: none is invisible.
+            self._elide = self._condition_read = None
         try:
             with self._mutex:
                 self._started = True
@@ -357,6 +363,13 @@ class ControlledDriver:
         if part is None:
             return  # not a participant: runs freely
         kind, obj = access[0], access[1]
+        elide = self._elide
+        if elide is not None and elide(ctx, access):
+            # Invisible: no other thread conflicts on it, so no turn is offered.
+            with self._mutex:
+                part.points += 1
+                self.steps.append((ctx.name, kind._value_, obj.label))
+            return
         with self._mutex:
             part.points += 1
             part.next = access
@@ -379,8 +392,8 @@ class ControlledDriver:
                 if not until():
                     return False
             else:
-                # What the condition reads: only a write to it can change
-                # whether it holds.
+                # What the condition reads may change whether it holds: its
+                # writes must be scheduling points.
                 bus = self.bus
                 peeks: list[Cell[Any]] = []
                 bus._peeks = peeks

@@ -316,6 +316,15 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="an execution longer than N steps is a livelock (default: 20000)",
     )
     ex.add_argument(
+        "--all-points",
+        action="store_true",
+        help="random and pct: choose at every interaction point; by default they "
+        "choose only at accesses another thread conflicts with (visible ones, "
+        "learnt as the runs go: xensched.explore.visible), which spends their "
+        "random choices where interleavings differ (dfs and dpor always choose at "
+        "every point, as does any strategy under --memory-model tso or relaxed)",
+    )
+    ex.add_argument(
         "--workers",
         type=integer(1, MAX_WORKERS),
         default=1,
@@ -451,6 +460,7 @@ def _explore_share(
         keep_going=opts["keep_going"],
         max_steps=opts["max_steps"],
         progress=progress,
+        all_points=bool(opts.get("all_points")),
     ).explore()
     # Carried to the command (and across a worker's pickle) with the result;
     # popped before the details are written.
@@ -607,6 +617,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         "seconds": args.seconds,
         "keep_going": args.keep_going,
         "max_steps": args.max_steps,
+        "all_points": args.all_points,
         "lockdep": args.lockdep,
         "race_detector": args.race_detector,
     }
@@ -676,9 +687,10 @@ def _finish_explore(
         d = res.details
         print(
             f"PCT depth {d['depth']}: a bug of depth {d['depth']} among "
-            f"{d['threads']} threads and {d['steps_bound']} steps is found by one run "
-            f"with probability >= {d['per_run_probability']:.3g}; these {res.runs} "
-            f"runs miss it with probability <= {d['miss_probability']:.3g}"
+            f"{d['threads']} threads and {d['steps_bound']} scheduling points is "
+            f"found by one run with probability >= {d['per_run_probability']:.3g}; "
+            f"the {d['counted_runs']} runs since the set of visible objects last grew "
+            f"miss it with probability <= {d['miss_probability']:.3g}"
         )
     replay_file: str | None = None
     exit_code = _exit_code(res.kinds)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xensched.explore.base import START, WAKE, Op, Step
+from xensched.explore.visible import Visibility
 from xensched.interaction import Instrument
 from xensched.programs import ControlledRun
 from xensched.violation import ViolationKind
@@ -176,11 +177,21 @@ class _Chooser:
         search: SearchStrategy,
         max_steps: int,
         turn_timeout: float,
+        visibility: Visibility | None = None,
     ) -> None:
         self.search = search
         self.max_steps = max_steps
         self.turn_timeout = turn_timeout
+        #: Every step of the execution, invisible ones too (the schedule a replay
+        #: follows), and the steps that were scheduling points (what the search
+        #: chose at: the same list when nothing is invisible).
         self.steps: list[Step] = []
+        self.choices: list[Step] = self.steps
+        self.visibility = visibility
+        if visibility is not None:
+            self.choices = []
+            visibility.begin()
+            self.elide = self._elide
         # Each parked participant's wake, from what its condition last read.
         self._wakes: dict[ExecContext, Op] = {}
         #: The strategy never reads ``pending`` (``needs_pending = False``).
@@ -192,6 +203,20 @@ class _Chooser:
         # its Op again at every step was a tenth of a controlled run's cost.
         self._ops: dict[ExecContext, tuple[Access, Op]] = {}
 
+    def _elide(self, ctx: ExecContext, access: Access) -> bool:
+        """The driver's ``elide``: an invisible access is a step of its own thread,
+        recorded but not chosen (see :mod:`xensched.explore.visible`)."""
+        assert self.visibility is not None
+        if len(self.steps) >= self.max_steps or not self.visibility.invisible(
+            ctx.name, access
+        ):
+            return False
+        obj = access[1]
+        name = ctx.name
+        op = Op(access[0]._value_, obj.oid, obj.label)
+        self.steps.append(Step(name, op, (name,), {name: op}))
+        return True
+
     def condition_read(self, ctx: ExecContext, cells: Sequence[Shared]) -> None:
         """The driver's ``condition_read``: ``ctx`` resumes when its condition
         holds; a condition that read one cell makes its wake a read of that cell
@@ -201,6 +226,8 @@ class _Chooser:
             self._wakes[ctx] = Op("wake", first.oid, first.label)
         else:
             self._wakes[ctx] = WAKE
+        if self.visibility is not None:
+            self.visibility.read_by_condition(c.label for c in cells)
 
     def step_now(self) -> int:
         """The step now running (the last one chosen)."""
@@ -241,7 +268,10 @@ class _Chooser:
             pending = {c.name: self._pending(driver, c) for c in ready}
         try:
             name = self.search.choose(
-                n, names, pending, last.name if last is not None else None
+                len(self.choices),
+                names,
+                pending,
+                last.name if last is not None else None,
             )
         except BaseException as exc:  # a diverged replay, a broken strategy
             self.error = exc
@@ -255,7 +285,10 @@ class _Chooser:
             pending = {name: op}
         else:
             op = pending[name]
-        self.steps.append(Step(name, op, tuple(names), pending))
+        step = Step(name, op, tuple(names), pending)
+        self.steps.append(step)
+        if self.choices is not self.steps:
+            self.choices.append(step)
         return ready[i]
 
 
@@ -271,6 +304,8 @@ class Execution:
     final_state: Hashable = field(compare=False)
     #: The step during which each violation was recorded.
     violation_steps: tuple[int, ...] = ()
+    #: Steps that were scheduling points (the others were invisible accesses).
+    choices: int = 0
 
     def first_of(self, kind: str) -> Execution:
         """This execution with its violations reordered so that the first one of
@@ -299,6 +334,8 @@ class ExploreResult:
     abandoned: int = 0
     distinct: int = 0
     points: int = 0
+    #: Of ``points``, those at which the strategy chose (see ``all_points``).
+    choices: int = 0
     seconds: float = 0.0
     exhaustive: bool = False
     stop_reason: str = ""
@@ -323,6 +360,10 @@ class Explorer:
         keep_going: go on after a failing execution (collect every kind).
         collect_states: keep each execution's final state (for soundness tests).
         progress: called after each execution with the result so far.
+        all_points: make every interaction point a scheduling point. By default a
+            search that says ``visible_only`` (the sampling ones: random walks,
+            PCT) chooses only at visible accesses (:mod:`xensched.explore.visible`)
+            and is told (``visible_grew()``) when the set of visible objects grew.
     """
 
     def __init__(
@@ -338,6 +379,7 @@ class Explorer:
         turn_timeout: float = 10.0,
         collect_states: bool = False,
         progress: Callable[[ExploreResult], None] | None = None,
+        all_points: bool = False,
     ) -> None:
         self.target = target
         self.search = search
@@ -349,6 +391,7 @@ class Explorer:
         self.turn_timeout = turn_timeout
         self.collect_states = collect_states
         self.progress = progress
+        self.visibility = None if all_points else Visibility()
 
     def execute(
         self,
@@ -361,7 +404,10 @@ class Explorer:
         ``step_of()`` tells them the step now running.
         """
         run = self.target.new_run()
-        chooser = _Chooser(self.search, self.max_steps, self.turn_timeout)
+        vis = self.visibility
+        if not getattr(self.search, "visible_only", False):
+            vis = None
+        chooser = _Chooser(self.search, self.max_steps, self.turn_timeout, vis)
         at = _StepOfViolation(chooser)
         run.bus.add_instrument(at)
         if instruments is not None:
@@ -379,7 +425,11 @@ class Explorer:
                 )
             )
         abandoned = not chooser.livelock and run.abandoned
-        self.search.end(chooser.steps, abandoned)
+        self.search.end(chooser.choices, abandoned)
+        if vis is not None and vis.grew:
+            grew = getattr(self.search, "visible_grew", None)
+            if grew is not None:
+                grew()
         return Execution(
             index,
             tuple(s.thread for s in chooser.steps),
@@ -389,6 +439,7 @@ class Explorer:
             run.final_state() if self.collect_states and not abandoned else None,
             tuple(at.steps)
             + (max(len(chooser.steps) - 1, 0),) * (len(violations) - len(at.steps)),
+            len(chooser.choices),
         )
 
     def explore(self) -> ExploreResult:
@@ -413,6 +464,7 @@ class Explorer:
                     continue  # another shard's execution (see TreeSearch._split)
                 res.runs += 1
                 res.points += len(ex.steps)
+                res.choices += ex.choices
                 if ex.abandoned:
                     res.abandoned += 1
                 else:
@@ -444,6 +496,10 @@ class Explorer:
             res.seconds = time.perf_counter() - t0
             res.exhaustive = self.search.exhaustive
             res.details = self.search.summary()
+            vis = self.visibility
+            if vis is not None and vis.shared:
+                res.details["scheduling_points"] = res.choices
+                res.details["visible_objects"] = len(vis.shared)
         return res
 
 
@@ -483,6 +539,15 @@ class SeedShard:
     @property
     def foreign(self) -> bool:
         return False
+
+    @property
+    def visible_only(self) -> bool:
+        return bool(getattr(self.inner, "visible_only", False))
+
+    def visible_grew(self) -> None:
+        grew = getattr(self.inner, "visible_grew", None)
+        if grew is not None:
+            grew()
 
     def summary(self) -> dict[str, object]:
         return self.inner.summary()

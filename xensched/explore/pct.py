@@ -12,6 +12,12 @@ of at most ``k`` steps) is found by one run with probability at least
 ``k`` is not known before the first run: it starts at :data:`INITIAL_STEPS` and is the
 longest execution seen so far afterwards (the bound is computed with the ``k`` in use).
 A thread that appears late gets a random initial priority among the others'.
+
+Steps are the scheduling points: the visible accesses (:mod:`xensched.explore.visible`),
+so ``k`` counts only accesses that another thread conflicts with, and a bug's ordering
+constraints are between such accesses. Until the set of visible objects stops
+growing, a run may have chosen among too few points: the miss probability counts only
+the runs since it last grew (``counted_runs``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class PCT:
     """Priority-based scheduling with ``depth - 1`` random priority change points."""
 
     name = "pct"
+    #: Steps are chosen at visible accesses only (:mod:`xensched.explore.visible`).
+    visible_only = True
 
     def __init__(self, seed: int = 0, depth: int = 3) -> None:
         if depth < 1:
@@ -48,6 +56,7 @@ class PCT:
         self.k = INITIAL_STEPS
         self.threads = 0
         self.runs = 0
+        self.counted = 0  # runs since the visible set last grew
         self._rng = random.Random(0)
         self._prio: dict[str, float] = {}
         self._changes: dict[int, int] = {}
@@ -84,6 +93,7 @@ class PCT:
 
     def end(self, steps: Sequence[Step], abandoned: bool) -> None:
         self.runs += 1
+        self.counted += 1
         self.k = max(self.k if self.runs > 1 else 0, len(steps), 1)
         self.threads = max(self.threads, len(self._prio))
 
@@ -98,5 +108,11 @@ class PCT:
             "threads": self.threads,
             "steps_bound": self.k,
             "per_run_probability": p,
-            "miss_probability": (1.0 - p) ** self.runs,
+            "counted_runs": self.counted,
+            "miss_probability": (1.0 - p) ** self.counted,
         }
+
+    def visible_grew(self) -> None:
+        """The run that just ended found a new visible object: the runs so far
+        chose among too few points to count towards the bound."""
+        self.counted = 0

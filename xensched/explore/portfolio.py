@@ -95,6 +95,18 @@ class Portfolio:
         self.members[k].end(steps, abandoned)
 
     @property
+    def visible_only(self) -> bool:
+        """The member running now chooses at visible accesses only."""
+        return bool(getattr(self.current, "visible_only", False))
+
+    def visible_grew(self) -> None:
+        """The visible set grew: tell the members that count on it."""
+        for m in self.members:
+            grew = getattr(m, "visible_grew", None)
+            if grew is not None:
+                grew()
+
+    @property
     def current(self) -> SearchStrategy:
         """The member running the current execution."""
         return self.members[self._current]

@@ -22,6 +22,8 @@ class RandomWalk:
     """Pick uniformly among the enabled threads at every step."""
 
     name = "random"
+    #: Steps are chosen at visible accesses only (:mod:`xensched.explore.visible`).
+    visible_only = True
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
