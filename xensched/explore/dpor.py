@@ -42,7 +42,7 @@ from xensched.explore.base import START, independent, thread_of, variants
 from xensched.explore.tree import TreeSearch
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from xensched.explore.base import Op, Step
 
@@ -63,6 +63,8 @@ class DPOR(TreeSearch):
         super().__init__(None, shard)
         self.ignore = ignore
         self.races = 0
+        # The last execution's clocks, one per step: a replayed prefix has the same.
+        self._clocks: list[Clock] = []
 
     def _op(self, op: Op) -> Op:
         if self.ignore is not None and op.oid and self.ignore in op.label:
@@ -80,11 +82,19 @@ class DPOR(TreeSearch):
             pending = {t: self._op(o) for t, o in pending.items()}  # type: ignore[attr-defined]
         return super().choose(step, enabled, pending, last)  # type: ignore[arg-type]
 
+    def replayed(
+        self, step: int, enabled: Sequence[str]
+    ) -> tuple[str, Mapping[str, Op]] | None:
+        if self.ignore is not None:
+            return None  # the nodes hold the planted defect's operations
+        return super().replayed(step, enabled)
+
     def analyse(self, steps: Sequence[Step]) -> None:
         # The steps before the one whose choice changed replay an execution that was
         # analysed already: their races were found then (the backtrack sets live on
         # in the nodes). Their clocks are still needed.
         start = max(self._prefix - 1, 0)
+        cached = self._clocks
         clocks: list[Clock] = []
         pos: list[int] = []
         thread_clock: dict[str, Clock] = {}
@@ -99,74 +109,81 @@ class DPOR(TreeSearch):
         for j, s in enumerate(steps):
             t = names[j]
             op = self._op(s.op)
-            pre = thread_clock.get(t, {})
-            deps: list[int] = []
-            cands: list[int] = []
             oid = op.oid
-            if op.kind == "start":
-                pass
-            elif op.kind == "wake":
-                if oid:  # its condition read one cell: a read of it
-                    w = last_write.get(oid)
-                    deps = [w] if w is not None else []
-                else:
-                    deps = [e for q, e in last_writer.items() if q != t]
-                cands = deps
-            elif op.is_lock:
-                w = last_write.get(oid)
-                deps = [w] if w is not None else []
-                if op.kind == "lock":
-                    cands = [e for e in (last_acq.get(oid),) if e is not None]
-                elif op.kind == "trylock":
-                    cands = [
-                        e
-                        for e in (last_acq.get(oid), last_unlock.get(oid))
-                        if e is not None
-                    ]
-                else:
-                    cands = list(trylocks.get(oid, {}).values())
-            elif op.is_write:
-                w = last_write.get(oid)
-                deps = ([w] if w is not None else []) + list(
-                    reads.get(oid, {}).values()
-                )
-                deps += [e for q, e in last_wake.items() if q != t]
-                cands = deps
-            else:
-                w = last_write.get(oid)
-                deps = [w] if w is not None else []
-                cands = deps
             also = op.also
             drain = op.kind == "drain"
-            if also and op.kind not in ("start", "wake"):
-                # The CPU's store buffer (see base.independent): drains write it,
-                # the CPU's own accesses read it.
-                w = last_write.get(also)
-                extra = [w] if w is not None else []
-                if drain:
-                    extra += list(reads.get(also, {}).values())
-                deps = deps + extra
-                cands = cands + extra
-            cands = [e for e in dict.fromkeys(cands) if names[e] != t]
-            clock = dict(pre)
-            for d in deps:
-                for q, c in clocks[d].items():
-                    if c > clock.get(q, 0):
-                        clock[q] = c
-            clock[t] = pre.get(t, 0) + 1
-            clocks.append(clock)
-            pos.append(clock[t])
-            thread_clock[t] = clock
-            for i in cands if j >= start else ():
-                base = dict(pre)
-                for k in cands:
-                    if k != i:
-                        for q, c in clocks[k].items():
-                            if c > base.get(q, 0):
-                                base[q] = c
-                if base.get(names[i], 0) < pos[i]:
-                    self.races += 1
-                    self._reverse(steps, clocks, pos, i, j)
+            if j < start:
+                # Replayed: the same steps before it, so the same clock as then.
+                clock = cached[j]
+                clocks.append(clock)
+                pos.append(clock[t])
+                thread_clock[t] = clock
+            else:
+                pre = thread_clock.get(t, {})
+                deps: list[int] = []
+                cands: list[int] = []
+                if op.kind == "start":
+                    pass
+                elif op.kind == "wake":
+                    if oid:  # its condition read one cell: a read of it
+                        w = last_write.get(oid)
+                        deps = [w] if w is not None else []
+                    else:
+                        deps = [e for q, e in last_writer.items() if q != t]
+                    cands = deps
+                elif op.is_lock:
+                    w = last_write.get(oid)
+                    deps = [w] if w is not None else []
+                    if op.kind == "lock":
+                        cands = [e for e in (last_acq.get(oid),) if e is not None]
+                    elif op.kind == "trylock":
+                        cands = [
+                            e
+                            for e in (last_acq.get(oid), last_unlock.get(oid))
+                            if e is not None
+                        ]
+                    else:
+                        cands = list(trylocks.get(oid, {}).values())
+                elif op.is_write:
+                    w = last_write.get(oid)
+                    deps = ([w] if w is not None else []) + list(
+                        reads.get(oid, {}).values()
+                    )
+                    deps += [e for q, e in last_wake.items() if q != t]
+                    cands = deps
+                else:
+                    w = last_write.get(oid)
+                    deps = [w] if w is not None else []
+                    cands = deps
+                if also and op.kind not in ("start", "wake"):
+                    # The CPU's store buffer (see base.independent): drains write it,
+                    # the CPU's own accesses read it.
+                    w = last_write.get(also)
+                    extra = [w] if w is not None else []
+                    if drain:
+                        extra += list(reads.get(also, {}).values())
+                    deps = deps + extra
+                    cands = cands + extra
+                cands = [e for e in dict.fromkeys(cands) if names[e] != t]
+                clock = dict(pre)
+                for d in deps:
+                    for q, c in clocks[d].items():
+                        if c > clock.get(q, 0):
+                            clock[q] = c
+                clock[t] = pre.get(t, 0) + 1
+                clocks.append(clock)
+                pos.append(clock[t])
+                thread_clock[t] = clock
+                for i in cands if j >= start else ():
+                    base = dict(pre)
+                    for k in cands:
+                        if k != i:
+                            for q, c in clocks[k].items():
+                                if c > base.get(q, 0):
+                                    base[q] = c
+                    if base.get(names[i], 0) < pos[i]:
+                        self.races += 1
+                        self._reverse(steps, clocks, pos, i, j)
             # What later steps see of this one.
             if op.kind in ("start", "wake"):
                 if op.kind == "wake":
@@ -197,6 +214,7 @@ class DPOR(TreeSearch):
                     last_unlock[oid] = j
             else:
                 reads.setdefault(oid, {})[t] = j
+        self._clocks = clocks
         if not self.abandoned:
             self._never_ran(steps, names)
 

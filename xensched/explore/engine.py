@@ -196,6 +196,11 @@ class _Chooser:
         self._wakes: dict[ExecContext, Op] = {}
         #: The strategy never reads ``pending`` (``needs_pending = False``).
         self.lazy = not getattr(search, "needs_pending", True)
+        #: A tree search's ``replayed(k, enabled)``: its recorded choice and pending
+        #: operations at choice ``k`` of the prefix it replays, or None.
+        self._replayed: (
+            Callable[[int, list[str]], tuple[str, Mapping[str, Op]] | None] | None
+        ) = getattr(search, "replayed", None)
         self.livelock = False
         self.error: BaseException | None = None
         # Each participant's pending operation as last built, with the access it
@@ -260,18 +265,23 @@ class _Chooser:
             driver.abandon(f"livelock: no end after {n} steps")
             return None
         names = [c.name for c in ready]
-        if self.lazy:
-            # The strategy looks at no pending operation: only the chosen thread's
-            # is recorded (for the replay file's accesses).
-            pending: Mapping[str, Op] = _NoPending
-        else:
-            pending = {c.name: self._pending(driver, c) for c in ready}
+        k = len(self.choices)
         try:
+            again = self._replayed(k, names) if self._replayed is not None else None
+            if again is not None:
+                # A step of the prefix a tree search replays: it chose here before,
+                # with these pending operations (the run is deterministic).
+                was, recorded = again
+                return self._record(was, recorded[was], names, recorded, ready)
+            pending: Mapping[str, Op]
+            if self.lazy:
+                # The strategy looks at no pending operation: only the chosen
+                # thread's is recorded (for the replay file's accesses).
+                pending = _NoPending
+            else:
+                pending = {c.name: self._pending(driver, c) for c in ready}
             name = self.search.choose(
-                len(self.choices),
-                names,
-                pending,
-                last.name if last is not None else None,
+                k, names, pending, last.name if last is not None else None
             )
         except BaseException as exc:  # a diverged replay, a broken strategy
             self.error = exc
@@ -279,17 +289,27 @@ class _Chooser:
             return None
         if name is None:
             return None
-        i = names.index(name)
         if self.lazy:
-            op = self._pending(driver, ready[i])
+            op = self._pending(driver, ready[names.index(name)])
             pending = {name: op}
         else:
             op = pending[name]
+        return self._record(name, op, names, pending, ready)
+
+    def _record(
+        self,
+        name: str,
+        op: Op,
+        names: list[str],
+        pending: Mapping[str, Op],
+        ready: Sequence[ExecContext],
+    ) -> ExecContext:
+        """Record the chosen step; the participant that runs it."""
         step = Step(name, op, tuple(names), pending)
         self.steps.append(step)
         if self.choices is not self.steps:
             self.choices.append(step)
-        return ready[i]
+        return ready[names.index(name)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,6 +180,26 @@ class TreeSearch:
         self._exhausted = True
         return False
 
+    def replayed(
+        self, step: int, enabled: Sequence[str]
+    ) -> tuple[str, Mapping[str, Op]] | None:
+        """At a step of the prefix this execution replays: the choice made there and
+        the pending operations it was made among (a deterministic re-run has the
+        same), so that the driver need not build them again; else None.
+
+        Raises:
+            ScheduleDivergedError: the re-run enabled other threads.
+        """
+        if step >= self._prefix:
+            return None
+        node = self.nodes[step]
+        if node.chosen not in enabled or tuple(enabled) != node.enabled:
+            raise ScheduleDivergedError(
+                f"step {step}: the re-run enabled {list(enabled)}, the recorded "
+                f"run {list(node.enabled)} (chose {node.chosen})"
+            )
+        return node.chosen, node.pending
+
     def choose(
         self,
         step: int,
@@ -188,13 +208,9 @@ class TreeSearch:
         last: str | None,
     ) -> str | None:
         if step < self._prefix:
-            node = self.nodes[step]
-            if node.chosen not in enabled or tuple(enabled) != node.enabled:
-                raise ScheduleDivergedError(
-                    f"step {step}: the re-run enabled {list(enabled)}, the recorded "
-                    f"run {list(node.enabled)} (chose {node.chosen})"
-                )
-            return node.chosen
+            again = TreeSearch.replayed(self, step, enabled)
+            assert again is not None
+            return again[0]
         parent = self.nodes[-1] if self.nodes else None
         sleep: dict[str, Op] = {}
         preemptions = 0
