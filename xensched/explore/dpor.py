@@ -103,6 +103,7 @@ class DPOR(TreeSearch):
         last_acq: dict[int, int] = {}
         last_unlock: dict[int, int] = {}
         trylocks: dict[int, dict[str, int]] = {}
+        held: set[int] = set()  # locks held after the steps so far
         last_writer: dict[str, int] = {}  # each thread's latest write (for wakes)
         last_wake: dict[str, int] = {}
         names = [thread_of(s.thread) for s in steps]
@@ -202,16 +203,21 @@ class DPOR(TreeSearch):
                 last_write[oid] = j
                 reads.pop(oid, None)
                 last_writer[t] = j
-                if op.kind in ("lock", "trylock"):
-                    # A trylock that failed is taken as an acquisition too: a race
-                    # with it costs executions, never misses one.
+                if op.kind == "lock":
                     last_acq[oid] = j
-                    if op.kind == "lock":
-                        trylocks.pop(oid, None)
-                    else:
-                        trylocks.setdefault(oid, {})[t] = j
+                    held.add(oid)
+                    trylocks.pop(oid, None)
+                elif op.kind == "trylock":
+                    if oid not in held:  # it took the lock
+                        last_acq[oid] = j
+                        held.add(oid)
+                    # One that failed acquired nothing: a later acquisition could
+                    # only come first if the holder's release did, and that release
+                    # races with this trylock (below, and the unlock's candidates).
+                    trylocks.setdefault(oid, {})[t] = j
                 elif op.kind == "unlock":
                     last_unlock[oid] = j
+                    held.discard(oid)
             else:
                 reads.setdefault(oid, {})[t] = j
         self._clocks = clocks
