@@ -44,11 +44,15 @@ if TYPE_CHECKING:
 
 #: Figure 1: (label, strategy, options, deterministic). dfs and dpor choose in a fixed
 #: order whatever the seed; the round trip's programs make no seeded choice either.
+#: ``all_points``: the sampling strategy chooses at every point, not only at the
+#: visible ones (``--all-points``), for comparison.
 FIND_STRATEGIES: tuple[tuple[str, str, dict[str, int], bool], ...] = (
     ("random", "random", {}, False),
+    ("random, every point", "random", {"all_points": 1}, False),
     ("pct depth 1", "pct", {"depth": 1}, False),
     ("pct depth 2", "pct", {"depth": 2}, False),
     ("pct depth 3", "pct", {"depth": 3}, False),
+    ("pct 3, every point", "pct", {"depth": 3, "all_points": 1}, False),
     ("dfs <= 2 preemptions", "dfs", {"max_preemptions": 2}, True),
     ("dpor", "dpor", {}, True),
     ("portfolio", "portfolio", {}, False),
@@ -105,6 +109,7 @@ def _explore(
     keep_going: bool = False,
     depth: int = 3,
     max_preemptions: int | None = None,
+    all_points: bool = False,
 ) -> ExploreResult:
     return Explorer(
         ScenarioTarget(sc, seed),
@@ -115,6 +120,7 @@ def _explore(
         runs=runs,
         seconds=seconds,
         keep_going=keep_going,
+        all_points=all_points,
     ).explore()
 
 
@@ -159,6 +165,7 @@ def _find_one(
             seconds=cfg.find_cap,
             depth=options.get("depth", 3),
             max_preemptions=options.get("max_preemptions"),
+            all_points=bool(options.get("all_points")),
         )
         found = r.stop_reason == "violation found"
         times.append(r.seconds if found else math.inf)
