@@ -175,7 +175,7 @@ class DPOR(TreeSearch):
                 clocks.append(clock)
                 pos.append(clock[t])
                 thread_clock[t] = clock
-                for i in cands if j >= start else ():
+                for i in cands:
                     base = dict(pre)
                     for k in cands:
                         if k != i:

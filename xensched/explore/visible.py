@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xensched.interaction import WRITES, PointKind
+from xensched.interaction import WRITES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -49,20 +49,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Visibility"]
 
-#: Kinds that make an object conflict when two threads touch it (with a load).
-_CONFLICTS = WRITES | {PointKind.LOCK, PointKind.TRYLOCK, PointKind.UNLOCK}
-
-
 class Visibility:
-    """The shared set of one exploration, and one execution's view of its objects."""
+    """The visible set of one exploration, and what each label's accesses were."""
 
     def __init__(self) -> None:
         #: Labels of objects whose accesses are scheduling points.
         self.shared: set[str] = set()
         #: ``shared`` grew during the execution that just ran.
         self.grew = False
-        #: Executions after which ``shared`` grew.
-        self.growths = 0
         # label -> (the first thread to touch it, touched by another, written or
         # locked), over every execution so far
         self._seen: dict[str, tuple[str, bool, bool]] = {}
@@ -82,7 +76,7 @@ class Visibility:
         if label in self.shared:
             return False
         seen = self._seen.get(label)
-        writes = access[0] in _CONFLICTS
+        writes = access[0] in WRITES  # lock operations too
         if seen is None:
             self._seen[label] = (thread, False, writes)
             return True
@@ -104,6 +98,4 @@ class Visibility:
 
     def _add(self, label: str) -> None:
         self.shared.add(label)
-        if not self.grew:
-            self.grew = True
-            self.growths += 1
+        self.grew = True
