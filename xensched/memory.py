@@ -52,6 +52,7 @@ T = TypeVar("T")
 E = TypeVar("E")
 
 _LOAD = PointKind.LOAD
+_new_access = tuple.__new__
 _STORE = PointKind.STORE
 _RMW = PointKind.RMW
 
@@ -85,11 +86,13 @@ class Cell(Shared, Generic[T]):
         #: not): the race detector's declaration (:mod:`xensched.race_detector`).
         self.racy = racy
         # The access records of a load and of a read-modify-write never change: made
-        # once here rather than at every point.
-        self._rd = Access(_LOAD, self)
-        self._rmw = Access(_RMW, self)
-        self._xchg = Access(_RMW, self, _ATOMIC)
-        self._racy_rd = Access(_LOAD, self, _DATA_RACE)
+        # once here rather than at every point, with tuple.__new__ (a host is built
+        # for every controlled execution; the NamedTuple constructor is a Python
+        # call, and these were a fifth of the build).
+        self._rd = _new_access(Access, (_LOAD, self, None))
+        self._rmw = _new_access(Access, (_RMW, self, None))
+        self._xchg = _new_access(Access, (_RMW, self, _ATOMIC))
+        self._racy_rd = _new_access(Access, (_LOAD, self, _DATA_RACE))
 
     # Bus._point() called directly (Bus.point() is one call more): these run at most
     # interaction points.

@@ -564,6 +564,10 @@ class SeedShard:
     def visible_only(self) -> bool:
         return bool(getattr(self.inner, "visible_only", False))
 
+    @property
+    def needs_pending(self) -> bool:
+        return bool(getattr(self.inner, "needs_pending", True))
+
     def visible_grew(self) -> None:
         grew = getattr(self.inner, "visible_grew", None)
         if grew is not None:

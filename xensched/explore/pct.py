@@ -47,6 +47,9 @@ class PCT:
     name = "pct"
     #: Steps are chosen at visible accesses only (:mod:`xensched.explore.visible`).
     visible_only = True
+    #: It never looks at the pending operations: the driver builds only the chosen
+    #: thread's.
+    needs_pending = False
 
     def __init__(self, seed: int = 0, depth: int = 3) -> None:
         if depth < 1:

@@ -24,6 +24,9 @@ class RandomWalk:
     name = "random"
     #: Steps are chosen at visible accesses only (:mod:`xensched.explore.visible`).
     visible_only = True
+    #: It never looks at the pending operations: the driver builds only the chosen
+    #: thread's.
+    needs_pending = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Visibility"]
 
+
 class Visibility:
     """The visible set of one exploration, and what each label's accesses were."""
 
