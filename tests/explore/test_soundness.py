@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from xensched.explore import ExploreResult, SearchStrategy
     from xensched.explore.engine import Target
     from xensched.memory import Cell
+    from xensched.spinlock import SpinLock
 
 
 def explore(
@@ -99,28 +100,33 @@ def trylock_handoff(w: World) -> None:
     w.final_state(got.peek)
 
 
+def append_under(
+    lock: SpinLock, log: Cell[tuple[str, ...]], name: str
+) -> Callable[[], None]:
+    """A thread body that appends ``name`` to ``log`` under ``lock``."""
+
+    def body() -> None:
+        spin_lock(lock)
+        log.store((*log.load(), name))
+        spin_unlock(lock)
+
+    return body
+
+
 def trylock_between_two(w: World) -> None:
     # A trylock between two lockers: when it fails it acquired nothing, and a
     # later locker can only come before it if the holder's release does.
     lock = w.lock("L")
     log: Cell[tuple[str, ...]] = w.cell("log", ())
 
-    def locker(name: str) -> Callable[[], None]:
-        def body() -> None:
-            spin_lock(lock)
-            log.store((*log.load(), name))
-            spin_unlock(lock)
-
-        return body
-
     def trier() -> None:
         if spin_trylock(lock):
             log.store((*log.load(), "t"))
             spin_unlock(lock)
 
-    w.thread("holder", locker("h"))
+    w.thread("holder", append_under(lock, log, "h"))
     w.thread("trier", trier)
-    w.thread("taker", locker("k"))
+    w.thread("taker", append_under(lock, log, "k"))
     w.final_state(log.peek)
 
 
@@ -128,17 +134,8 @@ def chain_of_three(w: World) -> None:
     # A value handed through a chain of three threads, each under the lock.
     lock = w.lock("L")
     box: Cell[tuple[str, ...]] = w.cell("box", ())
-
-    def put(name: str) -> Callable[[], None]:
-        def body() -> None:
-            spin_lock(lock)
-            box.store((*box.load(), name))
-            spin_unlock(lock)
-
-        return body
-
     for name in ("p", "q", "r"):
-        w.thread(name, put(name))
+        w.thread(name, append_under(lock, box, name))
     w.final_state(box.peek)
 
 
