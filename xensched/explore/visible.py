@@ -8,7 +8,8 @@ driver about half of a run's accesses are of that kind (the toolstack's
 ``cpupool_lock``, the new pool's private data, each CPU's fence), and a sampling
 strategy that spends its random choices on them dilutes the ones that matter: on the
 legacy round trip a random walk that chooses at every point needs a median of 430 runs
-to find the race, one that chooses at visible accesses 6; PCT's ``k`` halves.
+to find the race, one that chooses at visible accesses 5 (bench figure 1, seeds 1 to
+20); PCT's ``k`` halves.
 
 Which objects are shared is not known before running, so it is learnt. An access is
 *invisible* when its object's label is not in :attr:`Visibility.shared`: no object of
