@@ -468,8 +468,12 @@ class Bus:
     ) -> None:
         """Block the calling context until ``pred()`` holds: the model's only wait.
 
-        ``pred`` only reads state (it is plumbing: it may ``peek()``); ``what`` says
-        what is awaited, for reports; ``obj`` is the object waited on (each check is
+        ``pred`` only reads state (it is plumbing: it may ``peek()``), and the cells
+        it peeks, with the end of other threads, are all it may depend on: the
+        controlled driver takes a wake whose condition peeked one cell to depend on
+        writes to that cell only (a predicate that reads plain attributes must peek
+        no cell, so that its wake depends on every write); ``what`` says what is
+        awaited, for reports; ``obj`` is the object waited on (each check is
         a ``WAIT`` point on it). A driver with a ``wait_until(ctx, pred, what)`` of
         its own decides (the controlled driver parks the thread until ``pred``
         holds); otherwise the condition is polled. Bounded by ``lock_timeout``.
