@@ -364,18 +364,15 @@ class ControlledDriver:
             return  # not a participant: runs freely
         kind, obj = access[0], access[1]
         elide = self._elide
-        if elide is not None and elide(ctx, access):
-            # Invisible: no other thread conflicts on it, so no turn is offered.
-            with self._mutex:
-                part.points += 1
-                self.steps.append((ctx.name, kind._value_, obj.label))
-            return
+        invisible = elide is not None and elide(ctx, access)
         with self._mutex:
             part.points += 1
+            self.steps.append((ctx.name, kind._value_, obj.label))
+            if invisible:
+                return  # no other thread conflicts on it: no turn is offered
             part.next = access
             # A LOCK access is always of a SpinLock.
             part.wants = cast("SpinLock", obj) if kind is _LOCK else None
-            self.steps.append((ctx.name, kind._value_, obj.label))
             self._schedule_next(ctx)
         self._wait_turn(part)
         part.wants = None

@@ -107,9 +107,9 @@ class DPOR(TreeSearch):
         last_writer: dict[str, int] = {}  # each thread's latest write (for wakes)
         last_wake: dict[str, int] = {}
         names = [thread_of(s.thread) for s in steps]
-        for j, s in enumerate(steps):
+        ops = [self._op(s.op) for s in steps]
+        for j, op in enumerate(ops):
             t = names[j]
-            op = self._op(s.op)
             oid = op.oid
             also = op.also
             drain = op.kind == "drain"
@@ -222,20 +222,20 @@ class DPOR(TreeSearch):
                 reads.setdefault(oid, {})[t] = j
         self._clocks = clocks
         if not self.abandoned:
-            self._never_ran(steps, names)
+            self._never_ran(steps, names, ops)
 
-    def _never_ran(self, steps: Sequence[Step], names: Sequence[str]) -> None:
+    def _never_ran(
+        self, steps: Sequence[Step], names: Sequence[str], ops: Sequence[Op]
+    ) -> None:
         """Try, at each step, the enabled threads that never ran again whose
         pending operation depended on the step taken (see the module docstring).
 
         A cut-short execution is skipped: its threads did not run because an
         equivalent execution ran them.
         """
-        last: dict[str, int] = {}
-        for j, t in enumerate(names):
-            last[t] = j
+        last = {t: j for j, t in enumerate(names)}  # each thread's last step
         for j, s in enumerate(steps):
-            ran = self._op(s.op)
+            ran = ops[j]
             node = self.nodes[j]
             for u in s.enabled:
                 tu = thread_of(u)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xensched.explore.base import START, WAKE, Op, Step
-from xensched.explore.visible import Visibility
+from xensched.explore.visible import Visibility, tell_grew
 from xensched.interaction import Instrument
 from xensched.programs import ControlledRun
 from xensched.violation import ViolationKind
@@ -447,9 +447,7 @@ class Explorer:
         abandoned = not chooser.livelock and run.abandoned
         self.search.end(chooser.choices, abandoned)
         if vis is not None and vis.grew:
-            grew = getattr(self.search, "visible_grew", None)
-            if grew is not None:
-                grew()
+            tell_grew(self.search)
         return Execution(
             index,
             tuple(s.thread for s in chooser.steps),
@@ -569,9 +567,7 @@ class SeedShard:
         return bool(getattr(self.inner, "needs_pending", True))
 
     def visible_grew(self) -> None:
-        grew = getattr(self.inner, "visible_grew", None)
-        if grew is not None:
-            grew()
+        tell_grew(self.inner)
 
     def summary(self) -> dict[str, object]:
         return self.inner.summary()

@@ -16,6 +16,7 @@ from xensched.explore.dfs import BoundedDFS
 from xensched.explore.dpor import DPOR
 from xensched.explore.pct import PCT
 from xensched.explore.random_walk import RandomWalk
+from xensched.explore.visible import tell_grew
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -102,9 +103,7 @@ class Portfolio:
     def visible_grew(self) -> None:
         """The visible set grew: tell the members that count on it."""
         for m in self.members:
-            grew = getattr(m, "visible_grew", None)
-            if grew is not None:
-                grew()
+            tell_grew(m)
 
     @property
     def current(self) -> SearchStrategy:

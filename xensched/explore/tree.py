@@ -192,13 +192,23 @@ class TreeSearch:
         """
         if step >= self._prefix:
             return None
+        node = self._recorded(step, enabled)
+        return node.chosen, node.pending
+
+    def _recorded(self, step: int, enabled: Sequence[str]) -> Node:
+        """The node of prefix step ``step``, checked against what the re-run
+        enabled there.
+
+        Raises:
+            ScheduleDivergedError: the re-run enabled other threads.
+        """
         node = self.nodes[step]
         if node.chosen not in enabled or tuple(enabled) != node.enabled:
             raise ScheduleDivergedError(
                 f"step {step}: the re-run enabled {list(enabled)}, the recorded "
                 f"run {list(node.enabled)} (chose {node.chosen})"
             )
-        return node.chosen, node.pending
+        return node
 
     def choose(
         self,
@@ -208,9 +218,7 @@ class TreeSearch:
         last: str | None,
     ) -> str | None:
         if step < self._prefix:
-            again = TreeSearch.replayed(self, step, enabled)
-            assert again is not None
-            return again[0]
+            return self._recorded(step, enabled).chosen
         parent = self.nodes[-1] if self.nodes else None
         sleep: dict[str, Op] = {}
         preemptions = 0

@@ -48,7 +48,15 @@ if TYPE_CHECKING:
 
     from xensched.interaction import Access
 
-__all__ = ["Visibility"]
+__all__ = ["Visibility", "tell_grew"]
+
+
+def tell_grew(search: object) -> None:
+    """Tell ``search`` that the visible set grew, if it has ``visible_grew()`` (a
+    strategy that counts on the set: PCT's bound, and what wraps one)."""
+    grew = getattr(search, "visible_grew", None)
+    if grew is not None:
+        grew()
 
 
 class Visibility:
