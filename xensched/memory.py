@@ -37,7 +37,7 @@ Left out: dependency ordering (address, data and control dependencies order noth
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from xensched.interaction import Access, PointKind, Shared
 from xensched.smp import _tls, current
@@ -65,6 +65,22 @@ _STRIPE_LOCKS = tuple(threading.Lock() for _ in range(_STRIPES))
 _ATOMIC = "atomic"
 #: The value of the access record of a load marked :func:`data_race`.
 _DATA_RACE = "data_race"
+
+
+class BitOp(NamedTuple):
+    """The value of an atomic bit operation's access record (``cpumask_set_cpu()``,
+    ``cpumask_clear_cpu()``): which bit, and whether it is set or cleared.
+
+    Two of them on different bits of one mask, or both setting (both clearing) one
+    bit, commute: either order leaves the same mask and neither returns anything, so
+    exploration takes them as independent (:func:`xensched.explore.base.independent`).
+    """
+
+    cpu: int
+    set: bool
+
+    def __str__(self) -> str:
+        return f"{'set' if self.set else 'clear'} bit {self.cpu}"
 
 
 def _ctx() -> ExecContext | None:
@@ -141,16 +157,19 @@ class Cell(Shared, Generic[T]):
         mem.store(ctx, self, new)
         return new
 
-    def exchange(self, fn: Callable[[T], T], _depth: int = 3) -> T:
+    def exchange(
+        self, fn: Callable[[T], T], _depth: int = 3, _access: Access | None = None
+    ) -> T:
         """An atomic, fully ordered read-modify-write (``xchg``, ``test_and_set_bit``):
-        stores ``fn(old)``; returns ``old``."""
+        stores ``fn(old)``; returns ``old``. (``_access``: the point's record, when
+        it says more than "atomic", as a bit operation's does.)"""
         bus = self._bus
         mem = bus._memory
         if mem is not None and _ctx() is not None:
             # Fully ordered: earlier stores drain first (a CPU of a store-buffer
             # model waits at this point until its buffer is empty).
             _barrier(_MB, _depth + 1)
-        bus._point(self._xchg, _depth)
+        bus._point(self._xchg if _access is None else _access, _depth)
         with _STRIPE_LOCKS[self.oid % _STRIPES]:
             if mem is None:
                 old = self.value
@@ -208,11 +227,19 @@ class CpuMask(Cell[frozenset[int]]):
 
     def set(self, cpu: int) -> None:
         """``cpumask_set_cpu()``."""
-        self.exchange(lambda bits: bits | {cpu}, 4)
+        self.exchange(
+            lambda bits: bits | {cpu},
+            4,
+            _new_access(Access, (_RMW, self, BitOp(cpu, True))),
+        )
 
     def clear(self, cpu: int) -> None:
         """``cpumask_clear_cpu()``."""
-        self.exchange(lambda bits: bits - {cpu}, 4)
+        self.exchange(
+            lambda bits: bits - {cpu},
+            4,
+            _new_access(Access, (_RMW, self, BitOp(cpu, False))),
+        )
 
     def __repr__(self) -> str:
         return f"<CpuMask {self.label}={sorted(self.value)}>"

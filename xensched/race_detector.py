@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xensched.interaction import _PLUMBING as _BUS_PLUMBING, Instrument, PointKind
-from xensched.memory import _ATOMIC, _DATA_RACE
+from xensched.memory import _ATOMIC, _DATA_RACE, BitOp
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
@@ -168,7 +168,8 @@ class RaceDetector(Instrument):
                 with self._mu:
                     _join(self._thread(ctx).acq_pending, self._field(obj.oid).sync)
                 return
-            atomic = kind is _RMW and access[2] == ATOMIC
+            value = access[2]
+            atomic = kind is _RMW and (value == ATOMIC or type(value) is BitOp)
             self._access(ctx, access, obj, kind, atomic)
         elif kind is _ACQ or kind is _REL:
             self._access(ctx, access, obj, kind, True)

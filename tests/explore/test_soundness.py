@@ -175,6 +175,49 @@ def pulse(w: World) -> None:
     w.final_state(seen.peek)
 
 
+def bit_operations(w: World) -> None:
+    # Atomic bit operations of one mask commute unless one clears the bit the other
+    # sets (b's set and a's clear of bit 1); the load of bit 0 depends on them all.
+    mask, seen = w.mask("mask"), w.cell("seen", False)
+
+    def a() -> None:
+        mask.set(0)
+        mask.clear(1)
+
+    w.thread("a", a)
+    w.thread("b", lambda: mask.set(1))
+    w.thread("c", lambda: seen.store(mask.test(0)))
+    w.final_state(lambda: (tuple(sorted(mask.peek())), seen.peek()))
+
+
+def set_against_clear(w: World) -> None:
+    # The one pair of bit operations that does not commute: the last one wins.
+    mask = w.mask("mask", {1})
+    w.thread("setter", lambda: mask.set(0))
+    w.thread("clearer", lambda: mask.clear(0))
+    w.thread("other", lambda: mask.clear(1))
+    w.final_state(lambda: tuple(sorted(mask.peek())))
+
+
+def bit_pulse(w: World) -> None:
+    # The pulse on one bit of a mask, beside a commuting operation on another bit:
+    # the waiter's wake reads the mask, so every bit operation orders it.
+    mask, seen = w.mask("mask"), w.cell("seen", 0)
+
+    def pulser() -> None:
+        mask.set(0)
+        mask.clear(0)
+
+    def waiter() -> None:
+        w.bus.wait_until(lambda: 0 in mask.peek(), "bit 0")
+        seen.store(1)
+
+    w.thread("waiter", waiter)
+    w.thread("pulser", pulser)
+    w.thread("other", lambda: mask.set(1))
+    w.final_state(seen.peek)
+
+
 PROGRAMS = [
     lost_update,
     locked_counter,
@@ -184,6 +227,9 @@ PROGRAMS = [
     chain_of_three,
     racy_check,
     pulse,
+    bit_operations,
+    set_against_clear,
+    bit_pulse,
 ]
 
 
@@ -216,6 +262,12 @@ def test_the_small_programs_have_the_answers_they_should() -> None:
     # The waiter woke (1), or slept through the pulse and never woke (0, deadlock).
     assert states(pulse) == {0, 1}
     assert unreduced(ThreadsTarget(pulse)).kinds == {"deadlock"}
+    # Bit 1 set last or cleared last, bit 0 seen set or not yet.
+    assert states(bit_operations) == {
+        (m, seen) for m in ((0,), (0, 1)) for seen in (False, True)
+    }
+    assert states(set_against_clear) == {(), (0,)}
+    assert states(bit_pulse) == {0, 1}
 
 
 def test_dpor_reduces() -> None:

@@ -22,6 +22,12 @@ steps that make no access of their own:
   of another thread, which a condition may wait for too, is no access: it can only
   enable a wake, never disable one, so there is no order to try there.
 
+Two accesses are dependent when they touch one object and at least one of them
+writes it, with one exception: atomic bit operations of one cpumask
+(``cpumask_set_cpu()``, ``cpumask_clear_cpu()``; :attr:`Op.bit`) commute unless one
+sets the bit the other clears, as Credit's pCPUs setting and clearing their own bits
+of ``prv->idlers`` do.
+
 Under a store-buffer memory model two more kinds of step exist (see
 :mod:`xensched.drivers.controlled`): a *drain* ``CPU>field`` (the buffered store
 reaching memory: a write of the field) and a load of ``CPU~k`` (``CPU`` running, its
@@ -41,10 +47,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from xensched.drivers.controlled import thread_of
-from xensched.interaction import WRITES
+from xensched.interaction import WRITES, PointKind
+from xensched.memory import BitOp
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from xensched.interaction import Access
 
 __all__ = [
     "START",
@@ -52,11 +61,14 @@ __all__ = [
     "Op",
     "SearchStrategy",
     "Step",
+    "bit_of",
+    "bits_commute",
     "independent",
     "thread_of",
     "variants",
 ]
 
+_RMW = PointKind.RMW
 _LOCK_KINDS = frozenset({"lock", "trylock", "unlock"})
 _WRITE_VALUES = frozenset(k.value for k in WRITES)
 
@@ -65,12 +77,15 @@ class Op(NamedTuple):
     """A pending access: its kind (a :class:`~xensched.interaction.PointKind` value, or
     ``start`` / ``wake``), the object's ``oid`` (0 for the pseudo-operations) and
     label; under a store-buffer model, ``also`` is the ``oid`` of the store buffer of
-    the CPU it acts for (0: none)."""
+    the CPU it acts for (0: none). ``bit`` names an atomic bit operation of a
+    cpumask (:class:`~xensched.memory.BitOp`): ``cpu + 1`` for a set, ``-(cpu + 1)``
+    for a clear, 0 for any other access (:func:`bit_of`)."""
 
     kind: str
     oid: int
     label: str
     also: int = 0
+    bit: int = 0
 
     @property
     def is_write(self) -> bool:
@@ -103,12 +118,28 @@ def independent(a: Op, b: Op) -> bool:
         if other.kind == "wake" or not other.is_write:
             return True
         return bool(wake.oid) and wake.oid != other.oid
-    if a.oid == b.oid:
+    commuting_bits = a.bit and b.bit and bits_commute(a.bit, b.bit)
+    if a.oid == b.oid and not commuting_bits:
         return not (a.is_write or b.is_write)
     if a.also and a.also == b.also:
         # One CPU's store buffer: its drains write it, its accesses read it.
         return a.kind != "drain" and b.kind != "drain"
     return True
+
+
+def bits_commute(a: int, b: int) -> bool:
+    """Do two atomic bit operations of one mask (:attr:`Op.bit`, both nonzero)
+    commute? Yes unless one sets the bit that the other clears: either order leaves
+    the same mask, and neither returns a value."""
+    return a != -b
+
+
+def bit_of(access: Access) -> int:
+    """:attr:`Op.bit` of an access (0 unless it is an atomic bit operation)."""
+    value = access[2]
+    if type(value) is BitOp and access[0] is _RMW:
+        return value.cpu + 1 if value.set else -(value.cpu + 1)
+    return 0
 
 
 def variants(name: str, enabled: Sequence[str]) -> list[str]:

@@ -20,7 +20,11 @@ operation depended on the step taken instead, it is tried there too
 (:meth:`DPOR._never_ran`).
 
 Dependence comes from the access records (:func:`xensched.explore.base.independent`):
-same object and at least one write; every lock operation writes its lock. Races on a
+same object and at least one write; every lock operation writes its lock. Atomic bit
+operations of one cpumask are the exception: they commute unless one clears the bit
+the other sets, so the analysis keeps them apart from the mask's other writes (each
+orders the loads and other writes of the mask, not the bit operations it commutes
+with). Races on a
 lock are taken between *acquisitions* (the last ``lock`` or successful ``trylock`` of
 another thread), not with its release, since a thread spinning on a held lock is not
 enabled: reversing an acquisition with the holder's release could never run. A
@@ -38,7 +42,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xensched.explore.base import START, independent, thread_of, variants
+from xensched.explore.base import (
+    START,
+    bits_commute,
+    independent,
+    thread_of,
+    variants,
+)
 from xensched.explore.tree import TreeSearch
 
 if TYPE_CHECKING:
@@ -104,6 +114,11 @@ class DPOR(TreeSearch):
         last_unlock: dict[int, int] = {}
         trylocks: dict[int, dict[str, int]] = {}
         held: set[int] = set()  # locks held after the steps so far
+        # Atomic bit operations on each mask since its last other write, by
+        # (thread, Op.bit): they commute with each other (unless one clears what
+        # the other sets), so none of them orders the next; a thread's latest per
+        # bit value covers its earlier ones by program order.
+        bits: dict[int, dict[tuple[str, int], int]] = {}
         last_writer: dict[str, int] = {}  # each thread's latest write (for wakes)
         last_wake: dict[str, int] = {}
         names = [thread_of(s.thread) for s in steps]
@@ -129,6 +144,8 @@ class DPOR(TreeSearch):
                     if oid:  # its condition read one cell: a read of it
                         w = last_write.get(oid)
                         deps = [w] if w is not None else []
+                        if oid in bits:
+                            deps += bits[oid].values()
                     else:
                         deps = [e for q, e in last_writer.items() if q != t]
                     cands = deps
@@ -151,10 +168,23 @@ class DPOR(TreeSearch):
                         reads.get(oid, {}).values()
                     )
                     deps += [e for q, e in last_wake.items() if q != t]
+                    if oid in bits:
+                        bit = op.bit
+                        deps += (
+                            [
+                                e
+                                for (_, b), e in bits[oid].items()
+                                if not bits_commute(b, bit)
+                            ]
+                            if bit
+                            else bits[oid].values()
+                        )
                     cands = deps
                 else:
                     w = last_write.get(oid)
                     deps = [w] if w is not None else []
+                    if oid in bits:
+                        deps += bits[oid].values()
                     cands = deps
                 if also and op.kind not in ("start", "wake"):
                     # The CPU's store buffer (see base.independent): drains write it,
@@ -199,9 +229,15 @@ class DPOR(TreeSearch):
                     reads.pop(also, None)
                 elif also != oid:
                     reads.setdefault(also, {})[t] = j
-            if op.is_write:
+            if op.bit:
+                # Not the mask's last write: the next bit operation may commute
+                # with it, and the reads before it still race with that one.
+                bits.setdefault(oid, {})[t, op.bit] = j
+                last_writer[t] = j
+            elif op.is_write:
                 last_write[oid] = j
                 reads.pop(oid, None)
+                bits.pop(oid, None)
                 last_writer[t] = j
                 if op.kind == "lock":
                     last_acq[oid] = j

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from xensched.explore.base import START, WAKE, Op, Step
+from xensched.explore.base import START, WAKE, Op, Step, bit_of
 from xensched.explore.visible import Visibility, tell_grew
 from xensched.interaction import Instrument
 from xensched.programs import ControlledRun
@@ -218,7 +218,7 @@ class _Chooser:
             return False
         obj = access[1]
         name = ctx.name
-        op = Op(access[0]._value_, obj.oid, obj.label)
+        op = Op(access[0]._value_, obj.oid, obj.label, 0, bit_of(access))
         self.steps.append(Step(name, op, (name,), {name: op}))
         return True
 
@@ -246,11 +246,17 @@ class _Chooser:
                 hit = self._ops.get(ctx)
                 if hit is not None and hit[0] is acc:
                     return hit[1]
-                op = Op(acc[0]._value_, obj.oid, obj.label)
+                op = Op(acc[0]._value_, obj.oid, obj.label, 0, bit_of(acc))
                 self._ops[ctx] = (acc, op)
                 return op
             fence = driver.owner_of(ctx).fence
-            return Op(acc[0]._value_, obj.oid, obj.label, fence.oid if fence else 0)
+            return Op(
+                acc[0]._value_,
+                obj.oid,
+                obj.label,
+                fence.oid if fence else 0,
+                bit_of(acc),
+            )
         return self._wakes.get(ctx, WAKE) if driver.parked(ctx) else START
 
     def pick(

@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from xensched.drivers.controlled import ControlledDriver
 from xensched.errors import DeadlockError
 from xensched.interaction import Bus
-from xensched.memory import Cell
+from xensched.memory import Cell, CpuMask
 from xensched.spinlock import SpinLock
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable
+    from collections.abc import Callable, Hashable, Iterable
 
     from xensched.explore.engine import _Chooser
     from xensched.host import Host
@@ -159,6 +159,11 @@ class World:
         """A shared field, every load and store an interaction point; ``racy``: why
         its reads race with its writes on purpose (:mod:`xensched.race_detector`)."""
         return Cell(self.bus, label, value, racy=racy)
+
+    def mask(self, label: str, cpus: Iterable[int] = ()) -> CpuMask:
+        """A shared ``cpumask_t`` whose ``set()``/``clear()`` are atomic bit
+        operations (which exploration takes as commuting on different bits)."""
+        return CpuMask(self.bus, label, cpus)
 
     def lock(self, name: str) -> SpinLock:
         """A spinlock (a real ``threading.Lock`` under the driver's control)."""
