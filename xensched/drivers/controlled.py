@@ -51,6 +51,7 @@ from xensched.violation import ViolationKind
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from xensched.drivers.workers import Job, Workers
     from xensched.interaction import Bus
     from xensched.memory import Cell
     from xensched.memory_model import StoreBufferModel
@@ -95,7 +96,9 @@ class Strategy(Protocol):
     scheduling point (an access no other thread conflicts with, see
     :mod:`xensched.explore.visible`); and ``condition_read(ctx, cells)``, told what
     parked ``ctx``'s wake condition read when it was evaluated (the cells it
-    peeked). Neither is used under a store-buffer memory model.
+    peeked). Neither is used under a store-buffer memory model. A ``workers``
+    attribute (a :class:`~xensched.drivers.workers.Workers`) runs the participants
+    on that pool's threads instead of new ones.
     """
 
     def pick(
@@ -119,6 +122,7 @@ class _State(enum.Enum):
 
 class _Participant:
     __slots__ = (
+        "body",
         "ctx",
         "error",
         "gate",
@@ -146,7 +150,10 @@ class _Participant:
         self.until: Callable[[], bool] | None = None
         self.points = 0
         self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
+        self.body: Callable[[], None] | None = None
+        # Its OS thread: its own, or a pooled worker's job (Workers); None until
+        # the run starts it.
+        self.thread: threading.Thread | Job | None = None
 
 
 class ControlledDriver:
@@ -189,6 +196,7 @@ class ControlledDriver:
         self._condition_read: Callable[[ExecContext, list[Cell[Any]]], None] | None = (
             getattr(strategy, "condition_read", None)
         )
+        self._workers: Workers | None = getattr(strategy, "workers", None)
 
     # -- setup -----------------------------------------------------------------------------
     def spawn(self, ctx: ExecContext, fn: Callable[[], object]) -> None:
@@ -205,13 +213,25 @@ class ControlledDriver:
                 finally:
                     self._finish(part)
 
-        part.thread = threading.Thread(target=body, name=ctx.name, daemon=True)
+        part.body = body
         with self._mutex:
             self._parts[ctx] = part
             self._order.append(part)
             started = self._started
         if started:
-            part.thread.start()
+            self._start(part)
+
+    def _start(self, part: _Participant) -> None:
+        """Start ``part``'s OS thread: a pooled worker's if the strategy brought a
+        pool (:mod:`xensched.drivers.workers`), else a thread of its own."""
+        assert part.body is not None
+        workers = self._workers
+        if workers is not None:
+            part.thread = workers.start(part.ctx.name, part.body)
+            return
+        t = threading.Thread(target=part.body, name=part.ctx.name, daemon=True)
+        part.thread = t
+        t.start()
 
     def done(self, ctx: ExecContext) -> bool:
         """Has participant ``ctx`` finished?"""
@@ -314,8 +334,7 @@ class ControlledDriver:
                 self._started = True
                 parts = list(self._order)
             for p in parts:
-                assert p.thread is not None
-                p.thread.start()
+                self._start(p)
             with self._mutex:
                 self._schedule_next(None)
             deadline = time.monotonic() + self.turn_timeout * 4

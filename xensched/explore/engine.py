@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from xensched.drivers.workers import Workers
 from xensched.explore.base import START, WAKE, Op, Step, bit_of
 from xensched.explore.visible import Visibility, tell_grew
 from xensched.interaction import Instrument
@@ -182,6 +183,8 @@ class _Chooser:
         self.search = search
         self.max_steps = max_steps
         self.turn_timeout = turn_timeout
+        #: The exploration's pool of participant threads (the driver reads it).
+        self.workers: Workers | None = None
         #: Every step of the execution, invisible ones too (the schedule a replay
         #: follows), and the steps that were scheduling points (what the search
         #: chose at: the same list when nothing is invisible).
@@ -418,6 +421,9 @@ class Explorer:
         self.collect_states = collect_states
         self.progress = progress
         self.visibility = None if all_points else Visibility()
+        # Participant threads kept from one execution to the next, for as long as
+        # explore() runs (a lone execute() starts threads of its own).
+        self._workers: Workers | None = None
 
     def execute(
         self,
@@ -434,6 +440,7 @@ class Explorer:
         if not getattr(self.search, "visible_only", False):
             vis = None
         chooser = _Chooser(self.search, self.max_steps, self.turn_timeout, vis)
+        chooser.workers = self._workers
         at = _StepOfViolation(chooser)
         run.bus.add_instrument(at)
         if instruments is not None:
@@ -471,6 +478,7 @@ class Explorer:
         seen: set[bytes] = set()
         t0 = time.perf_counter()
         i = 0
+        self._workers = Workers()
         try:
             while True:
                 if self.runs is not None and i >= self.runs:
@@ -517,6 +525,8 @@ class Explorer:
             res.interrupted = True
             res.stop_reason = "interrupted"
         finally:
+            self._workers.close()
+            self._workers = None
             res.seconds = time.perf_counter() - t0
             res.exhaustive = self.search.exhaustive
             res.details = self.search.summary()

@@ -1,0 +1,92 @@
+"""The pool of participant threads an exploration keeps between its runs."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.explore.test_soundness import locked_counter
+from xensched.drivers import workers as workers_mod
+from xensched.drivers.workers import Workers
+from xensched.explore import DPOR, Explorer
+from xensched.explore.threads import ThreadsTarget
+
+
+def test_a_worker_is_reused_and_carries_the_participants_name() -> None:
+    names: list[str] = []
+    with Workers() as pool:
+        for name in ("pcpu0", "pcpu1", "xl"):
+            job = pool.start(
+                name, lambda: names.append(threading.current_thread().name)
+            )
+            job.join(5)
+            assert not job.is_alive()
+        assert (pool.jobs, pool.started) == (3, 1)
+    assert names == ["pcpu0", "pcpu1", "xl"]
+
+
+def test_participants_of_one_run_get_threads_of_their_own() -> None:
+    # Each waits for the other: they can only both finish on two threads.
+    a, b = threading.Event(), threading.Event()
+
+    def first() -> None:
+        a.set()
+        assert b.wait(5)
+
+    def second() -> None:
+        b.set()
+        assert a.wait(5)
+
+    with Workers() as pool:
+        jobs = [pool.start("a", first), pool.start("b", second)]
+        for j in jobs:
+            j.join(5)
+        assert pool.started == 2
+        assert not any(j.is_alive() for j in jobs)
+
+
+def test_close_ends_every_worker_and_refuses_more_work() -> None:
+    pool = Workers()
+    pool.start("x", lambda: None).join(5)
+    threads = [w.thread for w in pool._all]
+    pool.close()
+    assert not any(t is not None and t.is_alive() for t in threads)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.start("y", lambda: None)
+
+
+def test_a_stuck_worker_bounds_close_and_ends_once_it_returns() -> None:
+    release = threading.Event()
+    pool = Workers(idle_wait=0.05)
+    job = pool.start("stuck", lambda: release.wait(5))
+    pool.close(timeout=0.05)  # returns although the job still runs
+    assert job.is_alive()
+    release.set()
+    job.join(5)
+    t = pool._all[0].thread
+    assert t is not None
+    t.join(5)
+    assert not t.is_alive()
+
+
+def test_an_exploration_runs_on_a_few_threads_and_finds_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pools: list[Workers] = []
+    real = workers_mod.Workers
+
+    class Counted(real):  # type: ignore[misc,valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            pools.append(self)
+
+    monkeypatch.setattr("xensched.explore.engine.Workers", Counted)
+    res = Explorer(
+        ThreadsTarget(locked_counter), DPOR(), keep_going=True, collect_states=True
+    ).explore()
+    assert res.exhaustive
+    assert res.final_states == {3}
+    (pool,) = pools
+    assert pool.jobs == 3 * res.runs  # three threads per execution
+    assert pool.started <= 3
