@@ -120,6 +120,9 @@ class _State(enum.Enum):
     DONE = "done"
 
 
+_READY = _State.READY
+
+
 class _Participant:
     __slots__ = (
         "body",
@@ -459,7 +462,18 @@ class ControlledDriver:
             if self.abandoned is not None:
                 self._open_all()
                 return
-            ready = [p.ctx for p in self._order if self._runnable(p)]
+            # _runnable(), with its common case inlined (no condition, no memory
+            # model): a call per participant per point was a tenth of a point.
+            if self._mem is None:
+                ready = [
+                    p.ctx
+                    for p in self._order
+                    if p.state is _READY
+                    and (p.wants is None or p.wants.owner is None)
+                    and (p.until is None or self._runnable(p))
+                ]
+            else:
+                ready = [p.ctx for p in self._order if self._runnable(p)]
             if self._mem is not None:
                 self._offer_pseudo(ready)
             if not ready:

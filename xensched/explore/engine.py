@@ -149,6 +149,10 @@ class ScenarioTarget:
         return _ScenarioRun(self.scenario, self.seed, self.lock_timeout)
 
 
+# A Step without the NamedTuple constructor's Python call: one is made per step.
+_new_step = tuple.__new__
+
+
 class _StepOfViolation(Instrument):
     """Notes the step during which each violation is recorded."""
 
@@ -314,7 +318,7 @@ class _Chooser:
         ready: Sequence[ExecContext],
     ) -> ExecContext:
         """Record the chosen step; the participant that runs it."""
-        step = Step(name, op, tuple(names), pending)
+        step = _new_step(Step, (name, op, tuple(names), pending))
         self.steps.append(step)
         if self.choices is not self.steps:
             self.choices.append(step)

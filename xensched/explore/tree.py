@@ -65,7 +65,7 @@ class Node:
         sleep: dict[str, Op],
     ) -> None:
         self.enabled = enabled
-        self.pending = dict(pending)
+        self.pending = pending  # the chooser's, built for this step and never changed
         self.last = last
         self.preemptions = preemptions  # before this step's choice
         self.sleep = sleep
