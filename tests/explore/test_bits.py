@@ -43,8 +43,11 @@ def test_a_mask_names_its_bit_operations_in_the_access_record() -> None:
     bus = Bus()
     mask = CpuMask(bus, "m")
     seen: list[Access] = []
-    bus.point = lambda access, depth=2: seen.append(access)  # type: ignore[method-assign]
-    bus._point = bus.point  # type: ignore[method-assign]
+
+    def record(access: Access, depth: int = 2) -> None:
+        seen.append(access)
+
+    bus._point = record  # type: ignore[method-assign]
     mask.set(3)
     mask.clear(2)
     assert [a.value for a in seen] == [BitOp(3, True), BitOp(2, False)]
