@@ -63,6 +63,7 @@ __all__ = [
     "bit_of",
     "bits_commute",
     "independent",
+    "op_of",
     "thread_of",
     "variants",
 ]
@@ -131,6 +132,12 @@ def bits_commute(a: int, b: int) -> bool:
     commute? Yes unless one sets the bit that the other clears: either order leaves
     the same mask, and neither returns a value."""
     return a != -b
+
+
+def op_of(access: Access, also: int = 0) -> Op:
+    """The :class:`Op` of a point's access record (``also``: see :class:`Op`)."""
+    obj = access[1]
+    return Op(access[0]._value_, obj.oid, obj.label, also, bit_of(access))
 
 
 def bit_of(access: Access) -> int:

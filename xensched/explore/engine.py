@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xensched.drivers.workers import Workers
-from xensched.explore.base import START, WAKE, Op, Step, bit_of
+from xensched.explore.base import START, WAKE, Op, Step, op_of
 from xensched.explore.visible import Visibility, tell_grew
 from xensched.interaction import Instrument
 from xensched.programs import ControlledRun
@@ -223,9 +223,8 @@ class _Chooser:
             ctx.name, access
         ):
             return False
-        obj = access[1]
         name = ctx.name
-        op = Op(access[0]._value_, obj.oid, obj.label, 0, bit_of(access))
+        op = op_of(access)
         self.steps.append(Step(name, op, (name,), {name: op}))
         return True
 
@@ -248,22 +247,15 @@ class _Chooser:
     def _pending(self, driver: ControlledDriver, ctx: ExecContext) -> Op:
         acc = driver.next_access(ctx)
         if acc is not None:
-            obj = acc[1]
             if driver.memory is None:
                 hit = self._ops.get(ctx)
                 if hit is not None and hit[0] is acc:
                     return hit[1]
-                op = Op(acc[0]._value_, obj.oid, obj.label, 0, bit_of(acc))
+                op = op_of(acc)
                 self._ops[ctx] = (acc, op)
                 return op
             fence = driver.owner_of(ctx).fence
-            return Op(
-                acc[0]._value_,
-                obj.oid,
-                obj.label,
-                fence.oid if fence else 0,
-                bit_of(acc),
-            )
+            return op_of(acc, fence.oid if fence else 0)
         return self._wakes.get(ctx, WAKE) if driver.parked(ctx) else START
 
     def pick(
