@@ -396,7 +396,14 @@ class ControlledDriver:
             # A LOCK access is always of a SpinLock.
             part.wants = cast("SpinLock", obj) if kind is _LOCK else None
             self._schedule_next(ctx)
-        self._wait_turn(part)
+            # Picked again (most steps): take the turn here, gate and all, rather
+            # than in _wait_turn(), which would take the mutex a second time.
+            again = self._running is ctx and part.gate_open
+            if again:
+                part.gate.acquire(blocking=False)  # released by _open() just now
+                part.gate_open = False
+        if not again:
+            self._wait_turn(part)
         part.wants = None
         part.next = None
 

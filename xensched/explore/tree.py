@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Node", "ScheduleDivergedError", "TreeSearch"]
 
+# The sleep set of a node below which nothing sleeps: shared, and never written
+# (a node's sleep set is only read once the node is made).
+_NO_SLEEP: dict[str, Op] = {}
+
 
 class ScheduleDivergedError(RuntimeError):
     """A re-run did not follow its prefix: the program is not deterministic."""
@@ -134,6 +138,11 @@ class TreeSearch:
         self._round_executions = 0  # executions of the current round
         self.sleep_blocked = 0  # executions cut short: every enabled thread slept
         self.abandoned = False  # the execution being analysed was cut short
+        # initial_backtrack() is this class's (the chosen thread only): the hot
+        # path builds that set itself.
+        self._plain_backtrack = (
+            type(self).initial_backtrack is TreeSearch.initial_backtrack
+        )
 
     # -- what subclasses decide ---------------------------------------------------------
     def initial_backtrack(self, node: Node) -> set[str]:
@@ -219,26 +228,53 @@ class TreeSearch:
     ) -> str | None:
         if step < self._prefix:
             return self._recorded(step, enabled).chosen
-        parent = self.nodes[-1] if self.nodes else None
-        sleep: dict[str, Op] = {}
+        nodes = self.nodes
+        parent = nodes[-1] if nodes else None
+        sleep: dict[str, Op] = _NO_SLEEP
         preemptions = 0
         if parent is not None:
-            preemptions = parent.preemptions + parent.cost(parent.chosen)
-            if self.sleep_sets:
-                ran = parent.pending[parent.chosen]
-                who = thread_of(parent.chosen)
+            chosen = parent.chosen
+            preemptions = parent.preemptions
+            if chosen != parent.last:
+                preemptions += parent.cost(chosen)
+            # Past the node it backtracked to, a node's only done thread is the
+            # one chosen, which never sleeps below it: the sleep set can only
+            # shrink, and once empty it stays so (the common case, kept cheap).
+            if self.sleep_sets and (parent.sleep or len(parent.done) > 1):
+                sleep = {}
+                ran = parent.pending[chosen]
+                who = thread_of(chosen)
                 for t, op in parent.sleep.items():
                     if thread_of(t) != who and independent(op, ran):
                         sleep[t] = op
                 for t in parent.done:
                     if thread_of(t) != who and independent(parent.pending[t], ran):
                         sleep[t] = parent.pending[t]
+        bound = self.bound
+        if (
+            not sleep
+            and bound is None
+            and last is not None
+            and last in enabled
+            and "~" not in last
+            and not any("~" in t or ">" in t for t in enabled)
+        ):
+            # The common case, with nothing asleep, no bound and no memory model's
+            # choices: the thread that ran last goes on (no preemption), as the
+            # general path below would pick it.
+            node = Node(tuple(enabled), pending, last, preemptions, sleep)
+            nodes.append(node)
+            node.chosen = last
+            node.done.add(last)
+            node.backtrack = (
+                {last} if self._plain_backtrack else self.initial_backtrack(node)
+            )
+            return last
         node = Node(tuple(enabled), pending, last, preemptions, sleep)
-        self.nodes.append(node)
+        nodes.append(node)
         awake = [t for t in enabled if t not in sleep]
         if not awake:
             return None  # sleep-set blocked: an equivalent execution has been run
-        bound = self.bound
         if bound is not None:
             allowed = [t for t in awake if preemptions + node.cost(t) <= bound]
             if len(allowed) < len(awake):
