@@ -16,7 +16,7 @@ import pytest
 from xensched.explore import DPOR, PCT, Explorer, RandomWalk, ScenarioTarget
 from xensched.explore.observe import Observer, stable
 from xensched.explore.threads import ThreadsTarget, World
-from xensched.scenario import round_trip
+from xensched.scenario import round_trip, switch_race
 from xensched.spinlock import spin_trylock, spin_unlock
 
 if TYPE_CHECKING:
@@ -76,6 +76,24 @@ def test_a_dpor_blind_to_the_lock_pointer_misses_observations(
     blind, exhausted = observations(target, DPOR(ignore="schedule_lock"), 10_000)
     assert exhausted  # it believes it has seen everything
     assert sampled - blind
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("boot", "pool"), [("credit", "credit"), ("credit2", "credit")]
+)
+def test_dpor_meets_what_sampling_meets_on_switch_race_adds(
+    boot: str, pool: str
+) -> None:
+    # Wakes, commuting bit operations of prv->idlers and Credit's trylocks of its
+    # peers, which the round trip has few of. About 1,200 and 1,700 executions.
+    target = ScenarioTarget(switch_race(boot, pool, "add", "fixed"))
+    pct, _ = observations(target, PCT(seed=5), 150, all_points=False)
+    walk, _ = observations(target, RandomWalk(seed=5), 150)
+    proved, exhausted = observations(target, DPOR(), 5_000)
+    assert exhausted
+    assert len(pct | walk) > 10
+    assert pct | walk <= proved
 
 
 def test_the_observer_records_reads_and_trylock_results_not_bit_operations() -> None:
