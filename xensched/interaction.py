@@ -553,7 +553,9 @@ class Bus:
         with self._meta:
             ctxs = list(self.contexts)
         for c in ctxs:
-            merged.extend(c.recent_events())
+            # A context's newest events are its last ones: no more than ``limit``
+            # of them can be among the newest of all.
+            merged.extend(c.recent_events(limit))
         merged.sort()
         return tuple(merged[-limit:])
 

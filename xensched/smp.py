@@ -58,8 +58,9 @@ class ExecContext:
     def __repr__(self) -> str:
         return f"<ExecContext {self.name}>"
 
-    def recent_events(self) -> tuple[Event, ...]:
-        """A copy of :attr:`events`, safe while the owning thread appends to it."""
+    def recent_events(self, limit: int | None = None) -> tuple[Event, ...]:
+        """A copy of :attr:`events` (its newest ``limit`` only, if given), safe
+        while the owning thread appends to it."""
         # Copying a deque another thread appends to can raise RuntimeError ("mutated
         # during iteration"); retry a few times, then go without.
         for _ in range(5):
@@ -67,9 +68,13 @@ class ExecContext:
                 raw = tuple(self.events)
             except RuntimeError:
                 continue
+            if limit is not None:
+                raw = raw[-limit:] if limit > 0 else ()
             name = self.name
+            # kind._value_, not kind.value (an enum property, a Python call per
+            # event): a legacy move of reproduce reports hundreds of violations.
             return tuple(
-                (ns, name, access.kind.value, access.obj.label, fn)
+                (ns, name, access[0]._value_, access[1].label, fn)
                 for ns, access, fn in raw
             )
         return ()

@@ -389,6 +389,11 @@ class Explorer:
             search that says ``visible_only`` (the sampling ones: random walks,
             PCT) chooses only at visible accesses (:mod:`xensched.explore.visible`)
             and is told (``visible_grew()``) when the set of visible objects grew.
+        workers: a pool of participant threads (:mod:`xensched.drivers.workers`)
+            for :meth:`execute` and :meth:`explore` to run on, for a caller that
+            makes many one-execution explorers (``xensched reproduce``); the
+            caller closes it. By default :meth:`explore` keeps a pool of its own
+            for its run and a lone :meth:`execute` starts threads.
     """
 
     def __init__(
@@ -405,6 +410,7 @@ class Explorer:
         collect_states: bool = False,
         progress: Callable[[ExploreResult], None] | None = None,
         all_points: bool = False,
+        workers: Workers | None = None,
     ) -> None:
         self.target = target
         self.search = search
@@ -417,9 +423,11 @@ class Explorer:
         self.collect_states = collect_states
         self.progress = progress
         self.visibility = None if all_points else Visibility()
-        # Participant threads kept from one execution to the next, for as long as
-        # explore() runs (a lone execute() starts threads of its own).
-        self._workers: Workers | None = None
+        # Participant threads kept from one execution to the next: the caller's
+        # pool if it gave one (it closes it), else one for as long as explore()
+        # runs (a lone execute() then starts threads of its own).
+        self._given_workers = workers
+        self._workers: Workers | None = workers
 
     def execute(
         self,
@@ -474,7 +482,8 @@ class Explorer:
         seen: set[bytes] = set()
         t0 = time.perf_counter()
         i = 0
-        self._workers = Workers()
+        pool = self._given_workers or Workers()
+        self._workers = pool
         try:
             while True:
                 if self.runs is not None and i >= self.runs:
@@ -521,8 +530,9 @@ class Explorer:
             res.interrupted = True
             res.stop_reason = "interrupted"
         finally:
-            self._workers.close()
-            self._workers = None
+            if pool is not self._given_workers:
+                pool.close()
+            self._workers = self._given_workers
             res.seconds = time.perf_counter() - t0
             res.exhaustive = self.search.exhaustive
             res.details = self.search.summary()
