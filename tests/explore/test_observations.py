@@ -1,9 +1,10 @@
 """DPOR checked at the grain of what each thread read, on a real scenario.
 
 Every observation (:mod:`xensched.explore.observe`) that PCT and a random walk meet on
-the round trip must be among exhaustive DPOR's: two executions of one trace read the
-same values. A DPOR blind to the lock pointer is shown to miss observations that PCT
-meets, so the check can fail; the recorder itself is checked on a small program.
+the round trip (and, in the slow tests, on two switch-race adds) must be among
+exhaustive DPOR's: two executions of one trace read the same values. A DPOR blind to
+the lock pointer is shown to miss observations that they meet, so the check can fail;
+the recorder itself is checked on a small program.
 """
 
 from __future__ import annotations

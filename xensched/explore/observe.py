@@ -11,7 +11,8 @@ then be compared at the level of behaviours rather than of schedules:
   trace DPOR missed or a dependence it does not see (an access with no interaction
   point, say). Final states alone can hide such a miss when the missed reads change
   nothing at the end. ``tests/explore/test_observations.py`` runs this on the round
-  trip, and feeds it a DPOR blind to the lock pointer to see it fire.
+  trip (and, slow, on two switch-race adds), and feeds it a DPOR blind to the lock
+  pointer to see it fire.
 - **What a coarser equivalence could save.** DPOR runs one execution per trace;
   a reduction by reads-from or by values read (Abdulla et al., OOPSLA 2019;
   Agarwal et al., CAV 2021) at best one per observation. Measured here: the fixed
