@@ -17,9 +17,11 @@ then be compared at the level of behaviours rather than of schedules:
   a reduction by reads-from or by values read (Abdulla et al., OOPSLA 2019;
   Agarwal et al., CAV 2021) at best one per observation. Measured here: the fixed
   round trip has 192 traces and 106 observations, ``switch-race`` credit -> credit
-  add 1,152 traces and 435 observations. So such a reduction would save 1.8x and
-  2.6x on these moves, not the orders of magnitude that the removes' traces (more
-  than 96,000) would need to be proven within minutes.
+  add 1,152 traces and 435 observations. So such a reduction would save at most
+  1.8x and 2.6x on these moves. The removes' observations cannot be counted this
+  way (that needs the exhaustive search that does not end on them); if they fold
+  as the adds do, that is not the orders of magnitude their traces (more than
+  96,000 each) would need to be proven within minutes.
 
 What counts as a read: a load, the old value of a read-modify-write, a trylock's
 result. Not an atomic bit operation (``cpumask_set_cpu()`` returns nothing, and DPOR
