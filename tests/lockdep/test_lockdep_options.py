@@ -245,7 +245,10 @@ def test_reproduce_lockdep_same_problems_and_a_summary_per_move(
     assert "lockdep: " in out
 
 
+# Two whole reproduce runs: 126 s alone on a slow day, past the suite's 180 s hang
+# guard when another xdist worker shares the two cores (its worker was ended).
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_reproduce_all_moves_same_problems_with_and_without_lockdep() -> None:
     from xensched.reproduce import reproduce
 
