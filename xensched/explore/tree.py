@@ -138,11 +138,6 @@ class TreeSearch:
         self._round_executions = 0  # executions of the current round
         self.sleep_blocked = 0  # executions cut short: every enabled thread slept
         self.abandoned = False  # the execution being analysed was cut short
-        # initial_backtrack() is this class's (the chosen thread only): the hot
-        # path builds that set itself.
-        self._plain_backtrack = (
-            type(self).initial_backtrack is TreeSearch.initial_backtrack
-        )
 
     # -- what subclasses decide ---------------------------------------------------------
     def initial_backtrack(self, node: Node) -> set[str]:
@@ -234,9 +229,7 @@ class TreeSearch:
         preemptions = 0
         if parent is not None:
             chosen = parent.chosen
-            preemptions = parent.preemptions
-            if chosen != parent.last:
-                preemptions += parent.cost(chosen)
+            preemptions = parent.preemptions + parent.cost(chosen)
             # Past the node it backtracked to, a node's only done thread is the
             # one chosen, which never sleeps below it: the sleep set can only
             # shrink, and once empty it stays so (the common case, kept cheap).
@@ -251,50 +244,46 @@ class TreeSearch:
                     if thread_of(t) != who and independent(parent.pending[t], ran):
                         sleep[t] = parent.pending[t]
         bound = self.bound
+        node = Node(tuple(enabled), pending, last, preemptions, sleep)
+        nodes.append(node)
+        # A memory model's choices (loads of older values, drains) among them.
+        relaxed = any("~" in t or ">" in t for t in enabled)
         if (
             not sleep
             and bound is None
+            and not relaxed
             and last is not None
             and last in enabled
-            and "~" not in last
-            and not any("~" in t or ">" in t for t in enabled)
         ):
             # The common case, with nothing asleep, no bound and no memory model's
             # choices: the thread that ran last goes on (no preemption), as the
-            # general path below would pick it.
-            node = Node(tuple(enabled), pending, last, preemptions, sleep)
-            nodes.append(node)
-            node.chosen = last
-            node.done.add(last)
-            node.backtrack = (
-                {last} if self._plain_backtrack else self.initial_backtrack(node)
-            )
-            return last
-        node = Node(tuple(enabled), pending, last, preemptions, sleep)
-        nodes.append(node)
-        awake = [t for t in enabled if t not in sleep]
-        if not awake:
-            return None  # sleep-set blocked: an equivalent execution has been run
-        if bound is not None:
-            allowed = [t for t in awake if preemptions + node.cost(t) <= bound]
-            if len(allowed) < len(awake):
-                self.pruned = True
-            awake = allowed
-            if not awake:  # cannot happen: the last thread costs nothing
-                return None
-        awake.sort(key=node.cost)
-        node.chosen = awake[0]
-        node.done.add(node.chosen)
-        # Which older value a load returns is a choice of the program, not an
-        # order of threads: each of them is tried wherever its thread is.
-        node.backtrack = self.initial_backtrack(node) | set(
-            variants(node.chosen, enabled)
-        )
+            # sort by cost below would pick it.
+            chosen = last
+        else:
+            awake = [t for t in enabled if t not in sleep]
+            if not awake:
+                return None  # sleep-set blocked: an equivalent execution has run
+            if bound is not None:
+                allowed = [t for t in awake if preemptions + node.cost(t) <= bound]
+                if len(allowed) < len(awake):
+                    self.pruned = True
+                awake = allowed
+                if not awake:  # cannot happen: the last thread costs nothing
+                    return None
+            awake.sort(key=node.cost)
+            chosen = awake[0]
+        node.chosen = chosen
+        node.done.add(chosen)
+        node.backtrack = self.initial_backtrack(node)
+        if relaxed:
+            # Which older value a load returns is a choice of the program, not an
+            # order of threads: each of them is tried wherever its thread is.
+            node.backtrack |= set(variants(chosen, enabled))
         if bound is not None:
             node.backtrack = {
                 t for t in node.backtrack if preemptions + node.cost(t) <= bound
-            } | {node.chosen}
-        return node.chosen
+            } | {chosen}
+        return chosen
 
     def _split(self) -> None:
         """After the first execution: split the tree among the shards.
