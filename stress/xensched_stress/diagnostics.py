@@ -28,7 +28,7 @@ def last_points(host: Host, n: int) -> tuple[Event, ...]:
     for ctx in list(host.bus.contexts):
         if ctx.name == SETUP_CONTEXT:
             continue  # the harness building the host, long before
-        merged.extend(ctx.recent_events()[-n:])
+        merged.extend(ctx.recent_events(n))
     merged.sort()
     return tuple(merged)
 
