@@ -62,9 +62,16 @@ def program_of(plan: list[list[str]]) -> Callable[[World], None]:
         log: Cell[tuple[object, ...]] = w.cell("log", ())
 
         def body(name: str, ops: list[str]) -> Callable[[], None]:
+            # ``own``: a store and a load of a cell no other thread touches (not in
+            # OPS: the visible-point tests add it, the seeds' plans stay as they were).
+            own = w.cell(f"own@{name}", 0)
+
             def run() -> None:
                 for k, op in enumerate(ops):
                     what, arg = op[:-1], op[-1]
+                    if what == "own":
+                        own.store(own.load() + 1)
+                        continue
                     if what == "load":
                         v: object = cells[arg].load()
                     elif what == "test":

@@ -318,11 +318,13 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     ex.add_argument(
         "--all-points",
         action="store_true",
-        help="random and pct: choose at every interaction point; by default they "
-        "choose only at accesses another thread conflicts with (visible ones, "
-        "learnt as the runs go: xensched.explore.visible), which spends their "
-        "random choices where interleavings differ (dfs and dpor always choose at "
-        "every point, as does any strategy under --memory-model tso or relaxed)",
+        help="random, pct and dfs within --max-preemptions: choose at every "
+        "interaction point; by default they choose only at accesses another thread "
+        "conflicts with (visible ones, learnt as the runs go: "
+        "xensched.explore.visible), which spends random choices and the bound's "
+        "preemptions where interleavings differ (dpor, dfs without a bound and "
+        "--workers searches always choose at every point, as does any strategy "
+        "under --memory-model tso or relaxed)",
     )
     ex.add_argument(
         "--workers",

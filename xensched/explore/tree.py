@@ -138,6 +138,9 @@ class TreeSearch:
         self._round_executions = 0  # executions of the current round
         self.sleep_blocked = 0  # executions cut short: every enabled thread slept
         self.abandoned = False  # the execution being analysed was cut short
+        #: Times the search started its round again because the set of visible
+        #: objects grew (a search that chooses at visible accesses only).
+        self.restarts = 0
 
     # -- what subclasses decide ---------------------------------------------------------
     def initial_backtrack(self, node: Node) -> set[str]:
@@ -146,6 +149,22 @@ class TreeSearch:
 
     def analyse(self, steps: Sequence[Step]) -> None:
         """Add to the nodes' backtrack sets after an execution (DPOR's races)."""
+
+    #: Choose at visible accesses only (:mod:`xensched.explore.visible`); a subclass
+    #: that says so must start again when the set grows (:meth:`visible_grew`).
+    visible_only = False
+
+    def visible_grew(self) -> None:
+        """The set of visible objects grew during the execution that just ended:
+        the nodes recorded so far chose among other points, so the current round
+        starts again on the larger set. The set only grows, so this ends."""
+        if not self.visible_only:
+            return
+        self.restarts += 1
+        self.nodes = []
+        self._prefix = 0
+        self.pruned = False
+        self._round_executions = 0
 
     # -- the SearchStrategy protocol ---------------------------------------------------
     def begin(self, run: int) -> bool:
@@ -353,4 +372,5 @@ class TreeSearch:
             "bound_exhausted": self._exhausted,
             "pruned_by_bound": self.pruned,
             "sleep_blocked": self.sleep_blocked,
+            **({"restarts": self.restarts} if self.visible_only else {}),
         }
