@@ -110,10 +110,16 @@ class TreeSearch:
 
     ``sleep_sets``: carry sleep sets (sound only with a dependence-aware
     ``backtrack``, i.e. DPOR; unreduced DFS tries everything).
+
+    ``preempted_sleeps``: a thread preempted at a step sleeps from there until a
+    step dependent on its pending operation runs: choosing it while it sleeps is an
+    execution whose preemption could have come after that operation instead, at no
+    more preemptions (see :mod:`xensched.explore.dfs`, which uses it within a bound).
     """
 
     name = "tree"
     sleep_sets = False
+    preempted_sleeps = False
 
     def __init__(
         self,
@@ -262,6 +268,27 @@ class TreeSearch:
                 for t in parent.done:
                     if thread_of(t) != who and independent(parent.pending[t], ran):
                         sleep[t] = parent.pending[t]
+            elif self.preempted_sleeps and (
+                parent.sleep or preemptions > parent.preemptions
+            ):
+                sleep = {}
+                ran = parent.pending[chosen]
+                who = thread_of(chosen)
+                for t, op in parent.sleep.items():
+                    if thread_of(t) != who and independent(op, ran):
+                        sleep[t] = op
+                was = parent.last
+                if (
+                    preemptions > parent.preemptions
+                    and was is not None
+                    and was in parent.pending
+                    and not any("~" in t or ">" in t for t in parent.enabled)
+                ):
+                    # The thread preempted here sleeps while what runs instead is
+                    # independent of its pending operation.
+                    op = parent.pending[was]
+                    if independent(op, ran):
+                        sleep[was] = op
         bound = self.bound
         node = Node(tuple(enabled), pending, last, preemptions, sleep)
         nodes.append(node)
