@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import xensched.explore.tree
-from tests.explore.test_random_programs import plan_of, program_of
+from tests.explore.test_random_programs import OPS, plan_of, program_of
 from tests.explore.test_soundness import PROGRAMS, lost_update
 from tests.explore.test_visible import _BlindTo, explore
 from xensched.explore import BoundedDFS, ScenarioTarget, make_strategy
@@ -76,6 +76,36 @@ def test_the_reduced_search_keeps_what_the_bound_reaches_on_random_programs(
     # on its own too.
     plan = with_own(seed)
     reduced, every = both(ThreadsTarget(program_of(plan)), bound, all_points=all_points)
+    assert reduced.final_states == every.final_states, plan
+    assert reduced.kinds == every.kinds, plan
+
+
+def three_threads(seed: int) -> list[list[str]]:
+    """Three threads of one to three operations each, ``own`` among them: more
+    preemptions to move, and more threads to sleep, than ``plan_of`` draws."""
+    rng = random.Random(20_000 + seed)
+    return [
+        [
+            op
+            + (
+                rng.choice("xy")
+                if op in ("load", "store", "locked")
+                else "01"[rng.randint(0, 1)]
+            )
+            for op in (rng.choice((*OPS, "own")) for _ in range(rng.randint(1, 3)))
+        ]
+        for _ in range(3)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bound", [1, 2])
+@pytest.mark.parametrize("seed", range(20))
+def test_the_reduced_search_keeps_what_the_bound_reaches_with_three_threads(
+    seed: int, bound: int
+) -> None:
+    plan = three_threads(seed)
+    reduced, every = both(ThreadsTarget(program_of(plan)), bound)
     assert reduced.final_states == every.final_states, plan
     assert reduced.kinds == every.kinds, plan
 

@@ -149,6 +149,12 @@ def test_the_full_form_covers_all_32_moves_and_judges_the_aim(
         return r
 
     monkeypatch.setattr(be, "_explore", fake)
+    # What reproduce reports, stubbed: the first move's legacy run misses it.
+    monkeypatch.setattr(
+        be,
+        "_legacy_problems",
+        lambda m: {"mutual-exclusion"} if m == be.ALL_MOVES[0] else set(),
+    )
     cfg = be.ExploreBench(full=True)
     bounded = be.bench_bounded(cfg)
     dpor = be.bench_dpor_moves(cfg)
@@ -159,6 +165,9 @@ def test_the_full_form_covers_all_32_moves_and_judges_the_aim(
     assert (dpor["proven"], dpor["aim_met"]) == (32, True)
     out = capsys.readouterr().out
     assert "=> fixed: 32 of 32 moves clean, bound exhausted in 32" in out
+    assert "every problem reproduce reports found in 31 of 32" in out
+    assert "MISSED mutual-exclusion" in out
+    assert bounded["moves"][0]["legacy"]["missed"] == ["mutual-exclusion"]  # type: ignore[index]
     assert "=> 32 of 32 moves proven in" in out
 
 
