@@ -62,8 +62,9 @@ def program_of(plan: list[list[str]]) -> Callable[[World], None]:
         log: Cell[tuple[object, ...]] = w.cell("log", ())
 
         def body(name: str, ops: list[str]) -> Callable[[], None]:
-            # ``own``: a store and a load of a cell no other thread touches (not in
-            # OPS: the visible-point tests add it, the seeds' plans stay as they were).
+            # Not in OPS (the bounded search's tests add them; the seeds' plans stay
+            # as they were): ``own``, a store and a load of a cell no other thread
+            # touches; ``lload`` and ``lstore``, a load or a store under the lock.
             own = w.cell(f"own@{name}", 0)
 
             def run() -> None:
@@ -71,6 +72,14 @@ def program_of(plan: list[list[str]]) -> Callable[[World], None]:
                     what, arg = op[:-1], op[-1]
                     if what == "own":
                         own.store(own.load() + 1)
+                        continue
+                    if what in ("lload", "lstore"):
+                        spin_lock(lock)
+                        if what == "lstore":
+                            cells[arg].store(10 * len(name) + k)
+                        else:
+                            log.update(logged((name, k, cells[arg].load())))
+                        spin_unlock(lock)
                         continue
                     if what == "load":
                         v: object = cells[arg].load()

@@ -15,22 +15,29 @@ one within the same bound that it runs:
 - it chooses at visible accesses only (:mod:`xensched.explore.visible`, which says
   why) and starts its round again when the visible set grows; ``all_points`` of the
   explorer makes every point a choice again;
-- a thread ``p`` preempted at a step, its operation ``a`` pending, sleeps from there
-  until a step dependent on ``a`` runs (``preempted_sleeps``), and is not chosen while
-  it sleeps. An execution that resumed it asleep ran ``a`` after steps that all
-  commute with it, so running ``a`` before them instead is equivalent, and no dearer:
-  ``p`` goes on at that step (no preemption), its switch away comes one step later
-  (at most the one preemption it replaces), and the switch back to ``p`` becomes a
-  switch to the thread that ran after ``a`` (a preemption only where that one was).
-  The equivalent execution chooses ``p`` where the other chose another thread; the
-  least of them in that order is never left out, so each class within the bound is
-  run. Sleep sets in full (every thread tried before, as DPOR keeps them) are unsound
-  under a bound: the equivalent execution can need more preemptions than the bound
-  allows. Only the thread that ran last has the cheap order above.
+- a thread ``p`` preempted at a step where its pending operation ``a`` is a load
+  sleeps from there until a step dependent on ``a`` runs (``preempted_sleeps``), and
+  is not chosen while it sleeps. An execution that resumed it asleep ran ``a`` after
+  steps that all commute with it, so running ``a`` before them instead is
+  equivalent, and no dearer: ``p`` goes on at that step (no preemption), its switch
+  away comes one step later (at most the one preemption it replaces), and the switch
+  back to ``p`` becomes a switch to the thread that ran after ``a`` (a preemption only
+  where that one was). A load changes nothing, so what each switch in between costs
+  stays the same; a write could enable a thread (an unlock its waiter, a store a
+  parked pCPU's wake) and make a free switch away from that thread a preemption,
+  which is how a sleep for every pending operation lost two final states of a
+  three-thread program (a test keeps it). The equivalent execution chooses ``p`` where
+  the other chose another thread; the least of them in that order is never left out,
+  so each class within the bound is run. Sleep sets in full (every thread tried
+  before, as DPOR keeps them) are unsound under a bound: the equivalent execution can
+  need more preemptions than the bound allows. Only the thread that ran last has the
+  cheap order above.
 
 The fixed round trip within 2 preemptions: 7,290 executions at every point without
-either, 2,267 at visible points, 541 with both (most cut short where every enabled
-thread sleeps). ``reduced=False`` turns both off. Without a bound DFS chooses at every
+either, 2,267 at visible points, 1,260 with both (about half cut short where every
+enabled thread sleeps); the ``switch-race`` credit -> credit2 add, 47,481 at visible
+points and 12,978 with both (and the locksets of :mod:`xensched.explore.visible`).
+``reduced=False`` turns both off. Without a bound DFS chooses at every
 point and sleeps nothing: it is the reference that DPOR's reductions and these are
 checked against.
 """

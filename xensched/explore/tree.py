@@ -285,9 +285,11 @@ class TreeSearch:
                     and not any("~" in t or ">" in t for t in parent.enabled)
                 ):
                     # The thread preempted here sleeps while what runs instead is
-                    # independent of its pending operation.
+                    # independent of its pending operation, if that is a load: one
+                    # that changes nothing (a write could enable another thread, and
+                    # so change what a switch costs).
                     op = parent.pending[was]
-                    if independent(op, ran):
+                    if op.kind == "load" and independent(op, ran):
                         sleep[was] = op
         bound = self.bound
         node = Node(tuple(enabled), pending, last, preemptions, sleep)

@@ -20,6 +20,23 @@ conflict is visible and adds it to ``shared`` (:attr:`Visibility.grew`); so does
 object that a parked thread's wake condition reads (the driver records the cells the
 condition peeks), since a write to it may enable that thread.
 
+A shared object can still be *guarded* (Eraser's lockset, Savage et al., TOCS 1997):
+every data access to its label so far, in every execution, was made holding one same
+lock (:attr:`Visibility.guards`, by lock label). A thread about to access it holds
+that lock, so no other thread can touch the object until the holder releases it, and
+the access commutes with whatever the others run meanwhile: it is invisible too. The
+lock operations stay visible, and the first access made without the lock takes the
+guard away (``grew``). A lock label that names two lock objects of one execution
+guards nothing, and neither does anything for the cells a wake condition reads (a
+parked thread's wake takes no lock). The locks a thread holds are followed from its
+own points: its ``lock`` or ``trylock`` point names the lock, and at its next point
+the lock's ``owner`` says whether it took it; an ``unlock`` point drops it. On
+``switch-race`` about a quarter of the shared accesses are guarded (the runqueues and
+the vCPUs' scheduler data under their runqueue lock); the lock pointer and the fields
+Xen reads without a lock (the patch's race is on them) are not. Learning only makes
+the guard smaller, so it needs no exemption for an object's first, unlocked,
+initialisation as Eraser's has: such an object is simply never guarded.
+
 The sampling strategies use it (``visible_only``): a run on too few points is still a
 real execution, and PCT counts towards its bound only the runs since the set last
 grew. So does DFS within a preemption bound (:mod:`xensched.explore.dfs`): a
@@ -30,7 +47,9 @@ has an equivalent one within the same bound at visible points. Each growth makes
 tree built so far choose among other points, so the bounded search starts its round
 again (``restarts`` in its summary): the set grows in the first few executions, and the
 tree within ``b`` preemptions shrinks with the ``b``-th power of the points (the fixed
-round trip within 2: 2,267 executions against 7,290). Unbounded DFS, the reference the
+round trip within 2: 2,267 executions against 7,290; the ``switch-race`` credit ->
+credit2 add with the preempted thread's sleep of :mod:`xensched.explore.dfs`, 5,122
+with guards against 7,030 without). Unbounded DFS, the reference the
 reductions are checked against, and DPOR choose at every point: for DPOR the restarts
 cost more than the fewer points saved (measured on ``switch-race`` credit2 -> credit
 add: 4,288 executions in 22 s with restarts, 2,114 in 10 s at every point, 2,125 in
@@ -50,14 +69,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xensched.interaction import WRITES
+from xensched.interaction import WRITES, PointKind
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from xensched.interaction import Access
+    from xensched.interaction import Access, Shared
 
 __all__ = ["Visibility", "tell_grew"]
+
+_LOAD = PointKind.LOAD
+_STORE = PointKind.STORE
+_RMW = PointKind.RMW
+_LOCK = PointKind.LOCK
+_TRYLOCK = PointKind.TRYLOCK
+_UNLOCK = PointKind.UNLOCK
+_NO_LOCKS: frozenset[str] = frozenset()
 
 
 def tell_grew(search: object) -> None:
@@ -69,20 +96,44 @@ def tell_grew(search: object) -> None:
 
 
 class Visibility:
-    """The visible set of one exploration, and what each label's accesses were."""
+    """The visible set of one exploration, and what each label's accesses were.
 
-    def __init__(self) -> None:
-        #: Labels of objects whose accesses are scheduling points.
+    ``locksets``: an access to a shared object that every access so far made
+    holding one same lock is invisible too (see the module docstring); False:
+    the shared objects alone decide.
+    """
+
+    def __init__(self, *, locksets: bool = True) -> None:
+        #: Labels of objects whose accesses are scheduling points (unless guarded).
         self.shared: set[str] = set()
-        #: ``shared`` grew during the execution that just ran.
+        #: ``shared`` grew, or a guarded label lost its guard, during the execution
+        #: that just ran: the scheduling points grew.
         self.grew = False
+        self.locksets = locksets
         # label -> (the first thread to touch it, touched by another, written or
         # locked), over every execution so far
         self._seen: dict[str, tuple[str, bool, bool]] = {}
+        #: label -> the labels of the locks held at every data access to it so far,
+        #: in every execution (Eraser's lockset); a label with a nonempty one is
+        #: *guarded*.
+        self.guards: dict[str, frozenset[str]] = {}
+        # Labels a wake condition read: always scheduling points, guarded or not
+        # (a parked thread's wake takes no lock).
+        self._conditions: set[str] = set()
+        # Lock labels two lock objects of one execution had: they guard nothing.
+        self._ambiguous: set[str] = set()
+        # This execution: each thread's held lock labels, the lock its last point
+        # tried to take, and each lock label's object.
+        self._held: dict[str, list[str]] = {}
+        self._trying: dict[str, Shared] = {}
+        self._lock_oid: dict[str, int] = {}
 
     def begin(self) -> None:
         """A new execution."""
         self.grew = False
+        self._held = {}
+        self._trying = {}
+        self._lock_oid = {}
 
     def invisible(self, thread: str, access: Access) -> bool:
         """May ``thread``'s ``access`` run without a scheduling point?
@@ -90,12 +141,25 @@ class Visibility:
         Records the access; the one that makes its object conflict is visible and
         adds the object's label to :attr:`shared`.
         """
+        kind = access[0]
         obj = access[1]
         label = obj.label
+        if self.locksets:
+            guard = self._track_locks(thread, kind, obj)
+            if guard is not None:
+                was = self.guards.get(label)
+                now = guard if was is None else was & guard
+                self.guards[label] = now
+                if label in self.shared:
+                    if now and label not in self._conditions:
+                        return True
+                    if was:  # it lost its guard: its accesses become points
+                        self.grew = True
+                    return False
         if label in self.shared:
             return False
         seen = self._seen.get(label)
-        writes = access[0] in WRITES  # lock operations too
+        writes = kind in WRITES  # lock operations too
         if seen is None:
             self._seen[label] = (thread, False, writes)
             return True
@@ -104,17 +168,57 @@ class Visibility:
         written = written or writes
         if multi and written:
             self._add(label)
-            return False
+            return self._guarded(label)
         self._seen[label] = (first, multi, written)
         return True
+
+    def _guarded(self, label: str) -> bool:
+        return bool(self.guards.get(label)) and label not in self._conditions
+
+    def _track_locks(
+        self, thread: str, kind: PointKind, obj: Shared
+    ) -> frozenset[str] | None:
+        """Follow ``thread``'s locks up to this point; for a data access, the labels
+        of the locks it holds (those that guard: no two objects of one label)."""
+        trying = self._trying.pop(thread, None)
+        if trying is not None and getattr(trying, "owner", None) == thread:
+            # Its previous point tried to take this lock, and it did.
+            self._held.setdefault(thread, []).append(trying.label)
+        if kind is _LOAD or kind is _STORE or kind is _RMW:
+            held = self._held.get(thread)
+            if not held:
+                return _NO_LOCKS
+            return frozenset(held) - self._ambiguous
+        if kind is _LOCK or kind is _TRYLOCK:
+            self._trying[thread] = obj
+            label = obj.label
+            oid = self._lock_oid.setdefault(label, obj.oid)
+            if oid != obj.oid and label not in self._ambiguous:
+                self._ambiguous.add(label)
+                for k, g in self.guards.items():
+                    if label in g:
+                        self.guards[k] = g - {label}
+                        if len(g) == 1 and k in self.shared:
+                            self.grew = True
+        elif kind is _UNLOCK:
+            held = self._held.get(thread)
+            if held and obj.label in held:
+                # The innermost hold of it.
+                del held[len(held) - 1 - held[::-1].index(obj.label)]
+        return None
 
     def read_by_condition(self, labels: Iterable[str]) -> None:
         """A parked thread's wake condition read these objects: writes to them may
         wake it, so they are scheduling points."""
         for label in labels:
-            if label not in self.shared:
-                self._add(label)
+            if label in self._conditions:
+                continue
+            self._conditions.add(label)
+            if label not in self.shared or self.guards.get(label):
+                self.shared.add(label)
+                self.grew = True
 
     def _add(self, label: str) -> None:
         self.shared.add(label)
-        self.grew = True
+        if not self._guarded(label):
+            self.grew = True
