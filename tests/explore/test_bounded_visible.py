@@ -100,18 +100,6 @@ def three_threads(seed: int) -> list[list[str]]:
     ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("bound", [1, 2])
-@pytest.mark.parametrize("seed", range(20))
-def test_the_reduced_search_keeps_what_the_bound_reaches_with_three_threads(
-    seed: int, bound: int
-) -> None:
-    plan = three_threads(seed)
-    reduced, every = both(ThreadsTarget(program_of(plan)), bound)
-    assert reduced.final_states == every.final_states, plan
-    assert reduced.kinds == every.kinds, plan
-
-
 GUARDED_OPS = ("locked", "lload", "lstore", "locked", "lload", "own", "load", "test")
 
 
@@ -132,13 +120,22 @@ def guarded(seed: int) -> list[list[str]]:
 
 @pytest.mark.parametrize("bound", [1, 2])
 @pytest.mark.parametrize(
-    "seed",
-    [pytest.param(s, marks=pytest.mark.slow) if s >= 6 else s for s in range(30)],
+    ("plans", "seed"),
+    [
+        pytest.param(three_threads, s, marks=pytest.mark.slow, id=f"three-{s}")
+        for s in range(20)
+    ]
+    + [
+        pytest.param(
+            guarded, s, marks=[pytest.mark.slow] if s >= 6 else [], id=f"locked-{s}"
+        )
+        for s in range(30)
+    ],
 )
-def test_the_reduced_search_keeps_what_the_bound_reaches_with_locked_cells(
-    seed: int, bound: int
+def test_the_reduced_search_keeps_what_the_bound_reaches_on_more_programs(
+    plans: Callable[[int], list[list[str]]], seed: int, bound: int
 ) -> None:
-    plan = guarded(seed)
+    plan = plans(seed)
     reduced, every = both(ThreadsTarget(program_of(plan)), bound)
     assert reduced.final_states == every.final_states, plan
     assert reduced.kinds == every.kinds, plan

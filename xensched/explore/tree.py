@@ -258,36 +258,33 @@ class TreeSearch:
             # Past the node it backtracked to, a node's only done thread is the
             # one chosen, which never sleeps below it: the sleep set can only
             # shrink, and once empty it stays so (the common case, kept cheap).
-            if self.sleep_sets and (parent.sleep or len(parent.done) > 1):
-                sleep = {}
+            was = parent.last
+            preempted = (
+                self.preempted_sleeps
+                and preemptions > parent.preemptions
+                and was is not None
+                and was in parent.pending
+                and not any("~" in t or ">" in t for t in parent.enabled)
+            )
+            if parent.sleep or preempted or (self.sleep_sets and len(parent.done) > 1):
                 ran = parent.pending[chosen]
                 who = thread_of(chosen)
-                for t, op in parent.sleep.items():
-                    if thread_of(t) != who and independent(op, ran):
-                        sleep[t] = op
-                for t in parent.done:
-                    if thread_of(t) != who and independent(parent.pending[t], ran):
-                        sleep[t] = parent.pending[t]
-            elif self.preempted_sleeps and (
-                parent.sleep or preemptions > parent.preemptions
-            ):
-                sleep = {}
-                ran = parent.pending[chosen]
-                who = thread_of(chosen)
-                for t, op in parent.sleep.items():
-                    if thread_of(t) != who and independent(op, ran):
-                        sleep[t] = op
-                was = parent.last
-                if (
-                    preemptions > parent.preemptions
-                    and was is not None
-                    and was in parent.pending
-                    and not any("~" in t or ">" in t for t in parent.enabled)
-                ):
+                sleep = {
+                    t: op
+                    for t, op in parent.sleep.items()
+                    if thread_of(t) != who and independent(op, ran)
+                }
+                if self.sleep_sets:
+                    for t in parent.done:
+                        op = parent.pending[t]
+                        if thread_of(t) != who and independent(op, ran):
+                            sleep[t] = op
+                elif preempted:
                     # The thread preempted here sleeps while what runs instead is
                     # independent of its pending operation, if that is a load: one
-                    # that changes nothing (a write could enable another thread, and
-                    # so change what a switch costs).
+                    # that changes nothing (a write could enable another thread,
+                    # and so change what a switch costs).
+                    assert was is not None
                     op = parent.pending[was]
                     if op.kind == "load" and independent(op, ran):
                         sleep[was] = op
