@@ -10,6 +10,7 @@ import _thread
 import json
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -53,7 +54,9 @@ def test_fixed_protocol_short_run_is_clean(boot: str, pool: str) -> None:
         seed=11,
         switch_interval=0.002,
     )
+    t0 = time.monotonic()
     r = run_stress(cfg)
+    whole = time.monotonic() - t0
     _check_report_shape(r)
     assert r.exit_code == 0, r.render()
     assert r.violations == ()
@@ -61,7 +64,12 @@ def test_fixed_protocol_short_run_is_clean(boot: str, pool: str) -> None:
     assert not r.interrupted
     assert r.stop_reason is StopReason.DURATION
     assert all(c > 0 for c in r.schedule_counts)
-    assert 0.5 <= r.elapsed < 2.0
+    # The duration runs from before the set-up, the report's elapsed from the
+    # threads' start: on a loaded 3.13t the set-up took 0.42 s of the 0.6 and the
+    # threads ran for 0.18 s. The duration was honoured, and no more than a bounded
+    # wind-down past it.
+    assert 0.6 <= whole < 10.0
+    assert 0.0 < r.elapsed <= whole
     assert r.pools == (("Pool-0", boot, (0, 1)), ("p1", pool, (2, 3)))
     assert sum(r.vcpu_ops.values()) > 0
     assert any(s.acquisitions for s in r.lock_stats)
