@@ -659,8 +659,8 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "(e) exploration: each strategy's median time and runs to the legacy "
             "round trip's violation, DPOR proving the fixed round trip (and "
             "unreduced DFS within a budget), DFS within 2 preemptions and DPOR "
-            "over the switch-race moves (default: a few moves, about 7 minutes for "
-            "(e) in all; --explore-full: all 32 moves, up to 96 minutes at the "
+            "over the switch-race moves (default: a few moves, about 10 minutes for "
+            "(e) in all; --explore-full: all 32 moves, up to 160 minutes at the "
             "default caps), interaction points/s, runs/s with 1 and 2 workers; "
             "(f) schedule() throughput under the sc, tso and relaxed memory models "
             "and litmus tests per second; (g) schedule() throughput with no "
@@ -737,7 +737,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
         action="store_true",
         help="figures 3 and 4 over all 32 switch-race moves (4 x 4 boot x pool "
         "schedulers, add and remove) instead of a few; up to 32 x (2 x "
-        "--move-cap + --dpor-cap), up to 96 minutes at the defaults",
+        "--move-cap + --dpor-cap), up to 160 minutes at the defaults",
     )
     e.add_argument(
         "--find-cap",
@@ -757,7 +757,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
         type=seconds(),
         metavar="S",
         help="(e) 3: cap per switch-race move and protocol of bounded DFS "
-        "(default: 60; quick: 1)",
+        "(default: 120; quick: 1)",
     )
     e.add_argument(
         "--dpor-cap",
@@ -778,7 +778,7 @@ def _explore_caps(args: argparse.Namespace, seeds: int) -> ExploreBench:
         base_seed=args.seed,
         find_cap=cap(args.find_cap, 5.0, 1.0),
         dfs_budget=cap(args.dfs_budget, 10.0, 1.0),
-        move_cap=cap(args.move_cap, 60.0, 1.0),
+        move_cap=cap(args.move_cap, 120.0, 1.0),
         dpor_cap=cap(args.dpor_cap, 60.0, 5.0),
         full=args.explore_full,
     )

@@ -98,7 +98,7 @@ class ExploreBench:
     base_seed: int = 1
     find_cap: float = 5.0
     dfs_budget: float = 10.0
-    move_cap: float = 60.0
+    move_cap: float = 120.0
     dpor_cap: float = 60.0
     full: bool = False
 

@@ -297,7 +297,7 @@ def test_bench_options_reach_the_parts(
         ("bench_fixed", (60.0, 1, 4)),
         ("bench_throughput", (3.0, 4)),
         ("bench_scale", (3.0, bench.SCALE_SIZES)),
-        ("bench_explore", (ExploreBench(20, 1, 5.0, 10.0, 60.0, 60.0, False),)),
+        ("bench_explore", (ExploreBench(20, 1, 5.0, 10.0, 120.0, 60.0, False),)),
         ("bench_memory_models", (3.0, 4)),
         ("bench_instruments", (3.0, 4)),
     ]
