@@ -67,10 +67,9 @@ class BoundedDFS(TreeSearch):
         reduced: bool = True,
     ) -> None:
         super().__init__(max_preemptions, shard)
-        #: Within a bound, the two reductions of the module docstring; False: every
-        #: execution within the bound, at every point (the reference they are
-        #: checked against).
-        self.reduced = reduced
+        # ``reduced``: within a bound, the two reductions of the module docstring;
+        # False: every execution within the bound, at every point (the reference
+        # they are checked against).
         self.preempted_sleeps = reduced and max_preemptions is not None
 
     @property

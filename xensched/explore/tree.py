@@ -40,6 +40,11 @@ __all__ = ["Node", "ScheduleDivergedError", "TreeSearch"]
 _NO_SLEEP: dict[str, Op] = {}
 
 
+def _relaxed(enabled: Sequence[str]) -> bool:
+    """Are a memory model's choices (loads of older values, drains) among them?"""
+    return any("~" in t or ">" in t for t in enabled)
+
+
 class ScheduleDivergedError(RuntimeError):
     """A re-run did not follow its prefix: the program is not deterministic."""
 
@@ -111,10 +116,11 @@ class TreeSearch:
     ``sleep_sets``: carry sleep sets (sound only with a dependence-aware
     ``backtrack``, i.e. DPOR; unreduced DFS tries everything).
 
-    ``preempted_sleeps``: a thread preempted at a step sleeps from there until a
-    step dependent on its pending operation runs: choosing it while it sleeps is an
-    execution whose preemption could have come after that operation instead, at no
-    more preemptions (see :mod:`xensched.explore.dfs`, which uses it within a bound).
+    ``preempted_sleeps``: a thread preempted at a step before a load sleeps from
+    there until a step dependent on that load runs: choosing it while it sleeps is
+    an execution whose preemption could have come after the load instead, at no
+    more preemptions (see :mod:`xensched.explore.dfs`, which uses it within a bound
+    and says why a pending write may not sleep).
     """
 
     name = "tree"
@@ -264,7 +270,7 @@ class TreeSearch:
                 and preemptions > parent.preemptions
                 and was is not None
                 and was in parent.pending
-                and not any("~" in t or ">" in t for t in parent.enabled)
+                and not _relaxed(parent.enabled)
             )
             if parent.sleep or preempted or (self.sleep_sets and len(parent.done) > 1):
                 ran = parent.pending[chosen]
@@ -291,8 +297,7 @@ class TreeSearch:
         bound = self.bound
         node = Node(tuple(enabled), pending, last, preemptions, sleep)
         nodes.append(node)
-        # A memory model's choices (loads of older values, drains) among them.
-        relaxed = any("~" in t or ">" in t for t in enabled)
+        relaxed = _relaxed(enabled)
         if (
             not sleep
             and bound is None

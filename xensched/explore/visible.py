@@ -48,8 +48,8 @@ tree built so far choose among other points, so the bounded search starts its ro
 again (``restarts`` in its summary): the set grows in the first few executions, and the
 tree within ``b`` preemptions shrinks with the ``b``-th power of the points (the fixed
 round trip within 2: 2,267 executions against 7,290; the ``switch-race`` credit ->
-credit2 add with the preempted thread's sleep of :mod:`xensched.explore.dfs`, 5,122
-with guards against 7,030 without). Unbounded DFS, the reference the
+credit2 add with the preempted thread's sleep of :mod:`xensched.explore.dfs`, 12,978
+with guards against 18,431 without). Unbounded DFS, the reference the
 reductions are checked against, and DPOR choose at every point: for DPOR the restarts
 cost more than the fewer points saved (measured on ``switch-race`` credit2 -> credit
 add: 4,288 executions in 22 s with restarts, 2,114 in 10 s at every point, 2,125 in
