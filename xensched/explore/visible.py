@@ -127,6 +127,9 @@ class Visibility:
         self._held: dict[str, list[str]] = {}
         self._trying: dict[str, Shared] = {}
         self._lock_oid: dict[str, int] = {}
+        # Each thread's guard (its held lock labels less the ambiguous ones), made
+        # when first needed after its locks changed.
+        self._guard_of: dict[str, frozenset[str]] = {}
 
     def begin(self) -> None:
         """A new execution."""
@@ -134,6 +137,7 @@ class Visibility:
         self._held = {}
         self._trying = {}
         self._lock_oid = {}
+        self._guard_of = {}
 
     def invisible(self, thread: str, access: Access) -> bool:
         """May ``thread``'s ``access`` run without a scheduling point?
@@ -148,8 +152,12 @@ class Visibility:
             guard = self._track_locks(thread, kind, obj)
             if guard is not None:
                 was = self.guards.get(label)
-                now = guard if was is None else was & guard
-                self.guards[label] = now
+                if was is None or not was <= guard:
+                    # A new set only when the guard changes (rarely, once learnt).
+                    now = guard if was is None else was & guard
+                    self.guards[label] = now
+                else:
+                    now = was
                 if label in self.shared:
                     if now and label not in self._conditions:
                         return True
@@ -180,21 +188,27 @@ class Visibility:
     ) -> frozenset[str] | None:
         """Follow ``thread``'s locks up to this point; for a data access, the labels
         of the locks it holds (those that guard: no two objects of one label)."""
-        trying = self._trying.pop(thread, None)
-        if trying is not None and getattr(trying, "owner", None) == thread:
-            # Its previous point tried to take this lock, and it did.
-            self._held.setdefault(thread, []).append(trying.label)
+        if self._trying:
+            trying = self._trying.pop(thread, None)
+            if trying is not None and getattr(trying, "owner", None) == thread:
+                # Its previous point tried to take this lock, and it did.
+                self._held.setdefault(thread, []).append(trying.label)
+                self._guard_of.pop(thread, None)
         if kind is _LOAD or kind is _STORE or kind is _RMW:
-            held = self._held.get(thread)
-            if not held:
-                return _NO_LOCKS
-            return frozenset(held) - self._ambiguous
+            guard = self._guard_of.get(thread)
+            if guard is None:
+                # Made once per change of the thread's locks, not per access.
+                held = self._held.get(thread)
+                guard = frozenset(held) - self._ambiguous if held else _NO_LOCKS
+                self._guard_of[thread] = guard
+            return guard
         if kind is _LOCK or kind is _TRYLOCK:
             self._trying[thread] = obj
             label = obj.label
             oid = self._lock_oid.setdefault(label, obj.oid)
             if oid != obj.oid and label not in self._ambiguous:
                 self._ambiguous.add(label)
+                self._guard_of.clear()
                 for k, g in self.guards.items():
                     if label in g:
                         self.guards[k] = g - {label}
@@ -205,6 +219,7 @@ class Visibility:
             if held and obj.label in held:
                 # The innermost hold of it.
                 del held[len(held) - 1 - held[::-1].index(obj.label)]
+                self._guard_of.pop(thread, None)
         return None
 
     def read_by_condition(self, labels: Iterable[str]) -> None:
