@@ -64,7 +64,9 @@ def test_every_strategy_is_made_by_name() -> None:
     with pytest.raises(ConfigError, match="no strategy 'bogus'"):
         make_strategy("bogus")
     with pytest.raises(ConfigError, match="--max-preemptions"):
-        make_strategy("dpor", max_preemptions=1)
+        make_strategy("pct", max_preemptions=1)
+    bounded = make_strategy("dpor", max_preemptions=1)
+    assert bounded.summary()["max_preemptions"] == 1
 
 
 def test_a_deadlock_is_found_and_names_its_wait_for_graph() -> None:

@@ -342,8 +342,9 @@ def test_pool_is_a_scheduler_name_or_a_pool_spec(
     ("argv", "needle"),
     [
         (
-            ["--max-preemptions", "2"],
-            "--max-preemptions bounds the dfs strategy (and the portfolio's), not dpor",
+            ["--strategy", "random", "--max-preemptions", "2"],
+            "--max-preemptions bounds the dfs and dpor strategies (and the "
+            "portfolio's dfs), not random",
         ),
         (
             ["--scenario", "nope"],

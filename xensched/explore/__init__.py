@@ -59,9 +59,10 @@ def make_strategy(
     Raises:
         ConfigError: an unknown name, or an option the strategy does not take.
     """
-    if max_preemptions is not None and name not in ("dfs", "portfolio"):
+    if max_preemptions is not None and name not in ("dfs", "dpor", "portfolio"):
         raise ConfigError(
-            f"--max-preemptions bounds the dfs strategy (and the portfolio's), not {name}"
+            "--max-preemptions bounds the dfs and dpor strategies (and the "
+            f"portfolio's dfs), not {name}"
         )
 
     def seeds(inner: SearchStrategy) -> SearchStrategy:
@@ -71,7 +72,7 @@ def make_strategy(
         "random": lambda: seeds(RandomWalk(seed)),
         "pct": lambda: seeds(PCT(seed, depth)),
         "dfs": lambda: BoundedDFS(max_preemptions, shard),
-        "dpor": lambda: DPOR(shard=shard),
+        "dpor": lambda: DPOR(shard=shard, max_preemptions=max_preemptions),
         "portfolio": lambda: Portfolio.default(seed, max_preemptions, shard),
     }
     try:
