@@ -361,10 +361,14 @@ class DPOR(TreeSearch):
             who = thread_of(node.chosen)
             while k > 0 and thread_of(self.nodes[k - 1].chosen) == who:
                 k -= 1
+        start = self.nodes[k]
         for t in threads:
             self._within(node, t)
             if k != i:
-                self._within(self.nodes[k], t)
+                # Under a memory model the thread's names there may differ (its
+                # loads of older values, another store buffer): any of them.
+                for u in variants(t, start.enabled):
+                    self._within(start, u)
 
     def _within(self, node: Node, thread: str) -> None:
         """Try ``thread`` at ``node`` if the bound allows it there."""

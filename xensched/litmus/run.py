@@ -89,6 +89,7 @@ __all__ = [
     "LitmusResult",
     "expected_verdict",
     "format_outcome",
+    "program",
     "run_all",
     "run_test",
 ]
@@ -230,7 +231,9 @@ def _exec(
 _FENCE: dict[str, Callable[[], None]] = {"mb": smp_mb, "wmb": smp_wmb, "rmb": smp_rmb}
 
 
-def _setup(test: LitmusTest, model: str) -> Callable[[World], None]:
+def program(test: LitmusTest, model: str) -> Callable[[World], None]:
+    """``test`` under ``model`` as a program for :class:`ThreadsTarget`: its final
+    state is the outcome (for searches other than :func:`run_test`'s)."""
     keys = sorted({a.key for a in atoms(test.condition.prop)}, key=_order)
 
     def setup(w: World) -> None:
@@ -301,7 +304,7 @@ def run_test(
         )
     strategy = DPOR() if search == "dpor" else BoundedDFS(None)
     explorer = Explorer(
-        ThreadsTarget(_setup(test, model)),
+        ThreadsTarget(program(test, model)),
         strategy,
         runs=None,
         keep_going=True,
