@@ -269,6 +269,21 @@ def test_pct_prints_its_probability_bound(capsys: pytest.CaptureFixture[str]) ->
     )
 
 
+@pytest.mark.parametrize("strategy", ["dfs", "dpor"])
+def test_a_bounded_search_says_what_its_bound_covered(
+    strategy: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The fixed round trip within 1 preemption: the bound cuts executions, so the
+    # search is not exhaustive, but every one within the bound is covered.
+    argv = [*FIXED, "--strategy", strategy, "--max-preemptions", "1"]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0
+    assert out.splitlines()[1].endswith(
+        "; not exhaustive, bound exhausted: all within 1 preemptions covered, "
+        "more preemptions cut; exhausted"
+    )
+
+
 def test_switch_race_remove_legacy_rtds_finds_the_race(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -558,6 +558,20 @@ def _progress_line(res: ExploreResult) -> str:
     )
 
 
+def _coverage(res: ExploreResult) -> str:
+    """What the search covered: everything, or everything its preemption bound
+    allows (a bounded search cut the rest, so it proves nothing beyond the bound)."""
+    if res.exhaustive:
+        return "exhaustive"
+    d = res.details
+    if d.get("bound_exhausted") and res.stop_reason == "exhausted":
+        return (
+            f"not exhaustive, bound exhausted: all within {d.get('max_preemptions')} "
+            "preemptions covered, more preemptions cut"
+        )
+    return "not exhaustive"
+
+
 def _exit_code(kinds: set[str]) -> int:
     if ViolationKind.DEADLOCK.value in kinds:
         return EXIT_DEADLOCK
@@ -683,7 +697,7 @@ def _finish_explore(
     print(
         f"{res.runs} runs ({res.distinct} distinct schedules, {res.abandoned} cut "
         f"short) in {res.seconds:.2f}s, {res.points_per_second:,.0f} points/s; "
-        f"{'exhaustive' if res.exhaustive else 'not exhaustive'}; {res.stop_reason}"
+        f"{_coverage(res)}; {res.stop_reason}"
     )
     if res.strategy == "pct" and "per_run_probability" in res.details:
         d = res.details
