@@ -16,7 +16,7 @@ d. scale: 2, 8, 32 and 128 pCPUs, ops/s and RSS per pCPU (each size in a fresh
    ``online & ~prv->idlers``), O(busy pCPUs) per call;
 e. exploration (:mod:`xensched_stress.bench_explore`): each strategy's time to the
    legacy round trip's violation, DPOR's proofs of the fixed round trip and of the
-   switch-race moves, bounded DFS over those moves, interaction points per second,
+   switch-race moves, bounded DFS (reduced by BPOR) over those moves, interaction points per second,
    runs per second with 1 and 2 workers; a few moves unless ``--explore-full``;
 f. memory models: ``schedule()`` calls per second under ``sc``, ``tso`` and
    ``relaxed`` (free-running, store buffers draining after seeded delays), in turn on
@@ -756,7 +756,7 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
         "--move-cap",
         type=seconds(),
         metavar="S",
-        help="(e) 3: cap per switch-race move and protocol of bounded DFS "
+        help="(e) 3: cap per switch-race move and protocol of the bounded search "
         "(default: 120; quick: 1)",
     )
     e.add_argument(

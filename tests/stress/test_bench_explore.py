@@ -140,10 +140,11 @@ def test_a_deterministic_strategy_is_timed_on_one_seed_or_once_on_a_miss(
 def test_the_full_form_covers_all_32_moves_and_judges_the_aim(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scenarios: list[tuple[str, str, str, str]] = []
+    scenarios: list[tuple[str, str, str, str, int | None]] = []
 
     def fake(sc: Scenario, strategy: str, **kw: Any) -> ExploreResult:
-        scenarios.append((sc.boot, sc.pools[0].sched, sc.protocol, strategy))
+        bound = kw.get("max_preemptions")
+        scenarios.append((sc.boot, sc.pools[0].sched, sc.protocol, strategy, bound))
         r = _result(False, exhaustive=True)
         r.stop_reason = "exhausted"
         return r
@@ -160,8 +161,12 @@ def test_the_full_form_covers_all_32_moves_and_judges_the_aim(
     dpor = be.bench_dpor_moves(cfg)
     assert len(bounded["moves"]) == len(dpor["moves"]) == 32  # type: ignore[arg-type]
     assert len(set(be.ALL_MOVES)) == 32
-    assert scenarios.count(("credit", "credit2", "legacy", "dfs")) == 2
-    assert scenarios.count(("rtds", "arinc653", "fixed", "dpor")) == 2
+    # Figure 3 bounds each move (add and remove) on both protocols; figure 4 runs
+    # each fixed one without a bound.
+    assert scenarios.count(("credit", "credit2", "legacy", "dpor", 2)) == 2
+    assert scenarios.count(("rtds", "arinc653", "fixed", "dpor", 2)) == 2
+    assert scenarios.count(("rtds", "arinc653", "fixed", "dpor", None)) == 2
+    assert len(scenarios) == 3 * 32
     assert (dpor["proven"], dpor["aim_met"]) == (32, True)
     out = capsys.readouterr().out
     assert "=> fixed: 32 of 32 moves clean, bound exhausted in 32" in out

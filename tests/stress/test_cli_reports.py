@@ -399,6 +399,7 @@ def _explore_doc() -> dict[str, Any]:
             "aim_met": False,
         },
         "bounded_dfs": {
+            "strategy": "dpor",
             "bound": 2,
             "cap_s": 10.0,
             "full": False,
