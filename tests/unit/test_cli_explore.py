@@ -29,8 +29,9 @@ from tests._cli_process import CliProcess
 from tests._outputs import no_space
 from tests._schemas import schema, validate
 from xensched.cli import build_parser, main
+from xensched.drivers.workers import one_cpu
 from xensched.explore import command
-from xensched.explore.engine import ExploreResult, ScenarioTarget
+from xensched.explore.engine import Explorer, ExploreResult, ScenarioTarget
 from xensched.scenario import builtin
 from xensched.violation import Violation, ViolationKind
 
@@ -199,6 +200,29 @@ def test_fixed_dpor_is_exhaustive_and_clean(fixed: Ran) -> None:
     assert (doc["violations"], doc["kinds"], doc["replay"]) == ([], [], None)
     assert doc["runs"] == doc["distinct"] > 1
     assert doc["exit_code"] == 0
+
+
+def test_pin_keeps_the_exploration_on_one_cpu_and_finds_the_same(
+    fixed: Ran, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpus: list[int | None] = []
+    real = Explorer
+
+    def spy(*args: Any, **kw: Any) -> Explorer:
+        cpus.append(kw.get("cpu"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(command, "Explorer", spy)
+    ran = _main([*FIXED, "--pin", "--json", str(tmp_path / "e.json")], tmp_path)
+    assert ran.code == 0, ran.err
+    assert cpus == [one_cpu(0)]
+    assert (ran.json()["runs"], ran.json()["exhaustive"]) == (
+        fixed.json()["runs"],
+        True,
+    )
+    cpus.clear()
+    assert _main([*FIXED, "--runs", "1"], tmp_path).code == 0
+    assert cpus == [None]  # not unless asked: two explorations would share a CPU
 
 
 def test_two_workers_share_the_exhaustive_search(fixed: Ran, tmp_path: Path) -> None:

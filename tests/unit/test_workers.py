@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from typing import Any
 
 import pytest
 
 from tests.explore.test_soundness import locked_counter
 from xensched.drivers import workers as workers_mod
-from xensched.drivers.workers import Workers
+from xensched.drivers.workers import Workers, one_cpu, pinned
 from xensched.explore import DPOR, Explorer
-from xensched.explore.threads import ThreadsTarget
+from xensched.explore.threads import ThreadsTarget, World
 
 
 def test_a_worker_is_reused_and_carries_the_participants_name() -> None:
@@ -77,8 +79,8 @@ def test_an_exploration_runs_on_a_few_threads_and_finds_the_same(
     real = workers_mod.Workers
 
     class Counted(real):  # type: ignore[misc,valid-type]
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
             pools.append(self)
 
     monkeypatch.setattr("xensched.explore.engine.Workers", Counted)
@@ -90,3 +92,56 @@ def test_an_exploration_runs_on_a_few_threads_and_finds_the_same(
     (pool,) = pools
     assert pool.jobs == 3 * res.runs  # three threads per execution
     assert pool.started <= 3
+
+
+# -- pinning (where the OS offers it) ------------------------------------------------------
+needs_affinity = pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity"), reason="no sched_setaffinity here"
+)
+
+
+@needs_affinity
+def test_one_cpu_wraps_over_the_cpus_this_process_may_use() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    assert [one_cpu(k) for k in range(len(cpus) + 1)] == [*cpus, cpus[0]]
+
+
+@needs_affinity
+def test_pinned_puts_the_calling_threads_cpus_back() -> None:
+    before = os.sched_getaffinity(0)
+    cpu = one_cpu(len(before) - 1)
+    with pinned(cpu):
+        assert os.sched_getaffinity(0) == {cpu}
+    assert os.sched_getaffinity(0) == before
+    with pinned(None):
+        assert os.sched_getaffinity(0) == before
+
+
+@needs_affinity
+def test_an_exploration_on_one_cpu_runs_every_thread_there_and_finds_the_same() -> None:
+    before = os.sched_getaffinity(0)
+    cpu = one_cpu(len(before) - 1)
+    seen: set[frozenset[int]] = set()
+    real = locked_counter
+
+    def watched(w: World) -> None:
+        real(w)
+        w.threads[:] = [(ctx, _noting(fn, seen)) for ctx, fn in w.threads]
+
+    res = Explorer(
+        ThreadsTarget(watched), DPOR(), keep_going=True, collect_states=True, cpu=cpu
+    ).explore()
+    unpinned = Explorer(
+        ThreadsTarget(locked_counter), DPOR(), keep_going=True, collect_states=True
+    ).explore()
+    assert seen == {frozenset({cpu})}
+    assert os.sched_getaffinity(0) == before  # the caller's CPUs are back
+    assert (res.runs, res.final_states) == (unpinned.runs, unpinned.final_states)
+
+
+def _noting(body: Any, seen: set[frozenset[int]]) -> Any:
+    def run() -> None:
+        seen.add(frozenset(os.sched_getaffinity(0)))
+        body()
+
+    return run

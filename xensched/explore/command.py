@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import xensched
+from xensched.drivers.workers import one_cpu
 from xensched.errors import ConfigError
 from xensched.explore import STRATEGIES, make_strategy
 from xensched.explore.engine import (
@@ -335,6 +336,14 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "dpor; --runs bounds each), the --runs shared out (random, pct), each "
         "member's share (portfolio); results merged (default: 1)",
     )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="run each exploring process's threads on one CPU (worker K on the "
+        "K-th of the CPUs it may use): one thread goes at a time, and a hand-off "
+        "within one CPU is cheaper than across two (default: where the OS puts "
+        "them). Two explorations side by side need different CPUs (taskset -c)",
+    )
     _outputs(p, explore=True)
     p.set_defaults(func=cmd_explore)
 
@@ -463,6 +472,7 @@ def _explore_share(
         max_steps=opts["max_steps"],
         progress=progress,
         all_points=bool(opts.get("all_points")),
+        cpu=one_cpu(shard[0] if shard is not None else 0) if opts.get("pin") else None,
     ).explore()
     # Carried to the command (and across a worker's pickle) with the result;
     # popped before the details are written.
@@ -636,6 +646,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         "all_points": args.all_points,
         "lockdep": args.lockdep,
         "race_detector": args.race_detector,
+        "pin": args.pin,
     }
     with stop.armed():
         if args.workers == 1:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from xensched.drivers.workers import Workers
+from xensched.drivers.workers import Workers, pinned
 from xensched.explore.base import START, WAKE, Op, Step, op_of
 from xensched.explore.visible import Visibility, tell_grew
 from xensched.interaction import Instrument
@@ -394,6 +394,11 @@ class Explorer:
             makes many one-execution explorers (``xensched reproduce``); the
             caller closes it. By default :meth:`explore` keeps a pool of its own
             for its run and a lone :meth:`execute` starts threads.
+        cpu: run :meth:`explore`'s threads (the calling one, for the call, and
+            its own pool's) on this CPU only (see :mod:`xensched.drivers.workers`
+            and its ``one_cpu``): one participant goes at a time, and a hand-off
+            within one CPU is cheaper than across two. ``None``: wherever the OS
+            puts them.
     """
 
     def __init__(
@@ -411,8 +416,10 @@ class Explorer:
         progress: Callable[[ExploreResult], None] | None = None,
         all_points: bool = False,
         workers: Workers | None = None,
+        cpu: int | None = None,
     ) -> None:
         self.target = target
+        self.cpu = cpu
         self.search = search
         self.seed = seed
         self.runs = runs
@@ -478,11 +485,15 @@ class Explorer:
         )
 
     def explore(self) -> ExploreResult:
+        with pinned(self.cpu):
+            return self._explore()
+
+    def _explore(self) -> ExploreResult:
         res = ExploreResult(self.search.name, self.seed)
         seen: set[bytes] = set()
         t0 = time.perf_counter()
         i = 0
-        pool = self._given_workers or Workers()
+        pool = self._given_workers or Workers(cpu=self.cpu)
         self._workers = pool
         try:
             while True:
