@@ -16,7 +16,9 @@ Mirrors nothing in Xen. Six figures, each against its aim:
 6. runs per second of one exploration with 1 and with 2 worker processes
    (``xensched explore --workers N`` in a fresh interpreter each).
 
-Figures 3 and 4 cover a few moves unless ``full`` (all 32: 4 x 4 boot x pool
+Every exploration runs its threads on one CPU (``xensched explore --pin``; figure 6's
+worker K on the K-th CPU): figure 2 also gives DPOR with the threads wherever the OS
+puts them, for comparison. Figures 3 and 4 cover a few moves unless ``full`` (all 32: 4 x 4 boot x pool
 schedulers, both directions). Left out: the shrinking and story of a failing run (the
 explorer's, not a figure), and the other built-in scenarios.
 """
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xensched import SCHEDULERS
+from xensched.drivers.workers import one_cpu
 from xensched.explore import Explorer, ExploreResult, ScenarioTarget, make_strategy
 from xensched.protocol import SwitchProtocol
 from xensched.reproduce import Direction, Transition, reproduce_transition
@@ -69,6 +72,8 @@ DETERMINISTIC_REPEATS = 3
 #: Figure 1's aim: interleave-test, the fastest Python peer, finds it in 13 ms median.
 FIND_AIM_S = 0.013
 PROVE_AIM_S = 0.5
+#: Figure 2's DPOR runs, each way (pinned, not), alternately.
+PROVE_REPEATS = 3
 POINTS_AIM = 20_000
 ALL_PROVEN_AIM_S = 600.0
 #: Figure 3's bound, and its search: DFS within the bound, reduced by BPOR (the
@@ -120,6 +125,7 @@ def _explore(
     depth: int = 3,
     max_preemptions: int | None = None,
     all_points: bool = False,
+    pin: bool = True,
 ) -> ExploreResult:
     return Explorer(
         ScenarioTarget(sc, seed),
@@ -131,6 +137,7 @@ def _explore(
         seconds=seconds,
         keep_going=keep_going,
         all_points=all_points,
+        cpu=one_cpu() if pin else None,
     ).explore()
 
 
@@ -250,14 +257,28 @@ def bench_prove(cfg: ExploreBench) -> tuple[dict[str, object], dict[str, object]
         f"{PROVE_AIM_S:g} s), then unreduced DFS within {cfg.dfs_budget:g} s",
         flush=True,
     )
-    d = _explore(sc, "dpor", seconds=cfg.dpor_cap, keep_going=True)
+    # Pinned and not, alternately: the median of each is the figure.
+    pinned: list[ExploreResult] = []
+    loose: list[ExploreResult] = []
+    for _ in range(PROVE_REPEATS):
+        pinned.append(_explore(sc, "dpor", seconds=cfg.dpor_cap, keep_going=True))
+        loose.append(
+            _explore(sc, "dpor", seconds=cfg.dpor_cap, keep_going=True, pin=False)
+        )
+    d, u = _median_run(pinned), _median_run(loose)
     dfs = _explore(sc, "dfs", seconds=cfg.dfs_budget, keep_going=True)
     proved = d.exhaustive and not d.kinds
     print(
-        f"    dpor: {d.runs} executions in {d.seconds:.2f} s, "
+        f"    dpor: {d.runs} executions in {d.seconds:.2f} s (median of "
+        f"{PROVE_REPEATS}), "
         + ("exhaustive" if d.exhaustive else f"NOT exhaustive ({d.stop_reason})")
         + (f", violations: {', '.join(sorted(d.kinds))}" if d.kinds else ", clean")
         + f"; aim {'met' if proved and d.seconds < PROVE_AIM_S else 'NOT met'}"
+    )
+    print(
+        f"    dpor, threads on any CPU (no --pin): {u.runs} executions in "
+        f"{u.seconds:.2f} s (median of {PROVE_REPEATS}, alternating with the above): "
+        f"{u.seconds / d.seconds:.2f}x the time on one CPU"
     )
     print(
         f"    unreduced dfs: {dfs.runs} executions in {dfs.seconds:.2f} s, "
@@ -284,6 +305,7 @@ def bench_prove(cfg: ExploreBench) -> tuple[dict[str, object], dict[str, object]
     )
     prove = {
         "dpor": _summary(d),
+        "dpor_unpinned": _summary(u),
         "dfs": _summary(dfs),
         "dfs_budget_s": cfg.dfs_budget,
         "aim_s": PROVE_AIM_S,
@@ -298,6 +320,11 @@ def bench_prove(cfg: ExploreBench) -> tuple[dict[str, object], dict[str, object]
         "aim_met": pps >= POINTS_AIM,
     }
     return prove, points
+
+
+def _median_run(rs: Sequence[ExploreResult]) -> ExploreResult:
+    """The run of median time among ``rs`` (the upper one of an even count)."""
+    return sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
 
 
 def _summary(r: ExploreResult) -> dict[str, object]:
@@ -490,6 +517,7 @@ def _explore_process(workers: int, cap: float) -> dict[str, object]:
         "--runs=1000000",
         f"--seconds={cap!r}",
         f"--workers={workers}",
+        "--pin",
         "--no-progress",
         "--no-shrink",
         f"--json={path}",
@@ -525,7 +553,8 @@ def bench_workers(cfg: ExploreBench) -> dict[str, object]:
         f"  6. runs per second, one exploration (dpor, switch-race {WORKERS_MOVE[0]} -> "
         f"{WORKERS_MOVE[1]} {WORKERS_MOVE[2]}, fixed; cap {cfg.dpor_cap:g} s) with "
         + " and ".join(map(str, WORKERS))
-        + " workers: `xensched explore --workers N`, wall time of the whole command",
+        + " workers: `xensched explore --workers N --pin`, wall time of the whole "
+        "command",
         flush=True,
     )
     rows = [_explore_process(n, cfg.dpor_cap) for n in WORKERS]
@@ -570,7 +599,8 @@ def bench_workers(cfg: ExploreBench) -> dict[str, object]:
 
 def bench_explore(cfg: ExploreBench) -> dict[str, object]:
     print(
-        "(e) exploration (controlled mode, one thread between two interaction points): "
+        "(e) exploration (controlled mode, one thread between two interaction points; "
+        "each exploring process's threads on one CPU, as --pin, unless said): "
         + (
             "full form, all 32 moves"
             if cfg.full

@@ -393,6 +393,7 @@ def _explore_doc() -> dict[str, Any]:
         },
         "prove": {
             "dpor": run,
+            "dpor_unpinned": run,
             "dfs": run | {"exhaustive": False, "stop_reason": "time reached"},
             "dfs_budget_s": 10.0,
             "aim_s": 0.5,
