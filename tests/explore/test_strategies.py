@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import pytest
 
+from tests.explore.test_soundness import chain_of_three
 from xensched.errors import ConfigError
 from xensched.explore import (
     PCT,
@@ -67,6 +69,56 @@ def test_every_strategy_is_made_by_name() -> None:
         make_strategy("pct", max_preemptions=1)
     bounded = make_strategy("dpor", max_preemptions=1)
     assert bounded.summary()["max_preemptions"] == 1
+
+
+def test_the_portfolio_takes_turns_and_is_exhaustive_once_its_dpor_is() -> None:
+    target = ThreadsTarget(chain_of_three)
+    alone = Explorer(
+        target, make_strategy("dpor"), runs=None, keep_going=True, collect_states=True
+    ).explore()
+    res = Explorer(
+        target,
+        make_strategy("portfolio", seed=1),
+        runs=None,
+        keep_going=True,
+        collect_states=True,
+    ).explore()
+    assert (res.exhaustive, res.stop_reason) == (True, "exhausted")
+    members = cast("list[dict[str, object]]", res.details["members"])
+    assert [m["strategy"] for m in members] == [
+        "dpor",
+        "pct(depth 1)",
+        "pct(depth 2)",
+        "pct(depth 3)",
+        "random",
+    ]
+    # One execution each per turn, until DPOR has none left: it alone covered all.
+    assert [m["runs"] for m in members] == [alone.runs] * 5
+    assert res.runs == 5 * alone.runs
+    assert res.final_states == alone.final_states
+
+
+def test_the_portfolio_within_a_bound_runs_bounded_dpor_then_samples() -> None:
+    target = ThreadsTarget(chain_of_three)
+    bpor = Explorer(
+        target, make_strategy("dpor", max_preemptions=1), runs=None, keep_going=True
+    ).explore()
+    assert bpor.details["bound_exhausted"]
+    assert not bpor.exhaustive
+    cap = 5 * bpor.runs + 10
+    res = Explorer(
+        target,
+        make_strategy("portfolio", seed=1, max_preemptions=1),
+        runs=cap,
+        keep_going=True,
+    ).explore()
+    members = cast("list[dict[str, object]]", res.details["members"])
+    first = members[0]
+    assert (first["strategy"], first["max_preemptions"]) == ("dpor", 1)
+    assert first["runs"] == bpor.runs
+    assert first["bound_exhausted"] is True
+    # A bounded member proves nothing beyond its bound: the others go on.
+    assert (res.exhaustive, res.stop_reason, res.runs) == (False, "runs reached", cap)
 
 
 def test_a_deadlock_is_found_and_names_its_wait_for_graph() -> None:

@@ -383,7 +383,7 @@ def test_pool_is_a_scheduler_name_or_a_pool_spec(
         (
             ["--strategy", "random", "--max-preemptions", "2"],
             "--max-preemptions bounds the dfs and dpor strategies (and the "
-            "portfolio's dfs), not random",
+            "portfolio's dpor), not random",
         ),
         (
             ["--scenario", "nope"],

@@ -62,7 +62,7 @@ def make_strategy(
     if max_preemptions is not None and name not in ("dfs", "dpor", "portfolio"):
         raise ConfigError(
             "--max-preemptions bounds the dfs and dpor strategies (and the "
-            f"portfolio's dfs), not {name}"
+            f"portfolio's dpor), not {name}"
         )
 
     def seeds(inner: SearchStrategy) -> SearchStrategy:

@@ -293,7 +293,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "--max-preemptions",
         type=integer(0, 1000),
         metavar="N",
-        help="dfs and dpor (and the portfolio's dfs): at most N preemptions per "
+        help="dfs and dpor (and the portfolio's dpor): at most N preemptions per "
         "execution; the search runs within 0 preemptions, then 1, up to N (iterative "
         "context bounding; dpor within a bound is bounded partial-order reduction)",
     )

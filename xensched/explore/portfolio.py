@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xensched.explore.dfs import BoundedDFS
 from xensched.explore.dpor import DPOR
 from xensched.explore.pct import PCT
 from xensched.explore.random_walk import RandomWalk
@@ -48,14 +47,11 @@ class Portfolio:
         max_preemptions: int | None = None,
         shard: tuple[int, int] | None = None,
     ) -> Portfolio:
-        """DPOR (or DFS within ``max_preemptions``), PCT of depths 1 to 3, random."""
+        """DPOR (within ``max_preemptions``: BPOR, DFS within the bound reduced),
+        PCT of depths 1 to 3, random."""
         from xensched.explore.engine import SeedShard  # engine imports this module
 
-        systematic: SearchStrategy = (
-            DPOR(shard=shard)
-            if max_preemptions is None
-            else BoundedDFS(max_preemptions, shard)
-        )
+        systematic: SearchStrategy = DPOR(shard=shard, max_preemptions=max_preemptions)
         sampled: list[SearchStrategy] = [
             PCT(seed, 1),
             PCT(seed, 2),
