@@ -20,9 +20,9 @@ import pytest
 
 from tests.explore.test_bounded_visible import guarded, three_threads, with_own
 from tests.explore.test_random_programs import plan_of, program_of
-from tests.explore.test_soundness import PROGRAMS, chain_of_three
+from tests.explore.test_soundness import PROGRAMS
 from tests.explore.test_visible import explore
-from xensched.explore import DPOR, BoundedDFS, ScenarioTarget, make_strategy
+from xensched.explore import DPOR, BoundedDFS, ScenarioTarget
 from xensched.explore.threads import ThreadsTarget
 from xensched.litmus.builtin import catalog
 from xensched.litmus.run import program as litmus_program
@@ -179,15 +179,3 @@ def test_bounded_dpor_on_a_switch_race_add(protocol: str) -> None:
     assert reduced.kinds == dfs.kinds
     assert reduced.final_states == dfs.final_states
     assert reduced.runs * 3 < dfs.runs
-
-
-def test_bounded_dpor_shards_cover_every_round() -> None:
-    target = ThreadsTarget(chain_of_three)
-    whole = explore(target, make_strategy("dpor", max_preemptions=1))
-    assert whole.details["bound_reached"] == 1
-    parts = [
-        explore(target, make_strategy("dpor", max_preemptions=1, shard=(k, 2)))
-        for k in range(2)
-    ]
-    assert all(p.details["bound_exhausted"] for p in parts)
-    assert set().union(*(p.final_states for p in parts)) == whole.final_states

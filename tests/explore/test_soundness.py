@@ -369,16 +369,17 @@ def test_dpor_shards_sleep_the_branches_dealt_before_theirs(n: int) -> None:
     assert sum(p.runs for p in parts) <= whole.runs + n - 1
 
 
-def test_bounded_shards_cover_every_round() -> None:
+@pytest.mark.parametrize("strategy", ["dfs", "dpor"])
+def test_bounded_shards_cover_every_round(strategy: str) -> None:
     # With a bound, each round splits its own tree: the shards together reach the
     # final states of the whole bounded search, and each says the bound held.
     from xensched.explore import make_strategy
 
     target = ThreadsTarget(chain_of_three)
-    whole = explore(target, make_strategy("dfs", max_preemptions=1))
+    whole = explore(target, make_strategy(strategy, max_preemptions=1))
     assert whole.details["bound_reached"] == 1
     parts = [
-        explore(target, make_strategy("dfs", max_preemptions=1, shard=(k, 2)))
+        explore(target, make_strategy(strategy, max_preemptions=1, shard=(k, 2)))
         for k in range(2)
     ]
     assert all(p.details["bound_exhausted"] for p in parts)
