@@ -14,8 +14,8 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   harness's plugin (``xensched_stress.pytest_plugin``, its own ``pytest11`` entry
   point) adds its ``--stress-duration`` and the ``xensched stress`` commands.
 - the ``explore`` marker, the ``xensched_world`` fixture and the options
-  ``--xensched-replay``, ``--xensched-replay-dir``, ``--xensched-shards`` and
-  ``--xensched-memory-model`` (over the marker's ``memory_model=``) and
+  ``--xensched-replay``, ``--xensched-replay-dir``, ``--xensched-shards``,
+  ``--xensched-pin`` and ``--xensched-memory-model`` (over the marker's ``memory_model=``) and
   ``--xensched-lockdep`` / ``--no-xensched-lockdep`` (over the ``explore`` and
   ``stress`` markers' ``lockdep=``), ``--xensched-race-detector`` /
   ``--no-xensched-race-detector`` (over the markers' ``race_detector=``): declared
@@ -299,6 +299,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="Split every @pytest.mark.explore test into N items, disjoint shares "
         "of its exploration (for pytest-xdist), overriding the marker's shards",
+    )
+    group.addoption(
+        "--xensched-pin",
+        action="store_true",
+        default=False,
+        help="Run each @pytest.mark.explore test's threads on one CPU while it "
+        "explores (xdist worker gwN on the N-th CPU, else the first): one thread "
+        "goes at a time, and a hand-off within one CPU is cheaper (as xensched "
+        "explore --pin)",
     )
     group.addoption(
         "--xensched-memory-model",

@@ -7,14 +7,17 @@ fine). Everything runs in process but the xdist run, which starts workers.
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from tests.plugin.helpers import inner_ini
-from xensched.explore.pytest_explore import base_nodeid, replay_path
+from xensched.drivers.workers import one_cpu
+from xensched.explore.pytest_explore import _pinned_cpu, base_nodeid, replay_path
 from xensched.explore.replay import load_replay
 
 COUNTER_TESTS = """
@@ -349,3 +352,62 @@ def test_world_check_runs_after_a_clean_end_only() -> None:
     assert [(v.kind.value, v.where) for v in res.failing.violations] == [
         ("crash", "t0")
     ]
+
+
+PINNED_TEST = """
+    import os
+
+    import pytest
+
+    @pytest.mark.explore(strategy="dpor")
+    def test_cpus(xensched_world):
+        w = xensched_world
+        x = w.cell("x", 0)
+
+        def note():
+            x.store(len(os.sched_getaffinity(0)))
+
+        w.thread("t0", note)
+        w.thread("t1", note)
+
+        def on_one_cpu():
+            assert x.peek() == 1, f"on {x.peek()} CPUs"
+
+        w.check(on_one_cpu)
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two CPUs to pin to one",
+)
+def test_pin_runs_the_explored_threads_on_one_cpu(project: pytest.Pytester) -> None:
+    project.makepyfile(test_pin=PINNED_TEST)
+    project.runpytest("--xensched-pin").assert_outcomes(passed=1)
+    unpinned = project.runpytest()
+    unpinned.assert_outcomes(failed=1)
+    unpinned.stdout.fnmatch_lines(["*assert in check: on * CPUs*"])
+
+
+class _Config:
+    def __init__(self, pin: bool) -> None:
+        self.pin = pin
+
+    def getoption(self, name: str) -> bool:
+        assert name == "xensched_pin"
+        return self.pin
+
+
+@pytest.mark.parametrize(
+    ("worker", "k"), [(None, 0), ("gw0", 0), ("gw1", 1), ("gw5", 5), ("master", 0)]
+)
+def test_each_xdist_worker_pins_to_its_own_cpu(
+    monkeypatch: pytest.MonkeyPatch, worker: str | None, k: int
+) -> None:
+    if worker is None:
+        monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    else:
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+    config = cast("pytest.Config", _Config(pin=True))
+    assert _pinned_cpu(config) == one_cpu(k)
+    assert _pinned_cpu(cast("pytest.Config", _Config(pin=False))) is None

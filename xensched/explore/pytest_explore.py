@@ -418,6 +418,18 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+def _pinned_cpu(config: pytest.Config) -> int | None:
+    """The CPU of ``--xensched-pin``: the N-th for xdist worker gwN (so that the
+    workers do not share one), else the first; ``None`` without the option."""
+    from xensched.drivers.workers import one_cpu
+
+    if not config.getoption("xensched_pin"):
+        return None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    k = int(worker[2:]) if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    return one_cpu(k)
+
+
 def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
     from xensched.explore import Explorer, make_strategy
     from xensched.explore.replay import Replay
@@ -448,6 +460,7 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         runs=_share_of_runs(spec, shard),
         seconds=spec.seconds,
         keep_going=spec.keep_going,
+        cpu=_pinned_cpu(item.config),
     ).explore()
     item.user_properties.append(
         (
