@@ -145,3 +145,25 @@ def _noting(body: Any, seen: set[frozenset[int]]) -> Any:
         body()
 
     return run
+
+
+@needs_affinity
+def test_a_refused_pin_leaves_the_exploration_to_run_anywhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cpuset that lost the CPU since: sched_setaffinity says EINVAL. Pinning is
+    # only an optimisation: the exploration runs, and no worker dies of it.
+    def refuse(pid: int, cpus: object) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    res = Explorer(
+        ThreadsTarget(locked_counter),
+        DPOR(),
+        keep_going=True,
+        collect_states=True,
+        cpu=one_cpu(0),
+        turn_timeout=5.0,
+    ).explore()
+    assert res.exhaustive
+    assert res.final_states == {3}

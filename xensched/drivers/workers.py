@@ -54,7 +54,12 @@ def one_cpu(k: int = 0) -> int | None:
 
 
 def _pin(cpu: int | None) -> None:
-    if cpu is not None:
+    if cpu is None:
+        return
+    # Best effort: pinning only makes hand-offs cheaper, and a worker must not die
+    # of it (its participant would never start). A CPU taken away since one_cpu()
+    # (a cpuset change) is refused with EINVAL: the thread runs anywhere.
+    with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {cpu})  # 0: the calling thread (Linux)
 
 
@@ -70,7 +75,8 @@ def pinned(cpu: int | None) -> Iterator[None]:
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, before)
 
 
 class Job:
