@@ -15,9 +15,9 @@ Mirrors nothing in Xen. Declared once, through the ``pytest11`` entry point
   point) adds its ``--stress-duration`` and the ``xensched stress`` commands.
 - the ``explore`` marker, the ``xensched_world`` fixture and the options
   ``--xensched-replay``, ``--xensched-replay-dir``, ``--xensched-shards``,
-  ``--xensched-pin`` and ``--xensched-memory-model`` (over the marker's ``memory_model=``) and
-  ``--xensched-lockdep`` / ``--no-xensched-lockdep`` (over the ``explore`` and
-  ``stress`` markers' ``lockdep=``), ``--xensched-race-detector`` /
+  ``--xensched-pin`` and ``--xensched-memory-model`` (over the marker's
+  ``memory_model=``) and ``--xensched-lockdep`` / ``--no-xensched-lockdep`` (over
+  the ``explore`` and ``stress`` markers' ``lockdep=``), ``--xensched-race-detector`` /
   ``--no-xensched-race-detector`` (over the markers' ``race_detector=``): declared
   here, implemented in :mod:`xensched.explore.pytest_explore` (registered as a plugin
   in ``pytest_configure``, so that a session imports the explorer only then).

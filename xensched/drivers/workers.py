@@ -54,7 +54,7 @@ def one_cpu(k: int = 0) -> int | None:
 
 
 def _pin(cpu: int | None) -> None:
-    if cpu is None:
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
         return
     # Best effort: pinning only makes hand-offs cheaper, and a worker must not die
     # of it (its participant would never start). A CPU taken away since one_cpu()
@@ -66,8 +66,9 @@ def _pin(cpu: int | None) -> None:
 @contextlib.contextmanager
 def pinned(cpu: int | None) -> Iterator[None]:
     """Run the calling thread on ``cpu`` only inside the block, and put its CPUs back
-    after (nothing when ``cpu`` is ``None``). Threads it starts inside inherit it."""
-    if cpu is None:
+    after (nothing when ``cpu`` is ``None``, or where the OS cannot pin threads).
+    Threads it starts inside inherit it."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
         yield
         return
     before = os.sched_getaffinity(0)
