@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -46,6 +48,23 @@ def test_participants_of_one_run_get_threads_of_their_own() -> None:
             j.join(5)
         assert pool.started == 2
         assert not any(j.is_alive() for j in jobs)
+
+
+def test_a_finished_job_keeps_nothing_of_its_body_alive() -> None:
+    # The explorer collects a run's garbage as soon as its participants are joined:
+    # a worker waiting for its next job must not hold the last one's body (before,
+    # it kept it until then, and every run's host survived into the old generation).
+    class Payload:
+        pass
+
+    with Workers() as pool:
+        payload = Payload()
+        ref = weakref.ref(payload)
+        job = pool.start("x", functools.partial(id, payload))
+        job.join(5)
+        assert not job.is_alive()
+        del job, payload
+        assert ref() is None
 
 
 def test_close_ends_every_worker_and_refuses_more_work() -> None:

@@ -167,11 +167,15 @@ class Workers:
                 job.fn()
             finally:
                 me.name = IDLE_NAME
+                # Let go of the body (and the run it closes over) before the joiner
+                # wakes: the explorer collects the run's garbage then, and a worker
+                # waiting for its next job must not keep it alive until that.
+                done, job = job._done, None
                 with self._mu:
                     w.job = None
                     if not self._closed:
                         self._idle.append(w)
-                job._done.set()
+                done.set()
 
     def close(self, timeout: float = 10.0) -> None:
         """End every idle worker and join it; a busy one is joined for at most

@@ -17,7 +17,10 @@ wait-for graph; an execution longer than ``max_steps`` is a ``livelock`` violati
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
+import sysconfig
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -376,6 +379,77 @@ class ExploreResult:
         return self.points / self.seconds if self.seconds > 0 else 0.0
 
 
+#: The automatic collector's first threshold while explorations run: high enough that
+#: it stays out of an execution's way, low enough that an execution making garbage
+#: without end still has it collected.
+_GC_THRESHOLD = 100_000
+#: Every this many executions, a full collection (the older generation's garbage:
+#: the search's nodes it dropped).
+_GC_FULL_EVERY = 256
+# The explorations of this process that hold the collector's policy: the first in
+# sets it, the last out puts the caller's threshold back.
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] = (700, 10, 10)
+_FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+class _Collector:
+    """The run's cyclic garbage collected between executions, not during them.
+
+    A host is cyclic (its pCPUs, pools and schedulers point back at it), so every
+    execution leaves a few hundred kilobytes that only the collector frees. Left to
+    its allocation count, the collector runs in the middle of executions and scans
+    the live host and the search's nodes two or three times before they die. One
+    young collection between executions, when no host is alive (the worker pool lets
+    go of a run's bodies before the explorer is told they ended), scans only the
+    garbage, and the next host is built in memory still in the cache. Measured
+    against the commit before, alternately, on one CPU: DPOR proving the fixed round
+    trip in medians of 0.53 to 0.72 s before and 0.38 to 0.58 s after (4 pairs of 5
+    runs), the ``switch-race`` credit -> credit add in 4.5 to 5.1 s before and 3.2 to
+    3.9 s after. The live objects stay at about 19,000 over 2,000 executions of a
+    remove; before, the hosts that the pool kept alive reached the old generation,
+    where 400,000 objects waited for a full collection.
+
+    Not on a free-threaded build: its collector has no young generation (every
+    collection scans the whole heap), and a collection per execution doubled the
+    round trip's time there (0.96 to 2.08 s, medians of 6). Nor when the caller
+    turned the collector off (``gc.disable()``): that is its choice.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+        self.executions = 0
+
+    def __enter__(self) -> _Collector:
+        global _gc_users, _gc_saved
+        if _FREE_THREADED or not gc.isenabled():
+            return self
+        with _gc_lock:
+            if _gc_users == 0:
+                _gc_saved = gc.get_threshold()
+                gc.set_threshold(_GC_THRESHOLD, *_gc_saved[1:])
+            _gc_users += 1
+        self.active = True
+        return self
+
+    def between(self) -> None:
+        """Before an execution: collect what the one before it left."""
+        if self.active:
+            self.executions += 1
+            gc.collect(2 if self.executions % _GC_FULL_EVERY == 0 else 1)
+
+    def __exit__(self, *exc: object) -> None:
+        global _gc_users
+        if not self.active:
+            return
+        self.active = False
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
+
+
 class Explorer:
     """Run ``target`` under ``search`` until something stops it; see the module doc.
 
@@ -485,10 +559,10 @@ class Explorer:
         )
 
     def explore(self) -> ExploreResult:
-        with pinned(self.cpu):
-            return self._explore()
+        with pinned(self.cpu), _Collector() as collector:
+            return self._explore(collector)
 
-    def _explore(self) -> ExploreResult:
+    def _explore(self, collector: _Collector) -> ExploreResult:
         res = ExploreResult(self.search.name, self.seed)
         seen: set[bytes] = set()
         t0 = time.perf_counter()
@@ -506,6 +580,7 @@ class Explorer:
                 if not self.search.begin(i):
                     res.stop_reason = "exhausted"
                     break
+                collector.between()
                 ex = self.execute(i)
                 i += 1
                 if getattr(self.search, "foreign", False):
