@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from xensched.drivers.controlled import drain_of, round_robin
 from xensched.drivers.workers import Workers
-from xensched.explore.engine import Explorer, ScenarioTarget
+from xensched.explore.engine import Collector, Explorer, ScenarioTarget
 from xensched.explore.replay import Replay
 from xensched.instruments import (
     LOCKDEP_DEFAULT,
@@ -380,6 +380,8 @@ def reproduce_transition(
     )
     seen: dict[str, tuple[Violation, Execution, Scenario]] = {}
     runs = 0
+    # Each run's garbage collected before the next (17 % of a move's time).
+    collector = Collector()
 
     def note(ex: Execution, of: Scenario) -> None:
         for v in ex.violations:
@@ -391,19 +393,21 @@ def reproduce_transition(
         """A dry run, then each of ``threads`` (None: every thread of ``of``)
         paused at each of its points; returns each thread's steps in the dry run."""
         nonlocal runs
+        collector.between()
         dry = run_once(of, None, 0)
         note(dry, of)
         runs += 1
         made = Counter(dry.schedule)
         for thread in threads if threads is not None else [p.name for p in of.threads]:
             for k in range(made[thread] + 1):
+                collector.between()
                 note(run_once(of, thread, k), of)
                 runs += 1
         return made
 
     # The transition's runs share one pool of participant threads (_run_once
     # reads it): starting and joining them per run was 5 % of a move's time.
-    with Workers() as pool:
+    with Workers() as pool, collector:
         token = _POOL.set(pool)
         try:
             made = paused_at_every_point(sc, None if pause == PAUSE_ALL else [MOVER])

@@ -1,4 +1,4 @@
-"""The explorer's garbage collection between executions (``engine._Collector``)."""
+"""The explorer's garbage collection between executions (``engine.Collector``)."""
 
 from __future__ import annotations
 
@@ -52,10 +52,10 @@ def test_no_host_of_an_earlier_execution_outlives_the_next_one() -> None:
 @gil_build
 def test_the_threshold_is_raised_while_explorations_run_and_put_back_after() -> None:
     before = gc.get_threshold()
-    with engine._Collector() as outer:
+    with engine.Collector() as outer:
         assert outer.active
         assert gc.get_threshold()[0] == engine._GC_THRESHOLD
-        with engine._Collector() as inner:  # overlapping explorations
+        with engine.Collector() as inner:  # overlapping explorations
             assert inner.active
         # The inner one leaving does not put it back while the outer one runs.
         assert gc.get_threshold()[0] == engine._GC_THRESHOLD
@@ -66,7 +66,7 @@ def test_a_caller_that_turned_the_collector_off_is_left_alone() -> None:
     before = gc.get_threshold()
     gc.disable()
     try:
-        with engine._Collector() as c:
+        with engine.Collector() as c:
             assert not c.active
             assert gc.get_threshold() == before
             c.between()  # collects nothing

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
+    "Collector",
     "Execution",
     "ExploreResult",
     "Explorer",
@@ -394,8 +395,10 @@ _gc_saved: tuple[int, int, int] = (700, 10, 10)
 _FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
-class _Collector:
-    """The run's cyclic garbage collected between executions, not during them.
+class Collector:
+    """The run's cyclic garbage collected between executions, not during them: a
+    context in which :meth:`between` is called before each execution
+    (:meth:`Explorer.explore` does; so does ``xensched reproduce``).
 
     A host is cyclic (its pCPUs, pools and schedulers point back at it), so every
     execution leaves a few hundred kilobytes that only the collector frees. Left to
@@ -421,7 +424,7 @@ class _Collector:
         self.active = False
         self.executions = 0
 
-    def __enter__(self) -> _Collector:
+    def __enter__(self) -> Collector:
         global _gc_users, _gc_saved
         if _FREE_THREADED or not gc.isenabled():
             return self
@@ -559,10 +562,10 @@ class Explorer:
         )
 
     def explore(self) -> ExploreResult:
-        with pinned(self.cpu), _Collector() as collector:
+        with pinned(self.cpu), Collector() as collector:
             return self._explore(collector)
 
-    def _explore(self, collector: _Collector) -> ExploreResult:
+    def _explore(self, collector: Collector) -> ExploreResult:
         res = ExploreResult(self.search.name, self.seed)
         seen: set[bytes] = set()
         t0 = time.perf_counter()
