@@ -14,17 +14,22 @@ then be compared at the level of behaviours rather than of schedules:
   trip (and, slow, on two switch-race adds), and feeds it a DPOR blind to the lock
   pointer to see it fire.
 - **What a coarser equivalence could save.** DPOR runs one execution per trace;
-  a reduction by reads-from or by values read (Abdulla et al., OOPSLA 2019;
-  Agarwal et al., CAV 2021) at best one per observation. Measured here: the fixed
-  round trip has 192 traces and 106 observations, ``switch-race`` credit -> credit
-  add 1,152 traces and 435 observations. So such a reduction would save at most
-  1.8x and 2.6x on these moves. The removes' observations cannot all be counted
-  this way (that needs the exhaustive search that does not end on them), but they
-  fold far more: 696,503 executions of DPOR on the credit -> credit remove (80
-  minutes, not exhaustive, clean) met 10,973 observations, none new in the last
-  130,000. A reads-from search would so run at least some 11,000 executions per
-  remove (about 30 s here): 16 removes and the adds would be near bench figure 4's
-  aim of all 32 moves in 10 minutes, where DPOR's traces are far beyond it.
+  a reduction by reads-from (Abdulla et al., OOPSLA 2019) at best one per
+  reads-from relation (:func:`reads_from`), and one by values read (Agarwal et
+  al., CAV 2021) at best one per observation. Measured here, reads-from folds
+  nothing: every trace has a relation of its own on the fixed round trip (192
+  traces), the ``switch-race`` credit -> credit and credit2 -> credit adds (1,043
+  and 1,563 traces not cut short), and in DPOR's first 30,000 executions of the
+  credit -> credit and credit2 -> credit2 removes (28,173 and 29,616 traces).
+  Traces that differ only in the order of two writes that nothing read between
+  would share a relation; this model, it seems, has no such writes. The values
+  fold: those traces read 106, 435, 867, 2,149 and 1,677 ways, and 696,503
+  executions of DPOR on the credit -> credit remove (80 minutes, not exhaustive,
+  clean) met 10,973 observations, none new in the last 130,000. So only a search
+  by values read could bring the removes near bench figure 4's aim (all 32 moves
+  in 10 minutes): at least some 11,000 executions per remove, about 30 s here,
+  where DPOR's traces are far beyond it. ``tests/explore/test_observations.py``
+  checks the round trip's counts.
 
 What counts as a read: a load, the old value of a read-modify-write, a trylock's
 result. Not an atomic bit operation (``cpumask_set_cpu()`` returns nothing, and DPOR
@@ -43,22 +48,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xensched.explore.base import thread_of
 from xensched.interaction import Instrument, PointKind, Shared
 from xensched.memory import BitOp, Cell
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Hashable, Sequence
 
+    from xensched.explore.base import Step
     from xensched.interaction import Access
     from xensched.smp import ExecContext
 
-__all__ = ["Observation", "Observer", "stable"]
+__all__ = ["Observation", "Observer", "ReadsFrom", "reads_from", "stable"]
 
 #: Per thread (by name, sorted), the ``(object label, value)`` of each of its reads.
 Observation = tuple[tuple[str, tuple[tuple[str, object], ...]], ...]
 
+#: A step of an execution by its thread and its place among that thread's steps: the
+#: same event in every execution of one program that runs that thread so far.
+Event = tuple[str, int]
+#: What a read read from: the last plain write of the object before it (``None``: the
+#: initial value) and the atomic bit operations of a cpumask after that write, which
+#: commute, so their order is not part of it.
+Source = tuple[Event | None, frozenset[Event]]
+#: For each read of an execution, in order: the read and its source.
+ReadsFrom = tuple[tuple[Event, Source], ...]
+
 _READS = frozenset({PointKind.LOAD, PointKind.LOAD_ACQUIRE, PointKind.RMW})
 _TRY_RESULTS = frozenset({PointKind.TRYLOCK_OK, PointKind.TRYLOCK_FAILED})
+# Steps (by their Op's kind) that read their object besides any write they make.
+_RF_READS = frozenset({"rmw", "lock", "trylock", "wake"})
 
 
 def stable(value: object) -> Hashable:
@@ -117,3 +136,54 @@ class Observer(Instrument):
         """What each thread read, in order: equal for two executions exactly when
         every thread read the same values."""
         return tuple(sorted((t, tuple(r)) for t, r in self._reads.items()))
+
+
+def reads_from(steps: Sequence[Step]) -> ReadsFrom:
+    """The reads-from relation of an execution (sequential consistency): for each
+    read, which write it read from.
+
+    Two executions with equal relations are reads-from equivalent (Abdulla et al.,
+    OOPSLA 2019): every thread read the same writes, so the same values, so their
+    observations are equal too; and two executions of one Mazurkiewicz trace have
+    equal relations. So a reads-from search needs at most one execution per trace
+    and at least one per observation. A lock acquisition reads the lock from its
+    last release, and a ``trylock`` from the last operation on it (held or free);
+    a wake that read one cell reads that cell. Under a store-buffer model this is
+    not the relation a load's value came from: only for ``sc``.
+    """
+    count: dict[str, int] = {}
+    last: dict[int, Event] = {}
+    bits: dict[int, set[Event]] = {}
+    held: set[int] = set()
+    out: list[tuple[Event, Source]] = []
+    for step in steps:
+        thread = thread_of(step.thread)
+        k = count.get(thread, 0)
+        count[thread] = k + 1
+        op = step.op
+        oid = op.oid
+        if not oid or op.kind == "start":
+            continue
+        event = (thread, k)
+        kind = op.kind
+        reads = not op.bit and (kind in _RF_READS or not op.is_write)
+        if reads:
+            out.append((event, (last.get(oid), frozenset(bits.get(oid, ())))))
+        if kind == "wake":
+            continue
+        if op.bit:
+            bits.setdefault(oid, set()).add(event)
+            continue
+        if kind == "trylock":
+            if oid in held:
+                continue  # it failed: it read the lock and wrote nothing
+            held.add(oid)
+        elif kind == "lock":
+            held.add(oid)
+        elif kind == "unlock":
+            held.discard(oid)
+        elif not op.is_write:
+            continue
+        last[oid] = event
+        bits.pop(oid, None)
+    return tuple(out)
