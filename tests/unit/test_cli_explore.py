@@ -240,6 +240,49 @@ def test_two_workers_share_the_exhaustive_search(fixed: Ran, tmp_path: Path) -> 
     assert len(doc["details"]["workers"]) == 2
 
 
+def test_observations_are_counted_once_across_workers(
+    fixed: Ran, tmp_path: Path
+) -> None:
+    assert fixed.json()["observations"] is None  # off unless asked
+    docs = []
+    for workers in ("1", "2"):
+        ran = _main(
+            [
+                *FIXED,
+                "--observations",
+                "--workers",
+                workers,
+                "--json",
+                str(tmp_path / "e.json"),
+            ],
+            tmp_path,
+        )
+        assert ran.code == 0, ran.err
+        assert re.search(
+            r"^observations: \d+ distinct \(what each thread read\)", ran.out, re.M
+        )
+        doc = ran.json()
+        validate("explore", doc)
+        docs.append(doc)
+    one, two = (d["observations"] for d in docs)
+    # Fewer than the traces (reads fold), and the two workers' shares merged as
+    # a union: the same behaviours, not their sum.
+    assert 1 < one["distinct"] < docs[0]["runs"]
+    assert two["distinct"] == one["distinct"]
+    assert 1 <= one["last_new_run"] <= docs[0]["runs"]
+
+
+def test_merge_takes_the_union_of_the_observations() -> None:
+    a = ExploreResult("dpor", 1, runs=4, observations={b"x", b"y"})
+    a.last_new_observation = 3
+    b = ExploreResult("dpor", 1, runs=5, observations={b"y", b"z"})
+    b.last_new_observation = 2
+    merged = command._merge([a, b])
+    assert merged.observations == {b"x", b"y", b"z"}
+    assert merged.last_new_observation == 3
+    assert command._merge([ExploreResult("dpor", 1)]).observations is None
+
+
 def test_merge_keeps_the_kinds_each_worker_found() -> None:
     def found(*kinds: ViolationKind) -> ExploreResult:
         res = ExploreResult("dpor", 1, runs=3, distinct=3, points=30, seconds=0.5)

@@ -336,6 +336,14 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "dpor; --runs bounds each), the --runs shared out (random, pct), each "
         "member's share (portfolio); results merged (default: 1)",
     )
+    ex.add_argument(
+        "--observations",
+        action="store_true",
+        help="record what each thread read in every execution and count the "
+        "distinct observations, and the run that met the last new one: how much "
+        "behaviour a search that did not end has covered, and whether it still "
+        "meets new behaviour (each point costs more; default: off)",
+    )
     p.add_argument(
         "--pin",
         action="store_true",
@@ -473,6 +481,7 @@ def _explore_share(
         progress=progress,
         all_points=bool(opts.get("all_points")),
         cpu=one_cpu(shard[0] if shard is not None else 0) if opts.get("pin") else None,
+        observe=bool(opts.get("observations")),
     ).explore()
     # Carried to the command (and across a worker's pickle) with the result;
     # popped before the details are written.
@@ -547,6 +556,11 @@ def _merge(parts: list[ExploreResult]) -> ExploreResult:
             # Before out.kinds takes r's: the kinds only this worker found.
             out.violations += [v for v in r.violations if v.kind.value not in out.kinds]
         out.kinds |= r.kinds
+        if r.observations is not None:
+            out.observations = (out.observations or set()) | r.observations
+            out.last_new_observation = max(
+                out.last_new_observation, r.last_new_observation
+            )
     out.exhaustive = all(r.exhaustive for r in parts)
     reasons = {r.stop_reason for r in parts}
     out.stop_reason = (
@@ -647,6 +661,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         "lockdep": args.lockdep,
         "race_detector": args.race_detector,
         "pin": args.pin,
+        "observations": args.observations,
     }
     with stop.armed():
         if args.workers == 1:
@@ -696,6 +711,18 @@ def _replay_path(args: argparse.Namespace, sc: Scenario, seed: int) -> str:
     return f"xensched-replay-{sc.name}-{seed}.json"
 
 
+def _observations_line(res: ExploreResult) -> str:
+    assert res.observations is not None
+    n = len(res.observations)
+    if not n:
+        return "observations: none (every execution was cut short)"
+    where = " of its worker" if "workers" in res.details else ""
+    return (
+        f"observations: {n:,} distinct (what each thread read), the last new one at "
+        f"run {res.last_new_observation:,}{where}"
+    )
+
+
 def _finish_explore(
     args: argparse.Namespace,
     sc: Scenario,
@@ -710,6 +737,8 @@ def _finish_explore(
         f"short) in {res.seconds:.2f}s, {res.points_per_second:,.0f} points/s; "
         f"{_coverage(res)}; {res.stop_reason}"
     )
+    if res.observations is not None:
+        print(_observations_line(res))
     if res.strategy == "pct" and "per_run_probability" in res.details:
         d = res.details
         print(
@@ -811,6 +840,12 @@ def _finish_explore(
                 "mutant": _mutant_name(args),
                 "lockdep": _json(lockdep),
                 "race_detector": _json(races),
+                "observations": None
+                if res.observations is None
+                else {
+                    "distinct": len(res.observations),
+                    "last_new_run": res.last_new_observation,
+                },
             },
         )
         failed = write_json_report("--json", args.json, doc)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from xensched.drivers.workers import Workers, pinned
 from xensched.explore.base import START, WAKE, Op, Step, op_of
+from xensched.explore.observe import Observer
 from xensched.explore.visible import Visibility, tell_grew
 from xensched.interaction import Instrument
 from xensched.programs import ControlledRun
@@ -374,6 +375,11 @@ class ExploreResult:
     kinds: set[str] = field(default_factory=set)
     final_states: set[Hashable] = field(default_factory=set)
     details: dict[str, object] = field(default_factory=dict)
+    #: With ``observe``: a digest of each distinct observation (what every thread
+    #: read, :mod:`xensched.explore.observe`) of the executions not cut short.
+    observations: set[bytes] | None = None
+    #: The run (1-based; a worker's own count) that met the last new observation.
+    last_new_observation: int = 0
 
     @property
     def points_per_second(self) -> float:
@@ -466,6 +472,11 @@ class Explorer:
             search that says ``visible_only`` (the sampling ones: random walks,
             PCT) chooses only at visible accesses (:mod:`xensched.explore.visible`)
             and is told (``visible_grew()``) when the set of visible objects grew.
+        observe: record what each thread read in every execution
+            (:class:`~xensched.explore.observe.Observer`) and count the distinct
+            observations: how much behaviour a search that is not exhaustive has
+            covered, and whether it still meets new behaviour (each point costs
+            more).
         workers: a pool of participant threads (:mod:`xensched.drivers.workers`)
             for :meth:`execute` and :meth:`explore` to run on, for a caller that
             makes many one-execution explorers (``xensched reproduce``); the
@@ -494,8 +505,10 @@ class Explorer:
         all_points: bool = False,
         workers: Workers | None = None,
         cpu: int | None = None,
+        observe: bool = False,
     ) -> None:
         self.target = target
+        self.observe = observe
         self.cpu = cpu
         self.search = search
         self.seed = seed
@@ -567,6 +580,8 @@ class Explorer:
 
     def _explore(self, collector: Collector) -> ExploreResult:
         res = ExploreResult(self.search.name, self.seed)
+        if self.observe:
+            res.observations = set()
         seen: set[bytes] = set()
         t0 = time.perf_counter()
         i = 0
@@ -584,11 +599,19 @@ class Explorer:
                     res.stop_reason = "exhausted"
                     break
                 collector.between()
-                ex = self.execute(i)
+                observer = Observer() if self.observe else None
+                ex = self.execute(i, None if observer is None else observer.installs)
                 i += 1
                 if getattr(self.search, "foreign", False):
                     continue  # another shard's execution (see TreeSearch._split)
                 res.runs += 1
+                if observer is not None and not ex.abandoned:
+                    seen_before = res.observations
+                    assert seen_before is not None
+                    digest = observer.digest()
+                    if digest not in seen_before:
+                        seen_before.add(digest)
+                        res.last_new_observation = res.runs
                 res.points += len(ex.steps)
                 res.choices += ex.choices
                 if ex.abandoned:

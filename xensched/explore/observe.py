@@ -46,6 +46,7 @@ under sequential consistency.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from xensched.explore.base import thread_of
@@ -53,7 +54,7 @@ from xensched.interaction import Instrument, PointKind, Shared
 from xensched.memory import BitOp, Cell
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Sequence
+    from collections.abc import Callable, Hashable, Sequence
 
     from xensched.explore.base import Step
     from xensched.interaction import Access
@@ -131,6 +132,17 @@ class Observer(Instrument):
         if reads is None:
             reads = self._reads.setdefault(ctx.name, [])
         reads.append(seen)
+
+    def installs(self, _step_of: Callable[[], int]) -> list[Instrument]:
+        """This observer, as :meth:`Explorer.execute`'s ``instruments`` argument."""
+        return [self]
+
+    def digest(self) -> bytes:
+        """A 16-byte digest of :meth:`observation`, equal across processes (what
+        ``xensched explore --observations`` keeps and its workers merge)."""
+        return hashlib.blake2b(
+            repr(self.observation()).encode(), digest_size=16
+        ).digest()
 
     def observation(self) -> Observation:
         """What each thread read, in order: equal for two executions exactly when
