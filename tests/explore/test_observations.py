@@ -13,7 +13,6 @@ round trip it is measured to fold nothing at all.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,16 +24,26 @@ from xensched.scenario import round_trip, switch_race
 from xensched.spinlock import spin_trylock, spin_unlock
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from xensched.explore import SearchStrategy
-    from xensched.explore.engine import Target
+    from xensched.explore.engine import Execution, Target
     from xensched.explore.observe import Observation
-    from xensched.interaction import Instrument
 
 
-def _installs(obs: Observer, _step_of: Callable[[], int]) -> list[Instrument]:
-    return [obs]
+def observed(
+    target: Target, search: SearchStrategy, runs: int, *, all_points: bool = True
+) -> tuple[list[tuple[Execution, Observation]], bool]:
+    """Each of up to ``runs`` executions not cut short, with its observation; and
+    whether the search was exhausted."""
+    ex = Explorer(target, search, runs=runs, all_points=all_points)
+    out: list[tuple[Execution, Observation]] = []
+    for i in range(runs):
+        if not search.begin(i):
+            return out, True
+        obs = Observer()
+        execution = ex.execute(i, obs.installs)
+        if not execution.abandoned:
+            out.append((execution, obs.observation()))
+    return out, False
 
 
 def observations(
@@ -42,16 +51,8 @@ def observations(
 ) -> tuple[set[Observation], bool]:
     """The observations of up to ``runs`` executions (none cut short); and whether
     the search was exhausted."""
-    ex = Explorer(target, search, runs=runs, all_points=all_points)
-    seen: set[Observation] = set()
-    for i in range(runs):
-        if not search.begin(i):
-            return seen, True
-        obs = Observer()
-        execution = ex.execute(i, functools.partial(_installs, obs))
-        if not execution.abandoned:
-            seen.add(obs.observation())
-    return seen, False
+    done, exhausted = observed(target, search, runs, all_points=all_points)
+    return {o for _, o in done}, exhausted
 
 
 @pytest.fixture(scope="module")
@@ -104,21 +105,12 @@ def test_dpor_meets_what_sampling_meets_on_switch_race_adds(
 def relations(target: Target, runs: int) -> tuple[int, dict[object, Observation], bool]:
     """Exhaustive DPOR's traces (executions not cut short), each reads-from relation
     it met with the observation that came with it, and whether it exhausted."""
-    search = DPOR()
-    ex = Explorer(target, search, runs=runs, all_points=True)
-    traces = 0
+    done, exhausted = observed(target, DPOR(), runs)
     seen: dict[object, Observation] = {}
-    for i in range(runs):
-        if not search.begin(i):
-            return traces, seen, True
-        obs = Observer()
-        execution = ex.execute(i, functools.partial(_installs, obs))
-        if not execution.abandoned:
-            traces += 1
-            rf = reads_from(execution.steps)
-            # One relation, one observation: the same writes read, the same values.
-            assert seen.setdefault(rf, obs.observation()) == obs.observation()
-    return traces, seen, False
+    for execution, obs in done:
+        # One relation, one observation: the same writes read, the same values.
+        assert seen.setdefault(reads_from(execution.steps), obs) == obs
+    return len(done), seen, exhausted
 
 
 def test_reads_from_folds_blind_writes_and_splits_what_reads_tell_apart() -> None:

@@ -580,8 +580,8 @@ class Explorer:
 
     def _explore(self, collector: Collector) -> ExploreResult:
         res = ExploreResult(self.search.name, self.seed)
-        if self.observe:
-            res.observations = set()
+        observed: set[bytes] | None = set() if self.observe else None
+        res.observations = observed
         seen: set[bytes] = set()
         t0 = time.perf_counter()
         i = 0
@@ -599,18 +599,16 @@ class Explorer:
                     res.stop_reason = "exhausted"
                     break
                 collector.between()
-                observer = Observer() if self.observe else None
+                observer = None if observed is None else Observer()
                 ex = self.execute(i, None if observer is None else observer.installs)
                 i += 1
                 if getattr(self.search, "foreign", False):
                     continue  # another shard's execution (see TreeSearch._split)
                 res.runs += 1
-                if observer is not None and not ex.abandoned:
-                    seen_before = res.observations
-                    assert seen_before is not None
+                if observed is not None and observer is not None and not ex.abandoned:
                     digest = observer.digest()
-                    if digest not in seen_before:
-                        seen_before.add(digest)
+                    if digest not in observed:
+                        observed.add(digest)
                         res.last_new_observation = res.runs
                 res.points += len(ex.steps)
                 res.choices += ex.choices

@@ -174,7 +174,7 @@ def reads_from(steps: Sequence[Step]) -> ReadsFrom:
         count[thread] = k + 1
         op = step.op
         oid = op.oid
-        if not oid or op.kind == "start":
+        if not oid:  # a start, or a wake whose condition read no one cell
             continue
         event = (thread, k)
         kind = op.kind
