@@ -336,19 +336,36 @@ def test_pct_prints_its_probability_bound(capsys: pytest.CaptureFixture[str]) ->
     )
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("strategy", ["dfs", "dpor"])
 def test_a_bounded_search_says_what_its_bound_covered(
-    strategy: str, capsys: pytest.CaptureFixture[str]
+    strategy: str, workers: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The fixed round trip within 1 preemption: the bound cuts executions, so the
-    # search is not exhaustive, but every one within the bound is covered.
+    # search is not exhaustive, but every one within the bound is covered; shared
+    # among workers too, each of which exhausted the bound on its subtree.
+    report = tmp_path / "r.json"
     argv = [*FIXED, "--strategy", strategy, "--max-preemptions", "1"]
+    argv += ["--workers", str(workers), "--json", str(report)]
     code, out, _ = _run(argv, capsys)
     assert code == 0
     assert out.splitlines()[1].endswith(
         "; not exhaustive, bound exhausted: all within 1 preemptions covered, "
         "more preemptions cut; exhausted"
     )
+    details = json.loads(report.read_text())["details"]
+    assert details["bound_exhausted"] is True
+    assert details["max_preemptions"] == 1
+
+
+def test_merge_says_bound_exhausted_only_if_every_worker_exhausted_it() -> None:
+    def part(exhausted: bool) -> ExploreResult:
+        r = ExploreResult("dpor", 1)
+        r.details = {"bound_exhausted": exhausted, "max_preemptions": 2}
+        return r
+
+    assert command._merge([part(True), part(True)]).details["bound_exhausted"]
+    assert "bound_exhausted" not in command._merge([part(True), part(False)]).details
 
 
 def test_switch_race_remove_legacy_rtds_finds_the_race(

@@ -323,8 +323,8 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "interaction point; by default they choose only at accesses another thread "
         "conflicts with (visible ones, learnt as the runs go: "
         "xensched.explore.visible), which spends random choices and the bound's "
-        "preemptions where interleavings differ (dpor, dfs without a bound and "
-        "--workers searches always choose at every point, as does any strategy "
+        "preemptions where interleavings differ (dpor, dfs without a bound and dfs "
+        "sharded by --workers always choose at every point, as does any strategy "
         "under --memory-model tso or relaxed)",
     )
     ex.add_argument(
@@ -570,7 +570,13 @@ def _merge(parts: list[ExploreResult]) -> ExploreResult:
         if "interrupted" in reasons
         else ", ".join(sorted(reasons))
     )
-    out.details = {"workers": [r.details for r in parts]}
+    details = [r.details for r in parts]
+    out.details = {"workers": details}
+    # The shards are disjoint subtrees that together make the tree: a bound that
+    # each of them exhausted is exhausted for the whole search.
+    if all(d.get("bound_exhausted") for d in details):
+        out.details["bound_exhausted"] = True
+        out.details["max_preemptions"] = details[0].get("max_preemptions")
     return out
 
 
