@@ -168,6 +168,16 @@ def test_explore_timeline_is_a_chrome_trace(legacy: Ran) -> None:
     assert any(e["ph"] == "X" for e in events)
 
 
+def test_explore_timeline_numbers_steps_as_the_story_does(legacy: Ran) -> None:
+    # The violation's mark sits at the step of the story row the `!!` line is under
+    # (and the replay file's), not at the count of accesses and notes before it.
+    rows = legacy.out.split("!!", 1)[0].splitlines()[:-1]  # the last: the `!!` indent
+    story_step = int(rows[-1].split()[0])
+    marks = [e for e in legacy.json("t.json")["traceEvents"] if e.get("cat") == "mark"]
+    assert [(m["name"], m["ts"]) for m in marks] == [("lock-mismatch", story_step)]
+    assert legacy.json("r.json")["violation"]["step"] == story_step
+
+
 def test_a_replay_file_that_cannot_be_written_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

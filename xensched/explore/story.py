@@ -159,9 +159,11 @@ def render_story(
 
 
 def timeline_events(rec: Recorder) -> list[Event]:
-    """The recorded accesses as :class:`~xensched.smp.Event` tuples, one time unit
-    each (for :mod:`xensched.timeline`, with ``logical=True``)."""
-    return [(a.seq, a.thread, a.kind, a.label, a.fn) for a in rec.accesses]
+    """The recorded accesses as :class:`~xensched.smp.Event` tuples, timed by their
+    step (for :mod:`xensched.timeline`, with ``logical=True``): the picture numbers
+    steps as the story and the replay file do. The accesses of one step (a lock and
+    its acquisition, the invisible accesses run with it) share its time."""
+    return [(a.step, a.thread, a.kind, a.label, a.fn) for a in rec.accesses]
 
 
 def record(
