@@ -866,8 +866,7 @@ def _write_timeline(path: str, rec: Recorder, exit_code: int, cmd: str) -> int:
     from xensched.timeline import Mark, write_timeline  # only when one is asked for
 
     marks = [
-        Mark(step, v.context, v.kind.value, v.message)
-        for _, step, v in rec.violations
+        Mark(step, v.context, v.kind.value, v.message) for _, step, v in rec.violations
     ]
     try:
         write_timeline(
