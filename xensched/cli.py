@@ -502,7 +502,25 @@ def _cmd_protocols(args: argparse.Namespace) -> int:
 _SCENARIO_PARAMS = ("boot", "pool", "direction", "protocol", "cpus")
 
 
+def _scenario_params(name: str) -> list[str]:
+    """Which of :data:`_SCENARIO_PARAMS` built-in ``name`` takes (its factory's
+    signature says, so the help cannot fall behind a new built-in)."""
+    import inspect
+
+    from xensched.scenario import BUILTIN
+
+    takes = inspect.signature(BUILTIN[name]).parameters
+    return [k for k in _SCENARIO_PARAMS if k in takes]
+
+
 def _scenarios_parser(sub: argparse._SubParsersAction[Parser]) -> None:
+    from xensched.scenario import BUILTIN
+
+    takes = "; ".join(
+        f"{name}: {', '.join(params)}"
+        for name in BUILTIN
+        if (params := _scenario_params(name))
+    )
     p = sub.add_parser(
         "scenarios",
         help="list the built-in scenarios, or print one (as JSON with --json)",
@@ -511,10 +529,8 @@ def _scenarios_parser(sub: argparse._SubParsersAction[Parser]) -> None:
             "With NAME, print that scenario: its host, setup and thread programs, or "
             "with --json the scenario as JSON (version 1), which `xensched stress "
             "--scenario FILE` runs. --boot, --pool, --direction, --protocol and "
-            "--cpus are parameters of the built-ins that take them (patch-move: "
-            "boot, pool, direction, protocol; round-trip: boot, pool, protocol; "
-            "stress-default: boot, protocol, cpus). Exit 0, or 2 for an unknown "
-            "name or parameter."
+            f"--cpus are parameters of the built-ins that take them ({takes}). "
+            "Exit 0, or 2 for an unknown name or parameter."
         ),
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="a built-in scenario")
@@ -554,6 +570,17 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         for name in BUILTIN:
             print(f"{name:<{width}}  {builtin(name).description}")
         return EXIT_OK
+    if args.name in BUILTIN:
+        takes = _scenario_params(args.name)
+        unknown = [k for k in params if k not in takes]
+        if unknown:
+            print(
+                f"xensched scenarios: error: scenario {args.name!r} takes no "
+                f"--{unknown[0]} (its parameters here: "
+                f"{', '.join(f'--{k}' for k in takes) or 'none'})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     sc = builtin(args.name, **params)
     if args.json:
         print(sc.to_json())

@@ -37,7 +37,11 @@ def test_text_of_a_builtin(capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "needle"),
     [
         (["scenarios", "nope"], "no built-in scenario 'nope'"),
-        (["scenarios", "stress-default", "--direction", "add"], "no parameter"),
+        (
+            ["scenarios", "stress-default", "--pool", "credit"],
+            "scenario 'stress-default' takes no --pool (its parameters here: "
+            "--boot, --protocol, --cpus)",
+        ),
         (["scenarios", "--json"], "need a NAME"),
         (["scenarios", "patch-move", "--pool", "sedf"], "invalid choice"),
         (
@@ -59,5 +63,9 @@ def test_help_documents_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for opt in ("--json", "--boot", "--pool", "--direction", "--protocol", "--cpus"):
         assert opt in out
+    # Every built-in that takes one of those parameters is named with them.
+    text = " ".join(out.split()).replace("- ", "-")  # argparse wraps at hyphens
+    assert "switch-race: boot, pool, direction, protocol" in text
+    assert "stress-default: boot, protocol, cpus" in text
     assert main(["--help"]) == 0
     assert "scenarios" in capsys.readouterr().out
