@@ -581,7 +581,11 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-    sc = builtin(args.name, **params)
+    try:
+        sc = builtin(args.name, **params)
+    except ConfigError as e:
+        print(f"xensched scenarios: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         print(sc.to_json())
     else:

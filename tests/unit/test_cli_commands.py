@@ -298,7 +298,7 @@ def test_scenarios_bad_cpus_is_one_line_exit_2(
     code, out, err = _run(["scenarios", "stress-default", "--cpus", "1"], capsys)
     assert (code, out) == (2, "")
     [line] = err.splitlines()
-    assert line.startswith("xensched: error: ")
+    assert line.startswith("xensched scenarios: error: ")  # as its other errors
 
 
 # -- the top level ----------------------------------------------------------------------
