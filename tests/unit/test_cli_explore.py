@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator
 import xensched
 from tests._cli_process import CliProcess
 from tests._outputs import no_space
-from tests._schemas import schema, validate
+from tests._schemas import errors, schema, validate
 from xensched.cli import build_parser, main
 from xensched.drivers.workers import one_cpu
 from xensched.explore import command
@@ -589,6 +589,111 @@ def test_replay_of_a_malformed_file_names_the_field(
     assert m, line
     if m.groups():
         assert int(m[1]) == int(m[2]) - 1
+
+
+def _option(key: str, value: Any) -> Any:
+    return lambda d: d["options"].update({key: value})
+
+
+def _violation(key: str, value: Any) -> Any:
+    return lambda d: d["violation"].update({key: value})
+
+
+def _as_pytest_test(**options: Any) -> Any:
+    return lambda d: d.update(scenario=None, nodeid="t.py::t", options=options)
+
+
+@pytest.mark.parametrize(
+    ("breaks", "needle"),
+    [
+        (
+            _option("max_steps", "x"),
+            "options.max_steps: expected an integer, got a string",
+        ),
+        (
+            _option("max_steps", None),
+            "options.max_steps: expected an integer, got null",
+        ),
+        (
+            _option("max_steps", [1]),
+            "options.max_steps: expected an integer, got a list",
+        ),
+        (
+            _option("max_steps", 1.5),
+            "options.max_steps: expected an integer, got a number",
+        ),
+        (
+            _option("max_steps", True),
+            "options.max_steps: expected an integer, got a boolean",
+        ),
+        (
+            _option("max_steps", -5),
+            "options.max_steps: -5: expected an integer in [10, 10000000]",
+        ),
+        (_option("max_steps", 9), "options.max_steps: 9: expected an integer in [10, "),
+        (_option("max_steps", 10**7 + 1), "options.max_steps: 10000001: expected an "),
+        (
+            _option("lockdep", "yes"),
+            "options.lockdep: expected a boolean, got a string",
+        ),
+        (
+            _option("lockdep", "false"),
+            "options.lockdep: expected a boolean, got a string",
+        ),
+        (
+            _option("race_detector", "x"),
+            "options.race_detector: expected a boolean, got a",
+        ),
+        (
+            _option("mutant", "nonexistent"),
+            "options.mutant: 'nonexistent' is not a mutant",
+        ),
+        (_option("mutant", None), "options.mutant: expected a string, got null"),
+        (_option("mutant", ""), "options.mutant: empty"),
+        (lambda d: d.update(seed=-5), "seed: -5: expected an integer >= 0"),
+        (lambda d: d.update(strategy=""), "strategy: empty"),
+        (lambda d: d.update(xensched=""), "xensched: empty"),
+        (lambda d: d.update(nodeid="t.py::t"), "nodeid: given with a scenario"),
+        (lambda d: d.update(scenario=None, nodeid=""), "nodeid: empty"),
+        (
+            _violation("kind", "bogus"),
+            "violation.kind: 'bogus' is not a violation kind (",
+        ),
+        (_violation("cpu", -1), "violation.cpu: -1: expected an integer >= 0 or null"),
+        (_violation("message", ""), "violation.message: empty"),
+        (_as_pytest_test(shard=[]), "options.shard: expected [K, N] with 0 <= K < N"),
+        (
+            _as_pytest_test(shard=[0, 0]),
+            "options.shard: expected [K, N] with 0 <= K < N",
+        ),
+    ],
+)
+def test_replay_refuses_what_its_schema_refuses_naming_the_field(
+    breaks: Any,
+    needle: str,
+    legacy: Ran,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = legacy.json("r.json")
+    breaks(data)
+    assert errors("replay", data)
+    f = _write(tmp_path / "r.json", data)
+    code, out, err = _run(["replay", f], capsys)
+    assert (code, out) == (2, "")
+    assert f"{f}: replay.{needle}" in _one_line_error(err, "replay")
+
+
+def test_replay_takes_what_explore_writes_at_the_edges(
+    legacy: Ran, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = legacy.json("r.json")
+    data["options"].update(max_steps=10**7, mutant="legacy", lockdep=False)
+    validate("replay", data)
+    code, out, err = _run(["replay", _write(tmp_path / "r.json", data)], capsys)
+    assert (code, err) == (1, "")
+    assert "(legacy, mutant legacy), seed 1, " in out.splitlines()[0]
+    assert "recorded: lock-mismatch at step " in out
 
 
 @pytest.mark.parametrize(

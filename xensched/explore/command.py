@@ -31,6 +31,7 @@ from xensched.errors import ConfigError
 from xensched.explore import STRATEGIES, make_strategy
 from xensched.explore.engine import (
     DEFAULT_MAX_STEPS,
+    MAX_STEPS_RANGE,
     Explorer,
     ExploreResult,
     ScenarioTarget,
@@ -311,7 +312,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     ex.add_argument(
         "--max-steps",
-        type=integer(10, 10**7),
+        type=integer(*MAX_STEPS_RANGE),
         default=20_000,
         metavar="N",
         help="an execution longer than N steps is a livelock (default: 20000)",
