@@ -184,6 +184,22 @@ def test_a_replay_file_that_cannot_be_written_is_one_line(
     assert list(tmp_path.iterdir()) == []  # no temporary file left
 
 
+@pytest.mark.parametrize("option", ["--json", "--replay-out", "--timeline"])
+def test_explore_does_not_write_over_its_scenario_file(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = tmp_path / "sc.json"
+    text = builtin("round-trip").to_json()
+    sc.write_text(text, encoding="utf-8")
+    code, out, err = _run([*LEGACY, "--scenario", str(sc), option, str(sc)], capsys)
+    assert (code, out) == (2, "")
+    assert _one_line_error(err, "explore").endswith(
+        f"{option} {sc}: the same file as the scenario file {sc} (an output never "
+        "replaces an input)"
+    )
+    assert sc.read_text(encoding="utf-8") == text
+
+
 # -- explore: exhaustive and clean, and shared among workers -----------------------------
 
 
@@ -527,6 +543,30 @@ def test_replay_interrupted_still_writes_its_json(
 def _write(path: Path, data: Any) -> str:
     path.write_text(json.dumps(data), encoding="utf-8")
     return str(path)
+
+
+@pytest.mark.parametrize("option", ["--json", "--timeline"])
+@pytest.mark.parametrize("name", ["r.json", "./r.json", "link.json", "hard.json"])
+def test_replay_does_not_write_over_its_replay_file(
+    option: str,
+    name: str,
+    legacy: Ran,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = (legacy.dir / "r.json").read_text(encoding="utf-8")
+    Path("r.json").write_text(text, encoding="utf-8")
+    Path("link.json").symlink_to("r.json")
+    os.link("r.json", "hard.json")
+    code, out, err = _run(["replay", "r.json", option, name], capsys)
+    assert (code, out) == (2, "")
+    assert _one_line_error(err, "replay").endswith(
+        f"{option} {name}: the same file as the replay file r.json (an output never "
+        "replaces an input)"
+    )
+    assert Path("r.json").read_text(encoding="utf-8") == text
 
 
 def test_replay_of_a_tampered_file_says_where_it_diverged(

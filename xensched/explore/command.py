@@ -637,6 +637,9 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             ("--json", args.json),
             ("--replay-out", args.replay_out),
             ("--timeline", args.timeline),
+            inputs=[(f"the scenario file {shlex.quote(args.scenario)}", args.scenario)]
+            if args.scenario not in BUILTIN
+            else [],
         )
     except (ConfigError, OutputPathError) as e:
         return _err("explore", str(e))
@@ -964,7 +967,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     try:
         replay = load_replay(args.file)
-        check_output_paths(("--json", args.json), ("--timeline", args.timeline))
+        check_output_paths(
+            ("--json", args.json),
+            ("--timeline", args.timeline),
+            inputs=[(f"the replay file {shlex.quote(args.file)}", args.file)],
+        )
     except (ConfigError, OutputPathError) as e:
         return _err("replay", str(e))
     if replay.scenario is None:
