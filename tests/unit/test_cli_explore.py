@@ -184,6 +184,30 @@ def test_a_replay_file_that_cannot_be_written_is_one_line(
     assert list(tmp_path.iterdir()) == []  # no temporary file left
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], ": is a directory"),
+        (["--json", "xensched-replay-round-trip-1.json"], ": the same file as --json"),
+    ],
+)
+def test_explore_checks_its_default_replay_file_before_the_search(
+    argv: list[str],
+    needle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if not argv:
+        (tmp_path / "xensched-replay-round-trip-1.json").mkdir()
+    code, out, err = _run([*LEGACY, *argv], capsys)
+    assert (code, out) == (2, "")  # no header: refused before the search
+    assert _one_line_error(err, "explore").endswith(
+        "the default --replay-out xensched-replay-round-trip-1.json" + needle
+    )
+
+
 @pytest.mark.parametrize("option", ["--json", "--replay-out", "--timeline"])
 def test_explore_does_not_write_over_its_scenario_file(
     option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

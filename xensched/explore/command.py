@@ -133,7 +133,8 @@ def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
             "--replay-out",
             metavar="FILE",
             help="where to write the replay file of the failing execution (default: "
-            "xensched-replay-SCENARIO-SEED.json in the current directory)",
+            "xensched-replay-SCENARIO-SEED.json in the current directory; checked "
+            "before the search either way)",
         )
         out.add_argument(
             "--no-shrink",
@@ -635,7 +636,12 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         )
         check_output_paths(
             ("--json", args.json),
-            ("--replay-out", args.replay_out),
+            # Known now (the scenario's name and the seed): a directory that takes no
+            # file must not be found out after the search.
+            (
+                "--replay-out" if args.replay_out else "the default --replay-out",
+                _replay_path(args, sc, seed),
+            ),
             ("--timeline", args.timeline),
             inputs=[(f"the scenario file {shlex.quote(args.scenario)}", args.scenario)]
             if args.scenario not in BUILTIN
