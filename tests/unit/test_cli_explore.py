@@ -376,6 +376,30 @@ def test_pct_prints_its_probability_bound(capsys: pytest.CaptureFixture[str]) ->
     )
 
 
+def test_pct_takes_its_depth(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        [*FIXED, "--strategy", "pct", "--depth", "2", "--runs", "3"], capsys
+    )
+    assert code == 0
+    assert re.search(r"(?m)^PCT depth 2: a bug of depth 2 among ", out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--strategy", "random"],
+        ["--strategy", "pct"],
+        ["--strategy", "portfolio"],
+        ["--strategy", "dfs", "--max-preemptions", "1"],
+    ],
+)
+def test_all_points_is_taken_where_it_makes_a_choice(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run([*FIXED, *argv, "--all-points", "--runs", "2"], capsys)
+    assert (code, err) == (0, "")
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("strategy", ["dfs", "dpor"])
 def test_a_bounded_search_says_what_its_bound_covered(
@@ -497,6 +521,38 @@ def test_pool_is_a_scheduler_name_or_a_pool_spec(
             "--pool rtds: scenario 'stress-default' has no pool scheduler parameter",
         ),
         (["--json", "/no/such/dir/e.json"], "--json"),
+        (
+            ["--depth", "5", "--strategy", "dfs"],
+            "--depth 5: the bug depth of --strategy pct, not of --strategy dfs",
+        ),
+        (
+            ["--depth", "7"],
+            "--depth 7: the bug depth of --strategy pct, not of --strategy dpor",
+        ),
+        (
+            ["--depth", "2", "--strategy", "portfolio"],
+            "not of --strategy portfolio (its PCT runs depths 1 to 3)",
+        ),
+        (
+            ["--all-points"],
+            "--all-points: --strategy dpor always chooses at every point",
+        ),
+        (
+            ["--all-points", "--strategy", "dfs"],
+            "--all-points: --strategy dfs without --max-preemptions chooses at every ",
+        ),
+        (
+            [
+                "--all-points",
+                "--strategy",
+                "dfs",
+                "--max-preemptions",
+                "1",
+                "--workers",
+                "2",
+            ],
+            "--all-points: --strategy dfs sharded by --workers 2 chooses at every point",
+        ),
     ],
 )
 def test_explore_usage_errors_are_one_line_exit_2(

@@ -101,6 +101,7 @@ EXIT_DEADLOCK = 3
 DEFAULT_SCHEDULES = 3
 DEFAULT_MOVES = 2
 DEFAULT_RUNS = 10_000
+DEFAULT_DEPTH = 3
 MAX_WORKERS = 64
 
 
@@ -302,9 +303,9 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     ex.add_argument(
         "--depth",
         type=integer(1, 20),
-        default=3,
         metavar="D",
-        help="pct: the bug depth to aim at (default: 3)",
+        help=f"pct: the bug depth to aim at (default: {DEFAULT_DEPTH}); refused with "
+        "another strategy (the portfolio's PCT runs depths 1 to 3 of its own)",
     )
     ex.add_argument(
         "--keep-going",
@@ -326,8 +327,8 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "conflicts with (visible ones, learnt as the runs go: "
         "xensched.explore.visible), which spends random choices and the bound's "
         "preemptions where interleavings differ (dpor, dfs without a bound and dfs "
-        "sharded by --workers always choose at every point, as does any strategy "
-        "under --memory-model tso or relaxed)",
+        "sharded by --workers always choose at every point: refused with them; so "
+        "does any strategy under --memory-model tso or relaxed)",
     )
     ex.add_argument(
         "--workers",
@@ -621,12 +622,40 @@ def _err(cmd: str, msg: str) -> int:
     return EXIT_USAGE
 
 
+def _strategy_options(args: argparse.Namespace) -> None:
+    """Refuse an option the strategy has no use for (accepted, it would change
+    nothing, silently), as make_strategy refuses --max-preemptions; then give
+    --depth its default.
+
+    Raises:
+        ConfigError: one line naming both options.
+    """
+    strategy = f"--strategy {args.strategy}"
+    if args.depth is not None and args.strategy != "pct":
+        raise ConfigError(
+            f"--depth {args.depth}: the bug depth of --strategy pct, not of {strategy}"
+            + (" (its PCT runs depths 1 to 3)" if args.strategy == "portfolio" else "")
+        )
+    every = None
+    if args.strategy == "dpor":
+        every = f"{strategy} always chooses"
+    elif args.strategy == "dfs" and args.max_preemptions is None:
+        every = f"{strategy} without --max-preemptions chooses"
+    elif args.strategy == "dfs" and args.workers > 1:
+        every = f"{strategy} sharded by --workers {args.workers} chooses"
+    if args.all_points and every is not None:
+        raise ConfigError(f"--all-points: {every} at every point anyway")
+    if args.depth is None:
+        args.depth = DEFAULT_DEPTH
+
+
 def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     try:
         seed = resolve_base_seed(args.seed)
     except ValueError as e:
         return _err("explore", str(e))
     try:
+        _strategy_options(args)
         sc = _scenario(args)
         make_strategy(
             args.strategy,
