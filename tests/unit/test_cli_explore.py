@@ -865,6 +865,29 @@ def test_help_explains_every_option(
     assert "128 + signal when interrupted" in flat
 
 
+def _help_of(command: str, option: str) -> str:
+    (action,) = [a for a in _subparser(command)._actions if option in a.option_strings]
+    return " ".join(str(action.help).split())
+
+
+@pytest.mark.parametrize("name", ["explore", "replay"])
+def test_timeline_help_says_what_any_other_suffix_writes(
+    name: str,
+) -> None:
+    # write_timeline writes Chrome JSON for any suffix but .svg and .html (x.png too),
+    # and stress's help says so.
+    assert "anything else (FILE.json) Chrome's trace-event JSON" in _help_of(
+        name, "--timeline"
+    )
+
+
+@pytest.mark.parametrize("option", ["--schedules", "--moves"])
+def test_schedules_and_moves_help_says_a_bounded_scenario_ignores_them(
+    option: str,
+) -> None:
+    assert "changes nothing" in _help_of("explore", option)
+
+
 def test_top_level_help_lists_both_commands(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["--help"], capsys)
     assert code == 0

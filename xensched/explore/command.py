@@ -150,8 +150,9 @@ def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
             if explore
             else "draw the execution, when it shows a violation"
         )
-        + ": FILE.json in Chrome's trace-event format (Perfetto, chrome://tracing), "
-        "FILE.svg or FILE.html a picture",
+        + ": the suffix picks the format, as for xensched stress: .svg a picture, "
+        ".html a page holding it, anything else (FILE.json) Chrome's trace-event "
+        "JSON (Perfetto, chrome://tracing)",
     )
     if not explore:
         return  # one execution: nothing to show progress of
@@ -256,14 +257,17 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=DEFAULT_SCHEDULES,
         metavar="N",
         help=f"schedule() calls of each unbounded pCPU loop (default: "
-        f"{DEFAULT_SCHEDULES})",
+        f"{DEFAULT_SCHEDULES}); only a scenario with such loops (stress-default, or "
+        "a file's) has any: the other built-ins' programs are bounded already, and "
+        "it changes nothing there",
     )
     sc.add_argument(
         "--moves",
         type=integer(1, 1000),
         default=DEFAULT_MOVES,
         metavar="N",
-        help=f"moves of each random toolstack thread (default: {DEFAULT_MOVES})",
+        help=f"moves of each random toolstack thread (default: {DEFAULT_MOVES}); "
+        "as --schedules, it changes nothing for a scenario without one",
     )
     ex = p.add_argument_group("exploration")
     ex.add_argument(
