@@ -521,6 +521,7 @@ def test_pool_is_a_scheduler_name_or_a_pool_spec(
             "--pool rtds: scenario 'stress-default' has no pool scheduler parameter",
         ),
         (["--json", "/no/such/dir/e.json"], "--json"),
+        (["--scenario", "[]"], "error: scenario: expected an object, got a list"),
         (
             ["--depth", "5", "--strategy", "dfs"],
             "--depth 5: the bug depth of --strategy pct, not of --strategy dfs",
