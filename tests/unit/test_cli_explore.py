@@ -522,6 +522,9 @@ def test_pool_is_a_scheduler_name_or_a_pool_spec(
         ),
         (["--json", "/no/such/dir/e.json"], "--json"),
         (["--scenario", "[]"], "error: scenario: expected an object, got a list"),
+        (["--cpus", "1"], "error: --cpus 1: threads[1].cpu: cpu1 does not exist"),
+        (["--cpus", "1", "--domains", "3"], "error: --cpus 1: threads[1].cpu: "),
+        (["--pool", "p:credit:9"], "error: --pool p:credit:9: pools[0].cpus: cpu9 "),
         (
             ["--depth", "5", "--strategy", "dfs"],
             "--depth 5: the bug depth of --strategy pct, not of --strategy dfs",
@@ -931,6 +934,6 @@ def test_a_pool_spec_that_drops_a_pool_the_programs_use_is_refused(
     assert main(["explore", "--pool", "p9:rtds:1", "--seed", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "xensched explore: error: threads[0].ops[1] 'cpupool-cpu-add p 1': no "
-        "cpupool 'p' (pools: Pool-0, p9)"
+        "xensched explore: error: --pool p9:rtds:1: threads[0].ops[1] "
+        "'cpupool-cpu-add p 1': no cpupool 'p' (pools: Pool-0, p9)"
     )

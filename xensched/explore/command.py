@@ -396,7 +396,60 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 # -- explore ------------------------------------------------------------------------------
+#: The options that override a scenario's fields: what an invalid field may come from.
+_FIELD_OPTIONS = (
+    "cpus",
+    "topology",
+    "boot",
+    "pool",
+    "domains",
+    "vcpus",
+    "controllers",
+    "domain_moves",
+    "traffic",
+)
+
+
 def _scenario(args: argparse.Namespace) -> Scenario:
+    try:
+        return _build_scenario(args)
+    except ConfigError as e:
+        raise ConfigError(_blame(args, str(e))) from None
+
+
+def _blame(args: argparse.Namespace, error: str) -> str:
+    """``error``, a scenario field's, prefixed with the options that made the field
+    invalid (``--cpus 1: threads[1].cpu: cpu1 does not exist``): the field names
+    what the user did not write.
+
+    The culprits are the options without which the scenario builds; when none
+    alone is, all those given; when it fails without any of them, none.
+    """
+    given = [o for o in _FIELD_OPTIONS if getattr(args, o) is not None]
+    if not given or error.startswith("--"):
+        return error
+
+    def builds_without(options: list[str]) -> bool:
+        try:
+            _build_scenario(
+                argparse.Namespace(**{**vars(args), **dict.fromkeys(options)})
+            )
+        except ConfigError:
+            return False
+        return True
+
+    if not builds_without(given):
+        return error
+    culprits = [o for o in given if builds_without([o])] or given
+    words = []
+    for o in culprits:
+        values = getattr(args, o)
+        for v in values if isinstance(values, list) else [values]:
+            words.append(f"--{o.replace('_', '-')} {shlex.quote(str(v))}")
+    return f"{' '.join(words)}: {error}"
+
+
+def _build_scenario(args: argparse.Namespace) -> Scenario:
     given: dict[str, Any] = {}
     for opt in (
         "cpus",
