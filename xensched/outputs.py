@@ -20,8 +20,12 @@ import os
 import secrets
 import shlex
 import stat
+from typing import TYPE_CHECKING
 
 from xensched.errors import XenschedError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: Exit status of a run whose report file could not be written at the end (the text
 #: report was printed). A run that found violations, a deadlock or was interrupted
@@ -133,9 +137,12 @@ def check_output_dir(option: str, directory: str) -> None:
     os.unlink(probe)
 
 
-def check_output_paths(*options: tuple[str, str | None]) -> None:
+def check_output_paths(
+    *options: tuple[str, str | None], inputs: Sequence[tuple[str, str]] = ()
+) -> None:
     """:func:`check_output_path` for each ``(option, path)`` given (``None``: not
-    given); two options may not name the same file.
+    given); two options may not name the same file, nor may one name any of the
+    ``(what, path)`` files the command reads (``what`` names it in the message).
 
     Raises:
         OutputPathError: for the first option refused.
@@ -145,12 +152,27 @@ def check_output_paths(*options: tuple[str, str | None]) -> None:
         if path is None:
             continue
         check_output_path(option, path)
+        for what, source in inputs:
+            if _same_file(path, source):
+                raise OutputPathError(
+                    f"{option} {_show(path)}: the same file as {what} (an output "
+                    "never replaces an input)"
+                )
         target = _target(path)
         if target in seen:
             raise OutputPathError(
                 f"{option} {_show(path)}: the same file as {seen[target]}"
             )
         seen[target] = option
+
+
+def _same_file(a: str, b: str) -> bool:
+    if _target(a) == _target(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links: two names, one file
+    except OSError:
+        return False  # one does not exist yet: not the same file
 
 
 def _create_temporary(directory: str, name: str) -> tuple[int, str]:

@@ -1334,6 +1334,14 @@ def load_scenario(ref: str) -> Scenario:
         with open(ref, encoding="utf-8") as f:
             content = f.read()
     except OSError as e:
+        if text.startswith("["):
+            # Inline JSON that is no object ('[]'): say that, not "no such file".
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                pass
+            else:
+                return Scenario.from_dict(data)
         raise ConfigError(
             f"scenario {ref!r}: not a built-in ({', '.join(BUILTIN)}) and not a "
             f"readable file ({e.strerror})"

@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator
 import xensched
 from tests._cli_process import CliProcess
 from tests._outputs import no_space
-from tests._schemas import schema, validate
+from tests._schemas import errors, schema, validate
 from xensched.cli import build_parser, main
 from xensched.drivers.workers import one_cpu
 from xensched.explore import command
@@ -194,6 +194,46 @@ def test_a_replay_file_that_cannot_be_written_is_one_line(
     assert list(tmp_path.iterdir()) == []  # no temporary file left
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], ": is a directory"),
+        (["--json", "xensched-replay-round-trip-1.json"], ": the same file as --json"),
+    ],
+)
+def test_explore_checks_its_default_replay_file_before_the_search(
+    argv: list[str],
+    needle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if not argv:
+        (tmp_path / "xensched-replay-round-trip-1.json").mkdir()
+    code, out, err = _run([*LEGACY, *argv], capsys)
+    assert (code, out) == (2, "")  # no header: refused before the search
+    assert _one_line_error(err, "explore").endswith(
+        "the default --replay-out xensched-replay-round-trip-1.json" + needle
+    )
+
+
+@pytest.mark.parametrize("option", ["--json", "--replay-out", "--timeline"])
+def test_explore_does_not_write_over_its_scenario_file(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = tmp_path / "sc.json"
+    text = builtin("round-trip").to_json()
+    sc.write_text(text, encoding="utf-8")
+    code, out, err = _run([*LEGACY, "--scenario", str(sc), option, str(sc)], capsys)
+    assert (code, out) == (2, "")
+    assert _one_line_error(err, "explore").endswith(
+        f"{option} {sc}: the same file as the scenario file {sc} (an output never "
+        "replaces an input)"
+    )
+    assert sc.read_text(encoding="utf-8") == text
+
+
 # -- explore: exhaustive and clean, and shared among workers -----------------------------
 
 
@@ -346,6 +386,30 @@ def test_pct_prints_its_probability_bound(capsys: pytest.CaptureFixture[str]) ->
     )
 
 
+def test_pct_takes_its_depth(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        [*FIXED, "--strategy", "pct", "--depth", "2", "--runs", "3"], capsys
+    )
+    assert code == 0
+    assert re.search(r"(?m)^PCT depth 2: a bug of depth 2 among ", out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--strategy", "random"],
+        ["--strategy", "pct"],
+        ["--strategy", "portfolio"],
+        ["--strategy", "dfs", "--max-preemptions", "1"],
+    ],
+)
+def test_all_points_is_taken_where_it_makes_a_choice(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run([*FIXED, *argv, "--all-points", "--runs", "2"], capsys)
+    assert (code, err) == (0, "")
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("strategy", ["dfs", "dpor"])
 def test_a_bounded_search_says_what_its_bound_covered(
@@ -467,6 +531,42 @@ def test_pool_is_a_scheduler_name_or_a_pool_spec(
             "--pool rtds: scenario 'stress-default' has no pool scheduler parameter",
         ),
         (["--json", "/no/such/dir/e.json"], "--json"),
+        (["--scenario", "[]"], "error: scenario: expected an object, got a list"),
+        (["--cpus", "1"], "error: --cpus 1: threads[1].cpu: cpu1 does not exist"),
+        (["--cpus", "1", "--domains", "3"], "error: --cpus 1: threads[1].cpu: "),
+        (["--pool", "p:credit:9"], "error: --pool p:credit:9: pools[0].cpus: cpu9 "),
+        (
+            ["--depth", "5", "--strategy", "dfs"],
+            "--depth 5: the bug depth of --strategy pct, not of --strategy dfs",
+        ),
+        (
+            ["--depth", "7"],
+            "--depth 7: the bug depth of --strategy pct, not of --strategy dpor",
+        ),
+        (
+            ["--depth", "2", "--strategy", "portfolio"],
+            "not of --strategy portfolio (its PCT runs depths 1 to 3)",
+        ),
+        (
+            ["--all-points"],
+            "--all-points: --strategy dpor always chooses at every point",
+        ),
+        (
+            ["--all-points", "--strategy", "dfs"],
+            "--all-points: --strategy dfs without --max-preemptions chooses at every ",
+        ),
+        (
+            [
+                "--all-points",
+                "--strategy",
+                "dfs",
+                "--max-preemptions",
+                "1",
+                "--workers",
+                "2",
+            ],
+            "--all-points: --strategy dfs sharded by --workers 2 chooses at every point",
+        ),
     ],
 )
 def test_explore_usage_errors_are_one_line_exit_2(
@@ -539,6 +639,30 @@ def _write(path: Path, data: Any) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("option", ["--json", "--timeline"])
+@pytest.mark.parametrize("name", ["r.json", "./r.json", "link.json", "hard.json"])
+def test_replay_does_not_write_over_its_replay_file(
+    option: str,
+    name: str,
+    legacy: Ran,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = (legacy.dir / "r.json").read_text(encoding="utf-8")
+    Path("r.json").write_text(text, encoding="utf-8")
+    Path("link.json").symlink_to("r.json")
+    os.link("r.json", "hard.json")
+    code, out, err = _run(["replay", "r.json", option, name], capsys)
+    assert (code, out) == (2, "")
+    assert _one_line_error(err, "replay").endswith(
+        f"{option} {name}: the same file as the replay file r.json (an output never "
+        "replaces an input)"
+    )
+    assert Path("r.json").read_text(encoding="utf-8") == text
+
+
 def test_replay_of_a_tampered_file_says_where_it_diverged(
     legacy: Ran, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -601,6 +725,111 @@ def test_replay_of_a_malformed_file_names_the_field(
         assert int(m[1]) == int(m[2]) - 1
 
 
+def _option(key: str, value: Any) -> Any:
+    return lambda d: d["options"].update({key: value})
+
+
+def _violation(key: str, value: Any) -> Any:
+    return lambda d: d["violation"].update({key: value})
+
+
+def _as_pytest_test(**options: Any) -> Any:
+    return lambda d: d.update(scenario=None, nodeid="t.py::t", options=options)
+
+
+@pytest.mark.parametrize(
+    ("breaks", "needle"),
+    [
+        (
+            _option("max_steps", "x"),
+            "options.max_steps: expected an integer, got a string",
+        ),
+        (
+            _option("max_steps", None),
+            "options.max_steps: expected an integer, got null",
+        ),
+        (
+            _option("max_steps", [1]),
+            "options.max_steps: expected an integer, got a list",
+        ),
+        (
+            _option("max_steps", 1.5),
+            "options.max_steps: expected an integer, got a number",
+        ),
+        (
+            _option("max_steps", True),
+            "options.max_steps: expected an integer, got a boolean",
+        ),
+        (
+            _option("max_steps", -5),
+            "options.max_steps: -5: expected an integer in [10, 10000000]",
+        ),
+        (_option("max_steps", 9), "options.max_steps: 9: expected an integer in [10, "),
+        (_option("max_steps", 10**7 + 1), "options.max_steps: 10000001: expected an "),
+        (
+            _option("lockdep", "yes"),
+            "options.lockdep: expected a boolean, got a string",
+        ),
+        (
+            _option("lockdep", "false"),
+            "options.lockdep: expected a boolean, got a string",
+        ),
+        (
+            _option("race_detector", "x"),
+            "options.race_detector: expected a boolean, got a",
+        ),
+        (
+            _option("mutant", "nonexistent"),
+            "options.mutant: 'nonexistent' is not a mutant",
+        ),
+        (_option("mutant", None), "options.mutant: expected a string, got null"),
+        (_option("mutant", ""), "options.mutant: empty"),
+        (lambda d: d.update(seed=-5), "seed: -5: expected an integer >= 0"),
+        (lambda d: d.update(strategy=""), "strategy: empty"),
+        (lambda d: d.update(xensched=""), "xensched: empty"),
+        (lambda d: d.update(nodeid="t.py::t"), "nodeid: given with a scenario"),
+        (lambda d: d.update(scenario=None, nodeid=""), "nodeid: empty"),
+        (
+            _violation("kind", "bogus"),
+            "violation.kind: 'bogus' is not a violation kind (",
+        ),
+        (_violation("cpu", -1), "violation.cpu: -1: expected an integer >= 0 or null"),
+        (_violation("message", ""), "violation.message: empty"),
+        (_as_pytest_test(shard=[]), "options.shard: expected [K, N] with 0 <= K < N"),
+        (
+            _as_pytest_test(shard=[0, 0]),
+            "options.shard: expected [K, N] with 0 <= K < N",
+        ),
+    ],
+)
+def test_replay_refuses_what_its_schema_refuses_naming_the_field(
+    breaks: Any,
+    needle: str,
+    legacy: Ran,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = legacy.json("r.json")
+    breaks(data)
+    assert errors("replay", data)
+    f = _write(tmp_path / "r.json", data)
+    code, out, err = _run(["replay", f], capsys)
+    assert (code, out) == (2, "")
+    assert f"{f}: replay.{needle}" in _one_line_error(err, "replay")
+
+
+def test_replay_takes_what_explore_writes_at_the_edges(
+    legacy: Ran, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = legacy.json("r.json")
+    data["options"].update(max_steps=10**7, mutant="legacy", lockdep=False)
+    validate("replay", data)
+    code, out, err = _run(["replay", _write(tmp_path / "r.json", data)], capsys)
+    assert (code, err) == (1, "")
+    assert "(legacy, mutant legacy), seed 1, " in out.splitlines()[0]
+    assert "recorded: lock-mismatch at step " in out
+
+
 @pytest.mark.parametrize(
     ("shard", "extra"), [(None, ""), ([1, 4], " --xensched-shards 4")]
 )
@@ -650,6 +879,29 @@ def test_help_explains_every_option(
     assert "128 + signal when interrupted" in flat
 
 
+def _help_of(command: str, option: str) -> str:
+    (action,) = [a for a in _subparser(command)._actions if option in a.option_strings]
+    return " ".join(str(action.help).split())
+
+
+@pytest.mark.parametrize("name", ["explore", "replay"])
+def test_timeline_help_says_what_any_other_suffix_writes(
+    name: str,
+) -> None:
+    # write_timeline writes Chrome JSON for any suffix but .svg and .html (x.png too),
+    # and stress's help says so.
+    assert "anything else (FILE.json) Chrome's trace-event JSON" in _help_of(
+        name, "--timeline"
+    )
+
+
+@pytest.mark.parametrize("option", ["--schedules", "--moves"])
+def test_schedules_and_moves_help_says_a_bounded_scenario_ignores_them(
+    option: str,
+) -> None:
+    assert "changes nothing" in _help_of("explore", option)
+
+
 def test_top_level_help_lists_both_commands(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["--help"], capsys)
     assert code == 0
@@ -692,6 +944,6 @@ def test_a_pool_spec_that_drops_a_pool_the_programs_use_is_refused(
     assert main(["explore", "--pool", "p9:rtds:1", "--seed", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "xensched explore: error: threads[0].ops[1] 'cpupool-cpu-add p 1': no "
-        "cpupool 'p' (pools: Pool-0, p9)"
+        "xensched explore: error: --pool p9:rtds:1: threads[0].ops[1] "
+        "'cpupool-cpu-add p 1': no cpupool 'p' (pools: Pool-0, p9)"
     )

@@ -17,6 +17,8 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from tests._schemas import KINDS, errors, schema, validate
 from xensched.cli import main
+from xensched.mutants import CATALOG
+from xensched.violation import ViolationKind
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -214,3 +216,10 @@ def test_replay_schema_takes_a_pytest_node_instead_of_a_scenario(
     node = {**replay, "scenario": None, "nodeid": "tests/test_x.py::test_race"}
     assert not errors("replay", node)
     assert errors("replay", {**node, "nodeid": None})
+
+
+def test_replay_schema_names_every_mutant_and_violation_kind() -> None:
+    # xensched replay refuses what these enums do not list: they must follow the code.
+    options = schema("replay")["properties"]["options"]["properties"]
+    assert options["mutant"]["enum"] == [m.name for m in CATALOG]
+    assert schema("replay")["$defs"]["kind"]["enum"] == [k.value for k in ViolationKind]

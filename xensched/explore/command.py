@@ -31,6 +31,7 @@ from xensched.errors import ConfigError
 from xensched.explore import STRATEGIES, make_strategy
 from xensched.explore.engine import (
     DEFAULT_MAX_STEPS,
+    MAX_STEPS_RANGE,
     Explorer,
     ExploreResult,
     ScenarioTarget,
@@ -100,6 +101,7 @@ EXIT_DEADLOCK = 3
 DEFAULT_SCHEDULES = 3
 DEFAULT_MOVES = 2
 DEFAULT_RUNS = 10_000
+DEFAULT_DEPTH = 3
 MAX_WORKERS = 64
 
 
@@ -132,7 +134,8 @@ def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
             "--replay-out",
             metavar="FILE",
             help="where to write the replay file of the failing execution (default: "
-            "xensched-replay-SCENARIO-SEED.json in the current directory)",
+            "xensched-replay-SCENARIO-SEED.json in the current directory; checked "
+            "before the search either way)",
         )
         out.add_argument(
             "--no-shrink",
@@ -147,8 +150,9 @@ def _outputs(p: argparse.ArgumentParser, *, explore: bool) -> None:
             if explore
             else "draw the execution, when it shows a violation"
         )
-        + ": FILE.json in Chrome's trace-event format (Perfetto, chrome://tracing), "
-        "FILE.svg or FILE.html a picture",
+        + ": the suffix picks the format, as for xensched stress: .svg a picture, "
+        ".html a page holding it, anything else (FILE.json) Chrome's trace-event "
+        "JSON (Perfetto, chrome://tracing)",
     )
     if not explore:
         return  # one execution: nothing to show progress of
@@ -253,14 +257,17 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=DEFAULT_SCHEDULES,
         metavar="N",
         help=f"schedule() calls of each unbounded pCPU loop (default: "
-        f"{DEFAULT_SCHEDULES})",
+        f"{DEFAULT_SCHEDULES}); only a scenario with such loops (stress-default, or "
+        "a file's) has any: the other built-ins' programs are bounded already, and "
+        "it changes nothing there",
     )
     sc.add_argument(
         "--moves",
         type=integer(1, 1000),
         default=DEFAULT_MOVES,
         metavar="N",
-        help=f"moves of each random toolstack thread (default: {DEFAULT_MOVES})",
+        help=f"moves of each random toolstack thread (default: {DEFAULT_MOVES}); "
+        "as --schedules, it changes nothing for a scenario without one",
     )
     ex = p.add_argument_group("exploration")
     ex.add_argument(
@@ -300,9 +307,9 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     ex.add_argument(
         "--depth",
         type=integer(1, 20),
-        default=3,
         metavar="D",
-        help="pct: the bug depth to aim at (default: 3)",
+        help=f"pct: the bug depth to aim at (default: {DEFAULT_DEPTH}); refused with "
+        "another strategy (the portfolio's PCT runs depths 1 to 3 of its own)",
     )
     ex.add_argument(
         "--keep-going",
@@ -311,7 +318,7 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     ex.add_argument(
         "--max-steps",
-        type=integer(10, 10**7),
+        type=integer(*MAX_STEPS_RANGE),
         default=20_000,
         metavar="N",
         help="an execution longer than N steps is a livelock (default: 20000)",
@@ -324,8 +331,8 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "conflicts with (visible ones, learnt as the runs go: "
         "xensched.explore.visible), which spends random choices and the bound's "
         "preemptions where interleavings differ (dpor, dfs without a bound and dfs "
-        "sharded by --workers always choose at every point, as does any strategy "
-        "under --memory-model tso or relaxed)",
+        "sharded by --workers always choose at every point: refused with them; so "
+        "does any strategy under --memory-model tso or relaxed)",
     )
     ex.add_argument(
         "--workers",
@@ -389,7 +396,60 @@ def add_replay_parser(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 # -- explore ------------------------------------------------------------------------------
+#: The options that override a scenario's fields: what an invalid field may come from.
+_FIELD_OPTIONS = (
+    "cpus",
+    "topology",
+    "boot",
+    "pool",
+    "domains",
+    "vcpus",
+    "controllers",
+    "domain_moves",
+    "traffic",
+)
+
+
 def _scenario(args: argparse.Namespace) -> Scenario:
+    try:
+        return _build_scenario(args)
+    except ConfigError as e:
+        raise ConfigError(_blame(args, str(e))) from None
+
+
+def _blame(args: argparse.Namespace, error: str) -> str:
+    """``error``, a scenario field's, prefixed with the options that made the field
+    invalid (``--cpus 1: threads[1].cpu: cpu1 does not exist``): the field names
+    what the user did not write.
+
+    The culprits are the options without which the scenario builds; when none
+    alone is, all those given; when it fails without any of them, none.
+    """
+    given = [o for o in _FIELD_OPTIONS if getattr(args, o) is not None]
+    if not given or error.startswith("--"):
+        return error
+
+    def builds_without(options: list[str]) -> bool:
+        try:
+            _build_scenario(
+                argparse.Namespace(**{**vars(args), **dict.fromkeys(options)})
+            )
+        except ConfigError:
+            return False
+        return True
+
+    if not builds_without(given):
+        return error
+    culprits = [o for o in given if builds_without([o])] or given
+    words = []
+    for o in culprits:
+        values = getattr(args, o)
+        for v in values if isinstance(values, list) else [values]:
+            words.append(f"--{o.replace('_', '-')} {shlex.quote(str(v))}")
+    return f"{' '.join(words)}: {error}"
+
+
+def _build_scenario(args: argparse.Namespace) -> Scenario:
     given: dict[str, Any] = {}
     for opt in (
         "cpus",
@@ -619,12 +679,40 @@ def _err(cmd: str, msg: str) -> int:
     return EXIT_USAGE
 
 
+def _strategy_options(args: argparse.Namespace) -> None:
+    """Refuse an option the strategy has no use for (accepted, it would change
+    nothing, silently), as make_strategy refuses --max-preemptions; then give
+    --depth its default.
+
+    Raises:
+        ConfigError: one line naming both options.
+    """
+    strategy = f"--strategy {args.strategy}"
+    if args.depth is not None and args.strategy != "pct":
+        raise ConfigError(
+            f"--depth {args.depth}: the bug depth of --strategy pct, not of {strategy}"
+            + (" (its PCT runs depths 1 to 3)" if args.strategy == "portfolio" else "")
+        )
+    every = None
+    if args.strategy == "dpor":
+        every = f"{strategy} always chooses"
+    elif args.strategy == "dfs" and args.max_preemptions is None:
+        every = f"{strategy} without --max-preemptions chooses"
+    elif args.strategy == "dfs" and args.workers > 1:
+        every = f"{strategy} sharded by --workers {args.workers} chooses"
+    if args.all_points and every is not None:
+        raise ConfigError(f"--all-points: {every} at every point anyway")
+    if args.depth is None:
+        args.depth = DEFAULT_DEPTH
+
+
 def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     try:
         seed = resolve_base_seed(args.seed)
     except ValueError as e:
         return _err("explore", str(e))
     try:
+        _strategy_options(args)
         sc = _scenario(args)
         make_strategy(
             args.strategy,
@@ -634,8 +722,16 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         )
         check_output_paths(
             ("--json", args.json),
-            ("--replay-out", args.replay_out),
+            # Known now (the scenario's name and the seed): a directory that takes no
+            # file must not be found out after the search.
+            (
+                "--replay-out" if args.replay_out else "the default --replay-out",
+                _replay_path(args, sc, seed),
+            ),
             ("--timeline", args.timeline),
+            inputs=[(f"the scenario file {shlex.quote(args.scenario)}", args.scenario)]
+            if args.scenario not in BUILTIN
+            else [],
         )
     except (ConfigError, OutputPathError) as e:
         return _err("explore", str(e))
@@ -962,7 +1058,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     try:
         replay = load_replay(args.file)
-        check_output_paths(("--json", args.json), ("--timeline", args.timeline))
+        check_output_paths(
+            ("--json", args.json),
+            ("--timeline", args.timeline),
+            inputs=[(f"the replay file {shlex.quote(args.file)}", args.file)],
+        )
     except (ConfigError, OutputPathError) as e:
         return _err("replay", str(e))
     if replay.scenario is None:

@@ -23,7 +23,7 @@ import sysconfig
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from xensched.drivers.workers import Workers, pinned
 from xensched.explore.base import START, WAKE, Op, Step, op_of
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
+    "MAX_STEPS_RANGE",
     "Collector",
     "Execution",
     "ExploreResult",
@@ -60,6 +61,9 @@ __all__ = [
 #: Steps after which an execution is a livelock (a bounded program's runs here take
 #: a few hundred).
 DEFAULT_MAX_STEPS = 20_000
+#: The ``--max-steps`` that ``explore`` takes: one place, since a replay file records
+#: it and its loader must refuse what explore would.
+MAX_STEPS_RANGE: Final = (10, 10_000_000)
 
 
 class Run(Protocol):

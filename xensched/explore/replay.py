@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from xensched.errors import ConfigError
+from xensched.explore.engine import MAX_STEPS_RANGE
+from xensched.mutants import CATALOG
 from xensched.scenario import Scenario, _kind, _Reader
+from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -150,7 +153,8 @@ class Replay:
                 f"replay.version: {version} (this xensched reads version "
                 f"{REPLAY_VERSION})"
             )
-        r.opt_text("xensched")
+        if "xensched" in r.data:  # missing in files written by hand: harmless
+            _nonempty(r, "xensched", r.text("xensched"))
         raw_sc = r._get("scenario", None)
         scenario = None
         if raw_sc is not None:
@@ -159,15 +163,22 @@ class Replay:
             except ConfigError as e:
                 raise ConfigError(f"replay.{e}") from None
         nodeid = r.opt_text("nodeid")
+        if nodeid is not None:
+            _nonempty(r, "nodeid", nodeid)
         if scenario is None and nodeid is None:
             raise ConfigError("replay: needs a scenario or a nodeid")
-        seed = r.integer("seed")
-        strategy = r.text("strategy")
-        options = r._get("options", {})
-        if not isinstance(options, dict):
+        if scenario is not None and nodeid is not None:
+            # One would be ignored: `xensched replay` runs the scenario, pytest
+            # --xensched-replay the node.
             raise ConfigError(
-                f"replay.options: expected an object, got {_kind(options)}"
+                "replay.nodeid: given with a scenario (a file records a scenario or "
+                "a pytest test's node id, not both)"
             )
+        seed = r.integer("seed")
+        if seed < 0:
+            raise ConfigError(f"replay.seed: {seed}: expected an integer >= 0")
+        strategy = _nonempty(r, "strategy", r.text("strategy"))
+        options = _options(r._get("options", {}))
         for key in ("schedule", "accesses"):
             # words() takes a missing list as empty, which would blame the other one.
             if key not in r.data:
@@ -187,10 +198,21 @@ class Replay:
                 rv.integer("step"),
                 rv.opt_integer("cpu"),
                 rv.text("where"),
-                rv.text("message"),
+                _nonempty(rv, "message", rv.text("message")),
                 rv.text("context"),
             )
             rv.done()
+            if violation.kind not in _KINDS:
+                # Compared by kind, an unknown one would only say NOT reproduced.
+                raise ConfigError(
+                    f"replay.violation.kind: {violation.kind!r} is not a violation "
+                    f"kind ({', '.join(_KINDS)})"
+                )
+            if violation.cpu is not None and violation.cpu < 0:
+                raise ConfigError(
+                    f"replay.violation.cpu: {violation.cpu}: expected an integer "
+                    ">= 0 or null"
+                )
             if not 0 <= violation.step < max(len(schedule), 1):
                 raise ConfigError(
                     f"replay.violation.step: {violation.step} is not a step of the "
@@ -207,6 +229,66 @@ class Replay:
             violation,
             options,
         )
+
+
+_KINDS: Final = tuple(k.value for k in ViolationKind)
+_MUTANTS: Final = frozenset(m.name for m in CATALOG)
+
+
+def _nonempty(r: _Reader, key: str, value: str) -> str:
+    if value == "":
+        raise ConfigError(f"{r.path}.{key}: empty")
+    return value
+
+
+def _flag(r: _Reader, key: str) -> None:
+    v = r._get(key, False)
+    if not isinstance(v, bool):
+        raise r._bad(key, "a boolean", v)
+
+
+def _options(raw: object) -> dict[str, Any]:
+    """The ``options`` object, its known keys checked as explore writes them.
+
+    Other keys pass: a pytest test's replay records its marker's options, which
+    ``xensched replay`` does not read.
+
+    Raises:
+        ConfigError: one line naming the option.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"replay.options: expected an object, got {_kind(raw)}")
+    r = _Reader(raw, "replay.options")
+    if "max_steps" in raw:
+        lo, hi = MAX_STEPS_RANGE
+        steps = r.integer("max_steps")
+        if not lo <= steps <= hi:
+            raise ConfigError(
+                f"replay.options.max_steps: {steps}: expected an integer in "
+                f"[{lo}, {hi}] (what explore --max-steps takes)"
+            )
+    _flag(r, "lockdep")
+    _flag(r, "race_detector")
+    mutant = _nonempty(r, "mutant", r.text("mutant", None)) if "mutant" in raw else None
+    if mutant is not None and mutant not in _MUTANTS:
+        # The scenario carries what the mutant runs: the name is only shown, but a
+        # name no mutant has would mislead the reader of the header.
+        raise ConfigError(
+            f"replay.options.mutant: {mutant!r} is not a mutant of the catalog "
+            "(`xensched mutate --list`)"
+        )
+    shard = raw.get("shard")
+    if shard is not None and not (
+        isinstance(shard, list)
+        and len(shard) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+        and 0 <= shard[0] < shard[1]
+    ):
+        raise ConfigError(
+            f"replay.options.shard: expected [K, N] with 0 <= K < N, or null; got "
+            f"{json.dumps(shard)}"
+        )
+    return raw
 
 
 def load_replay(path: str) -> Replay:
