@@ -42,7 +42,7 @@ from xensched.outputs import (
     check_output_paths,
     write_json_report,
 )
-from xensched.scenario import MAX_DOMAIN_VCPUS, MAX_DOMAINS
+from xensched.scenario import BUILTIN, MAX_DOMAIN_VCPUS, MAX_DOMAINS
 from xensched.seeds import resolve_base_seed
 from xensched.signals import signal_name, stop_signals
 from xensched.timeline import violation_mark, write_timeline
@@ -517,7 +517,13 @@ def _main(
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        check_output_paths(("--json", args.json), ("--timeline", args.timeline))
+        check_output_paths(
+            ("--json", args.json),
+            ("--timeline", args.timeline),
+            inputs=[(f"the scenario file {shlex.quote(args.scenario)}", args.scenario)]
+            if args.scenario is not None and args.scenario not in BUILTIN
+            else [],
+        )
     except OutputPathError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,9 +6,15 @@ Through the real entry point, ``xensched.cli.main``, as the user types them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from xensched.cli import main
+from xensched.scenario import builtin
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -134,6 +140,21 @@ def test_scenarios_cpus_refused_in_one_line(
 ) -> None:
     line = _refused(["scenarios", "stress-default", "--cpus", "0"], capsys)
     assert "--cpus 0: must be an integer in [1, 256]" in line
+
+
+@pytest.mark.parametrize("option", ["--json", "--timeline"])
+def test_stress_does_not_write_over_its_scenario_file(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sc = tmp_path / "sc.json"
+    text = builtin("round-trip").to_json()
+    sc.write_text(text, encoding="utf-8")
+    line = _refused(["stress", "--scenario", str(sc), option, str(sc)], capsys)
+    assert line.endswith(
+        f"{option} {sc}: the same file as the scenario file {sc} (an output never "
+        "replaces an input)"
+    )
+    assert sc.read_text(encoding="utf-8") == text
 
 
 def test_help_still_shows_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
