@@ -16,10 +16,11 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -33,6 +34,7 @@ from xensched.drivers.workers import one_cpu
 from xensched.explore import command
 from xensched.explore.engine import Explorer, ExploreResult, ScenarioTarget
 from xensched.scenario import builtin
+from xensched.signals import RaiseInterrupt
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
@@ -672,6 +674,110 @@ def test_ctrl_c_writes_the_json_and_exits_130(tmp_path: Path) -> None:
     assert doc["stop_reason"] == "interrupted"
     assert doc["exit_code"] == 130
     assert 0 < doc["runs"] < 1_000_000
+
+
+#: Finds the legacy switch race at its second run, then shrinks for about 9 s (five
+#: threads, 31 preemptions): time to interrupt the shrinking.
+SHRINKS_LONG = [
+    *("-m", "xensched", "explore", "--scenario", "switch-race", "--protocol"),
+    *("legacy", "--strategy", "random", "--domains", "4", "--controllers", "2"),
+    *("--seed", "3", "--no-progress"),
+]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_shrinking_keeps_the_smallest_execution_so_far(
+    signum: int, tmp_path: Path
+) -> None:
+    replay, report, timeline = (tmp_path / f for f in ("r.json", "e.json", "t.json"))
+    files = ["--replay-out", replay, "--json", report, "--timeline", timeline]
+    # Unbuffered: the line that ends the search is read as it is printed.
+    p = CliProcess(
+        [*SHRINKS_LONG, *map(str, files)], tmp_path, {"PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        p.wait_for(r"; violation found\n")
+        time.sleep(0.5)  # into the shrinking
+        p.signal(signum)
+        assert p.finish(timeout=30) == 128 + signum, p.err
+    finally:
+        p.kill()
+    assert "Traceback" not in p.err
+    by = "" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received: "
+    assert p.err.endswith(f"{by}interrupted after 2 runs, while shrinking\n"), p.err
+    assert re.search(
+        r"(?m)^shrinking interrupted after \d+ runs: 31 -> \d+ preemptions, .* "
+        r"\(the smallest failing execution so far\)$",
+        p.out,
+    )
+    assert f"replay: xensched replay {replay}" in p.out
+    assert f"timeline written to {timeline}" in p.out
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    validate("explore", doc)
+    assert (doc["stop_reason"], doc["exit_code"]) == ("interrupted", 128 + signum)
+    assert doc["kinds"] == ["lock-mismatch"]
+    assert doc["replay"] == str(replay)
+    shrunk = doc["shrink"]
+    assert shrunk["interrupted"] is True
+    assert shrunk["before"]["preemptions"] == 31
+    assert timeline.stat().st_size > 0
+    # What it kept is a failing execution: its replay shows the violation.
+    ran = _main(["replay", str(replay), "--json", str(tmp_path / "rj.json")], tmp_path)
+    assert ran.code == 1, ran.err
+    assert ran.json("rj.json")["reproduced"] is True
+
+
+class _Dropped(RaiseInterrupt):
+    """A signal whose KeyboardInterrupt Python dropped (it landed in a weakref
+    callback): only ``signum`` is set. ``made``: the instances."""
+
+    made: ClassVar[list[_Dropped]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made.append(self)
+
+    def __call__(self, signum: int) -> None:
+        self.signum = self.signum or signum
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param([*FIXED, "--strategy", "random", "--runs", "1000000"], id="runs"),
+        pytest.param([*SHRINKS_LONG[2:], "--replay-out", "r.json"], id="shrinking"),
+    ],
+)
+def test_a_signal_whose_interrupt_was_dropped_still_stops_explore(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(command, "RaiseInterrupt", _Dropped)
+    _Dropped.made.clear()
+    sent: list[float] = []
+
+    def signal_later() -> None:
+        deadline = time.monotonic() + 10
+        while not _Dropped.made and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # into the runs, or the shrinking
+        if _Dropped.made:
+            sent.append(time.monotonic())
+            _Dropped.made[0](signal.SIGTERM)
+
+    thread = threading.Thread(target=signal_later, daemon=True)
+    thread.start()
+    code, _, err = _run([*argv, "--seconds", "15", "--json", "e.json"], capsys)
+    thread.join(10)
+    assert sent
+    assert time.monotonic() - sent[0] < 5  # the next execution saw the signal
+    assert code == 143, err
+    doc = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
+    assert doc["stop_reason"] == "interrupted"
 
 
 def test_a_pool_spec_that_drops_a_pool_the_programs_use_is_refused(

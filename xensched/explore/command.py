@@ -21,6 +21,7 @@ import dataclasses
 import inspect
 import multiprocessing
 import shlex
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ from xensched.explore.replay import (
     ReplaySchedule,
     load_replay,
 )
-from xensched.explore.shrink import preemptions, shrink
+from xensched.explore.shrink import Shrunk, preemptions, shrink
 from xensched.explore.story import record, render_story, timeline_events
 from xensched.instruments import (
     LockdepSummary,
@@ -80,12 +81,19 @@ from xensched.scenario import (
 )
 from xensched.schedulers import SCHEDULERS
 from xensched.seeds import resolve_base_seed
-from xensched.signals import RaiseInterrupt, signal_name, stop_signals
+from xensched.signals import (
+    STOP_SIGNALS,
+    RaiseInterrupt,
+    quiet_lost_interrupts,
+    signal_name,
+    stop_signals,
+)
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from xensched.explore.engine import Execution
     from xensched.explore.story import Recorder
     from xensched.options import Parser
     from xensched.scenario import Scenario
@@ -610,7 +618,9 @@ def _exit_code(kinds: set[str]) -> int:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     stop = RaiseInterrupt()
-    with stop_signals(stop):
+    # Ctrl-C too: a second one must not cut short the first one's clean-up (the
+    # shrinking ending, the workers' results collected, the files written).
+    with stop_signals(stop, (signal.SIGINT, *STOP_SIGNALS)), quiet_lost_interrupts():
         return _explore(args, stop)
 
 
@@ -648,12 +658,19 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     show = sys.stderr.isatty() if args.progress is None else args.progress
     last_shown = [0.0]
 
-    def progress(res: ExploreResult) -> None:
+    def show_progress(res: ExploreResult) -> None:
         now = time.monotonic()
         if show and now - last_shown[0] > 0.2:
             last_shown[0] = now
             sys.stderr.write(_progress_line(res))
             sys.stderr.flush()
+
+    def progress(res: ExploreResult) -> None:
+        if stop.signum is not None:
+            # The signal's KeyboardInterrupt was dropped (quiet_lost_interrupts):
+            # raised here, between two executions, explore() ends with it.
+            raise KeyboardInterrupt
+        show_progress(res)
 
     opts = {
         "strategy": args.strategy,
@@ -669,15 +686,25 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         "pin": args.pin,
         "observations": args.observations,
     }
-    with stop.armed():
-        if args.workers == 1:
-            res = _explore_share(sc, seed, opts, progress=progress)
-        else:
+    if args.workers == 1:
+        got: ExploreResult | None = None
+        try:
+            with stop.armed():
+                got = _explore_share(sc, seed, opts, progress=progress)
+        except KeyboardInterrupt:
+            pass  # a signal as the arming began or ended, outside explore()
+        res = got or ExploreResult(
+            args.strategy, seed, interrupted=True, stop_reason="interrupted"
+        )
+    else:
+        with stop.armed():
             res = _explore_workers(sc, seed, opts, args.workers, stop)
     if show:
         sys.stderr.write(_progress_line(res) + "\n")
     lockdep = _pop_lockdep(res)
-    return _finish_explore(args, sc, seed, res, stop, lockdep, _pop_races(res))
+    return _finish_explore(
+        args, sc, seed, res, stop, lockdep, _pop_races(res), show=show
+    )
 
 
 def _explore_workers(
@@ -737,6 +764,8 @@ def _finish_explore(
     stop: RaiseInterrupt,
     lockdep: LockdepSummary | None = None,
     races: RaceSummary | None = None,
+    *,
+    show: bool = False,
 ) -> int:
     print(
         f"{res.runs} runs ({res.distinct} distinct schedules, {res.abandoned} cut "
@@ -757,27 +786,22 @@ def _finish_explore(
     replay_file: str | None = None
     exit_code = _exit_code(res.kinds)
     failing = res.failing
+    shrunk: Shrunk | None = None
     if failing is not None and failing.violations:
         kind = failing.violations[0].kind.value
         shown_sc: Scenario = sc
         if not args.no_shrink and kind != ViolationKind.LIVELOCK.value:
-            s = shrink(
-                failing,
-                kind,
-                scenario=sc,
-                seed=seed,
-                make_target=lambda c: with_instruments(
-                    ScenarioTarget(c, seed),
-                    lockdep=args.lockdep,
-                    race_detector=args.race_detector,
-                ),
-            )
+            shrunk = _shrink(args, sc, seed, failing, kind, stop, show)
+        if shrunk is not None:
+            s = shrunk
             failing = s.execution
             shown_sc = s.scenario or sc
             print(
-                f"shrunk in {s.runs} runs: {s.before[0]} -> {s.after[0]} preemptions, "
+                ("shrinking interrupted after" if s.interrupted else "shrunk in")
+                + f" {s.runs} runs: {s.before[0]} -> {s.after[0]} preemptions, "
                 f"{s.before[1]} -> {s.after[1]} steps to the violation, "
                 f"{s.before[2]} -> {s.after[2]} threads"
+                + (" (the smallest failing execution so far)" if s.interrupted else "")
             )
         ex, rec = record(
             with_instruments(
@@ -828,12 +852,21 @@ def _finish_explore(
         print("\n".join(lockdep.lines()))
     if races is not None:
         print("\n".join(races.lines()))
-    # A signal during the shrinking and the story (not armed: they finish) still
-    # ends the command as interrupted, once the files are out.
+    # A signal during the story and the files (not armed: they finish) still ends
+    # the command as interrupted, once the files are out.
     if res.interrupted or stop.signum is not None:
-        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
-        print(f"{by}interrupted after {res.runs} runs", file=sys.stderr)
+        by = (
+            f"{signal_name(stop.signum)} received: "
+            if stop.signum not in (None, signal.SIGINT)  # Ctrl-C: the user knows
+            else ""
+        )
+        during = (
+            ", while shrinking" if shrunk is not None and shrunk.interrupted else ""
+        )
+        print(f"{by}interrupted after {res.runs} runs{during}", file=sys.stderr)
         exit_code = 130 if stop.signum is None else 128 + stop.signum
+        res.interrupted = True
+        res.stop_reason = "interrupted"
     if args.json:
         doc = _document(
             "explore",
@@ -852,6 +885,7 @@ def _finish_explore(
                     "distinct": len(res.observations),
                     "last_new_run": res.last_new_observation,
                 },
+                "shrink": _shrink_json(shrunk),
             },
         )
         failed = write_json_report("--json", args.json, doc)
@@ -860,6 +894,77 @@ def _finish_explore(
             return exit_code or EXIT_NOT_WRITTEN
         print(f"result written to {args.json}")
     return exit_code
+
+
+def _shrink(
+    args: argparse.Namespace,
+    sc: Scenario,
+    seed: int,
+    failing: Execution,
+    kind: str,
+    stop: RaiseInterrupt,
+    show: bool,
+) -> Shrunk | None:
+    """``failing`` shrunk, or None when a signal came before the shrinking began."""
+    if stop.signum is not None:
+        # Interrupted already: the user asked to stop, not to wait for a shrink.
+        print("not shrunk: interrupted")
+        return None
+    last_shown = [0.0]
+
+    def progress(runs: int, size: tuple[int, int, int]) -> None:
+        now = time.monotonic()
+        if now - last_shown[0] > 0.2:
+            last_shown[0] = now
+            sys.stderr.write(
+                f"\r\x1b[Kshrinking: {runs} runs, {size[1]} steps, {size[0]} "
+                "preemptions so far"
+            )
+            sys.stderr.flush()
+
+    out: Shrunk | None = None
+    try:
+        # Armed: a signal stops the shrinking (a run under way too), which keeps
+        # what it has; ``stopped`` for a KeyboardInterrupt Python dropped.
+        with stop.armed():
+            out = shrink(
+                failing,
+                kind,
+                scenario=sc,
+                seed=seed,
+                make_target=lambda c: with_instruments(
+                    ScenarioTarget(c, seed),
+                    lockdep=args.lockdep,
+                    race_detector=args.race_detector,
+                ),
+                progress=progress if show else None,
+                stopped=lambda: stop.signum is not None,
+            )
+    except KeyboardInterrupt:
+        # The signal came as the arming began or ended, outside shrink(): ``out`` is
+        # what there is (the command still ends as interrupted: stop.signum).
+        if out is None:
+            print("not shrunk: interrupted")
+    finally:
+        if last_shown[0]:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    return out
+
+
+def _shrink_json(s: Shrunk | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+
+    def size(t: tuple[int, int, int]) -> dict[str, int]:
+        return {"preemptions": t[0], "steps": t[1], "threads": t[2]}
+
+    return {
+        "runs": s.runs,
+        "interrupted": s.interrupted,
+        "before": size(s.before),
+        "after": size(s.after),
+    }
 
 
 def _write_timeline(path: str, rec: Recorder, exit_code: int, cmd: str) -> int:
