@@ -728,6 +728,44 @@ def test_a_signal_while_shrinking_keeps_the_smallest_execution_so_far(
     assert ran.json("rj.json")["reproduced"] is True
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(
+    ("signum", "group", "times"),
+    [
+        # A terminal's Ctrl-C, or GNU timeout -s INT: the workers get it too, and
+        # the main process may get it twice.
+        pytest.param(signal.SIGINT, True, 2, id="ctrl-c-twice-to-the-group"),
+        # A CI job's timeout signalling the main process alone: it tells them.
+        pytest.param(signal.SIGTERM, False, 1, id="sigterm-to-the-main-process"),
+    ],
+)
+def test_a_signal_with_workers_keeps_what_they_explored(
+    signum: int, group: bool, times: int, tmp_path: Path
+) -> None:
+    f = tmp_path / "e.json"
+    argv = ["-m", "xensched", "explore", "--scenario", "switch-race", "--direction"]
+    argv += ["remove", "--workers", "2", "--seed", "1", "--progress", "--json", str(f)]
+    p = CliProcess(argv, tmp_path, new_session=True)
+    try:
+        # The workers' counts on the progress line: they are exploring.
+        p.wait_for(r"dpor: [1-9]\d* runs", stream="err")
+        for _ in range(times):
+            (p.signal_group if group else p.signal)(signum)
+        sent = time.monotonic()
+        assert p.finish(timeout=30) == 128 + signum, p.err
+        assert time.monotonic() - sent < 10
+    finally:
+        p.kill()
+    assert "Traceback" not in p.err
+    assert "handed in nothing" not in p.err
+    assert f"result written to {f}" in p.out
+    doc = json.loads(f.read_text(encoding="utf-8"))
+    validate("explore", doc)
+    assert (doc["stop_reason"], doc["exit_code"]) == ("interrupted", 128 + signum)
+    assert doc["runs"] > 0  # the workers' runs, handed in when they stopped
+    assert len(doc["details"]["workers"]) == 2
+
+
 class _Dropped(RaiseInterrupt):
     """A signal whose KeyboardInterrupt Python dropped (it landed in a weakref
     callback): only ``signum`` is set. ``made``: the instances."""

@@ -17,18 +17,21 @@ interrupted (130 for Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import multiprocessing
+import queue
 import shlex
 import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import xensched
 from xensched.drivers.workers import one_cpu
-from xensched.errors import ConfigError
+from xensched.errors import ConfigError, XenschedError
 from xensched.explore import STRATEGIES, make_strategy
 from xensched.explore.engine import (
     DEFAULT_MAX_STEPS,
@@ -91,7 +94,7 @@ from xensched.signals import (
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from xensched.explore.engine import Execution
     from xensched.explore.story import Recorder
@@ -539,12 +542,17 @@ def _pop_races(res: ExploreResult) -> RaceSummary | None:
 
 
 def _shard_worker(
-    sc_json: str, seed: int, opts: dict[str, Any], k: int, n: int
+    sc_json: str,
+    seed: int,
+    opts: dict[str, Any],
+    k: int,
+    n: int,
+    progress: Callable[[ExploreResult], None] | None = None,
 ) -> ExploreResult:
     """One worker process's share of an exploration."""
     from xensched.scenario import Scenario
 
-    return _explore_share(Scenario.from_json(sc_json), seed, opts, (k, n))
+    return _explore_share(Scenario.from_json(sc_json), seed, opts, (k, n), progress)
 
 
 def _merge(parts: list[ExploreResult]) -> ExploreResult:
@@ -697,8 +705,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             args.strategy, seed, interrupted=True, stop_reason="interrupted"
         )
     else:
-        with stop.armed():
-            res = _explore_workers(sc, seed, opts, args.workers, stop)
+        res = _explore_workers(sc, seed, opts, args.workers, stop, show_progress)
     if show:
         sys.stderr.write(_progress_line(res) + "\n")
     lockdep = _pop_lockdep(res)
@@ -707,35 +714,227 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     )
 
 
-def _explore_workers(
-    sc: Scenario, seed: int, opts: dict[str, Any], n: int, stop: RaiseInterrupt
-) -> ExploreResult:
-    from xensched.reproduce import ignore_interrupts
+#: After a stop, how long the workers have to hand in what they explored (an
+#: execution takes milliseconds, a worker still starting up a second or two) before
+#: they are killed.
+WORKER_GRACE = 5.0
+#: How often a worker sends its counts for the progress line.
+_WORKER_PROGRESS_EVERY = 0.5
 
+
+class _WorkerTracebackError(Exception):
+    """A worker's traceback, as the cause of its exception raised here."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _shard_process(
+    sc_json: str,
+    seed: int,
+    opts: dict[str, Any],
+    k: int,
+    n: int,
+    signals: list[int],
+    halt: Any,
+    outbox: Any,
+) -> None:
+    """A worker process: share ``k`` of ``n`` explored, put on ``outbox``.
+
+    Ctrl-C reaches the whole process group, and the parent may be signalled alone
+    (it then sets ``halt``): either ends the exploration between two executions, and
+    what it found so far is handed in, not lost. The parent kills a worker that does
+    not hand in its share in time (SIGKILL: SIGTERM only stops it, as ``signals``).
+    """
+    stopped: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopped.append(signum)
+
+    for sig in signals:
+        signal.signal(sig, on_signal)
+    last_sent = [time.monotonic()]
+
+    def progress(res: ExploreResult) -> None:
+        if stopped or halt.is_set():
+            raise KeyboardInterrupt  # explore() ends with what it has
+        now = time.monotonic()
+        if now - last_sent[0] >= _WORKER_PROGRESS_EVERY:
+            last_sent[0] = now
+            counts = (res.runs, res.distinct, res.points, res.seconds, res.kinds)
+            outbox.put(("progress", k, counts))
+
+    try:
+        res = _shard_worker(sc_json, seed, opts, k, n, progress)
+    except BaseException as e:
+        import pickle
+        import traceback
+
+        tb = traceback.format_exc()
+        try:
+            pickle.dumps(e)
+        except Exception:
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        outbox.put(("error", k, e, tb))
+        return
+    outbox.put(("result", k, res))
+
+
+@contextlib.contextmanager
+def _ignoring(signals: list[int]) -> Iterator[None]:
+    """``signals`` ignored while inside (in the main thread; elsewhere nothing).
+
+    A spawned process inherits an ignored signal, and Python leaves one ignored
+    at start: a worker starting up is not killed by a Ctrl-C (or a SIGTERM sent to
+    the process group) before it can handle it. A signal the parent gets in this
+    window (the processes' start, milliseconds) is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _explore_workers(
+    sc: Scenario,
+    seed: int,
+    opts: dict[str, Any],
+    n: int,
+    stop: RaiseInterrupt,
+    progress: Callable[[ExploreResult], None] | None = None,
+) -> ExploreResult:
+    """The exploration shared among ``n`` processes, their results merged.
+
+    Called unarmed: the results come through a pipe, which an exception raised in
+    the middle of a message would leave unreadable, so the waits poll
+    ``stop.signum`` instead. On a signal the workers stop (see ``_shard_process``)
+    and the result is what they hand in within ``WORKER_GRACE`` seconds.
+    """
+    # Those the parent handles (stop_signals left an ignored one, nohup's SIGHUP,
+    # ignored): a worker stops on them too.
+    signals = [
+        int(sig)
+        for sig in (signal.SIGINT, *STOP_SIGNALS)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    ]
     # spawn, not fork: the parent may have threads (and fork is not safe with them).
-    # multiprocessing.Pool: terminate() ends it quietly when the user interrupts.
     ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(n, initializer=ignore_interrupts)
-    pending = [
-        pool.apply_async(_shard_worker, (sc.to_json(indent=None), seed, opts, k, n))
+    sc_json = sc.to_json(indent=None)
+    # Made while the signals are ignored: the event and the queue start
+    # multiprocessing's resource tracker, which dies of a SIGHUP to the process
+    # group (it ignores only SIGINT and SIGTERM) and is then started again with
+    # warnings and tracebacks.
+    with _ignoring(signals):
+        halt = ctx.Event()
+        inbox = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_shard_process,
+            args=(sc_json, seed, opts, k, n, signals, halt, inbox),
+            name=f"xensched-explore-{k}",
+            daemon=True,
+        )
         for k in range(n)
     ]
+    parts: dict[int, ExploreResult] = {}
+    counts: dict[int, tuple[int, int, int, float, set[str]]] = {}
+    dead: set[int] = set()  # seen dead with no result, once
+    ended: set[int] = set()  # seen dead with no result after one more wait
+
+    def gather(deadline: float | None) -> None:
+        """Take the workers' messages until every result is in, a signal (none
+        expected), or ``deadline`` (a signal expected)."""
+        while len(parts) + len(ended) < n:
+            if deadline is None and stop.signum is not None:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            try:
+                what, k, *payload = inbox.get(timeout=0.2)
+            except queue.Empty:
+                for k, p in enumerate(procs):
+                    if k in parts or k in ended or p.is_alive():
+                        continue
+                    if k not in dead:
+                        # Its last message was sent before it ended, but may not
+                        # have been read yet: one more wait.
+                        dead.add(k)
+                    elif deadline is None:
+                        raise XenschedError(
+                            f"explore worker {k} ended without its result (exit "
+                            f"code {p.exitcode})"
+                        ) from None
+                    else:
+                        ended.add(k)
+                continue
+            if what == "result":
+                parts[k] = payload[0]
+            elif what == "progress":
+                counts[k] = payload[0]
+                if progress is not None:
+                    progress(_counted(opts["strategy"], seed, counts))
+            else:
+                exc, tb = payload
+                raise exc from _WorkerTracebackError(tb)
+
     try:
-        parts = [r.get() for r in pending]
-        pool.close()
-    except KeyboardInterrupt:
-        parts = [r.get() for r in pending if r.ready() and r.successful()]
-        pool.terminate()
-        merged = _merge(parts) if parts else ExploreResult(opts["strategy"], seed)
+        with _ignoring(signals):
+            for p in procs:
+                p.start()
+        gather(None)
+        if len(parts) < n:  # a signal: the workers stop and hand in their shares
+            halt.set()
+            gather(time.monotonic() + WORKER_GRACE)
+    finally:
+        halt.set()
+        _end_workers(procs)
+    if len(parts) < n:
+        print(
+            f"xensched explore: {n - len(parts)} of {n} workers handed in nothing: "
+            "their runs are not counted",
+            file=sys.stderr,
+        )
+    merged = (
+        _merge([parts[k] for k in sorted(parts)])
+        if parts
+        else ExploreResult(opts["strategy"], seed)
+    )
+    if stop.signum is not None or len(parts) < n:
         merged.interrupted = True
         merged.stop_reason = "interrupted"
-        return merged
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-    return _merge(parts)
+    return merged
+
+
+def _counted(
+    strategy: str, seed: int, counts: dict[int, tuple[int, int, int, float, set[str]]]
+) -> ExploreResult:
+    """The workers' last counts summed, for the progress line."""
+    out = ExploreResult(strategy, seed)
+    for runs, distinct, points, secs, kinds in counts.values():
+        out.runs += runs
+        out.distinct += distinct
+        out.points += points
+        out.seconds = max(out.seconds, secs)
+        out.kinds |= kinds
+    return out
+
+
+def _end_workers(procs: list[Any]) -> None:
+    """Wait a little for the workers to end (they have handed in, or been told to
+    stop), then kill those that did not: bounded either way."""
+    deadline = time.monotonic() + 2.0
+    for p in procs:
+        if p.pid is not None:
+            p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.pid is not None and p.is_alive():
+            p.kill()
+            p.join(2.0)
 
 
 def _replay_path(args: argparse.Namespace, sc: Scenario, seed: int) -> str:
