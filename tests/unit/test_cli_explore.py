@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -27,7 +28,7 @@ from jsonschema import Draft202012Validator
 
 import xensched
 from tests._cli_process import CliProcess
-from tests._outputs import no_space
+from tests._outputs import no_space, reader_gone
 from tests._schemas import schema, validate
 from xensched.cli import build_parser, main
 from xensched.drivers.workers import one_cpu
@@ -816,6 +817,49 @@ def test_a_signal_whose_interrupt_was_dropped_still_stops_explore(
     assert code == 143, err
     doc = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
     assert doc["stop_reason"] == "interrupted"
+
+
+# -- a reader that has gone (| head) ------------------------------------------------------
+
+
+def test_explore_into_a_closed_pipe_still_writes_its_files(tmp_path: Path) -> None:
+    files = [tmp_path / f for f in ("e.json", "r.json", "t.json")]
+    argv = [*LEGACY, "--json", str(files[0]), "--replay-out", str(files[1])]
+    err = io.StringIO()
+    with reader_gone(), contextlib.redirect_stderr(err):
+        code = main([*argv, "--timeline", str(files[2])])
+    assert (code, err.getvalue()) == (1, "")
+    assert all(f.stat().st_size > 0 for f in files)
+    validate("explore", json.loads(files[0].read_text(encoding="utf-8")))
+
+
+def test_replay_into_a_closed_pipe_still_writes_its_json(
+    legacy: Ran, tmp_path: Path
+) -> None:
+    f = tmp_path / "j.json"
+    err = io.StringIO()
+    with reader_gone(), contextlib.redirect_stderr(err):
+        code = main(["replay", str(legacy.dir / "r.json"), "--json", str(f)])
+    assert (code, err.getvalue()) == (1, "")
+    assert json.loads(f.read_text(encoding="utf-8"))["reproduced"] is True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_a_closed_pipe_ends_the_process_quietly(tmp_path: Path) -> None:
+    # The interpreter's own last flush of stdout too (it would say "Exception
+    # ignored ... BrokenPipeError" and exit 120).
+    f = tmp_path / "e.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xensched", *LEGACY, "--json", str(f)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader gone before the first line
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.decode()) == (1, "")
+    assert json.loads(f.read_text(encoding="utf-8"))["kinds"] == ["lock-mismatch"]
 
 
 def test_a_pool_spec_that_drops_a_pool_the_programs_use_is_refused(
