@@ -6,28 +6,41 @@ with every wait bounded, so a test never hangs on a child that does not answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
+import signal
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 
 class CliProcess:
     """Run ``sys.executable ARGS`` with stdout and stderr piped; see the module."""
 
-    def __init__(self, args: Sequence[str], cwd: Path) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        new_session: bool = False,
+    ) -> None:
+        """``env``: variables added to this process's; ``new_session``: the child
+        leads a process group of its own, for :meth:`signal_group`."""
         self.proc = subprocess.Popen(
             [sys.executable, *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=None if env is None else {**os.environ, **env},
+            start_new_session=new_session,
         )
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
@@ -36,6 +49,7 @@ class CliProcess:
         self._sel.register(self.proc.stdout, selectors.EVENT_READ, "out")
         self._sel.register(self.proc.stderr, selectors.EVENT_READ, "err")
         self._closed = False
+        self._session = new_session
 
     @property
     def out(self) -> str:
@@ -71,6 +85,11 @@ class CliProcess:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
+    def signal_group(self, signum: int) -> None:
+        """Signal the child's process group (its workers too), as a terminal's
+        Ctrl-C or ``timeout`` do; needs ``new_session``."""
+        os.killpg(self.proc.pid, signum)
+
     def finish(self, timeout: float) -> int:
         """Read to the end and return the exit code; fails after ``timeout`` s."""
         deadline = time.monotonic() + timeout
@@ -89,6 +108,10 @@ class CliProcess:
         if self._closed:
             return
         self._closed = True
+        if self._session:
+            # Its workers too, even when it has ended without them.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)

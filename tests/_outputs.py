@@ -3,12 +3,13 @@ that write reports (``reproduce``, ``stress``, ``bench``)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 
@@ -37,3 +38,17 @@ def no_space(real: Callable[[str, str], None]) -> Callable[..., None]:
         real(src, dst)
 
     return replace
+
+
+@contextlib.contextmanager
+def reader_gone() -> Iterator[None]:
+    """stdout a pipe whose reader has gone (``| head`` done with it): every write
+    fails with EPIPE, as ``BrokenPipeError`` (Python ignores SIGPIPE)."""
+    r, w = os.pipe()
+    os.close(r)
+    # Line-buffered: the first line written already fails.
+    with (
+        open(w, "w", encoding="utf-8", buffering=1) as stream,
+        contextlib.redirect_stdout(stream),
+    ):
+        yield

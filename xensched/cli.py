@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import xensched
 from xensched.errors import ConfigError, XenschedError
@@ -626,7 +628,72 @@ def build_parser(
     return parser
 
 
+class QuietPipe:
+    """A text stream that stops writing, quietly, once its reader has gone.
+
+    ``xensched explore ... | head`` closes the pipe while the command still prints;
+    a ``BrokenPipeError`` there would end it before the files it writes after its
+    text (replay, timeline, JSON). Caught here, every command goes on to its end
+    and its exit status, its later output dropped. The stream's file descriptor
+    then points at ``os.devnull``: the interpreter flushes the stream once more at
+    exit, and into the closed pipe that flush would print an error (as Python's
+    documentation on SIGPIPE advises).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._broke()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._broke()
+
+    def _broke(self) -> None:
+        self.broken = True
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError):
+            return  # not a file (a test's StringIO): nothing flushes it at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast("TextIO", QuietPipe(out))
+    sys.stderr = cast("TextIO", QuietPipe(err))
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught
+        sys.stderr.flush()
+    finally:
+        sys.stdout, sys.stderr = out, err
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # The process's own command line, done: a Ctrl-C now (the second of two,
+        # say) has nothing left to stop, and would only turn the exit that follows
+        # into a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     broken: dict[str, str] = {}
     external = external_commands(broken)

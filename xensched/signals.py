@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from types import FrameType
 
 #: The signals that end a run as Ctrl-C does (those the platform has).
@@ -40,11 +41,17 @@ def signal_name(signum: int) -> str:
 
 
 @contextlib.contextmanager
-def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
-    """Call ``on_signal(signum)`` on SIGTERM and SIGHUP while inside the block.
+def stop_signals(
+    on_signal: Callable[[int], None],
+    signals: Iterable[signal.Signals] = STOP_SIGNALS,
+) -> Iterator[None]:
+    """Call ``on_signal(signum)`` on SIGTERM and SIGHUP (or ``signals``) while inside
+    the block.
 
     The previous handlers are restored on the way out, whatever happens. Outside the
-    main thread (where Python cannot install handlers) this does nothing.
+    main thread (where Python cannot install handlers) this does nothing. A command
+    that adds SIGINT has its Ctrl-C go through the same callback, so that a second
+    Ctrl-C cannot cut short the clean-up of the first (``RaiseInterrupt`` ignores it).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -55,7 +62,7 @@ def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
 
     previous: dict[signal.Signals, signal.Handlers | Callable[..., object] | int] = {}
     try:
-        for sig in STOP_SIGNALS:
+        for sig in signals:
             old = signal.getsignal(sig)
             if old is signal.SIG_IGN:
                 continue  # ignored on purpose (nohup): leave it so
@@ -67,6 +74,31 @@ def stop_signals(on_signal: Callable[[int], None]) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def quiet_lost_interrupts() -> Iterator[None]:
+    """Inside the block, a ``KeyboardInterrupt`` that Python drops is not printed.
+
+    A signal handler that raises (Ctrl-C's own, :class:`RaiseInterrupt`'s) raises
+    in whatever the main thread runs, a weakref callback or a ``__del__`` too; there
+    Python cannot propagate it, and prints it with a traceback ("Exception ignored
+    in ...") through ``sys.unraisablehook``. The signal is not lost for a caller
+    that also polls ``RaiseInterrupt.signum`` between two steps of its work: only
+    the message is dropped here. Other unraisable exceptions are printed as before.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 class RaiseInterrupt:

@@ -17,6 +17,7 @@ from xensched.explore import (
     ScenarioTarget,
     make_strategy,
 )
+from xensched.explore.engine import ExploreResult
 from xensched.explore.pct import pct_bound
 from xensched.explore.replay import (
     Replay,
@@ -285,3 +286,68 @@ def test_shrinking_keeps_the_violation_and_reads_as_a_story(legacy_failure) -> N
     assert "!! lock-mismatch on cpu1 in schedule()" in story
     assert "(preempts xl)" in story
     assert "schedule(): lock credit2@p.rqd[0].lock" in story
+
+
+def test_an_interrupted_shrink_keeps_the_smallest_failing_execution_so_far(  # type: ignore[no-untyped-def]
+    legacy_failure, monkeypatch
+) -> None:
+    sc, res = legacy_failure
+    real = Explorer.execute
+    calls = [0]
+
+    def execute(self, index, instruments=None):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        # Ctrl-C in a schedule edit's run, after the shrinking dropped a program's
+        # operation (at the 33rd).
+        if calls[0] == 36:
+            raise KeyboardInterrupt
+        return real(self, index, instruments)
+
+    monkeypatch.setattr(Explorer, "execute", execute)
+    try:
+        s = shrink(res.failing, "lock-mismatch", scenario=sc)
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped shrink(): the executions it kept are lost")
+    monkeypatch.undo()
+    assert s.interrupted
+    assert s.after < s.before  # what it found before the interrupt is kept
+    assert s.execution.violations[0].kind.value == "lock-mismatch"
+    # Still a failing execution: run again, it shows the violation.
+    ex, _ = record(ScenarioTarget(s.scenario or sc), s.execution.schedule)
+    assert ex.violations[0].kind.value == "lock-mismatch"
+
+
+def test_a_shrink_ends_when_its_search_was_interrupted(  # type: ignore[no-untyped-def]
+    legacy_failure, monkeypatch
+) -> None:
+    # explore() ends quietly on Ctrl-C, with a result that says so: the shrinking
+    # must not go on to the next smaller scenario as if nothing happened.
+    sc, res = legacy_failure
+    searches = []
+
+    def explore(self):  # type: ignore[no-untyped-def]
+        searches.append(self)
+        return ExploreResult("dpor", 0, interrupted=True, stop_reason="interrupted")
+
+    monkeypatch.setattr(Explorer, "explore", explore)
+    s = shrink(res.failing, "lock-mismatch", scenario=sc)
+    assert len(searches) == 1
+    assert s.interrupted
+    assert s.execution.violations[0].kind.value == "lock-mismatch"
+
+
+def test_shrink_reports_its_progress(legacy_failure) -> None:  # type: ignore[no-untyped-def]
+    sc, res = legacy_failure
+    seen: list[tuple[int, tuple[int, int, int]]] = []
+    s = shrink(
+        res.failing,
+        "lock-mismatch",
+        scenario=sc,
+        progress=lambda runs, size: seen.append((runs, size)),
+    )
+    runs = [r for r, _ in seen]
+    assert runs == sorted(runs)
+    assert 0 < runs[-1] <= s.runs
+    assert seen[0][1] == s.before
+    assert seen[-1][1] == s.after
+    assert not s.interrupted

@@ -4,6 +4,8 @@ report, as one line, with exit 4 unless the run found more (xensched.outputs).""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import stat
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import xensched_stress.cli
-from tests._outputs import bad_output_paths, no_space
+from tests._outputs import bad_output_paths, no_space, reader_gone
 from tests._schemas import validate
 from xensched import programs
 from xensched.cli import main as xensched_main
@@ -125,6 +127,20 @@ def test_stress_writes_with_the_umask(
     data = json.loads(f.read_text(encoding="utf-8"))
     validate("stress", data)
     assert data["seed"] == 1
+
+
+def test_stress_into_a_closed_pipe_still_writes_its_files(tmp_path: Path) -> None:
+    report, timeline = tmp_path / "s.json", tmp_path / "t.svg"
+    argv = ["stress", "--protocol", "legacy", *QUICK, "--json", str(report)]
+    err = io.StringIO()
+    with reader_gone(), contextlib.redirect_stderr(err):
+        code = xensched_main([*argv, "--timeline", str(timeline)])
+    assert err.getvalue() == ""
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    validate("stress", doc)
+    assert code == (1 if doc["violations"] else 0)
+    # The picture comes after the text report too: drawn when there is a violation.
+    assert timeline.exists() == bool(doc["violations"])
 
 
 def test_stress_help_documents_exit_4(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,24 +15,27 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import pytest
 from jsonschema import Draft202012Validator
 
 import xensched
 from tests._cli_process import CliProcess
-from tests._outputs import no_space
+from tests._outputs import no_space, reader_gone
 from tests._schemas import errors, schema, validate
 from xensched.cli import build_parser, main
 from xensched.drivers.workers import one_cpu
 from xensched.explore import command
 from xensched.explore.engine import Explorer, ExploreResult, ScenarioTarget
 from xensched.scenario import builtin
+from xensched.signals import RaiseInterrupt
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
@@ -934,6 +937,191 @@ def test_ctrl_c_writes_the_json_and_exits_130(tmp_path: Path) -> None:
     assert doc["stop_reason"] == "interrupted"
     assert doc["exit_code"] == 130
     assert 0 < doc["runs"] < 1_000_000
+
+
+#: Finds the legacy switch race at its second run, then shrinks for about 9 s (five
+#: threads, 31 preemptions): time to interrupt the shrinking.
+SHRINKS_LONG = [
+    *("-m", "xensched", "explore", "--scenario", "switch-race", "--protocol"),
+    *("legacy", "--strategy", "random", "--domains", "4", "--controllers", "2"),
+    *("--seed", "3", "--no-progress"),
+]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_shrinking_keeps_the_smallest_execution_so_far(
+    signum: int, tmp_path: Path
+) -> None:
+    replay, report, timeline = (tmp_path / f for f in ("r.json", "e.json", "t.json"))
+    files = ["--replay-out", replay, "--json", report, "--timeline", timeline]
+    # Unbuffered: the line that ends the search is read as it is printed.
+    p = CliProcess(
+        [*SHRINKS_LONG, *map(str, files)], tmp_path, {"PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        p.wait_for(r"; violation found\n")
+        time.sleep(0.5)  # into the shrinking
+        p.signal(signum)
+        assert p.finish(timeout=30) == 128 + signum, p.err
+    finally:
+        p.kill()
+    assert "Traceback" not in p.err
+    by = "" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received: "
+    assert p.err.endswith(f"{by}interrupted after 2 runs, while shrinking\n"), p.err
+    assert re.search(
+        r"(?m)^shrinking interrupted after \d+ runs: 31 -> \d+ preemptions, .* "
+        r"\(the smallest failing execution so far\)$",
+        p.out,
+    )
+    assert f"replay: xensched replay {replay}" in p.out
+    assert f"timeline written to {timeline}" in p.out
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    validate("explore", doc)
+    assert (doc["stop_reason"], doc["exit_code"]) == ("interrupted", 128 + signum)
+    assert doc["kinds"] == ["lock-mismatch"]
+    assert doc["replay"] == str(replay)
+    shrunk = doc["shrink"]
+    assert shrunk["interrupted"] is True
+    assert shrunk["before"]["preemptions"] == 31
+    assert timeline.stat().st_size > 0
+    # What it kept is a failing execution: its replay shows the violation.
+    ran = _main(["replay", str(replay), "--json", str(tmp_path / "rj.json")], tmp_path)
+    assert ran.code == 1, ran.err
+    assert ran.json("rj.json")["reproduced"] is True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(
+    ("signum", "group", "times"),
+    [
+        # A terminal's Ctrl-C, or GNU timeout -s INT: the workers get it too, and
+        # the main process may get it twice.
+        pytest.param(signal.SIGINT, True, 2, id="ctrl-c-twice-to-the-group"),
+        # A CI job's timeout signalling the main process alone: it tells them.
+        pytest.param(signal.SIGTERM, False, 1, id="sigterm-to-the-main-process"),
+    ],
+)
+def test_a_signal_with_workers_keeps_what_they_explored(
+    signum: int, group: bool, times: int, tmp_path: Path
+) -> None:
+    f = tmp_path / "e.json"
+    argv = ["-m", "xensched", "explore", "--scenario", "switch-race", "--direction"]
+    argv += ["remove", "--workers", "2", "--seed", "1", "--progress", "--json", str(f)]
+    p = CliProcess(argv, tmp_path, new_session=True)
+    try:
+        # The workers' counts on the progress line: they are exploring.
+        p.wait_for(r"dpor: [1-9]\d* runs", stream="err")
+        for _ in range(times):
+            (p.signal_group if group else p.signal)(signum)
+        sent = time.monotonic()
+        assert p.finish(timeout=30) == 128 + signum, p.err
+        assert time.monotonic() - sent < 10
+    finally:
+        p.kill()
+    assert "Traceback" not in p.err
+    assert "handed in nothing" not in p.err
+    assert f"result written to {f}" in p.out
+    doc = json.loads(f.read_text(encoding="utf-8"))
+    validate("explore", doc)
+    assert (doc["stop_reason"], doc["exit_code"]) == ("interrupted", 128 + signum)
+    assert doc["runs"] > 0  # the workers' runs, handed in when they stopped
+    assert len(doc["details"]["workers"]) == 2
+
+
+class _Dropped(RaiseInterrupt):
+    """A signal whose KeyboardInterrupt Python dropped (it landed in a weakref
+    callback): only ``signum`` is set. ``made``: the instances."""
+
+    made: ClassVar[list[_Dropped]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made.append(self)
+
+    def __call__(self, signum: int) -> None:
+        self.signum = self.signum or signum
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param([*FIXED, "--strategy", "random", "--runs", "1000000"], id="runs"),
+        pytest.param([*SHRINKS_LONG[2:], "--replay-out", "r.json"], id="shrinking"),
+    ],
+)
+def test_a_signal_whose_interrupt_was_dropped_still_stops_explore(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(command, "RaiseInterrupt", _Dropped)
+    _Dropped.made.clear()
+    sent: list[float] = []
+
+    def signal_later() -> None:
+        deadline = time.monotonic() + 10
+        while not _Dropped.made and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # into the runs, or the shrinking
+        if _Dropped.made:
+            sent.append(time.monotonic())
+            _Dropped.made[0](signal.SIGTERM)
+
+    thread = threading.Thread(target=signal_later, daemon=True)
+    thread.start()
+    code, _, err = _run([*argv, "--seconds", "15", "--json", "e.json"], capsys)
+    thread.join(10)
+    assert sent
+    assert time.monotonic() - sent[0] < 5  # the next execution saw the signal
+    assert code == 143, err
+    doc = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
+    assert doc["stop_reason"] == "interrupted"
+
+
+# -- a reader that has gone (| head) ------------------------------------------------------
+
+
+def test_explore_into_a_closed_pipe_still_writes_its_files(tmp_path: Path) -> None:
+    files = [tmp_path / f for f in ("e.json", "r.json", "t.json")]
+    argv = [*LEGACY, "--json", str(files[0]), "--replay-out", str(files[1])]
+    err = io.StringIO()
+    with reader_gone(), contextlib.redirect_stderr(err):
+        code = main([*argv, "--timeline", str(files[2])])
+    assert (code, err.getvalue()) == (1, "")
+    assert all(f.stat().st_size > 0 for f in files)
+    validate("explore", json.loads(files[0].read_text(encoding="utf-8")))
+
+
+def test_replay_into_a_closed_pipe_still_writes_its_json(
+    legacy: Ran, tmp_path: Path
+) -> None:
+    f = tmp_path / "j.json"
+    err = io.StringIO()
+    with reader_gone(), contextlib.redirect_stderr(err):
+        code = main(["replay", str(legacy.dir / "r.json"), "--json", str(f)])
+    assert (code, err.getvalue()) == (1, "")
+    assert json.loads(f.read_text(encoding="utf-8"))["reproduced"] is True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_a_closed_pipe_ends_the_process_quietly(tmp_path: Path) -> None:
+    # The interpreter's own last flush of stdout too (it would say "Exception
+    # ignored ... BrokenPipeError" and exit 120).
+    f = tmp_path / "e.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xensched", *LEGACY, "--json", str(f)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader gone before the first line
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.decode()) == (1, "")
+    assert json.loads(f.read_text(encoding="utf-8"))["kinds"] == ["lock-mismatch"]
 
 
 def test_a_pool_spec_that_drops_a_pool_the_programs_use_is_refused(

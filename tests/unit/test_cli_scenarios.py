@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 
+from tests._outputs import reader_gone
 from xensched.cli import main
 from xensched.scenario import BUILTIN, Scenario, patch_move
 
@@ -69,3 +72,10 @@ def test_help_documents_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "stress-default: boot, protocol, cpus" in text
     assert main(["--help"]) == 0
     assert "scenarios" in capsys.readouterr().out
+
+
+def test_a_reader_gone_ends_the_list_quietly() -> None:
+    err = io.StringIO()
+    with reader_gone(), contextlib.redirect_stderr(err):
+        code = main(["scenarios"])
+    assert (code, err.getvalue()) == (0, "")

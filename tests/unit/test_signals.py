@@ -19,7 +19,13 @@ import pytest
 
 from tests._cli_process import CliProcess
 from tests._schemas import validate
-from xensched.signals import STOP_SIGNALS, RaiseInterrupt, signal_name, stop_signals
+from xensched.signals import (
+    STOP_SIGNALS,
+    RaiseInterrupt,
+    quiet_lost_interrupts,
+    signal_name,
+    stop_signals,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -107,6 +113,39 @@ def test_an_ignored_signal_stays_ignored() -> None:
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+@_in_main_thread
+def test_sigint_too_when_asked() -> None:
+    seen: list[int] = []
+    before = signal.getsignal(signal.SIGINT)
+    with stop_signals(seen.append, (signal.SIGINT, *STOP_SIGNALS)):
+        signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    assert seen == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_dropped_keyboard_interrupt_is_not_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    printed: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: printed.append(u.exc_type))
+
+    class Dies:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def __del__(self) -> None:
+            raise self.exc  # where a signal handler's raise may land
+
+    with quiet_lost_interrupts():
+        Dies(KeyboardInterrupt())
+        Dies(ValueError("not an interrupt"))
+    Dies(KeyboardInterrupt())
+    # Inside, the interrupt is dropped quietly and anything else printed as
+    # before; outside, the interrupt too.
+    assert printed == [ValueError, KeyboardInterrupt]
 
 
 def test_outside_the_main_thread_nothing_is_installed() -> None:

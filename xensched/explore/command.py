@@ -17,17 +17,21 @@ interrupted (130 for Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import multiprocessing
+import queue
 import shlex
+import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import xensched
 from xensched.drivers.workers import one_cpu
-from xensched.errors import ConfigError
+from xensched.errors import ConfigError, XenschedError
 from xensched.explore import STRATEGIES, make_strategy
 from xensched.explore.engine import (
     DEFAULT_MAX_STEPS,
@@ -42,7 +46,7 @@ from xensched.explore.replay import (
     ReplaySchedule,
     load_replay,
 )
-from xensched.explore.shrink import preemptions, shrink
+from xensched.explore.shrink import Shrunk, preemptions, shrink
 from xensched.explore.story import record, render_story, timeline_events
 from xensched.instruments import (
     LockdepSummary,
@@ -81,12 +85,19 @@ from xensched.scenario import (
 )
 from xensched.schedulers import SCHEDULERS
 from xensched.seeds import resolve_base_seed
-from xensched.signals import RaiseInterrupt, signal_name, stop_signals
+from xensched.signals import (
+    STOP_SIGNALS,
+    RaiseInterrupt,
+    quiet_lost_interrupts,
+    signal_name,
+    stop_signals,
+)
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
+    from xensched.explore.engine import Execution
     from xensched.explore.story import Recorder
     from xensched.options import Parser
     from xensched.scenario import Scenario
@@ -591,12 +602,17 @@ def _pop_races(res: ExploreResult) -> RaceSummary | None:
 
 
 def _shard_worker(
-    sc_json: str, seed: int, opts: dict[str, Any], k: int, n: int
+    sc_json: str,
+    seed: int,
+    opts: dict[str, Any],
+    k: int,
+    n: int,
+    progress: Callable[[ExploreResult], None] | None = None,
 ) -> ExploreResult:
     """One worker process's share of an exploration."""
     from xensched.scenario import Scenario
 
-    return _explore_share(Scenario.from_json(sc_json), seed, opts, (k, n))
+    return _explore_share(Scenario.from_json(sc_json), seed, opts, (k, n), progress)
 
 
 def _merge(parts: list[ExploreResult]) -> ExploreResult:
@@ -670,7 +686,9 @@ def _exit_code(kinds: set[str]) -> int:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     stop = RaiseInterrupt()
-    with stop_signals(stop):
+    # Ctrl-C too: a second one must not cut short the first one's clean-up (the
+    # shrinking ending, the workers' results collected, the files written).
+    with stop_signals(stop, (signal.SIGINT, *STOP_SIGNALS)), quiet_lost_interrupts():
         return _explore(args, stop)
 
 
@@ -744,12 +762,19 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     show = sys.stderr.isatty() if args.progress is None else args.progress
     last_shown = [0.0]
 
-    def progress(res: ExploreResult) -> None:
+    def show_progress(res: ExploreResult) -> None:
         now = time.monotonic()
         if show and now - last_shown[0] > 0.2:
             last_shown[0] = now
             sys.stderr.write(_progress_line(res))
             sys.stderr.flush()
+
+    def progress(res: ExploreResult) -> None:
+        if stop.signum is not None:
+            # The signal's KeyboardInterrupt was dropped (quiet_lost_interrupts):
+            # raised here, between two executions, explore() ends with it.
+            raise KeyboardInterrupt
+        show_progress(res)
 
     opts = {
         "strategy": args.strategy,
@@ -765,46 +790,247 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         "pin": args.pin,
         "observations": args.observations,
     }
-    with stop.armed():
-        if args.workers == 1:
-            res = _explore_share(sc, seed, opts, progress=progress)
-        else:
-            res = _explore_workers(sc, seed, opts, args.workers, stop)
+    if args.workers == 1:
+        got: ExploreResult | None = None
+        try:
+            with stop.armed():
+                got = _explore_share(sc, seed, opts, progress=progress)
+        except KeyboardInterrupt:
+            pass  # a signal as the arming began or ended, outside explore()
+        res = got or ExploreResult(
+            args.strategy, seed, interrupted=True, stop_reason="interrupted"
+        )
+    else:
+        res = _explore_workers(sc, seed, opts, args.workers, stop, show_progress)
     if show:
         sys.stderr.write(_progress_line(res) + "\n")
     lockdep = _pop_lockdep(res)
-    return _finish_explore(args, sc, seed, res, stop, lockdep, _pop_races(res))
+    return _finish_explore(
+        args, sc, seed, res, stop, lockdep, _pop_races(res), show=show
+    )
+
+
+#: After a stop, how long the workers have to hand in what they explored (an
+#: execution takes milliseconds, a worker still starting up a second or two) before
+#: they are killed.
+WORKER_GRACE = 5.0
+#: How often a worker sends its counts for the progress line.
+_WORKER_PROGRESS_EVERY = 0.5
+
+
+class _WorkerTracebackError(Exception):
+    """A worker's traceback, as the cause of its exception raised here."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _shard_process(
+    sc_json: str,
+    seed: int,
+    opts: dict[str, Any],
+    k: int,
+    n: int,
+    signals: list[int],
+    halt: Any,
+    outbox: Any,
+) -> None:
+    """A worker process: share ``k`` of ``n`` explored, put on ``outbox``.
+
+    Ctrl-C reaches the whole process group, and the parent may be signalled alone
+    (it then sets ``halt``): either ends the exploration between two executions, and
+    what it found so far is handed in, not lost. The parent kills a worker that does
+    not hand in its share in time (SIGKILL: SIGTERM only stops it, as ``signals``).
+    """
+    stopped: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopped.append(signum)
+
+    for sig in signals:
+        signal.signal(sig, on_signal)
+    last_sent = [time.monotonic()]
+
+    def progress(res: ExploreResult) -> None:
+        if stopped or halt.is_set():
+            raise KeyboardInterrupt  # explore() ends with what it has
+        now = time.monotonic()
+        if now - last_sent[0] >= _WORKER_PROGRESS_EVERY:
+            last_sent[0] = now
+            counts = (res.runs, res.distinct, res.points, res.seconds, res.kinds)
+            outbox.put(("progress", k, counts))
+
+    try:
+        res = _shard_worker(sc_json, seed, opts, k, n, progress)
+    except BaseException as e:
+        import pickle
+        import traceback
+
+        tb = traceback.format_exc()
+        try:
+            pickle.dumps(e)
+        except Exception:
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        outbox.put(("error", k, e, tb))
+        return
+    outbox.put(("result", k, res))
+
+
+@contextlib.contextmanager
+def _ignoring(signals: list[int]) -> Iterator[None]:
+    """``signals`` ignored while inside (in the main thread; elsewhere nothing).
+
+    A spawned process inherits an ignored signal, and Python leaves one ignored
+    at start: a worker starting up is not killed by a Ctrl-C (or a SIGTERM sent to
+    the process group) before it can handle it. A signal the parent gets in this
+    window (the processes' start, milliseconds) is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _explore_workers(
-    sc: Scenario, seed: int, opts: dict[str, Any], n: int, stop: RaiseInterrupt
+    sc: Scenario,
+    seed: int,
+    opts: dict[str, Any],
+    n: int,
+    stop: RaiseInterrupt,
+    progress: Callable[[ExploreResult], None] | None = None,
 ) -> ExploreResult:
-    from xensched.reproduce import ignore_interrupts
+    """The exploration shared among ``n`` processes, their results merged.
 
+    Called unarmed: the results come through a pipe, which an exception raised in
+    the middle of a message would leave unreadable, so the waits poll
+    ``stop.signum`` instead. On a signal the workers stop (see ``_shard_process``)
+    and the result is what they hand in within ``WORKER_GRACE`` seconds.
+    """
+    # Those the parent handles (stop_signals left an ignored one, nohup's SIGHUP,
+    # ignored): a worker stops on them too.
+    signals = [
+        int(sig)
+        for sig in (signal.SIGINT, *STOP_SIGNALS)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    ]
     # spawn, not fork: the parent may have threads (and fork is not safe with them).
-    # multiprocessing.Pool: terminate() ends it quietly when the user interrupts.
     ctx = multiprocessing.get_context("spawn")
-    pool = ctx.Pool(n, initializer=ignore_interrupts)
-    pending = [
-        pool.apply_async(_shard_worker, (sc.to_json(indent=None), seed, opts, k, n))
+    sc_json = sc.to_json(indent=None)
+    # Made while the signals are ignored: the event and the queue start
+    # multiprocessing's resource tracker, which dies of a SIGHUP to the process
+    # group (it ignores only SIGINT and SIGTERM) and is then started again with
+    # warnings and tracebacks.
+    with _ignoring(signals):
+        halt = ctx.Event()
+        inbox = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_shard_process,
+            args=(sc_json, seed, opts, k, n, signals, halt, inbox),
+            name=f"xensched-explore-{k}",
+            daemon=True,
+        )
         for k in range(n)
     ]
+    parts: dict[int, ExploreResult] = {}
+    counts: dict[int, tuple[int, int, int, float, set[str]]] = {}
+    dead: set[int] = set()  # seen dead with no result, once
+    ended: set[int] = set()  # seen dead with no result after one more wait
+
+    def gather(deadline: float | None) -> None:
+        """Take the workers' messages until every result is in, a signal (none
+        expected), or ``deadline`` (a signal expected)."""
+        while len(parts) + len(ended) < n:
+            if deadline is None and stop.signum is not None:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            try:
+                what, k, *payload = inbox.get(timeout=0.2)
+            except queue.Empty:
+                for k, p in enumerate(procs):
+                    if k in parts or k in ended or p.is_alive():
+                        continue
+                    if k not in dead:
+                        # Its last message was sent before it ended, but may not
+                        # have been read yet: one more wait.
+                        dead.add(k)
+                    elif deadline is None:
+                        raise XenschedError(
+                            f"explore worker {k} ended without its result (exit "
+                            f"code {p.exitcode})"
+                        ) from None
+                    else:
+                        ended.add(k)
+                continue
+            if what == "result":
+                parts[k] = payload[0]
+            elif what == "progress":
+                counts[k] = payload[0]
+                if progress is not None:
+                    progress(_counted(opts["strategy"], seed, counts))
+            else:
+                exc, tb = payload
+                raise exc from _WorkerTracebackError(tb)
+
     try:
-        parts = [r.get() for r in pending]
-        pool.close()
-    except KeyboardInterrupt:
-        parts = [r.get() for r in pending if r.ready() and r.successful()]
-        pool.terminate()
-        merged = _merge(parts) if parts else ExploreResult(opts["strategy"], seed)
+        with _ignoring(signals):
+            for p in procs:
+                p.start()
+        gather(None)
+        if len(parts) < n:  # a signal: the workers stop and hand in their shares
+            halt.set()
+            gather(time.monotonic() + WORKER_GRACE)
+    finally:
+        halt.set()
+        _end_workers(procs)
+    if len(parts) < n:
+        print(
+            f"xensched explore: {n - len(parts)} of {n} workers handed in nothing: "
+            "their runs are not counted",
+            file=sys.stderr,
+        )
+    merged = (
+        _merge([parts[k] for k in sorted(parts)])
+        if parts
+        else ExploreResult(opts["strategy"], seed)
+    )
+    if stop.signum is not None or len(parts) < n:
         merged.interrupted = True
         merged.stop_reason = "interrupted"
-        return merged
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-    return _merge(parts)
+    return merged
+
+
+def _counted(
+    strategy: str, seed: int, counts: dict[int, tuple[int, int, int, float, set[str]]]
+) -> ExploreResult:
+    """The workers' last counts summed, for the progress line."""
+    out = ExploreResult(strategy, seed)
+    for runs, distinct, points, secs, kinds in counts.values():
+        out.runs += runs
+        out.distinct += distinct
+        out.points += points
+        out.seconds = max(out.seconds, secs)
+        out.kinds |= kinds
+    return out
+
+
+def _end_workers(procs: list[Any]) -> None:
+    """Wait a little for the workers to end (they have handed in, or been told to
+    stop), then kill those that did not: bounded either way."""
+    deadline = time.monotonic() + 2.0
+    for p in procs:
+        if p.pid is not None:
+            p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.pid is not None and p.is_alive():
+            p.kill()
+            p.join(2.0)
 
 
 def _replay_path(args: argparse.Namespace, sc: Scenario, seed: int) -> str:
@@ -833,6 +1059,8 @@ def _finish_explore(
     stop: RaiseInterrupt,
     lockdep: LockdepSummary | None = None,
     races: RaceSummary | None = None,
+    *,
+    show: bool = False,
 ) -> int:
     print(
         f"{res.runs} runs ({res.distinct} distinct schedules, {res.abandoned} cut "
@@ -853,27 +1081,22 @@ def _finish_explore(
     replay_file: str | None = None
     exit_code = _exit_code(res.kinds)
     failing = res.failing
+    shrunk: Shrunk | None = None
     if failing is not None and failing.violations:
         kind = failing.violations[0].kind.value
         shown_sc: Scenario = sc
         if not args.no_shrink and kind != ViolationKind.LIVELOCK.value:
-            s = shrink(
-                failing,
-                kind,
-                scenario=sc,
-                seed=seed,
-                make_target=lambda c: with_instruments(
-                    ScenarioTarget(c, seed),
-                    lockdep=args.lockdep,
-                    race_detector=args.race_detector,
-                ),
-            )
+            shrunk = _shrink(args, sc, seed, failing, kind, stop, show)
+        if shrunk is not None:
+            s = shrunk
             failing = s.execution
             shown_sc = s.scenario or sc
             print(
-                f"shrunk in {s.runs} runs: {s.before[0]} -> {s.after[0]} preemptions, "
+                ("shrinking interrupted after" if s.interrupted else "shrunk in")
+                + f" {s.runs} runs: {s.before[0]} -> {s.after[0]} preemptions, "
                 f"{s.before[1]} -> {s.after[1]} steps to the violation, "
                 f"{s.before[2]} -> {s.after[2]} threads"
+                + (" (the smallest failing execution so far)" if s.interrupted else "")
             )
         ex, rec = record(
             with_instruments(
@@ -924,12 +1147,21 @@ def _finish_explore(
         print("\n".join(lockdep.lines()))
     if races is not None:
         print("\n".join(races.lines()))
-    # A signal during the shrinking and the story (not armed: they finish) still
-    # ends the command as interrupted, once the files are out.
+    # A signal during the story and the files (not armed: they finish) still ends
+    # the command as interrupted, once the files are out.
     if res.interrupted or stop.signum is not None:
-        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
-        print(f"{by}interrupted after {res.runs} runs", file=sys.stderr)
+        by = (
+            f"{signal_name(stop.signum)} received: "
+            if stop.signum not in (None, signal.SIGINT)  # Ctrl-C: the user knows
+            else ""
+        )
+        during = (
+            ", while shrinking" if shrunk is not None and shrunk.interrupted else ""
+        )
+        print(f"{by}interrupted after {res.runs} runs{during}", file=sys.stderr)
         exit_code = 130 if stop.signum is None else 128 + stop.signum
+        res.interrupted = True
+        res.stop_reason = "interrupted"
     if args.json:
         doc = _document(
             "explore",
@@ -948,6 +1180,7 @@ def _finish_explore(
                     "distinct": len(res.observations),
                     "last_new_run": res.last_new_observation,
                 },
+                "shrink": _shrink_json(shrunk),
             },
         )
         failed = write_json_report("--json", args.json, doc)
@@ -956,6 +1189,77 @@ def _finish_explore(
             return exit_code or EXIT_NOT_WRITTEN
         print(f"result written to {args.json}")
     return exit_code
+
+
+def _shrink(
+    args: argparse.Namespace,
+    sc: Scenario,
+    seed: int,
+    failing: Execution,
+    kind: str,
+    stop: RaiseInterrupt,
+    show: bool,
+) -> Shrunk | None:
+    """``failing`` shrunk, or None when a signal came before the shrinking began."""
+    if stop.signum is not None:
+        # Interrupted already: the user asked to stop, not to wait for a shrink.
+        print("not shrunk: interrupted")
+        return None
+    last_shown = [0.0]
+
+    def progress(runs: int, size: tuple[int, int, int]) -> None:
+        now = time.monotonic()
+        if now - last_shown[0] > 0.2:
+            last_shown[0] = now
+            sys.stderr.write(
+                f"\r\x1b[Kshrinking: {runs} runs, {size[1]} steps, {size[0]} "
+                "preemptions so far"
+            )
+            sys.stderr.flush()
+
+    out: Shrunk | None = None
+    try:
+        # Armed: a signal stops the shrinking (a run under way too), which keeps
+        # what it has; ``stopped`` for a KeyboardInterrupt Python dropped.
+        with stop.armed():
+            out = shrink(
+                failing,
+                kind,
+                scenario=sc,
+                seed=seed,
+                make_target=lambda c: with_instruments(
+                    ScenarioTarget(c, seed),
+                    lockdep=args.lockdep,
+                    race_detector=args.race_detector,
+                ),
+                progress=progress if show else None,
+                stopped=lambda: stop.signum is not None,
+            )
+    except KeyboardInterrupt:
+        # The signal came as the arming began or ended, outside shrink(): ``out`` is
+        # what there is (the command still ends as interrupted: stop.signum).
+        if out is None:
+            print("not shrunk: interrupted")
+    finally:
+        if last_shown[0]:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    return out
+
+
+def _shrink_json(s: Shrunk | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+
+    def size(t: tuple[int, int, int]) -> dict[str, int]:
+        return {"preemptions": t[0], "steps": t[1], "threads": t[2]}
+
+    return {
+        "runs": s.runs,
+        "interrupted": s.interrupted,
+        "before": size(s.before),
+        "after": size(s.after),
+    }
 
 
 def _write_timeline(path: str, rec: Recorder, exit_code: int, cmd: str) -> int:

@@ -11,7 +11,9 @@ violation of the same kind: drop a segment, merge it into its neighbours, halve 
 length; then, for a scenario, drop a thread or an operation of a thread's program and
 find the failure again (the same segments first, then a short DPOR search). It stops
 when no edit helps or the run budget is spent, and re-runs the result once more with a
-recorder for the story and the picture.
+recorder for the story and the picture. Ctrl-C (``KeyboardInterrupt``) stops it too:
+every execution it kept showed the violation, so the smallest one so far is still a
+failing execution, and is the result (``Shrunk.interrupted``).
 
 Hypothesis's shrinker would serve a choice sequence too; this one is kept because
 its edits are the ones that read well (a preemption removed, a thread removed) and it
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from xensched.explore.base import Op, Step
-    from xensched.explore.engine import Execution, Target
+    from xensched.explore.engine import Execution, ExploreResult, Target
     from xensched.scenario import Scenario
 
 __all__ = ["SegmentSchedule", "Shrunk", "preemptions", "segments", "shrink"]
@@ -114,6 +116,8 @@ class Shrunk:
     runs: int
     before: tuple[int, int, int]  # (preemptions, steps to the violation, threads)
     after: tuple[int, int, int]
+    #: Stopped by Ctrl-C (or a signal raised as one) before it was done.
+    interrupted: bool = False
 
 
 def _size(ex: Execution) -> tuple[int, int, int]:
@@ -130,11 +134,18 @@ def shrink(
     seed: int = 0,
     budget: int = 400,
     make_target: Callable[[Scenario], Target] | None = None,
+    progress: Callable[[int, tuple[int, int, int]], None] | None = None,
+    stopped: Callable[[], bool] | None = None,
 ) -> Shrunk:
     """Shrink ``execution`` (which shows a violation of ``kind``); see the module doc.
 
     Give ``scenario`` (and ``seed``) to shrink a scenario's run, programs included,
-    or ``target`` for any other target (its schedule only).
+    or ``target`` for any other target (its schedule only). ``progress(runs, size)``
+    is called after each run with the runs so far and the size (preemptions, steps to
+    the violation, threads) of the smallest failing execution so far. ``stopped()``
+    is asked before each run: True stops the shrinking as Ctrl-C does (for a caller
+    whose signal handler only sets a flag, or whose ``KeyboardInterrupt`` may have
+    been dropped: see :func:`xensched.signals.quiet_lost_interrupts`).
     """
     if scenario is None and target is None:
         raise ValueError("shrink() needs a scenario or a target")
@@ -149,10 +160,14 @@ def shrink(
 
     def attempt(sc: Scenario | None, segs: Segments) -> Execution | None:
         nonlocal runs
+        if stopped is not None and stopped():
+            raise KeyboardInterrupt
         runs += 1
         play = SegmentSchedule(segs)
         play.begin(0)
         ex = Explorer(target_of(sc), play, runs=1).execute(0)
+        if progress is not None:
+            progress(runs, _size(best))
         if any(v.kind.value == kind for v in ex.violations):
             return ex.first_of(kind)
         return None
@@ -164,43 +179,67 @@ def shrink(
     def better(ex: Execution) -> bool:
         return _size(ex) < _size(best)
 
+    def explored(res: ExploreResult) -> None:
+        if stopped is not None and stopped():
+            raise KeyboardInterrupt  # explore() ends, interrupted
+        if progress is not None:
+            progress(runs + res.runs, _size(best))
+
+    # The execution and its scenario under one name, stored at once: what an
+    # interrupt leaves is a pair that ran together.
+    kept = (best, best_sc)
     changed = True
-    while changed and runs < budget:
-        changed = False
-        # 1. The schedule: drop, merge and shorten segments.
-        segs = segments(best.schedule[: _size(best)[1]])
-        k = 0
-        while k < len(segs) and runs < budget:
-            edits = [segs[:k] + segs[k + 1 :]]
-            t, n = segs[k]
-            if n > 1:
-                edits.append((*segs[:k], (t, n // 2), *segs[k + 1 :]))
-            for cand in edits:
-                ex = attempt(best_sc, cand)
-                if ex is not None and better(ex):
-                    best, changed = ex, True
-                    segs = segments(best.schedule[: _size(best)[1]])
+    try:
+        while changed and runs < budget:
+            changed = False
+            # 1. The schedule: drop, merge and shorten segments.
+            segs = segments(best.schedule[: _size(best)[1]])
+            k = 0
+            while k < len(segs) and runs < budget:
+                edits = [segs[:k] + segs[k + 1 :]]
+                t, n = segs[k]
+                if n > 1:
+                    edits.append((*segs[:k], (t, n // 2), *segs[k + 1 :]))
+                for cand in edits:
+                    ex = attempt(best_sc, cand)
+                    if ex is not None and better(ex):
+                        kept = (ex, best_sc)
+                        best, changed = ex, True
+                        segs = segments(best.schedule[: _size(best)[1]])
+                        break
+                else:
+                    k += 1
+            # 2. The scenario: drop a thread, or an operation of a thread's program.
+            if best_sc is None or runs >= budget:
+                continue
+            for cand_sc in _smaller_scenarios(best_sc):
+                if runs >= budget:
                     break
-            else:
-                k += 1
-        # 2. The scenario: drop a thread, or an operation of a thread's program.
-        if best_sc is None or runs >= budget:
-            continue
-        for cand_sc in _smaller_scenarios(best_sc):
-            if runs >= budget:
-                break
-            ex = attempt(cand_sc, segments(best.schedule))
-            if ex is None:
-                runs += 1
-                res = Explorer(
-                    target_of(cand_sc), DPOR(), runs=min(60, budget - runs)
-                ).explore()
-                runs += res.runs
-                if res.failing is not None and kind in res.kinds:
-                    ex = res.failing.first_of(kind)
-            if ex is not None:
-                best, best_sc, changed = ex, cand_sc, True
-                break
+                ex = attempt(cand_sc, segments(best.schedule))
+                cut = False
+                if ex is None:
+                    runs += 1
+                    res = Explorer(
+                        target_of(cand_sc),
+                        DPOR(),
+                        runs=min(60, budget - runs),
+                        progress=explored,
+                    ).explore()
+                    runs += res.runs
+                    if res.failing is not None and kind in res.kinds:
+                        ex = res.failing.first_of(kind)
+                    # explore() ends quietly on Ctrl-C: the shrinking must end too.
+                    cut = res.interrupted
+                if ex is not None:
+                    kept = (ex, cand_sc)
+                    best, best_sc, changed = ex, cand_sc, True
+                if cut:
+                    raise KeyboardInterrupt
+                if ex is not None:
+                    break
+    except KeyboardInterrupt:
+        best, best_sc = kept
+        return Shrunk(best, best_sc, runs, start, _size(best), interrupted=True)
     return Shrunk(best, best_sc, runs, start, _size(best))
 
 
