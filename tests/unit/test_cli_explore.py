@@ -171,6 +171,37 @@ def test_explore_timeline_is_a_chrome_trace(legacy: Ran) -> None:
     assert any(e["ph"] == "X" for e in events)
 
 
+def test_keep_going_writes_a_replay_file_for_each_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The legacy RTDS <-> Credit2 round trip shows three kinds within 300 runs; each
+    # gets a replay file that shows that kind again.
+    r = tmp_path / "r.json"
+    argv = [*LEGACY, "--boot", "rtds", "--pool", "credit2", "--keep-going"]
+    argv += [
+        "--runs",
+        "300",
+        "--replay-out",
+        str(r),
+        "--json",
+        str(tmp_path / "e.json"),
+    ]
+    code, out, _ = _run(argv, capsys)
+    assert code == 1
+    doc = json.loads((tmp_path / "e.json").read_text())
+    validate("explore", doc)
+    first = json.loads(r.read_text())["violation"]["kind"]
+    others = sorted(set(doc["kinds"]) - {first})
+    assert others  # else the test shows nothing
+    assert doc["replays"] == {k: str(tmp_path / f"r-{k}.json") for k in others}
+    for kind, path in doc["replays"].items():
+        assert f"replay ({kind}, not shrunk): xensched replay {path}" in out
+        assert json.loads(Path(path).read_text())["violation"]["kind"] == kind
+        code, out2, _ = _run(["replay", path], capsys)
+        assert code == 1
+        assert re.search(rf"(?m)^recorded: {kind} at step \d+: reproduced$", out2)
+
+
 def test_explore_timeline_numbers_steps_as_the_story_does(legacy: Ran) -> None:
     # The violation's mark sits at the step of the story row the `!!` line is under
     # (and the replay file's), not at the count of accesses and notes before it.

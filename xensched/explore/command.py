@@ -632,6 +632,8 @@ def _merge(parts: list[ExploreResult]) -> ExploreResult:
             # Before out.kinds takes r's: the kinds only this worker found.
             out.violations += [v for v in r.violations if v.kind.value not in out.kinds]
         out.kinds |= r.kinds
+        for k, ex in r.first_of_kind.items():
+            out.first_of_kind.setdefault(k, ex)
         if r.observations is not None:
             out.observations = (out.observations or set()) | r.observations
             out.last_new_observation = max(
@@ -1039,6 +1041,13 @@ def _replay_path(args: argparse.Namespace, sc: Scenario, seed: int) -> str:
     return f"xensched-replay-{sc.name}-{seed}.json"
 
 
+def _kind_replay_path(path: str, kind: str) -> str:
+    """Where ``--keep-going`` writes the replay file of ``kind``: beside ``path``
+    (the first kind's), its name ending in the kind."""
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}-{kind}.{suffix}" if dot and "/" not in suffix else f"{path}-{kind}"
+
+
 def _observations_line(res: ExploreResult) -> str:
     assert res.observations is not None
     n = len(res.observations)
@@ -1079,6 +1088,7 @@ def _finish_explore(
             f"miss it with probability <= {d['miss_probability']:.3g}"
         )
     replay_file: str | None = None
+    kind_replays: dict[str, str] = {}  # --keep-going: each other kind's file
     exit_code = _exit_code(res.kinds)
     failing = res.failing
     shrunk: Shrunk | None = None
@@ -1119,17 +1129,18 @@ def _finish_explore(
                 if v.kind.value in others:
                     print()
                     print(render_violation(v))
+        options = {
+            "max_steps": args.max_steps,
+            **({"mutant": args.mutant.name} if args.mutant is not None else {}),
+            **({"lockdep": True} if args.lockdep else {}),
+            **({"race_detector": True} if args.race_detector else {}),
+        }
         replay = Replay.of(
             failing,
             seed=seed,
             strategy=res.strategy,
             scenario=shown_sc,
-            options={
-                "max_steps": args.max_steps,
-                **({"mutant": args.mutant.name} if args.mutant is not None else {}),
-                **({"lockdep": True} if args.lockdep else {}),
-                **({"race_detector": True} if args.race_detector else {}),
-            },
+            options=options,
         )
         replay_file = _replay_path(args, sc, seed)
         failed = write_json_report("--replay-out", replay_file, replay.to_dict())
@@ -1139,6 +1150,30 @@ def _finish_explore(
             replay_file = None
         else:
             print(f"\nreplay: xensched replay {shlex.quote(replay_file)}")
+        # --keep-going: each other kind's first execution too, as found (shrinking
+        # each would multiply the wait), so that every kind can be shown again.
+        for other in others:
+            first = res.first_of_kind.get(other)
+            if first is None:
+                continue
+            path = _kind_replay_path(_replay_path(args, sc, seed), other)
+            doc = Replay.of(
+                first,
+                seed=seed,
+                strategy=res.strategy,
+                scenario=sc,
+                options=options,
+                kind=other,
+            ).to_dict()
+            failed = write_json_report("--replay-out", path, doc)
+            if failed:
+                print(f"xensched explore: error: {failed}", file=sys.stderr)
+                exit_code = exit_code or EXIT_NOT_WRITTEN
+            else:
+                kind_replays[other] = path
+                print(
+                    f"replay ({other}, not shrunk): xensched replay {shlex.quote(path)}"
+                )
         if args.timeline:
             exit_code = _write_timeline(args.timeline, rec, exit_code, "explore")
     elif args.timeline:
@@ -1181,6 +1216,7 @@ def _finish_explore(
                     "last_new_run": res.last_new_observation,
                 },
                 "shrink": _shrink_json(shrunk),
+                "replays": kind_replays,
             },
         )
         failed = write_json_report("--json", args.json, doc)

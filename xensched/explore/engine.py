@@ -375,6 +375,9 @@ class ExploreResult:
     stop_reason: str = ""
     interrupted: bool = False
     failing: Execution | None = None
+    #: The first execution that showed each kind (with ``keep_going``, one per kind
+    #: found; ``failing`` is the first of them).
+    first_of_kind: dict[str, Execution] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
     kinds: set[str] = field(default_factory=set)
     final_states: set[Hashable] = field(default_factory=set)
@@ -631,6 +634,8 @@ class Explorer:
                     new = [v for v in ex.violations if v.kind.value not in res.kinds]
                     res.violations.extend(new if self.keep_going else ex.violations)
                     res.kinds.update(v.kind.value for v in ex.violations)
+                    for v in ex.violations:
+                        res.first_of_kind.setdefault(v.kind.value, ex)
                     if res.failing is None:
                         res.failing = ex
                     if not self.keep_going:

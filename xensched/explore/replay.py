@@ -92,14 +92,21 @@ class Replay:
         scenario: Scenario | None = None,
         nodeid: str | None = None,
         options: Mapping[str, Any] | None = None,
+        kind: str | None = None,
     ) -> Replay:
-        """The replay of execution ``ex`` (its first violation, if any)."""
+        """The replay of execution ``ex``: its first violation (of ``kind``, if
+        given), if any."""
         rv = None
-        if ex.violations:
-            v = ex.violations[0]
+        found = [
+            (v, step)
+            for v, step in zip(ex.violations, ex.violation_steps, strict=False)
+            if kind is None or v.kind.value == kind
+        ]
+        if found:
+            v, step = found[0]
             rv = RecordedViolation(
                 v.kind.value,
-                ex.violation_steps[0],
+                step,
                 v.cpu,
                 v.where,
                 v.message,
