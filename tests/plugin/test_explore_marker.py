@@ -228,6 +228,10 @@ def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
         @pytest.mark.explore(strategy="random", runs=None)
         def test_endless(xensched_world):
             pass
+
+        @pytest.mark.explore(strategy="dfs", depth=2)
+        def test_depth_of_dfs(xensched_world):
+            pass
         """
     )
     result = project.runpytest()
@@ -243,6 +247,8 @@ def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
             "'colour'",
             "*::test_endless: @pytest.mark.explore: runs=None: the random strategy "
             "never runs out; give seconds=",
+            "*::test_depth_of_dfs: @pytest.mark.explore: depth=2: the bug depth of "
+            "strategy='pct', not of strategy='dfs'",
         ]
     )
 

@@ -150,6 +150,12 @@ class ExploreSpec:
             raise TypeError(str(exc).replace("ExploreSpec.__init__()", "")) from None
         if shards is not None:
             spec = dataclasses.replace(spec, shards=shards)
+        if "depth" in mark.kwargs and spec.strategy != "pct":
+            # As xensched explore refuses --depth: given, it would change nothing.
+            raise TypeError(
+                f"depth={spec.depth!r}: the bug depth of strategy='pct', not of "
+                f"strategy={spec.strategy!r}"
+            )
         spec._validate()
         return spec
 
