@@ -405,6 +405,8 @@ def read_script(path: str) -> list[str]:
             text = f.read()
     except OSError as e:
         raise ConfigError(f"--replay {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--replay {path}: not UTF-8 text ({e.reason})") from None
     ops = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

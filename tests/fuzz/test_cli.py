@@ -77,6 +77,19 @@ def test_a_bad_script_line_names_file_and_line(
     assert "--replay s.xl:1: fuzz does not run 'schedule'" in capsys.readouterr().err
 
 
+def test_a_script_that_is_not_text_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.xl").write_bytes(b"\xff\xfe xl cpupool-create p1\n")
+    assert main(["--no-progress", "--replay", "s.xl"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "xensched fuzz: error: --replay s.xl: not UTF-8 text (invalid start byte)"
+    ]
+
+
 def test_the_fix_runs_clean(tmp_path: Path) -> None:
     r = _fuzz(tmp_path, "--duration", "1", "--seed", "7", "--json", "out.json")
     assert r.returncode == 0, r.stdout + r.stderr
