@@ -166,6 +166,8 @@ def _cmd_mutate(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 text = f.read()
         except OSError as e:
             return _err(f"--plan {args.plan}: {e.strerror or e}")
+        except UnicodeDecodeError as e:
+            return _err(f"--plan {args.plan}: not UTF-8 text ({e.reason})")
         try:
             plan.update(load_plan(text, f"--plan {args.plan}"))
         except ConfigError as e:

@@ -176,6 +176,19 @@ def test_a_bad_plan_file_is_refused(
     assert f"--plan {plan}: legacy: a killer may not set --json" in err
 
 
+def test_a_plan_file_that_is_not_text_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(b"\xff\xfe{}")
+    assert main(["mutate", "--plan", str(plan)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched mutate: error: --plan {plan}: not UTF-8 text (invalid start byte)"
+    ]
+
+
 def test_sigterm_writes_the_report_of_what_finished(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     # no-barrier's killer (reproduce under relaxed) runs for seconds: stopped in it.
