@@ -708,14 +708,27 @@ def _main(argv: Sequence[str] | None) -> int:
         return external[args_list[0]].main(args_list[1:], f"xensched {args_list[0]}")
     parser = build_parser(external)
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        if extra:
+            # Refused by the command's own parser, so that the line names it
+            # ("xensched reproduce: error: ..."), as its other usage errors do.
+            _command_parser(parser, args.command).error(
+                f"unrecognized arguments: {' '.join(extra)}"
+            )
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     try:
         return int(args.func(args))
     except XenschedError as e:
-        print(f"xensched: error: {e}", file=sys.stderr)
+        print(f"xensched {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> Parser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return cast("Parser", action.choices[name])
+    raise LookupError(name)
 
 
 if __name__ == "__main__":
