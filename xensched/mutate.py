@@ -157,6 +157,8 @@ def _cmd_mutate_signals(args: argparse.Namespace) -> int:
 
 def _cmd_mutate(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     if args.list:
+        if args.json is not None:
+            return _err(f"--json {args.json}: --list runs nothing, so writes no report")
         print("\n".join(catalog_lines()))
         return EXIT_OK
     plan = dict(PLAN)

@@ -189,6 +189,20 @@ def test_a_plan_file_that_is_not_text_is_refused(
     ]
 
 
+def test_list_refuses_a_json_file_it_would_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.json"
+    assert main(["mutate", "--list", "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched mutate: error: --json {out}: --list runs nothing, so writes no "
+        "report"
+    ]
+    assert not out.exists()
+
+
 def test_sigterm_writes_the_report_of_what_finished(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     # no-barrier's killer (reproduce under relaxed) runs for seconds: stopped in it.

@@ -190,6 +190,8 @@ def _cmd_litmus(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         return _err(loaded)
     tests = loaded
     if args.list:
+        if args.json is not None:
+            return _err(f"--json {args.json}: --list runs nothing, so writes no report")
         w = max(len(t.name) for t in tests)
         for t in tests:
             print(f"{t.name:<{w}}  {t.result or '-':<9}  {t.condition.text}")
