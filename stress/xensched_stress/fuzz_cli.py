@@ -557,7 +557,14 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
             raise ConfigError("--runs N goes with --replay FILE")
         lines = read_script(args.replay) if args.replay is not None else None
         script = args.script or f"xensched-fuzz-{seed}.xl"
-        check_output_paths(("--json", args.json), ("--script", script))
+        # Under --replay no script is written: --script is no output then.
+        check_output_paths(
+            ("--json", args.json),
+            ("--script", script if lines is None else None),
+            inputs=[(f"the script {shlex.quote(args.replay)}", args.replay)]
+            if args.replay is not None
+            else [],
+        )
     except (ConfigError, OutputPathError) as e:
         return _err(prog, str(e))
     mutant = f" mutant={m.name}" if m is not None else ""
