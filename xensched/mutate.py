@@ -175,7 +175,12 @@ def _cmd_mutate(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         except ConfigError as e:
             return _err(str(e))
     try:
-        check_output_paths(("--json", args.json))
+        check_output_paths(
+            ("--json", args.json),
+            inputs=[(f"--plan {args.plan}", args.plan)]
+            if args.plan is not None
+            else [],
+        )
     except OutputPathError as e:
         return _err(str(e))
     chosen = list(dict.fromkeys(args.mutant)) if args.mutant else list(CATALOG)

@@ -203,6 +203,20 @@ def test_list_refuses_a_json_file_it_would_not_write(
     assert not out.exists()
 
 
+def test_json_naming_the_plan_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path, {})
+    assert main(["mutate", "--plan", plan, "--json", plan]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched mutate: error: --json {plan}: the same file as --plan {plan} (an "
+        "output never replaces an input)"
+    ]
+    assert Path(plan).read_text(encoding="utf-8") == "{}"
+
+
 def test_sigterm_writes_the_report_of_what_finished(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     # no-barrier's killer (reproduce under relaxed) runs for seconds: stopped in it.
