@@ -197,7 +197,9 @@ def _cmd_litmus(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             print(f"{t.name:<{w}}  {t.result or '-':<9}  {t.condition.text}")
         return 0
     try:
-        check_output_paths(("--json", args.json))
+        check_output_paths(
+            ("--json", args.json), inputs=[(f"the test {f}", f) for f in args.files]
+        )
     except OutputPathError as e:
         return _err(str(e))
     models: list[str] = list(dict.fromkeys(args.model or MODELS))
