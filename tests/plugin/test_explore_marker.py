@@ -198,6 +198,18 @@ def test_a_replay_file_not_written_leaves_the_violation_as_the_failure(
     assert not list(project.path.joinpath(".xensched", "replays").glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("value", ["0", "x", "1025", "3000000"])
+def test_shards_out_of_range_is_usage_error(
+    project: pytest.Pytester, value: str
+) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    result = project.runpytest("--xensched-shards", value, "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --xensched-shards: '{value}' is not an int in [[]1, 1024[]]"]
+    )
+
+
 def test_replay_of_unknown_test_is_usage_error(project: pytest.Pytester) -> None:
     project.makepyfile(test_counter=COUNTER_TESTS)
     result = project.runpytest("--xensched-seed=1", "-k", "lost")
