@@ -68,7 +68,13 @@ from xensched.report import (
     render_violation,
 )
 from xensched.schedulers import SCHEDULERS
-from xensched.signals import RaiseInterrupt, signal_name, stop_signals
+from xensched.signals import (
+    STOP_SIGNALS,
+    RaiseInterrupt,
+    quiet_lost_interrupts,
+    signal_name,
+    stop_signals,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -256,9 +262,11 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     # Installed until the table and the JSON are out, so that a signal cannot cut
-    # them short; only the moves are interrupted.
+    # them short; only the moves are interrupted. Ctrl-C too: `timeout -s INT`
+    # sends it twice (to the command, then to its group), and a second
+    # KeyboardInterrupt inside Pool.terminate() left the pool's join waiting forever.
     stop = RaiseInterrupt()
-    with stop_signals(stop):
+    with stop_signals(stop, (signal.SIGINT, *STOP_SIGNALS)), quiet_lost_interrupts():
         return _reproduce(args, stop)
 
 
@@ -358,7 +366,11 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         interrupted = True
         if show:
             sys.stderr.write("\n")
-        by = f"{signal_name(stop.signum)} received: " if stop.signum else ""
+        by = (
+            f"{signal_name(stop.signum)} received: "
+            if stop.signum not in (None, signal.SIGINT)  # Ctrl-C: the user knows
+            else ""
+        )
         print(
             f"{by}interrupted after {len(results)} of {len(todo)} moves",
             file=sys.stderr,
@@ -395,7 +407,7 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s", flush=True)
     # Interrupted: the shell's convention, 128 + the signal (130 for Ctrl-C, SIGINT).
     code = EXIT_NOT_WRITTEN if unwritten else EXIT_OK
-    if interrupted:
+    if interrupted or stop.signum is not None:
         code = EXIT_INTERRUPTED if stop.signum is None else 128 + stop.signum
     # The table is out before the file is tried: a full disk must not cost it.
     if args.json is not None:
@@ -708,14 +720,27 @@ def _main(argv: Sequence[str] | None) -> int:
         return external[args_list[0]].main(args_list[1:], f"xensched {args_list[0]}")
     parser = build_parser(external)
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        if extra:
+            # Refused by the command's own parser, so that the line names it
+            # ("xensched reproduce: error: ..."), as its other usage errors do.
+            _command_parser(parser, args.command).error(
+                f"unrecognized arguments: {' '.join(extra)}"
+            )
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     try:
         return int(args.func(args))
     except XenschedError as e:
-        print(f"xensched: error: {e}", file=sys.stderr)
+        print(f"xensched {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> Parser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return cast("Parser", action.choices[name])
+    raise LookupError(name)
 
 
 if __name__ == "__main__":

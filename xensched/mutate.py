@@ -157,6 +157,8 @@ def _cmd_mutate_signals(args: argparse.Namespace) -> int:
 
 def _cmd_mutate(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     if args.list:
+        if args.json is not None:
+            return _err(f"--json {args.json}: --list runs nothing, so writes no report")
         print("\n".join(catalog_lines()))
         return EXIT_OK
     plan = dict(PLAN)
@@ -166,12 +168,19 @@ def _cmd_mutate(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 text = f.read()
         except OSError as e:
             return _err(f"--plan {args.plan}: {e.strerror or e}")
+        except UnicodeDecodeError as e:
+            return _err(f"--plan {args.plan}: not UTF-8 text ({e.reason})")
         try:
             plan.update(load_plan(text, f"--plan {args.plan}"))
         except ConfigError as e:
             return _err(str(e))
     try:
-        check_output_paths(("--json", args.json))
+        check_output_paths(
+            ("--json", args.json),
+            inputs=[(f"--plan {args.plan}", args.plan)]
+            if args.plan is not None
+            else [],
+        )
     except OutputPathError as e:
         return _err(str(e))
     chosen = list(dict.fromkeys(args.mutant)) if args.mutant else list(CATALOG)

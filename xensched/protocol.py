@@ -179,7 +179,7 @@ class SwitchProtocol:
 
         Raises:
             ConfigError: an unknown preset or part, an empty or repeated part list,
-                a module that does not import, a function missing or not callable.
+                a module that does not import (or raises as it runs), a function missing or not callable.
         """
         if isinstance(spec, SwitchProtocol):
             return spec
@@ -228,6 +228,11 @@ class SwitchProtocol:
         except ImportError as e:
             raise ConfigError(
                 f"protocol {spec!r}: cannot import {module_name!r} ({e})"
+            ) from None
+        except Exception as e:  # the user's module failed as it ran, or a bad name
+            raise ConfigError(
+                f"protocol {spec!r}: cannot import {module_name!r} "
+                f"({type(e).__name__}: {e})"
             ) from None
         func = getattr(module, attr, None)
         if func is None:

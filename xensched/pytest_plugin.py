@@ -257,13 +257,21 @@ def _seed_option(text: str) -> int:
         raise pytest.UsageError(f"--xensched-seed: {exc}") from None
 
 
+#: The most items ``--xensched-shards`` splits a test into: many more than any
+#: machine's xdist workers, few enough that collection stays quick (three million
+#: took 1.7 GB and more than 20 s before any test ran).
+MAX_SHARDS = 1024
+
+
 def _shards_option(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
         n = 0
-    if n < 1:
-        raise pytest.UsageError(f"--xensched-shards: {text!r} is not an int >= 1")
+    if not 1 <= n <= MAX_SHARDS:
+        raise pytest.UsageError(
+            f"--xensched-shards: {text!r} is not an int in [1, {MAX_SHARDS}]"
+        )
     return n
 
 
@@ -297,7 +305,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_shards_option,
         default=None,
         metavar="N",
-        help="Split every @pytest.mark.explore test into N items, disjoint shares "
+        help="Split every @pytest.mark.explore test into N items (1 to "
+        f"{MAX_SHARDS}), disjoint shares "
         "of its exploration (for pytest-xdist), overriding the marker's shards",
     )
     group.addoption(

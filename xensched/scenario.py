@@ -1346,6 +1346,8 @@ def load_scenario(ref: str) -> Scenario:
             f"scenario {ref!r}: not a built-in ({', '.join(BUILTIN)}) and not a "
             f"readable file ({e.strerror})"
         ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{ref}: not UTF-8 text ({e.reason})") from None
     try:
         return Scenario.from_json(content)
     except ConfigError as e:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,6 +68,13 @@ from xensched.scenario import build_host
 from xensched.sched_if import pcpu_schedule_lock_irq, pcpu_schedule_unlock_irq
 from xensched.schedule import schedule
 from xensched.seeds import SEED_MAX
+from xensched.signals import (
+    STOP_SIGNALS,
+    RaiseInterrupt,
+    quiet_lost_interrupts,
+    signal_name,
+    stop_signals,
+)
 from xensched.smp import bind
 
 from .bench_explore import FIND_RUNS, ExploreBench, bench_explore
@@ -667,7 +675,9 @@ def build_parser(prog: str = "xensched bench") -> argparse.ArgumentParser:
             "instrument, lockdep, the race detector. "
             "Exit status: 0 done, 2 usage error (a --json FILE that cannot be "
             "written is refused before any part runs), 4 done but --json FILE could "
-            "not be written at the end (the figures are printed first)."
+            "not be written at the end (the figures are printed first), 128 + the "
+            "signal on Ctrl-C, SIGTERM or SIGHUP (130, 143, 129: the parts done are "
+            'kept and written, with "interrupted": true; the part running is not).'
         ),
     )
     p.add_argument(
@@ -786,7 +796,8 @@ def _explore_caps(args: argparse.Namespace, seeds: int) -> ExploreBench:
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> int:
     """Run the benchmark; prints the figures. Exit 0, 2 on a usage error, 4 when
-    ``--json FILE`` could not be written at the end."""
+    ``--json FILE`` could not be written at the end, 128 + the signal when
+    interrupted (the parts done written)."""
     parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
@@ -823,28 +834,55 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "xensched bench") -> 
     print(f"xensched bench: {python}, {ncpus} CPUs", flush=True)
     t0 = time.monotonic()
     out: dict[str, object] = {"python": python, "cpus": ncpus}
-    if "a" in parts:
-        out["race"] = [bench_race(seeds, args.seed, p) for p in delays]
-    if "b" in parts:
-        out["fixed"] = bench_fixed(total, args.seed, args.cpus)
-    if "c" in parts:
-        out["throughput"] = bench_throughput(fig, args.cpus)
-    if "d" in parts:
-        out["scale"] = bench_scale(fig, SCALE_SIZES)
-    if "e" in parts:
-        out["explore"] = bench_explore(_explore_caps(args, seeds))
-    if "f" in parts:
-        out["memory_models"] = bench_memory_models(fig, args.cpus)
-    if "g" in parts:
-        out["instruments"] = bench_instruments(fig, args.cpus)
-    out["wall_s"] = time.monotonic() - t0
-    print(f"bench done in {out['wall_s']:.1f}s", flush=True)
-    if args.json is not None:
-        failed = write_json_report("--json", args.json, out)
-        if failed is not None:
-            print(f"{prog}: error: {failed}", file=sys.stderr)
-            return EXIT_NOT_WRITTEN
-    return EXIT_OK
+    steps: list[tuple[str, str, Callable[[], object]]] = [
+        ("a", "race", lambda: [bench_race(seeds, args.seed, p) for p in delays]),
+        ("b", "fixed", lambda: bench_fixed(total, args.seed, args.cpus)),
+        ("c", "throughput", lambda: bench_throughput(fig, args.cpus)),
+        ("d", "scale", lambda: bench_scale(fig, SCALE_SIZES)),
+        ("e", "explore", lambda: bench_explore(_explore_caps(args, seeds))),
+        ("f", "memory_models", lambda: bench_memory_models(fig, args.cpus)),
+        ("g", "instruments", lambda: bench_instruments(fig, args.cpus)),
+    ]
+    # Ctrl-C, SIGTERM, SIGHUP: the parts done are kept, printed and written; a part
+    # cut short is not (a stress run inside it may have taken the interrupt as its
+    # end, and its figures would be short). A second signal is ignored.
+    stop = RaiseInterrupt()
+    with stop_signals(stop, (signal.SIGINT, *STOP_SIGNALS)), quiet_lost_interrupts():
+        for part, key, run in steps:
+            if part not in parts:
+                continue
+            try:
+                with stop.armed():
+                    value = run()
+            except KeyboardInterrupt:
+                break
+            if stop.signum is not None:
+                break
+            out[key] = value
+        out["wall_s"] = time.monotonic() - t0
+        code = EXIT_OK
+        if stop.signum is not None:
+            out["interrupted"] = True
+            by = (
+                f"{signal_name(stop.signum)} received: "
+                if stop.signum != signal.SIGINT
+                else ""
+            )
+            print(
+                f"{by}interrupted after {out['wall_s']:.1f}s: the parts done are "
+                "kept, the one running is not",
+                file=sys.stderr,
+                flush=True,
+            )
+            code = 128 + stop.signum
+        else:
+            print(f"bench done in {out['wall_s']:.1f}s", flush=True)
+        if args.json is not None:
+            failed = write_json_report("--json", args.json, out)
+            if failed is not None:
+                print(f"{prog}: error: {failed}", file=sys.stderr)
+                return code or EXIT_NOT_WRITTEN
+    return code
 
 
 if __name__ == "__main__":

@@ -405,6 +405,8 @@ def read_script(path: str) -> list[str]:
             text = f.read()
     except OSError as e:
         raise ConfigError(f"--replay {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--replay {path}: not UTF-8 text ({e.reason})") from None
     ops = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -555,7 +557,14 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
             raise ConfigError("--runs N goes with --replay FILE")
         lines = read_script(args.replay) if args.replay is not None else None
         script = args.script or f"xensched-fuzz-{seed}.xl"
-        check_output_paths(("--json", args.json), ("--script", script))
+        # Under --replay no script is written: --script is no output then.
+        check_output_paths(
+            ("--json", args.json),
+            ("--script", script if lines is None else None),
+            inputs=[(f"the script {shlex.quote(args.replay)}", args.replay)]
+            if args.replay is not None
+            else [],
+        )
     except (ConfigError, OutputPathError) as e:
         return _err(prog, str(e))
     mutant = f" mutant={m.name}" if m is not None else ""

@@ -77,6 +77,34 @@ def test_a_bad_script_line_names_file_and_line(
     assert "--replay s.xl:1: fuzz does not run 'schedule'" in capsys.readouterr().err
 
 
+def test_a_script_that_is_not_text_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.xl").write_bytes(b"\xff\xfe xl cpupool-create p1\n")
+    assert main(["--no-progress", "--replay", "s.xl"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "xensched fuzz: error: --replay s.xl: not UTF-8 text (invalid start byte)"
+    ]
+
+
+def test_json_naming_the_replayed_script_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.xl").write_text("xl cpupool-create p1 credit2\n")
+    assert main(["--no-progress", "--replay", "s.xl", "--json", "s.xl"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "xensched fuzz: error: --json s.xl: the same file as the script s.xl (an "
+        "output never replaces an input)"
+    ]
+    assert (tmp_path / "s.xl").read_text() == "xl cpupool-create p1 credit2\n"
+
+
 def test_the_fix_runs_clean(tmp_path: Path) -> None:
     r = _fuzz(tmp_path, "--duration", "1", "--seed", "7", "--json", "out.json")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -134,6 +134,37 @@ def test_list_shows_the_catalog_without_running_it(
     assert "exists (1:r0=1 /\\ (1:r1=0 \\/ 1:r2=0))" in sw
 
 
+def test_list_refuses_a_json_file_it_would_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "l.json"
+    assert main(["litmus", "--list", "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched litmus: error: --json {out}: --list runs nothing, so writes no "
+        "report"
+    ]
+    assert not out.exists()
+
+
+def test_json_naming_a_test_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [first, *_] = sorted(catalog_files())
+    test = tmp_path / "t.litmus"
+    test.write_text(Path(first).read_text(encoding="utf-8"), encoding="utf-8")
+    before = test.read_text(encoding="utf-8")
+    assert main(["litmus", str(test), "--json", str(test)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched litmus: error: --json {test}: the same file as the test {test} "
+        "(an output never replaces an input)"
+    ]
+    assert test.read_text(encoding="utf-8") == before
+
+
 def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "litmus " in capsys.readouterr().out

@@ -15,6 +15,7 @@ from typing import cast
 
 import pytest
 
+from tests._outputs import no_space
 from tests.plugin.helpers import inner_ini
 from xensched.drivers.workers import one_cpu
 from xensched.explore.pytest_explore import _pinned_cpu, base_nodeid, replay_path
@@ -159,6 +160,54 @@ def test_malformed_replay_is_usage_error(
     result = project.runpytest("--xensched-replay", "bad.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --xensched-replay: bad.json: {message}"])
+
+
+@pytest.mark.parametrize(
+    ("directory", "message"),
+    [
+        ("f", "--xensched-replay-dir f: not a directory"),
+        ("f/sub", "--xensched-replay-dir f/sub: directory */f: not a directory"),
+    ],
+)
+def test_a_replay_dir_that_cannot_be_written_is_usage_error(
+    project: pytest.Pytester, directory: str, message: str
+) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    project.path.joinpath("f").write_text("a file")
+    result = project.runpytest("--xensched-replay-dir", directory)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    result.stdout.no_fnmatch_line("*test_lost*")
+
+
+def test_a_replay_file_not_written_leaves_the_violation_as_the_failure(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    monkeypatch.setattr(os, "replace", no_space(os.replace))
+    result = project.runpytest("--xensched-seed=1", "-k", "lost")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "assert in check: *",
+            "replay file not written: No space left on device",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*OSError*")
+    result.stdout.no_fnmatch_line("*re-run this schedule with*")
+    assert not list(project.path.joinpath(".xensched", "replays").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("value", ["0", "x", "1025", "3000000"])
+def test_shards_out_of_range_is_usage_error(
+    project: pytest.Pytester, value: str
+) -> None:
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    result = project.runpytest("--xensched-shards", value, "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --xensched-shards: '{value}' is not an int in [[]1, 1024[]]"]
+    )
 
 
 def test_replay_of_unknown_test_is_usage_error(project: pytest.Pytester) -> None:

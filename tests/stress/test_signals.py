@@ -150,3 +150,33 @@ def test_signals_during_teardown_do_not_lose_the_report(
     assert "stopped: interrupted after" in p.out
     assert p.out.rstrip().endswith(f"report written to {out_file}")
     assert _report(out_file)["interrupted"] is True
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_bench_stops_on_a_signal_with_the_parts_done_written(
+    signum: int, code: int, tmp_path: Path, spawn: list[CliProcess]
+) -> None:
+    # Ctrl-C was taken by each stress run inside a part as its end, and the bench
+    # went on to the end; SIGTERM killed it without its report.
+    out_file = tmp_path / "b.json"
+    p = _start(
+        spawn,
+        tmp_path,
+        *("-m", "xensched", "bench", "--quick", "--only", "a,c", "--seeds", "1"),
+        *("--race-delay", "0", "--json", str(out_file)),
+    )
+    p.wait_for(r"\(c\) throughput", timeout=60)
+    t0 = time.monotonic()
+    p.signal(signum)
+    assert p.finish(timeout=30) == code, p.err
+    assert time.monotonic() - t0 < _PROMPT
+    assert "Traceback" not in p.err
+    assert "interrupted after " in p.err
+    assert "bench done" not in p.out
+    data = json.loads(out_file.read_text(encoding="utf-8"))
+    validate("bench", data)
+    assert data["interrupted"] is True
+    assert "race" in data
+    assert "throughput" not in data

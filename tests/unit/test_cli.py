@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,24 @@ def test_reproduce_bad_protocol_is_a_one_line_usage_error(
     assert len(lines) == 1
     assert lines[0].startswith(f"xensched reproduce: error: --protocol {spec!r}: ")
     assert needle in lines[0]
+
+
+def test_reproduce_protocol_module_that_raises_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "raising_mod_a2.py").write_text('raise RuntimeError("boom")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "raising_mod_a2", raising=False)
+    argv = ["reproduce", "--protocol", "raising_mod_a2:f", "--no-progress"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "xensched reproduce: error: --protocol 'raising_mod_a2:f': cannot import "
+        "'raising_mod_a2' (RuntimeError: boom)"
+    ]
 
 
 def test_help_names_the_protocols_command(capsys: pytest.CaptureFixture[str]) -> None:

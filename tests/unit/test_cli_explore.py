@@ -852,6 +852,19 @@ def test_replay_refuses_what_its_schema_refuses_naming_the_field(
     assert f"{f}: replay.{needle}" in _one_line_error(err, "replay")
 
 
+def test_replay_of_a_file_that_is_not_text_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "r.json"
+    f.write_bytes(b"\xff\xfe{}")
+    assert main(["replay", str(f)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched replay: error: {f}: not JSON (not UTF-8 text: invalid start byte)"
+    ]
+
+
 def test_replay_takes_what_explore_writes_at_the_edges(
     legacy: Ran, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -176,6 +176,47 @@ def test_a_bad_plan_file_is_refused(
     assert f"--plan {plan}: legacy: a killer may not set --json" in err
 
 
+def test_a_plan_file_that_is_not_text_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(b"\xff\xfe{}")
+    assert main(["mutate", "--plan", str(plan)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched mutate: error: --plan {plan}: not UTF-8 text (invalid start byte)"
+    ]
+
+
+def test_list_refuses_a_json_file_it_would_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.json"
+    assert main(["mutate", "--list", "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched mutate: error: --json {out}: --list runs nothing, so writes no "
+        "report"
+    ]
+    assert not out.exists()
+
+
+def test_json_naming_the_plan_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path, {})
+    assert main(["mutate", "--plan", plan, "--json", plan]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"xensched mutate: error: --json {plan}: the same file as --plan {plan} (an "
+        "output never replaces an input)"
+    ]
+    assert Path(plan).read_text(encoding="utf-8") == "{}"
+
+
 def test_sigterm_writes_the_report_of_what_finished(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     # no-barrier's killer (reproduce under relaxed) runs for seconds: stopped in it.

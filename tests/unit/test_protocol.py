@@ -105,6 +105,34 @@ def test_bad_specs_are_one_line_config_errors(spec: str, needle: str) -> None:
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("source", "spec", "needle"),
+    [
+        ('raise RuntimeError("boom")\n', "boom_mod_a2:f", "(RuntimeError: boom)"),
+        ("def f(:\n", "broken_syntax_a2:f", "(SyntaxError: "),
+        ("", "..:f", "cannot import '..' (TypeError: "),
+    ],
+)
+def test_a_module_that_fails_as_it_imports_is_a_config_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    spec: str,
+    needle: str,
+) -> None:
+    name = spec.partition(":")[0]
+    if source:
+        (tmp_path / f"{name}.py").write_text(source, encoding="utf-8")
+        monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ConfigError) as info:
+        SwitchProtocol.parse(spec)
+    message = str(info.value)
+    assert message.startswith(f"protocol {spec!r}: cannot import {name!r} ")
+    assert needle in message
+    assert "\n" not in message
+
+
 def test_bad_spec_in_host_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown part 'barier'"):
         Host(2, protocol="fixed-without:barier")

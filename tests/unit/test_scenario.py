@@ -94,6 +94,13 @@ def test_ops_are_strings_in_json() -> None:
     assert str(CpuOp("wake", ("d1v1",))) == "wake d1v1"
 
 
+def test_a_scenario_file_that_is_not_text_is_a_config_error(tmp_path: Any) -> None:
+    f = tmp_path / "s.json"
+    f.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ConfigError, match=r"s\.json: not UTF-8 text \(invalid start"):
+        load_scenario(str(f))
+
+
 def test_load_scenario_by_name_file_and_inline(tmp_path: Any) -> None:
     sc = patch_move(boot="rtds")
     f = tmp_path / "s.json"

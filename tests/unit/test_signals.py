@@ -9,6 +9,7 @@ and a signal the process ignores (``nohup``) stays ignored.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -72,6 +73,42 @@ def test_reproduce_interrupted_by_a_signal(
     assert data["complete"] is False
     assert isinstance(data["results"], list)
     assert len(data["results"]) < 64
+
+
+def test_reproduce_ctrl_c_sent_as_timeout_sends_it_ends_with_its_workers(
+    tmp_path: Path, spawn: list[CliProcess]
+) -> None:
+    # `timeout -s INT` signals the command, then its whole group (the workers too);
+    # a second SIGINT that lands in Pool.terminate() once left the command waiting
+    # forever in the pool's join. A second's worth, so that one lands there.
+    out_file = tmp_path / "r.json"
+    args = ["-m", "xensched", "reproduce", "--no-progress", "--workers", "2"]
+    args += ["--boot", "credit", "--pool", "credit", "--json", str(out_file)]
+    p = CliProcess(args, tmp_path, new_session=True)
+    spawn.append(p)
+    p.wait_for(r"reproduce: \d+ moves")
+    time.sleep(1.5)  # the workers started, and running their first moves
+    t0 = time.monotonic()
+    p.signal(signal.SIGINT)
+    while time.monotonic() - t0 < 1.0:
+        p.signal_group(signal.SIGINT)
+        time.sleep(0.001)
+    assert p.finish(timeout=30) == 130, p.err
+    assert time.monotonic() - t0 < 10.0
+    assert "interrupted after " in p.err
+    assert "received" not in p.err  # Ctrl-C: the user knows
+    assert "Traceback" not in p.err
+    data = json.loads(out_file.read_text(encoding="utf-8"))
+    validate("reproduce", data)
+    assert data["complete"] is False
+    deadline = time.monotonic() + 5
+    while True:  # no worker (nor the resource tracker) left behind
+        try:
+            os.killpg(p.proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "processes left in the group"
+        time.sleep(0.1)
 
 
 def test_signal_names() -> None:

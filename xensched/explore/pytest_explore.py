@@ -299,6 +299,30 @@ def pytest_configure(config: pytest.Config) -> None:
                 "pytest test (it has no nodeid)"
             )
     config.stash[_REPLAY_KEY] = replay
+    given: str | None = config.getoption("xensched_replay_dir")
+    if given is not None:
+        _check_replay_dir(given)
+
+
+def _check_replay_dir(given: str) -> None:
+    """Refuse ``--xensched-replay-dir DIR`` before any test runs unless the replay
+    files can be written there: DIR, or its nearest existing ancestor (DIR is made
+    when a test fails), must be a directory that accepts a new file."""
+    from xensched.outputs import OutputPathError, check_output_dir
+
+    option = "--xensched-replay-dir"
+    if not given:
+        raise pytest.UsageError(f"{option}: the directory name is empty")
+    existing = Path(given).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if existing == Path(given).absolute():
+            check_output_dir(option, given)
+        else:
+            check_output_dir(f"{option} {given}: directory", str(existing))
+    except OutputPathError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -498,17 +522,25 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         nodeid=item.nodeid,
         options=options,
     )
-    shown = _write_replay(item, replay.to_json())
+    try:
+        shown = _write_replay(item, replay.to_json())
+    except OSError as exc:  # a full disk, say: the violation is still the failure
+        shown = None
+        why = f"replay file not written: {exc.strerror or exc}"
+        item.add_report_section("call", "xensched explore", why)
     lines = describe_failure(
         res, res.failing, what=f"{spec.strategy} exploration (seed {seed})"
     )
     shards = _shards_option(item.config)
     given_model = _model_option(item.config)
-    lines += [
-        f"replay file: {shown}",
-        "re-run this schedule with:",
-        f"  {replay_command(item.nodeid, shown, shards, given_model)}",
-    ]
+    if shown is None:
+        lines.append(why)
+    else:
+        lines += [
+            f"replay file: {shown}",
+            "re-run this schedule with:",
+            f"  {replay_command(item.nodeid, shown, shards, given_model)}",
+        ]
     if spec.seed is None:
         extra = [f"--xensched-shards {shards}"] if shards is not None else []
         if given_model is not None:
@@ -539,8 +571,12 @@ def _write_replay(item: pytest.Function, text: str) -> str:
     path = replay_path(directory, item.nodeid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     shown = _relative(path.resolve(), config.invocation_params.dir)
     item.user_properties.append(("xensched_replay", shown))
     item.add_report_section("call", "xensched explore", f"replay file: {shown}")

@@ -311,6 +311,8 @@ def load_replay(path: str) -> Replay:
         raise ConfigError(
             f"{path}: cannot read the replay file ({e.strerror})"
         ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not JSON (not UTF-8 text: {e.reason})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

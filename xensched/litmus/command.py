@@ -190,12 +190,16 @@ def _cmd_litmus(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         return _err(loaded)
     tests = loaded
     if args.list:
+        if args.json is not None:
+            return _err(f"--json {args.json}: --list runs nothing, so writes no report")
         w = max(len(t.name) for t in tests)
         for t in tests:
             print(f"{t.name:<{w}}  {t.result or '-':<9}  {t.condition.text}")
         return 0
     try:
-        check_output_paths(("--json", args.json))
+        check_output_paths(
+            ("--json", args.json), inputs=[(f"the test {f}", f) for f in args.files]
+        )
     except OutputPathError as e:
         return _err(str(e))
     models: list[str] = list(dict.fromkeys(args.model or MODELS))
