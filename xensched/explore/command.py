@@ -1135,6 +1135,18 @@ def _finish_explore(
             **({"lockdep": True} if args.lockdep else {}),
             **({"race_detector": True} if args.race_detector else {}),
         }
+        path = _replay_path(args, sc, seed)
+
+        def write_replay(path: str, replay: Replay, label: str) -> bool:
+            nonlocal exit_code
+            failed = write_json_report("--replay-out", path, replay.to_dict())
+            if failed:
+                print(f"xensched explore: error: {failed}", file=sys.stderr)
+                exit_code = exit_code or EXIT_NOT_WRITTEN
+                return False
+            print(f"{label}: xensched replay {shlex.quote(path)}")
+            return True
+
         replay = Replay.of(
             failing,
             seed=seed,
@@ -1142,38 +1154,25 @@ def _finish_explore(
             scenario=shown_sc,
             options=options,
         )
-        replay_file = _replay_path(args, sc, seed)
-        failed = write_json_report("--replay-out", replay_file, replay.to_dict())
-        if failed:
-            print(f"xensched explore: error: {failed}", file=sys.stderr)
-            exit_code = exit_code or EXIT_NOT_WRITTEN
-            replay_file = None
-        else:
-            print(f"\nreplay: xensched replay {shlex.quote(replay_file)}")
+        if write_replay(path, replay, "\nreplay"):
+            replay_file = path
         # --keep-going: each other kind's first execution too, as found (shrinking
         # each would multiply the wait), so that every kind can be shown again.
         for other in others:
             first = res.first_of_kind.get(other)
             if first is None:
                 continue
-            path = _kind_replay_path(_replay_path(args, sc, seed), other)
-            doc = Replay.of(
+            other_path = _kind_replay_path(path, other)
+            replay = Replay.of(
                 first,
                 seed=seed,
                 strategy=res.strategy,
                 scenario=sc,
                 options=options,
                 kind=other,
-            ).to_dict()
-            failed = write_json_report("--replay-out", path, doc)
-            if failed:
-                print(f"xensched explore: error: {failed}", file=sys.stderr)
-                exit_code = exit_code or EXIT_NOT_WRITTEN
-            else:
-                kind_replays[other] = path
-                print(
-                    f"replay ({other}, not shrunk): xensched replay {shlex.quote(path)}"
-                )
+            )
+            if write_replay(other_path, replay, f"replay ({other}, not shrunk)"):
+                kind_replays[other] = other_path
         if args.timeline:
             exit_code = _write_timeline(args.timeline, rec, exit_code, "explore")
     elif args.timeline:
