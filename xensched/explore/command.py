@@ -658,6 +658,27 @@ def _merge(parts: list[ExploreResult]) -> ExploreResult:
     return out
 
 
+class _StatusLine:
+    """One line on stderr, rewritten in place at most every 0.2 s (a search and a
+    shrink call back after every run, far more often than a reader can follow)."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def show(self, line: str) -> None:
+        now = time.monotonic()
+        if now - self._last > 0.2:
+            self._last = now
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        """Erase the line, if one was shown."""
+        if self._last:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
 def _progress_line(res: ExploreResult) -> str:
     return (
         f"\r\x1b[K{res.strategy}: {res.runs} runs, {res.distinct} distinct, "
@@ -762,14 +783,11 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         flush=True,
     )
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    last_shown = [0.0]
+    status = _StatusLine()
 
     def show_progress(res: ExploreResult) -> None:
-        now = time.monotonic()
-        if show and now - last_shown[0] > 0.2:
-            last_shown[0] = now
-            sys.stderr.write(_progress_line(res))
-            sys.stderr.flush()
+        if show:
+            status.show(_progress_line(res))
 
     def progress(res: ExploreResult) -> None:
         if stop.signum is not None:
@@ -1240,17 +1258,13 @@ def _shrink(
         # Interrupted already: the user asked to stop, not to wait for a shrink.
         print("not shrunk: interrupted")
         return None
-    last_shown = [0.0]
+    status = _StatusLine()
 
     def progress(runs: int, size: tuple[int, int, int]) -> None:
-        now = time.monotonic()
-        if now - last_shown[0] > 0.2:
-            last_shown[0] = now
-            sys.stderr.write(
-                f"\r\x1b[Kshrinking: {runs} runs, {size[1]} steps, {size[0]} "
-                "preemptions so far"
-            )
-            sys.stderr.flush()
+        status.show(
+            f"\r\x1b[Kshrinking: {runs} runs, {size[1]} steps, {size[0]} "
+            "preemptions so far"
+        )
 
     out: Shrunk | None = None
     try:
@@ -1276,9 +1290,7 @@ def _shrink(
         if out is None:
             print("not shrunk: interrupted")
     finally:
-        if last_shown[0]:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+        status.clear()
     return out
 
 
