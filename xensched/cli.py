@@ -519,11 +519,9 @@ _SCENARIO_PARAMS = ("boot", "pool", "direction", "protocol", "cpus")
 def _scenario_params(name: str) -> list[str]:
     """Which of :data:`_SCENARIO_PARAMS` built-in ``name`` takes (its factory's
     signature says, so the help cannot fall behind a new built-in)."""
-    import inspect
+    from xensched.scenario import builtin_parameters
 
-    from xensched.scenario import BUILTIN
-
-    takes = inspect.signature(BUILTIN[name]).parameters
+    takes = builtin_parameters(name)
     return [k for k in _SCENARIO_PARAMS if k in takes]
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "apply_xl",
     "build_host",
     "builtin",
+    "builtin_parameters",
     "check_protocol",
     "default_pools",
     "load_scenario",
@@ -1295,6 +1296,12 @@ BUILTIN: Final[dict[str, Callable[..., Scenario]]] = {
 }
 
 
+def builtin_parameters(name: str) -> tuple[str, ...]:
+    """The parameters built-in ``name`` takes: its factory's, by name (none for a
+    value). ``name`` must be in :data:`BUILTIN`."""
+    return tuple(inspect.signature(BUILTIN[name]).parameters)
+
+
 def builtin(name: str, **params: Any) -> Scenario:
     """The built-in scenario ``name``, with its factory's ``params``.
 
@@ -1307,7 +1314,7 @@ def builtin(name: str, **params: Any) -> Scenario:
         raise ConfigError(
             f"no built-in scenario {name!r}; choose one of {', '.join(BUILTIN)}"
         ) from None
-    takes = list(inspect.signature(factory).parameters)
+    takes = builtin_parameters(name)
     unknown = sorted(set(params) - set(takes))
     if unknown:
         raise ConfigError(
@@ -1459,7 +1466,7 @@ def scenario_from_options(ref: str, **given: Any) -> Scenario:
     """
     if ref not in BUILTIN:
         return override_scenario(load_scenario(ref), **given)
-    takes = inspect.signature(BUILTIN[ref]).parameters
+    takes = builtin_parameters(ref)
     params: dict[str, Any] = {}
     rest = dict(given)
     for option, value in given.items():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import inspect
 import multiprocessing
 import queue
 import shlex
@@ -80,6 +79,7 @@ from xensched.scenario import (
     BUILTIN,
     PoolSpec,
     builtin,
+    builtin_parameters,
     override_scenario,
     scenario_from_options,
 )
@@ -492,7 +492,7 @@ def _build_scenario(args: argparse.Namespace) -> Scenario:
     if len(names) > 1:
         raise ConfigError("--pool: one scheduler name (the built-in's pool)")
     factory = BUILTIN.get(args.scenario)
-    takes = inspect.signature(factory).parameters if factory is not None else {}
+    takes = builtin_parameters(args.scenario) if factory is not None else ()
     if "direction" in given and "direction" not in takes:
         raise ConfigError(f"--direction: scenario {args.scenario!r} has no direction")
     if names:
