@@ -281,6 +281,10 @@ def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
         @pytest.mark.explore(strategy="dfs", depth=2)
         def test_depth_of_dfs(xensched_world):
             pass
+
+        @pytest.mark.explore(strategy="random", runs=9, shards=3000000)
+        def test_countless_shards(xensched_world):
+            pass
         """
     )
     result = project.runpytest()
@@ -298,6 +302,8 @@ def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
             "never runs out; give seconds=",
             "*::test_depth_of_dfs: @pytest.mark.explore: depth=2: the bug depth of "
             "strategy='pct', not of strategy='dfs'",
+            "*::test_countless_shards: @pytest.mark.explore: shards=3000000: "
+            "expected an int <= 1024",
         ]
     )
 

@@ -53,7 +53,7 @@ command that re-runs it: ``pytest 'NODEID' --xensched-replay FILE``. With that o
 the test with the file's node id runs exactly the recorded schedule once; a divergence
 fails it, naming the step.
 
-``shards=N`` (or ``--xensched-shards N`` for every marked test) parametrizes the test
+``shards=N`` (1 to 1024, or ``--xensched-shards N`` for every marked test) parametrizes the test
 into ``[shard0/N]`` ... ``[shardN-1/N]``, disjoint shares of one exploration (subtrees
 for dfs and dpor, runs for random and pct), so that pytest-xdist can run them on
 different workers. ``runs`` is shared out among the shards of random and pct (together
@@ -80,7 +80,7 @@ import pytest
 
 from xensched.errors import XenschedError
 from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
-from xensched.pytest_plugin import fail_collection
+from xensched.pytest_plugin import MAX_SHARDS, fail_collection
 from xensched.seeds import derive_seed
 
 if TYPE_CHECKING:
@@ -162,17 +162,22 @@ class ExploreSpec:
     def _validate(self) -> None:
         from xensched.explore import make_strategy
 
-        def whole(name: str, value: object, low: int, optional: bool) -> None:
+        def whole(
+            name: str, value: object, low: int, optional: bool, high: int | None = None
+        ) -> None:
             if value is None and optional:
                 return
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise TypeError(f"{name}={value!r}: expected an int >= {low}")
+            if high is not None and value > high:
+                # Each shard is a test item: an unbounded count is unbounded memory.
+                raise TypeError(f"{name}={value!r}: expected an int <= {high}")
 
         whole("runs", self.runs, 1, True)
         whole("seed", self.seed, 0, True)
         whole("depth", self.depth, 1, False)
         whole("max_preemptions", self.max_preemptions, 0, True)
-        whole("shards", self.shards, 1, False)
+        whole("shards", self.shards, 1, False, MAX_SHARDS)
         model: object = self.memory_model  # the marker's, of any type
         if model is not None:
             from xensched.memory_model import MODELS
