@@ -553,7 +553,7 @@ def _scenarios_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "--pool", choices=names, metavar="SCHED", help="pool scheduler parameter"
     )
     p.add_argument(
-        "--direction", choices=["add", "remove"], help="patch-move's direction"
+        "--direction", choices=["add", "remove"], help="direction parameter (of a move)"
     )
     p.add_argument("--protocol", metavar="PROTOCOL", help="protocol parameter")
     p.add_argument(
