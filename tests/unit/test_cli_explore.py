@@ -1073,6 +1073,85 @@ def test_a_signal_with_workers_keeps_what_they_explored(
     assert len(doc["details"]["workers"]) == 2
 
 
+def _long_share() -> tuple[str, dict[str, Any]]:
+    """A switch-race remove under DPOR, capped at 20 s: as ``explore --workers``
+    hands it to a worker (``_shard_process``), a search that would not end soon."""
+    argv = ["explore", "--scenario", "switch-race", "--direction", "remove"]
+    args = build_parser().parse_args([*argv, "--seconds", "20"])
+    sc = builtin("switch-race", direction="remove")
+    opts = command.share_options(args)
+    return sc.to_json(indent=None), opts
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX masks")
+def test_a_signal_as_the_workers_start_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The window: the parent holds its signals while it starts the workers. One
+    # that came there was lost when the window ignored them: the search ran on.
+    import multiprocessing.context
+
+    start = multiprocessing.context.SpawnProcess.start
+
+    def signalled_start(self: multiprocessing.context.SpawnProcess) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        start(self)
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", signalled_start)
+    sc_json, opts = _long_share()
+    from xensched.scenario import Scenario
+    from xensched.signals import stop_signals
+
+    stop = RaiseInterrupt()
+    began = time.monotonic()
+    with stop_signals(stop, (signal.SIGTERM,)):
+        res = command._explore_workers(Scenario.from_json(sc_json), 1, opts, 2, stop)
+    assert stop.signum == signal.SIGTERM
+    assert res.interrupted
+    assert res.stop_reason == "interrupted"
+    assert time.monotonic() - began < 15  # not the 20 s the search had
+
+
+#: A worker as ``explore --workers`` starts one: with SIGTERM held, and one sent.
+_SIGNALLED_WORKER = """
+import os, queue, signal, sys, threading, time
+from tests.unit.test_cli_explore import _long_share
+from xensched.explore import command
+
+sc_json, opts = _long_share()
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+os.kill(os.getpid(), signal.SIGTERM)
+box = queue.Queue()
+began = time.monotonic()
+command._shard_process(sc_json, 1, opts, 0, 1, [signal.SIGTERM], threading.Event(), box)
+while (got := box.get_nowait())[0] == "progress":
+    pass
+what, k, res = got
+print(what, res.runs, res.interrupted, round(time.monotonic() - began, 1))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX masks")
+def test_a_worker_signalled_as_it_started_stops_at_once() -> None:
+    # A worker starts with the parent's signals held: it must let them in once its
+    # handlers are there, or a Ctrl-C sent as it started would go unheard. In a
+    # process of its own: here pytest's threads, which do not hold it, would take it.
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _SIGNALLED_WORKER],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    what, runs, interrupted, seconds = out.stdout.split()
+    assert (what, interrupted) == ("result", "True")
+    assert int(runs) <= 1
+    assert float(seconds) < 10  # not the 20 s the search had
+
+
 class _Dropped(RaiseInterrupt):
     """A signal whose KeyboardInterrupt Python dropped (it landed in a weakref
     callback): only ``signum`` is set. ``made``: the instances."""

@@ -330,9 +330,10 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     ex.add_argument(
         "--max-steps",
         type=integer(*MAX_STEPS_RANGE),
-        default=20_000,
+        default=DEFAULT_MAX_STEPS,
         metavar="N",
-        help="an execution longer than N steps is a livelock (default: 20000)",
+        help="an execution longer than N steps is a livelock (default: "
+        f"{DEFAULT_MAX_STEPS})",
     )
     ex.add_argument(
         "--all-points",
@@ -601,6 +602,25 @@ def _pop_races(res: ExploreResult) -> RaceSummary | None:
     return out
 
 
+def share_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What a share of the exploration takes from ``explore``'s options: a plain
+    dict, which a worker process gets pickled."""
+    return {
+        "strategy": args.strategy,
+        "depth": args.depth,
+        "max_preemptions": args.max_preemptions,
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "keep_going": args.keep_going,
+        "max_steps": args.max_steps,
+        "all_points": args.all_points,
+        "lockdep": args.lockdep,
+        "race_detector": args.race_detector,
+        "pin": args.pin,
+        "observations": args.observations,
+    }
+
+
 def _shard_worker(
     sc_json: str,
     seed: int,
@@ -796,20 +816,7 @@ def _explore(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             raise KeyboardInterrupt
         show_progress(res)
 
-    opts = {
-        "strategy": args.strategy,
-        "depth": args.depth,
-        "max_preemptions": args.max_preemptions,
-        "runs": args.runs,
-        "seconds": args.seconds,
-        "keep_going": args.keep_going,
-        "max_steps": args.max_steps,
-        "all_points": args.all_points,
-        "lockdep": args.lockdep,
-        "race_detector": args.race_detector,
-        "pin": args.pin,
-        "observations": args.observations,
-    }
+    opts = share_options(args)
     if args.workers == 1:
         got: ExploreResult | None = None
         try:
@@ -869,6 +876,9 @@ def _shard_process(
 
     for sig in signals:
         signal.signal(sig, on_signal)
+    if hasattr(signal, "pthread_sigmask"):
+        # Started with them held (_held): one sent while it started comes now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
     last_sent = [time.monotonic()]
 
     def progress(res: ExploreResult) -> None:
@@ -897,23 +907,33 @@ def _shard_process(
 
 
 @contextlib.contextmanager
-def _ignoring(signals: list[int]) -> Iterator[None]:
-    """``signals`` ignored while inside (in the main thread; elsewhere nothing).
+def _held(signals: list[int]) -> Iterator[None]:
+    """``signals`` held back while inside (in the main thread; elsewhere nothing),
+    and delivered on the way out.
 
-    A spawned process inherits an ignored signal, and Python leaves one ignored
-    at start: a worker starting up is not killed by a Ctrl-C (or a SIGTERM sent to
-    the process group) before it can handle it. A signal the parent gets in this
-    window (the processes' start, milliseconds) is lost.
+    A spawned process inherits the held mask: a worker starting up is not killed by
+    a Ctrl-C (or a SIGTERM sent to the process group) before it can handle it, and
+    takes the signal once its handlers are in (``_shard_process``). The parent's own
+    signal in this window (the processes' start, milliseconds) is delivered when the
+    block ends, not lost, as it was when the window ignored it. Where the platform
+    cannot hold a signal back, it is ignored in the window instead, and lost.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    if not hasattr(signal, "pthread_sigmask"):
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         yield
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _explore_workers(
@@ -941,11 +961,11 @@ def _explore_workers(
     # spawn, not fork: the parent may have threads (and fork is not safe with them).
     ctx = multiprocessing.get_context("spawn")
     sc_json = sc.to_json(indent=None)
-    # Made while the signals are ignored: the event and the queue start
+    # Made while the signals are held: the event and the queue start
     # multiprocessing's resource tracker, which dies of a SIGHUP to the process
     # group (it ignores only SIGINT and SIGTERM) and is then started again with
-    # warnings and tracebacks.
-    with _ignoring(signals):
+    # warnings and tracebacks; started held, it never takes one.
+    with _held(signals):
         halt = ctx.Event()
         inbox = ctx.Queue()
     procs = [
@@ -999,7 +1019,7 @@ def _explore_workers(
                 raise exc from _WorkerTracebackError(tb)
 
     try:
-        with _ignoring(signals):
+        with _held(signals):
             for p in procs:
                 p.start()
         gather(None)
