@@ -16,6 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from xensched.errors import ConfigError
+from xensched.inputs import read_text
 from xensched.killtable import (
     DEFAULT_TIMEOUT,
     PLAN,
@@ -164,13 +165,7 @@ def _cmd_mutate(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     plan = dict(PLAN)
     if args.plan is not None:
         try:
-            with open(args.plan, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            return _err(f"--plan {args.plan}: {e.strerror or e}")
-        except UnicodeDecodeError as e:
-            return _err(f"--plan {args.plan}: not UTF-8 text ({e.reason})")
-        try:
+            text = read_text(args.plan, f"--plan {args.plan}")
             plan.update(load_plan(text, f"--plan {args.plan}"))
         except ConfigError as e:
             return _err(str(e))

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from xensched.errors import ConfigError, XenError
 from xensched.host import MAX_CPUS, Host, Topology
+from xensched.inputs import InputError, read_text
 from xensched.memory_model import check_model_name, make_memory_model
 from xensched.mutants import check_mutants
 from xensched.options import MAX_SECONDS
@@ -1338,9 +1339,11 @@ def load_scenario(ref: str) -> Scenario:
     if ref in BUILTIN:
         return builtin(ref)
     try:
-        with open(ref, encoding="utf-8") as f:
-            content = f.read()
-    except OSError as e:
+        content = read_text(ref, ref)
+    except InputError as err:
+        if err.os_error is None:
+            raise  # read, but not UTF-8
+        e = err.os_error
         if text.startswith("["):
             # Inline JSON that is no object ('[]'): say that, not "no such file".
             try:
@@ -1353,8 +1356,6 @@ def load_scenario(ref: str) -> Scenario:
             f"scenario {ref!r}: not a built-in ({', '.join(BUILTIN)}) and not a "
             f"readable file ({e.strerror})"
         ) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{ref}: not UTF-8 text ({e.reason})") from None
     try:
         return Scenario.from_json(content)
     except ConfigError as e:

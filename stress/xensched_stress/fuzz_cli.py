@@ -43,6 +43,7 @@ from xensched import SCHEDULERS, ConfigError, XenError
 from xensched.cli import ExternalCommand
 from xensched.errors import XenschedError
 from xensched.host import MAX_CPUS
+from xensched.inputs import read_text
 from xensched.options import (
     MAX_SECONDS,
     Parser,
@@ -400,13 +401,7 @@ def read_script(path: str) -> list[str]:
     Raises:
         ConfigError: unreadable, or a line that is not an operation fuzz runs.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"--replay {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"--replay {path}: not UTF-8 text ({e.reason})") from None
+    text = read_text(path, f"--replay {path}")
     ops = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

@@ -97,7 +97,10 @@ def test_a_weaker_verdict_exits_1(sb: Path, capsys: pytest.CaptureFixture[str]) 
     ("argv", "words"),
     [
         (["litmus"], "no test: give a FILE or --catalog"),
-        (["litmus", "/nonexistent/x.litmus"], "/nonexistent/x.litmus: cannot read"),
+        (
+            ["litmus", "/nonexistent/x.litmus"],
+            "/nonexistent/x.litmus: No such file or directory",
+        ),
         (["litmus", "BAD"], "BAD:5: unsupported construct 'rcu_read_lock'"),
         (["litmus", "--catalog", "--model", "arm"], "invalid choice: 'arm'"),
         (["litmus", "--catalog", "--max-executions", "0"], "--max-executions 0"),

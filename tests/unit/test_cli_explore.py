@@ -852,17 +852,23 @@ def test_replay_refuses_what_its_schema_refuses_naming_the_field(
     assert f"{f}: replay.{needle}" in _one_line_error(err, "replay")
 
 
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\xff\xfe{}", "not UTF-8 text (invalid start byte)"),
+        (None, "No such file or directory"),
+    ],
+)
 def test_replay_of_a_file_that_is_not_text_is_a_one_line_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    content: bytes | None, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     f = tmp_path / "r.json"
-    f.write_bytes(b"\xff\xfe{}")
+    if content is not None:
+        f.write_bytes(content)
     assert main(["replay", str(f)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.splitlines() == [
-        f"xensched replay: error: {f}: not JSON (not UTF-8 text: invalid start byte)"
-    ]
+    assert captured.err.splitlines() == [f"xensched replay: error: {f}: {why}"]
 
 
 def test_replay_takes_what_explore_writes_at_the_edges(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from xensched.errors import ConfigError
 from xensched.explore.engine import MAX_STEPS_RANGE
+from xensched.inputs import read_text
 from xensched.mutants import CATALOG
 from xensched.scenario import Scenario, _kind, _Reader
 from xensched.violation import ViolationKind
@@ -304,15 +305,7 @@ def load_replay(path: str) -> Replay:
     Raises:
         ConfigError: one line: unreadable, not JSON, or not a valid replay.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(
-            f"{path}: cannot read the replay file ({e.strerror})"
-        ) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not JSON (not UTF-8 text: {e.reason})") from None
+    text = read_text(path, path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NoReturn, cast
 
+from xensched.inputs import InputError, read_text
 from xensched.litmus.syntax import (
     CLASSES,
     And,
@@ -687,8 +688,7 @@ def parse_file(path: str | Path) -> LitmusTest:
     """Parse the test in ``path`` (``LitmusError`` if unreadable or unsupported)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise LitmusError(f"{p}: cannot read: {why}") from None
+        text = read_text(p, str(p))
+    except InputError as e:
+        raise LitmusError(str(e)) from None
     return parse(text, str(p))
