@@ -221,15 +221,16 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         choices=["all", "mover"],
         default="all",
         help="which threads are paused at every one of their points: all (the "
-        "default: the mover and the observers) or the mover alone (4 times fewer "
-        "runs; windows on the observers' side are not tried, so a mutant such as "
-        "no-lock-recheck goes unseen)",
+        "default: the mover and the observers) or the mover alone (about 2.5 times "
+        "fewer runs, half the time; the windows on the observers' side are not "
+        "tried, nor busy-peer-remove run, so the mutant no-trylock-recheck goes "
+        "unseen)",
     )
     p.add_argument(
         "--replay-dir",
         metavar="DIR",
         help="write a replay file for each problem found (the execution that showed "
-        "it first) to DIR, as BOOT-POOL-DIRECTION-PROTOCOL-KIND.json "
+        "it first) to DIR, an existing directory (checked before the run), as BOOT-POOL-DIRECTION-PROTOCOL-KIND.json "
         "(+EDIT after PROTOCOL under an edit --mutant, -MODEL before .json under "
         "--memory-model tso or relaxed); replay one "
         "with `xensched replay FILE`",

@@ -164,9 +164,9 @@ class SwitchProtocol:
             )
         if self is SwitchProtocol.FIXED:
             return (
-                "94734ab7c3 + 8b27d2b8af + fb0c3a8a30: the swap and the remap happen "
-                "in switch_sched under the old lock, the lock pointer last after "
-                "smp_mb()"
+                "94734ab7c3 + f45666afdb + 8b27d2b8af + fb0c3a8a30: the swap and the "
+                "remap happen in switch_sched under the old lock, the lock pointer "
+                "last after smp_mb(), and deinit_pdata tears down before free_pdata"
             )
         if self.switch is not None:
             return f"a user's schedule_cpu_switch(): {self.name}"

@@ -197,9 +197,8 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     sc = p.add_argument_group(
         "scenario",
         "As for xensched stress: a built-in takes the options it has parameters for "
-        "(round-trip and switch-race: --boot and --pool SCHED pick the two "
-        "schedulers; switch-race and patch-move: --direction); other options "
-        "override fields. Unbounded programs get --schedules and --moves. --mutant "
+        f"({_takes()}; --boot and --pool SCHED pick the two schedulers of a move); "
+        "other options override fields. Unbounded programs get --schedules and --moves. --mutant "
         "runs a mutant of the fix on the scenario: its protocol (an explicit "
         "--protocol must be the same) and its edits; the replay file carries both.",
     )
@@ -343,8 +342,9 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "conflicts with (visible ones, learnt as the runs go: "
         "xensched.explore.visible), which spends random choices and the bound's "
         "preemptions where interleavings differ (dpor, dfs without a bound and dfs "
-        "sharded by --workers always choose at every point: refused with them; so "
-        "does any strategy under --memory-model tso or relaxed)",
+        "sharded by --workers always choose at every point: refused with them; "
+        "under --memory-model tso or relaxed every strategy chooses at every "
+        "point, the option then changes nothing)",
     )
     ex.add_argument(
         "--workers",
@@ -733,6 +733,22 @@ def cmd_explore(args: argparse.Namespace) -> int:
     # shrinking ending, the workers' results collected, the files written).
     with stop_signals(stop, (signal.SIGINT, *STOP_SIGNALS)), quiet_lost_interrupts():
         return _explore(args, stop)
+
+
+def _takes() -> str:
+    """Which built-in takes --boot, --pool and --direction, from the factories'
+    signatures (so that the help cannot fall behind a new built-in)."""
+    return "; ".join(
+        f"{name}: {', '.join(f'--{p}' for p in params)}"
+        for name in BUILTIN
+        if (
+            params := [
+                p
+                for p in ("boot", "pool", "direction")
+                if p in builtin_parameters(name)
+            ]
+        )
+    )
 
 
 def _err(cmd: str, msg: str) -> int:
