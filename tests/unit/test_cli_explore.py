@@ -852,6 +852,23 @@ def test_replay_refuses_what_its_schema_refuses_naming_the_field(
     assert f"{f}: replay.{needle}" in _one_line_error(err, "replay")
 
 
+def test_the_story_and_the_replay_keep_the_max_steps_of_the_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The run re-made for the story once took the default bound: a livelock at
+    # --max-steps 10 was told as 176 steps that ended well, with no mark.
+    r = tmp_path / "r.json"
+    argv = ["explore", "--scenario", "round-trip", "--protocol", "fixed"]
+    argv += ["--strategy", "random", "--runs", "1", "--seed", "1", "--no-progress"]
+    code, out, _ = _run([*argv, "--max-steps", "10", "--replay-out", str(r)], capsys)
+    assert code == 1
+    assert "!! livelock on - in explore(): the execution did not end within 10" in out
+    doc = json.loads(r.read_text(encoding="utf-8"))
+    assert (doc["violation"]["kind"], doc["violation"]["step"]) == ("livelock", 9)
+    assert main(["replay", str(r)]) == 1
+    assert "recorded: livelock at step 9: reproduced" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [

@@ -1169,9 +1169,13 @@ def _finish_explore(
                 race_detector=args.race_detector,
             ),
             failing.schedule,
+            max_steps=args.max_steps,
         )
-        if ex.violations:
-            failing = ex
+        if any(v.kind.value == kind for v in ex.violations):
+            # The story's run, its steps numbered as the story and the picture
+            # number them; one that did not show the kind (which a deterministic
+            # replay of the schedule should) leaves the execution as found.
+            failing = ex.first_of(kind)
         print(f"\nthe failing execution ({preemptions(ex.steps)} preemptions):")
         print(render_story(rec, ex.steps))
         print()
@@ -1319,6 +1323,7 @@ def _shrink(
                 ),
                 progress=progress if show else None,
                 stopped=lambda: stop.signum is not None,
+                max_steps=args.max_steps,
             )
     except KeyboardInterrupt:
         # The signal came as the arming began or ended, outside shrink(): ``out`` is

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from xensched.errors import ConfigError
 from xensched.explore.dpor import DPOR
-from xensched.explore.engine import Explorer, ScenarioTarget
+from xensched.explore.engine import DEFAULT_MAX_STEPS, Explorer, ScenarioTarget
 from xensched.scenario import PcpuOps, Toolstack
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ def shrink(
     make_target: Callable[[Scenario], Target] | None = None,
     progress: Callable[[int, tuple[int, int, int]], None] | None = None,
     stopped: Callable[[], bool] | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> Shrunk:
     """Shrink ``execution`` (which shows a violation of ``kind``); see the module doc.
 
@@ -146,6 +147,8 @@ def shrink(
     is asked before each run: True stops the shrinking as Ctrl-C does (for a caller
     whose signal handler only sets a flag, or whose ``KeyboardInterrupt`` may have
     been dropped: see :func:`xensched.signals.quiet_lost_interrupts`).
+    ``max_steps``: the exploration's livelock bound, which every run here keeps (a
+    shorter one would turn the execution into a livelock).
     """
     if scenario is None and target is None:
         raise ValueError("shrink() needs a scenario or a target")
@@ -165,7 +168,7 @@ def shrink(
         runs += 1
         play = SegmentSchedule(segs)
         play.begin(0)
-        ex = Explorer(target_of(sc), play, runs=1).execute(0)
+        ex = Explorer(target_of(sc), play, runs=1, max_steps=max_steps).execute(0)
         if progress is not None:
             progress(runs, _size(best))
         if any(v.kind.value == kind for v in ex.violations):
@@ -223,6 +226,7 @@ def shrink(
                         target_of(cand_sc),
                         DPOR(),
                         runs=min(60, budget - runs),
+                        max_steps=max_steps,
                         progress=explored,
                     ).explore()
                     runs += res.runs
