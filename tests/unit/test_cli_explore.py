@@ -202,6 +202,22 @@ def test_keep_going_writes_a_replay_file_for_each_kind(
         assert re.search(rf"(?m)^recorded: {kind} at step \d+: reproduced$", out2)
 
 
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("r.json", "r-assert.json"),
+        ("out/r", "out/r-assert"),
+        ("my.dir/r", "my.dir/r-assert"),
+        (".replay", ".replay-assert"),  # was "-assert.replay": an option to a shell
+        ("out/.r", "out/.r-assert"),
+    ],
+)
+def test_keep_going_names_each_kind_s_file_beside_the_first(
+    path: str, named: str
+) -> None:
+    assert command._kind_replay_path(path, "assert") == named
+
+
 def test_explore_timeline_numbers_steps_as_the_story_does(legacy: Ran) -> None:
     # The violation's mark sits at the step of the story row the `!!` line is under
     # (and the replay file's), not at the count of accesses and notes before it.

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import dataclasses
 import multiprocessing
+import os
 import queue
 import shlex
 import signal
@@ -1098,8 +1099,9 @@ def _replay_path(args: argparse.Namespace, sc: Scenario, seed: int) -> str:
 def _kind_replay_path(path: str, kind: str) -> str:
     """Where ``--keep-going`` writes the replay file of ``kind``: beside ``path``
     (the first kind's), its name ending in the kind."""
-    stem, dot, suffix = path.rpartition(".")
-    return f"{stem}-{kind}.{suffix}" if dot and "/" not in suffix else f"{path}-{kind}"
+    # splitext: a dot file (.replay) has no suffix, a dot in a directory is none.
+    stem, suffix = os.path.splitext(path)
+    return f"{stem}-{kind}{suffix}"
 
 
 def _observations_line(res: ExploreResult) -> str:
