@@ -170,6 +170,18 @@ def test_pct_reports_its_bound() -> None:
     assert miss == pytest.approx((1 - float(str(d["per_run_probability"]))) ** counted)
 
 
+def test_pct_change_points_fall_among_the_k_steps_it_counts() -> None:
+    # The engine numbers its choices from 0, so the k steps are 0..k-1: a change
+    # point at k never happens, one at 0 can (the bound counts both ends).
+    pct = PCT(seed=7, depth=2)
+    pct.k = 3
+    seen = set()
+    for run in range(64):
+        pct.begin(run)
+        seen |= set(pct._changes)
+    assert seen == {0, 1, 2}
+
+
 def test_dfs_says_whether_its_bound_cut_the_search() -> None:
     target = ThreadsTarget(abba)
     bounded = Explorer(target, make_strategy("dfs", max_preemptions=0)).explore()

@@ -17,7 +17,8 @@ from xensched.scenario import Scenario, builtin
 def _failing() -> tuple[Scenario, Replay]:
     sc = builtin("round-trip", pool="credit2", protocol="fixed-without:barrier")
     sc = sc.replace(memory_model="relaxed")
-    res = Explorer(ScenarioTarget(sc, seed=1), PCT(seed=1), runs=60, seed=1).explore()
+    # PCT seed 5 meets it at run 39 (over seeds 1 to 20 the median is some 85 runs).
+    res = Explorer(ScenarioTarget(sc, seed=1), PCT(seed=5), runs=60, seed=1).explore()
     assert res.failing is not None
     ex = res.failing.first_of("lock-mismatch")
     return sc, Replay.of(ex, seed=1, strategy="pct", scenario=sc)

@@ -67,7 +67,8 @@ class PCT:
     def begin(self, run: int) -> bool:
         self._rng = rng = random.Random(f"xensched-pct:{self.seed}:{self.depth}:{run}")
         self._prio = {}
-        points = rng.sample(range(1, self.k + 1), min(self.depth - 1, self.k))
+        # Steps count from 0 (the engine's choice index): the k steps are 0..k-1.
+        points = rng.sample(range(self.k), min(self.depth - 1, self.k))
         # The i-th change point (in step order) lowers the runner to depth - i.
         self._changes = {s: self.depth - i for i, s in enumerate(sorted(points), 1)}
         return True
