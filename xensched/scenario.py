@@ -59,6 +59,7 @@ __all__ = [
     "XL_VERBS",
     "CpuOp",
     "DomainSpec",
+    "JsonReader",
     "PcpuLoop",
     "PcpuOps",
     "PoolSpec",
@@ -72,6 +73,7 @@ __all__ = [
     "builtin_parameters",
     "check_protocol",
     "default_pools",
+    "json_kind",
     "load_scenario",
     "override_scenario",
     "patch_move",
@@ -657,7 +659,7 @@ class Scenario:
         Raises:
             ConfigError: one line naming the bad field.
         """
-        r = _Reader(data, "scenario")
+        r = JsonReader(data, "scenario")
         version = r.integer("version")
         if version != SCENARIO_VERSION:
             raise ConfigError(
@@ -718,19 +720,19 @@ def _program_to_dict(t: Program) -> dict[str, Any]:
 _KINDS = ("pcpu-loop", "pcpu-ops", "toolstack")
 
 
-def _pool_from(r: _Reader) -> PoolSpec:
+def _pool_from(r: JsonReader) -> PoolSpec:
     p = PoolSpec(r.text("name"), r.text("sched"), r.ints("cpus", ()))
     r.done()
     return p
 
 
-def _domain_from(r: _Reader) -> DomainSpec:
+def _domain_from(r: JsonReader) -> DomainSpec:
     d = DomainSpec(r.text("name"), r.integer("vcpus", 1), r.opt_text("pool"))
     r.done()
     return d
 
 
-def _program_from(r: _Reader) -> Program:
+def _program_from(r: JsonReader) -> Program:
     kind = r.text("kind")
     t: Program
     if kind == "pcpu-loop":
@@ -758,17 +760,18 @@ def _program_from(r: _Reader) -> Program:
 _MISSING: Any = object()
 
 
-class _Reader:
-    """Typed reads of one JSON object; every error names the field's path."""
+class JsonReader:
+    """Typed reads of one JSON object; every error names the field's path (the
+    scenario's fields here, a replay file's in :mod:`xensched.explore.replay`)."""
 
     def __init__(self, data: object, path: str) -> None:
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected an object, got {_kind(data)}")
+            raise ConfigError(f"{path}: expected an object, got {json_kind(data)}")
         self.data: dict[str, Any] = data
         self.path = path
         self._seen: set[str] = set()
 
-    def _get(self, key: str, default: Any) -> Any:
+    def get(self, key: str, default: Any) -> Any:
         self._seen.add(key)
         if key in self.data:
             return self.data[key]
@@ -776,62 +779,64 @@ class _Reader:
             raise ConfigError(f"{self.path}.{key}: missing")
         return default
 
-    def _bad(self, key: str, want: str, value: object) -> ConfigError:
-        return ConfigError(f"{self.path}.{key}: expected {want}, got {_kind(value)}")
+    def bad(self, key: str, want: str, value: object) -> ConfigError:
+        return ConfigError(
+            f"{self.path}.{key}: expected {want}, got {json_kind(value)}"
+        )
 
     def text(self, key: str, default: Any = _MISSING) -> str:
-        v = self._get(key, default)
+        v = self.get(key, default)
         if not isinstance(v, str):
-            raise self._bad(key, "a string", v)
+            raise self.bad(key, "a string", v)
         return v
 
     def opt_text(self, key: str) -> str | None:
-        v = self._get(key, None)
+        v = self.get(key, None)
         return None if v is None else self.text(key)
 
     def integer(self, key: str, default: Any = _MISSING) -> int:
-        v = self._get(key, default)
+        v = self.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int):
-            raise self._bad(key, "an integer", v)
+            raise self.bad(key, "an integer", v)
         return v
 
     def opt_integer(self, key: str) -> int | None:
-        v = self._get(key, None)
+        v = self.get(key, None)
         return None if v is None else self.integer(key)
 
     def number(self, key: str, default: Any = _MISSING) -> float:
-        v = self._get(key, default)
+        v = self.get(key, default)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self._bad(key, "a number", v)
+            raise self.bad(key, "a number", v)
         return float(v)
 
     def _list(self, key: str, default: Any) -> list[Any]:
-        v = self._get(key, default)
+        v = self.get(key, default)
         if not isinstance(v, (list, tuple)):
-            raise self._bad(key, "a list", v)
+            raise self.bad(key, "a list", v)
         return list(v)
 
     def ints(self, key: str, default: Any = _MISSING) -> tuple[int, ...]:
         items = self._list(key, default)
         for i, v in enumerate(items):
             if isinstance(v, bool) or not isinstance(v, int):
-                raise self._bad(f"{key}[{i}]", "an integer", v)
+                raise self.bad(f"{key}[{i}]", "an integer", v)
         return tuple(items)
 
     def words(self, key: str) -> list[str]:
         items = self._list(key, [])
         for i, v in enumerate(items):
             if not isinstance(v, str) or not v.split():
-                raise self._bad(f"{key}[{i}]", "an operation string", v)
+                raise self.bad(f"{key}[{i}]", "an operation string", v)
         return items
 
     def opt_words(self, key: str) -> list[str] | None:
-        v = self._get(key, None)
+        v = self.get(key, None)
         return None if v is None else self.words(key)
 
-    def objects(self, key: str) -> list[_Reader]:
+    def objects(self, key: str) -> list[JsonReader]:
         return [
-            _Reader(v, f"{self.path}.{key}[{i}]")
+            JsonReader(v, f"{self.path}.{key}[{i}]")
             for i, v in enumerate(self._list(key, []))
         ]
 
@@ -841,7 +846,7 @@ class _Reader:
             raise ConfigError(f"{self.path}.{unknown[0]}: unknown field")
 
 
-def _kind(v: object) -> str:
+def json_kind(v: object) -> str:
     if v is None:
         return "null"
     return {

@@ -386,7 +386,3 @@ class DPOR(TreeSearch):
         if self.ignore is not None:
             out["ignored_dependence"] = self.ignore
         return out
-
-
-# Keep the public dependence helper importable from here too.
-__all__ += ["independent"]

@@ -25,7 +25,7 @@ from xensched.errors import ConfigError
 from xensched.explore.engine import MAX_STEPS_RANGE
 from xensched.inputs import read_text
 from xensched.mutants import CATALOG
-from xensched.scenario import Scenario, _kind, _Reader
+from xensched.scenario import JsonReader, Scenario, json_kind
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class Replay:
         Raises:
             ConfigError: one line naming what is wrong.
         """
-        r = _Reader(data, "replay")
+        r = JsonReader(data, "replay")
         fmt = r.text("format")
         if fmt != REPLAY_FORMAT:
             raise ConfigError(f"replay.format: {fmt!r} is not {REPLAY_FORMAT!r}")
@@ -163,7 +163,7 @@ class Replay:
             )
         if "xensched" in r.data:  # missing in files written by hand: harmless
             _nonempty(r, "xensched", r.text("xensched"))
-        raw_sc = r._get("scenario", None)
+        raw_sc = r.get("scenario", None)
         scenario = None
         if raw_sc is not None:
             try:
@@ -186,7 +186,7 @@ class Replay:
         if seed < 0:
             raise ConfigError(f"replay.seed: {seed}: expected an integer >= 0")
         strategy = _nonempty(r, "strategy", r.text("strategy"))
-        options = _options(r._get("options", {}))
+        options = _options(r.get("options", {}))
         for key in ("schedule", "accesses"):
             # words() takes a missing list as empty, which would blame the other one.
             if key not in r.data:
@@ -197,10 +197,10 @@ class Replay:
             raise ConfigError(
                 f"replay.accesses: {len(accesses)} entries for {len(schedule)} steps"
             )
-        raw_v = r._get("violation", None)
+        raw_v = r.get("violation", None)
         violation = None
         if raw_v is not None:
-            rv = _Reader(raw_v, "replay.violation")
+            rv = JsonReader(raw_v, "replay.violation")
             violation = RecordedViolation(
                 rv.text("kind"),
                 rv.integer("step"),
@@ -243,16 +243,16 @@ _KINDS: Final = tuple(k.value for k in ViolationKind)
 _MUTANTS: Final = frozenset(m.name for m in CATALOG)
 
 
-def _nonempty(r: _Reader, key: str, value: str) -> str:
+def _nonempty(r: JsonReader, key: str, value: str) -> str:
     if value == "":
         raise ConfigError(f"{r.path}.{key}: empty")
     return value
 
 
-def _flag(r: _Reader, key: str) -> None:
-    v = r._get(key, False)
+def _flag(r: JsonReader, key: str) -> None:
+    v = r.get(key, False)
     if not isinstance(v, bool):
-        raise r._bad(key, "a boolean", v)
+        raise r.bad(key, "a boolean", v)
 
 
 def _options(raw: object) -> dict[str, Any]:
@@ -265,8 +265,8 @@ def _options(raw: object) -> dict[str, Any]:
         ConfigError: one line naming the option.
     """
     if not isinstance(raw, dict):
-        raise ConfigError(f"replay.options: expected an object, got {_kind(raw)}")
-    r = _Reader(raw, "replay.options")
+        raise ConfigError(f"replay.options: expected an object, got {json_kind(raw)}")
+    r = JsonReader(raw, "replay.options")
     if "max_steps" in raw:
         lo, hi = MAX_STEPS_RANGE
         steps = r.integer("max_steps")

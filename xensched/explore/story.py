@@ -56,17 +56,15 @@ class Recorder(Instrument):
     """Records every point and note, and every violation, with its step.
 
     ``step_of`` returns the step now running (the explorer's chooser knows it).
-    Only the thread that holds the turn runs, so appends never race; the list is
-    still appended under the GIL-free-safe ``list.append`` of one thread at a time.
+    Only the thread that holds the turn runs, and the controlled driver hands the
+    turn over under its mutex, which orders one thread's appends before the next's:
+    they never race, with or without the GIL.
     """
 
     def __init__(self, step_of: Callable[[], int]) -> None:
         self._step_of = step_of
         self.accesses: list[Recorded] = []
         self.violations: list[tuple[int, int, Violation]] = []  # (seq, step, v)
-
-    def _step(self) -> int:
-        return self._step_of()
 
     def on_point(self, ctx: ExecContext, access: Access) -> None:
         kind, obj = access[0], access[1]
@@ -77,7 +75,7 @@ class Recorder(Instrument):
         self.accesses.append(
             Recorded(
                 len(self.accesses),
-                self._step(),
+                self._step_of(),
                 ctx.name,
                 ctx.cpu,
                 kind._value_,
@@ -88,7 +86,7 @@ class Recorder(Instrument):
         )
 
     def on_violation(self, violation: Violation) -> None:
-        self.violations.append((len(self.accesses), self._step(), violation))
+        self.violations.append((len(self.accesses), self._step_of(), violation))
 
 
 def render_story(
