@@ -75,12 +75,13 @@ def make_strategy(
         "dpor": lambda: DPOR(shard=shard, max_preemptions=max_preemptions),
         "portfolio": lambda: Portfolio.default(seed, max_preemptions, shard),
     }
-    try:
-        return makers[name]()
-    except KeyError:
+    make = makers.get(name)
+    if make is None:
         raise ConfigError(
             f"no strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
-        ) from None
+        )
+    # Outside any try: a KeyError of a strategy's own is a bug to see, not a name.
+    return make()
 
 
 __all__ = [
