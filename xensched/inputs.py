@@ -4,6 +4,9 @@ script): read whole as UTF-8 text, or refused in one line.
 Every command that takes a file says the same two things the same way when it cannot
 use it: the OS's reason (``No such file or directory``), or that it is not UTF-8 text
 and the codec's reason. Which option or file it was is the caller's ``label``.
+
+Mirrors nothing in Xen. Left out: what the text must say; each reader checks its own
+format (JSON, the litmus syntax, xl lines) and names the field or line.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ what the run found says more.
 Files are created with the user's umask (as ``open()`` would) through a temporary file
 in the same directory, synced, then renamed over the target: a reader sees the old
 file or the new one, never a part.
+
+Mirrors nothing in Xen. Left out: locking against another process writing the same
+file (the last rename wins), and directories created on demand: a missing one is
+refused before the run.
 """
 
 from __future__ import annotations

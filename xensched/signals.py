@@ -1,11 +1,14 @@
-"""SIGTERM and SIGHUP for the command line: end a run as Ctrl-C does.
+"""SIGTERM and SIGHUP (and, for some commands, SIGINT) for the command line: end a run
+as Ctrl-C does.
 
 Mirrors nothing in Xen. A CI job that runs out of time sends SIGTERM, a closed
 terminal SIGHUP; by default either kills the process before it prints or writes its
 report. :func:`stop_signals` routes them to a callback for the duration of a command
 and puts the previous handlers back after, so only front ends (``xensched reproduce``,
-``xensched stress``) use it: never library code, which may run in a pytest thread or
-in a program that has its own handlers.
+``stress``, ``explore``, ``replay``, ``fuzz``, ``litmus``, ``mutate``, ``bench``) use it: never
+library code, which may run in a pytest thread or in a program that has its own
+handlers. ``explore`` and ``reproduce`` route SIGINT through it too, so that a second
+Ctrl-C cannot cut short the clean-up of the first.
 
 The callback runs in the main thread, between two bytecodes of whatever it was
 doing, so it should only set a flag or an event (or raise ``KeyboardInterrupt``,

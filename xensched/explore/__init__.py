@@ -5,6 +5,9 @@ Mirrors nothing in Xen. Every strategy implements
 :class:`~xensched.explore.base.SearchStrategy` and is registered by name in
 :data:`STRATEGIES` (what ``--strategy`` takes); :func:`make_strategy` builds one from
 the options every front end shares.
+
+Left out: runs that are not controlled. Free-running stress (the OS schedules the
+threads) is :mod:`xensched_stress`'s.
 """
 
 from __future__ import annotations

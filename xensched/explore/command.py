@@ -12,6 +12,9 @@ Exit codes, as ``xensched stress``: 0 no violation, 1 violations, 2 usage error 
 malformed replay file, or one that no longer fits the code: it says at which step), 3
 deadlock, 4 a report file could not be written at the end, 128 + the signal when
 interrupted (130 for Ctrl-C).
+
+Left out: resuming a search. An interrupted exploration reports what it ran; run
+again, it starts from the beginning.
 """
 
 from __future__ import annotations

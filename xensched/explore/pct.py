@@ -18,6 +18,10 @@ so ``k`` counts only accesses that another thread conflicts with, and a bug's or
 constraints are between such accesses. Until the set of visible objects stops
 growing, a run may have chosen among too few points: the miss probability counts only
 the runs since it last grew (``counted_runs``).
+
+Left out: a ``k`` fixed before the first run, as the paper assumes (here it is the
+longest execution met so far, so the bound of the first runs is over an estimate),
+and the later variants for weak memory models.
 """
 
 from __future__ import annotations

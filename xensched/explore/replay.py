@@ -13,6 +13,9 @@ field.
 thread is enabled and about to make the recorded access. When the code or the scenario
 changed so that it is not, replay stops with :class:`ReplayDivergedError`, saying at
 which step and how, instead of silently running another execution.
+
+Left out: free-running runs (``xensched stress`` re-runs by seed, which samples again)
+and reading other versions of the format: a file of another version is refused.
 """
 
 from __future__ import annotations

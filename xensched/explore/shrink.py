@@ -10,14 +10,19 @@ the list is still an execution, and fewer segments means fewer context switches.
 violation of the same kind: drop a segment, merge it into its neighbours, halve its
 length; then, for a scenario, drop a thread or an operation of a thread's program and
 find the failure again (the same segments first, then a short DPOR search). It stops
-when no edit helps or the run budget is spent, and re-runs the result once more with a
-recorder for the story and the picture. Ctrl-C (``KeyboardInterrupt``) stops it too:
+when no edit helps or the run budget is spent (the story and the picture are the
+caller's: ``xensched explore`` re-runs the result with :func:`~xensched.explore.story.record`).
+Ctrl-C (``KeyboardInterrupt``) stops it too:
 every execution it kept showed the violation, so the smallest one so far is still a
 failing execution, and is the result (``Shrunk.interrupted``).
 
 Hypothesis's shrinker would serve a choice sequence too; this one is kept because
 its edits are the ones that read well (a preemption removed, a thread removed) and it
 needs no generation phase to find the failure first.
+
+Left out: a minimum. The edits are greedy and bounded by ``budget`` runs, so a
+smaller failing execution may exist; nor are the scenario's hosts shrunk (pCPUs,
+pools, domains), only its thread programs.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ violation as a per-CPU list a Xen developer reads like a trace of the race: one 
 per access, the thread's column set by its CPU, a rule where the turn passes to
 another thread (marked ``preempts`` when the previous one could have gone on), and the
 violation where the check fired.
+
+Left out: the steps after the violation, and free-running runs, which have no steps
+to number (``xensched stress`` prints its events instead).
 """
 
 from __future__ import annotations
