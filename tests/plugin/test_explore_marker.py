@@ -254,6 +254,30 @@ def test_thread_assertion_is_a_crash(project: pytest.Pytester) -> None:
     )
 
 
+def test_thread_calling_pytest_fail_is_a_crash(project: pytest.Pytester) -> None:
+    # pytest.fail() raises a BaseException: it was dropped, and the test passed.
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.explore(strategy="dpor")
+        def test_fails_in_a_thread(xensched_world):
+            w = xensched_world
+            x = w.cell("x", 0)
+            w.thread("t0", lambda: x.store(1))
+
+            def gives_up():
+                x.store(2)
+                pytest.fail("gave up")
+
+            w.thread("t1", gives_up)
+        """
+    )
+    result = project.runpytest("--xensched-replay-dir", "out")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["crash in t1: Failed: gave up"])
+
+
 def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
     project.makepyfile(
         """

@@ -43,7 +43,7 @@ fresh :class:`~xensched.race_detector.RaceDetector` there
 (:meth:`~xensched.explore.threads.World.use_race_detector`): a data race among the
 body's threads fails the test. Under ``tso``
 and ``relaxed`` the drains of the store buffers are steps the strategy chooses, so the
-exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
+exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError``, ``pytest.fail()`` or ``sys.exit()`` too) is a ``crash``, a
 failing :meth:`~xensched.explore.threads.World.check` an ``assert``. The failure says
 the violation, the exploration's figures and the failing schedule step by step; the
 failing execution is written as a replay file (``--xensched-replay-dir``, default

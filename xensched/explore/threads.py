@@ -33,8 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xensched.drivers.controlled import ControlledDriver
-from xensched.errors import DeadlockError
+from xensched.drivers.controlled import ControlledDriver, record_crashes
 from xensched.interaction import Bus
 from xensched.memory import Cell, CpuMask
 from xensched.spinlock import SpinLock
@@ -209,14 +208,7 @@ class _ThreadsRun:
         for ctx, fn in w.threads:
             drv.spawn(ctx, fn)
         errors = drv.run()
-        for ctx, exc in errors:
-            if isinstance(exc, Exception) and not isinstance(exc, DeadlockError):
-                w.bus.violation(
-                    ViolationKind.CRASH,
-                    ctx.name,
-                    f"{type(exc).__name__}: {exc}",
-                    cpu=ctx.cpu,
-                )
+        record_crashes(w.bus, errors)
         if not errors and drv.deadlock is None and drv.abandoned is None:
             self._check()
         return w.bus.violations
