@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import cast
 
 import pytest
 
+from tests._cli_process import CliProcess
 from tests._outputs import no_space
 from tests.plugin.helpers import inner_ini
 from xensched.drivers.workers import one_cpu
@@ -276,6 +280,87 @@ def test_thread_calling_pytest_fail_is_a_crash(project: pytest.Pytester) -> None
     result = project.runpytest("--xensched-replay-dir", "out")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["crash in t1: Failed: gave up"])
+
+
+LONG_THEN_NEXT = """
+    import pytest
+
+    started = False
+
+    @pytest.mark.explore(strategy="random", runs=None, seconds=30)
+    def test_long(xensched_world):
+        global started
+        if not started:
+            started = True
+            print("exploring", flush=True)
+        x = xensched_world.cell("x", 0)
+        xensched_world.thread("t0", lambda: x.store(1))
+        xensched_world.thread("t1", lambda: x.store(2))
+
+    def test_next():
+        print("the next test ran", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_in_an_exploration_stops_the_session(project: pytest.Pytester) -> None:
+    # The explorer turns Ctrl-C into an interrupted result: the test passed with it,
+    # and the session went on to the next test.
+    project.makepyfile(test_long=LONG_THEN_NEXT)
+    p = CliProcess(["-m", "pytest", "-s", "-p", "no:xdist"], project.path)
+    try:
+        p.wait_for(r"exploring", timeout=60)
+        time.sleep(0.3)  # into the runs
+        p.signal(signal.SIGINT)
+        assert p.finish(timeout=30) == pytest.ExitCode.INTERRUPTED, p.out + p.err
+    finally:
+        p.kill()
+    assert "KeyboardInterrupt" in p.out
+    assert "the next test ran" not in p.out
+    assert "passed" not in p.out
+
+
+def test_ctrl_c_in_a_replay_stops_the_session(project: pytest.Pytester) -> None:
+    # A thread raising KeyboardInterrupt is how Ctrl-C reaches the replay here (a
+    # signal would have to land within its one short execution).
+    project.makepyfile(
+        test_lost="""
+        import os
+        import pytest
+
+        @pytest.mark.explore(strategy="dpor")
+        def test_lost(xensched_world):
+            w = xensched_world
+            x = w.cell("x", 0)
+
+            def incr():
+                x.store(x.load() + 1)
+
+            def incr_then_interrupt():
+                incr()
+                if os.path.exists("interrupt"):
+                    raise KeyboardInterrupt
+
+            w.thread("t0", incr)
+            w.thread("t1", incr_then_interrupt)
+
+            def both_counted():
+                assert x.peek() == 2
+
+            w.check(both_counted)
+        """
+    )
+    project.runpytest("--xensched-replay-dir", "out").assert_outcomes(failed=1)
+    (project.path / "interrupt").touch()
+    replay = replay_path(Path("out"), "test_lost.py::test_lost")
+    result = project.runpytest(
+        "test_lost.py::test_lost",
+        "--xensched-replay",
+        str(replay),
+        no_reraise_ctrlc=True,
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes()
 
 
 def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:

@@ -497,6 +497,7 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         keep_going=spec.keep_going,
         cpu=_pinned_cpu(item.config),
     ).explore()
+    _stop_if_interrupted(res)
     item.user_properties.append(
         (
             _PROPERTY,
@@ -557,6 +558,13 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
     pytest.fail("\n".join(lines), pytrace=False)
 
 
+def _stop_if_interrupted(res: ExploreResult) -> None:
+    """Ctrl-C during an exploration: the explorer turned it into a result, which
+    would pass the test and go on to the next; pytest stops the session instead."""
+    if res.interrupted:
+        raise KeyboardInterrupt
+
+
 def _share_of_runs(spec: ExploreSpec, shard: tuple[int, int] | None) -> int | None:
     # The randomised strategies' shard k runs the runs k, k+n, ... of the whole: of
     # the first `runs`, those are its share. A tree search's subtrees are uneven: each
@@ -606,6 +614,8 @@ def _replay(item: pytest.Function, setup: Any, replay: Replay) -> None:
         res = Explorer(ThreadsTarget(setup), search, seed=replay.seed, runs=1).explore()
     except ReplayDivergedError as exc:
         diverged = exc
+    else:
+        _stop_if_interrupted(res)
     if diverged is not None:
         pytest.fail(
             f"{diverged}\n(the replay of {replay.strategy}, seed {replay.seed}: the "
