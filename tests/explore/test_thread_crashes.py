@@ -61,3 +61,17 @@ def test_a_thread_raising_keyboard_interrupt_interrupts_the_exploration() -> Non
     assert res.interrupted
     assert res.stop_reason == "interrupted"
     assert res.violations == []
+
+
+def test_a_check_ended_by_any_base_exception_is_a_crash() -> None:
+    # pytest.fail() in a check escaped the explorer: no violation, no schedule.
+    def setup(w: World) -> None:
+        x = w.cell("x", 0)
+        w.thread("t0", lambda: x.store(1))
+        w.check(lambda: pytest.fail("x is wrong"))
+
+    res = Explorer(ThreadsTarget(setup), DPOR(), runs=5).explore()
+    assert res.failing is not None
+    assert [(v.kind.value, v.where, v.message) for v in res.violations] == [
+        ("crash", "check", "Failed: x is wrong")
+    ]

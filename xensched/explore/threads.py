@@ -219,7 +219,9 @@ class _ThreadsRun:
                 fn()
             except AssertionError as exc:
                 self.bus.violation(ViolationKind.ASSERT, "check", str(exc) or repr(exc))
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # pytest.fail(), sys.exit(): as in a thread
                 self.bus.violation(
                     ViolationKind.CRASH, "check", f"{type(exc).__name__}: {exc}"
                 )
