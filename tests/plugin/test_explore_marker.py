@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -22,7 +23,12 @@ from tests._cli_process import CliProcess
 from tests._outputs import no_space
 from tests.plugin.helpers import inner_ini
 from xensched.drivers.workers import one_cpu
-from xensched.explore.pytest_explore import _pinned_cpu, base_nodeid, replay_path
+from xensched.explore.pytest_explore import (
+    _pinned_cpu,
+    base_nodeid,
+    replay_command,
+    replay_path,
+)
 from xensched.explore.replay import load_replay
 
 COUNTER_TESTS = """
@@ -485,6 +491,15 @@ def test_base_nodeid() -> None:
     assert base_nodeid("t.py::test_x[shard0/3-b]") == "t.py::test_x[b]"
     assert base_nodeid("t.py::test_x[a-shard0/3-b]") == "t.py::test_x[a-b]"
     assert base_nodeid("t.py::test_shard1/2") == "t.py::test_shard1/2"
+
+
+def test_replay_command_quotes_the_path_for_the_shell() -> None:
+    # A replay dir with a space split the path into two arguments.
+    cmd = replay_command("t.py::test_a[x y]", "my replays/t.json", 2, "tso")
+    assert shlex.split(cmd) == [
+        *("pytest", "t.py::test_a[x y]", "--xensched-replay", "my replays/t.json"),
+        *("--xensched-shards", "2", "--xensched-memory-model", "tso"),
+    ]
 
 
 def test_world_check_runs_after_a_clean_end_only() -> None:

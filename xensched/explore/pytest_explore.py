@@ -72,6 +72,7 @@ import dataclasses
 import inspect
 import os
 import re
+import shlex
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -242,7 +243,7 @@ def replay_command(
     extra = f" --xensched-shards {shards}" if shards is not None else ""
     if memory_model is not None:
         extra += f" --xensched-memory-model {memory_model}"
-    return f"pytest {quoted} --xensched-replay {path}{extra}"
+    return f"pytest {quoted} --xensched-replay {shlex.quote(path)}{extra}"
 
 
 def describe_failure(res: ExploreResult, ex: Execution, *, what: str) -> list[str]:
