@@ -56,6 +56,7 @@ __all__ = [
     "SeedShard",
     "Target",
     "host_state",
+    "share_of_runs",
 ]
 
 #: Steps after which an execution is a livelock (a bounded program's runs here take
@@ -596,7 +597,9 @@ class Explorer:
         self._workers = pool
         try:
             while True:
-                if self.runs is not None and i >= self.runs:
+                # This shard's executions only: with shards, another's (the first,
+                # which every shard runs to find the split) count for that one.
+                if self.runs is not None and res.runs >= self.runs:
                     res.stop_reason = "runs reached"
                     break
                 if self.seconds is not None and time.perf_counter() - t0 > self.seconds:
@@ -660,6 +663,24 @@ class Explorer:
                 res.details["scheduling_points"] = res.choices
                 res.details["visible_objects"] = len(vis.shared)
         return res
+
+
+def share_of_runs(
+    runs: int | None, strategy: str, shard: tuple[int, int] | None
+) -> int | None:
+    """The ``runs`` budget of share ``shard = (k, n)`` of an exploration of ``runs``
+    runs under ``strategy`` (a name of ``make_strategy``).
+
+    Shard ``k`` of a randomised strategy (``random``, ``pct``: :class:`SeedShard`)
+    runs the runs ``k, k+n, ...`` of the whole: of the first ``runs``, those are its
+    share, and together the shards run the unsharded exploration's runs. A tree
+    search's subtrees (and so the portfolio's) are uneven: each shard may run
+    ``runs`` of its own.
+    """
+    if shard is None or runs is None or strategy not in ("random", "pct"):
+        return runs
+    k, n = shard
+    return len(range(k, runs, n))
 
 
 class SeedShard:

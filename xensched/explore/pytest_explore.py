@@ -468,6 +468,7 @@ def _pinned_cpu(config: pytest.Config) -> int | None:
 
 def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
     from xensched.explore import Explorer, make_strategy
+    from xensched.explore.engine import share_of_runs
     from xensched.explore.replay import Replay
     from xensched.explore.threads import ThreadsTarget
     from xensched.pytest_plugin import get_base_seed, rerun_command
@@ -493,7 +494,7 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         ThreadsTarget(setup),
         search,
         seed=seed,
-        runs=_share_of_runs(spec, shard),
+        runs=share_of_runs(spec.runs, spec.strategy, shard),
         seconds=spec.seconds,
         keep_going=spec.keep_going,
         cpu=_pinned_cpu(item.config),
@@ -564,16 +565,6 @@ def _stop_if_interrupted(res: ExploreResult) -> None:
     would pass the test and go on to the next; pytest stops the session instead."""
     if res.interrupted:
         raise KeyboardInterrupt
-
-
-def _share_of_runs(spec: ExploreSpec, shard: tuple[int, int] | None) -> int | None:
-    # The randomised strategies' shard k runs the runs k, k+n, ... of the whole: of
-    # the first `runs`, those are its share. A tree search's subtrees are uneven: each
-    # shard may run `runs`.
-    if shard is None or spec.runs is None or spec.strategy not in ("random", "pct"):
-        return spec.runs
-    k, n = shard
-    return len(range(k, spec.runs, n))
 
 
 def _write_replay(item: pytest.Function, text: str) -> str:
