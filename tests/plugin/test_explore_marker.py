@@ -208,6 +208,27 @@ def test_a_replay_file_not_written_leaves_the_violation_as_the_failure(
     assert not list(project.path.joinpath(".xensched", "replays").glob(".*.tmp"))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="names an fd by /proc")
+def test_a_replay_file_is_synced_before_it_replaces_the_old_one(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written through a temporary file but not synced: a crash after the rename
+    # could leave an empty replay file where the old one was.
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def noting_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", noting_fsync)
+    result = project.runpytest("--xensched-seed=1", "-k", "lost")
+    result.assert_outcomes(failed=1)
+    name = replay_path(Path(), LOST).name
+    assert any(os.path.basename(p).startswith(f".{name}.") for p in synced), synced
+
+
 @pytest.mark.parametrize("value", ["0", "x", "1025", "3000000"])
 def test_shards_out_of_range_is_usage_error(
     project: pytest.Pytester, value: str

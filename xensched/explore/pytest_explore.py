@@ -81,6 +81,7 @@ import pytest
 
 from xensched.errors import XenschedError
 from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
+from xensched.outputs import write_text_atomic
 from xensched.pytest_plugin import MAX_SHARDS, fail_collection
 from xensched.seeds import derive_seed
 
@@ -575,13 +576,7 @@ def _write_replay(item: pytest.Function, text: str) -> str:
     )
     path = replay_path(directory, item.nodeid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(str(path), text)
     shown = _relative(path.resolve(), config.invocation_params.dir)
     item.user_properties.append(("xensched_replay", shown))
     item.add_report_section("call", "xensched explore", f"replay file: {shown}")
