@@ -171,7 +171,7 @@ class _StepOfViolation(Instrument):
         self.steps: list[int] = []
 
     def on_violation(self, violation: Violation) -> None:
-        self.steps.append(max(len(self.chooser.steps) - 1, 0))
+        self.steps.append(self.chooser.step_now())
 
 
 class _NoPendingMap(dict[str, Op]):
@@ -477,9 +477,12 @@ class Explorer:
         collect_states: keep each execution's final state (for soundness tests).
         progress: called after each execution with the result so far.
         all_points: make every interaction point a scheduling point. By default a
-            search that says ``visible_only`` (the sampling ones: random walks,
-            PCT) chooses only at visible accesses (:mod:`xensched.explore.visible`)
-            and is told (``visible_grew()``) when the set of visible objects grew.
+            search that says ``visible_only`` chooses only at visible accesses
+            (:mod:`xensched.explore.visible`) and is told (``visible_grew()``)
+            when the set of visible objects grew: random walks, PCT, DFS within a
+            preemption bound (unless sharded or not ``reduced``:
+            :mod:`xensched.explore.dfs`), and the portfolio while its current
+            member does. DPOR and DFS without a bound choose at every point.
         observe: record what each thread read in every execution
             (:class:`~xensched.explore.observe.Observer`) and count the distinct
             observations: how much behaviour a search that is not exhaustive has
@@ -577,8 +580,7 @@ class Explorer:
             tuple(violations),
             abandoned,
             run.final_state() if self.collect_states and not abandoned else None,
-            tuple(at.steps)
-            + (max(len(chooser.steps) - 1, 0),) * (len(violations) - len(at.steps)),
+            tuple(at.steps) + (chooser.step_now(),) * (len(violations) - len(at.steps)),
             len(chooser.choices),
         )
 
