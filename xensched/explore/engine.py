@@ -12,6 +12,11 @@ exactly, shrunk and drawn.
 A thread waiting for a lock that another participant holds is not enabled (spinning
 costs no steps); no enabled thread is a deadlock, which the driver reports with its
 wait-for graph; an execution longer than ``max_steps`` is a ``livelock`` violation.
+
+Left out: state caching (no execution is cut short because a state it reached was
+seen before: what to run is the search's alone) and parallel executions (shards do
+that, each with an explorer of its own: ``explore --workers``, the marker's
+``shards=``).
 """
 
 from __future__ import annotations

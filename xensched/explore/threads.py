@@ -27,6 +27,11 @@ explorer's thread once every thread has ended (not after a deadlock, a crash or 
 abandoned run, whose violation already fails the execution); an ``AssertionError`` is
 an ``assert`` violation, any other exception a ``crash``. Checks read with ``peek()``:
 they are not threads of the run and make no interaction points.
+
+Left out: shared state other than the World's cells, masks and locks (a plain Python
+variable two threads share is no interaction point, so its races are not explored),
+and threads started once the run has begun (a thread that a body starts runs outside
+the driver's control).
 """
 
 from __future__ import annotations
