@@ -41,12 +41,11 @@ import random
 from collections import Counter
 from typing import TYPE_CHECKING, Protocol
 
-from xensched.drivers.controlled import ControlledDriver
-from xensched.errors import ConfigError, DeadlockError, XenError
+from xensched.drivers.controlled import ControlledDriver, record_crashes
+from xensched.errors import ConfigError, XenError
 from xensched.scenario import PcpuLoop, PcpuOps, Toolstack, XlOp, apply_xl, build_host
 from xensched.schedule import schedule, vcpu_block, vcpu_request_migrate, vcpu_unblock
 from xensched.spinlock import SpinLock, spin_lock, spin_trylock, spin_unlock
-from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -569,8 +568,9 @@ class ControlledRun:
     def run(self, strategy: Strategy, *, turn_timeout: float = 10.0) -> list[Violation]:
         """Run every program to its end; returns the host's violations.
 
-        An exception that ends a program, other than a deadlock (which the driver
-        records), becomes a ``crash`` violation.
+        An exception that ends a program becomes a ``crash`` violation, but for a
+        deadlock (which the driver records) and an abandoned run
+        (:func:`~xensched.drivers.controlled.record_crashes`).
         """
         h = self.host
         drv = ControlledDriver(h.bus, strategy, turn_timeout=turn_timeout)
@@ -583,15 +583,7 @@ class ControlledRun:
                     run_program, h, self.harness, prog, ctx, self.seed, st, env
                 ),
             )
-        for ctx, exc in drv.run():
-            if not isinstance(exc, Exception) or isinstance(exc, DeadlockError):
-                continue
-            h.bus.violation(
-                ViolationKind.CRASH,
-                ctx.name,
-                f"{type(exc).__name__}: {exc}",
-                cpu=ctx.cpu,
-            )
+        record_crashes(h.bus, drv.run())
         return h.violations
 
 

@@ -386,6 +386,32 @@ def test_bounded_shards_cover_every_round(strategy: str) -> None:
     assert set().union(*(p.final_states for p in parts)) == whole.final_states
 
 
+@pytest.mark.parametrize("strategy", ["dpor", "dfs"])
+def test_a_shard_counts_its_own_runs_only(strategy: str) -> None:
+    # The first execution, which every shard runs to find the split, is shard 0's
+    # here: it used up the other shards' budget of one run, and they reported 0.
+    from xensched.explore import make_strategy
+
+    target = ThreadsTarget(chain_of_three)
+    for k in range(3):
+        res = explore(target, make_strategy(strategy, shard=(k, 3)), runs=1)
+        assert res.runs == 1, k
+        assert res.stop_reason == "runs reached", k
+
+
+def test_runs_are_shared_out_among_the_shards_of_the_sampling_strategies() -> None:
+    from xensched.explore.engine import share_of_runs
+
+    for strategy in ("random", "pct"):
+        shares = [share_of_runs(10, strategy, (k, 3)) for k in range(3)]
+        assert shares == [4, 3, 3]
+    # A tree search's subtrees are uneven: each shard has the whole budget.
+    for strategy in ("dpor", "dfs", "portfolio"):
+        assert share_of_runs(10, strategy, (2, 3)) == 10
+    assert share_of_runs(10, "random", None) == 10
+    assert share_of_runs(None, "random", (0, 3)) is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["legacy", "fixed"])
 def test_dpor_shards_find_what_one_search_finds_on_round_trip(protocol: str) -> None:

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import signal
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import cast
 
 import pytest
 
+from tests._cli_process import CliProcess
 from tests._outputs import no_space
 from tests.plugin.helpers import inner_ini
 from xensched.drivers.workers import one_cpu
-from xensched.explore.pytest_explore import _pinned_cpu, base_nodeid, replay_path
+from xensched.explore.pytest_explore import (
+    _pinned_cpu,
+    base_nodeid,
+    replay_command,
+    replay_path,
+)
 from xensched.explore.replay import load_replay
 
 COUNTER_TESTS = """
@@ -198,6 +208,27 @@ def test_a_replay_file_not_written_leaves_the_violation_as_the_failure(
     assert not list(project.path.joinpath(".xensched", "replays").glob(".*.tmp"))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="names an fd by /proc")
+def test_a_replay_file_is_synced_before_it_replaces_the_old_one(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written through a temporary file but not synced: a crash after the rename
+    # could leave an empty replay file where the old one was.
+    project.makepyfile(test_counter=COUNTER_TESTS)
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def noting_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", noting_fsync)
+    result = project.runpytest("--xensched-seed=1", "-k", "lost")
+    result.assert_outcomes(failed=1)
+    name = replay_path(Path(), LOST).name
+    assert any(os.path.basename(p).startswith(f".{name}.") for p in synced), synced
+
+
 @pytest.mark.parametrize("value", ["0", "x", "1025", "3000000"])
 def test_shards_out_of_range_is_usage_error(
     project: pytest.Pytester, value: str
@@ -252,6 +283,111 @@ def test_thread_assertion_is_a_crash(project: pytest.Pytester) -> None:
             "replay file: out/test_thread_assertion_is_a_crash.py_test_flag.json",
         ]
     )
+
+
+def test_thread_calling_pytest_fail_is_a_crash(project: pytest.Pytester) -> None:
+    # pytest.fail() raises a BaseException: it was dropped, and the test passed.
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.explore(strategy="dpor")
+        def test_fails_in_a_thread(xensched_world):
+            w = xensched_world
+            x = w.cell("x", 0)
+            w.thread("t0", lambda: x.store(1))
+
+            def gives_up():
+                x.store(2)
+                pytest.fail("gave up")
+
+            w.thread("t1", gives_up)
+        """
+    )
+    result = project.runpytest("--xensched-replay-dir", "out")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["crash in t1: Failed: gave up"])
+
+
+LONG_THEN_NEXT = """
+    import pytest
+
+    started = False
+
+    @pytest.mark.explore(strategy="random", runs=None, seconds=30)
+    def test_long(xensched_world):
+        global started
+        if not started:
+            started = True
+            print("exploring", flush=True)
+        x = xensched_world.cell("x", 0)
+        xensched_world.thread("t0", lambda: x.store(1))
+        xensched_world.thread("t1", lambda: x.store(2))
+
+    def test_next():
+        print("the next test ran", flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_in_an_exploration_stops_the_session(project: pytest.Pytester) -> None:
+    # The explorer turns Ctrl-C into an interrupted result: the test passed with it,
+    # and the session went on to the next test.
+    project.makepyfile(test_long=LONG_THEN_NEXT)
+    p = CliProcess(["-m", "pytest", "-s", "-p", "no:xdist"], project.path)
+    try:
+        p.wait_for(r"exploring", timeout=60)
+        time.sleep(0.3)  # into the runs
+        p.signal(signal.SIGINT)
+        assert p.finish(timeout=30) == pytest.ExitCode.INTERRUPTED, p.out + p.err
+    finally:
+        p.kill()
+    assert "KeyboardInterrupt" in p.out
+    assert "the next test ran" not in p.out
+    assert "passed" not in p.out
+
+
+def test_ctrl_c_in_a_replay_stops_the_session(project: pytest.Pytester) -> None:
+    # A thread raising KeyboardInterrupt is how Ctrl-C reaches the replay here (a
+    # signal would have to land within its one short execution).
+    project.makepyfile(
+        test_lost="""
+        import os
+        import pytest
+
+        @pytest.mark.explore(strategy="dpor")
+        def test_lost(xensched_world):
+            w = xensched_world
+            x = w.cell("x", 0)
+
+            def incr():
+                x.store(x.load() + 1)
+
+            def incr_then_interrupt():
+                incr()
+                if os.path.exists("interrupt"):
+                    raise KeyboardInterrupt
+
+            w.thread("t0", incr)
+            w.thread("t1", incr_then_interrupt)
+
+            def both_counted():
+                assert x.peek() == 2
+
+            w.check(both_counted)
+        """
+    )
+    project.runpytest("--xensched-replay-dir", "out").assert_outcomes(failed=1)
+    (project.path / "interrupt").touch()
+    replay = replay_path(Path("out"), "test_lost.py::test_lost")
+    result = project.runpytest(
+        "test_lost.py::test_lost",
+        "--xensched-replay",
+        str(replay),
+        no_reraise_ctrlc=True,
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes()
 
 
 def test_misuse_is_a_collection_error(project: pytest.Pytester) -> None:
@@ -376,6 +512,15 @@ def test_base_nodeid() -> None:
     assert base_nodeid("t.py::test_x[shard0/3-b]") == "t.py::test_x[b]"
     assert base_nodeid("t.py::test_x[a-shard0/3-b]") == "t.py::test_x[a-b]"
     assert base_nodeid("t.py::test_shard1/2") == "t.py::test_shard1/2"
+
+
+def test_replay_command_quotes_the_path_for_the_shell() -> None:
+    # A replay dir with a space split the path into two arguments.
+    cmd = replay_command("t.py::test_a[x y]", "my replays/t.json", 2, "tso")
+    assert shlex.split(cmd) == [
+        *("pytest", "t.py::test_a[x y]", "--xensched-replay", "my replays/t.json"),
+        *("--xensched-shards", "2", "--xensched-memory-model", "tso"),
+    ]
 
 
 def test_world_check_runs_after_a_clean_end_only() -> None:

@@ -124,6 +124,21 @@ def test_a_crash_in_a_program_is_a_crash_violation() -> None:
     assert "d1v7" in violations[0].message
 
 
+def test_a_program_ended_by_a_base_exception_is_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not only an Exception: SystemExit ended the program as surely, and was dropped.
+    def exits(*args: object) -> None:
+        raise SystemExit(3)
+
+    monkeypatch.setattr("xensched.programs.run_program", exits)
+    sc = patch_move().replace(threads=(PcpuOps(2, (CpuOp("wake", ("d1v1",)),)),))
+    violations = run_controlled(sc, RoundRobin())
+    assert [(v.kind, v.where, v.message) for v in violations] == [
+        (ViolationKind.CRASH, "pcpu2", "SystemExit: 3")
+    ]
+
+
 # -- Bus.wait_until -------------------------------------------------------------------------
 def test_wait_until_polls_without_a_driver_and_gives_up() -> None:
     h = Host(2, lock_timeout=0.05)

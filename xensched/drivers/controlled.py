@@ -159,6 +159,33 @@ class _Participant:
         self.thread: threading.Thread | Job | None = None
 
 
+def record_crashes(
+    bus: Bus, errors: Sequence[tuple[ExecContext, BaseException]]
+) -> None:
+    """Record each exception that ended a participant (what :meth:`ControlledDriver.run`
+    returns) as a ``crash`` violation on ``bus``.
+
+    Not :class:`~xensched.errors.Abandoned` (the strategy ended the run on purpose)
+    nor :class:`~xensched.errors.DeadlockError` (the driver records the deadlock).
+    Any other ``BaseException`` is a crash too: ``SystemExit``, ``GeneratorExit`` or
+    pytest's ``Failed`` end a thread as surely as an ``Exception``, and dropping them
+    made a run that failed look clean. A ``KeyboardInterrupt`` is raised again here,
+    in the caller's thread: it is the user's, to stop the caller.
+
+    Raises:
+        KeyboardInterrupt: a participant raised one.
+    """
+    for _, exc in errors:
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+    for ctx, exc in errors:
+        if isinstance(exc, Abandoned | DeadlockError):
+            continue
+        bus.violation(
+            ViolationKind.CRASH, ctx.name, f"{type(exc).__name__}: {exc}", cpu=ctx.cpu
+        )
+
+
 class ControlledDriver:
     """Run participant threads one at a time under ``strategy``.
 

@@ -42,6 +42,7 @@ from xensched.explore.engine import (
     Explorer,
     ExploreResult,
     ScenarioTarget,
+    share_of_runs,
 )
 from xensched.explore.replay import (
     Replay,
@@ -535,12 +536,7 @@ def _explore_share(
         max_preemptions=opts["max_preemptions"],
         shard=shard if shard is not None and shard[1] > 1 else None,
     )
-    runs = opts["runs"]
-    if shard is not None and opts["strategy"] in ("random", "pct"):
-        # Shard k runs the runs k, k+n, ... of the whole: of the first --runs, those
-        # are its share. A tree search's subtrees are uneven: each may run --runs.
-        k, n = shard
-        runs = len(range(k, runs, n))
+    runs = share_of_runs(opts["runs"], opts["strategy"], shard)
     target = with_instruments(
         ScenarioTarget(sc, seed),
         lockdep=bool(opts.get("lockdep")),

@@ -12,6 +12,11 @@ exactly, shrunk and drawn.
 A thread waiting for a lock that another participant holds is not enabled (spinning
 costs no steps); no enabled thread is a deadlock, which the driver reports with its
 wait-for graph; an execution longer than ``max_steps`` is a ``livelock`` violation.
+
+Left out: state caching (no execution is cut short because a state it reached was
+seen before: what to run is the search's alone) and parallel executions (shards do
+that, each with an explorer of its own: ``explore --workers``, the marker's
+``shards=``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ __all__ = [
     "SeedShard",
     "Target",
     "host_state",
+    "share_of_runs",
 ]
 
 #: Steps after which an execution is a livelock (a bounded program's runs here take
@@ -170,7 +176,7 @@ class _StepOfViolation(Instrument):
         self.steps: list[int] = []
 
     def on_violation(self, violation: Violation) -> None:
-        self.steps.append(max(len(self.chooser.steps) - 1, 0))
+        self.steps.append(self.chooser.step_now())
 
 
 class _NoPendingMap(dict[str, Op]):
@@ -476,9 +482,12 @@ class Explorer:
         collect_states: keep each execution's final state (for soundness tests).
         progress: called after each execution with the result so far.
         all_points: make every interaction point a scheduling point. By default a
-            search that says ``visible_only`` (the sampling ones: random walks,
-            PCT) chooses only at visible accesses (:mod:`xensched.explore.visible`)
-            and is told (``visible_grew()``) when the set of visible objects grew.
+            search that says ``visible_only`` chooses only at visible accesses
+            (:mod:`xensched.explore.visible`) and is told (``visible_grew()``)
+            when the set of visible objects grew: random walks, PCT, DFS within a
+            preemption bound (unless sharded or not ``reduced``:
+            :mod:`xensched.explore.dfs`), and the portfolio while its current
+            member does. DPOR and DFS without a bound choose at every point.
         observe: record what each thread read in every execution
             (:class:`~xensched.explore.observe.Observer`) and count the distinct
             observations: how much behaviour a search that is not exhaustive has
@@ -576,8 +585,7 @@ class Explorer:
             tuple(violations),
             abandoned,
             run.final_state() if self.collect_states and not abandoned else None,
-            tuple(at.steps)
-            + (max(len(chooser.steps) - 1, 0),) * (len(violations) - len(at.steps)),
+            tuple(at.steps) + (chooser.step_now(),) * (len(violations) - len(at.steps)),
             len(chooser.choices),
         )
 
@@ -596,7 +604,9 @@ class Explorer:
         self._workers = pool
         try:
             while True:
-                if self.runs is not None and i >= self.runs:
+                # This shard's executions only: with shards, another's (the first,
+                # which every shard runs to find the split) count for that one.
+                if self.runs is not None and res.runs >= self.runs:
                     res.stop_reason = "runs reached"
                     break
                 if self.seconds is not None and time.perf_counter() - t0 > self.seconds:
@@ -660,6 +670,24 @@ class Explorer:
                 res.details["scheduling_points"] = res.choices
                 res.details["visible_objects"] = len(vis.shared)
         return res
+
+
+def share_of_runs(
+    runs: int | None, strategy: str, shard: tuple[int, int] | None
+) -> int | None:
+    """The ``runs`` budget of share ``shard = (k, n)`` of an exploration of ``runs``
+    runs under ``strategy`` (a name of ``make_strategy``).
+
+    Shard ``k`` of a randomised strategy (``random``, ``pct``: :class:`SeedShard`)
+    runs the runs ``k, k+n, ...`` of the whole: of the first ``runs``, those are its
+    share, and together the shards run the unsharded exploration's runs. A tree
+    search's subtrees (and so the portfolio's) are uneven: each shard may run
+    ``runs`` of its own.
+    """
+    if shard is None or runs is None or strategy not in ("random", "pct"):
+        return runs
+    k, n = shard
+    return len(range(k, runs, n))
 
 
 class SeedShard:

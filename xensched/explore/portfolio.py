@@ -6,6 +6,10 @@ DPOR proves a small program correct but may take long to reach a deep corner of 
 one. The portfolio runs them in turn (run ``r`` goes to member ``r mod m``, skipping
 members that are exhausted); it is exhaustive as soon as one exhaustive member is,
 since that member alone has covered every execution.
+
+Left out: adapting the turns to what finds bugs (the order is fixed round robin) and
+sharing what one member learnt with another (DPOR's tree never hears of a random
+walk's executions).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ fresh :class:`~xensched.race_detector.RaceDetector` there
 (:meth:`~xensched.explore.threads.World.use_race_detector`): a data race among the
 body's threads fails the test. Under ``tso``
 and ``relaxed`` the drains of the store buffers are steps the strategy chooses, so the
-exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError`` too) is a ``crash``, a
+exploration covers reorderings. The test fails when an execution records a violation: a thread that raises (an ``AssertionError``, ``pytest.fail()`` or ``sys.exit()`` too) is a ``crash``, a
 failing :meth:`~xensched.explore.threads.World.check` an ``assert``. The failure says
 the violation, the exploration's figures and the failing schedule step by step; the
 failing execution is written as a replay file (``--xensched-replay-dir``, default
@@ -72,6 +72,7 @@ import dataclasses
 import inspect
 import os
 import re
+import shlex
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -80,6 +81,7 @@ import pytest
 
 from xensched.errors import XenschedError
 from xensched.instruments import LOCKDEP_DEFAULT, RACE_DETECTOR_DEFAULT
+from xensched.outputs import write_text_atomic
 from xensched.pytest_plugin import MAX_SHARDS, fail_collection
 from xensched.seeds import derive_seed
 
@@ -242,7 +244,7 @@ def replay_command(
     extra = f" --xensched-shards {shards}" if shards is not None else ""
     if memory_model is not None:
         extra += f" --xensched-memory-model {memory_model}"
-    return f"pytest {quoted} --xensched-replay {path}{extra}"
+    return f"pytest {quoted} --xensched-replay {shlex.quote(path)}{extra}"
 
 
 def describe_failure(res: ExploreResult, ex: Execution, *, what: str) -> list[str]:
@@ -467,6 +469,7 @@ def _pinned_cpu(config: pytest.Config) -> int | None:
 
 def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
     from xensched.explore import Explorer, make_strategy
+    from xensched.explore.engine import share_of_runs
     from xensched.explore.replay import Replay
     from xensched.explore.threads import ThreadsTarget
     from xensched.pytest_plugin import get_base_seed, rerun_command
@@ -492,11 +495,12 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
         ThreadsTarget(setup),
         search,
         seed=seed,
-        runs=_share_of_runs(spec, shard),
+        runs=share_of_runs(spec.runs, spec.strategy, shard),
         seconds=spec.seconds,
         keep_going=spec.keep_going,
         cpu=_pinned_cpu(item.config),
     ).explore()
+    _stop_if_interrupted(res)
     item.user_properties.append(
         (
             _PROPERTY,
@@ -557,14 +561,11 @@ def _explore(item: pytest.Function, setup: Any, spec: ExploreSpec) -> None:
     pytest.fail("\n".join(lines), pytrace=False)
 
 
-def _share_of_runs(spec: ExploreSpec, shard: tuple[int, int] | None) -> int | None:
-    # The randomised strategies' shard k runs the runs k, k+n, ... of the whole: of
-    # the first `runs`, those are its share. A tree search's subtrees are uneven: each
-    # shard may run `runs`.
-    if shard is None or spec.runs is None or spec.strategy not in ("random", "pct"):
-        return spec.runs
-    k, n = shard
-    return len(range(k, spec.runs, n))
+def _stop_if_interrupted(res: ExploreResult) -> None:
+    """Ctrl-C during an exploration: the explorer turned it into a result, which
+    would pass the test and go on to the next; pytest stops the session instead."""
+    if res.interrupted:
+        raise KeyboardInterrupt
 
 
 def _write_replay(item: pytest.Function, text: str) -> str:
@@ -575,13 +576,7 @@ def _write_replay(item: pytest.Function, text: str) -> str:
     )
     path = replay_path(directory, item.nodeid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(str(path), text)
     shown = _relative(path.resolve(), config.invocation_params.dir)
     item.user_properties.append(("xensched_replay", shown))
     item.add_report_section("call", "xensched explore", f"replay file: {shown}")
@@ -606,6 +601,8 @@ def _replay(item: pytest.Function, setup: Any, replay: Replay) -> None:
         res = Explorer(ThreadsTarget(setup), search, seed=replay.seed, runs=1).explore()
     except ReplayDivergedError as exc:
         diverged = exc
+    else:
+        _stop_if_interrupted(res)
     if diverged is not None:
         pytest.fail(
             f"{diverged}\n(the replay of {replay.strategy}, seed {replay.seed}: the "

@@ -3,6 +3,10 @@
 Mirrors nothing in Xen. The simplest strategy and often the fastest to a shallow bug;
 each run draws from its own ``random.Random`` seeded with the exploration's seed and
 the run's number, so run ``r`` of seed ``s`` is the same execution every time.
+
+Left out: any memory of earlier runs (two runs may be one execution, and a walk is
+never exhaustive), and uniformity over executions: each step is uniform, so an
+execution that needs many steps of one thread in a row is rarely drawn.
 """
 
 from __future__ import annotations

@@ -27,14 +27,18 @@ explorer's thread once every thread has ended (not after a deadlock, a crash or 
 abandoned run, whose violation already fails the execution); an ``AssertionError`` is
 an ``assert`` violation, any other exception a ``crash``. Checks read with ``peek()``:
 they are not threads of the run and make no interaction points.
+
+Left out: shared state other than the World's cells, masks and locks (a plain Python
+variable two threads share is no interaction point, so its races are not explored),
+and threads started once the run has begun (a thread that a body starts runs outside
+the driver's control).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from xensched.drivers.controlled import ControlledDriver
-from xensched.errors import DeadlockError
+from xensched.drivers.controlled import ControlledDriver, record_crashes
 from xensched.interaction import Bus
 from xensched.memory import Cell, CpuMask
 from xensched.spinlock import SpinLock
@@ -209,14 +213,7 @@ class _ThreadsRun:
         for ctx, fn in w.threads:
             drv.spawn(ctx, fn)
         errors = drv.run()
-        for ctx, exc in errors:
-            if isinstance(exc, Exception) and not isinstance(exc, DeadlockError):
-                w.bus.violation(
-                    ViolationKind.CRASH,
-                    ctx.name,
-                    f"{type(exc).__name__}: {exc}",
-                    cpu=ctx.cpu,
-                )
+        record_crashes(w.bus, errors)
         if not errors and drv.deadlock is None and drv.abandoned is None:
             self._check()
         return w.bus.violations
@@ -227,7 +224,9 @@ class _ThreadsRun:
                 fn()
             except AssertionError as exc:
                 self.bus.violation(ViolationKind.ASSERT, "check", str(exc) or repr(exc))
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # pytest.fail(), sys.exit(): as in a thread
                 self.bus.violation(
                     ViolationKind.CRASH, "check", f"{type(exc).__name__}: {exc}"
                 )

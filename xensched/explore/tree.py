@@ -20,6 +20,11 @@ up to ``B``, so that a bug that needs few preemptions is found before the many
 executions with more are tried. Each round re-runs the executions of the rounds before
 (a small share: the executions within ``b`` preemptions grow with the ``b``-th power
 of the steps); only the last round decides whether the search was exhaustive.
+
+Left out: state caching (two prefixes that reach one state are each searched below),
+and programs that are not deterministic under a schedule: a re-run that enables other
+threads than its recorded prefix did is a :class:`ScheduleDivergedError`, not a
+branch.
 """
 
 from __future__ import annotations
