@@ -171,3 +171,28 @@ def test_a_second_irq_safe_over_unsafe_occurrence_is_not_reported_again() -> Non
         _safe_then_unsafe(a, b, c)
     assert _irq_reports(bus) == first
     assert ld.order() == [("x.a", "x.b"), ("x.a", "x.c"), ("x.c", "x.b")]
+
+
+# -- a cycle longer than two ------------------------------------------------------------
+
+
+def test_a_three_lock_cycle_is_one_lock_order_report_naming_the_chain() -> None:
+    bus, ld = _lockdep_bus()
+    a, b, c = SpinLock(bus, "x@p.a"), SpinLock(bus, "x@p.b"), SpinLock(bus, "x@p.c")
+    # Three CPUs in turn, each taking one pair in order: no two of them ever hold the
+    # same pair reversed, so only a path through the graph closes the cycle.
+    for cpu, (first, second) in enumerate(((a, b), (b, c), (c, a))):
+        with bind(bus.new_context(f"t{cpu}", cpu)):
+            spin_lock(first)
+            spin_lock(second)
+            spin_unlock(second)
+            spin_unlock(first)
+    assert [v.kind.value for v in bus.violations] == ["lock-order"]
+    msg = bus.violations[0].message
+    here = "test_a_three_lock_cycle_is_one_lock_order_report_naming_the_chain"
+    assert msg == (
+        f"x.c -> x.a closes a cycle. New: t2: x.c (taken in {here}()) then x.a "
+        f"(in {here}()). Already seen: t0: x.a (taken in {here}()) then x.b "
+        f"(in {here}()); t1: x.b (taken in {here}()) then x.c (in {here}())"
+    )
+    assert ld.order() == [("x.a", "x.b"), ("x.b", "x.c"), ("x.c", "x.a")]
