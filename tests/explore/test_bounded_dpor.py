@@ -78,6 +78,20 @@ def test_bounded_dpor_keeps_what_the_bound_reaches_on_random_programs(
     assert reduced.kinds == ref.kinds, plan
 
 
+def test_bounded_dpor_at_bound_three_keeps_what_only_bound_three_reaches() -> None:
+    # The one bound-3 case of the default run (a fraction of a second): guarded(8),
+    # [["lstorey", "loadx", "lloadx"], ["lockedx", "lloadx", "lloady"]], reaches a
+    # final state within 3 preemptions that 2 do not, and the bound still cuts.
+    plan = guarded(8)
+    target = ThreadsTarget(program_of(plan))
+    ref = every(target, 3)
+    assert every(target, 2).final_states < ref.final_states, plan
+    reduced = bounded(target, 3)
+    assert reduced.details["pruned_by_bound"]
+    assert reduced.final_states == ref.final_states, plan
+    assert reduced.kinds == ref.kinds, plan
+
+
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("bound", [0, 1, 2])
 def test_bounded_dpor_keeps_what_the_bound_reaches_on_the_small_programs(
