@@ -63,18 +63,17 @@ def _before_each_step(
 ) -> None:
     """Have ``run_stress`` call ``before(done, total)`` before each set-up step,
     ahead of its own check between two steps (a stop, the duration, progress)."""
-    real = runner.build_host
 
-    def build_host(sc: Scenario, **kw: Any) -> Host:
+    def wrapped(sc: Scenario, **kw: Any) -> Host:
         on_step = kw.pop("on_step")
 
         def step(done: int, total: int) -> None:
             before(done, total)
             on_step(done, total)
 
-        return real(sc, on_step=step, **kw)
+        return build_host(sc, on_step=step, **kw)  # what runner calls
 
-    monkeypatch.setattr(runner, "build_host", build_host)
+    monkeypatch.setattr(runner, "build_host", wrapped)
 
 
 def _slow_steps(monkeypatch: pytest.MonkeyPatch) -> None:
