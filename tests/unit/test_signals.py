@@ -42,7 +42,7 @@ _in_main_thread = pytest.mark.skipif(
 
 #: A command stopped by a signal ends within this (a bound, not a measure)...
 _PROMPT = 30.0
-#: ...and the runs here would take several times as long if the signal were not
+#: ...and the run it stops would take several times as long if the signal were not
 #: heard: reproduce under every protocol, the two presets and the fixed switch
 #: without each of its parts (320 moves: about 150 s on 2 cores, 20 moves and 9 s
 #: for each boot and pool scheduler).
@@ -109,8 +109,8 @@ def test_reproduce_ctrl_c_sent_as_timeout_sends_it_ends_with_its_workers(
     # forever in the pool's join. A second's worth, so that one lands there.
     out_file = tmp_path / "r.json"
     args = ["-m", "xensched", "reproduce", "--no-progress", "--workers", "2"]
-    args += ["--json", str(out_file)]
-    p = CliProcess([*args, *_EVERY_PROTOCOL], tmp_path, new_session=True)
+    args += ["--boot", "credit", "--pool", "credit", "--json", str(out_file)]
+    p = CliProcess(args, tmp_path, new_session=True)
     spawn.append(p)
     p.wait_for(r"reproduce: \d+ moves")
     time.sleep(1.5)  # the workers started, and running their first moves
@@ -120,7 +120,9 @@ def test_reproduce_ctrl_c_sent_as_timeout_sends_it_ends_with_its_workers(
         p.signal_group(signal.SIGINT)
         time.sleep(0.001)
     assert p.finish(timeout=2 * _PROMPT) == 130, p.err
-    assert time.monotonic() - t0 < _PROMPT  # not the whole run's 75 s, nor forever
+    # Not forever in the pool's join (the bug); that the run was cut short is
+    # what "complete": false below shows (the whole run takes about 3 s).
+    assert time.monotonic() - t0 < _PROMPT
     assert "interrupted after " in p.err
     assert "received" not in p.err  # Ctrl-C: the user knows
     assert "Traceback" not in p.err
