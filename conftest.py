@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 import sys
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests._threads import threads_left
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,10 +27,6 @@ def _no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     interval = sys.getswitchinterval()
     yield
-    deadline = time.monotonic() + 5.0
-    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    while leaked and time.monotonic() < deadline:
-        time.sleep(0.01)
-        leaked = [t for t in leaked if t.is_alive()]
+    leaked = threads_left(before)
     assert not leaked, f"threads outlived the test: {[t.name for t in leaked]}"
     assert sys.getswitchinterval() == interval, "switch interval not restored"

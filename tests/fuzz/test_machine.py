@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from tests._threads import threads_left
 from xensched_stress.fuzz import FuzzConfig, FuzzFailure, XlFuzzMachine
 
 
@@ -31,7 +32,7 @@ class UnlockByCpu(XlFuzzMachine):
 
 
 def test_a_mutant_machine_fails_and_leaves_no_thread() -> None:
-    before = threading.active_count()
+    before = set(threading.enumerate())
     with pytest.raises(FuzzFailure) as e:
         run_state_machine_as_test(
             UnlockByCpu,
@@ -49,4 +50,5 @@ def test_a_mutant_machine_fails_and_leaves_no_thread() -> None:
             ),
         )
     assert any(v.kind.value == "assert" for v in e.value.violations)
-    assert threading.active_count() == before
+    left = threads_left(before)
+    assert not left, [t.name for t in left]

@@ -13,6 +13,7 @@ import errno
 
 import pytest
 
+from tests._threads import threads_left
 from xensched import Host, XenError
 from xensched.scenario import XlOp, apply_xl
 from xensched.smp import bind
@@ -158,10 +159,11 @@ def test_planted_wrong_lock_is_seen_by_the_scheduler_check() -> None:
 def test_a_mutant_is_found_and_the_threads_end() -> None:
     import threading
 
-    before = threading.active_count()
+    before = set(threading.enumerate())
     kinds = _run(
         FuzzConfig(seed=1, edits=("no-deinit-pdata",)),
         [*MOVE, "cpupool-cpu-remove p1 3", "cpupool-cpu-add p1 3"],
     )
     assert ViolationKind.ASSERT in kinds
-    assert threading.active_count() == before
+    left = threads_left(before)
+    assert not left, [t.name for t in left]

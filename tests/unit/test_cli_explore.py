@@ -39,11 +39,18 @@ from xensched.signals import RaiseInterrupt
 from xensched.violation import Violation, ViolationKind
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from xensched.explore.engine import Execution
 
 LEGACY = ["explore", "--seed", "1", "--protocol", "legacy", "--no-progress"]
 #: Exhaustive with DPOR and clean: the fixed round trip into an ARINC 653 pool.
 FIXED = [*LEGACY[:3], "--protocol", "fixed", "--pool", "arinc653", "--no-progress"]
+#: A command stopped by a signal ends within this (a bound, not a measure)...
+_PROMPT = 30.0
+#: ...and the searches it stops would run for this long (their --seconds) if the
+#: signal were not heard.
+_LONG = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -1002,11 +1009,10 @@ def test_top_level_help_lists_both_commands(capsys: pytest.CaptureFixture[str]) 
 def test_ctrl_c_writes_the_json_and_exits_130(tmp_path: Path) -> None:
     f = tmp_path / "e.json"
     argv = ["-m", "xensched", "explore", "--strategy", "random", "--runs", "1000000"]
-    argv += ["--protocol", "fixed", "--seed", "3", "--no-progress", "--json", str(f)]
+    argv += ["--protocol", "fixed", "--seed", "3", "--progress", "--json", str(f)]
     p = CliProcess(argv, tmp_path)
     try:
-        p.wait_for(r"explore: seed 3, ")
-        time.sleep(0.3)  # into the runs
+        p.wait_for(r"random: [1-9]\d* runs", stream="err")  # into the runs
         p.signal(signal.SIGINT)
         assert p.finish(timeout=30) == 130, p.err
     finally:
@@ -1091,6 +1097,7 @@ def test_a_signal_with_workers_keeps_what_they_explored(
     f = tmp_path / "e.json"
     argv = ["-m", "xensched", "explore", "--scenario", "switch-race", "--direction"]
     argv += ["remove", "--workers", "2", "--seed", "1", "--progress", "--json", str(f)]
+    argv += ["--seconds", str(_LONG)]  # a search that would outlast _PROMPT
     p = CliProcess(argv, tmp_path, new_session=True)
     try:
         # The workers' counts on the progress line: they are exploring.
@@ -1098,8 +1105,8 @@ def test_a_signal_with_workers_keeps_what_they_explored(
         for _ in range(times):
             (p.signal_group if group else p.signal)(signum)
         sent = time.monotonic()
-        assert p.finish(timeout=30) == 128 + signum, p.err
-        assert time.monotonic() - sent < 10
+        assert p.finish(timeout=2 * _PROMPT) == 128 + signum, p.err
+        assert time.monotonic() - sent < _PROMPT  # not the search's _LONG s
     finally:
         p.kill()
     assert "Traceback" not in p.err
@@ -1113,10 +1120,10 @@ def test_a_signal_with_workers_keeps_what_they_explored(
 
 
 def _long_share() -> tuple[str, dict[str, Any]]:
-    """A switch-race remove under DPOR, capped at 20 s: as ``explore --workers``
+    """A switch-race remove under DPOR, capped at _LONG s: as ``explore --workers``
     hands it to a worker (``_shard_process``), a search that would not end soon."""
     argv = ["explore", "--scenario", "switch-race", "--direction", "remove"]
-    args = build_parser().parse_args([*argv, "--seconds", "20"])
+    args = build_parser().parse_args([*argv, "--seconds", str(_LONG)])
     sc = builtin("switch-race", direction="remove")
     opts = command.share_options(args)
     return sc.to_json(indent=None), opts
@@ -1148,7 +1155,7 @@ def test_a_signal_as_the_workers_start_is_not_lost(
     assert stop.signum == signal.SIGTERM
     assert res.interrupted
     assert res.stop_reason == "interrupted"
-    assert time.monotonic() - began < 15  # not the 20 s the search had
+    assert time.monotonic() - began < _PROMPT  # not the _LONG s the search had
 
 
 #: A worker as ``explore --workers`` starts one: with SIGTERM held, and one sent.
@@ -1181,39 +1188,50 @@ def test_a_worker_signalled_as_it_started_stops_at_once() -> None:
         cwd=root,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=2 * _LONG,
         check=False,
     )
     assert out.returncode == 0, out.stderr
     what, runs, interrupted, seconds = out.stdout.split()
     assert (what, interrupted) == ("result", "True")
     assert int(runs) <= 1
-    assert float(seconds) < 10  # not the 20 s the search had
+    assert float(seconds) < _PROMPT  # not the _LONG s the search had
 
 
 class _Dropped(RaiseInterrupt):
     """A signal whose KeyboardInterrupt Python dropped (it landed in a weakref
-    callback): only ``signum`` is set. ``made``: the instances."""
+    callback): only ``signum`` is set. ``made``: the instances; ``armings``: how
+    many times it was armed (the search, then the shrinking)."""
 
     made: ClassVar[list[_Dropped]] = []
 
     def __init__(self) -> None:
         super().__init__()
+        self.armings = 0
         self.made.append(self)
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        self.armings += 1
+        with super().armed():
+            yield
 
     def __call__(self, signum: int) -> None:
         self.signum = self.signum or signum
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "armings"),
     [
-        pytest.param([*FIXED, "--strategy", "random", "--runs", "1000000"], id="runs"),
-        pytest.param([*SHRINKS_LONG[2:], "--replay-out", "r.json"], id="shrinking"),
+        pytest.param(
+            [*FIXED, "--strategy", "random", "--runs", "1000000"], 1, id="runs"
+        ),
+        pytest.param([*SHRINKS_LONG[2:], "--replay-out", "r.json"], 2, id="shrinking"),
     ],
 )
 def test_a_signal_whose_interrupt_was_dropped_still_stops_explore(
     argv: list[str],
+    armings: int,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -1224,23 +1242,31 @@ def test_a_signal_whose_interrupt_was_dropped_still_stops_explore(
     sent: list[float] = []
 
     def signal_later() -> None:
-        deadline = time.monotonic() + 10
-        while not _Dropped.made and time.monotonic() < deadline:
+        # Once the runs (or the shrinking) are armed: the signal comes in them.
+        deadline = time.monotonic() + _PROMPT
+        while time.monotonic() < deadline and not (
+            _Dropped.made and _Dropped.made[0].armings >= armings
+        ):
             time.sleep(0.01)
         time.sleep(0.5)  # into the runs, or the shrinking
-        if _Dropped.made:
+        if _Dropped.made and _Dropped.made[0].armings >= armings:
             sent.append(time.monotonic())
             _Dropped.made[0](signal.SIGTERM)
 
     thread = threading.Thread(target=signal_later, daemon=True)
     thread.start()
-    code, _, err = _run([*argv, "--seconds", "15", "--json", "e.json"], capsys)
-    thread.join(10)
+    code, _, err = _run([*argv, "--seconds", str(_LONG), "--json", "e.json"], capsys)
+    thread.join(_PROMPT)
     assert sent
-    assert time.monotonic() - sent[0] < 5  # the next execution saw the signal
+    # The next execution saw the signal: not the search's _LONG s.
+    assert time.monotonic() - sent[0] < _PROMPT
     assert code == 143, err
     doc = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
     assert doc["stop_reason"] == "interrupted"
+    if armings == 2:
+        # And the shrinking, which --seconds does not bound, was cut short: the
+        # signal stopped it (the command ends as interrupted either way).
+        assert doc["shrink"]["interrupted"] is True
 
 
 # -- a reader that has gone (| head) ------------------------------------------------------

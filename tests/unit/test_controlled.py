@@ -10,11 +10,14 @@ import pytest
 
 from xensched import DeadlockError, Host, SpinLock, ViolationKind
 from xensched.drivers import ControlledDriver, RoundRobin
+from xensched.interaction import Instrument
 from xensched.schedule import schedule, vcpu_block, vcpu_unblock
 from xensched.smp import ExecContext
 from xensched.spinlock import spin_lock, spin_lock_irq, spin_unlock, spin_unlock_irq
+from xensched.violation import Violation
 
 TURN = 2.0  # turn_timeout: a bound only; no test here waits for it
+_BOUND = 30.0  # of a wait for an event that comes within moments
 
 
 class FirstReady:
@@ -243,9 +246,18 @@ def test_a_turn_held_outside_the_model_times_the_waiter_out() -> None:
     drv = ControlledDriver(h.bus, RoundRobin(), turn_timeout=0.2)
     outside = threading.Event()
 
+    class _Released(Instrument):
+        def on_violation(self, violation: Violation) -> None:
+            outside.set()
+
+    # pcpu0 stays away from every interaction point until pcpu1's wait has run out
+    # (its deadlock recorded), however late the OS runs pcpu1: an event, not a
+    # hold long enough on a quiet machine. Bounded: pcpu1 gives up after 0.2 s.
+    h.bus.add_instrument(_Released())
+
     def blocker() -> None:
         spin_lock(lock)
-        outside.wait(0.6)  # never set: 0.6 s away from every interaction point
+        assert outside.wait(_BOUND), "pcpu1's wait for its turn never ran out"
         spin_unlock(lock)
 
     drv.spawn(h.cpu_contexts[0], blocker)

@@ -151,6 +151,53 @@ def test_an_unwritable_file_is_refused(tmp_path: Path) -> None:
     assert _refusal("--json", str(f)) == f"--json {f}: not writable (Permission denied)"
 
 
+def _refuse_writes(
+    monkeypatch: pytest.MonkeyPatch, refused: Callable[[str, int], bool]
+) -> None:
+    """Make ``os.open`` answer EACCES where ``refused(path, flags)``: the refusal the
+    permission bits give a user other than root, simulated so that it runs as root."""
+    real = os.open
+
+    def fake_open(path: str, flags: int, *args: int, **kwargs: int) -> int:
+        if refused(os.fspath(path), flags):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+
+def test_a_directory_refusing_new_files_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As test_an_unwritable_directory_is_refused, for root too: creating a file in
+    # the directory is what answers EACCES.
+    d = tmp_path / "ro"
+    d.mkdir()
+    _refuse_writes(
+        monkeypatch,
+        lambda path, flags: (
+            os.path.dirname(path) == str(d) and bool(flags & os.O_CREAT)
+        ),
+    )
+    msg = _refusal("--json", str(d / "r.json"))
+    assert (
+        msg == f"--json {d / 'r.json'}: cannot create a file in {d} (Permission denied)"
+    )
+    assert _entries(d) == []
+
+
+def test_a_file_refusing_writes_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As test_an_unwritable_file_is_refused, for root too: opening the file for
+    # writing is what answers EACCES (a new file beside it could be created).
+    f = tmp_path / "r.json"
+    f.write_text("{}", encoding="utf-8")
+    _refuse_writes(monkeypatch, lambda path, flags: path == str(f))
+    assert _refusal("--json", str(f)) == f"--json {f}: not writable (Permission denied)"
+    assert f.read_text(encoding="utf-8") == "{}"
+
+
 def test_a_name_with_spaces_is_quoted(tmp_path: Path) -> None:
     path = tmp_path / "a b" / "r.json"
     msg = _refusal("--json", str(path))

@@ -40,6 +40,32 @@ _in_main_thread = pytest.mark.skipif(
 )
 
 
+#: A command stopped by a signal ends within this (a bound, not a measure)...
+_PROMPT = 30.0
+#: ...and the run it stops would take several times as long if the signal were not
+#: heard: reproduce under every protocol, the two presets and the fixed switch
+#: without each of its parts (320 moves: about 150 s on 2 cores, 20 moves and 9 s
+#: for each boot and pool scheduler).
+_PROTOCOLS = [
+    "legacy",
+    "fixed",
+    *(
+        f"fixed-without:{part}"
+        for part in (
+            "alloc-no-init",
+            "old-lock",
+            "lock-irq",
+            "prv-lock-no-irq",
+            "pointer-last",
+            "barrier",
+            "unlock-by-pointer",
+            "deinit-before-free",
+        )
+    ),
+]
+_EVERY_PROTOCOL = [arg for p in _PROTOCOLS for arg in ("--protocol", p)]
+
+
 @pytest.fixture
 def spawn() -> Iterator[list[CliProcess]]:
     procs: list[CliProcess] = []
@@ -56,14 +82,14 @@ def test_reproduce_interrupted_by_a_signal(
 ) -> None:
     out_file = tmp_path / "r.json"
     args = ["-m", "xensched", "reproduce", "--no-progress", "--json", str(out_file)]
-    p = CliProcess(args, tmp_path)
+    p = CliProcess([*args, *_EVERY_PROTOCOL], tmp_path)
     spawn.append(p)
     p.wait_for(r"reproduce: \d+ moves")
     time.sleep(0.5)
     t0 = time.monotonic()
     p.signal(signum)
-    assert p.finish(timeout=30) == code, p.err
-    assert time.monotonic() - t0 < 5.0
+    assert p.finish(timeout=2 * _PROMPT) == code, p.err
+    assert time.monotonic() - t0 < _PROMPT  # not the whole run's 150 s
     name = signal_name(signum)
     assert f"{name} received: interrupted after " in p.err
     assert "Traceback" not in p.err
@@ -72,7 +98,7 @@ def test_reproduce_interrupted_by_a_signal(
     validate("reproduce", data)
     assert data["complete"] is False
     assert isinstance(data["results"], list)
-    assert len(data["results"]) < 64
+    assert len(data["results"]) < 16 * 2 * len(_PROTOCOLS)
 
 
 def test_reproduce_ctrl_c_sent_as_timeout_sends_it_ends_with_its_workers(
@@ -93,8 +119,10 @@ def test_reproduce_ctrl_c_sent_as_timeout_sends_it_ends_with_its_workers(
     while time.monotonic() - t0 < 1.0:
         p.signal_group(signal.SIGINT)
         time.sleep(0.001)
-    assert p.finish(timeout=30) == 130, p.err
-    assert time.monotonic() - t0 < 10.0
+    assert p.finish(timeout=2 * _PROMPT) == 130, p.err
+    # Not forever in the pool's join (the bug); that the run was cut short is
+    # what "complete": false below shows (the whole run takes about 3 s).
+    assert time.monotonic() - t0 < _PROMPT
     assert "interrupted after " in p.err
     assert "received" not in p.err  # Ctrl-C: the user knows
     assert "Traceback" not in p.err
