@@ -70,6 +70,7 @@ from xensched.report import (
 from xensched.schedulers import SCHEDULERS
 from xensched.signals import (
     STOP_SIGNALS,
+    CommandInterrupt,
     RaiseInterrupt,
     quiet_lost_interrupts,
     signal_name,
@@ -683,16 +684,33 @@ class QuietPipe:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    own = argv is None and threading.current_thread() is threading.main_thread()
+    interrupt: CommandInterrupt | None = None
+    if own and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        # Not when ignored (nohup, a background job): it stays ignored.
+        interrupt = CommandInterrupt()
+        signal.signal(signal.SIGINT, interrupt)
     out, err = sys.stdout, sys.stderr
     sys.stdout = cast("TextIO", QuietPipe(out))
     sys.stderr = cast("TextIO", QuietPipe(err))
     try:
-        code = _main(argv)
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt:
+            if interrupt is None:
+                raise  # a caller's (a test's, a program's) to handle
+            # A Ctrl-C that no command handler took (one landed as a command put
+            # its handler back, or the command has none): the status of an
+            # interrupted command, without a traceback.
+            code = 128 + signal.SIGINT
+        finally:
+            if interrupt is not None:
+                interrupt.done = True
         sys.stdout.flush()  # here, where a closed pipe is caught
         sys.stderr.flush()
     finally:
         sys.stdout, sys.stderr = out, err
-    if argv is None and threading.current_thread() is threading.main_thread():
+    if own:
         # The process's own command line, done: a Ctrl-C now (the second of two,
         # say) has nothing left to stop, and would only turn the exit that follows
         # into a traceback.

@@ -104,6 +104,30 @@ def quiet_lost_interrupts() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
+class CommandInterrupt:
+    """The SIGINT handler of the process's own command line (``xensched CMD``): the
+    first Ctrl-C raises ``KeyboardInterrupt``, as Python's own handler does; later
+    ones, and any once the command is :attr:`done`, are dropped.
+
+    A command that handles Ctrl-C itself installs its handler over this one and puts
+    it back when it ends (:func:`stop_signals`). A Ctrl-C of a flood (``timeout -s
+    INT`` signals the command, then its group) that lands while it does so, or
+    while the last output is flushed, comes here: the command ends as interrupted,
+    not with a traceback from wherever the signal landed, and a second one cannot
+    interrupt the handling of the first.
+    """
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.done = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.fired or self.done:
+            return
+        self.fired = True
+        raise KeyboardInterrupt
+
+
 class RaiseInterrupt:
     """A :func:`stop_signals` callback for code that is ready for Ctrl-C.
 

@@ -250,3 +250,65 @@ def test_raise_interrupt_only_when_armed_and_only_once() -> None:
         two_signals()
     assert survived == [True]
     assert stop.signum == signal.SIGHUP
+
+
+#: ``xensched CMD`` as its own process, with a Ctrl-C at a chosen moment (``WHEN``):
+#: as the command's own handler is put back, or after the command, before the exit.
+_LATE_CTRL_C = """
+import os, signal, sys
+from xensched import cli, signals
+
+when = sys.argv[1]
+if when == "as-the-handler-is-put-back":
+    real = signals.stop_signals
+
+    def putting_back(*args, **kwargs):
+        cm = real(*args, **kwargs)
+
+        class Wrapped:
+            def __enter__(self):
+                return cm.__enter__()
+
+            def __exit__(self, *exc):
+                out = cm.__exit__(*exc)
+                os.kill(os.getpid(), signal.SIGINT)  # the old handler is back
+                return out
+
+        return Wrapped()
+
+    signals.stop_signals = putting_back
+    cli.stop_signals = putting_back
+    sys.argv = ["xensched", "reproduce", "--boot", "credit", "--pool", "credit",
+                "--direction", "add", "--protocol", "fixed", "--workers", "1",
+                "--no-progress"]
+else:
+    real_main = cli._main
+
+    def then_ctrl_c(argv):
+        code = real_main(argv)
+        os.kill(os.getpid(), signal.SIGINT)  # the command done, not yet exited
+        return code
+
+    cli._main = then_ctrl_c
+    sys.argv = ["xensched", "protocols"]
+raise SystemExit(cli.main())
+"""
+
+
+@pytest.mark.parametrize("when", ["as-the-handler-is-put-back", "after-the-command"])
+def test_a_late_ctrl_c_ends_the_command_as_interrupted_not_a_traceback(
+    when: str,
+) -> None:
+    # A flood of Ctrl-C (timeout -s INT, a user's repeated ^C) once landed where no
+    # command handler was in place: a KeyboardInterrupt traceback, killed by SIGINT.
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _LATE_CTRL_C, when],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in out.stderr
+    assert out.returncode == 128 + signal.SIGINT, out.stderr
