@@ -42,7 +42,6 @@ class Portfolio:
         self._done = [False] * len(members)
         self._current = 0
         self._turn = 0
-        self.wins: dict[str, int] = {}
 
     @classmethod
     def default(
