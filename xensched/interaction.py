@@ -492,7 +492,12 @@ class Bus:
         if ctx is not None:
             _flush_own(self._memory, ctx)
         deadline = time.monotonic() + self.lock_timeout
+        tick = getattr(self._memory, "tick", None)  # other CPUs' stores come due
         while not pred():
+            if tick is not None:
+                tick()
+                if pred():
+                    break
             if obj is not None:
                 self._point(Access(_WAIT, obj), 3)
             if time.monotonic() > deadline:

@@ -468,6 +468,19 @@ class StoreBufferModel:
             c = self._cpus.get(ctx)
             return len(c.buffer) if c is not None else 0
 
+    def tick(self) -> None:
+        """Free-running: drain every store now due, whoever buffered it.
+
+        A load or a store ticks the model; a CPU that polls for another's store
+        (``Bus.wait_until``) does neither, and the CPU that buffered it may have
+        gone quiet (its program ended, or it sleeps in an injected delay): the
+        poll ticks, so that the store drains within its seeded delay as hardware's
+        would, instead of never."""
+        if self.controlled or not self._due:
+            return
+        with self._mu:
+            self._tick(_now())
+
     def flush(self, ctx: ExecContext | None = None) -> None:
         """Drain ``ctx``'s buffer (every CPU's with ``None``): the end of a
         free-running run, a CPU about to wait."""

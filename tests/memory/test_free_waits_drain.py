@@ -76,3 +76,21 @@ def test_a_contended_spin_drains_the_spinners_buffer(model: str) -> None:
     assert errors == []
     assert seen == 1
     assert lock.stats().contended == 1
+
+
+@pytest.mark.parametrize("model", ["tso", "relaxed"])
+def test_a_wait_sees_a_store_of_a_cpu_gone_quiet(model: str) -> None:
+    # vcpu_sleep_sync(): cpu1 waits for is_running == 0, which cpu0 stored as it
+    # went idle and then did nothing more. Only loads and stores ticked the model,
+    # so the store stayed in cpu0's buffer and the wait ran out: a false deadlock.
+    bus = Bus(lock_timeout=2.0)
+    bus.memory = StoreBufferModel(model, seed=1)
+    running = Cell(bus, "v->is_running", 1)
+    cpu0, cpu1 = bus.new_context("cpu0", 0), bus.new_context("cpu1", 1)
+    with bind(cpu0):
+        running.store(0)  # buffered: drains after a seeded delay
+    assert isinstance(bus.memory, StoreBufferModel)
+    with bind(cpu1):
+        running.wait_until(lambda v: v == 0, "is_running == 0")
+    assert bus.memory.buffered(cpu0) == 0
+    assert not bus.violations
