@@ -7,8 +7,12 @@ indices (``credit2@p.rqd[0].lock`` is of class ``credit2.rqd[].lock``, every pCP
 default lock of ``schedule_data[]._lock``), so what one run teaches about one runqueue
 lock holds for all of them. When a CPU acquires a lock of class ``B`` while it holds
 one of class ``A``, the edge ``A -> B`` joins the order graph, with the Xen function of
-each acquisition and the CPU (checked when the CPU asks for ``B``, before it waits, so a
-wait that deadlocks is reported too). An edge that closes a cycle is a ``lock-order``
+each acquisition and the CPU (checked when the CPU asks for ``B``, before it waits, so
+that free-running, a wait that deadlocks is reported too; under the controlled driver a
+request is seen once the schedule grants the CPU its turn, so in the one execution
+where the two requests deadlock the driver reports the ``deadlock`` with its wait-for
+graph, and the orders that lead there are ``lock-order`` in the executions where both
+acquisitions succeed). An edge that closes a cycle is a ``lock-order``
 violation naming both chains: the new one and the path already in the graph, even if
 no deadlock happened in that run. A class taken both with IRQs enabled and disabled,
 or an IRQ-safe class held while an IRQ-unsafe one is taken, is an ``irq-inversion``.
@@ -165,7 +169,8 @@ class Lockdep(Instrument):
             self._push(ctx, access[1])  # type: ignore[arg-type]
         elif kind is _LOCK:
             # Checked when the CPU asks for the lock, before it waits, as lockdep's
-            # lock_acquire(): the order is reported even if this wait deadlocks.
+            # lock_acquire(): free-running, the order is reported even if this wait
+            # deadlocks (see the module docstring for the controlled driver).
             fn = self._fn[ctx] = self._name(ctx, access)
             self._check(ctx, access[1], fn, trylock=False)  # type: ignore[arg-type]
         elif kind is _TRY_OK:
