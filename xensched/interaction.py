@@ -211,8 +211,10 @@ class MemoryModel(Protocol):
 class Instrument:
     """No-op hooks; subclass and override what you need (trio-style).
 
-    An instrument that raises is removed from the bus and the error is kept in
-    :attr:`Bus.instrument_errors`; it never breaks the emulation.
+    An instrument that raises is removed from the bus, the error is kept in
+    :attr:`Bus.instrument_errors` and a ``crash`` violation names the instrument and
+    the error (a run whose lockdep or race detector broke is not clean); it never
+    breaks the emulation.
     """
 
     def on_point(self, ctx: ExecContext, access: Access) -> None:
@@ -357,6 +359,26 @@ class Bus:
         with self._meta:
             self._set_instruments([i for i in self._instruments if i is not inst])
 
+    def _instrument_crashed(self, inst: Instrument, hook: str, exc: Exception) -> None:
+        """``inst`` raised in ``hook``: remove it, keep the error in
+        :attr:`instrument_errors` and record a ``crash`` violation naming it, so that
+        a broken lockdep or race detector fails the run instead of leaving it clean
+        (it checks nothing more). The emulation goes on. Once per instrument: a
+        second error from it (another thread was in it) is only kept."""
+        with self._meta:
+            self.instrument_errors.append(exc)
+            present = any(i is inst for i in self._instruments)
+            if present:
+                self._set_instruments([i for i in self._instruments if i is not inst])
+        if present:
+            name = type(inst).__name__
+            self.violation(
+                ViolationKind.CRASH,
+                f"{name}.{hook}",
+                f"instrument {name} raised {type(exc).__name__}: {exc} "
+                "(removed: it checks nothing more in this run)",
+            )
+
     def _set_instruments(self, insts: list[Instrument]) -> None:
         """With ``_meta`` held: replace both lists (never mutated in place)."""
         self._instruments = insts
@@ -458,8 +480,7 @@ class Bus:
             try:
                 inst.on_point(ctx, access)
             except Exception as exc:  # an instrument never breaks the emulation
-                self.instrument_errors.append(exc)
-                self.remove_instrument(inst)
+                self._instrument_crashed(inst, "on_point", exc)
 
     # -- bounded waits ---------------------------------------------------------------
 
@@ -537,12 +558,15 @@ class Bus:
             else:
                 self._dropped[kind] = self._dropped.get(kind, 0) + 1
             insts = self._instruments
+        crashed: list[tuple[Instrument, Exception]] = []
         for inst in insts:
             try:
                 inst.on_violation(v)
             except Exception as exc:
-                self.instrument_errors.append(exc)
-                self.remove_instrument(inst)
+                crashed.append((inst, exc))
+        # After every instrument saw ``v``: the crash is a violation of its own.
+        for inst, exc in crashed:
+            self._instrument_crashed(inst, "on_violation", exc)
         if self.strict and kind is ViolationKind.ASSERT:
             raise AssertFailedError(f"{where}: {message}")
         return v
