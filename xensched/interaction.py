@@ -316,8 +316,9 @@ class Bus:
 
     @driver.setter
     def driver(self, driver: Driver | None) -> None:
-        self._driver = driver
-        self._retune()
+        with self._meta:  # as add_instrument retunes: one retune at a time
+            self._driver = driver
+            self._retune()
 
     @property
     def memory(self) -> MemoryModel | None:
@@ -326,8 +327,9 @@ class Bus:
 
     @memory.setter
     def memory(self, memory: MemoryModel | None) -> None:
-        self._memory = memory
-        self._retune()
+        with self._meta:  # as add_instrument retunes: one retune at a time
+            self._memory = memory
+            self._retune()
 
     @property
     def trace_all(self) -> bool:
@@ -335,13 +337,15 @@ class Bus:
 
     @trace_all.setter
     def trace_all(self, on: bool) -> None:
-        self._trace_all = on
-        self._retune()
+        with self._meta:
+            self._trace_all = on
+            self._retune()
 
     def _retune(self) -> None:
-        """A load nobody observes (no driver, no memory model, no instrument that
-        takes points, and a trace that leaves loads out) is a plain read: its point
-        would do nothing, so a cell skips it. The stress harness's hot path."""
+        """With ``_meta`` held (but in ``__init__``): a load nobody observes (no
+        driver, no memory model, no instrument that takes points, and a trace that
+        leaves loads out) is a plain read: its point would do nothing, so a cell
+        skips it. The stress harness's hot path."""
         self._load_points = bool(
             self._driver is not None
             or self._trace_all
