@@ -569,8 +569,8 @@ class Bus:
             except Exception as exc:
                 crashed.append((inst, exc))
         # After every instrument saw ``v``: the crash is a violation of its own.
-        for inst, exc in crashed:
-            self._instrument_crashed(inst, "on_violation", exc)
+        for inst, err in crashed:
+            self._instrument_crashed(inst, "on_violation", err)
         if self.strict and kind is ViolationKind.ASSERT:
             raise AssertFailedError(f"{where}: {message}")
         return v
