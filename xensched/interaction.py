@@ -211,8 +211,10 @@ class MemoryModel(Protocol):
 class Instrument:
     """No-op hooks; subclass and override what you need (trio-style).
 
-    An instrument that raises is removed from the bus and the error is kept in
-    :attr:`Bus.instrument_errors`; it never breaks the emulation.
+    An instrument that raises is removed from the bus, the error is kept in
+    :attr:`Bus.instrument_errors` and a ``crash`` violation names the instrument and
+    the error (a run whose lockdep or race detector broke is not clean); it never
+    breaks the emulation.
     """
 
     def on_point(self, ctx: ExecContext, access: Access) -> None:
@@ -314,8 +316,9 @@ class Bus:
 
     @driver.setter
     def driver(self, driver: Driver | None) -> None:
-        self._driver = driver
-        self._retune()
+        with self._meta:  # as add_instrument retunes: one retune at a time
+            self._driver = driver
+            self._retune()
 
     @property
     def memory(self) -> MemoryModel | None:
@@ -324,8 +327,9 @@ class Bus:
 
     @memory.setter
     def memory(self, memory: MemoryModel | None) -> None:
-        self._memory = memory
-        self._retune()
+        with self._meta:  # as add_instrument retunes: one retune at a time
+            self._memory = memory
+            self._retune()
 
     @property
     def trace_all(self) -> bool:
@@ -333,13 +337,15 @@ class Bus:
 
     @trace_all.setter
     def trace_all(self, on: bool) -> None:
-        self._trace_all = on
-        self._retune()
+        with self._meta:
+            self._trace_all = on
+            self._retune()
 
     def _retune(self) -> None:
-        """A load nobody observes (no driver, no memory model, no instrument that
-        takes points, and a trace that leaves loads out) is a plain read: its point
-        would do nothing, so a cell skips it. The stress harness's hot path."""
+        """With ``_meta`` held (but in ``__init__``): a load nobody observes (no
+        driver, no memory model, no instrument that takes points, and a trace that
+        leaves loads out) is a plain read: its point would do nothing, so a cell
+        skips it. The stress harness's hot path."""
         self._load_points = bool(
             self._driver is not None
             or self._trace_all
@@ -356,6 +362,26 @@ class Bus:
     def remove_instrument(self, inst: Instrument) -> None:
         with self._meta:
             self._set_instruments([i for i in self._instruments if i is not inst])
+
+    def _instrument_crashed(self, inst: Instrument, hook: str, exc: Exception) -> None:
+        """``inst`` raised in ``hook``: remove it, keep the error in
+        :attr:`instrument_errors` and record a ``crash`` violation naming it, so that
+        a broken lockdep or race detector fails the run instead of leaving it clean
+        (it checks nothing more). The emulation goes on. Once per instrument: a
+        second error from it (another thread was in it) is only kept."""
+        with self._meta:
+            self.instrument_errors.append(exc)
+            present = any(i is inst for i in self._instruments)
+            if present:
+                self._set_instruments([i for i in self._instruments if i is not inst])
+        if present:
+            name = type(inst).__name__
+            self.violation(
+                ViolationKind.CRASH,
+                f"{name}.{hook}",
+                f"instrument {name} raised {type(exc).__name__}: {exc} "
+                "(removed: it checks nothing more in this run)",
+            )
 
     def _set_instruments(self, insts: list[Instrument]) -> None:
         """With ``_meta`` held: replace both lists (never mutated in place)."""
@@ -458,8 +484,7 @@ class Bus:
             try:
                 inst.on_point(ctx, access)
             except Exception as exc:  # an instrument never breaks the emulation
-                self.instrument_errors.append(exc)
-                self.remove_instrument(inst)
+                self._instrument_crashed(inst, "on_point", exc)
 
     # -- bounded waits ---------------------------------------------------------------
 
@@ -542,12 +567,15 @@ class Bus:
             else:
                 self._dropped[kind] = self._dropped.get(kind, 0) + 1
             insts = self._instruments
+        crashed: list[tuple[Instrument, Exception]] = []
         for inst in insts:
             try:
                 inst.on_violation(v)
             except Exception as exc:
-                self.instrument_errors.append(exc)
-                self.remove_instrument(inst)
+                crashed.append((inst, exc))
+        # After every instrument saw ``v``: the crash is a violation of its own.
+        for inst, err in crashed:
+            self._instrument_crashed(inst, "on_violation", err)
         if self.strict and kind is ViolationKind.ASSERT:
             raise AssertFailedError(f"{where}: {message}")
         return v

@@ -115,8 +115,10 @@ class _Shadow:
         # (context, its clock at the write)
         self.write_clock: tuple[str | None, int] = (None, 0)
         self.write_atomic = False
-        # Per context: (its clock at its last plain read, what was seen).
-        self.reads: dict[str, tuple[int, Seen]] = {}
+        # Per (context, marked): its clock at its last read of that sort, what was
+        # seen. A marked read (an acquire load) races with a plain write only, a
+        # plain one with every write: a context's last read of each sort is kept.
+        self.reads: dict[tuple[str, bool], tuple[int, Seen]] = {}
         self.sync: Clock = {}  # what a release of this field published
 
 
@@ -248,9 +250,16 @@ class RaceDetector(Instrument):
                 and (writes or racy is None)
             ):
                 reports.append((label, s.write, me))
-            if writes:
-                for r, (rc, seen) in s.reads.items():
-                    if r != t.name and c.get(r, 0) < rc and racy is None:
+            if writes and racy is None:
+                raced: set[str] = set()  # one report per context that read
+                for (r, r_marked), (rc, seen) in s.reads.items():
+                    if (
+                        r != t.name
+                        and r not in raced
+                        and c.get(r, 0) < rc
+                        and not (marked and r_marked)
+                    ):
+                        raced.add(r)
                         reports.append((label, seen, me))
             # The record.
             if writes:
@@ -258,8 +267,8 @@ class RaceDetector(Instrument):
                 s.write_clock = (t.name, c[t.name])
                 s.write_atomic = marked
                 s.reads = {}
-            elif not marked:
-                s.reads[t.name] = (c[t.name], me)
+            else:
+                s.reads[t.name, marked] = (c[t.name], me)
             # Release side.
             if kind is _REL or (kind is _RMW and marked):
                 _join(s.sync, c)

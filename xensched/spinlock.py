@@ -12,8 +12,9 @@ Glossary: ``spinlock_t`` is :class:`SpinLock`; the pCPU holding it is ``owner``.
 - ``check_lock()``: a lock is latched IRQ-safe or IRQ-unsafe the first time it is
   taken; taking it later the other way is a ``BUG()`` (Xen commit 8b27d2b8af found
   ``schedule_cpu_switch()`` doing exactly that), recorded as an ``assert`` violation.
-- Statistics (acquisitions, contended acquisitions, failed trylocks, retry-on-change
-  loops) are only updated while the lock is held, so the lock itself protects them.
+- Statistics: acquisitions, contended acquisitions and retry-on-change loops are
+  only updated while the lock is held, so the lock itself protects them; a failed
+  trylock does not hold it, and counts under the lock's own ``_meta`` mutex.
 - Interaction points: ``lock`` before the wait (a driver may hold the waiter back),
   then the note ``acquired`` once the lock is ours; ``trylock`` before the attempt,
   then ``trylock-ok`` or ``trylock-failed``; ``unlock`` before the release. So a

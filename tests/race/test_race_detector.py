@@ -253,3 +253,40 @@ def test_a_detector_that_forgets_lock_releases_reports_a_false_race() -> None:
 
     Explorer(ThreadsTarget(setup), DPOR(), runs=None, keep_going=True).explore()
     assert found == {"x"}
+
+
+def race_pairs(store: str) -> set[tuple[str, str]]:
+    """An acquire load of ``x`` on one thread, a store of it (``store``: plain,
+    release or xchg) on another, unordered: the (first, second) accesses of every
+    report, over both orders."""
+    pairs: set[tuple[str, str]] = set()
+
+    def setup(w: World) -> None:
+        det = RaceDetector()
+        w.bus.add_instrument(det)
+        x = w.cell("x", 0)
+
+        def writer() -> None:
+            if store == "plain":
+                x.store(1)
+            elif store == "release":
+                smp_store_release(x, 1)
+            else:
+                xchg(x, 1)
+
+        w.thread("r", lambda: smp_load_acquire(x))
+        w.thread("w", writer)
+        w.check(lambda: pairs.update((a.kind, b.kind) for _, a, b in det.races))
+
+    res = Explorer(ThreadsTarget(setup), DPOR(), runs=None, keep_going=True).explore()
+    assert res.exhaustive
+    return pairs
+
+
+def test_an_acquire_load_races_with_a_plain_store_in_either_order() -> None:
+    # Marked accesses race only with plain ones: a marked one vs a plain one is a
+    # race whichever comes first. Before, only plain reads were recorded, so an
+    # acquire load followed by an unordered plain store went unreported.
+    assert race_pairs("plain") == {("write", "acquire load"), ("acquire load", "write")}
+    assert race_pairs("release") == set()
+    assert race_pairs("xchg") == set()

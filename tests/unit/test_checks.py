@@ -234,9 +234,46 @@ def test_instruments_see_violations_and_a_broken_one_is_dropped(host: Host) -> N
     with host.on_cpu(0):
         ASSERT(False, "planted_fn", "x")
         ASSERT(False, "planted_fn", "y")
-    assert [v.message for v in seen] == ["ASSERT(x) failed", "ASSERT(y) failed"]
+    # The broken one is dropped at its first error, which is a crash violation of its
+    # own (after every instrument saw the violation it failed on).
+    crash = "instrument Broken raised RuntimeError: broken instrument"
+    assert [v.message.split(" (")[0] for v in seen] == [
+        "ASSERT(x) failed",
+        crash,
+        "ASSERT(y) failed",
+    ]
     assert len(host.bus.instrument_errors) == 1
     assert isinstance(host.bus.instrument_errors[0], RuntimeError)
+    assert [v.kind for v in host.violations] == [
+        ViolationKind.ASSERT,
+        ViolationKind.CRASH,
+        ViolationKind.ASSERT,
+    ]
+    assert host.violations[1].where == "Broken.on_violation"
+
+
+def test_an_instrument_that_raises_on_a_point_is_a_crash_violation(host: Host) -> None:
+    # Before, a crashed lockdep or race detector was only kept in instrument_errors,
+    # which nothing reads: the run it stopped checking came out clean.
+    class Lockdep(Instrument):
+        calls = 0
+
+        def on_point(self, ctx: object, access: object) -> None:
+            Lockdep.calls += 1
+            raise KeyError("class of lock")
+
+    host.bus.add_instrument(Lockdep())
+    lock = host.lock_of(0)
+    with host.on_cpu(0):
+        spin_lock_irq(lock)
+        spin_unlock_irq(lock)  # the emulation goes on
+    assert Lockdep.calls == 1  # removed at its first error
+    [v] = host.violations
+    assert v.kind is ViolationKind.CRASH
+    assert v.where == "Lockdep.on_point"
+    assert "instrument Lockdep raised KeyError: 'class of lock'" in v.message
+    assert v.cpu == 0
+    assert [type(e) for e in host.bus.instrument_errors] == [KeyError]
 
 
 def test_violation_outside_any_context(host: Host) -> None:

@@ -18,7 +18,7 @@ from xensched import Host, Vcpu
 from xensched.checks import CriticalSection
 from xensched.drivers.controlled import ControlledDriver, next_after
 from xensched.errors import DeadlockError
-from xensched.interaction import WRITES, Access, Instrument, PointKind
+from xensched.interaction import WRITES, Access, Bus, Instrument, PointKind
 from xensched.memory import Cell
 from xensched.schedule import schedule, vcpu_block, vcpu_sleep_sync, vcpu_unblock
 from xensched.smp import ExecContext, bind
@@ -405,3 +405,24 @@ def test_an_unobserved_load_is_a_plain_read_and_any_observer_restores_its_point(
 class RoundRobinDriverStub:
     def point(self, ctx: ExecContext, access: Access) -> None:
         """Lets every thread through."""
+
+
+def test_every_retune_runs_under_the_bus_meta_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # add_instrument retunes under _meta; the driver, memory and trace_all setters
+    # did not, and a setter racing with it could leave _unobserved_loads stale.
+    bus = Bus()
+    held: list[bool] = []
+    retune = bus._retune
+
+    def spy() -> None:
+        held.append(bus._meta.locked())
+        retune()
+
+    monkeypatch.setattr(bus, "_retune", spy)
+    bus.trace_all = False
+    bus.memory = None
+    bus.driver = None
+    bus.add_instrument(Instrument())
+    assert held == [True, True, True, True]

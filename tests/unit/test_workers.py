@@ -186,3 +186,34 @@ def test_a_refused_pin_leaves_the_exploration_to_run_anywhere(
     ).explore()
     assert res.exhaustive
     assert res.final_states == {3}
+
+
+def test_a_body_that_raises_keeps_its_worker_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before, the exception ended the worker's thread after it had put itself back as
+    # idle: the next job handed to it never ran (a run then ended as a false timeout).
+    seen: list[tuple[type[BaseException] | None, str | None]] = []
+    monkeypatch.setattr(
+        threading,
+        "excepthook",
+        lambda a: seen.append((a.exc_type, a.thread.name if a.thread else None)),
+    )
+    boom = RuntimeError("a strategy bug in _finish")
+
+    def raises() -> None:
+        raise boom
+
+    ran: list[int] = []
+    with Workers(idle_wait=0.2) as pool:
+        first = pool.start("pcpu0", raises)
+        first.join(5)
+        assert not first.is_alive()
+        second = pool.start("pcpu1", lambda: ran.append(1))
+        second.join(5)
+        assert ran == [1]
+        assert not second.is_alive()
+        assert (pool.jobs, pool.started) == (2, 1)
+        assert first.error is boom
+        assert second.error is None
+    assert seen == [(RuntimeError, "pcpu0")]

@@ -15,6 +15,11 @@ thread outlives the exploration. A worker whose body never returned (a participa
 stuck in a real lock) is not reused, and ``close`` waits for it only as long as its
 bound, as joining a stuck thread would.
 
+A body that raises does not end its worker: the error is kept in :attr:`Job.error`
+and handed to :func:`threading.excepthook` as a thread of its own would, and the
+worker goes back to the pool (before, the exception ended the thread after it had put
+itself back as idle, and the next job handed to it never ran).
+
 Every wait is bounded: an idle worker waits for work ``idle_wait`` seconds at a time
 and re-checks whether the pool was closed.
 
@@ -84,11 +89,13 @@ class Job:
     """One participant's body on a worker: what :meth:`threading.Thread.join` and
     ``is_alive`` are to a thread of its own."""
 
-    __slots__ = ("_done", "fn", "name")
+    __slots__ = ("_done", "error", "fn", "name")
 
     def __init__(self, name: str, fn: Callable[[], object]) -> None:
         self.name = name
         self.fn = fn
+        #: What the body raised (``None``: it returned); set before the job is done.
+        self.error: BaseException | None = None
         self._done = threading.Event()
 
     def join(self, timeout: float | None = None) -> None:
@@ -165,6 +172,16 @@ class Workers:
             me.name = job.name
             try:
                 job.fn()
+            except BaseException as exc:  # the worker outlives its body's error
+                job.error = exc
+                # As a thread of its own dying of it would (the default prints it).
+                with contextlib.suppress(BaseException):
+                    threading.excepthook(
+                        threading.ExceptHookArgs(
+                            (type(exc), exc, exc.__traceback__, me)
+                        )
+                    )
+                del exc
             finally:
                 me.name = IDLE_NAME
                 # Let go of the body (and the run it closes over) before the joiner
