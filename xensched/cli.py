@@ -339,6 +339,9 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         flush=True,
     )
     interrupted = False
+    # Filled after the run; empty until then, so that a crash's JSON (below) has
+    # the moves done so far, without their replays.
+    replays: dict[int, dict[str, str]] = {}
 
     def document() -> dict[str, object]:
         return {
@@ -384,7 +387,6 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             if failed is not None:
                 print(f"xensched reproduce: error: {failed}", file=sys.stderr)
         raise
-    replays: dict[int, dict[str, str]] = {}
     unwritten: list[str] = []
     if args.replay_dir is not None:
         replays, unwritten = _write_replays(args.replay_dir, results)
