@@ -177,7 +177,9 @@ def _reproduce_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         ),
         epilog=(
             "exit status: 0 the run completed, 2 usage error (a --json FILE or "
-            "--replay-dir DIR that cannot be written is refused before the run), 4 "
+            "--replay-dir DIR that cannot be written is refused before the run) or "
+            "a --workers process died (killed, out of memory: its move is lost; the "
+            'moves done so far are printed and written, "complete": false), 4 '
             "the run completed but --json FILE could not be written (or a replay "
             "file) at the end (the table is printed first), 130 interrupted."
         ),
@@ -273,7 +275,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
-    from xensched.reproduce import DIRECTIONS, reproduce, transitions
+    from xensched.reproduce import (
+        DIRECTIONS,
+        WorkerDiedError,
+        reproduce,
+        transitions,
+    )
 
     # A repeated filter is a typo for another value, and would run its moves twice.
     # (A protocol spelt twice, fixed-without:a,b and fixed-without:b,a, runs once.)
@@ -339,11 +346,15 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
         flush=True,
     )
     interrupted = False
+    died: WorkerDiedError | None = None  # a worker process died: the run is cut short
+    # Filled after the run; empty until then, so that a crash's JSON (below) has
+    # the moves done so far, without their replays.
+    replays: dict[int, dict[str, str]] = {}
 
     def document() -> dict[str, object]:
         return {
             "xensched": xensched.__version__,
-            "complete": not interrupted and len(results) == len(todo),
+            "complete": not interrupted and died is None and len(results) == len(todo),
             "mutant": mutant_name,
             "results": [
                 r.to_json() | ({"replays": replays[i]} if i in replays else {})
@@ -364,6 +375,13 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 lockdep=args.lockdep,
                 race_detector=args.race_detector,
             )
+    except WorkerDiedError as e:
+        # Its move is lost: the moves done so far are printed and written below,
+        # and the status is an error's (2), as a XenschedError's is in every command.
+        died = e
+        if show:
+            sys.stderr.write("\n")
+        print(f"xensched reproduce: error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
         if show:
@@ -384,7 +402,6 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
             if failed is not None:
                 print(f"xensched reproduce: error: {failed}", file=sys.stderr)
         raise
-    replays: dict[int, dict[str, str]] = {}
     unwritten: list[str] = []
     if args.replay_dir is not None:
         replays, unwritten = _write_replays(args.replay_dir, results)
@@ -409,6 +426,8 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
     print(f"\n{len(results)} moves in {time.monotonic() - started:.1f}s", flush=True)
     # Interrupted: the shell's convention, 128 + the signal (130 for Ctrl-C, SIGINT).
     code = EXIT_NOT_WRITTEN if unwritten else EXIT_OK
+    if died is not None:
+        code = EXIT_USAGE
     if interrupted or stop.signum is not None:
         code = EXIT_INTERRUPTED if stop.signum is None else 128 + stop.signum
     # The table is out before the file is tried: a full disk must not cost it.

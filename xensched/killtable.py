@@ -429,7 +429,7 @@ class KillReport:
             self.complete
             and all(m.killed for m in self.mutants)
             and not self.intact_flagged
-            and not any(o.error for o in self.intact)
+            and not self.errors  # a mutant's killers' too, not the intact runs' only
         )
 
     def to_json(self) -> dict[str, Any]:

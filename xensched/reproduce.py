@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from xensched.drivers.controlled import drain_of, round_robin
 from xensched.drivers.workers import Workers
+from xensched.errors import XenschedError
 from xensched.explore.engine import Collector, Explorer, ScenarioTarget
 from xensched.explore.replay import Replay
 from xensched.instruments import (
@@ -73,6 +74,7 @@ from xensched.scenario import (
     patch_move,
 )
 from xensched.schedulers import SCHEDULERS
+from xensched.signals import signal_name
 from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
@@ -471,7 +473,10 @@ def reproduce(
 
     ``workers`` > 1 shares the transitions among that many processes; the results
     (and the calls of ``progress``) come in the order of ``selected`` either way, and
-    each is the same as a single process gives: every run is deterministic.
+    each is the same as a single process gives: every run is deterministic. A worker
+    process that dies (kill -9, the OOM killer) loses its move: the wait ends within
+    :data:`WORKER_POLL` seconds with :class:`WorkerDiedError`, the other workers
+    ended, ``progress`` having had the moves that came in.
     """
     todo = list(selected) if selected is not None else transitions()
     results: list[Result] = []
@@ -487,7 +492,11 @@ def reproduce(
     # spawn, not fork: the caller may have threads. multiprocessing.Pool, not
     # concurrent.futures: terminate() ends it quietly when the user interrupts.
     ctx = multiprocessing.get_context("spawn")
+    others = set(multiprocessing.active_children())
     pool = ctx.Pool(min(workers, len(todo)), initializer=ignore_interrupts)
+    # The pool's workers, started by now: a Pool replaces a worker that dies
+    # (kill -9, the OOM killer) but loses its move, and imap would wait forever.
+    mine = [p for p in multiprocessing.active_children() if p not in others]
     try:
         each = functools.partial(
             reproduce_transition,
@@ -497,10 +506,20 @@ def reproduce(
             lockdep=lockdep,
             race_detector=race_detector,
         )
-        for i, r in enumerate(pool.imap(each, todo)):
+        it = pool.imap(each, todo)
+        while len(results) < len(todo):
+            try:
+                r = it.next(timeout=WORKER_POLL)
+            except multiprocessing.TimeoutError:
+                dead = [p for p in mine if not p.is_alive()]
+                if dead:
+                    raise WorkerDiedError(
+                        len(results), len(todo), dead[0].exitcode
+                    ) from None
+                continue
             results.append(r)
             if progress is not None:
-                progress(i + 1, len(todo), r)
+                progress(len(results), len(todo), r)
         pool.close()
     except BaseException:
         pool.terminate()
@@ -508,6 +527,31 @@ def reproduce(
     finally:
         pool.join()
     return results
+
+
+#: How often (seconds) ``reproduce`` with workers looks for a worker that died while
+#: it waits for the next move's result.
+WORKER_POLL = 0.25
+
+
+class WorkerDiedError(XenschedError):
+    """A worker process of :func:`reproduce` ended (killed, out of memory) while moves
+    were left: its move is lost, so the run cannot complete. ``done`` moves had come
+    in (handed to ``progress``), of ``total``."""
+
+    def __init__(self, done: int, total: int, exitcode: int | None) -> None:
+        how = (
+            f"killed by {signal_name(-exitcode)}"
+            if exitcode is not None and exitcode < 0
+            else f"exit code {exitcode}"
+        )
+        super().__init__(
+            f"a worker process ended ({how}) after {done} of {total} moves: "
+            "its move is lost"
+        )
+        self.done = done
+        self.total = total
+        self.exitcode = exitcode
 
 
 def ignore_interrupts() -> None:

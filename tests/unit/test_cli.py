@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +122,33 @@ def test_help_names_the_protocols_command(capsys: pytest.CaptureFixture[str]) ->
     assert "fixed-without:PART" in out
     assert main(["reproduce", "--help"]) == 0
     assert "MODULE:FUNCTION" in capsys.readouterr().out
+
+
+def test_reproduce_crash_leaves_the_moves_done_on_disk_and_raises_its_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The JSON's document once read `replays` before it was assigned: a crash after
+    # the first move raised NameError in place of the crash, and wrote no JSON.
+    import xensched.reproduce
+
+    real = xensched.reproduce.reproduce_transition
+    calls: list[object] = []
+
+    def second_crashes(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise RuntimeError("boom on the second move")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(xensched.reproduce, "reproduce_transition", second_crashes)
+    out_json = tmp_path / "r.json"
+    argv = ["reproduce", "--pause", "mover", "--boot", "credit", "--pool", "credit2"]
+    argv += ["--direction", "add", "--protocol", "fixed", "--protocol", "legacy"]
+    argv += ["--workers", "1", "--no-progress", "--json", str(out_json)]
+    with pytest.raises(RuntimeError, match="boom on the second move"):
+        main(argv)
+    data = json.loads(out_json.read_text(encoding="utf-8"))
+    assert data["complete"] is False
+    assert [(r["protocol"], r["direction"]) for r in data["results"]] == [
+        ("fixed", "add")
+    ]

@@ -12,6 +12,7 @@ from xensched.errors import ConfigError
 from xensched.killtable import (
     PLAN,
     Killer,
+    KillReport,
     MutantResult,
     Outcome,
     load_plan,
@@ -121,3 +122,29 @@ def test_a_mutant_is_killed_by_its_first_flagging_killer_only() -> None:
         1.0,
     )
     assert survived.errors == ("timed out",)
+
+
+def test_a_killer_that_could_not_run_fails_the_table_even_when_a_later_one_kills() -> (
+    None
+):
+    # ok once looked at the intact runs' errors only: a mutant's first killer that
+    # timed out (or exited 2), then a later one that killed it, left the table ok,
+    # and `xensched mutate` exited 0 though a killer could not run.
+    erred = Outcome("xensched a", error="timed out after 300s")
+    loud = Outcome("xensched b", ("assert",), 7, 2.0)
+    clean = Outcome("xensched b", (), 3, 1.0)
+
+    def table(*tried: Outcome) -> KillReport:
+        return KillReport(
+            mutants=[MutantResult("legacy", tried)],
+            intact=[clean],
+            selected=["legacy"],
+            intact_planned=1,
+            complete=True,
+        )
+
+    assert table(loud).ok  # the control: killed, nothing failed
+    flaky = table(erred, loud)
+    assert flaky.mutants[0].killed
+    assert flaky.errors == ["legacy: timed out after 300s"]
+    assert not flaky.ok
