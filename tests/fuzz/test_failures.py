@@ -386,7 +386,7 @@ def test_an_interleaving_failure_is_shrunk_and_replayed(tmp_path: Path) -> None:
 def test_shrinking_by_replay_adds_nothing_to_the_campaign_figures() -> None:
     # The replays ran on the campaign's own class: the report (and the kill table's
     # runs) counted them as the campaign's examples and operations.
-    campaign = type("FailsOnP2Campaign", (FailsOnP2,), {})
+    campaign: type[XlFuzzMachine] = type("FailsOnP2Campaign", (FailsOnP2,), {})
     script = ["cpupool-create p1 credit2", "cpupool-create p2 rtds", "destroy d9"]
     first = None
     while first is None:  # bounded: a fair coin (seeded) comes up tails soon

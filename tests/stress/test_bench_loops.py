@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from xensched import smp
 from xensched_stress import bench
 from xensched_stress.config import StressConfig
 
@@ -42,7 +43,7 @@ def test_a_thread_that_never_reaches_the_start_is_bounded(
 ) -> None:
     # The start barrier had no timeout: a thread that died before it hung the bench.
     monkeypatch.setattr(bench, "_LOOP_START_TIMEOUT", 0.3)
-    real = bench.bind
+    real = smp.bind
 
     @contextlib.contextmanager
     def bind(ctx: ExecContext) -> Iterator[None]:
