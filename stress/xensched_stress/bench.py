@@ -232,44 +232,84 @@ def _shaped_host(cfg: StressConfig) -> Host:
     return build_host(cfg.to_scenario(), trace_all=False)  # as the runner's
 
 
+#: Bound of the start barrier of a loop's threads, and of joining them at its end.
+_LOOP_START_TIMEOUT = 30.0
+_LOOP_JOIN_TIMEOUT = 30.0
+
+
 def _loop_rate(
     h: Host,
     step: Callable[[Host, int], None],
     duration: float,
     interval: float,
     threads_wanted: int | None = None,
+    *,
+    problems: list[str] | None = None,
 ) -> float:
     """Calls of ``step`` per second, one thread per pCPU (or on the first
-    ``threads_wanted`` pCPUs), all for ``duration``."""
+    ``threads_wanted`` pCPUs), all for ``duration``.
+
+    Every wait is bounded. A thread whose ``step`` raised (its count is what it did
+    until then), a start barrier that broke or ran out, and threads still alive
+    after the bounded joins are printed as a ``WARNING:`` line and added to
+    ``problems`` when given."""
     nthreads = h.nr_cpus if threads_wanted is None else threads_wanted
     stop = threading.Event()
     counts = [0] * nthreads
+    errors: list[str] = []
     barrier = threading.Barrier(nthreads + 1)
 
     def body(n: int) -> None:
-        with bind(h.cpu_contexts[n]):
-            barrier.wait()
-            c = 0
-            while not stop.is_set():
-                step(h, n)
-                c += 1
+        c = 0
+        try:
+            with bind(h.cpu_contexts[n]):
+                barrier.wait(_LOOP_START_TIMEOUT)
+                while not stop.is_set():
+                    step(h, n)
+                    c += 1
+        except threading.BrokenBarrierError:
+            pass  # the main thread reports the start
+        except Exception as e:
+            errors.append(f"pcpu{n}: {type(e).__name__}: {e}")  # list.append: atomic
+        finally:
             counts[n] = c
 
     threads = [
         threading.Thread(target=body, args=(n,), name=f"pcpu{n}", daemon=True)
         for n in range(nthreads)
     ]
+    found: list[str] = []
+    elapsed = 0.0
     with free_running(interval):
-        for t in threads:
-            t.start()
-        barrier.wait()
-        t0 = time.monotonic()
-        time.sleep(duration)
-        stop.set()
-        for t in threads:
-            t.join(30.0)
-        elapsed = time.monotonic() - t0
-    return sum(counts) / elapsed
+        try:
+            for t in threads:
+                t.start()
+            try:
+                barrier.wait(_LOOP_START_TIMEOUT)
+            except threading.BrokenBarrierError:
+                found.append(
+                    f"the threads did not start within {_LOOP_START_TIMEOUT:g}s"
+                )
+            else:
+                t0 = time.monotonic()
+                time.sleep(duration)
+                elapsed = time.monotonic() - t0
+        finally:
+            stop.set()
+            barrier.abort()
+            deadline = time.monotonic() + _LOOP_JOIN_TIMEOUT
+            for t in threads:
+                if t.ident is not None:
+                    t.join(max(0.0, deadline - time.monotonic()))
+    found += errors
+    stragglers = [t.name for t in threads if t.is_alive()]
+    if stragglers:
+        found.append(f"threads still alive: {', '.join(stragglers)}")
+    for problem in found:
+        print(f"    WARNING: {step.__name__} loop: {problem}", flush=True)
+    if problems is not None:
+        problems.extend(found)
+    return sum(counts) / elapsed if elapsed > 0 else 0.0
 
 
 def _bare(h: Host, n: int) -> None:
@@ -295,6 +335,7 @@ def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, o
     steps = {"bare": _bare, "schedule": _raw_schedule}
     full = 0.0
     violations = 0
+    problems: list[str] = []
     for _ in range(rounds):
         # One thread alone first (no GIL hand-offs, no lock contention), then one per
         # pCPU; each figure on a fresh host of the same shape.
@@ -306,6 +347,7 @@ def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, o
                     duration / rounds,
                     cfg.gil_switch_interval,
                     threads,
+                    problems=problems,
                 )
                 loops[name, threads] = max(loops.get((name, threads), 0.0), rate)
         r = run_stress(cfg)
@@ -315,6 +357,9 @@ def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, o
     bare1, raw1 = loops["bare", 1], loops["schedule", 1]
     bare, raw = loops["bare", None], loops["schedule", None]
 
+    def over(a: float, b: float) -> float:
+        return a / b if b > 0 else 0.0  # 0: a loop that could not run (a problem)
+
     def verdict(ratio: float) -> str:
         return f"ratio {ratio:.3f}; target >= 0.25: {'met' if ratio >= 0.25 else 'NOT met'}"
 
@@ -322,28 +367,31 @@ def bench_throughput(duration: float, cpus: int, rounds: int = 2) -> dict[str, o
     print(f"      bare pcpu_schedule_lock_irq/unlock loop: {bare1:>10,.0f}/s")
     print(
         f"      schedule() loop, every check on:         {raw1:>10,.0f}/s  "
-        f"({verdict(raw1 / bare1)})"
+        f"({verdict(over(raw1, bare1))})"
     )
     print(f"    {cpus} threads, one per pCPU:")
     print(f"      bare pcpu_schedule_lock_irq/unlock loop: {bare:>10,.0f}/s")
     print(
         f"      schedule() loop, every check on:         {raw:>10,.0f}/s  "
-        f"({verdict(raw / bare)})"
+        f"({verdict(over(raw, bare))})"
     )
     print(
         f"      full stress run (+ vCPU traffic, moves): {full:>10,.0f}/s  "
-        f"({verdict(full / bare)})"
+        f"({verdict(over(full, bare))})"
         + ("" if not violations else f"  [{violations} violations!]")
     )
     return {
         "single_bare_per_s": bare1,
         "single_schedule_loop_per_s": raw1,
-        "ratio_single": raw1 / bare1,
+        "ratio_single": over(raw1, bare1),
         "bare_per_s": bare,
         "schedule_loop_per_s": raw,
         "stress_per_s": full,
-        "ratio_schedule_loop": raw / bare,
-        "ratio_stress": full / bare,
+        "ratio_schedule_loop": over(raw, bare),
+        "ratio_stress": over(full, bare),
+        # A step that raised, a start that timed out, threads left: the figures
+        # above are then not to be trusted.
+        "problems": problems,
     }
 
 

@@ -2,19 +2,23 @@
 
 Prints ``seed=...`` first (flushed), live progress on stderr when it is a terminal,
 then the report. Exit codes: 0 no violation, 1 violations, 2 usage error, 3 deadlock,
-4 no violation but ``--json FILE`` could not be written at the end. ``--json FILE`` is
+4 no violation but ``--json FILE`` could not be written at the end, 5 harness error
+(the threads could not be started; the report says why). ``--json FILE`` is
 checked before the run and written (atomically, after the text report) whatever the
 outcome, Ctrl-C and deadlock included; so is ``--timeline FILE``, the picture of the
-first violation (:mod:`xensched.timeline`), written only when there is one. SIGTERM and SIGHUP stop the run as Ctrl-C does:
-the partial report is printed and written, and the exit code is that of what was found
+first violation (:mod:`xensched.timeline`), written only when there is one. Ctrl-C
+(SIGINT), SIGTERM and SIGHUP all stop the run the same way, through
+:func:`~xensched.signals.stop_signals`, from parsing to the last file written: the
+partial report is printed and written, and the exit code is that of what was found
 (not 128+signal: a CI job that timed out has already failed, and the code still tells
-a violation from none).
+a violation from none). A second signal changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -44,7 +48,7 @@ from xensched.outputs import (
 )
 from xensched.scenario import BUILTIN, MAX_DOMAIN_VCPUS, MAX_DOMAINS
 from xensched.seeds import resolve_base_seed
-from xensched.signals import signal_name, stop_signals
+from xensched.signals import STOP_SIGNALS, signal_name, stop_signals
 from xensched.timeline import violation_mark, write_timeline
 
 from .config import (
@@ -89,9 +93,10 @@ _EPILOG = """\
 exit codes: 0 no violation, 1 violations found, 2 usage error (a --json or
 --timeline FILE that cannot be written is refused before the run), 3 deadlock, 4 no
 violation but --json FILE could not be written at the end (the text report is printed
-first; with violations or a deadlock the exit code stays 1 or 3). Ctrl-C, SIGTERM and
-SIGHUP stop the run: the partial report is printed and written (--json, --timeline),
-and the exit code is that of what was found.
+first; with violations or a deadlock the exit code stays 1 or 3), 5 harness error
+(the threads could not be started). Ctrl-C, SIGTERM and SIGHUP stop the run: the
+partial report is printed and written (--json, --timeline), and the exit code is that
+of what was found, never 128 + the signal.
 
 The seed fixes every choice each thread makes (which vCPU, which pool, which delay);
 the OS still interleaves the threads, so a rerun with the same seed is a new sample of
@@ -145,8 +150,8 @@ def build_parser(prog: str = "xensched stress") -> argparse.ArgumentParser:
         # 1 for a scenario that needs no move; the default workload says it needs 2.
         type=integer(1, MAX_CPUS),
         metavar="N",
-        help=f"number of pCPUs, 2 to 256 (default: {_DEFAULTS.cpus}, or the "
-        "topology's count)",
+        help=f"number of pCPUs, 1 to {MAX_CPUS}; 1 only for a --scenario that needs no "
+        f"move (default: {_DEFAULTS.cpus}, or the topology's count)",
     )
     host.add_argument(
         "--topology",
@@ -469,11 +474,12 @@ def main(
     prog: str = "xensched stress",
     stop: threading.Event | None = None,
 ) -> int:
-    """Run ``xensched stress``; returns the exit code (0, 1, 2, 3 or 4).
+    """Run ``xensched stress``; returns the exit code (0, 1, 2, 3, 4 or 5).
 
-    SIGTERM and SIGHUP set ``stop`` (made when not given) while it runs, from the
-    main thread: the run then ends as on Ctrl-C, its partial report printed and
-    written.
+    SIGINT, SIGTERM and SIGHUP set ``stop`` (made when not given) while it runs, from
+    the main thread: the run then ends through its Ctrl-C path, its partial report
+    printed and written; a signal that lands after the run (in the final audit, or
+    while the report is written) changes nothing.
     """
     if stop is None:
         stop = threading.Event()
@@ -489,8 +495,10 @@ def main(
         received.append(signum)
         stop.set()
 
-    # Until the report is out, so that no signal can cut it short.
-    with stop_signals(on_signal):
+    # Until the report is out, so that no signal can cut it short: Ctrl-C too, which
+    # as a KeyboardInterrupt could land past the run's own handling of it (in the
+    # final audit, the report, the JSON write) and lose the report.
+    with stop_signals(on_signal, (signal.SIGINT, *STOP_SIGNALS)):
         return _main(argv, prog, stop, received)
 
 
@@ -546,7 +554,7 @@ def _main(
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if received:
+    if received and received[0] != signal.SIGINT:  # Ctrl-C: the user knows
         print(
             f"{prog}: {signal_name(received[0])} received: run stopped, partial report",
             file=sys.stderr,

@@ -828,16 +828,23 @@ def shrink_by_replay(
     failure had. When no single operation can go, the tries are doubled (a rare
     failure needs more replays to be seen) up to ``max_tries``, and it stops there or
     after ``seconds``; returns the shortest sequence and the failure of its last
-    failing replay."""
+    failing replay.
+
+    The replays run on a fresh subclass of ``machine`` (no progress callback), so
+    that they add nothing to the campaign's figures (examples, operations,
+    schedules, refusals, transient) and leave its ``last_log`` and
+    ``shortest_failure`` as the campaign left them."""
     kinds = {v.kind for v in failure.violations}
     deadline = time.monotonic() + seconds
+    # Its own figures (__init_subclass__); config, stop and the rest inherited.
+    replayer = type(f"{machine.__name__}[shrink]", (machine,), {"on_step": None})
     best, best_failure = list(ops), failure
 
     def fails(candidate: list[str]) -> FuzzFailure | None:
         for _ in range(tries):
             if time.monotonic() > deadline:
                 return None
-            f = run_script(machine, candidate)
+            f = run_script(replayer, candidate)
             if f is not None and kinds & {v.kind for v in f.violations}:
                 return f
         return None

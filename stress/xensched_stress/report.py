@@ -30,6 +30,8 @@ EXIT_OK = 0
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
 EXIT_DEADLOCK = 3
+#: The harness itself failed (the threads could not be started): no verdict.
+EXIT_ERROR = 5
 
 
 class StopReason(enum.Enum):
@@ -93,6 +95,11 @@ class StressReport:
     pools: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
     #: threads still alive after the bounded joins (should always be empty)
     stragglers: tuple[str, ...] = ()
+    #: whether the threads started; False: the run ended during set-up or its start
+    #: failed, and no ``schedule()`` call was made
+    threads_started: bool = True
+    #: what went wrong in the harness itself (``stop_reason`` ERROR), else None
+    error: str | None = None
     #: the last few interaction points of every context when the first violation
     #: was recorded (what the other threads were in the middle of)
     first_context: tuple[Event, ...] = ()
@@ -106,7 +113,9 @@ class StressReport:
     # -- derived figures ------------------------------------------------------------
     @property
     def exit_code(self) -> int:
-        """0 no violation, 1 violations, 3 deadlock."""
+        """0 no violation, 1 violations, 3 deadlock, 5 harness error."""
+        if self.error is not None and not self.violations_total:
+            return EXIT_ERROR
         if self.deadlock is not None:
             return EXIT_DEADLOCK
         if self.violations_total:
@@ -219,6 +228,8 @@ class StressReport:
             "delays_injected": self.delays_injected,
             "process": asdict(self.process),
             "stragglers": list(self.stragglers),
+            "threads_started": self.threads_started,
+            "error": self.error,
             "lockdep": self.lockdep.to_json() if self.lockdep is not None else None,
             "race_detector": (
                 self.race_detector.to_json() if self.race_detector is not None else None
@@ -291,6 +302,13 @@ class StressReport:
         out.append(f"process: {self._render_process()}")
         if self.stragglers:
             out.append(f"WARNING: threads still alive: {', '.join(self.stragglers)}")
+        if self.error is not None:
+            out.append(f"ERROR: harness error: {self.error}")
+        if not self.threads_started:
+            out.append(
+                "WARNING: no thread ran: the run ended before its threads started, "
+                "no schedule() call was made, and no violation means nothing was tested"
+            )
         out.append("")
         out.append(
             f"result: {_verdict(self.exit_code)} (exit {self.exit_code}); "
@@ -421,4 +439,5 @@ def _verdict(code: int) -> str:
         EXIT_OK: "no violation",
         EXIT_VIOLATIONS: "violations found",
         EXIT_DEADLOCK: "deadlock",
+        EXIT_ERROR: "harness error",
     }.get(code, "?")

@@ -172,7 +172,11 @@ class _Run(Workload):
         self.lockdep: Lockdep | None = None
         self.race_detector: RaceDetector | None = None
         self._meta = threading.Lock()  # harness bookkeeping, never held long
+        #: When the threads passed the start barrier (``threads_started``); the
+        #: report's ``elapsed`` counts from it, and is 0 when no thread started.
         self.t0 = time.monotonic()
+        self.threads_started = False
+        self.error: str | None = None
         self.t_end: float | None = None
         self.deadlock: str | None = None
         self.first_violation_after: float | None = None
@@ -197,9 +201,9 @@ class _Run(Workload):
                 self._setup()
                 with free_running(self.cfg.gil_switch_interval):
                     try:
-                        self._start()
-                        probe.sample()
-                        self._wait(progress, probe)
+                        if self._start_or_fail():
+                            probe.sample()
+                            self._wait(progress, probe)
                     finally:
                         self._teardown()
             except KeyboardInterrupt:
@@ -304,8 +308,24 @@ class _Run(Workload):
         self.watchdog_thread.start()
         self.threads.append(self.watchdog_thread)
 
+    def _start_or_fail(self) -> bool:
+        """Start the threads; False, with the run's reason ERROR, when they could not
+        be (``can't start new thread``, a start barrier broken or out of time)."""
+        try:
+            self._start()
+        except Exception as e:
+            with self._meta:
+                self.error = (
+                    "could not start the threads: "
+                    + "".join(traceback.format_exception_only(e)).strip()
+                )
+            self._set_reason(StopReason.ERROR)
+            return False
+        return True
+
     def _go(self) -> None:
         self.t0 = time.monotonic()
+        self.threads_started = True
 
     def sync(self) -> bool:
         assert self.barrier is not None
@@ -486,11 +506,13 @@ class _Run(Workload):
     def _snapshot(self, ops: int, rate: float) -> ProgressSnapshot:
         now = self.t_end if self.t_end is not None else time.monotonic()
         counts = tuple(s.count for s in self.cpu_states)
+        # No thread started (set-up cut short, a start that failed): nothing ran.
+        elapsed = max(now - self.t0, 0.0) if self.threads_started else 0.0
         if not ops:
             ops = sum(counts)
-            rate = ops / max(now - self.t0, 1e-9)
+            rate = ops / max(elapsed, 1e-9)
         return ProgressSnapshot(
-            elapsed=now - self.t0,
+            elapsed=elapsed,
             ops=ops,
             ops_per_s=rate,
             switches=sum(s.switches for s in self.ctl_states),
@@ -527,6 +549,8 @@ class _Run(Workload):
         dropped = h.bus.dropped_violations if h is not None else {}
         if self.deadlock is not None:
             reason = StopReason.DEADLOCK
+        elif self.error is not None:
+            reason = StopReason.ERROR
         elif self.interrupted:
             reason = StopReason.INTERRUPTED
         elif self.reason is not None:
@@ -577,6 +601,8 @@ class _Run(Workload):
             driver=driver,
             pools=self.pools,
             stragglers=self.stragglers,
+            threads_started=self.threads_started,
+            error=self.error,
             first_context=self.first_context,
             lockdep=(
                 LockdepSummary.of(self.lockdep) if self.lockdep is not None else None

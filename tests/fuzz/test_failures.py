@@ -381,3 +381,34 @@ def test_an_interleaving_failure_is_shrunk_and_replayed(tmp_path: Path) -> None:
         replay[-1] = "200"  # the same script, more chances to meet the interleaving
     assert any(o.startswith("cpupool-cpu-add") for o in data["script"])
     assert fuzz(*replay).returncode == 1
+
+
+def test_shrinking_by_replay_adds_nothing_to_the_campaign_figures() -> None:
+    # The replays ran on the campaign's own class: the report (and the kill table's
+    # runs) counted them as the campaign's examples and operations.
+    campaign: type[XlFuzzMachine] = type("FailsOnP2Campaign", (FailsOnP2,), {})
+    script = ["cpupool-create p1 credit2", "cpupool-create p2 rtds", "destroy d9"]
+    first = None
+    while first is None:  # bounded: a fair coin (seeded) comes up tails soon
+        first = run_script(campaign, script)
+    before = (
+        campaign.examples,
+        campaign.operations,
+        campaign.schedules,
+        dict(campaign.refusals),
+        campaign.transient,
+        list(campaign.last_log),
+        campaign.shortest_failure,
+    )
+    ops, _ = shrink_by_replay(campaign, script, first, seconds=60, tries=8)
+    assert ops == ["cpupool-create p2 rtds"]
+    after = (
+        campaign.examples,
+        campaign.operations,
+        campaign.schedules,
+        dict(campaign.refusals),
+        campaign.transient,
+        list(campaign.last_log),
+        campaign.shortest_failure,
+    )
+    assert after == before
