@@ -103,6 +103,19 @@ class CliProcess:
             self.pump(min(left, 0.1))
         return self.proc.wait(max(0.1, deadline - time.monotonic()))
 
+    def assert_group_ends(self, within: float = 5.0) -> None:
+        """The child's process group (it leads one: ``new_session``) is gone within
+        ``within`` seconds: no worker, nor multiprocessing's resource tracker, left
+        behind."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            assert time.monotonic() < deadline, "processes left in the group"
+            time.sleep(0.1)
+
     def kill(self) -> None:
         """Kill the child if it still runs, and close the pipes (idempotent)."""
         if self._closed:
@@ -119,3 +132,13 @@ class CliProcess:
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def reproduce_every_remove(tmp_path: Path, out_file: Path) -> CliProcess:
+    """``xensched reproduce`` on every remove with 2 worker processes, in a session
+    of its own: some 10 s of moves on an idle machine (32), so that a signal or a
+    kill a test sends once its header is out lands while they run (the credit ->
+    credit moves alone, 2 s, could end before: a clean exit 0)."""
+    args = ["-m", "xensched", "reproduce", "--no-progress", "--workers", "2"]
+    args += ["--direction", "remove", "--json", str(out_file)]
+    return CliProcess(args, tmp_path, new_session=True)

@@ -391,24 +391,19 @@ def test_shrinking_by_replay_adds_nothing_to_the_campaign_figures() -> None:
     first = None
     while first is None:  # bounded: a fair coin (seeded) comes up tails soon
         first = run_script(campaign, script)
-    before = (
-        campaign.examples,
-        campaign.operations,
-        campaign.schedules,
-        dict(campaign.refusals),
-        campaign.transient,
-        list(campaign.last_log),
-        campaign.shortest_failure,
-    )
+
+    def figures() -> tuple[object, ...]:
+        return (
+            campaign.examples,
+            campaign.operations,
+            campaign.schedules,
+            dict(campaign.refusals),
+            campaign.transient,
+            list(campaign.last_log),
+            campaign.shortest_failure,
+        )
+
+    before = figures()
     ops, _ = shrink_by_replay(campaign, script, first, seconds=60, tries=8)
     assert ops == ["cpupool-create p2 rtds"]
-    after = (
-        campaign.examples,
-        campaign.operations,
-        campaign.schedules,
-        dict(campaign.refusals),
-        campaign.transient,
-        list(campaign.last_log),
-        campaign.shortest_failure,
-    )
-    assert after == before
+    assert figures() == before

@@ -7,7 +7,6 @@ exit status 2, the moves done so far printed and written (``"complete": false``)
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from tests._cli_process import CliProcess
+from tests._cli_process import CliProcess, reproduce_every_remove
 from tests._schemas import validate
 
 if TYPE_CHECKING:
@@ -61,9 +60,7 @@ def test_a_worker_killed_ends_reproduce_with_an_error_and_the_moves_done(
     tmp_path: Path, spawn: list[CliProcess]
 ) -> None:
     out_file = tmp_path / "r.json"
-    args = ["-m", "xensched", "reproduce", "--no-progress", "--workers", "2"]
-    args += ["--direction", "remove", "--json", str(out_file)]
-    p = CliProcess(args, tmp_path, new_session=True)
+    p = reproduce_every_remove(tmp_path, out_file)
     spawn.append(p)
     p.wait_for(r"reproduce: (\d+) moves")
     total = 16 * 2  # every boot x pool scheduler, under legacy and fixed
@@ -84,11 +81,4 @@ def test_a_worker_killed_ends_reproduce_with_an_error_and_the_moves_done(
     assert data["complete"] is False
     assert len(data["results"]) < total
     assert f"\n{len(data['results'])} moves in " in p.out
-    deadline = time.monotonic() + 5
-    while True:  # no worker (nor the resource tracker) left behind
-        try:
-            os.killpg(p.proc.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "processes left in the group"
-        time.sleep(0.1)
+    p.assert_group_ends()

@@ -9,7 +9,6 @@ and a signal the process ignores (``nohup``) stays ignored.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._cli_process import CliProcess
+from tests._cli_process import CliProcess, reproduce_every_remove
 from tests._schemas import validate
 from xensched.signals import (
     STOP_SIGNALS,
@@ -108,11 +107,7 @@ def test_reproduce_ctrl_c_sent_as_timeout_sends_it_ends_with_its_workers(
     # a second SIGINT that lands in Pool.terminate() once left the command waiting
     # forever in the pool's join. A second's worth, so that one lands there.
     out_file = tmp_path / "r.json"
-    args = ["-m", "xensched", "reproduce", "--no-progress", "--workers", "2"]
-    # Every remove: some 10 s on an idle machine, well past the signals (the
-    # credit -> credit moves alone, 2 s, could end before them: a clean exit 0).
-    args += ["--direction", "remove", "--json", str(out_file)]
-    p = CliProcess(args, tmp_path, new_session=True)
+    p = reproduce_every_remove(tmp_path, out_file)
     spawn.append(p)
     p.wait_for(r"reproduce: \d+ moves")
     time.sleep(1.5)  # the workers started, and running their first moves
@@ -131,14 +126,7 @@ def test_reproduce_ctrl_c_sent_as_timeout_sends_it_ends_with_its_workers(
     data = json.loads(out_file.read_text(encoding="utf-8"))
     validate("reproduce", data)
     assert data["complete"] is False
-    deadline = time.monotonic() + 5
-    while True:  # no worker (nor the resource tracker) left behind
-        try:
-            os.killpg(p.proc.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "processes left in the group"
-        time.sleep(0.1)
+    p.assert_group_ends()
 
 
 def test_signal_names() -> None:
