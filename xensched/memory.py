@@ -162,7 +162,11 @@ class Cell(Shared, Generic[T]):
     ) -> T:
         """An atomic, fully ordered read-modify-write (``xchg``, ``test_and_set_bit``):
         stores ``fn(old)``; returns ``old``. (``_access``: the point's record, when
-        it says more than "atomic", as a bit operation's does.)"""
+        it says more than "atomic", as a bit operation's does.)
+
+        Atomic against other exchanges of the cell (they share a stripe lock), not
+        against a plain :meth:`store` racing with it, which a real ``xchg`` would
+        order: no field of the model is both exchanged and plainly stored."""
         bus = self._bus
         mem = bus._memory
         if mem is not None and _ctx() is not None:

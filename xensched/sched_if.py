@@ -17,7 +17,11 @@ also load balancing"). The unlock variants ASSERT the pointer still matches; cod
 remapped the lock must release by pointer (``spin_unlock(old_lock)``) instead.
 
 Left out: XSA-453's speculation barrier; the loop is bounded (``_MAX_RETRIES``) so
-that a livelock is reported rather than spun forever.
+that a livelock is reported rather than spun forever. The ``_irqsave`` variants save
+and disable IRQs once, around the whole retry loop, where Xen's macro does
+``spin_lock_irqsave``/``spin_unlock_irqrestore`` on each attempt and so lets IRQs in
+between two attempts; nothing in this model takes an interrupt there, so no check
+can tell the two apart.
 """
 
 from __future__ import annotations
