@@ -547,13 +547,9 @@ def _scenario_params(name: str) -> list[str]:
 
 
 def _scenarios_parser(sub: argparse._SubParsersAction[Parser]) -> None:
-    from xensched.scenario import BUILTIN
+    from xensched.scenario import parameters_line
 
-    takes = "; ".join(
-        f"{name}: {', '.join(params)}"
-        for name in BUILTIN
-        if (params := _scenario_params(name))
-    )
+    takes = parameters_line(_SCENARIO_PARAMS)
     p = sub.add_parser(
         "scenarios",
         help="list the built-in scenarios, or print one (as JSON with --json)",

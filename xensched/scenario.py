@@ -76,6 +76,7 @@ __all__ = [
     "json_kind",
     "load_scenario",
     "override_scenario",
+    "parameters_line",
     "patch_move",
     "peer_round_trip",
     "round_trip",
@@ -1306,6 +1307,17 @@ def builtin_parameters(name: str) -> tuple[str, ...]:
     """The parameters built-in ``name`` takes: its factory's, by name (none for a
     value). ``name`` must be in :data:`BUILTIN`."""
     return tuple(inspect.signature(BUILTIN[name]).parameters)
+
+
+def parameters_line(params: Sequence[str], prefix: str = "") -> str:
+    """Which built-in takes which of ``params``, from the factories' signatures, as
+    ``name: a, b; name: ...`` with each parameter after ``prefix`` (``--`` for the
+    options that set them): a help text that cannot fall behind a new built-in."""
+    return "; ".join(
+        f"{name}: {', '.join(prefix + p for p in takes)}"
+        for name in BUILTIN
+        if (takes := [p for p in params if p in builtin_parameters(name)])
+    )
 
 
 def builtin(name: str, **params: Any) -> Scenario:

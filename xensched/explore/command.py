@@ -86,6 +86,7 @@ from xensched.scenario import (
     builtin,
     builtin_parameters,
     override_scenario,
+    parameters_line,
     scenario_from_options,
 )
 from xensched.schedulers import SCHEDULERS
@@ -202,7 +203,8 @@ def add_explore_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     sc = p.add_argument_group(
         "scenario",
         "As for xensched stress: a built-in takes the options it has parameters for "
-        f"({_takes()}; --boot and --pool SCHED pick the two schedulers of a move); "
+        f"({parameters_line(('boot', 'pool', 'direction'), '--')}; --boot and --pool "
+        "SCHED pick the two schedulers of a move); "
         "other options override fields. Unbounded programs get --schedules and --moves. --mutant "
         "runs a mutant of the fix on the scenario: its protocol (an explicit "
         "--protocol must be the same) and its edits; the replay file carries both.",
@@ -733,22 +735,6 @@ def cmd_explore(args: argparse.Namespace) -> int:
     # shrinking ending, the workers' results collected, the files written).
     with stop_signals(stop, (signal.SIGINT, *STOP_SIGNALS)), quiet_lost_interrupts():
         return _explore(args, stop)
-
-
-def _takes() -> str:
-    """Which built-in takes --boot, --pool and --direction, from the factories'
-    signatures (so that the help cannot fall behind a new built-in)."""
-    return "; ".join(
-        f"{name}: {', '.join(f'--{p}' for p in params)}"
-        for name in BUILTIN
-        if (
-            params := [
-                p
-                for p in ("boot", "pool", "direction")
-                if p in builtin_parameters(name)
-            ]
-        )
-    )
 
 
 def _err(cmd: str, msg: str) -> int:
