@@ -17,13 +17,14 @@ import pytest
 
 from xensched.explore import DPOR, BoundedDFS, Explorer, ScenarioTarget
 from xensched.explore.threads import ThreadsTarget, World
-from xensched.scenario import round_trip
+from xensched.scenario import round_trip, switch_race
 from xensched.spinlock import spin_lock, spin_trylock, spin_unlock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from xensched.explore import ExploreResult, SearchStrategy
+    from xensched.explore.base import Op
     from xensched.explore.engine import Target
     from xensched.memory import Cell
     from xensched.spinlock import SpinLock
@@ -218,6 +219,37 @@ def bit_pulse(w: World) -> None:
     w.final_state(seen.peek)
 
 
+def silent_stores(w: World) -> None:
+    # x holds 1. a's store of 1 changes nothing unless b's store of 2 came first;
+    # c reads x before, between or after them. The silent store commutes with c's
+    # load, not with b's store, which would make it change x.
+    x, seen = w.cell("x", 1), w.cell("seen", 0)
+    w.thread("a", lambda: x.store(1))
+    w.thread("b", lambda: x.store(2))
+    w.thread("c", lambda: seen.store(x.load()))
+    w.final_state(lambda: (x.peek(), seen.peek()))
+
+
+def silent_wake(w: World) -> None:
+    # A wake reads the flag: a silent store (raise a raised flag) cannot enable
+    # it, the one that raises it does, and the lowering one must not be missed.
+    flag, seen = w.cell("flag", 0), w.cell("seen", 0)
+
+    def waiter() -> None:
+        w.bus.wait_until(lambda: flag.peek() == 1, "the flag")
+        seen.store(flag.load())
+
+    def pulser() -> None:
+        flag.store(0)  # silent until the raiser ran
+        flag.store(1)
+        flag.store(0)
+
+    w.thread("waiter", waiter)
+    w.thread("raiser", lambda: flag.store(1))
+    w.thread("pulser", pulser)
+    w.final_state(lambda: (flag.peek(), seen.peek()))
+
+
 PROGRAMS = [
     lost_update,
     locked_counter,
@@ -230,6 +262,8 @@ PROGRAMS = [
     bit_operations,
     set_against_clear,
     bit_pulse,
+    silent_stores,
+    silent_wake,
 ]
 
 
@@ -268,6 +302,11 @@ def test_the_small_programs_have_the_answers_they_should() -> None:
     }
     assert states(set_against_clear) == {(), (0,)}
     assert states(bit_pulse) == {0, 1}
+    # x ends 2 where a's store came first (silent), else 1; c saw 1 or 2.
+    assert states(silent_stores) == {(x, s) for x in (1, 2) for s in (1, 2)}
+    # The waiter saw the flag up (1), saw it down again (0), or never woke (a
+    # deadlock, seen stays 0): flag 0 at the end, or 1 when the raiser came last.
+    assert states(silent_wake) == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
 def test_dpor_reduces() -> None:
@@ -288,6 +327,54 @@ def test_a_dpor_that_ignores_a_dependence_misses_what_dfs_finds() -> None:
     assert unreduced(target).final_states == {1, 2}
     planted = explore(target, DPOR(ignore="runq"))
     assert planted.final_states == {2}  # the lost update is never run
+
+
+class EveryStoreSilent(DPOR):
+    """The planted defect: every store taken as silent (a read of its cell),
+    whether it changes the cell or not."""
+
+    def __init__(self) -> None:
+        # ``ignore`` matching no label: DPOR then passes every pending operation
+        # through _op, as it does for its own planted defect.
+        super().__init__(ignore="\0")
+
+    def _op(self, op: Op) -> Op:
+        return op._replace(silent=True) if op.kind == "store" else op
+
+
+class NoSilentStores(DPOR):
+    """DPOR as it was before silent stores: every store a write."""
+
+    def __init__(self) -> None:
+        super().__init__(ignore="\0")
+
+    def _op(self, op: Op) -> Op:
+        return op._replace(silent=False)
+
+
+def test_silent_stores_reduce_and_a_dpor_taking_every_store_as_silent_misses() -> None:
+    target = ThreadsTarget(silent_stores)
+    dfs = unreduced(target)
+    dpor = explore(target, DPOR())
+    planted = explore(target, EveryStoreSilent())
+    assert planted.exhaustive
+    assert planted.final_states < dfs.final_states  # an outcome lost
+    # a's store commutes with c's load wherever x holds 1: fewer executions.
+    assert dpor.runs < explore(target, NoSilentStores()).runs
+
+
+def test_silent_stores_fold_traces_of_a_switch_race_add() -> None:
+    # Credit's vCPU priority set to the one it has, the lock pointer and the tick's
+    # flag stored again: the same final states in about half the executions.
+    target = ScenarioTarget(
+        switch_race(boot="credit", pool="arinc653", direction="add", protocol="fixed")
+    )
+    now, before = explore(target, DPOR()), explore(target, NoSilentStores())
+    assert now.exhaustive
+    assert before.exhaustive
+    assert (now.runs, before.runs) == (44, 83)
+    assert now.final_states == before.final_states
+    assert now.kinds == before.kinds == set()
 
 
 # -- the built-in Xen scenarios, against bounded DFS -------------------------------------

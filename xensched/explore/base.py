@@ -23,10 +23,21 @@ steps that make no access of their own:
   enable a wake, never disable one, so there is no order to try there.
 
 Two accesses are dependent when they touch one object and at least one of them
-writes it, with one exception: atomic bit operations of one cpumask
-(``cpumask_set_cpu()``, ``cpumask_clear_cpu()``; :attr:`Op.bit`) commute unless one
-sets the bit the other clears, as Credit's pCPUs setting and clearing their own bits
-of ``prv->idlers`` do.
+writes it, with two exceptions:
+
+- atomic bit operations of one cpumask (``cpumask_set_cpu()``,
+  ``cpumask_clear_cpu()``; :attr:`Op.bit`) commute unless one sets the bit the other
+  clears, as Credit's pCPUs setting and clearing their own bits of ``prv->idlers``
+  do;
+- a *silent* store (:attr:`Op.silent`), one that writes the value its cell already
+  holds, writes nothing that anyone could tell: it commutes with the cell's loads
+  and with other silent stores, and depends only on a store that changes the value
+  (which would make it change the value too, in the other order). It is taken as a
+  read, as model checkers take a compare-and-swap that fails. Whether a store is
+  silent depends on the cell at the step, so it is decided where the step is
+  chosen (:func:`silent`), and only under sequential consistency: under a
+  store-buffer model a store goes to the buffer, and what memory holds then is
+  not what the store will overwrite.
 
 Under a store-buffer memory model two more kinds of step exist (see
 :mod:`xensched.drivers.controlled`): a *drain* ``CPU>field`` (the buffered store
@@ -43,7 +54,7 @@ checks and wait conditions use) are invisible here: a check that reads a field w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 from xensched.drivers.controlled import thread_of
 from xensched.interaction import WRITES, PointKind
@@ -53,6 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from xensched.interaction import Access
+    from xensched.memory import Cell
 
 __all__ = [
     "START",
@@ -64,6 +76,7 @@ __all__ = [
     "bits_commute",
     "independent",
     "op_of",
+    "silent",
     "thread_of",
     "variants",
 ]
@@ -71,6 +84,7 @@ __all__ = [
 _RMW = PointKind.RMW
 _LOCK_KINDS = frozenset({"lock", "trylock", "unlock"})
 _WRITE_VALUES = frozenset(k.value for k in WRITES)
+_BY_VALUE = frozenset({int, bool, str, type(None), frozenset})
 
 
 class Op(NamedTuple):
@@ -79,17 +93,20 @@ class Op(NamedTuple):
     label; under a store-buffer model, ``also`` is the ``oid`` of the store buffer of
     the CPU it acts for (0: none). ``bit`` names an atomic bit operation of a
     cpumask (:class:`~xensched.memory.BitOp`): ``cpu + 1`` for a set, ``-(cpu + 1)``
-    for a clear, 0 for any other access (:func:`bit_of`)."""
+    for a clear, 0 for any other access (:func:`bit_of`). ``silent`` marks a store
+    that writes the value its cell already holds: not a write for dependence."""
 
     kind: str
     oid: int
     label: str
     also: int = 0
     bit: int = 0
+    #: A store of the value its cell holds when it runs (see :func:`silent`).
+    silent: bool = False
 
     @property
     def is_write(self) -> bool:
-        return self.kind in _WRITE_VALUES
+        return self.kind in _WRITE_VALUES and not self.silent
 
     @property
     def is_lock(self) -> bool:
@@ -138,6 +155,21 @@ def op_of(access: Access, also: int = 0) -> Op:
     """The :class:`Op` of a point's access record (``also``: see :class:`Op`)."""
     obj = access[1]
     return Op(access[0]._value_, obj.oid, obj.label, also, bit_of(access))
+
+
+def silent(access: Access) -> bool:
+    """Does a store write the value its cell holds now (sequential consistency)?
+
+    The same object, or an equal value of a type compared by value that no code
+    of the model tells apart by identity (numbers, strings, ``None``, frozen sets
+    of CPUs). Any other value equal but not the same object is taken as a change:
+    code may compare it by identity.
+    """
+    # Only a Cell is stored to (Cell.store() makes the STORE points).
+    new, old = access[2], cast("Cell[object]", access[1]).value
+    return new is old or (
+        type(new) is type(old) and type(new) in _BY_VALUE and new == old
+    )
 
 
 def bit_of(access: Access) -> int:

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
 from xensched.drivers.workers import Workers, pinned
-from xensched.explore.base import START, WAKE, Op, Step, op_of
+from xensched.explore.base import START, WAKE, Op, Step, op_of, silent
 from xensched.explore.observe import Observer
 from xensched.explore.visible import Visibility, tell_grew
-from xensched.interaction import Instrument
+from xensched.interaction import Instrument, PointKind
 from xensched.programs import ControlledRun
 from xensched.violation import ViolationKind
 
@@ -166,6 +166,7 @@ class ScenarioTarget:
 
 # A Step without the NamedTuple constructor's Python call: one is made per step.
 _new_step = tuple.__new__
+_STORE = PointKind.STORE
 
 
 class _StepOfViolation(Instrument):
@@ -265,9 +266,14 @@ class _Chooser:
             if driver.memory is None:
                 hit = self._ops.get(ctx)
                 if hit is not None and hit[0] is acc:
-                    return hit[1]
-                op = op_of(acc)
-                self._ops[ctx] = (acc, op)
+                    op = hit[1]
+                else:
+                    op = op_of(acc)
+                    self._ops[ctx] = (acc, op)
+                # Silent or not by the cell now: another thread's store since the
+                # last step may have changed it (see base.silent).
+                if acc[0] is _STORE and silent(acc):
+                    return op._replace(silent=True)
                 return op
             fence = driver.owner_of(ctx).fence
             return op_of(acc, fence.oid if fence else 0)
