@@ -113,8 +113,18 @@ def test_opposite_lock_order_is_a_deadlock_not_a_hang() -> None:
     assert all(isinstance(exc, DeadlockError) for _, exc in errors)
     assert drv.deadlock is not None
     assert "no participant can run" in drv.deadlock
-    assert "lock lock.A held by pcpu0" in drv.deadlock
-    assert "lock lock.B held by pcpu1" in drv.deadlock
+    # Every lock's owner and waiters (xensched.diagnostics' table), each context's
+    # last point; no thread stacks: the model's own finding, the same on every run.
+    assert (
+        "\n  lock.A held by pcpu0 (acquired 1x, contended 0x); waited for by pcpu1\n"
+        in drv.deadlock
+    )
+    assert (
+        "\n  lock.B held by pcpu1 (acquired 1x, contended 0x); waited for by pcpu0\n"
+        in drv.deadlock
+    )
+    assert "\n  pcpu0: lock lock.B [ab]" in drv.deadlock
+    assert "--- thread" not in drv.deadlock
     deadlocks = [v for v in h.violations if v.kind is ViolationKind.DEADLOCK]
     assert len(deadlocks) == 1  # reported once, not once per participant
     assert deadlocks == h.violations
@@ -266,6 +276,11 @@ def test_a_turn_held_outside_the_model_times_the_waiter_out() -> None:
     assert ctx is h.cpu_contexts[1]
     assert isinstance(exc, DeadlockError)
     assert "pcpu1 waited 0.2s for its turn" in str(exc)
+    # A wait that ran out: every thread's stack too, the blocker's among them.
+    assert exc.dumped
+    assert "\n  lock.A held by pcpu0 (" in str(exc)
+    assert "--- thread pcpu0 ---" in str(exc)
+    assert ", in blocker\n" in str(exc)
     assert drv.done(h.cpu_contexts[0])
     assert lock.owner is None
     assert [v.kind for v in h.violations] == [ViolationKind.DEADLOCK]

@@ -10,7 +10,12 @@ program gives the same interleaving: seed -> schedule is exact.
 
 Every wait for the turn is bounded (``turn_timeout``). When no participant is runnable
 but some are unfinished, that is a deadlock of the emulated host: every waiting thread
-gets :class:`~xensched.errors.DeadlockError` with the wanted locks and their owners.
+gets :class:`~xensched.errors.DeadlockError` with the wait-for graph, every lock's
+owner and waiters and each context's last point
+(:func:`~xensched.diagnostics.deadlock_report`, without the thread stacks: that
+report is the model's and the same on every run of the schedule). A wait for the turn
+that runs out (a thread stuck outside the model) is reported the same way, with every
+thread's stack as well.
 
 The turn is handed over through one *gate* per participant (a ``threading.Lock`` held
 while it is not that participant's turn), so a handoff wakes exactly one thread. A
@@ -43,6 +48,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from xensched.diagnostics import deadlock_report
 from xensched.errors import Abandoned, DeadlockError
 from xensched.interaction import Access, PointKind
 from xensched.smp import ExecContext, bind
@@ -534,7 +540,7 @@ class ControlledDriver:
         self._running = None
         if self.deadlock is None and any(p.state is _State.READY for p in self._order):
             # Described once, while every side of the cycle is still there.
-            self.deadlock = self._describe("no participant can run")
+            self.deadlock = self._describe("no participant can run", stacks=False)
         self._open_all()
 
     def _ended_by_strategy(self) -> None:
@@ -558,7 +564,12 @@ class ControlledDriver:
             if p.state is _State.READY:
                 self._open(p)
 
-    def _describe(self, why: str) -> str:
+    def _describe(self, why: str, *, stacks: bool = True) -> str:
+        """With ``_mutex`` held: the deadlock report, :func:`deadlock_report` after
+        the wait-for graph and what each participant waits for. ``stacks=False``
+        for "no participant can run", the model's own finding: its report must be
+        the same on every run of the schedule (replay files keep it, explorations
+        make thousands), and each participant's last point says where it stands."""
         lines = [f"controlled run deadlocked: {why}"]
         edges = [
             f"{p.ctx.name} -> {p.wants.owner} ({p.wants.name})"
@@ -578,10 +589,7 @@ class ControlledDriver:
             else:
                 what = "waits for its turn"
             lines.append(f"  {p.ctx.name}: {what}")
-        held = [lk for lk in self.bus.locks if lk.owner is not None]
-        for lk in held:
-            lines.append(f"  lock {lk.name} held by {lk.owner}")
-        return "\n".join(lines)
+        return deadlock_report(self.bus, "\n".join(lines), stacks=stacks)
 
     def _wait_turn(self, part: _Participant) -> None:
         passed = part.gate.acquire(timeout=self.turn_timeout)
@@ -599,7 +607,7 @@ class ControlledDriver:
                     f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn"
                 )
                 self._open_all()
-            raise DeadlockError(self.deadlock)
+            raise DeadlockError(self.deadlock, dumped=True)
 
     def _finish(self, part: _Participant) -> None:
         with self._mutex:
