@@ -8,7 +8,15 @@ among the runnable ones. A thread about to spin on a lock that another participa
 is not runnable, so no real lock wait ever blocks, and the same strategy on the same
 program gives the same interleaving: seed -> schedule is exact.
 
-Every wait for the turn is bounded (``turn_timeout``). When no participant is runnable
+Every wait for the turn is bounded, from the run's last step rather than from its own
+start: a thread gives up once no participant has taken a step for ``turn_timeout``
+(a stall: a thread stuck outside the model with the turn), however long a strategy
+has kept it waiting while the others ran. A waiting thread wakes four times per
+``turn_timeout`` to compare the count of steps (the length of :attr:`steps`: nothing
+is counted or timed at a step for it), so a stall is reported between
+``turn_timeout`` and 1.25 times it after the last step; ``run()`` itself gives up
+after four times it without a step. How long a run goes on taking steps is the
+strategy's to bound (an explorer's ``max_steps``). When no participant is runnable
 but some are unfinished, that is a deadlock of the emulated host: every waiting thread
 gets :class:`~xensched.errors.DeadlockError` with the wait-for graph, every lock's
 owner and waiters and each context's last point
@@ -68,6 +76,8 @@ _LOCK = PointKind.LOCK
 _DRAIN = PointKind.DRAIN
 _LOADS = frozenset({PointKind.LOAD, PointKind.LOAD_ACQUIRE})
 T = TypeVar("T")
+#: Checks of the run's progress per ``turn_timeout`` by a thread waiting for its turn.
+_TICKS = 4
 
 
 # Pure functions of a step's name, called at every step by the searches (sleep sets,
@@ -373,9 +383,8 @@ class ControlledDriver:
                 self._start(p)
             with self._mutex:
                 self._schedule_next(None)
-            deadline = time.monotonic() + self.turn_timeout * 4
             try:
-                self._join(deadline)
+                self._join(self.turn_timeout * 4)
             except BaseException:
                 # Ctrl-C in the joining thread: end the participants too, so that
                 # none is left waiting for a turn that will never come.
@@ -392,25 +401,35 @@ class ControlledDriver:
                 self._mem.controlled = False
         return [(p.ctx, p.error) for p in self._order if p.error is not None]
 
-    def _join(self, deadline: float) -> None:
-        """Wait for every participant to finish, or the run's deadline."""
+    def _join(self, bound: float) -> None:
+        """Wait for every participant to finish; give up once no participant has
+        taken a step for ``bound`` seconds (a long run that takes steps goes on)."""
+        tick = bound / _TICKS
+        mark, since = -1, time.monotonic()
         while True:
             with self._mutex:
                 pending = [p for p in self._order if p.thread is not None]
-            for p in pending:
-                assert p.thread is not None
-                p.thread.join(max(0.0, deadline - time.monotonic()))
-            with self._mutex:
-                if all(p.state is _State.DONE for p in self._order):
-                    break
-            if time.monotonic() > deadline:
+                steps = len(self.steps)
+            now = time.monotonic()
+            if steps != mark:
+                mark, since = steps, now
+            elif now - since >= bound:
                 with self._mutex:
-                    self.deadlock = self.deadlock or self._describe("run() timed out")
+                    self.deadlock = self.deadlock or self._describe(
+                        f"run() timed out: no step taken for {bound:g}s"
+                    )
                     self._open_all()
                 for p in pending:
                     assert p.thread is not None
                     p.thread.join(self.turn_timeout)
                 break
+            end = now + tick
+            for p in pending:
+                assert p.thread is not None
+                p.thread.join(max(0.0, end - time.monotonic()))
+            with self._mutex:
+                if all(p.state is _State.DONE for p in self._order):
+                    break
 
     # -- the Driver protocol ------------------------------------------------------------------
     def point(self, ctx: ExecContext, access: Access) -> None:
@@ -592,7 +611,12 @@ class ControlledDriver:
         return deadlock_report(self.bus, "\n".join(lines), stacks=stacks)
 
     def _wait_turn(self, part: _Participant) -> None:
-        passed = part.gate.acquire(timeout=self.turn_timeout)
+        # The hot path is the first acquire: a count read before it, no clock.
+        mark = len(self.steps)
+        tick = self.turn_timeout / _TICKS
+        passed = part.gate.acquire(timeout=tick)
+        if not passed:
+            passed = self._wait_on(part, mark, tick)
         with self._mutex:
             if not passed and part.gate_open:  # opened as the wait ran out
                 passed = part.gate.acquire(blocking=False)
@@ -604,10 +628,31 @@ class ControlledDriver:
                 raise Abandoned(self.abandoned)
             if self.deadlock is None:
                 self.deadlock = self._describe(
-                    f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn"
+                    f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn "
+                    "with no step taken by any participant"
                 )
                 self._open_all()
             raise DeadlockError(self.deadlock, dumped=True)
+
+    def _wait_on(self, part: _Participant, mark: int, tick: float) -> bool:
+        """The first ``tick`` of a wait for the turn ran out: wait on, one tick at a
+        time, while the run takes steps. True once the gate opens; False after
+        ``_TICKS`` ticks in a row (``turn_timeout``) in which nobody took a step.
+
+        ``mark`` is the count of steps when the wait began (read without the mutex:
+        an older count only makes the first check see progress, never a stall).
+        """
+        idle = 1
+        while True:
+            with self._mutex:
+                steps = len(self.steps)
+            if steps != mark:
+                mark, idle = steps, 0
+            elif idle >= _TICKS:
+                return False
+            if part.gate.acquire(timeout=tick):
+                return True
+            idle += 1
 
     def _finish(self, part: _Participant) -> None:
         with self._mutex:
