@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from xensched.interaction import Access, Bus
     from xensched.smp import ExecContext
 
-__all__ = ["deadlock_report", "dump_locks", "dump_threads", "lock_lines"]
+__all__ = ["deadlock_report", "dump_locks", "dump_threads"]
 
 _LOCK = PointKind.LOCK
 
@@ -63,7 +63,7 @@ def _snapshot(bus: Bus) -> tuple[list[ExecContext], list[Access | None]]:
     return ctxs, lasts
 
 
-def lock_lines(bus: Bus) -> list[str]:
+def _lock_lines(bus: Bus) -> list[str]:
     """One line per lock held or waited for: its owner (``stats()``) and its waiters,
     then how many other locks are free."""
     with bus._meta:
@@ -95,7 +95,7 @@ def lock_lines(bus: Bus) -> list[str]:
 def dump_locks(bus: Bus) -> str:
     """Every lock held or waited for (owner, waiters) and each context's last point."""
     out = ["locks held:"]
-    lines = lock_lines(bus)
+    lines = _lock_lines(bus)
     if len(lines) == 1:
         out.append("  none")
     out.extend(f"  {line}" for line in lines)
