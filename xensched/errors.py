@@ -33,7 +33,19 @@ class XenError(XenschedError):
 
 
 class DeadlockError(XenschedError):
-    """A bounded wait ran out: a lock was held, or a turn not given, for too long."""
+    """A bounded wait ran out: a lock was held, or a turn not given, for too long.
+
+    ``str(err)`` is the report. Its first line says who waited for what, and for
+    how long (``pcpu0 spun on 'cpupool_lock' for 5s; held by pcpu1``); where a wait
+    ran out, the rest is :func:`xensched.diagnostics.deadlock_report`'s: every
+    lock's owner and waiters, each context's last point and every thread's stack,
+    taken while the others were still stuck, and ``dumped`` is True.
+    """
+
+    def __init__(self, message: str, *, dumped: bool = False) -> None:
+        super().__init__(message)
+        #: The message holds the state dump already (a harness adds none of its own).
+        self.dumped = dumped
 
 
 class AssertFailedError(XenschedError, AssertionError):

@@ -505,7 +505,7 @@ class Bus:
 
         Raises:
             DeadlockError: ``pred()`` did not hold in time (a ``deadlock`` violation
-                is recorded).
+                is recorded; the error carries the full report, :meth:`deadlock`).
         """
         ctx = current_or_none()
         waiter = getattr(self.driver, "wait_until", None)
@@ -528,11 +528,28 @@ class Bus:
             if time.monotonic() > deadline:
                 name = ctx.name if ctx is not None else "?"
                 msg = f"{name} waited {self.lock_timeout:g}s for {what}"
-                self.violation(ViolationKind.DEADLOCK, "wait_until", msg)
-                raise DeadlockError(msg)
+                raise self.deadlock("wait_until", msg)
             time.sleep(_WAIT_POLL)
         if obj is not None:
             self._note(Access(_WAIT, obj))
+
+    def deadlock(self, where: str, message: str) -> DeadlockError:
+        """A bounded wait of the calling context ran out in ``where``: returns the
+        :class:`DeadlockError` to raise, whose report is ``message`` (one line: who
+        waited for what) then :func:`xensched.diagnostics.deadlock_report`'s dump,
+        and records a ``deadlock`` violation with ``message``.
+
+        The dump is taken first, while the other threads are still as they were (an
+        instrument told of the violation may let them go); it costs a few
+        milliseconds, once per deadlock, never on the hot path.
+        """
+        # Imported here: diagnostics reads the bus (a cycle at import time), and
+        # only a deadlock needs it.
+        from xensched.diagnostics import deadlock_report
+
+        report = deadlock_report(self, message)
+        self.violation(ViolationKind.DEADLOCK, where, message)
+        return DeadlockError(report, dumped=True)
 
     # -- violations ---------------------------------------------------------------
 

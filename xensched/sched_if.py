@@ -28,8 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xensched.checks import ASSERT, ViolationKind
-from xensched.errors import DeadlockError
+from xensched.checks import ASSERT
 from xensched.memory import data_race
 from xensched.mutants import NO_LOCK_RECHECK, NO_TRYLOCK_RECHECK
 from xensched.smp import current
@@ -49,15 +48,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from xensched.domain import Vcpu
+    from xensched.errors import DeadlockError
     from xensched.host import Host
 
 _MAX_RETRIES = 100_000
 
 
 def _livelock(what: str) -> DeadlockError:
-    msg = f"{current().name}: {what} retried {_MAX_RETRIES} times"
-    current().bus.violation(ViolationKind.DEADLOCK, "sched_lock", msg)
-    return DeadlockError(msg)
+    ctx = current()
+    msg = f"{ctx.name}: {what} retried {_MAX_RETRIES} times"
+    return ctx.bus.deadlock("sched_lock", msg)
 
 
 def _lock_loop(

@@ -246,8 +246,7 @@ def vcpu_migrate(h: Host, v: Vcpu) -> None:
         _unlock_double(old_lock, new_lock, flags)
     else:
         msg = f"vcpu_migrate({v.name}) retried {_MIGRATE_RETRIES} times"
-        h.bus.violation(ViolationKind.DEADLOCK, "vcpu_migrate", msg)
-        raise DeadlockError(msg)
+        raise h.bus.deadlock("vcpu_migrate", msg)
     # Still running somewhere: context_saved() will call us again.
     # test_and_clear_bit(_VPF_migrating), as in Xen.
     if v.is_running.load() or not v.migrating.exchange(_clear):

@@ -7,8 +7,9 @@ IRQ-safety latch) and the local IRQ helpers of xen/include/asm-x86/system.h.
 Glossary: ``spinlock_t`` is :class:`SpinLock`; the pCPU holding it is ``owner``.
 
 - Every wait is bounded by the host's ``lock_timeout``: a lock not had in time raises
-  :class:`~xensched.errors.DeadlockError` naming the holder, and records a ``deadlock``
-  violation. Nothing here calls ``acquire()`` without a bound.
+  :class:`~xensched.errors.DeadlockError` naming the holder, with every lock's owner
+  and every thread's stack after that line (``Bus.deadlock``), and records a
+  ``deadlock`` violation. Nothing here calls ``acquire()`` without a bound.
 - ``check_lock()``: a lock is latched IRQ-safe or IRQ-unsafe the first time it is
   taken; taking it later the other way is a ``BUG()`` (Xen commit 8b27d2b8af found
   ``schedule_cpu_switch()`` doing exactly that), recorded as an ``assert`` violation.
@@ -30,7 +31,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xensched.errors import DeadlockError, XenschedError
+from xensched.errors import XenschedError
 from xensched.interaction import Access, PointKind, Shared
 from xensched.smp import current
 from xensched.violation import ViolationKind
@@ -146,8 +147,7 @@ class SpinLock(Shared):
                     f"{ctx.name} spun on {self.name!r} for "
                     f"{bus.lock_timeout:g}s; held by {holder or 'nobody'}"
                 )
-                bus.violation(ViolationKind.DEADLOCK, "_spin_lock", msg)
-                raise DeadlockError(msg)
+                raise bus.deadlock("_spin_lock", msg)
         self.owner = ctx.name
         self.acquisitions += 1
         if contended:

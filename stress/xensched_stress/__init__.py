@@ -10,7 +10,8 @@ cpupools. Modules:
   start, wait, stop, report), its watchdog and progress snapshots;
 - :mod:`~xensched_stress.workload`: what the pCPU and control threads do;
 - :mod:`~xensched_stress.process`: the process's figures (CPU, RSS, threads);
-- :mod:`~xensched_stress.diagnostics`: thread stacks and lock owners on a deadlock;
+- :mod:`~xensched_stress.diagnostics`: each context's last points at the first
+  violation (the deadlock dumps are :mod:`xensched.diagnostics`'s);
 - :mod:`~xensched_stress.report`: :class:`StressReport` (render, JSON, exit code);
 - :mod:`~xensched_stress.cli`: ``xensched stress`` (also ``python -m xensched_stress``);
 - :mod:`~xensched_stress.bench`: ``xensched bench``, the harness's figures.

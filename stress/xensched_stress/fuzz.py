@@ -63,6 +63,7 @@ import hypothesis.strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from xensched import SCHEDULERS, DeadlockError, XenError, XenschedError
+from xensched.diagnostics import deadlock_report
 from xensched.drivers.free import free_running
 from xensched.lockdep import Lockdep
 from xensched.programs import (
@@ -86,8 +87,6 @@ from xensched.scenario import (
 from xensched.smp import bind
 from xensched.spinlock import spin_lock, spin_unlock
 from xensched.violation import Violation, ViolationKind
-
-from .diagnostics import dump_locks, dump_threads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -412,18 +411,20 @@ class Hammer:
         ``crash``. The thread leaves; what it held is released so that the others do
         not wait behind a dead context."""
         if isinstance(exc, DeadlockError):
-            self.deadlocked(f"{ctx.name}: {exc}")
+            self.deadlocked(f"{ctx.name}: {exc}", dumped=exc.dumped)
         else:
             crashed(self.host, ctx, exc)
         release_held(self.host, ctx)
         return True
 
-    def deadlocked(self, why: str) -> None:
-        """Keep the first deadlock's dump; the threads behind it give up quickly."""
+    def deadlocked(self, why: str, *, dumped: bool = False) -> None:
+        """Keep the first deadlock's dump (``why`` itself when it is a
+        ``DeadlockError``'s report, which has one); the threads behind it give up
+        quickly."""
         with self._dump_lock:
             if self.dump is not None:
                 return
-            self.dump = f"{why}\n\n{dump_locks(self.host)}\n\n{dump_threads()}"
+            self.dump = why if dumped else deadlock_report(self.host.bus, why)
         bus = self.host.bus
         bus.lock_timeout = min(bus.lock_timeout, _TEARDOWN_LOCK_TIMEOUT)
 
@@ -594,7 +595,7 @@ class XlFuzzMachine(RuleBasedStateMachine):
         bus recorded) or the emulated Xen raised (a ``crash``). What the toolstack
         holds is released, so that the pCPU threads can stop."""
         if isinstance(exc, DeadlockError):
-            self.hammer.deadlocked(f"xl {op}: {exc}")
+            self.hammer.deadlocked(f"xl {op}: {exc}", dumped=exc.dumped)
         else:
             crashed(self.host, self._ctx, exc)
         release_held(self.host, self._ctx)

@@ -3,7 +3,8 @@
 Mirrors nothing in Xen. What the threads do is :mod:`xensched_stress.workload`'s (its
 docstring has the harness rules); the process figures are
 :mod:`~xensched_stress.process`'s and the deadlock dumps
-:mod:`~xensched_stress.diagnostics`'s.
+:func:`xensched.diagnostics.deadlock_report`'s (a ``DeadlockError`` from the model
+carries its own, taken where the wait ran out).
 
 A run has these threads besides the workload's (all named, so stack dumps read well):
 the calling thread, which checks the bounds, samples the process and reports progress;
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xensched import DeadlockError, ViolationKind, XenschedError
+from xensched.diagnostics import deadlock_report
 from xensched.drivers.free import DelayInjector, free_running
 from xensched.instruments import LockdepSummary, RaceSummary
 from xensched.interaction import Instrument
@@ -52,12 +54,7 @@ from xensched.race_detector import RaceDetector
 from xensched.scenario import build_host
 from xensched.smp import bind
 
-from .diagnostics import (
-    CONTEXT_POINTS,
-    dump_locks,
-    dump_threads,
-    last_points,
-)
+from .diagnostics import CONTEXT_POINTS, last_points
 from .process import ProcessProbe, python_description
 from .report import StopReason, StressReport
 from .workload import _CRASH_CAP, Workload
@@ -413,7 +410,7 @@ class _Run(Workload):
         thread goes on until it has crashed ``_CRASH_CAP`` times.
         """
         if isinstance(exc, DeadlockError):
-            self._deadlock(f"{ctx.name}: {exc}")
+            self._deadlock(f"{ctx.name}: {exc}", dumped=exc.dumped)
             return True
         st.crashes += 1
         self.crash(ctx, exc)
@@ -461,15 +458,16 @@ class _Run(Workload):
             if self.reason is None:
                 self.reason = reason
 
-    def _deadlock(self, why: str) -> None:
-        """Declare a deadlock (once): dump stacks and lock owners, stop the run."""
+    def _deadlock(self, why: str, *, dumped: bool = False) -> None:
+        """Declare a deadlock (once): dump stacks and lock owners (unless ``why``,
+        a ``DeadlockError``'s report, has them already), stop the run."""
         with self._meta:
             if self.deadlock is not None:
                 return
             self.deadlock = why
         h = self.host
         assert h is not None
-        dump = f"{why}\n\n{dump_locks(h)}\n\n{dump_threads()}"
+        dump = why if dumped else deadlock_report(h.bus, why)
         with self._meta:
             self.deadlock = dump
         # Threads stuck behind the deadlock give up quickly from now on.

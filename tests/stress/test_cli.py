@@ -15,6 +15,7 @@ import pytest
 from tests._schemas import validate
 from xensched import programs
 from xensched.scenario import PoolSpec, Scenario, Toolstack, patch_move, stress_default
+from xensched.smp import current
 from xensched.spinlock import spin_lock
 from xensched_stress import bench
 from xensched_stress.cli import main
@@ -233,6 +234,37 @@ def test_deadlock_exits_3_and_writes_json(
     # Its owner is named: a pCPU, or xl0 when the toolstack took it first and then
     # waited for the stuck pCPUs.
     assert "cpupool_lock held by " in deadlock
+
+
+def test_a_lock_wait_that_runs_out_prints_every_stack_and_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pCPU 1 takes cpupool_lock twice: its second spin runs out (lock-timeout, well
+    # below the watchdog). The report printed is the one the spin took, in that
+    # pCPU's own frames, while they were stuck.
+    def spins_on_itself(h: Host) -> Vcpu:
+        if current().cpu == 1:
+            spin_lock(h.cpupool_lock)
+            spin_lock(h.cpupool_lock)
+        return h.percpu[current().cpu or 0].idle
+
+    monkeypatch.setattr(programs, "schedule", spins_on_itself)
+    out_file = tmp_path / "r.json"
+    argv = ["--watchdog", "30", "--lock-timeout", "0.3", "--seed", "1"]
+    argv += ["--controllers", "0", "--no-progress", "--json", str(out_file)]
+    assert main(argv) == 3
+    out = capsys.readouterr().out
+    assert "result: deadlock (exit 3)" in out
+    section = out[out.index("deadlock:") :]
+    assert "  pcpu1: pcpu1 spun on 'cpupool_lock' for 0.3s; held by pcpu1" in section
+    assert "cpupool_lock held by pcpu1 (" in section
+    assert "waited for by pcpu1" in section
+    assert "--- thread pcpu0 ---" in section
+    assert "--- thread pcpu1 ---" in section
+    assert ", in spins_on_itself" in section
+    deadlock = _json(out_file)["deadlock"]
+    assert isinstance(deadlock, str)
+    assert ", in spins_on_itself" in deadlock
 
 
 def test_forced_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:

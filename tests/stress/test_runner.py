@@ -245,6 +245,12 @@ def test_lock_wait_timeout_in_a_pcpu_thread_is_a_deadlock(
     assert r.deadlock is not None
     assert r.deadlock.startswith("pcpu1: pcpu1 spun on 'cpupool_lock'")
     assert "held by pcpu1" in r.deadlock
+    # The report the spin took as it ran out: the lock table with the waiter, and
+    # every thread's stack, pCPU 1's still in the function that spun.
+    assert "\n  cpupool_lock held by pcpu1 (" in r.deadlock
+    assert "waited for by pcpu1" in r.deadlock
+    assert "--- thread pcpu0 ---" in r.deadlock
+    assert ", in planted\n" in r.deadlock
     assert r.elapsed < 3.0  # the lock bound ended it, long before the 5 s duration
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -113,8 +114,18 @@ def test_opposite_lock_order_is_a_deadlock_not_a_hang() -> None:
     assert all(isinstance(exc, DeadlockError) for _, exc in errors)
     assert drv.deadlock is not None
     assert "no participant can run" in drv.deadlock
-    assert "lock lock.A held by pcpu0" in drv.deadlock
-    assert "lock lock.B held by pcpu1" in drv.deadlock
+    # Every lock's owner and waiters (xensched.diagnostics' table), each context's
+    # last point; no thread stacks: the model's own finding, the same on every run.
+    assert (
+        "\n  lock.A held by pcpu0 (acquired 1x, contended 0x); waited for by pcpu1\n"
+        in drv.deadlock
+    )
+    assert (
+        "\n  lock.B held by pcpu1 (acquired 1x, contended 0x); waited for by pcpu0\n"
+        in drv.deadlock
+    )
+    assert "\n  pcpu0: lock lock.B [ab]" in drv.deadlock
+    assert "--- thread" not in drv.deadlock
     deadlocks = [v for v in h.violations if v.kind is ViolationKind.DEADLOCK]
     assert len(deadlocks) == 1  # reported once, not once per participant
     assert deadlocks == h.violations
@@ -266,6 +277,89 @@ def test_a_turn_held_outside_the_model_times_the_waiter_out() -> None:
     assert ctx is h.cpu_contexts[1]
     assert isinstance(exc, DeadlockError)
     assert "pcpu1 waited 0.2s for its turn" in str(exc)
+    # A wait that ran out: every thread's stack too, the blocker's among them.
+    assert exc.dumped
+    assert "\n  lock.A held by pcpu0 (" in str(exc)
+    assert "--- thread pcpu0 ---" in str(exc)
+    assert ", in blocker\n" in str(exc)
     assert drv.done(h.cpu_contexts[0])
     assert lock.owner is None
+    assert [v.kind for v in h.violations] == [ViolationKind.DEADLOCK]
+
+
+# -- a wait for the turn is bounded from the run's last step, not from its start ----------
+
+_STARVED_TURN = 0.3
+
+
+def test_a_thread_kept_waiting_while_another_takes_steps_is_no_deadlock() -> None:
+    # FirstReady runs pcpu0 to its end before pcpu1 has a turn, and pcpu0 takes steps
+    # for five turn_timeouts: pcpu1 waits that long, the run itself never stalls.
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    lock = SpinLock(h.bus, "lock.A")
+    drv = ControlledDriver(h.bus, FirstReady(), turn_timeout=_STARVED_TURN)
+
+    def busy() -> None:
+        end = time.monotonic() + 5 * _STARVED_TURN
+        while time.monotonic() < end:
+            spin_lock(lock)
+            spin_unlock(lock)
+
+    def starved() -> None:
+        spin_lock(lock)
+        spin_unlock(lock)
+
+    drv.spawn(h.cpu_contexts[0], busy)
+    drv.spawn(h.cpu_contexts[1], starved)
+    start = time.monotonic()
+    assert drv.run() == []
+    assert time.monotonic() - start >= 5 * _STARVED_TURN
+    assert drv.deadlock is None
+    assert h.violations == []
+    assert drv.points_of(h.cpu_contexts[1]) == 2
+    who = [s[0] for s in drv.steps]
+    assert who == sorted(who)  # pcpu1's first turn came after pcpu0's last step
+
+
+def test_a_stall_after_a_long_run_is_still_reported_within_a_bound() -> None:
+    # pcpu0 takes steps for four turn_timeouts while pcpu1 waits, then blocks outside
+    # the model with the turn: from its last step on, nobody takes one. pcpu1's wait
+    # reports it no sooner than turn_timeout after that step, and not much later.
+    turn = 0.2
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    lock = SpinLock(h.bus, "lock.A")
+    drv = ControlledDriver(h.bus, FirstReady(), turn_timeout=turn)
+    stalled: list[float] = []
+    reported: list[float] = []
+    release = threading.Event()
+
+    class _Reported(Instrument):
+        def on_violation(self, violation: Violation) -> None:
+            reported.append(time.monotonic())
+            release.set()
+
+    h.bus.add_instrument(_Reported())
+
+    def busy_then_stuck() -> None:
+        end = time.monotonic() + 4 * turn
+        while time.monotonic() < end:
+            spin_lock(lock)
+            spin_unlock(lock)
+        spin_lock(lock)  # its last step: the lock point
+        stalled.append(time.monotonic())
+        assert release.wait(_BOUND), "the stall was never reported"
+        spin_unlock(lock)
+
+    drv.spawn(h.cpu_contexts[0], busy_then_stuck)
+    drv.spawn(h.cpu_contexts[1], lambda: schedule(h))
+    [(ctx, exc)] = drv.run()
+    assert ctx is h.cpu_contexts[1]
+    assert isinstance(exc, DeadlockError)
+    assert "pcpu1 waited 0.2s for its turn" in str(exc)
+    assert ", in busy_then_stuck\n" in str(exc)  # the stuck thread's stack
+    assert len(stalled) == len(reported) == 1
+    waited = reported[0] - stalled[0]
+    # At least the bound (the last step came just before `stalled`); at most the
+    # bound and one check (a quarter of it), plus slack for a loaded machine.
+    assert turn * 0.9 <= waited < turn * 1.25 + 1.0, waited
     assert [v.kind for v in h.violations] == [ViolationKind.DEADLOCK]

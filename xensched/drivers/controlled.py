@@ -8,9 +8,22 @@ among the runnable ones. A thread about to spin on a lock that another participa
 is not runnable, so no real lock wait ever blocks, and the same strategy on the same
 program gives the same interleaving: seed -> schedule is exact.
 
-Every wait for the turn is bounded (``turn_timeout``). When no participant is runnable
+Every wait for the turn is bounded, from the run's last step rather than from its own
+start: a thread gives up once no participant has taken a step for ``turn_timeout``
+(a stall: a thread stuck outside the model with the turn), however long a strategy
+has kept it waiting while the others ran. A waiting thread wakes four times per
+``turn_timeout`` to compare the count of steps (the length of :attr:`steps`: nothing
+is counted or timed at a step for it), so a stall is reported between
+``turn_timeout`` and 1.25 times it after the last step; ``run()`` itself gives up
+after four times it without a step. How long a run goes on taking steps is the
+strategy's to bound (an explorer's ``max_steps``). When no participant is runnable
 but some are unfinished, that is a deadlock of the emulated host: every waiting thread
-gets :class:`~xensched.errors.DeadlockError` with the wanted locks and their owners.
+gets :class:`~xensched.errors.DeadlockError` with the wait-for graph, every lock's
+owner and waiters and each context's last point
+(:func:`~xensched.diagnostics.deadlock_report`, without the thread stacks: that
+report is the model's and the same on every run of the schedule). A wait for the turn
+that runs out (a thread stuck outside the model) is reported the same way, with every
+thread's stack as well.
 
 The turn is handed over through one *gate* per participant (a ``threading.Lock`` held
 while it is not that participant's turn), so a handoff wakes exactly one thread. A
@@ -43,6 +56,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from xensched.diagnostics import deadlock_report
 from xensched.errors import Abandoned, DeadlockError
 from xensched.interaction import Access, PointKind
 from xensched.smp import ExecContext, bind
@@ -62,6 +76,8 @@ _LOCK = PointKind.LOCK
 _DRAIN = PointKind.DRAIN
 _LOADS = frozenset({PointKind.LOAD, PointKind.LOAD_ACQUIRE})
 T = TypeVar("T")
+#: Checks of the run's progress per ``turn_timeout`` by a thread waiting for its turn.
+_TICKS = 4
 
 
 # Pure functions of a step's name, called at every step by the searches (sleep sets,
@@ -367,9 +383,8 @@ class ControlledDriver:
                 self._start(p)
             with self._mutex:
                 self._schedule_next(None)
-            deadline = time.monotonic() + self.turn_timeout * 4
             try:
-                self._join(deadline)
+                self._join(self.turn_timeout * 4)
             except BaseException:
                 # Ctrl-C in the joining thread: end the participants too, so that
                 # none is left waiting for a turn that will never come.
@@ -386,25 +401,35 @@ class ControlledDriver:
                 self._mem.controlled = False
         return [(p.ctx, p.error) for p in self._order if p.error is not None]
 
-    def _join(self, deadline: float) -> None:
-        """Wait for every participant to finish, or the run's deadline."""
+    def _join(self, bound: float) -> None:
+        """Wait for every participant to finish; give up once no participant has
+        taken a step for ``bound`` seconds (a long run that takes steps goes on)."""
+        tick = bound / _TICKS
+        mark, since = -1, time.monotonic()
         while True:
             with self._mutex:
                 pending = [p for p in self._order if p.thread is not None]
-            for p in pending:
-                assert p.thread is not None
-                p.thread.join(max(0.0, deadline - time.monotonic()))
-            with self._mutex:
-                if all(p.state is _State.DONE for p in self._order):
-                    break
-            if time.monotonic() > deadline:
+                steps = len(self.steps)
+            now = time.monotonic()
+            if steps != mark:
+                mark, since = steps, now
+            elif now - since >= bound:
                 with self._mutex:
-                    self.deadlock = self.deadlock or self._describe("run() timed out")
+                    self.deadlock = self.deadlock or self._describe(
+                        f"run() timed out: no step taken for {bound:g}s"
+                    )
                     self._open_all()
                 for p in pending:
                     assert p.thread is not None
                     p.thread.join(self.turn_timeout)
                 break
+            end = now + tick
+            for p in pending:
+                assert p.thread is not None
+                p.thread.join(max(0.0, end - time.monotonic()))
+            with self._mutex:
+                if all(p.state is _State.DONE for p in self._order):
+                    break
 
     # -- the Driver protocol ------------------------------------------------------------------
     def point(self, ctx: ExecContext, access: Access) -> None:
@@ -534,7 +559,7 @@ class ControlledDriver:
         self._running = None
         if self.deadlock is None and any(p.state is _State.READY for p in self._order):
             # Described once, while every side of the cycle is still there.
-            self.deadlock = self._describe("no participant can run")
+            self.deadlock = self._describe("no participant can run", stacks=False)
         self._open_all()
 
     def _ended_by_strategy(self) -> None:
@@ -558,7 +583,12 @@ class ControlledDriver:
             if p.state is _State.READY:
                 self._open(p)
 
-    def _describe(self, why: str) -> str:
+    def _describe(self, why: str, *, stacks: bool = True) -> str:
+        """With ``_mutex`` held: the deadlock report, :func:`deadlock_report` after
+        the wait-for graph and what each participant waits for. ``stacks=False``
+        for "no participant can run", the model's own finding: its report must be
+        the same on every run of the schedule (replay files keep it, explorations
+        make thousands), and each participant's last point says where it stands."""
         lines = [f"controlled run deadlocked: {why}"]
         edges = [
             f"{p.ctx.name} -> {p.wants.owner} ({p.wants.name})"
@@ -578,13 +608,15 @@ class ControlledDriver:
             else:
                 what = "waits for its turn"
             lines.append(f"  {p.ctx.name}: {what}")
-        held = [lk for lk in self.bus.locks if lk.owner is not None]
-        for lk in held:
-            lines.append(f"  lock {lk.name} held by {lk.owner}")
-        return "\n".join(lines)
+        return deadlock_report(self.bus, "\n".join(lines), stacks=stacks)
 
     def _wait_turn(self, part: _Participant) -> None:
-        passed = part.gate.acquire(timeout=self.turn_timeout)
+        # The hot path is the first acquire: a count read before it, no clock.
+        mark = len(self.steps)
+        tick = self.turn_timeout / _TICKS
+        passed = part.gate.acquire(timeout=tick)
+        if not passed:
+            passed = self._wait_on(part, mark, tick)
         with self._mutex:
             if not passed and part.gate_open:  # opened as the wait ran out
                 passed = part.gate.acquire(blocking=False)
@@ -596,10 +628,31 @@ class ControlledDriver:
                 raise Abandoned(self.abandoned)
             if self.deadlock is None:
                 self.deadlock = self._describe(
-                    f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn"
+                    f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn "
+                    "with no step taken by any participant"
                 )
                 self._open_all()
-            raise DeadlockError(self.deadlock)
+            raise DeadlockError(self.deadlock, dumped=True)
+
+    def _wait_on(self, part: _Participant, mark: int, tick: float) -> bool:
+        """The first ``tick`` of a wait for the turn ran out: wait on, one tick at a
+        time, while the run takes steps. True once the gate opens; False after
+        ``_TICKS`` ticks in a row (``turn_timeout``) in which nobody took a step.
+
+        ``mark`` is the count of steps when the wait began (read without the mutex:
+        an older count only makes the first check see progress, never a stall).
+        """
+        idle = 1
+        while True:
+            with self._mutex:
+                steps = len(self.steps)
+            if steps != mark:
+                mark, idle = steps, 0
+            elif idle >= _TICKS:
+                return False
+            if part.gate.acquire(timeout=tick):
+                return True
+            idle += 1
 
     def _finish(self, part: _Participant) -> None:
         with self._mutex:
