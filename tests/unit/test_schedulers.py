@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
+from tests.unit._threads import Threads
 from xensched import SCHEDULERS, Host, Topology
 from xensched.checks import ViolationKind
-from xensched.schedule import domain_pause, domain_unpause
+from xensched.interaction import Instrument
+from xensched.schedule import _alloc_and_init, domain_pause, domain_unpause
 from xensched.schedulers import Arinc653, Credit, Credit2, Rtds
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from xensched.cpupool import Cpupool
+    from xensched.domain import Vcpu
+    from xensched.interaction import Access
+    from xensched.smp import ExecContext
 
 ALL = ["credit", "credit2", "rtds", "arinc653"]
 ROUNDS = 12
@@ -252,6 +264,97 @@ def test_credit_load_balance_skips_a_busy_peer() -> None:
     assert peer_lock.stats().trylock_failures >= 1
     assert v1.processor.peek() == 0
     assert h.schedule(1) is v1  # free now: stolen
+    assert h.violations == []
+
+
+class _MoveAtTrylock(Instrument):
+    """The first time ``pcpu{observer}`` is about to read ``cpu``'s lock pointer (the
+    load of ``pcpu_schedule_trylock``), ``mover`` runs on a thread of its own, bound
+    to ``ctx``, and the observer goes on once it is done."""
+
+    def __init__(
+        self, observer: int, cpu: int, ctx: ExecContext, mover: Callable[[], None]
+    ) -> None:
+        self._observer = f"pcpu{observer}"
+        self._label = f"schedule_data[{cpu}].schedule_lock"
+        self._ctx = ctx
+        self._mover = mover
+        self.fired = False
+
+    def on_point(self, ctx: ExecContext, access: Access) -> None:
+        if self.fired or ctx.name != self._observer or access.label != self._label:
+            return
+        self.fired = True
+        with Threads() as threads:
+            threads.start(self._ctx, self._mover)
+            threads.join()
+
+
+def _credit_pool_with_a_busy_peer(protocol: str) -> tuple[Host, Cpupool, Vcpu]:
+    """Boot Credit2, a Credit pool ``p`` = cpus 2-4: cpu3 runs one vCPU of d1 and has
+    the other queued (stealable), cpus 2 and 4 idle. Returns the queued vCPU."""
+    h = Host(5, sched="credit2", protocol=protocol, dom0_vcpus=1)
+    for c in (2, 3, 4):
+        h.cpupool_cpu_remove("Pool-0", c)
+    p = h.cpupool_create("p", sched="credit")
+    for c in (2, 3, 4):
+        h.cpupool_cpu_add(p, c)
+    d = h.create_domain("d1", p, vcpus=2)
+    for v in d.vcpus:
+        h.migrate(v, 3)
+    running = h.schedule(3)
+    [queued] = [v for v in d.vcpus if v is not running]
+    assert queued.processor.peek() == 3
+    assert not queued.is_running.peek()
+    assert isinstance(p.sched, Credit)
+    assert p.sched.idlers.peek() == {2, 4}
+    assert h.violations == []
+    return h, p, queued
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "fixed"])
+def test_credit_load_balance_rechecks_the_peer_is_in_the_pool(protocol: str) -> None:
+    """``csched_load_balance`` tests ``cpumask_test_cpu(peer_cpu, online)`` once the
+    peer's lock is held. Here cpu3 leaves ``p`` between cpu2's walk of the busy peers
+    and its trylock: the first half of a cpu-remove (out of ``cpu_valid``, free) and,
+    on ``legacy``, the pre-patch ``init_pdata`` of the boot Credit2 that remaps
+    cpu3's lock before the swap (window [2]). Xen steals nothing there: no vCPU taken
+    from a pCPU leaving the pool, and on ``legacy`` no Credit code under Credit2's
+    lock (the lock-mismatch the emulator used to report, on a path Xen cannot
+    take)."""
+    h, p, queued = _credit_pool_with_a_busy_peer(protocol)
+
+    def mover() -> None:
+        p.cpu_valid.clear(3)
+        h.cpupool_free_cpus.set(3)
+        if protocol == "legacy":
+            _alloc_and_init(h, 3, h.ops)
+
+    move = _MoveAtTrylock(2, 3, h.toolstack_context("xl"), mover)
+    h.bus.add_instrument(move)
+    assert h.schedule(2).is_idle
+    assert move.fired
+    if protocol == "legacy":
+        assert h.lock_of(3) is not h.percpu[3].schedule_data._lock
+    assert queued.processor.peek() == 3
+    assert h.violations == []
+
+
+def test_credit_load_balance_not_from_a_pcpu_leaving_its_pool() -> None:
+    """A pCPU out of its pool's ``cpu_valid`` (being removed) does not balance: it
+    trylocks no peer ("If this CPU is going offline, or is not (yet) part of any
+    cpupool [...] we shouldn't steal work")."""
+    h, p, queued = _credit_pool_with_a_busy_peer("fixed")
+    with h.on_cpu(0):
+        p.cpu_valid.clear(2)
+    peer_lock = h.lock_of(3)
+    before = peer_lock.stats().acquisitions
+    assert h.schedule(2).is_idle
+    assert peer_lock.stats().acquisitions == before
+    assert queued.processor.peek() == 3
+    with h.on_cpu(0):
+        p.cpu_valid.set(2)
+    assert h.schedule(2) is queued  # back in the pool: it steals
     assert h.violations == []
 
 

@@ -11,7 +11,8 @@ Lock scheme: each pCPU's ``schedule_lock`` is its default ``_lock`` (one runqueu
 pCPU, never remapped). The private lock ``prv->lock`` comes first: it is never taken
 while a runqueue lock is held, except in ``switch_sched``, where the held lock belongs
 to another scheduler. Load balancing steals from the pool's busy peers (those not in
-``prv->idlers``) with ``pcpu_schedule_trylock`` and never spins on a peer.
+``prv->idlers``) with ``pcpu_schedule_trylock`` and never spins on a peer; once a peer's
+lock is held it steals only if that peer is still in the pool's ``cpu_valid``.
 
 Simplified (documented, not Xen): priorities are UNDER/OVER/IDLE only (no BOOST);
 ``schedule()`` burns a fixed ``CSCHED_CREDITS_PER_TICK`` from the running vCPU; the
@@ -425,20 +426,31 @@ class Credit(Scheduler):
 
         Only the pool's non-idle pCPUs are peeked at (``online & ~prv->idlers``, as
         Xen does): an idle peer has nothing worth stealing, and skipping it keeps a
-        large host from trylocking every pCPU at each ``schedule()``.
+        large host from trylocking every pCPU at each ``schedule()``. As in Xen, a
+        pCPU that is not (or no longer) in its pool's ``cpu_valid`` does not steal,
+        and a peer is stolen from only if it is still in ``cpu_valid`` once its lock
+        is held: a peer that left the pool since the walk began, being moved out or
+        already free, is skipped whatever lock its pointer names.
         """
         pool = self.h.percpu[cpu].cpupool.load()
-        if pool is None:
+        # "If this CPU is going offline, or is not (yet) part of any cpupool [...]
+        # we shouldn't steal work."
+        if pool is None or not pool.cpu_valid.test(cpu):
             return None
+        online = pool.cpu_valid  # cpupool_online_cpumask(c): the live mask
         # In 4.7 the walk starts at cpumask_first(&workers), not at a neighbour.
-        peers = sorted(pool.cpu_valid.load() - self.idlers.load() - {cpu})
+        peers = sorted(online.load() - self.idlers.load() - {cpu})
         floor = snext.pri.load() if snext is not None else CSCHED_PRI_IDLE
         for peer in peers:
             lock = pcpu_schedule_trylock(self.h, peer)
             if lock is None:
                 continue
             try:
-                if self.h.percpu[peer].scheduler.load() is not self:
+                # "Any work over there to steal?": cpumask_test_cpu(peer_cpu, online)
+                # under the peer's lock, as in Xen 4.7 (and 94734ab7c3^). A peer in
+                # cpu_valid runs this instance: cpu_valid gains a pCPU after its
+                # switch and loses it before.
+                if not online.test(peer):
                     continue
                 check_held(lock, peer, self, "csched_load_balance")
                 stolen = self._runq_steal(peer, cpu, floor)
