@@ -399,3 +399,87 @@ def test_credit_bug_on_missing_pcpu_data() -> None:
     assert h.schedule(1).is_idle
     [v] = h.violations
     assert v.where == "csched_schedule"
+
+
+# -- the ASSERTs of f45666afdb and of the pCPU hooks ----------------------------------------
+
+
+def _asserts(h: Host) -> list[tuple[str, str, int | None]]:
+    return [(v.where, v.message, v.cpu) for v in h.violations]
+
+
+def test_credit_free_pdata_asserts_deinit_pdata_ran() -> None:
+    """RELEASE-4.7.0's ``csched_free_pdata``: ``ASSERT(!cpumask_test_cpu(cpu,
+    prv->cpus))``. Without the old scheduler's ``deinit_pdata`` (the mutant
+    ``no-deinit-pdata``), a move out of Credit fires it."""
+    h = Host(4, sched="credit", dom0_vcpus=0, mutants=("no-deinit-pdata",))
+    h.cpupool_cpu_remove("Pool-0", 3)  # Pool-0 -> free: the same &ops, no switch
+    assert h.violations == []
+    h.cpupool_cpu_add(h.cpupool_create("p", sched="credit2"), 3)
+    assert _asserts(h) == [
+        (
+            "csched_free_pdata",
+            "ASSERT(!cpumask_test_cpu(cpu, prv->cpus)) failed",
+            3,
+        )
+    ]
+
+
+def test_credit_deinit_pdata_asserts_init_pdata_ran() -> None:
+    h = Host(2, sched="credit", dom0_vcpus=0)
+    ops = h.ops
+    assert isinstance(ops, Credit)
+    spc = h.percpu[1].schedule_data.sched_priv.peek()
+    with h.on_cpu(0):
+        ops.deinit_pdata(spc, 1)
+        assert h.violations == []
+        ops.deinit_pdata(spc, 1)  # twice: cpu1 is no longer in prv->cpus
+        ops.deinit_pdata(None, 1)
+    want = "ASSERT(spc && cpumask_test_cpu(cpu, prv->cpus)) failed"
+    assert _asserts(h) == [("csched_deinit_pdata", want, 1)] * 2
+
+
+def test_credit_init_pdata_asserts_the_runqueue_is_uninitialised() -> None:
+    """The ``init_pdata()`` helper, in both trees: ``ASSERT(spc && spc->runq.next ==
+    NULL && spc->runq.prev == NULL)``: initialising a pCPU's data twice fires it."""
+    for protocol in ("legacy", "fixed"):
+        h = Host(2, sched="credit", protocol=protocol, dom0_vcpus=0)
+        spc = h.percpu[1].schedule_data.sched_priv.peek()
+        with h.on_cpu(0):
+            h.ops.init_pdata(spc, 1, pre_patch=protocol == "legacy")
+        want = "ASSERT(spc && spc->runq.next == NULL && spc->runq.prev == NULL) failed"
+        assert _asserts(h) == [("init_pdata", want, 1)], protocol
+
+
+def test_credit2_init_pdata_asserts_no_pdata() -> None:
+    """RELEASE-4.7.0's ``csched2_init_pdata``: ``ASSERT(!pdata)`` (Credit2 has no
+    ``alloc_pdata``); 94734ab7c3^ has no such ASSERT."""
+    for protocol in ("legacy", "fixed"):
+        h = Host(2, sched="credit2", protocol=protocol, dom0_vcpus=0)
+        ops = h.ops
+        assert isinstance(ops, Credit2)
+        with h.on_cpu(0):
+            ops._deinit(1, remap_back=protocol == "legacy")
+            ops.init_pdata(object(), 1, pre_patch=protocol == "legacy")
+        want = [("csched2_init_pdata", "ASSERT(!pdata) failed", 1)]
+        assert _asserts(h) == (want if protocol == "fixed" else []), protocol
+
+
+def test_credit2_migrate_bug_on_uninitialised_target() -> None:
+    """``csched2_vcpu_migrate``: ``BUG_ON(!cpumask_test_cpu(new_cpu,
+    &CSCHED2_PRIV(ops)->initialized))``, in both trees."""
+    h = Host(4, sched="credit2", dom0_vcpus=0)
+    ops = h.ops
+    assert isinstance(ops, Credit2)
+    v = h.create_domain("d1", vcpus=1).vcpus[0]
+    with h.on_cpu(0):
+        ops.initialized.clear(2)
+        ops.migrate(v, 2)
+    assert v.processor.peek() != 2
+    assert _asserts(h) == [
+        (
+            "csched2_vcpu_migrate",
+            "BUG_ON(!cpumask_test_cpu(new_cpu, &CSCHED2_PRIV(ops)->initialized))",
+            2,
+        )
+    ]

@@ -5,7 +5,10 @@ Mirrors: xen/common/sched_credit2.c at RELEASE-4.7.0 (fixed protocol) and at
 ``csched2_switch_sched`` (with fb0c3a8a30's ``spin_lock``), ``csched2_deinit_pdata``
 (f45666afdb), ``csched2_free_pdata`` (legacy: with the remap back to ``_lock`` and its
 ASSERTs), ``csched2_vcpu_insert``/``remove``/``wake``/``sleep``/``migrate``,
-``csched2_cpu_pick`` and ``csched2_schedule`` with its three BUG_ONs.
+``csched2_cpu_pick`` and ``csched2_schedule`` with its three BUG_ONs. The ASSERTs follow
+each tree: ``csched2_init_pdata``'s ``ASSERT(!pdata)`` on the fixed protocol only,
+``csched2_vcpu_migrate``'s ``BUG_ON`` on an uninitialised target in both (its
+hard-affinity ASSERT is left out: an affinity here is one pCPU or none).
 
 Lock scheme: one runqueue per socket (the PRE rule ``rqi = cpu ? cpu_to_socket(cpu) :
 0``), each with a lock that the ``schedule_lock`` of every pCPU of that runqueue points
@@ -180,6 +183,10 @@ class Credit2(Scheduler):
         return rqi
 
     def init_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
+        if not pre_patch:
+            # RELEASE-4.7.0: "since we don't (need to) implement alloc_pdata,
+            # either that's NULL, or something is very wrong!"
+            ASSERT(pdata is None, "csched2_init_pdata", "!pdata", cpu=cpu)
         flags = spin_lock_irqsave(self.lock)
         if pre_patch:
             self._init_pdata(cpu, remap=True)
@@ -372,6 +379,14 @@ class Credit2(Scheduler):
             self._runq_remove(svc, "csched2_vcpu_sleep")
 
     def migrate(self, v: Vcpu, new_cpu: int) -> None:
+        # "Check if new_cpu is valid" (both trees). Xen would crash here.
+        if BUG_ON(
+            not self.initialized.test(new_cpu),
+            "csched2_vcpu_migrate",
+            "!cpumask_test_cpu(new_cpu, &CSCHED2_PRIV(ops)->initialized)",
+            cpu=new_cpu,
+        ):
+            return
         svc = v.sched_priv.load()
         trqd = self._rqd_of(new_cpu)
         srqd = svc.rqd.load()
