@@ -5,7 +5,8 @@ Mirrors: xen/common/sched_credit2.c at RELEASE-4.7.0 (fixed protocol) and at
 ``csched2_switch_sched`` (with fb0c3a8a30's ``spin_lock``), ``csched2_deinit_pdata``
 (f45666afdb), ``csched2_free_pdata`` (legacy: with the remap back to ``_lock`` and its
 ASSERTs), ``csched2_vcpu_insert``/``remove``/``wake``/``sleep``/``migrate``,
-``csched2_cpu_pick`` and ``csched2_schedule`` with its three BUG_ONs. The ASSERTs follow
+``csched2_context_saved``, ``csched2_cpu_pick`` and ``csched2_schedule`` with its three
+BUG_ONs. The ASSERTs follow
 each tree: ``csched2_init_pdata``'s ``ASSERT(!pdata)`` on the fixed protocol only,
 ``csched2_vcpu_migrate``'s ``BUG_ON`` on an uninitialised target in both (its
 hard-affinity ASSERT is left out: an affinity here is one pCPU or none).
@@ -377,6 +378,26 @@ class Credit2(Scheduler):
         svc = v.sched_priv.load()
         if svc.on_runq.load():
             self._runq_remove(svc, "csched2_vcpu_sleep")
+
+    def context_saved(self, v: Vcpu) -> None:
+        """``csched2_context_saved``, under the vCPU's lock: its ``BUG_ON`` only.
+
+        The ``__CSFLAG_scheduled``/``delayed_runq_add`` hand-off it finishes is not
+        modelled: ``do_schedule`` puts a runnable ``curr`` back on the runqueue.
+        """
+        svc = v.sched_priv.load()
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        cpu = v.processor.load()
+        BUG_ON(
+            not v.is_idle
+            and not (
+                isinstance(svc, Csched2Vcpu) and svc.rqd.load() is self._rqd_of(cpu)
+            ),
+            "csched2_context_saved",
+            "!is_idle_vcpu(vc) && svc->rqd != RQD(ops, vc->processor)",
+            cpu=cpu,
+        )
+        vcpu_schedule_unlock_irq(self.h, lock, v)
 
     def migrate(self, v: Vcpu, new_cpu: int) -> None:
         # "Check if new_cpu is valid" (both trees). Xen would crash here.

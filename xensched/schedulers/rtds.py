@@ -4,7 +4,7 @@ Mirrors: xen/common/sched_rt.c at RELEASE-4.7.0 (fixed protocol) and at 94734ab7
 (legacy): ``rt_init_pdata`` (8686d2a3f6: remap under the lock the pCPU currently uses),
 ``rt_switch_sched``, ``rt_deinit_pdata``, ``rt_free_pdata`` (legacy: the remap back to
 ``_lock`` and its two ASSERTs, the patch's problem 2 and 3), ``rt_vcpu_insert``/
-``remove``/``wake``/``sleep``, ``rt_schedule``, ``rt_cpu_pick``.
+``remove``/``wake``/``sleep``, ``rt_context_saved``, ``rt_schedule``, ``rt_cpu_pick``.
 
 Lock scheme: one global lock ``prv->lock`` for every pCPU of the instance; it is the
 runqueue lock and the private lock at once.
@@ -221,6 +221,16 @@ class Rtds(Scheduler):
         if svc.queue.load() is not None:
             with self.cs.section("rt_vcpu_sleep"):
                 self._q_remove(svc)
+
+    def context_saved(self, v: Vcpu) -> None:
+        """``rt_context_saved``: the vCPU's lock taken and released.
+
+        What it does under the lock (``__RTDS_scheduled``, ``delayed_runq_add``,
+        ``replq_remove``) is not modelled: ``rt_schedule`` puts a runnable ``curr``
+        back on the runqueue, and the replenishment queue is folded into it.
+        """
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        vcpu_schedule_unlock_irq(self.h, lock, v)
 
     # -- do_schedule ---------------------------------------------------------------------
     def do_schedule(self, cpu: int, now: int) -> Vcpu:
