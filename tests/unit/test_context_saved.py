@@ -8,8 +8,6 @@ import pytest
 
 from xensched import Host, Vcpu
 from xensched.interaction import Access, Instrument, PointKind
-from xensched.schedule import context_saved
-from xensched.schedulers import Credit2
 from xensched.smp import ExecContext
 
 ALL = ["credit", "credit2", "rtds", "arinc653"]
@@ -69,23 +67,3 @@ def test_context_saved_hook_takes_the_vcpu_lock_in_credit2_and_rtds(
     hooked = sched in ("credit2", "rtds")
     assert ("context_saved" in locked_in) == hooked, locked_in
     assert h.violations == []
-
-
-def test_credit2_context_saved_bug_on_a_vcpu_off_its_runqueue() -> None:
-    """``BUG_ON(!is_idle_vcpu(vc) && svc->rqd != RQD(ops, vc->processor))``."""
-    h, v, cpu = _running_guest("credit2")
-    h.sleep(v)
-    assert h.schedule(cpu).is_idle
-    assert h.violations == []
-    ops = h.ops
-    assert isinstance(ops, Credit2)
-    with h.on_cpu(cpu):
-        v.sched_priv.load().rqd.store(None)
-        context_saved(h, v)
-    assert [(x.where, x.message, x.cpu) for x in h.violations] == [
-        (
-            "csched2_context_saved",
-            "BUG_ON(!is_idle_vcpu(vc) && svc->rqd != RQD(ops, vc->processor))",
-            cpu,
-        )
-    ]

