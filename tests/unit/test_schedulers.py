@@ -169,7 +169,6 @@ def test_rtds_every_pcpu_uses_the_one_global_lock() -> None:
     for cpu in range(4):
         assert h.lock_of(cpu) is ops.lock
         assert ops.lock_for(cpu) is ops.lock
-    assert ops.cpus.peek() == {0, 1, 2, 3}
 
 
 def test_rtds_pools_have_their_own_global_lock() -> None:
@@ -190,6 +189,40 @@ def test_default_per_pcpu_lock(sched: str) -> None:
         assert locks[cpu] is h.percpu[cpu].schedule_data._lock
         assert h.scheduler_of(cpu).lock_for(cpu) is locks[cpu]
     assert len({id(lk) for lk in locks}) == 4
+
+
+@pytest.mark.parametrize("sched", ALL)
+def test_insert_vcpu_leaves_the_processor_where_the_caller_put_it(sched: str) -> None:
+    """4.7's insert hooks never write ``v->processor`` (``sched_init_vcpu()`` and
+    ``sched_move_domain()`` choose it, cycling through the pool's pCPUs); ARINC 653
+    has no ``insert_vcpu`` at all. Here cpu0 runs a vCPU and has another queued,
+    which Credit's and Credit2's ``pick_cpu`` would avoid."""
+    h = Host(4, sched=sched, dom0_vcpus=0)
+    busy = h.create_domain("d1", vcpus=2).vcpus
+    h.migrate(busy[1], 0)
+    assert [v.processor.peek() for v in busy] == [0, 0]
+    for _ in range(8):
+        if h.schedule(0) in busy:
+            break
+    d2 = h.create_domain("d2", vcpus=3)
+    assert [v.processor.peek() for v in d2.vcpus] == [0, 1, 2]
+    assert h.violations == []
+
+
+def test_credit2_runq_map_outlives_deinit_pdata() -> None:
+    """``csched2_deinit_pdata`` leaves ``prv->runq_map[cpu]`` as it was;
+    ``prv->initialized`` says the pCPU is no longer this instance's."""
+    h = _host_with_pool("credit2")
+    h.destroy_domain("d1")
+    sched = h.pool("p").sched
+    assert isinstance(sched, Credit2)
+    h.cpupool_cpu_remove("p", 3)
+    assert sched.runq_map[3].peek() == 0
+    assert 3 not in sched.initialized.peek()
+    assert sched.lock_for(3) is None
+    h.cpupool_cpu_add("p", 3)
+    assert sched.lock_for(3) is sched.rqd[0].lock is h.lock_of(3)
+    assert h.violations == []
 
 
 # -- Credit1 load balancing -----------------------------------------------------------

@@ -113,9 +113,6 @@ class Arinc653(Scheduler):
         if isinstance(svc, A653Vcpu):
             svc.awake.store(False)
 
-    def insert_vcpu(self, v: Vcpu) -> None:
-        v.processor.store(self.pick_cpu(v))
-
     def do_schedule(self, cpu: int, now: int) -> Vcpu:
         pc = self.h.percpu[cpu]
         curr = pc.schedule_data.curr.load()

@@ -336,8 +336,9 @@ class Credit(Scheduler):
             svc.on_runq.store(False)
 
     def insert_vcpu(self, v: Vcpu) -> None:
+        # v->processor is where the caller put it (sched_init_vcpu(),
+        # sched_move_domain()): 4.7's insert hooks never move it.
         svc = v.sched_priv.load()
-        v.processor.store(self.pick_cpu(v))
         lock = vcpu_schedule_lock_irq(self.h, v)
         if not svc.on_runq.load() and v.runnable() and not v.is_running.load():
             self._runq_insert(v.processor.load(), svc, "csched_vcpu_insert")

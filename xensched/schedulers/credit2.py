@@ -14,7 +14,12 @@ hard-affinity ASSERT is left out: an affinity here is one pCPU or none).
 Lock scheme: one runqueue per socket (the PRE rule ``rqi = cpu ? cpu_to_socket(cpu) :
 0``), each with a lock that the ``schedule_lock`` of every pCPU of that runqueue points
 to. ``prv->lock`` is taken before any runqueue lock, except in ``switch_sched`` where
-the lock already held is another scheduler's.
+the lock already held is another scheduler's. For the fixed protocol this is
+RELEASE-4.7.0 booted with ``credit2_runqueue=socket``: the same pCPUs share a runqueue
+(4.7.0's ``cpu_to_runqueue()`` numbers the runqueues in the order they are first used,
+where here the socket is the index). 4.7.0's default is ``core`` (bcd46d3912), one
+runqueue per core, i.e. per pCPU on a topology without SMT; 4.8 went back to ``socket``
+(3a782c7603).
 
 Simplified (documented, not Xen): credit burns a fixed amount per ``schedule()``;
 ``reset_credit`` gives every vCPU of the runqueue ``CSCHED2_CREDIT_INIT`` when the best
@@ -236,7 +241,8 @@ class Credit2(Scheduler):
             )
             sd.schedule_lock.store(sd._lock)
         spin_unlock(rqd.lock)
-        self.runq_map[cpu].store(-1)
+        # prv->runq_map[cpu] keeps its runqueue, as in Xen: only `initialized` says
+        # whether cpu is this instance's (init_pdata writes the map again).
         self.initialized.clear(cpu)
         spin_unlock_irqrestore(self.lock, flags)
 
@@ -345,8 +351,9 @@ class Credit2(Scheduler):
             svc.on_runq.store(False)
 
     def insert_vcpu(self, v: Vcpu) -> None:
+        # v->processor is where the caller put it (sched_init_vcpu(),
+        # sched_move_domain()): 4.7's insert hooks never move it.
         svc = v.sched_priv.load()
-        v.processor.store(self.pick_cpu(v))
         lock = vcpu_schedule_lock_irq(self.h, v)
         rqd = self._rqd_of(v.processor.load())
         if rqd is not None:  # runq_assign()
@@ -487,7 +494,10 @@ class Credit2(Scheduler):
 
     # -- emulator-only --------------------------------------------------------------------
     def lock_for(self, cpu: int) -> SpinLock | None:
-        rqi = self.runq_map[cpu].peek()  # a check's read
+        # A check's reads. The map outlives deinit_pdata: `initialized` decides.
+        if cpu not in self.initialized.peek():
+            return None
+        rqi = self.runq_map[cpu].peek()
         return self.rqd[rqi].lock if rqi >= 0 else None
 
     def runqueues(self) -> list[CriticalSection]:
