@@ -307,11 +307,16 @@ def vcpu_request_migrate(h: Host, v: Vcpu, target: int | None = None) -> None:
     vcpu_migrate(h, v)
 
 
-def cpu_disable_scheduler(h: Host, cpu: int, pool: Cpupool) -> int:
-    """``cpu_disable_scheduler()``: migrate every vCPU of ``pool`` off ``cpu``.
+def cpu_disable_scheduler(h: Host, cpu: int) -> int:
+    """``cpu_disable_scheduler()``: migrate every vCPU of ``cpu``'s pool off ``cpu``.
 
-    Returns 0, or ``EAGAIN`` when a vCPU is still running there.
+    The pool is ``per_cpu(cpupool, cpu)``, the one the pCPU still belongs to (a
+    removal retried from another pool, which 4.7.0 lets through for the moving pCPU,
+    empties that one). Returns 0, or ``EAGAIN`` when a vCPU is still running there.
     """
+    pool = h.percpu[cpu].cpupool.load()
+    if pool is None:
+        return 0
     ret = 0
     for d in pool.domains.load():
         for v in d.vcpus:
