@@ -401,7 +401,14 @@ def test_credit2_bug_on_uninitialized_cpu() -> None:
     with h.on_cpu(0):
         ops.initialized.clear(1)
     assert h.schedule(1).is_idle
-    [v] = h.violations
+    # Out of prv->initialized, cpu1 is not Credit2's: its runqueue lock is not the
+    # lock Credit2 designates for it either (lock_for() asks prv->initialized).
+    [mismatch, v] = h.violations
+    assert (mismatch.kind, mismatch.where, mismatch.cpu) == (
+        ViolationKind.LOCK_MISMATCH,
+        "schedule",
+        1,
+    )
     assert v.kind is ViolationKind.ASSERT
     assert v.where == "csched2_schedule"
     assert "prv->initialized" in v.message
