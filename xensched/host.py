@@ -207,6 +207,9 @@ class Host:
         self.cpupools: RunQueue[Cpupool] = RunQueue(self.bus, "cpupool_list")
         self.cpupool_free_cpus = CpuMask(self.bus, "cpupool_free_cpus", range(cpus))
         self.cpupool_moving_cpu: Cell[int] = Cell(self.bus, "cpupool_moving_cpu", -1)
+        self.cpupool_cpu_moving: Cell[Cpupool | None] = Cell(
+            self.bus, "cpupool_cpu_moving", None
+        )
 
         with bind(self.cpu_contexts[0]):
             self._boot(sched, dom0_vcpus)
@@ -346,7 +349,8 @@ class Host:
                 if name in self.domain_list.load():
                     raise XenError(errno.EEXIST, f"domain {name!r} already exists")
                 if not c.cpu_valid.load():
-                    raise XenError(errno.EINVAL, f"cpupool {c.name!r} has no pCPUs")
+                    # libxl creates in Pool-0, then xc_cpupool_movedomain(): ENOENT.
+                    raise XenError(errno.ENOENT, f"cpupool {c.name!r} has no pCPUs")
                 domid = self.next_domid.load()
                 self.next_domid.store(domid + 1)
                 return self._create_domain(domid, name, c, vcpus)

@@ -138,8 +138,8 @@ REENTRY: Final = _k(
     *_EXPLORE,
 )
 #: A pool peer out and back while csched_load_balance trylocks it: the one caller of
-#: pcpu_schedule_trylock (29 runs; the fix is exhausted clean in 69).
-PEER: Final = _k("explore", "--scenario", "peer-round-trip", "--runs", "100", *_EXPLORE)
+#: pcpu_schedule_trylock (36 runs; the fix is exhausted clean in 125).
+PEER: Final = _k("explore", "--scenario", "peer-round-trip", "--runs", "200", *_EXPLORE)
 #: Lock order: Credit2's switch_sched against _deinit's order, seen by lockdep
 #: without a deadlock (first run).
 LOCKDEP: Final = _k(

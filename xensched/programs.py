@@ -27,7 +27,11 @@ Harness rules that are not Xen's, so that a run only finds what it is about:
   pool already new, its ``sched_priv`` still the old scheduler's). That is a race
   between ``cpupool-migrate`` and a migration request (``vcpu_set_affinity`` or
   ``cpu_disable_scheduler``), not a scheduler switch, so the workload keeps them
-  apart.
+  apart;
+- a toolstack retries a refusal that another move or a vCPU still on the pCPU
+  explains (EAGAIN, EBUSY, EADDRNOTAVAIL) a bounded number of times, where libxc
+  retries EAGAIN for ever; a removal it gives up on leaves the pCPU free and moving, as
+  Xen 4.7.0 does, and that toolstack's next pCPU move retries that removal.
 
 Every random choice comes from a ``random.Random`` of the thread's own, seeded from the
 base seed and the thread's name (:func:`thread_rng`).
@@ -50,6 +54,7 @@ from xensched.spinlock import SpinLock, spin_lock, spin_trylock, spin_unlock
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from xensched.cpupool import Cpupool
     from xensched.domain import Domain, Vcpu
     from xensched.drivers.controlled import Strategy
     from xensched.host import Host
@@ -100,7 +105,14 @@ class CpuStats:
 class XlStats:
     """Figures of one toolstack program; written only by its thread."""
 
-    __slots__ = ("crashes", "domain_moves", "refusals", "retries", "switches")
+    __slots__ = (
+        "crashes",
+        "domain_moves",
+        "refusals",
+        "retries",
+        "stranded",
+        "switches",
+    )
 
     def __init__(self) -> None:
         self.switches = 0
@@ -108,6 +120,9 @@ class XlStats:
         self.crashes = 0
         self.retries: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
+        #: A removal this toolstack gave up on that left its pCPU free and moving
+        #: (Xen 4.7.0, EAGAIN): the pool and the pCPU, retried by its next move.
+        self.stranded: tuple[Cpupool, int] | None = None
 
 
 class Env(Protocol):
@@ -333,14 +348,20 @@ def run_pcpu_ops(
 
 
 # -- toolstack programs ---------------------------------------------------------------------
+#: Refusals a toolstack retries: EAGAIN (a vCPU still on the pCPU being removed; libxc's
+#: do_sysctl_save() retries it), and another toolstack's pCPU move in progress:
+#: EADDRNOTAVAIL in 4.7.0 (125d4beee0), EBUSY before it and for a busy pool.
+_RETRIED = (errno.EAGAIN, errno.EBUSY, errno.EADDRNOTAVAIL)
+
+
 def _xl(st: XlStats, op: Callable[[], object], attempts: int, env: Env) -> bool:
-    """One xl command, retried on EAGAIN/EBUSY as xl and libxc do."""
+    """One xl command, retried on the transient refusals (``_RETRIED``)."""
     for attempt in range(attempts):
         try:
             op()
             return True
         except XenError as e:
-            if e.errno not in (errno.EAGAIN, errno.EBUSY):
+            if e.errno not in _RETRIED:
                 st.refusals[e.errname] += 1
                 return False
             st.retries[e.errname] += 1
@@ -354,21 +375,31 @@ def _move_cpu(
     h: Host, hs: Harness, prog: Toolstack, rng: random.Random, st: XlStats, env: Env
 ) -> None:
     pools = list(h.cpupool_list)
-    # A pool's last pCPU stays while it has domains (Xen refuses with EBUSY).
-    candidates = [
-        (c, cpu)
-        for c in pools
-        if not (len(c.cpu_valid.peek()) == 1 and c.domains.peek())
-        for cpu in sorted(c.cpu_valid.peek())
-    ]
-    if not candidates or len(pools) < 2:
-        return
-    src, cpu = rng.choice(candidates)
-    dst = rng.choice([c for c in pools if c is not src])
+    if st.stranded is not None:
+        # Xen 4.7.0 left the pCPU of a removal given up on free and moving: libxc
+        # would still be retrying it, so this move takes it up again.
+        src, cpu = st.stranded
+        if src not in pools:  # destroyed since: 4.7.0 lets any pool remove it
+            src = pools[0]
+    else:
+        # A pool's last pCPU stays while it has domains (Xen refuses with EBUSY).
+        candidates = [
+            (c, cpu)
+            for c in pools
+            if not (len(c.cpu_valid.peek()) == 1 and c.domains.peek())
+            for cpu in sorted(c.cpu_valid.peek())
+        ]
+        if not candidates or len(pools) < 2:
+            return
+        src, cpu = rng.choice(candidates)
+    dst = rng.choice([c for c in pools if c is not src] or pools)
     hs.toolstack.acquire_shared()
     try:
         if not _xl(st, lambda: h.cpupool_cpu_remove(src, cpu), prog.attempts, env):
+            moving = h.cpupool_moving_cpu.peek() == cpu
+            st.stranded = (src, cpu) if moving else None
             return
+        st.stranded = None
         if _xl(st, lambda: h.cpupool_cpu_add(dst, cpu), prog.attempts, env):
             st.switches += 1
     finally:

@@ -258,8 +258,9 @@ class Toolstack:
     moves (``None``: until stopped), each a ``cpupool-migrate`` of a random guest
     domain with probability ``domain_moves``, else a pCPU move from a random pool to
     another (``cpupool-cpu-remove`` then ``cpupool-cpu-add``, as xl does). A command
-    refused with EAGAIN or EBUSY is retried, up to ``attempts`` tries in all, as xl
-    and libxc do; other refusals are counted, not raised. Free-running, the thread
+    refused with EAGAIN, EBUSY or EADDRNOTAVAIL (a vCPU still on the pCPU, another
+    move in progress) is retried, up to ``attempts`` tries in all, as libxc retries
+    EAGAIN; other refusals are counted, not raised. Free-running, the thread
     waits ``interval`` seconds before each random move and between ``ops``.
     """
 

@@ -1,11 +1,12 @@
 """Generic scheduling: schedule(), wake/sleep/migrate, and schedule_cpu_switch().
 
 Mirrors: xen/common/schedule.c of Xen 4.7 (fixed protocol) and of 94734ab7c3^
-(legacy): ``schedule()``, ``context_saved()``, ``vcpu_wake()``,
-``vcpu_sleep_nosync()``/``vcpu_sleep_sync()``, ``vcpu_migrate()`` with
-``sched_spin_lock_double()``, ``cpu_disable_scheduler()``, ``sched_move_domain()`` and
-``schedule_cpu_switch()``: the pre-patch one as written, and the fixed one with each
-part of the fix (``xensched.protocol.Part``) revertible at its one site.
+(legacy): ``schedule()``, ``context_saved()`` (with its ``smp_wmb()``/``smp_mb()``
+around ``is_running``), ``vcpu_wake()``, ``vcpu_sleep_nosync()``/``vcpu_sleep_sync()``,
+``vcpu_migrate()`` with ``sched_spin_lock_double()``, ``cpu_disable_scheduler()``,
+``sched_move_domain()`` and ``schedule_cpu_switch()``: the pre-patch one as written, and
+the fixed one with each part of the fix (``xensched.protocol.Part``) revertible at its
+one site.
 
 Checks made here: ``lock-mismatch`` wherever generic code, holding a pCPU's lock, is
 about to run a scheduler's hook for that pCPU (``schedule``, ``vcpu_wake``,
@@ -15,6 +16,20 @@ Simplified (documented, not Xen): ``schedule()`` runs on the calling thread's pC
 does the context-switch bookkeeping (``curr``, ``is_running``) without a real switch;
 time is a per-pCPU tick count; a migration target stands in for hard affinity;
 ``continue_hypercall_on_cpu()`` runs its helper on the calling thread.
+
+Left out: ``context_saved()`` of an *idle* vCPU calls no scheduler hook (its barriers,
+the ``is_running`` store and the migration check are there, as for every vCPU). Xen
+4.7 calls ``SCHED_OP(VCPU2OP(prev), context_saved, prev)`` for idle too, and
+``VCPU2OP(idle)`` is the boot scheduler ``&ops`` (the idle domain has no cpupool): on a
+pCPU of another pool, the boot scheduler's hook (Credit2's, RTDS's) runs on the idle
+vCPU under that pool's lock, with another scheduler's data in ``idle->sched_priv``. A
+real 4.7 bug, fixed in 4.9 by a3653e6a27 (``vcpu_scheduler()``: an idle vCPU's
+scheduler is ``per_cpu(scheduler, v->processor)``), and not the subject here: modelled,
+it is one scheduler's code under another's lock, a ``lock-mismatch`` under both
+protocols, which would hide the patch's own. Its 4.9 routing is not modelled
+either: it reads ``per_cpu(scheduler)`` without a lock, which 4.7 does not, and the idle
+halves of ``csched2_context_saved`` and ``rt_context_saved`` only clear a flag the
+schedulers here do not keep.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, ViolationKind, check_held
 from xensched.errors import DeadlockError, XenError
+from xensched.memory import smp_mb, smp_wmb
 from xensched.mutants import NO_DEINIT_PDATA
 from xensched.protocol import Part
 from xensched.sched_if import (
@@ -118,11 +134,15 @@ def schedule(h: Host) -> Vcpu:
 
 def context_saved(h: Host, prev: Vcpu) -> None:
     """``context_saved()``: prev is off the pCPU; finish a deferred migration."""
+    # Clear running flag /after/ writing context to memory.
+    smp_wmb()
     prev.is_running.store(False)
-    if not prev.is_idle:
+    # Check for migration request /after/ clearing running flag.
+    smp_mb()
+    if not prev.is_idle:  # idle: see the module docstring
         VCPU2OP(h, prev).context_saved(prev)
-        if prev.migrating.load():
-            vcpu_migrate(h, prev)
+    if prev.migrating.load():
+        vcpu_migrate(h, prev)
 
 
 # -- wake / sleep -----------------------------------------------------------------------
@@ -286,11 +306,16 @@ def vcpu_request_migrate(h: Host, v: Vcpu, target: int | None = None) -> None:
     vcpu_migrate(h, v)
 
 
-def cpu_disable_scheduler(h: Host, cpu: int, pool: Cpupool) -> int:
-    """``cpu_disable_scheduler()``: migrate every vCPU of ``pool`` off ``cpu``.
+def cpu_disable_scheduler(h: Host, cpu: int) -> int:
+    """``cpu_disable_scheduler()``: migrate every vCPU of ``cpu``'s pool off ``cpu``.
 
-    Returns 0, or ``EAGAIN`` when a vCPU is still running there.
+    The pool is ``per_cpu(cpupool, cpu)``, the one the pCPU still belongs to (a
+    removal retried from another pool, which 4.7.0 lets through for the moving pCPU,
+    empties that one). Returns 0, or ``EAGAIN`` when a vCPU is still running there.
     """
+    pool = h.percpu[cpu].cpupool.load()
+    if pool is None:
+        return 0
     ret = 0
     for d in pool.domains.load():
         for v in d.vcpus:

@@ -1,8 +1,8 @@
 """Fuzzed cpupool move loops: random xl sequences against a host whose pCPUs hammer
 ``schedule()``, checked after every operation against a reference model.
 
-Mirrors the rules of ``xen/common/cpupool.c`` and the ``xl`` commands of Xen 4.7 (in
-:class:`Membership`, a model of membership written from those rules and nothing else):
+Mirrors the rules of ``xen/common/cpupool.c`` and the ``xl`` commands of RELEASE-4.7.0
+(in :class:`Membership`, a model of membership written from those rules and nothing else):
 which pCPUs are free or in which pool, which domains where, which scheduler instance
 each pCPU runs and which lock it uses, and the errno of each refusal.
 
@@ -41,9 +41,13 @@ Harness rules (not Xen's), as in :mod:`xensched.programs`: the traffic domain is
 never destroyed (its vCPUs are the pCPUs' traffic); before ``cpupool-migrate`` the
 toolstack takes the domain's traffic guard and waits until no migration of its vCPUs
 is pending. ``cpupool-cpu-remove`` refused with EAGAIN or EBUSY while vCPUs are
-still being moved off the pCPU is retried, as xl and libxc do, up to
+still being moved off the pCPU is retried, as libxc does, up to
 :attr:`FuzzConfig.attempts` times; a removal still refused then is a transient
-refusal: the model expects the host unchanged and the sequence goes on.
+refusal and the sequence goes on: after EAGAIN the model expects what Xen 4.7.0 leaves,
+the pCPU free and moving (out of its pool, every other removal refused with
+EADDRNOTAVAIL until a removal of that pCPU lands; adding it back to its pool trips
+4.7.0's ``ASSERT(c != old_pool)``, a real bug reported as such), after EBUSY the host
+unchanged.
 
 Left out: concurrent toolstacks (one toolstack thread, Hypothesis's: the model then
 knows the order of operations), scheduler parameters, vCPU soft affinity.
@@ -194,6 +198,9 @@ class Membership:
         self.free: set[int] = set()
         #: Domain name -> (pool, vCPUs).
         self.domains: dict[str, tuple[str, int]] = {}
+        #: A pCPU a removal refused with EAGAIN left free and moving, and the pool
+        #: that removal named (``cpupool_moving_cpu``, ``cpupool_cpu_moving``).
+        self.moving: tuple[int, str] | None = None
 
     @classmethod
     def of(cls, h: Host) -> Membership:
@@ -205,6 +212,7 @@ class Membership:
         for d in h.domains.values():
             pool = d.cpupool.peek()
             m.domains[d.name] = (pool.name if pool else "", len(d.vcpus))
+        m.moving = _moving(h)
         return m
 
     def state(self) -> tuple[object, ...]:
@@ -215,6 +223,7 @@ class Membership:
             ),
             tuple(sorted(self.free)),
             tuple(sorted(self.domains.items())),
+            self.moving,
         )
 
     @staticmethod
@@ -233,6 +242,7 @@ class Membership:
             ),
             tuple(sorted(h.cpupool_free_cpus.peek())),
             tuple(sorted(domains)),
+            _moving(h),
         )
 
     def pool_of_cpu(self, cpu: int) -> str | None:
@@ -264,25 +274,34 @@ class Membership:
                 return errno.ENOENT
             if not 0 <= cpu < self.nr_cpus:
                 return errno.EINVAL
+            moving, moving_from = self.moving or (-1, "")
             if v == "cpupool-cpu-add":
-                return errno.EBUSY if cpu not in self.free else None
-            if cpu not in p.cpus:
-                return errno.EINVAL
-            return errno.EBUSY if len(p.cpus) == 1 and p.domains else None
+                if cpu not in self.free:
+                    return errno.ENODEV
+                if cpu == moving and a[0] != moving_from:
+                    return errno.EADDRNOTAVAIL
+                return None
+            if moving not in (-1, cpu):
+                return errno.EADDRNOTAVAIL
+            if cpu not in p.cpus and cpu != moving:
+                return None  # nothing to do
+            last = len(p.cpus) == 1 and p.domains and cpu != moving
+            return errno.EBUSY if last else None
         if v == "cpupool-migrate":
             if a[0] not in self.domains or a[1] not in self.pools:
                 return errno.ENOENT
             if a[0] == "Domain-0":
-                return errno.EINVAL
+                return errno.EPERM
             if self.domains[a[0]][0] == a[1]:
                 return None
-            return errno.EINVAL if not self.pools[a[1]].cpus else None
+            return errno.ENOENT if not self.pools[a[1]].cpus else None
         if v == "create":
             if a[1] not in self.pools:
                 return errno.ENOENT
             if a[0] in self.domains:
                 return errno.EEXIST
-            return errno.EINVAL if not self.pools[a[1]].cpus else None
+            # libxl creates it in Pool-0, then moves it: ENOENT for no pCPUs.
+            return errno.ENOENT if not self.pools[a[1]].cpus else None
         if v == "destroy":
             if a[0] not in self.domains:
                 return errno.ENOENT
@@ -301,11 +320,17 @@ class Membership:
         elif v == "cpupool-destroy":
             del self.pools[a[0]]
         elif v == "cpupool-cpu-add":
-            self.free.discard(int(a[1]))
-            self.pools[a[0]].cpus.add(int(a[1]))
+            cpu = int(a[1])
+            self.free.discard(cpu)
+            self.pools[a[0]].cpus.add(cpu)
+            if self.moving is not None and self.moving[0] == cpu:
+                self.moving = None
         elif v == "cpupool-cpu-remove":
-            self.pools[a[0]].cpus.discard(int(a[1]))
-            self.free.add(int(a[1]))
+            cpu, p = int(a[1]), self.pools[a[0]]
+            if cpu in p.cpus or (self.moving is not None and self.moving[0] == cpu):
+                p.cpus.discard(cpu)
+                self.free.add(cpu)
+                self.moving = None
         elif v == "cpupool-migrate":
             old, n = self.domains[a[0]]
             self.pools[old].domains.discard(a[0])
@@ -317,6 +342,20 @@ class Membership:
         elif v == "destroy":
             pool, _ = self.domains.pop(a[0])
             self.pools[pool].domains.discard(a[0])
+
+    def removal_refused(self, op: XlOp) -> None:
+        """A ``cpupool-cpu-remove`` the model accepts, still refused with EAGAIN after
+        every retry: Xen 4.7.0 leaves the pCPU free and moving, out of the pool."""
+        cpu = int(op.args[1])
+        self.pools[op.args[0]].cpus.discard(cpu)
+        self.free.add(cpu)
+        self.moving = (cpu, op.args[0])
+
+
+def _moving(h: Host) -> tuple[int, str] | None:
+    """The host's pCPU being moved out of a pool, and that pool (None: none)."""
+    cpu, pool = h.cpupool_moving_cpu.peek(), h.cpupool_cpu_moving.peek()
+    return (cpu, pool.name) if cpu != -1 and pool is not None else None
 
 
 def check_schedulers(h: Host) -> list[str]:
@@ -335,8 +374,13 @@ def check_schedulers(h: Host) -> list[str]:
         if other != p.name:
             wrong.append(f"{p.name} shares its scheduler instance with {other}")
     owner = {c: p for p in h.cpupool_list for c in p.cpu_valid.peek()}
+    moving = h.cpupool_moving_cpu.peek()
     for cpu in range(h.nr_cpus):
         pool = owner.get(cpu)
+        if cpu == moving:
+            # Free and moving (a removal refused with EAGAIN): still on the pool's
+            # scheduler, per_cpu(cpupool) (Xen 4.7.0).
+            pool = h.percpu[cpu].cpupool.peek()
         want = pool.sched if pool is not None else h.ops
         runs = h.scheduler_of(cpu)
         if runs is not want:
@@ -639,6 +683,8 @@ class XlFuzzMachine(RuleBasedStateMachine):
             name = errno.errorcode.get(got, str(got))
             cls.refusals[name] = cls.refusals.get(name, 0) + 1
         found: list[Violation] = []
+        if transient and got == errno.EAGAIN:
+            self.model.removal_refused(op)
         if got != expected and not transient:
             xen = "accepted it" if got is None else f"refused it with {_errname(got)}"
             found.append(
@@ -769,7 +815,7 @@ def _errname(e: int | None) -> str:
 
 
 def _diff(seen: tuple[object, ...], want: tuple[object, ...]) -> str:
-    names = ("pools", "free pCPUs", "domains")
+    names = ("pools", "free pCPUs", "domains", "moving pCPU")
     parts = [
         f"{n} {s!r} where the model has {w!r}"
         for n, s, w in zip(names, seen, want, strict=True)

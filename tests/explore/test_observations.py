@@ -163,8 +163,8 @@ def test_reads_from_folds_no_trace_of_the_round_trip() -> None:
         ScenarioTarget(round_trip(protocol="fixed")), 10_000
     )
     assert exhausted
-    assert len(seen) == traces == 192
-    assert len(set(seen.values())) == 106
+    assert len(seen) == traces == 225
+    assert len(set(seen.values())) == 125
 
 
 def test_the_observer_records_reads_and_trylock_results_not_bit_operations() -> None:

@@ -310,8 +310,8 @@ def test_an_interrupted_shrink_keeps_the_smallest_failing_execution_so_far(  # t
     def execute(self, index, instruments=None):  # type: ignore[no-untyped-def]
         calls[0] += 1
         # Ctrl-C in a schedule edit's run, after the shrinking dropped a program's
-        # operation (at the 33rd).
-        if calls[0] == 36:
+        # operation (at the 40th).
+        if calls[0] == 43:
             raise KeyboardInterrupt
         return real(self, index, instruments)
 

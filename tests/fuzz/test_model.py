@@ -31,12 +31,12 @@ OPS = [
     "cpupool-create p1 rtds",  # EEXIST
     "cpupool-create Pool-0 credit",  # EEXIST
     "cpupool-destroy p9",  # ENOENT
-    "cpupool-cpu-add p1 3",  # EBUSY: not free
+    "cpupool-cpu-add p1 3",  # ENODEV: not free
     "cpupool-cpu-remove Pool-0 3",
-    "cpupool-cpu-remove Pool-0 3",  # EINVAL: not in the pool
+    "cpupool-cpu-remove Pool-0 3",  # not in the pool: accepted, nothing to do
     "cpupool-cpu-remove Pool-0 4",  # EINVAL: no such pCPU
     "cpupool-cpu-add p9 3",  # ENOENT
-    "create d1 p1 2",  # EINVAL: no pCPUs
+    "create d1 p1 2",  # ENOENT: no pCPUs (libxl's move out of Pool-0)
     "cpupool-cpu-add p1 3",
     "create d1 p1 2",
     "create d1 Pool-0 1",  # EEXIST
@@ -46,12 +46,12 @@ OPS = [
     "vcpu-pin d1v5 3",  # ENOENT
     "cpupool-destroy p1",  # EBUSY
     "cpupool-cpu-remove p1 3",  # EBUSY: last pCPU, with domains
-    "cpupool-migrate Domain-0 p1",  # EINVAL
+    "cpupool-migrate Domain-0 p1",  # EPERM
     "cpupool-migrate d1 p9",  # ENOENT
     "cpupool-migrate d1 Pool-0",
     "cpupool-migrate d1 Pool-0",  # same pool: nothing to do
     "cpupool-cpu-remove p1 3",
-    "cpupool-migrate d1 p1",  # EINVAL: no pCPUs
+    "cpupool-migrate d1 p1",  # ENOENT: no pCPUs
     "destroy Domain-0",  # EINVAL
     "destroy d9",  # ENOENT
     "destroy d1",
@@ -84,7 +84,53 @@ def test_the_model_answers_as_xen_does() -> None:
             assert Membership.observe(h) == m.state(), text
             assert check_schedulers(h) == [], text
     # Every errno the rules give was seen at least once.
-    assert refused == {errno.EEXIST, errno.ENOENT, errno.EBUSY, errno.EINVAL}
+    assert refused == {
+        errno.EEXIST,
+        errno.ENOENT,
+        errno.EBUSY,
+        errno.EINVAL,
+        errno.ENODEV,
+        errno.EPERM,
+    }
+
+
+def test_the_model_follows_a_removal_left_moving() -> None:
+    """A removal refused with EAGAIN (a vCPU still on the pCPU) leaves the pCPU free
+    and moving in Xen 4.7.0; the model, told so, answers as Xen does after it:
+    EADDRNOTAVAIL for other removals and for an add elsewhere, and the retried
+    removal lands."""
+    h = Host(4, sched="credit", dom0_vcpus=0)
+    m = Membership.of(h)
+    with bind(h.toolstack_context("xl")):
+        for text in ("cpupool-create p1 credit2", "create d1 Pool-0 1"):
+            op = XlOp.parse(text)
+            assert _answer(h, op) is None
+            m.apply(op)
+        v = h.domain("d1").vcpus[0]
+        h.migrate(v, 3)
+        assert h.schedule(3) is v
+        remove = XlOp.parse("cpupool-cpu-remove Pool-0 3")
+        assert m.predict(remove) is None
+        assert _answer(h, remove) == errno.EAGAIN
+        m.removal_refused(remove)
+        assert Membership.observe(h) == m.state()
+        assert m.state()[-1] == (3, "Pool-0")  # the moving pCPU and its pool
+        assert check_schedulers(h) == []
+        for text, want in (
+            ("cpupool-cpu-remove Pool-0 2", errno.EADDRNOTAVAIL),
+            ("cpupool-cpu-add p1 3", errno.EADDRNOTAVAIL),
+            ("cpupool-cpu-add p1 2", errno.ENODEV),
+        ):
+            op = XlOp.parse(text)
+            assert (m.predict(op), _answer(h, op)) == (want, want), text
+            assert Membership.observe(h) == m.state(), text
+        assert h.schedule(3).is_idle  # v leaves; the retry lands
+        assert (m.predict(remove), _answer(h, remove)) == (None, None)
+        m.apply(remove)
+        assert Membership.observe(h) == m.state()
+        assert m.state()[-1] is None
+        assert check_schedulers(h) == []
+    assert h.violations == []
 
 
 def _run(cfg: FuzzConfig, ops: list[str]) -> list[ViolationKind]:

@@ -80,10 +80,10 @@ def test_the_peer_round_trip_kills_the_missing_trylock_recheck(
     code, out, err, data = _mutate(tmp_path, capsys, "--mutant", "no-trylock-recheck")
     assert code == 0, out + err
     [row] = data["mutants"]
-    assert (row["killed"], row["kind"], row["runs"]) == (True, "lock-mismatch", 29)
+    assert (row["killed"], row["kind"], row["runs"]) == (True, "lock-mismatch", 36)
     [intact] = data["intact"]
-    # DPOR covers every execution of the fix: 69, all clean.
-    assert (intact["flagged"], intact["runs"]) == (False, 69)
+    # DPOR covers every execution of the fix: 125, all clean.
+    assert (intact["flagged"], intact["runs"]) == (False, 125)
 
 
 def test_a_weakened_check_leaves_its_mutant_alive_and_fails(

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from xensched import ConfigError, Cpupool, Host, PoolInfo, Topology, XenError
+from xensched import ConfigError, Cpupool, Host, PoolInfo, Topology, Vcpu, XenError
+from xensched.checks import ViolationKind
 from xensched.schedulers import Credit, Credit2
 
 
@@ -43,19 +44,11 @@ REFUSALS: dict[str, tuple[Callable[[Host], object], int]] = {
     "destroy-with-cpus-and-domains": (lambda h: h.cpupool_destroy("p1"), errno.EBUSY),
     "destroy-pool-0": (lambda h: h.cpupool_destroy("Pool-0"), errno.EBUSY),
     "destroy-unknown": (lambda h: h.cpupool_destroy("nope"), errno.ENOENT),
-    "cpu-add-not-free": (lambda h: h.cpupool_cpu_add("empty", 0), errno.EBUSY),
-    "cpu-add-own-cpu": (lambda h: h.cpupool_cpu_add("p1", 3), errno.EBUSY),
+    "cpu-add-not-free": (lambda h: h.cpupool_cpu_add("empty", 0), errno.ENODEV),
+    "cpu-add-own-cpu": (lambda h: h.cpupool_cpu_add("p1", 3), errno.ENODEV),
     "cpu-add-unknown-pool": (lambda h: h.cpupool_cpu_add("nope", 0), errno.ENOENT),
     "cpu-add-out-of-range": (lambda h: h.cpupool_cpu_add("empty", 4), errno.EINVAL),
     "cpu-add-negative": (lambda h: h.cpupool_cpu_add("empty", -1), errno.EINVAL),
-    "cpu-remove-not-in-pool": (
-        lambda h: h.cpupool_cpu_remove("p1", 0),
-        errno.EINVAL,
-    ),
-    "cpu-remove-from-empty": (
-        lambda h: h.cpupool_cpu_remove("empty", 0),
-        errno.EINVAL,
-    ),
     "cpu-remove-unknown-pool": (
         lambda h: h.cpupool_cpu_remove("nope", 0),
         errno.ENOENT,
@@ -70,14 +63,14 @@ REFUSALS: dict[str, tuple[Callable[[Host], object], int]] = {
     ),
     "migrate-to-pool-without-cpus": (
         lambda h: h.cpupool_migrate("d1", "empty"),
-        errno.EINVAL,
+        errno.ENOENT,
     ),
-    "migrate-domain-0": (lambda h: h.cpupool_migrate("Domain-0", "p1"), errno.EINVAL),
+    "migrate-domain-0": (lambda h: h.cpupool_migrate("Domain-0", "p1"), errno.EPERM),
     "migrate-unknown-domain": (lambda h: h.cpupool_migrate("d9", "p1"), errno.ENOENT),
     "migrate-unknown-pool": (lambda h: h.cpupool_migrate("d1", "nope"), errno.ENOENT),
     "create-domain-in-pool-without-cpus": (
         lambda h: h.create_domain("d2", "empty"),
-        errno.EINVAL,
+        errno.ENOENT,
     ),
     "create-domain-duplicate": (lambda h: h.create_domain("d1", "p1"), errno.EEXIST),
     "create-domain-no-vcpus": (lambda h: h.create_domain("d2", vcpus=0), errno.EINVAL),
@@ -97,6 +90,19 @@ def test_refusal_has_xen_errno_and_leaves_host_unchanged(host: Host, case: str) 
     assert str(info.value).startswith(errno.errorcode[want] + ": ")
     assert _snapshot(host) == before
     assert host.domains == domains
+    assert host.cpupool_moving_cpu.peek() == -1
+    assert host.violations == []
+
+
+@pytest.mark.parametrize(("pool", "cpu"), [("p1", 0), ("empty", 0), ("Pool-0", 3)])
+def test_removing_a_cpu_not_in_the_pool_succeeds_and_does_nothing(
+    host: Host, pool: str, cpu: int
+) -> None:
+    """RELEASE-4.7.0's ``cpupool_unassign_cpu``: ``ret = 0`` for a pCPU not in the
+    pool (and not the one being moved)."""
+    before = _snapshot(host)
+    host.cpupool_cpu_remove(pool, cpu)
+    assert _snapshot(host) == before
     assert host.cpupool_moving_cpu.peek() == -1
     assert host.violations == []
 
@@ -213,25 +219,96 @@ def test_cpu_remove_moves_vcpus_off_the_pcpu() -> None:
     assert h.violations == []
 
 
-def test_cpu_remove_while_a_vcpu_runs_there_is_eagain() -> None:
+def _stranded_cpu3() -> tuple[Host, Vcpu]:
+    """A removal of cpu3 from Pool-0 refused with EAGAIN: v still runs there."""
     h = Host(4, sched="credit", dom0_vcpus=0)
     v = h.create_domain("d1", vcpus=1).vcpus[0]
     h.migrate(v, 3)
     assert h.schedule(3) is v
-    before = _snapshot(h)
     with pytest.raises(XenError) as info:
         h.cpupool_cpu_remove("Pool-0", 3)
     assert info.value.errno == errno.EAGAIN
-    assert _snapshot(h) == before
-    assert h.cpupool_moving_cpu.peek() == -1
+    return h, v
+
+
+def test_cpu_remove_while_a_vcpu_runs_there_is_eagain_and_leaves_it_moving() -> None:
+    """As RELEASE-4.7.0's ``cpupool_unassign_cpu_helper``: on EAGAIN the pCPU stays
+    free and moving, out of the pool's ``cpu_valid``, still on the pool's scheduler;
+    a retry of the removal (libxc's) completes it."""
+    h, v = _stranded_cpu3()
+    pool0 = h.pool("Pool-0")
+    assert pool0.cpu_valid.peek() == {0, 1, 2}
+    assert h.cpupool_free_cpus.peek() == {3}
+    assert h.cpupool_moving_cpu.peek() == 3
+    assert h.cpupool_cpu_moving.peek() is pool0
+    assert h.percpu[3].cpupool.peek() is pool0
+    assert h.scheduler_of(3) is h.ops
     # cpu3 deschedules it (the migration completes in context_saved); xl retries.
     assert h.schedule(3).is_idle
     assert not v.is_running.peek()
     h.cpupool_cpu_remove("Pool-0", 3)
     assert h.cpupool_free_cpus.peek() == {3}
+    assert h.cpupool_moving_cpu.peek() == -1
+    assert h.cpupool_cpu_moving.peek() is None
+    assert h.percpu[3].cpupool.peek() is None
     assert v.processor.peek() in {0, 1, 2}
     assert h.schedule(v.processor.peek()) is v
     assert h.violations == []
+
+
+def test_a_moving_cpu_blocks_other_moves_with_eaddrnotavail() -> None:
+    """``cpupool_unassign_cpu``: another pCPU moving -> EADDRNOTAVAIL;
+    ``cpupool_assign_cpu_locked``: the moving pCPU into another pool ->
+    EADDRNOTAVAIL. Both change nothing."""
+    h, _ = _stranded_cpu3()
+    p1 = h.cpupool_create("p1", sched="credit2")
+    before = _snapshot(h)
+    ops: list[Callable[[], None]] = [
+        lambda: h.cpupool_cpu_remove("Pool-0", 2),
+        lambda: h.cpupool_cpu_add(p1, 3),
+    ]
+    for op in ops:
+        with pytest.raises(XenError) as info:
+            op()
+        assert info.value.errno == errno.EADDRNOTAVAIL, str(info.value)
+        assert _snapshot(h) == before
+    assert h.cpupool_moving_cpu.peek() == 3
+    assert h.violations == []
+
+
+def test_a_moving_cpu_removed_through_another_pool_is_freed() -> None:
+    """4.7.0 lets a removal of the moving pCPU through from any pool: it empties the
+    pool the pCPU is still in (``per_cpu(cpupool)``) and frees it."""
+    h, v = _stranded_cpu3()
+    p1 = h.cpupool_create("p1", sched="credit2")
+    assert h.schedule(3).is_idle
+    h.cpupool_cpu_remove(p1, 3)
+    assert h.cpupool_moving_cpu.peek() == -1
+    assert h.percpu[3].cpupool.peek() is None
+    assert v.processor.peek() in {0, 1, 2}
+    h.cpupool_cpu_add(p1, 3)
+    assert h.scheduler_of(3) is p1.sched
+    assert h.violations == []
+
+
+def test_re_adding_a_moving_cpu_to_its_pool_trips_schedule_cpu_switch_assert() -> None:
+    """The repair 4.7.0's helper suggests ("adding the cpu to the cpupool again")
+    reaches ``schedule_cpu_switch()`` with ``per_cpu(cpupool, cpu)`` still that pool:
+    ``ASSERT(c != old_pool ...)`` fires (a crash in a debug build); a release build
+    goes on and the pCPU is back, which the emulator shows too."""
+    h, _ = _stranded_cpu3()
+    pool0 = h.pool("Pool-0")
+    h.cpupool_cpu_add(pool0, 3)
+    [bad] = h.violations
+    assert (bad.kind, bad.where, bad.cpu) == (
+        ViolationKind.ASSERT,
+        "schedule_cpu_switch",
+        3,
+    )
+    assert "c != old_pool" in bad.message
+    assert pool0.cpu_valid.peek() == {0, 1, 2, 3}
+    assert h.cpupool_free_cpus.peek() == frozenset()
+    assert h.cpupool_moving_cpu.peek() == -1
 
 
 def test_destroy_domain(host: Host) -> None:

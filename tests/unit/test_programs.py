@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import pytest
 
@@ -26,7 +26,12 @@ from xensched.smp import bind
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from _typeshed import SupportsLenAndGetItem
+
+    from xensched.programs import Env
     from xensched.smp import ExecContext
+
+T = TypeVar("T")
 
 
 class SeededWalk:
@@ -167,3 +172,47 @@ def test_wait_until_parks_under_the_controlled_driver() -> None:
     assert drv.run() == []
     assert box == ["b", "a"]
     assert ("a", "wait", "<lambda>") in drv.steps
+
+
+class _LastChoice(random.Random):
+    """Picks the last candidate: the highest pCPU of the last pool, the last pool."""
+
+    def choice(self, seq: SupportsLenAndGetItem[T]) -> T:
+        return seq[len(seq) - 1]
+
+
+class _NoPause:
+    def pause(self, seconds: float) -> bool:
+        return False
+
+
+def _stranded(st: XlStats) -> object:
+    return st.stranded
+
+
+def test_a_removal_given_up_on_is_taken_up_by_the_next_move() -> None:
+    """Xen 4.7.0 leaves the pCPU of a removal refused with EAGAIN free and moving,
+    which blocks every other removal; the toolstack that gave up retries that
+    removal at its next pCPU move (libxc would still be retrying it)."""
+    from xensched.programs import Harness, _move_cpu
+
+    h = Host(4, sched="credit", dom0_vcpus=0)
+    p1 = h.cpupool_create("p1", sched="credit2")
+    v = h.create_domain("d1", vcpus=1).vcpus[0]
+    h.migrate(v, 3)
+    assert h.schedule(3) is v
+    hs, st = Harness(h), XlStats()
+    prog = Toolstack("xl", attempts=2)
+    env = cast("Env", _NoPause())
+    with bind(h.toolstack_context("xl")):
+        _move_cpu(h, hs, prog, _LastChoice(), st, env)
+        assert st.refusals["gave-up"] == 1
+        assert _stranded(st) == (h.pool("Pool-0"), 3)
+        assert h.cpupool_moving_cpu.peek() == 3
+        assert h.schedule(3).is_idle  # v leaves cpu3
+        _move_cpu(h, hs, prog, _LastChoice(), st, env)
+    assert _stranded(st) is None
+    assert st.switches == 1
+    assert p1.cpu_valid.peek() == {3}
+    assert h.cpupool_moving_cpu.peek() == -1
+    assert h.violations == []

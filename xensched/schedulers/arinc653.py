@@ -1,14 +1,30 @@
 """ARINC 653, the static time-partitioning scheduler.
 
 Mirrors: xen/common/sched_arinc653.c at RELEASE-4.7.0 (fixed protocol) and at
-94734ab7c3^ (legacy): ``a653sched_alloc_vdata``/``free_vdata`` (under the private
-lock), ``a653sched_vcpu_wake``/``sleep``, ``a653sched_do_schedule`` (which takes the
-private lock itself, irqsave), ``a653sched_pick_cpu``, ``a653_switch_sched``.
+94734ab7c3^ (legacy): ``a653sched_alloc_vdata`` (under the private lock),
+``a653sched_free_vdata``, ``a653sched_vcpu_wake``/``sleep``, ``a653sched_do_schedule``
+(which takes the private lock itself, irqsave), ``a653sched_pick_cpu``,
+``a653_switch_sched``; there is no ``insert_vcpu`` (NULL in 4.7).
+
+Back-ported, not 4.7: ``free_vdata`` takes the private lock, as 19049f8d79 (4.13) made
+it. 4.7's ``a653sched_free_vdata`` unlinks the vCPU from ``vcpu_list`` (and rebuilds
+the schedule from it) with no lock, racing ``a653sched_alloc_vdata`` and
+``a653sched_do_schedule``, which hold it. That race is not the patch's subject, and
+without the lock this model's runqueue check would report it (a ``mutual-exclusion``
+on a domain destroyed or moved out of an ARINC 653 pool while its pCPUs schedule),
+under both protocols.
 
 Lock scheme: each pCPU's ``schedule_lock`` stays its default ``_lock``; ARINC653 never
 remaps it (it has no ``init_pdata`` or ``free_pdata`` since 05ea4efc22), and after the
-patch its ``switch_sched`` routes the lock back to ``_lock``, with no barrier in that
-version (harmless while the emulated memory is sequentially consistent).
+patch its ``switch_sched`` routes the lock back to ``_lock``, with no barrier between
+the stores of ``per_cpu(scheduler)``/``sched_priv`` and that of the pointer, as in
+4.7.0. Under the ``sc`` and ``tso`` memory models this is harmless (x86 keeps stores
+in order); under ``relaxed`` it is a real, latent 4.7.0 bug on Arm, faithfully
+reproduced: a pCPU that sees the new pointer takes ``_lock``, which the switch does not
+hold, and can still read the old scheduler (``reproduce --memory-model relaxed
+--protocol fixed``: a ``lock-mismatch`` on the cpu-adds into ARINC 653 from Credit2
+and from RTDS, whose shared lock the pointer leaves). Xen closed it in 4.13 with
+07513e15e6, whose generic code issues ``smp_wmb()`` before every lock pointer store.
 
 Simplified (documented, not Xen): the major frame is one minor frame of
 ``A653_DEFAULT_RUNTIME`` ticks per vCPU, in creation order (Xen's default schedule puts
@@ -112,9 +128,6 @@ class Arinc653(Scheduler):
         svc = v.sched_priv.load()
         if isinstance(svc, A653Vcpu):
             svc.awake.store(False)
-
-    def insert_vcpu(self, v: Vcpu) -> None:
-        v.processor.store(self.pick_cpu(v))
 
     def do_schedule(self, cpu: int, now: int) -> Vcpu:
         pc = self.h.percpu[cpu]

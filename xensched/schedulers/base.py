@@ -141,7 +141,10 @@ class Scheduler:
         """``free_domdata``."""
 
     def insert_vcpu(self, v: Vcpu) -> None:
-        """``insert_vcpu``: the vCPU joins this scheduler (takes its own locks)."""
+        """``insert_vcpu``: the vCPU joins this scheduler (takes its own locks).
+
+        ``v->processor`` is already set by the caller; 4.7's hooks never change it.
+        """
 
     def remove_vcpu(self, v: Vcpu) -> None:
         """``remove_vcpu``."""

@@ -5,13 +5,16 @@ Mirrors: xen/common/sched_credit.c at RELEASE-4.7.0 (fixed protocol) and at
 ``csched_deinit_pdata``, ``csched_free_pdata``, ``csched_switch_sched``,
 ``csched_tick_suspend``/``resume``, ``csched_vcpu_insert``/``remove``/``wake``/``sleep``,
 ``csched_schedule`` with ``csched_load_balance`` and ``csched_runq_steal``,
-``csched_cpu_pick``.
+``csched_cpu_pick``. The ASSERTs follow each tree: the ``init_pdata()`` helper's
+(uninitialised runqueue) in both, ``csched_deinit_pdata``'s and ``csched_free_pdata``'s
+(f45666afdb: init then deinit then free) on the fixed protocol only.
 
 Lock scheme: each pCPU's ``schedule_lock`` is its default ``_lock`` (one runqueue per
 pCPU, never remapped). The private lock ``prv->lock`` comes first: it is never taken
 while a runqueue lock is held, except in ``switch_sched``, where the held lock belongs
 to another scheduler. Load balancing steals from the pool's busy peers (those not in
-``prv->idlers``) with ``pcpu_schedule_trylock`` and never spins on a peer.
+``prv->idlers``) with ``pcpu_schedule_trylock`` and never spins on a peer; once a peer's
+lock is held it steals only if that peer is still in the pool's ``cpu_valid``.
 
 Simplified (documented, not Xen): priorities are UNDER/OVER/IDLE only (no BOOST);
 ``schedule()`` burns a fixed ``CSCHED_CREDITS_PER_TICK`` from the running vCPU; the
@@ -109,12 +112,17 @@ class CschedDom:
 class CschedPcpu:
     """``struct csched_pcpu``: the per-pCPU runqueue."""
 
-    __slots__ = ("cpu", "cs", "runq", "ticker_active")
+    __slots__ = ("cpu", "cs", "runq", "runq_head", "ticker_active")
 
     def __init__(self, bus: Bus, cpu: int, instance: str) -> None:
         self.cpu = cpu
         self.runq: RunQueue[CschedVcpu] = RunQueue(
             bus, f"credit@{instance}.pcpu[{cpu}].runq"
+        )
+        # INIT_LIST_HEAD(&spc->runq) done: xzalloc() leaves runq.next/prev NULL
+        # until init_pdata(), which ASSERTs they still are.
+        self.runq_head: Cell[bool] = Cell(
+            bus, f"credit@{instance}.pcpu[{cpu}].runq_head", False
         )
         self.cs = CriticalSection(bus, f"credit@{instance}.runq[{cpu}]")
         self.ticker_active: Cell[bool] = Cell(
@@ -154,18 +162,28 @@ class Credit(Scheduler):
         spc = self.h.percpu[cpu].schedule_data.sched_priv.load()
         return spc if isinstance(spc, CschedPcpu) else None
 
-    def _init_pdata(self, spc: CschedPcpu, cpu: int) -> None:
-        """The static ``init_pdata()`` helper (7760ff0d35)."""
+    def _init_pdata(self, spc: CschedPcpu | None, cpu: int) -> None:
+        """The static ``init_pdata()`` helper (7760ff0d35), in both trees."""
         ASSERT(
             spin_is_locked(self.lock),
             "init_pdata",
             "spin_is_locked(&prv->lock)",
             cpu=cpu,
         )
+        # cpu data needs to be allocated, but STILL uninitialized.
+        ASSERT(
+            spc is not None and not spc.runq_head.load(),
+            "init_pdata",
+            "spc && spc->runq.next == NULL && spc->runq.prev == NULL",
+            cpu=cpu,
+        )
+        if spc is None:  # Xen dereferences NULL: stop here
+            return
         self.credit.update(lambda c: c + CSCHED_CREDITS_PER_TSLICE)
         if self.ncpus.update(inc) == 1:
             self.master.store(cpu)
         self.cpus.set(cpu)
+        spc.runq_head.store(True)
         spc.runq.store(())
         spc.ticker_active.store(True)
         curr = self.h.percpu[cpu].schedule_data.curr.load()
@@ -208,13 +226,32 @@ class Credit(Scheduler):
         spin_unlock_irqrestore(self.lock, flags)
 
     def deinit_pdata(self, pdata: Any, cpu: int) -> None:
-        if isinstance(pdata, CschedPcpu):
+        # f45666afdb (RELEASE-4.7.0): "Scheduler specific data for this pCPU must
+        # still be there and be valid", alloc_pdata and init_pdata done, neither
+        # free_pdata nor deinit_pdata yet.
+        ASSERT(
+            isinstance(pdata, CschedPcpu) and self.cpus.test(cpu),
+            "csched_deinit_pdata",
+            "spc && cpumask_test_cpu(cpu, prv->cpus)",
+            cpu=cpu,
+        )
+        if isinstance(pdata, CschedPcpu):  # else Xen dereferences NULL: stop here
             self._deinit(pdata, cpu)
 
     def free_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
-        # Before f45666afdb, free_pdata did the deinit work itself.
-        if pre_patch and isinstance(pdata, CschedPcpu):
-            self._deinit(pdata, cpu)
+        if pre_patch:
+            # Before f45666afdb, free_pdata did the deinit work itself.
+            if isinstance(pdata, CschedPcpu):
+                self._deinit(pdata, cpu)
+        else:
+            # f45666afdb: "either init_pdata has never been called, or
+            # deinit_pdata has been called already".
+            ASSERT(
+                not self.cpus.test(cpu),
+                "csched_free_pdata",
+                "!cpumask_test_cpu(cpu, prv->cpus)",
+                cpu=cpu,
+            )
         self._pcpus.pop(cpu, None)
 
     def switch_sched(
@@ -299,8 +336,9 @@ class Credit(Scheduler):
             svc.on_runq.store(False)
 
     def insert_vcpu(self, v: Vcpu) -> None:
+        # v->processor is where the caller put it (sched_init_vcpu(),
+        # sched_move_domain()): 4.7's insert hooks never move it.
         svc = v.sched_priv.load()
-        v.processor.store(self.pick_cpu(v))
         lock = vcpu_schedule_lock_irq(self.h, v)
         if not svc.on_runq.load() and v.runnable() and not v.is_running.load():
             self._runq_insert(v.processor.load(), svc, "csched_vcpu_insert")
@@ -425,20 +463,31 @@ class Credit(Scheduler):
 
         Only the pool's non-idle pCPUs are peeked at (``online & ~prv->idlers``, as
         Xen does): an idle peer has nothing worth stealing, and skipping it keeps a
-        large host from trylocking every pCPU at each ``schedule()``.
+        large host from trylocking every pCPU at each ``schedule()``. As in Xen, a
+        pCPU that is not (or no longer) in its pool's ``cpu_valid`` does not steal,
+        and a peer is stolen from only if it is still in ``cpu_valid`` once its lock
+        is held: a peer that left the pool since the walk began, being moved out or
+        already free, is skipped whatever lock its pointer names.
         """
         pool = self.h.percpu[cpu].cpupool.load()
-        if pool is None:
+        # "If this CPU is going offline, or is not (yet) part of any cpupool [...]
+        # we shouldn't steal work."
+        if pool is None or not pool.cpu_valid.test(cpu):
             return None
+        online = pool.cpu_valid  # cpupool_online_cpumask(c): the live mask
         # In 4.7 the walk starts at cpumask_first(&workers), not at a neighbour.
-        peers = sorted(pool.cpu_valid.load() - self.idlers.load() - {cpu})
+        peers = sorted(online.load() - self.idlers.load() - {cpu})
         floor = snext.pri.load() if snext is not None else CSCHED_PRI_IDLE
         for peer in peers:
             lock = pcpu_schedule_trylock(self.h, peer)
             if lock is None:
                 continue
             try:
-                if self.h.percpu[peer].scheduler.load() is not self:
+                # "Any work over there to steal?": cpumask_test_cpu(peer_cpu, online)
+                # under the peer's lock, as in Xen 4.7 (and 94734ab7c3^). A peer in
+                # cpu_valid runs this instance: cpu_valid gains a pCPU after its
+                # switch and loses it before.
+                if not online.test(peer):
                     continue
                 check_held(lock, peer, self, "csched_load_balance")
                 stolen = self._runq_steal(peer, cpu, floor)

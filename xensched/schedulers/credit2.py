@@ -5,12 +5,21 @@ Mirrors: xen/common/sched_credit2.c at RELEASE-4.7.0 (fixed protocol) and at
 ``csched2_switch_sched`` (with fb0c3a8a30's ``spin_lock``), ``csched2_deinit_pdata``
 (f45666afdb), ``csched2_free_pdata`` (legacy: with the remap back to ``_lock`` and its
 ASSERTs), ``csched2_vcpu_insert``/``remove``/``wake``/``sleep``/``migrate``,
-``csched2_cpu_pick`` and ``csched2_schedule`` with its three BUG_ONs.
+``csched2_context_saved``, ``csched2_cpu_pick`` and ``csched2_schedule`` with its three
+BUG_ONs. The ASSERTs follow
+each tree: ``csched2_init_pdata``'s ``ASSERT(!pdata)`` on the fixed protocol only,
+``csched2_vcpu_migrate``'s ``BUG_ON`` on an uninitialised target in both (its
+hard-affinity ASSERT is left out: an affinity here is one pCPU or none).
 
 Lock scheme: one runqueue per socket (the PRE rule ``rqi = cpu ? cpu_to_socket(cpu) :
 0``), each with a lock that the ``schedule_lock`` of every pCPU of that runqueue points
 to. ``prv->lock`` is taken before any runqueue lock, except in ``switch_sched`` where
-the lock already held is another scheduler's.
+the lock already held is another scheduler's. For the fixed protocol this is
+RELEASE-4.7.0 booted with ``credit2_runqueue=socket``: the same pCPUs share a runqueue
+(4.7.0's ``cpu_to_runqueue()`` numbers the runqueues in the order they are first used,
+where here the socket is the index). 4.7.0's default is ``core`` (bcd46d3912), one
+runqueue per core, i.e. per pCPU on a topology without SMT; 4.8 went back to ``socket``
+(3a782c7603).
 
 Simplified (documented, not Xen): credit burns a fixed amount per ``schedule()``;
 ``reset_credit`` gives every vCPU of the runqueue ``CSCHED2_CREDIT_INIT`` when the best
@@ -180,6 +189,10 @@ class Credit2(Scheduler):
         return rqi
 
     def init_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
+        if not pre_patch:
+            # RELEASE-4.7.0: "since we don't (need to) implement alloc_pdata,
+            # either that's NULL, or something is very wrong!"
+            ASSERT(pdata is None, "csched2_init_pdata", "!pdata", cpu=cpu)
         flags = spin_lock_irqsave(self.lock)
         if pre_patch:
             self._init_pdata(cpu, remap=True)
@@ -228,7 +241,8 @@ class Credit2(Scheduler):
             )
             sd.schedule_lock.store(sd._lock)
         spin_unlock(rqd.lock)
-        self.runq_map[cpu].store(-1)
+        # prv->runq_map[cpu] keeps its runqueue, as in Xen: only `initialized` says
+        # whether cpu is this instance's (init_pdata writes the map again).
         self.initialized.clear(cpu)
         spin_unlock_irqrestore(self.lock, flags)
 
@@ -337,8 +351,9 @@ class Credit2(Scheduler):
             svc.on_runq.store(False)
 
     def insert_vcpu(self, v: Vcpu) -> None:
+        # v->processor is where the caller put it (sched_init_vcpu(),
+        # sched_move_domain()): 4.7's insert hooks never move it.
         svc = v.sched_priv.load()
-        v.processor.store(self.pick_cpu(v))
         lock = vcpu_schedule_lock_irq(self.h, v)
         rqd = self._rqd_of(v.processor.load())
         if rqd is not None:  # runq_assign()
@@ -371,7 +386,29 @@ class Credit2(Scheduler):
         if svc.on_runq.load():
             self._runq_remove(svc, "csched2_vcpu_sleep")
 
+    def context_saved(self, v: Vcpu) -> None:
+        """``csched2_context_saved``: the vCPU's lock taken and released.
+
+        What it does under the lock is not modelled: the ``__CSFLAG_scheduled``/
+        ``delayed_runq_add`` hand-off (``do_schedule`` puts a runnable ``curr`` back
+        on the runqueue here), ``update_load``, and its ``BUG_ON(!is_idle_vcpu(vc)
+        && svc->rqd != RQD(ops, vc->processor))``, which a 4.7 race unrelated to the
+        patch fires: ``domain_pause()`` returns once ``is_running`` is clear, before
+        this hook, and ``sched_move_domain()``'s ``csched2_vcpu_remove`` may then
+        clear ``svc->rqd`` first (seen under the controlled driver).
+        """
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        vcpu_schedule_unlock_irq(self.h, lock, v)
+
     def migrate(self, v: Vcpu, new_cpu: int) -> None:
+        # "Check if new_cpu is valid" (both trees). Xen would crash here.
+        if BUG_ON(
+            not self.initialized.test(new_cpu),
+            "csched2_vcpu_migrate",
+            "!cpumask_test_cpu(new_cpu, &CSCHED2_PRIV(ops)->initialized)",
+            cpu=new_cpu,
+        ):
+            return
         svc = v.sched_priv.load()
         trqd = self._rqd_of(new_cpu)
         srqd = svc.rqd.load()
@@ -457,7 +494,10 @@ class Credit2(Scheduler):
 
     # -- emulator-only --------------------------------------------------------------------
     def lock_for(self, cpu: int) -> SpinLock | None:
-        rqi = self.runq_map[cpu].peek()  # a check's read
+        # A check's reads. The map outlives deinit_pdata: `initialized` decides.
+        if cpu not in self.initialized.peek():
+            return None
+        rqi = self.runq_map[cpu].peek()
         return self.rqd[rqi].lock if rqi >= 0 else None
 
     def runqueues(self) -> list[CriticalSection]:

@@ -4,7 +4,7 @@ Mirrors: xen/common/sched_rt.c at RELEASE-4.7.0 (fixed protocol) and at 94734ab7
 (legacy): ``rt_init_pdata`` (8686d2a3f6: remap under the lock the pCPU currently uses),
 ``rt_switch_sched``, ``rt_deinit_pdata``, ``rt_free_pdata`` (legacy: the remap back to
 ``_lock`` and its two ASSERTs, the patch's problem 2 and 3), ``rt_vcpu_insert``/
-``remove``/``wake``/``sleep``, ``rt_schedule``, ``rt_cpu_pick``.
+``remove``/``wake``/``sleep``, ``rt_context_saved``, ``rt_schedule``, ``rt_cpu_pick``.
 
 Lock scheme: one global lock ``prv->lock`` for every pCPU of the instance; it is the
 runqueue lock and the private lock at once.
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from xensched.checks import ASSERT, CriticalSection
-from xensched.memory import Cell, CpuMask, RunQueue, dec, inc
+from xensched.memory import Cell, RunQueue, dec, inc
 from xensched.sched_if import (
     pcpu_schedule_lock_irqsave,
     vcpu_schedule_lock_irq,
@@ -77,14 +77,12 @@ class Rtds(Scheduler):
         )
         self.cs = CriticalSection(bus, f"rtds@{instance}.runq")
         self.now: Cell[int] = Cell(bus, f"rtds@{instance}.now", 0)
-        self.cpus = CpuMask(bus, f"rtds@{instance}.prv->cpus")
 
     # -- per-pCPU -----------------------------------------------------------------------
     def init_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
         # The same before and after the patch. Take the lock the pCPU uses *now*, remap, release that same lock.
         old_lock, flags = pcpu_schedule_lock_irqsave(self.h, cpu)
         self.h.percpu[cpu].schedule_data.schedule_lock.store(self.lock)
-        self.cpus.set(cpu)
         spin_unlock_irqrestore(old_lock, flags)
 
     def switch_sched(
@@ -117,13 +115,13 @@ class Rtds(Scheduler):
             self._reroute(cpu, self.lock, barrier)
         self.h.percpu[cpu].scheduler.store(self)
         sd.sched_priv.store(None)
-        self.cpus.set(cpu)  # a no-op when init_pdata ran before the swap
         if pointer_last:
             self._reroute(cpu, self.lock, barrier)
 
     def deinit_pdata(self, pdata: Any, cpu: int) -> None:
+        # 2656bc7b0c: under prv->lock, move repl_timer off cpu (or kill it if the
+        # pool has no pCPU left); the timer is folded into rt_schedule() here.
         flags = spin_lock_irqsave(self.lock)
-        self.cpus.clear(cpu)
         spin_unlock_irqrestore(self.lock, flags)
 
     def free_pdata(self, pdata: Any, cpu: int, *, pre_patch: bool = False) -> None:
@@ -145,7 +143,6 @@ class Rtds(Scheduler):
             cpu=cpu,
         )
         sd.schedule_lock.store(sd._lock)
-        self.cpus.clear(cpu)
         spin_unlock_irqrestore(self.lock, flags)
 
     # -- per-vCPU -----------------------------------------------------------------------
@@ -187,8 +184,9 @@ class Rtds(Scheduler):
         svc.cur_budget.store(svc.budget)
 
     def insert_vcpu(self, v: Vcpu) -> None:
+        # v->processor is where the caller put it (sched_init_vcpu(),
+        # sched_move_domain()): 4.7's insert hooks never move it.
         svc = v.sched_priv.load()
-        v.processor.store(self.pick_cpu(v))
         lock = vcpu_schedule_lock_irq(self.h, v)
         if v.runnable() and not v.is_running.load() and svc.queue.load() is None:
             with self.cs.section("rt_vcpu_insert"):
@@ -221,6 +219,16 @@ class Rtds(Scheduler):
         if svc.queue.load() is not None:
             with self.cs.section("rt_vcpu_sleep"):
                 self._q_remove(svc)
+
+    def context_saved(self, v: Vcpu) -> None:
+        """``rt_context_saved``: the vCPU's lock taken and released.
+
+        What it does under the lock (``__RTDS_scheduled``, ``delayed_runq_add``,
+        ``replq_remove``) is not modelled: ``rt_schedule`` puts a runnable ``curr``
+        back on the runqueue, and the replenishment queue is folded into it.
+        """
+        lock = vcpu_schedule_lock_irq(self.h, v)
+        vcpu_schedule_unlock_irq(self.h, lock, v)
 
     # -- do_schedule ---------------------------------------------------------------------
     def do_schedule(self, cpu: int, now: int) -> Vcpu:
