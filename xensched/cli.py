@@ -374,6 +374,9 @@ def _reproduce(args: argparse.Namespace, stop: RaiseInterrupt) -> int:
                 memory_model=args.memory_model,
                 lockdep=args.lockdep,
                 race_detector=args.race_detector,
+                notice=lambda line: print(
+                    f"xensched reproduce: {line}", file=sys.stderr, flush=True
+                ),
             )
     except WorkerDiedError as e:
         # Its move is lost: the moves done so far are printed and written below,

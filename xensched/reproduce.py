@@ -62,6 +62,7 @@ from xensched.instruments import (
 )
 from xensched.interaction import Instrument, PointKind
 from xensched.lockdep import Lockdep
+from xensched.processes import shut_down_pool
 from xensched.protocol import SwitchProtocol
 from xensched.race_detector import RaceDetector
 from xensched.scenario import (
@@ -79,6 +80,8 @@ from xensched.violation import ViolationKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from multiprocessing.pool import Pool
+    from multiprocessing.process import BaseProcess
 
     from xensched.explore.base import Op, Step
     from xensched.explore.engine import Execution
@@ -468,6 +471,7 @@ def reproduce(
     memory_model: str = "sc",
     lockdep: bool = LOCKDEP_DEFAULT,
     race_detector: bool = RACE_DETECTOR_DEFAULT,
+    notice: Callable[[str], None] | None = None,
 ) -> list[Result]:
     """Run :func:`reproduce_transition` for each transition (all 64 by default).
 
@@ -477,6 +481,11 @@ def reproduce(
     process that dies (kill -9, the OOM killer) loses its move: the wait ends within
     :data:`WORKER_POLL` seconds with :class:`WorkerDiedError`, the other workers
     ended, ``progress`` having had the moves that came in.
+
+    The workers' end is bounded too (:func:`xensched.processes.shut_down_pool`):
+    those that have not ended :data:`xensched.processes.END_GRACE` seconds after
+    the pool's shut-down began are killed (SIGKILL), and ``notice`` (if given) is
+    told so in a line for the user.
     """
     todo = list(selected) if selected is not None else transitions()
     results: list[Result] = []
@@ -520,13 +529,31 @@ def reproduce(
             results.append(r)
             if progress is not None:
                 progress(len(results), len(todo), r)
-        pool.close()
     except BaseException:
-        pool.terminate()
+        _shut_down(pool, others, notice, terminate=True)
         raise
-    finally:
-        pool.join()
+    _shut_down(pool, others, notice, terminate=False)
     return results
+
+
+def _shut_down(
+    pool: Pool,
+    others: set[BaseProcess],
+    notice: Callable[[str], None] | None,
+    *,
+    terminate: bool,
+) -> None:
+    """The pool shut down within a bound, its workers killed if need be (said to
+    ``notice``); ``others``: the processes that were not the pool's."""
+
+    def workers() -> list[BaseProcess]:
+        # The replacements of those that died too (a Pool starts them itself).
+        return [p for p in multiprocessing.active_children() if p not in others]
+
+    end = shut_down_pool(pool, workers, terminate=terminate)
+    if notice is not None:
+        for line in end.lines():
+            notice(line)
 
 
 #: How often (seconds) ``reproduce`` with workers looks for a worker that died while

@@ -21,7 +21,10 @@ move (remove then add, as xl does), ``cpupool-migrate``, ``create``, ``destroy``
 - no check of the emulated Xen (ASSERT, lock-mismatch, lockdep...) may have fired.
 
 A failure raises :class:`FuzzFailure`; Hypothesis shrinks the sequence and keeps it in
-its example database. Every machine records the operations it ran in ``log`` (the
+its example database. A campaign (``xensched fuzz``) gives the search and the shrink a
+budget each (:attr:`XlFuzzMachine.search_deadline`, :attr:`XlFuzzMachine.shrink_seconds`,
+counted from :attr:`XlFuzzMachine.first_failure`): once one is spent, the machine raises
+:class:`BudgetSpent` before its next operation, which stops Hypothesis. Every machine records the operations it ran in ``log`` (the
 class attribute :attr:`XlFuzzMachine.last_log` holds the last machine's), so that the
 last, shrunk execution can be printed as an xl script; the shortest failing one is
 kept too (:attr:`XlFuzzMachine.shortest_failure`) for a failure Hypothesis cannot
@@ -100,10 +103,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRAFFIC_DOMAIN",
+    "BudgetSpent",
+    "FirstFailure",
     "FuzzConfig",
     "FuzzFailure",
     "Hammer",
     "Membership",
+    "ReplayShrink",
     "XlFuzzMachine",
     "run_script",
     "script_scenario",
@@ -175,6 +181,29 @@ class FuzzFailure(AssertionError):  # noqa: N818 (what a failing test raises)
         self.violations = violations
         self.dump = dump
         super().__init__("; ".join(v.describe() for v in violations))
+
+
+class BudgetSpent(BaseException):
+    """What the machine raises before an operation once a campaign's budget for
+    ``phase`` (``"search"`` or ``"shrink"``) is spent. Not an ``Exception``: Hypothesis
+    lets it through (and stops) rather than take it for a failure to shrink."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(phase)
+        self.phase = phase
+
+
+@dataclass(frozen=True, slots=True)
+class FirstFailure:
+    """A campaign's first failure: when (``time.monotonic()``), the campaign's
+    figures then (the failing example and its operations included), and the length
+    of the failing sequence. What came before is the search, what comes after the
+    shrink."""
+
+    at: float
+    examples: int
+    operations: int
+    length: int
 
 
 # -- the reference model ----------------------------------------------------------------
@@ -574,6 +603,15 @@ class XlFuzzMachine(RuleBasedStateMachine):
     shortest_failure: ClassVar[tuple[list[str], FuzzFailure] | None] = None
     #: Called after each operation with the class (progress).
     on_step: ClassVar[Callable[[type[XlFuzzMachine]], None] | None] = None
+    #: The campaign's first failure (None: none yet): the end of its search.
+    first_failure: ClassVar[FirstFailure | None] = None
+    #: A campaign's budgets (None: none, Hypothesis's own limits): the search ends
+    #: at ``search_deadline`` (``time.monotonic()``; after the first operation, so
+    #: that something runs), the shrink ``shrink_seconds`` after the first failure.
+    #: Past either, the machine raises :class:`BudgetSpent` before its next
+    #: operation, as it raises KeyboardInterrupt on ``stop``.
+    search_deadline: ClassVar[float | None] = None
+    shrink_seconds: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Each subclass counts its own campaign (a pytest subclass does not add to
@@ -583,6 +621,7 @@ class XlFuzzMachine(RuleBasedStateMachine):
         cls.refusals = {}
         cls.last_log = []
         cls.shortest_failure = None
+        cls.first_failure = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -632,6 +671,10 @@ class XlFuzzMachine(RuleBasedStateMachine):
             shortest = cls.shortest_failure
             if shortest is None or len(self.log) <= len(shortest[0]):
                 cls.shortest_failure = (list(self.log), failure)
+            if cls.first_failure is None:
+                cls.first_failure = FirstFailure(
+                    time.monotonic(), cls.examples, cls.operations, len(self.log)
+                )
             raise failure
 
     def _broken(self, op: XlOp, exc: Exception) -> NoReturn:
@@ -653,6 +696,10 @@ class XlFuzzMachine(RuleBasedStateMachine):
         if cls.stop is not None and cls.stop.is_set():
             self._failed = True
             raise KeyboardInterrupt
+        spent = self._budget_spent()
+        if spent is not None:
+            self._failed = True  # cut short, not checked at its teardown
+            raise BudgetSpent(spent)
         cls.operations += 1
         self.log.append(str(op))
         expected = self.model.predict(op)
@@ -714,6 +761,20 @@ class XlFuzzMachine(RuleBasedStateMachine):
         if cls.on_step is not None:
             cls.on_step(cls)
         self._fail_on(found, op)
+
+    @classmethod
+    def _budget_spent(cls) -> str | None:
+        """The phase whose budget is spent (``"search"``, ``"shrink"``), or None."""
+        first = cls.first_failure
+        if first is not None:
+            limit = cls.shrink_seconds
+            if limit is not None and time.monotonic() - first.at >= limit:
+                return "shrink"
+            return None
+        deadline = cls.search_deadline
+        if deadline is not None and cls.operations > 0 and time.monotonic() >= deadline:
+            return "search"
+        return None
 
     # -- rules ------------------------------------------------------------------------
     @initialize(sched=st.sampled_from(sorted(SCHEDULERS)), data=st.data())
@@ -860,6 +921,16 @@ def run_script(machine: type[XlFuzzMachine], ops: Sequence[str]) -> FuzzFailure 
     return failure
 
 
+@dataclass(slots=True)
+class ReplayShrink:
+    """What :func:`shrink_by_replay` did, filled in as it goes."""
+
+    #: The replays run (each a fresh machine and host).
+    replays: int = 0
+    #: False: it stopped at its time bound, not because nothing more could go.
+    complete: bool = True
+
+
 def shrink_by_replay(
     machine: type[XlFuzzMachine],
     ops: Sequence[str],
@@ -867,6 +938,8 @@ def shrink_by_replay(
     seconds: float,
     tries: int = 5,
     max_tries: int = 40,
+    *,
+    progress: ReplayShrink | None = None,
 ) -> tuple[list[str], FuzzFailure]:
     """Shrink a failing sequence whose failure depends on the interleaving, which
     Hypothesis gives up on (Flaky): delta debugging by replay. Chunks of operations
@@ -875,22 +948,31 @@ def shrink_by_replay(
     failure had. When no single operation can go, the tries are doubled (a rare
     failure needs more replays to be seen) up to ``max_tries``, and it stops there or
     after ``seconds``; returns the shortest sequence and the failure of its last
-    failing replay.
+    failing replay. ``progress``, if given, counts the replays and says whether it
+    stopped at ``seconds``.
 
-    The replays run on a fresh subclass of ``machine`` (no progress callback), so
+    The replays run on a fresh subclass of ``machine`` (no progress callback, no
+    campaign budget: ``seconds`` is theirs), so
     that they add nothing to the campaign's figures (examples, operations,
     schedules, refusals, transient) and leave its ``last_log`` and
     ``shortest_failure`` as the campaign left them."""
     kinds = {v.kind for v in failure.violations}
     deadline = time.monotonic() + seconds
     # Its own figures (__init_subclass__); config, stop and the rest inherited.
-    replayer = type(f"{machine.__name__}[shrink]", (machine,), {"on_step": None})
+    replayer = type(
+        f"{machine.__name__}[shrink]",
+        (machine,),
+        {"on_step": None, "search_deadline": None, "shrink_seconds": None},
+    )
     best, best_failure = list(ops), failure
+    done = False  # nothing more to try (not the time bound)
+    progress = progress if progress is not None else ReplayShrink()
 
     def fails(candidate: list[str]) -> FuzzFailure | None:
         for _ in range(tries):
             if time.monotonic() > deadline:
                 return None
+            progress.replays += 1
             f = run_script(replayer, candidate)
             if f is not None and kinds & {v.kind for v in f.violations}:
                 return f
@@ -911,9 +993,12 @@ def shrink_by_replay(
         if not removed:
             if chunk == 1:
                 if tries * 2 > max_tries:
+                    # Unless the bound cut the last pass short (fails() said no).
+                    done = time.monotonic() <= deadline
                     break
                 tries *= 2  # seen by fails(): the next single-op pass replays more
             n = min(n * 2, len(best))
+    progress.complete = done or len(best) <= 1
     return best, best_failure
 
 

@@ -2,7 +2,12 @@
 
 Mirrors nothing in Xen; the machine and the model are :mod:`xensched_stress.fuzz`'s.
 Prints ``seed=...`` first, then runs Hypothesis in batches (each with its own seed,
-derived from the base seed) until ``--duration`` is used up or a sequence fails. The
+derived from the base seed) until a sequence fails or ``--duration`` is used up (the
+search's budget, checked before every operation: a batch under way is cut short). A
+failing sequence is then shrunk, within a budget of its own (``--shrink-duration``,
+counted from the failure): as fuzzers do (Hypothesis's own shrink limit, AFL's
+minimisation), a short search does not cut the shrink short, and a long shrink does
+not count as search; the report gives each part's time and figures. The
 example database is ``.hypothesis/xensched-fuzz`` in the working directory: a rerun
 tries the saved failures first. A failing sequence, shrunk by Hypothesis, is printed as
 an xl script (one command per line), written to ``--script FILE``
@@ -71,8 +76,10 @@ from xensched.signals import signal_name, stop_signals
 from xensched.violation import Violation, ViolationKind
 
 from .fuzz import (
+    BudgetSpent,
     FuzzConfig,
     FuzzFailure,
+    ReplayShrink,
     XlFuzzMachine,
     machine_class,
     run_script,
@@ -93,9 +100,13 @@ STEPS = 25
 DATABASE = os.path.join(".hypothesis", "xensched-fuzz")
 #: Explorer runs given to a failing script.
 EXPLORE_RUNS = 200
-#: A failure Hypothesis could not replay (Flaky) is shrunk by replaying for this long,
-#: and its replay command runs the script up to FLAKY_RUNS times.
-FLAKY_SHRINK_SECONDS = 30.0
+#: The default budget (seconds) of the shrink of a failing sequence, counted from the
+#: failure: Hypothesis's shrink and, for a failure it could not replay (Flaky), the
+#: shrink by replaying what is left of it. Hypothesis's own limit is 300 s; most
+#: shrinks here take a few seconds to a few tens.
+SHRINK_DURATION = 60.0
+#: The replay command of a failure Hypothesis could not replay runs the script up to
+#: this many times.
 FLAKY_RUNS = 20
 #: Violations printed (the --json report has them all).
 _SHOWN = 5
@@ -113,8 +124,9 @@ def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
             "(free pCPUs, pools, domains, each pCPU's scheduler and lock, Xen's errno "
             "for a refusal), and every check of the emulated Xen is watched. "
             "Hypothesis generates the sequences and shrinks a failing one, which is "
-            "printed as an xl script with the command that replays it. The seed is "
-            "printed first."
+            "printed as an xl script with the command that replays it. The search "
+            "(--duration) and the shrink (--shrink-duration) have a budget each, and "
+            "the report says how long each took. The seed is printed first."
         ),
         epilog=(
             "exit status: 0 nothing found, 1 violations, 2 usage error, 3 deadlock, 4 "
@@ -129,7 +141,17 @@ def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
         type=seconds(MAX_SECONDS),
         default=10.0,
         metavar="S",
-        help="fuzz for S seconds (default: 10); a failure ends the run earlier",
+        help="search for S seconds (default: 10; checked before every operation); "
+        "a failure ends the search earlier, and its shrink has a budget of its own",
+    )
+    p.add_argument(
+        "--shrink-duration",
+        type=seconds(MAX_SECONDS),
+        default=SHRINK_DURATION,
+        metavar="S",
+        help="shrink a failing sequence for S seconds at most, counted from the "
+        f"failure, apart from --duration (default: {SHRINK_DURATION:g}); past it the "
+        "shortest failing sequence so far is reported",
     )
     p.add_argument(
         "--seed",
@@ -210,6 +232,86 @@ def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
     return p
 
 
+@dataclass(frozen=True, slots=True)
+class SearchFigures:
+    """The search for a failing sequence: from the start to the first failure (or
+    to the end, when nothing failed)."""
+
+    #: ``--duration``.
+    budget: float
+    seconds: float
+    examples: int
+    operations: int
+    #: What ended it: ``"failure"``, ``"budget"`` or ``"interrupted"``.
+    stopped: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "budget": self.budget,
+            "seconds": round(self.seconds, 3),
+            "examples": self.examples,
+            "operations": self.operations,
+            "stopped": self.stopped,
+        }
+
+    def line(self) -> str:
+        why = {
+            "failure": "until the first failure",
+            "budget": "until the budget ran out; nothing to shrink",
+            "interrupted": "until interrupted; nothing to shrink",
+        }[self.stopped]
+        return (
+            f"searched for {self.seconds:.1f}s (budget {self.budget:g}s): "
+            f"{self.examples} examples, {self.operations} xl operations, {why}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ShrinkFigures:
+    """The shrink of the failing sequence: from the first failure to the end."""
+
+    #: ``--shrink-duration``.
+    budget: float
+    seconds: float
+    #: Hypothesis's shrink examples (the campaign's machine), and the shrink by
+    #: replay's runs (a failure Hypothesis could not replay; not counted in the
+    #: campaign's examples).
+    examples: int
+    operations: int
+    replays: int
+    #: Operations of the first failing sequence, and of the one reported.
+    before: int
+    after: int
+    #: ``"done"`` (nothing more to try), ``"budget"`` (the shortest failing
+    #: sequence so far) or ``"interrupted"`` (the same).
+    stopped: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "budget": self.budget,
+            "seconds": round(self.seconds, 3),
+            "examples": self.examples,
+            "operations": self.operations,
+            "replays": self.replays,
+            "before": self.before,
+            "after": self.after,
+            "stopped": self.stopped,
+        }
+
+    def line(self) -> str:
+        replays = f", {self.replays} replays" if self.replays else ""
+        why = {
+            "done": "",
+            "budget": "; stopped at its budget: the shortest failing sequence so far",
+            "interrupted": "; interrupted: the shortest failing sequence so far",
+        }[self.stopped]
+        return (
+            f"shrunk for {self.seconds:.1f}s (budget {self.budget:g}s): "
+            f"{self.examples} examples, {self.operations} xl operations{replays}: "
+            f"{self.before} operations down to {self.after}{why}"
+        )
+
+
 @dataclass
 class FuzzReport:
     """What a campaign found; :meth:`to_json` is the ``--json`` report."""
@@ -234,6 +336,10 @@ class FuzzReport:
     #: A flaky failure's sequence before shrink_by_replay, in operations.
     unshrunk: int | None = None
     complete: bool = True
+    #: A campaign's two parts (None under --replay; ``shrink`` None when nothing
+    #: failed). ``seconds``, ``examples`` and ``operations`` are their sums.
+    search: SearchFigures | None = None
+    shrink: ShrinkFigures | None = None
 
     def take_figures(self, machine: type[XlFuzzMachine], seconds: float) -> None:
         """The campaign figures a machine class counted, and the time it took."""
@@ -275,6 +381,8 @@ class FuzzReport:
             "refusals": dict(sorted(self.refusals.items())),
             "transient_refusals": self.transient,
             "seconds": round(self.seconds, 3),
+            "search": self.search.to_json() if self.search is not None else None,
+            "shrink": self.shrink.to_json() if self.shrink is not None else None,
             "violations": [v.to_json() for v in self.violations],
             "script": self.script,
             "script_file": self.script_file,
@@ -292,10 +400,20 @@ def _run_campaign(
     report: FuzzReport,
     show: bool,
     stop: threading.Event,
+    shrink_duration: float = SHRINK_DURATION,
 ) -> None:
+    """Search for ``duration`` seconds at most, then shrink a failure for
+    ``shrink_duration`` seconds at most, counted from it (the two budgets apart).
+
+    Past either budget the machine stops Hypothesis before its next operation
+    (:class:`BudgetSpent`): a search batch is cut short, and a shrink cut short
+    leaves the shortest failing sequence seen, which is reported, as it is when a
+    signal stops the shrink."""
     machine = machine_class(cfg)
     db = DirectoryBasedExampleDatabase(DATABASE)
     t0 = time.monotonic()
+    machine.search_deadline = t0 + duration
+    machine.shrink_seconds = shrink_duration
     last_shown = [0.0]
 
     def on_step(cls: type[XlFuzzMachine]) -> None:
@@ -305,12 +423,25 @@ def _run_campaign(
             sys.stderr.write(
                 f"\r\x1b[K{now - t0:5.1f}s  {cls.examples} examples, "
                 f"{cls.operations} xl operations"
+                + (", shrinking" if cls.first_failure is not None else "")
             )
             sys.stderr.flush()
 
     machine.on_step = on_step
     batch = 0
     failing: list[str] | None = None
+    shrink_end = "done"
+    replayed = ReplayShrink()
+    interrupted = False
+
+    def take_shortest() -> None:
+        """The shortest failing sequence seen stands for the shrunk one."""
+        nonlocal failing
+        if failing is None and machine.shortest_failure is not None:
+            failing, failure = machine.shortest_failure
+            report.violations = failure.violations
+            report.deadlock = failure.dump
+
     try:
         while time.monotonic() - t0 < duration and not stop.is_set():
             batch_settings = settings(
@@ -335,29 +466,76 @@ def _run_campaign(
                 report.violations = e.violations
                 report.deadlock = e.dump
                 break
+            except BudgetSpent as e:
+                if e.phase == "shrink":
+                    shrink_end = "budget"
+                    take_shortest()
+                break  # "search": nothing failed within the budget
             except Flaky as e:
                 # The failure depended on the interleaving: the shrunk sequence did
                 # not fail again, and the last sequence run is one that passed. The
                 # shortest one that failed is the machine's ``shortest_failure``.
                 report.flaky = True
-                if machine.shortest_failure is not None:
-                    failing, failure = machine.shortest_failure
+                shortest = machine.shortest_failure
+                if shortest is not None:
+                    failing, failure = shortest
                     report.violations = failure.violations
                     report.deadlock = failure.dump
                     report.unshrunk = len(failing)
+                    first = machine.first_failure
+                    spent = time.monotonic() - first.at if first is not None else 0.0
                     failing, failure = shrink_by_replay(
-                        machine, failing, failure, FLAKY_SHRINK_SECONDS
+                        machine,
+                        failing,
+                        failure,
+                        max(0.0, shrink_duration - spent),
+                        progress=replayed,
                     )
                     report.violations = failure.violations
                     report.deadlock = failure.dump
+                    shrink_end = "done" if replayed.complete else "budget"
                 else:
                     report.violations = _first_failure(e) or [
                         Violation(ViolationKind.CRASH, None, "fuzz", str(e), "xl")
                     ]
                 break
+    except KeyboardInterrupt:
+        # A failure found before the signal is not lost.
+        interrupted = True
+        take_shortest()
+        raise
     finally:
-        report.take_figures(machine, time.monotonic() - t0)
+        end = time.monotonic()
+        report.take_figures(machine, end - t0)
         report.script = list(machine.last_log if failing is None else failing)
+        interrupted = interrupted or stop.is_set()
+        first = machine.first_failure
+        if first is None:
+            report.search = SearchFigures(
+                duration,
+                end - t0,
+                machine.examples,
+                machine.operations,
+                "failure"
+                if report.violations
+                else "interrupted"
+                if interrupted
+                else "budget",
+            )
+        else:
+            report.search = SearchFigures(
+                duration, first.at - t0, first.examples, first.operations, "failure"
+            )
+            report.shrink = ShrinkFigures(
+                shrink_duration,
+                end - first.at,
+                machine.examples - first.examples,
+                machine.operations - first.operations,
+                replayed.replays,
+                first.length,
+                len(report.script),
+                "interrupted" if interrupted else shrink_end,
+            )
         if show:
             sys.stderr.write("\n")
 
@@ -574,7 +752,8 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
         + (
             f", replaying {args.replay}"
             if lines is not None
-            else f", {args.duration:g} s, example database {DATABASE}"
+            else f", {args.duration:g} s (shrink {args.shrink_duration:g} s), "
+            f"example database {DATABASE}"
         ),
         flush=True,
     )
@@ -585,7 +764,9 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
         if lines is not None:
             _replay_script(cfg, lines, report, args.runs or 1)
         else:
-            _run_campaign(cfg, args.duration, report, show, stop.event)
+            _run_campaign(
+                cfg, args.duration, report, show, stop.event, args.shrink_duration
+            )
         if stop.event.is_set():
             report.complete = False
     except KeyboardInterrupt:
@@ -605,7 +786,13 @@ def _main(argv: Sequence[str] | None, prog: str, stop: _Stop) -> int:
             flush=True,
         )
     failed: list[str] = []
-    if report.violations and report.complete and lines is None:
+    # Interrupted while shrinking: the shortest failing sequence so far is written
+    # too (a failure found is not lost), but not explored.
+    if (
+        report.violations
+        and lines is None
+        and (report.complete or report.shrink is not None)
+    ):
         failed += _write_script(prog, args, cfg, m, script, report)
     _print(report)
     if args.json is not None:
@@ -655,7 +842,7 @@ def _write_script(
     except OSError as e:
         return [f"--script {shlex.quote(script)}: not written: {e.strerror or e}"]
     report.script_file = script
-    if args.explore and args.replay is None:
+    if args.explore and args.replay is None and report.complete:
         _explore_script(cfg, script, report, prog)
     return []
 
@@ -668,6 +855,9 @@ def _print(report: FuzzReport) -> None:
         f"in {report.seconds:.1f}s",
         flush=True,
     )
+    for part in (report.search, report.shrink):
+        if part is not None:
+            print(part.line(), flush=True)
     if report.transient:
         print(
             f"{report.transient} cpupool-cpu-remove still refused after "

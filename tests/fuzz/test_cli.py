@@ -40,6 +40,10 @@ def _fuzz(
         (["--mutant", "nope"], "--mutant 'nope': no such mutant"),
         (["--mutant", "legacy", "--protocol", "fixed"], "cannot be combined"),
         (["--duration", "-1"], "--duration"),
+        (
+            ["--shrink-duration", "0"],
+            "--shrink-duration 0: must be a finite number of seconds in (0, ",
+        ),
         (["--traffic", "2"], "--traffic 2: must be a probability in [0, 1]"),
         (
             ["--protocol", "fixed-without:nope"],
@@ -116,6 +120,11 @@ def test_the_fix_runs_clean(tmp_path: Path) -> None:
     assert data["examples"] >= 1
     assert data["operations"] >= 1
     assert data["schedules"] > 0
+    # Nothing failed: the search is the whole run, and there is no shrink.
+    assert data["search"]["stopped"] == "budget"
+    assert data["search"]["examples"] == data["examples"]
+    assert data["shrink"] is None
+    assert "until the budget ran out; nothing to shrink" in r.stdout
 
 
 def test_a_script_replays_a_mutant_and_not_the_fix(tmp_path: Path) -> None:

@@ -186,9 +186,10 @@ def test_a_failure_that_does_not_come_back_is_reported_with_its_sequence(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(fuzz_cli, "machine_class", lambda cfg: FailsOnce)
-    monkeypatch.setattr(fuzz_cli, "FLAKY_SHRINK_SECONDS", 1.0)
     report = fuzz_cli.FuzzReport(5, FailsOnce.config, None)
-    fuzz_cli._run_campaign(FailsOnce.config, 60.0, report, False, threading.Event())
+    fuzz_cli._run_campaign(
+        FailsOnce.config, 60.0, report, False, threading.Event(), shrink_duration=1.0
+    )
     assert report.flaky
     assert [v.message for v in report.violations] == ["planted"]
     # The sequence that failed (the initial pool's three operations), not the

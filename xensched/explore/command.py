@@ -79,6 +79,7 @@ from xensched.outputs import (
     check_output_paths,
     write_json_report,
 )
+from xensched.processes import END_GRACE, end_processes
 from xensched.report import render_violation
 from xensched.scenario import (
     BUILTIN,
@@ -1030,7 +1031,15 @@ def _explore_workers(
             gather(time.monotonic() + WORKER_GRACE)
     finally:
         halt.set()
-        _end_workers(procs)
+        # They have handed in, or been told to stop: those that do not end within
+        # a grace are killed.
+        killed = end_processes(procs)
+    if killed:
+        print(
+            f"xensched explore: {len(killed)} of {n} workers did not end within "
+            f"{END_GRACE:g}s: killed (SIGKILL)",
+            file=sys.stderr,
+        )
     if len(parts) < n:
         print(
             f"xensched explore: {n - len(parts)} of {n} workers handed in nothing: "
@@ -1060,19 +1069,6 @@ def _counted(
         out.seconds = max(out.seconds, secs)
         out.kinds |= kinds
     return out
-
-
-def _end_workers(procs: list[Any]) -> None:
-    """Wait a little for the workers to end (they have handed in, or been told to
-    stop), then kill those that did not: bounded either way."""
-    deadline = time.monotonic() + 2.0
-    for p in procs:
-        if p.pid is not None:
-            p.join(max(0.0, deadline - time.monotonic()))
-    for p in procs:
-        if p.pid is not None and p.is_alive():
-            p.kill()
-            p.join(2.0)
 
 
 def _replay_path(args: argparse.Namespace, sc: Scenario, seed: int) -> str:
