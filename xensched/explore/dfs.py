@@ -33,10 +33,11 @@ one within the same bound that it runs:
   need more preemptions than the bound allows. Only the thread that ran last has the
   cheap order above.
 
-The fixed round trip within 2 preemptions: 7,290 executions at every point without
-either, 2,267 at visible points, 1,260 with both (about half cut short where every
-enabled thread sleeps); the ``switch-race`` credit -> credit2 add, 47,481 at visible
-points and 12,978 with both (and the locksets of :mod:`xensched.explore.visible`).
+The fixed round trip within 2 preemptions: 8,378 executions at every point without
+either, 2,306 at visible points, 1,246 with both (about half cut short where every
+enabled thread sleeps); the ``switch-race`` credit -> credit2 add, 13,512 with both
+(and the locksets of :mod:`xensched.explore.visible`; 47,481 at visible points alone,
+measured before Credit's load balancing re-checked the peer's pool).
 ``reduced=False`` turns both off. Without a bound DFS chooses at every
 point and sleeps nothing: it is the reference that DPOR's reductions and these are
 checked against.

@@ -48,7 +48,7 @@ one it stands for could not (with them, the ``switch-race`` credit -> credit rem
 within 2 reached 1 of its 4 final states). What it runs is checked against unreduced
 DFS within the same bound on small programs, and without the blocks' points it is
 shown to lose states. On the fixed ``switch-race`` credit -> credit remove within 2
-preemptions: 3,014 executions (3,915 before silent stores), against 60,107 for
+preemptions: 3,005 executions (3,881 before silent stores), against 60,701 for
 bounded DFS with its reductions.
 
 ``ignore`` is a planted defect for the soundness tests: operations on objects whose

@@ -17,7 +17,7 @@ then be compared at the level of behaviours rather than of schedules:
   a reduction by reads-from (Abdulla et al., OOPSLA 2019) at best one per
   reads-from relation (:func:`reads_from`), and one by values read (Agarwal et
   al., CAV 2021) at best one per observation. Measured here, reads-from folds
-  nothing: every trace has a relation of its own on the fixed round trip (RT_TRACES
+  nothing: every trace has a relation of its own on the fixed round trip (225
   traces), the ``switch-race`` credit -> credit and credit2 -> credit adds (1,043
   and 1,563 traces not cut short), and in DPOR's first 30,000 executions of the
   credit -> credit and credit2 -> credit2 removes (28,173 and 29,616 traces); all
@@ -25,7 +25,7 @@ then be compared at the level of behaviours rather than of schedules:
   re-checked ``cpu_valid`` as Xen does and before DPOR took a silent store as a
   read. Traces that differ only in the order of two writes that nothing read
   between would share a relation; this model, it seems, has no such writes. The
-  values fold: those traces read RT_OBS, 435, 867, 2,149 and 1,677 ways, and 696,503
+  values fold: those traces read 125, 435, 867, 2,149 and 1,677 ways, and 696,503
   executions of DPOR on the credit -> credit remove (80 minutes, not exhaustive,
   clean) met 10,973 observations, none new in the last 130,000. So only a search
   by values read could bring the removes near bench figure 4's aim (all 32 moves
