@@ -285,6 +285,12 @@ def test_a_turn_held_outside_the_model_times_the_waiter_out() -> None:
     assert drv.done(h.cpu_contexts[0])
     assert lock.owner is None
     assert [v.kind for v in h.violations] == [ViolationKind.DEADLOCK]
+    # The violation holds the report without the stacks, which stay on the error
+    # (they differ from run to run, and replay files and JSON keep the message).
+    [v] = h.violations
+    assert v.message.startswith(str(exc).partition("\n")[0])
+    assert "\n  lock.A held by pcpu0 (" in v.message
+    assert "--- thread" not in v.message
 
 
 # -- a wait for the turn is bounded from the run's last step, not from its start ----------

@@ -228,6 +228,8 @@ class ControlledDriver:
         #: Why the run was abandoned (:meth:`abandon`), or None.
         self.abandoned: str | None = None
         self._deadlock_reported = False
+        # The deadlock report without stacks, for the violation (see _report).
+        self._summary: str | None = None
         self.steps: list[tuple[str, str, str]] = []
         # The store-buffer model of the run (None: sequential consistency), and the
         # pseudo-threads offered at the current pick: ctx -> (access, owner, what).
@@ -415,9 +417,10 @@ class ControlledDriver:
                 mark, since = steps, now
             elif now - since >= bound:
                 with self._mutex:
-                    self.deadlock = self.deadlock or self._describe(
-                        f"run() timed out: no step taken for {bound:g}s"
-                    )
+                    if self.deadlock is None:
+                        self.deadlock = self._report(
+                            f"run() timed out: no step taken for {bound:g}s"
+                        )
                     self._open_all()
                 for p in pending:
                     assert p.thread is not None
@@ -583,6 +586,14 @@ class ControlledDriver:
             if p.state is _State.READY:
                 self._open(p)
 
+    def _report(self, why: str) -> str:
+        """With ``_mutex`` held: a wait ran out. The full report, every thread's
+        stack included (for ``deadlock``); the violation's message is the same
+        without the stacks, which differ from run to run (replay files and JSON
+        keep it)."""
+        self._summary = self._describe(why, stacks=False)
+        return self._describe(why)
+
     def _describe(self, why: str, *, stacks: bool = True) -> str:
         """With ``_mutex`` held: the deadlock report, :func:`deadlock_report` after
         the wait-for graph and what each participant waits for. ``stacks=False``
@@ -627,7 +638,7 @@ class ControlledDriver:
             if self.abandoned is not None:
                 raise Abandoned(self.abandoned)
             if self.deadlock is None:
-                self.deadlock = self._describe(
+                self.deadlock = self._report(
                     f"{part.ctx.name} waited {self.turn_timeout:g}s for its turn "
                     "with no step taken by any participant"
                 )
@@ -665,9 +676,13 @@ class ControlledDriver:
             if report:
                 self._deadlock_reported = True
         if report:
+            # The report without stacks: they differ from run to run, and replay
+            # files and JSON keep the message; the error keeps them.
             with bind(part.ctx):
                 self.bus.violation(
-                    ViolationKind.DEADLOCK, "controlled", str(part.error)
+                    ViolationKind.DEADLOCK,
+                    "controlled",
+                    self._summary or str(part.error),
                 )
 
 
