@@ -17,7 +17,9 @@ one within the same bound that it runs:
   explorer makes every point a choice again;
 - a thread ``p`` preempted at a step where its pending operation ``a`` is a load
   sleeps from there until a step dependent on ``a`` runs (``preempted_sleeps``), and
-  is not chosen while it sleeps. An execution that resumed it asleep ran ``a`` after
+  is not chosen while it sleeps (a silent store, :func:`xensched.explore.base.silent`,
+  is no write here either: it changes nothing the load could read, so it leaves the
+  thread asleep). An execution that resumed it asleep ran ``a`` after
   steps that all commute with it, so running ``a`` before them instead is
   equivalent, and no dearer: ``p`` goes on at that step (no preemption), its switch
   away comes one step later (at most the one preemption it replaces), and the switch
