@@ -501,11 +501,10 @@ def reproduce(
     # spawn, not fork: the caller may have threads. multiprocessing.Pool, not
     # concurrent.futures: terminate() ends it quietly when the user interrupts.
     ctx = multiprocessing.get_context("spawn")
-    others = set(multiprocessing.active_children())
     pool = ctx.Pool(min(workers, len(todo)), initializer=ignore_interrupts)
     # The pool's workers, started by now: a Pool replaces a worker that dies
     # (kill -9, the OOM killer) but loses its move, and imap would wait forever.
-    mine = [p for p in multiprocessing.active_children() if p not in others]
+    mine = _workers_of(pool)
     try:
         each = functools.partial(
             reproduce_transition,
@@ -530,27 +529,25 @@ def reproduce(
             if progress is not None:
                 progress(len(results), len(todo), r)
     except BaseException:
-        _shut_down(pool, others, notice, terminate=True)
+        _shut_down(pool, notice, terminate=True)
         raise
-    _shut_down(pool, others, notice, terminate=False)
+    _shut_down(pool, notice, terminate=False)
     return results
 
 
+def _workers_of(pool: Pool) -> list[BaseProcess]:
+    """The pool's worker processes now, the replacements it started for those that
+    died included: its own list, ``Pool._pool`` (private, but there since Python
+    2.6). Not the children started beside it, which are not the pool's to kill."""
+    return list(getattr(pool, "_pool"))  # noqa: B009 (not in the type stubs)
+
+
 def _shut_down(
-    pool: Pool,
-    others: set[BaseProcess],
-    notice: Callable[[str], None] | None,
-    *,
-    terminate: bool,
+    pool: Pool, notice: Callable[[str], None] | None, *, terminate: bool
 ) -> None:
     """The pool shut down within a bound, its workers killed if need be (said to
-    ``notice``); ``others``: the processes that were not the pool's."""
-
-    def workers() -> list[BaseProcess]:
-        # The replacements of those that died too (a Pool starts them itself).
-        return [p for p in multiprocessing.active_children() if p not in others]
-
-    end = shut_down_pool(pool, workers, terminate=terminate)
+    ``notice``)."""
+    end = shut_down_pool(pool, lambda: _workers_of(pool), terminate=terminate)
     if notice is not None:
         for line in end.lines():
             notice(line)
