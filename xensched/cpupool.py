@@ -17,7 +17,10 @@ errno:
 - ``ENODEV``: adding a pCPU that is not free;
 - ``EADDRNOTAVAIL``: adding a pCPU that is being moved out of another pool; removing
   a pCPU while another one is being moved;
-- ``ENOENT``: no such pool or domain; moving a domain to a pool without pCPUs;
+- ``ENOENT``: no such pool; moving a domain to a pool without pCPUs; no such
+  domain, which is the toolstack's answer (domains are named here, as xl names them,
+  and xl's lookup fails): Xen's own for an unknown domid is ``ESRCH``, which a name
+  never reaches;
 - ``EPERM``: moving Domain-0 (``rcu_lock_remote_domain_by_id()``: the caller's own
   domain);
 - ``EINVAL``: unknown scheduler, pCPU out of range;
