@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, Phase, seed as hypothesis_seed, settings
@@ -232,6 +232,13 @@ def build_parser(prog: str = "xensched fuzz") -> argparse.ArgumentParser:
     return p
 
 
+def _figures_json(figures: SearchFigures | ShrinkFigures) -> dict[str, object]:
+    """A part's figures for the JSON: its fields, in order, the seconds rounded."""
+    out = asdict(figures)
+    out["seconds"] = round(figures.seconds, 3)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class SearchFigures:
     """The search for a failing sequence: from the start to the first failure (or
@@ -246,13 +253,7 @@ class SearchFigures:
     stopped: str
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "budget": self.budget,
-            "seconds": round(self.seconds, 3),
-            "examples": self.examples,
-            "operations": self.operations,
-            "stopped": self.stopped,
-        }
+        return _figures_json(self)
 
     def line(self) -> str:
         why = {
@@ -287,16 +288,7 @@ class ShrinkFigures:
     stopped: str
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "budget": self.budget,
-            "seconds": round(self.seconds, 3),
-            "examples": self.examples,
-            "operations": self.operations,
-            "replays": self.replays,
-            "before": self.before,
-            "after": self.after,
-            "stopped": self.stopped,
-        }
+        return _figures_json(self)
 
     def line(self) -> str:
         replays = f", {self.replays} replays" if self.replays else ""
