@@ -39,7 +39,7 @@ The fixed round trip within 2 preemptions: 8,378 executions at every point witho
 either, 2,306 at visible points, 1,246 with both (about half cut short where every
 enabled thread sleeps); the ``switch-race`` credit -> credit2 add, 13,512 with both
 (and the locksets of :mod:`xensched.explore.visible`; 47,481 at visible points alone,
-measured before Credit's load balancing re-checked the peer's pool).
+measured before stop 26's fixes of fidelity to Xen).
 ``reduced=False`` turns both off. Without a bound DFS chooses at every
 point and sleeps nothing: it is the reference that DPOR's reductions and these are
 checked against.
